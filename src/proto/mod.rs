@@ -1,0 +1,15 @@
+//! The wire protocol, pure: no sockets, no files, no clock.
+//!
+//! - `frame`: the codec (length, JSON header, body) and its validity rules.
+//! - `msg`: the vocabulary (requests, replies, error codes).
+//! - `auth`: nonces, the handshake MACs, the keys-file format.
+
+pub mod auth;
+pub mod frame;
+pub mod msg;
+
+pub use frame::{encode_frame, Decoder, FrameError, Header, Item, MAX_HEADER};
+pub use msg::{ErrorCode, ProtoError, Reply, Request};
+
+/// The TCP port ferryd listens on by default.
+pub const DEFAULT_PORT: u16 = 7075;

@@ -1,0 +1,440 @@
+//! The wire vocabulary: every message type, field name and error code the
+//! protocol spells, in one file. Requests are read from a decoded `Header`;
+//! replies are built here as JSON maps ready for `encode_frame`.
+
+use super::frame::Header;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Protocol version spoken in `hello`.
+pub const PROTO_VERSION: u64 = 1;
+/// The one authentication scheme of protocol v1.
+pub const AUTH_SCHEME: &str = "hmac-sha256";
+
+/// Error codes, as sent in `{"type":"error","code":...}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadFrame,
+    FrameTooLarge,
+    AuthRequired,
+    AuthFailed,
+    TooManyConnections,
+    ShuttingDown,
+    UnknownType,
+    BadRequest,
+    BadPath,
+    NotFound,
+    SpawnFailed,
+    ExecDisabled,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad-frame",
+            ErrorCode::FrameTooLarge => "frame-too-large",
+            ErrorCode::AuthRequired => "auth-required",
+            ErrorCode::AuthFailed => "auth-failed",
+            ErrorCode::TooManyConnections => "too-many-connections",
+            ErrorCode::ShuttingDown => "shutting-down",
+            ErrorCode::UnknownType => "unknown-type",
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::BadPath => "bad-path",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::SpawnFailed => "spawn-failed",
+            ErrorCode::ExecDisabled => "exec-disabled",
+        }
+    }
+
+    /// Fatal codes close the connection once the error frame is flushed.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::BadFrame
+                | ErrorCode::FrameTooLarge
+                | ErrorCode::AuthRequired
+                | ErrorCode::AuthFailed
+                | ErrorCode::TooManyConnections
+                | ErrorCode::ShuttingDown
+        )
+    }
+}
+
+/// A protocol error: a code and a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtoError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtoError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ProtoError {
+        ProtoError { code, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+/// The `auth` request, the client's half of the handshake.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Auth {
+    pub key_id: String,
+    pub nonce: String,
+    pub mac: String,
+}
+
+/// The signals a client may send to a running command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SignalName {
+    TERM,
+    KILL,
+    INT,
+    HUP,
+}
+
+impl SignalName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalName::TERM => "TERM",
+            SignalName::KILL => "KILL",
+            SignalName::INT => "INT",
+            SignalName::HUP => "HUP",
+        }
+    }
+
+    pub fn number(self) -> i32 {
+        match self {
+            SignalName::TERM => libc::SIGTERM,
+            SignalName::KILL => libc::SIGKILL,
+            SignalName::INT => libc::SIGINT,
+            SignalName::HUP => libc::SIGHUP,
+        }
+    }
+}
+
+/// What an `exec` runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// A string for `/bin/sh -c`.
+    Shell(String),
+    /// A program and its arguments, run without a shell.
+    Argv(Vec<String>),
+}
+
+/// The `exec` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exec {
+    pub command: Command,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<String>,
+    pub stdin: bool,
+    pub timeout: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct ExecFields {
+    cmd: Option<String>,
+    argv: Option<Vec<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    cwd: Option<String>,
+    #[serde(default)]
+    stdin: bool,
+    timeout: Option<f64>,
+}
+
+/// A request, read from a frame header.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Auth(Auth),
+    Ping,
+    Bye,
+    Exec(Exec),
+    /// Bytes for the running command's stdin: the frame's body (size 0 = EOF).
+    Stdin,
+    Signal(SignalName),
+    /// A valid frame of a type this server does not know.
+    Unknown(String),
+}
+
+fn fields<T: for<'de> Deserialize<'de>>(header: &Header) -> Result<T, ProtoError> {
+    T::deserialize(Value::Object(header.fields.clone()))
+        .map_err(|e| ProtoError::new(ErrorCode::BadRequest, format!("{}: {e}", header.kind)))
+}
+
+impl Request {
+    /// Reads the request a header carries. A known type with bad fields is
+    /// `bad-request`; an unknown type is `Request::Unknown`, not an error, so
+    /// the caller can skip its body and answer `unknown-type`.
+    pub fn from_header(header: &Header) -> Result<Request, ProtoError> {
+        Ok(match header.kind.as_str() {
+            "auth" => Request::Auth(fields(header)?),
+            "ping" => Request::Ping,
+            "bye" => Request::Bye,
+            "stdin" => Request::Stdin,
+            "signal" => {
+                #[derive(Deserialize)]
+                struct S {
+                    signal: SignalName,
+                }
+                Request::Signal(fields::<S>(header)?.signal)
+            }
+            "exec" => {
+                let f: ExecFields = fields(header)?;
+                let command = match (f.cmd, f.argv) {
+                    (Some(cmd), None) => Command::Shell(cmd),
+                    (None, Some(argv)) if !argv.is_empty() => Command::Argv(argv),
+                    (None, Some(_)) => return Err(ProtoError::new(ErrorCode::BadRequest, "exec: argv is empty")),
+                    _ => {
+                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: give exactly one of cmd and argv"))
+                    }
+                };
+                if let Some(t) = f.timeout {
+                    if !(t.is_finite() && t > 0.0) {
+                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: timeout must be a positive number"));
+                    }
+                }
+                Request::Exec(Exec { command, env: f.env, cwd: f.cwd, stdin: f.stdin, timeout: f.timeout })
+            }
+            other => Request::Unknown(other.to_string()),
+        })
+    }
+}
+
+/// Builds a reply header of `kind` answering a request with `id`.
+fn reply(kind: &str, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("type".into(), Value::from(kind));
+    if let Some(id) = id {
+        m.insert("id".into(), id.clone());
+    }
+    m
+}
+
+pub fn hello(server: &str, nonce_hex: &str) -> Map<String, Value> {
+    let mut m = reply("hello", None);
+    m.insert("proto".into(), json!(PROTO_VERSION));
+    m.insert("server".into(), json!(server));
+    m.insert("auth".into(), json!([AUTH_SCHEME]));
+    m.insert("nonce".into(), json!(nonce_hex));
+    m
+}
+
+pub fn auth(key_id: &str, nonce_hex: &str, mac_hex: &str) -> Map<String, Value> {
+    let mut m = reply("auth", None);
+    m.insert("key_id".into(), json!(key_id));
+    m.insert("nonce".into(), json!(nonce_hex));
+    m.insert("mac".into(), json!(mac_hex));
+    m
+}
+
+pub fn welcome(mac_hex: &str, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = reply("welcome", id);
+    m.insert("mac".into(), json!(mac_hex));
+    m
+}
+
+pub fn pong(id: Option<&Value>) -> Map<String, Value> {
+    reply("pong", id)
+}
+
+/// The header of a `stdout` or `stderr` chunk (the size is set by the encoder).
+pub fn output(stream: Stream, id: Option<&Value>) -> Map<String, Value> {
+    reply(stream.as_str(), id)
+}
+
+pub fn exit(code: Option<i32>, signal: Option<i32>, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = reply("exit", id);
+    m.insert("code".into(), json!(code));
+    m.insert("signal".into(), json!(signal));
+    m
+}
+
+pub fn error(err: &ProtoError, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = reply("error", id);
+    m.insert("code".into(), json!(err.code.as_str()));
+    m.insert("message".into(), json!(err.message));
+    m
+}
+
+/// Client-side request builders (the server never sends these).
+pub mod request {
+    use super::*;
+
+    pub fn ping() -> Map<String, Value> {
+        reply("ping", None)
+    }
+
+    pub fn bye() -> Map<String, Value> {
+        reply("bye", None)
+    }
+
+    pub fn exec(req: &Exec) -> Map<String, Value> {
+        let mut m = reply("exec", None);
+        match &req.command {
+            Command::Shell(cmd) => m.insert("cmd".into(), json!(cmd)),
+            Command::Argv(argv) => m.insert("argv".into(), json!(argv)),
+        };
+        if !req.env.is_empty() {
+            m.insert("env".into(), json!(req.env));
+        }
+        if let Some(cwd) = &req.cwd {
+            m.insert("cwd".into(), json!(cwd));
+        }
+        if req.stdin {
+            m.insert("stdin".into(), json!(true));
+        }
+        if let Some(t) = req.timeout {
+            m.insert("timeout".into(), json!(t));
+        }
+        m
+    }
+
+    pub fn stdin() -> Map<String, Value> {
+        reply("stdin", None)
+    }
+
+    pub fn signal(sig: SignalName) -> Map<String, Value> {
+        let mut m = reply("signal", None);
+        m.insert("signal".into(), json!(sig.as_str()));
+        m
+    }
+}
+
+/// The two output streams of a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Replies as a client reads them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Hello { nonce: String },
+    Welcome { mac: String },
+    Pong,
+    Output(Stream),
+    Exit { code: Option<i32>, signal: Option<i32> },
+    Error(ProtoError),
+    Other(String),
+}
+
+impl Reply {
+    pub fn from_header(h: &Header) -> Reply {
+        let int = |k: &str| h.fields.get(k).and_then(Value::as_i64).map(|v| v as i32);
+        match h.kind.as_str() {
+            "hello" => Reply::Hello { nonce: h.str("nonce").unwrap_or_default().to_string() },
+            "welcome" => Reply::Welcome { mac: h.str("mac").unwrap_or_default().to_string() },
+            "pong" => Reply::Pong,
+            "stdout" => Reply::Output(Stream::Stdout),
+            "stderr" => Reply::Output(Stream::Stderr),
+            "exit" => Reply::Exit { code: int("code"), signal: int("signal") },
+            "error" => {
+                let code = h.str("code").unwrap_or("unknown");
+                let message = h.str("message").unwrap_or("").to_string();
+                // Codes this build does not know keep their text in the message.
+                let known = ALL_CODES.iter().copied().find(|c| c.as_str() == code);
+                match known {
+                    Some(c) => Reply::Error(ProtoError::new(c, message)),
+                    None => Reply::Error(ProtoError::new(ErrorCode::BadRequest, format!("{code}: {message}"))),
+                }
+            }
+            other => Reply::Other(other.to_string()),
+        }
+    }
+}
+
+pub const ALL_CODES: [ErrorCode; 12] = [
+    ErrorCode::BadFrame,
+    ErrorCode::FrameTooLarge,
+    ErrorCode::AuthRequired,
+    ErrorCode::AuthFailed,
+    ErrorCode::TooManyConnections,
+    ErrorCode::ShuttingDown,
+    ErrorCode::UnknownType,
+    ErrorCode::BadRequest,
+    ErrorCode::BadPath,
+    ErrorCode::NotFound,
+    ErrorCode::SpawnFailed,
+    ErrorCode::ExecDisabled,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::parse_header;
+
+    fn req(json: &str) -> Result<Request, ProtoError> {
+        Request::from_header(&parse_header(json.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn codes_are_kebab_and_fatality_is_as_specified() {
+        let fatal: Vec<_> = ALL_CODES.iter().filter(|c| c.is_fatal()).map(|c| c.as_str()).collect();
+        assert_eq!(
+            fatal,
+            ["bad-frame", "frame-too-large", "auth-required", "auth-failed", "too-many-connections", "shutting-down"]
+        );
+        for c in ALL_CODES {
+            assert!(c.as_str().chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'));
+        }
+    }
+
+    #[test]
+    fn exec_takes_cmd_or_argv_but_not_both() {
+        assert!(matches!(req(r#"{"type":"exec","cmd":"ls"}"#), Ok(Request::Exec(Exec { command: Command::Shell(_), .. }))));
+        let Ok(Request::Exec(e)) = req(r#"{"type":"exec","argv":["ls","-l"],"env":{"A":"1"},"stdin":true,"timeout":2.5}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(e.command, Command::Argv(vec!["ls".into(), "-l".into()]));
+        assert_eq!(e.env.get("A").map(String::as_str), Some("1"));
+        assert!(e.stdin);
+        assert_eq!(e.timeout, Some(2.5));
+        for bad in [
+            r#"{"type":"exec"}"#,
+            r#"{"type":"exec","cmd":"ls","argv":["ls"]}"#,
+            r#"{"type":"exec","argv":[]}"#,
+            r#"{"type":"exec","argv":"ls"}"#,
+            r#"{"type":"exec","cmd":"ls","env":{"A":1}}"#,
+            r#"{"type":"exec","cmd":"ls","timeout":-1}"#,
+            r#"{"type":"exec","cmd":"ls","timeout":0}"#,
+        ] {
+            assert_eq!(req(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
+        }
+    }
+
+    #[test]
+    fn signals_and_unknown_types() {
+        assert_eq!(req(r#"{"type":"signal","signal":"INT"}"#), Ok(Request::Signal(SignalName::INT)));
+        assert_eq!(req(r#"{"type":"signal","signal":"USR1"}"#).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(req(r#"{"type":"frobnicate","x":1}"#), Ok(Request::Unknown("frobnicate".into())));
+    }
+
+    #[test]
+    fn replies_echo_the_id() {
+        let id = json!("abc");
+        assert_eq!(Value::Object(pong(Some(&id))), json!({"type":"pong","id":"abc"}));
+        assert_eq!(Value::Object(exit(Some(3), None, None)), json!({"type":"exit","code":3,"signal":null}));
+        let e = ProtoError::new(ErrorCode::UnknownType, "no such type");
+        assert_eq!(
+            Value::Object(error(&e, Some(&json!(1)))),
+            json!({"type":"error","code":"unknown-type","message":"no such type","id":1})
+        );
+    }
+}

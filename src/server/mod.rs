@@ -1,0 +1,421 @@
+//! The daemon: one thread, one `mio::Poll`, connections in a `Slab`.
+//!
+//! `Server` owns the poll, the listeners, the connections, the signal source,
+//! the count of running children and the children left behind by closed
+//! connections. It knows nothing of frames: each event is recorded on the
+//! connection that owns the token and the connection is pumped (`conn.rs`).
+//!
+//! The loop (`run`): sleep until an event or the nearest deadline, dispatch
+//! the events, then sweep: pump connections that ran out of budget, fire
+//! expired deadlines, hand free child slots to waiting execs, remove closed
+//! connections, and move the shutdown along.
+
+mod buf;
+pub mod conn;
+pub mod ops;
+pub mod token;
+
+use crate::proto::auth::{fresh_nonce, Keys};
+use crate::proto::msg;
+use crate::proto::{encode_frame, ErrorCode, ProtoError, MAX_HEADER};
+use conn::{interrupted, would_block, Conn, Step};
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll};
+use ops::exec::{kill_group, KILL_GRACE};
+use ops::Ctx;
+use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+use token::{Role, Source};
+
+/// Everything the daemon is told. Built by `ferryd` from its flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    /// The served root, canonical (absolute, no links).
+    pub root: PathBuf,
+    pub keys: Keys,
+    pub max_connections: usize,
+    /// Children running at once; further execs wait their turn.
+    pub max_children: usize,
+    pub auth_timeout: Duration,
+    /// Zero disables the idle timeout.
+    pub idle_timeout: Duration,
+    /// How long running requests may take to finish after TERM.
+    pub drain_timeout: Duration,
+    /// The largest frame header accepted (at most 65536).
+    pub max_header: usize,
+    pub allow_exec: bool,
+    /// What runs `cmd` strings, as `SHELL -c CMD`.
+    pub shell: PathBuf,
+    /// Sent in `hello`.
+    pub server_name: String,
+    /// A random key that unknown key ids are checked against (see `conn::on_auth`).
+    pub decoy_key: [u8; 32],
+}
+
+impl Config {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+    pub const DEFAULT_MAX_CHILDREN: usize = 64;
+    pub const DEFAULT_AUTH_TIMEOUT: u64 = 10;
+    pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
+    pub const DEFAULT_DRAIN_TIMEOUT: u64 = 10;
+
+    /// The defaults, serving `root` with `keys`.
+    pub fn new(root: PathBuf, keys: Keys) -> Config {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], crate::proto::DEFAULT_PORT))],
+            root,
+            keys,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_children: Self::DEFAULT_MAX_CHILDREN,
+            auth_timeout: Duration::from_secs(Self::DEFAULT_AUTH_TIMEOUT),
+            idle_timeout: Duration::from_secs(Self::DEFAULT_IDLE_TIMEOUT),
+            drain_timeout: Duration::from_secs(Self::DEFAULT_DRAIN_TIMEOUT),
+            max_header: MAX_HEADER,
+            allow_exec: true,
+            shell: PathBuf::from("/bin/sh"),
+            server_name: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
+            decoy_key: fresh_nonce(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn for_tests(root: PathBuf) -> Config {
+        Config::new(root, Keys::default())
+    }
+}
+
+/// Binds every listen address. Errors name the address.
+pub fn bind(cfg: &Config) -> Result<Vec<TcpListener>, String> {
+    if cfg.listen.len() > token::MAX_LISTENERS {
+        return Err(format!("at most {} listen addresses", token::MAX_LISTENERS));
+    }
+    let mut out = Vec::new();
+    for addr in &cfg.listen {
+        // mio binds with SO_REUSEADDR and a backlog of 1024.
+        let l = TcpListener::bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Where the shutdown stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    No,
+    /// TERM received: requests in flight may finish until then.
+    Draining(Instant),
+    /// The drain timeout passed and children were killed: last flushes until then.
+    Killing(Instant),
+    Done,
+}
+
+/// A child whose connection is gone, waiting to be reaped.
+struct Orphan {
+    child: Child,
+    /// When it gets KILL if it is still there.
+    kill_at: Option<Instant>,
+}
+
+pub struct Server {
+    poll: Poll,
+    cfg: Config,
+    listeners: Vec<TcpListener>,
+    conns: Slab<Conn<TcpStream>>,
+    signals: Signals,
+    children: usize,
+    waiters: VecDeque<usize>,
+    orphans: Vec<Orphan>,
+    /// Connections that ran out of budget with work left.
+    pending: Vec<usize>,
+    /// Connections to remove after the event batch.
+    closed: Vec<usize>,
+    /// No deadline of any connection or orphan is earlier than this.
+    next_deadline: Option<Instant>,
+    scratch: Vec<u8>,
+    shutdown: Shutdown,
+    /// Connections accepted so far, for log names.
+    serial: u64,
+}
+
+/// The context a connection works in, from the server's fields (a macro so
+/// the borrow checker sees each field borrowed separately).
+macro_rules! ctx {
+    ($s:expr, $now:expr) => {
+        Ctx {
+            registry: $s.poll.registry(),
+            cfg: &$s.cfg,
+            now: $now,
+            children: &mut $s.children,
+            waiters: &mut $s.waiters,
+            scratch: &mut $s.scratch,
+        }
+    };
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Server {
+    /// Sets up the poll and registers the listeners and signals.
+    pub fn new(cfg: Config, mut listeners: Vec<TcpListener>) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry().register(l, token::listener(i), Interest::READABLE)?;
+        }
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGCHLD])?;
+        poll.registry().register(&mut signals, token::SIGNALS, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            cfg,
+            listeners,
+            conns: Slab::new(),
+            signals,
+            children: 0,
+            waiters: VecDeque::new(),
+            orphans: Vec::new(),
+            pending: Vec::new(),
+            closed: Vec::new(),
+            next_deadline: None,
+            scratch: vec![0; 64 * 1024],
+            shutdown: Shutdown::No,
+            serial: 0,
+        })
+    }
+
+    /// Runs until a TERM or INT has been handled. Errors only when the poll itself fails.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        while self.shutdown != Shutdown::Done {
+            let timeout = self.timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if interrupted(&e) {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for ev in events.iter() {
+                match token::parse(ev.token()) {
+                    Source::Signals => self.on_signals(now),
+                    Source::Listener(i) => self.accept(i, now),
+                    Source::Conn(key, role) => {
+                        let Some(c) = self.conns.get_mut(key) else { continue };
+                        match role {
+                            Role::Socket => c.on_socket_event(
+                                ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                                ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                            ),
+                            pipe => c.on_pipe_event(pipe),
+                        }
+                        self.pump(key, now);
+                    }
+                }
+            }
+            self.sweep(now);
+        }
+        self.finish();
+        Ok(())
+    }
+
+    /// How long the poll may sleep: not at all with work pending, else until
+    /// the nearest deadline.
+    fn timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.pending.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let shutdown = match self.shutdown {
+            Shutdown::Draining(t) | Shutdown::Killing(t) => Some(t),
+            _ => None,
+        };
+        earliest(self.next_deadline, shutdown).map(|d| d.saturating_duration_since(now))
+    }
+
+    fn pump(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let mut ctx = ctx!(self, now);
+        let step = conn.pump(&mut ctx);
+        self.next_deadline = earliest(self.next_deadline, conn.deadline(&self.cfg));
+        if let Some(child) = conn.take_orphan() {
+            let kill_at = now + KILL_GRACE;
+            self.orphans.push(Orphan { child, kill_at: Some(kill_at) });
+            self.next_deadline = earliest(self.next_deadline, Some(kill_at));
+        }
+        match step {
+            Step::Idle => {}
+            Step::Yield => self.pending.push(key),
+            Step::Close => self.closed.push(key),
+        }
+    }
+
+    fn accept(&mut self, i: usize, now: Instant) {
+        loop {
+            let Some(listener) = self.listeners.get(i) else { return };
+            let (mut sock, peer) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) => continue,
+                Err(e) => {
+                    warn!("accept: {e}");
+                    return;
+                }
+            };
+            self.serial += 1;
+            let name = format!("#{} {}", self.serial, peer);
+            if self.conns.len() >= self.cfg.max_connections || self.conns.vacant_key() > token::MAX_CONN_KEY {
+                warn!("{name}: refused: {} connections already", self.conns.len());
+                let err = ProtoError::new(ErrorCode::TooManyConnections, "too many connections, try again later");
+                let mut frame = Vec::new();
+                encode_frame(&mut frame, msg::error(&err, None), &[]);
+                // Best effort: a fresh socket's send buffer takes one small frame.
+                let _ = sock.write(&frame);
+                continue;
+            }
+            let _ = sock.set_nodelay(true);
+            let key = self.conns.vacant_key();
+            if let Err(e) = self.poll.registry().register(
+                &mut sock,
+                token::conn(key, Role::Socket),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                warn!("{name}: cannot register: {e}");
+                continue;
+            }
+            info!("{name}: accepted");
+            let conn = Conn::new(sock, key, name, &mut ctx!(self, now));
+            self.conns.insert(conn);
+            self.pump(key, now);
+        }
+    }
+
+    fn on_signals(&mut self, now: Instant) {
+        let signals: Vec<i32> = self.signals.pending().collect();
+        for sig in signals {
+            match sig {
+                SIGCHLD => self.reap(now),
+                SIGTERM | SIGINT => self.on_stop(sig, now),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reaps every child that has exited (SIGCHLD says "at least one").
+    fn reap(&mut self, now: Instant) {
+        let running: Vec<usize> =
+            self.conns.iter().filter(|(_, c)| c.child_pid().is_some()).map(|(k, _)| k).collect();
+        for key in running {
+            let conn = &mut self.conns[key];
+            if conn.reap(&mut ctx!(self, now)) {
+                self.pump(key, now);
+            }
+        }
+        let before = self.orphans.len();
+        self.orphans.retain_mut(|o| !matches!(o.child.try_wait(), Ok(Some(_)) | Err(_)));
+        self.children -= before - self.orphans.len();
+    }
+
+    fn on_stop(&mut self, sig: i32, now: Instant) {
+        let name = if sig == SIGINT { "INT" } else { "TERM" };
+        if self.shutdown != Shutdown::No {
+            info!("second {name}: stopping now");
+            self.shutdown = Shutdown::Done;
+            return;
+        }
+        info!(
+            "{name}: stopped accepting; draining {} connections for up to {}s",
+            self.conns.len(),
+            self.cfg.drain_timeout.as_secs()
+        );
+        for mut l in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.shutdown = Shutdown::Draining(now + self.cfg.drain_timeout);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.conns[key].drain();
+            self.pump(key, now);
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        for key in std::mem::take(&mut self.pending) {
+            self.pump(key, now);
+        }
+        if self.next_deadline.is_some_and(|d| d <= now) {
+            self.fire_deadlines(now);
+        }
+        while self.children < self.cfg.max_children {
+            let Some(key) = self.waiters.pop_front() else { break };
+            if self.conns.get(key).is_some_and(|c| c.is_queued()) {
+                self.pump(key, now);
+            }
+        }
+        for key in std::mem::take(&mut self.closed) {
+            if self.conns.get(key).is_some_and(|c| c.is_closed()) {
+                let mut conn = self.conns.remove(key);
+                let _ = self.poll.registry().deregister(conn.socket_mut());
+                debug!("{}: removed", conn.name());
+            }
+        }
+        match self.shutdown {
+            Shutdown::Draining(_) | Shutdown::Killing(_) if self.conns.is_empty() => self.shutdown = Shutdown::Done,
+            Shutdown::Draining(until) if now >= until => {
+                let busy = self.conns.iter().filter(|(_, c)| c.child_pid().is_some()).count();
+                warn!("drain timeout: killing {busy} running commands");
+                for (_, c) in self.conns.iter_mut() {
+                    c.kill_child();
+                }
+                self.shutdown = Shutdown::Killing(now + KILL_GRACE);
+            }
+            Shutdown::Killing(until) if now >= until => self.shutdown = Shutdown::Done,
+            _ => {}
+        }
+    }
+
+    /// Fires every expired deadline, then finds the next one.
+    fn fire_deadlines(&mut self, now: Instant) {
+        let expired: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline(&self.cfg).is_some_and(|d| d <= now))
+            .map(|(k, _)| k)
+            .collect();
+        for key in expired {
+            self.conns[key].on_deadline(&mut ctx!(self, now));
+            self.pump(key, now);
+        }
+        for o in &mut self.orphans {
+            if o.kill_at.is_some_and(|t| t <= now) {
+                kill_group(o.child.id() as i32, libc::SIGKILL);
+                o.kill_at = None;
+            }
+        }
+        let conns = self.conns.iter().filter_map(|(_, c)| c.deadline(&self.cfg));
+        let orphans = self.orphans.iter().filter_map(|o| o.kill_at);
+        self.next_deadline = conns.chain(orphans).min();
+    }
+
+    /// Last act: no child outlives the daemon.
+    fn finish(&mut self) {
+        for (_, c) in self.conns.iter_mut() {
+            c.kill_child();
+        }
+        for o in &mut self.orphans {
+            kill_group(o.child.id() as i32, libc::SIGKILL);
+            let _ = o.child.wait();
+        }
+        info!("exiting");
+    }
+}
