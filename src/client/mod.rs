@@ -1,1 +1,323 @@
-//! client
+//! A blocking client on `std::net`, built on `proto`.
+//!
+//! `Session::connect` resolves the target, connects, and runs the mutual
+//! handshake (refusing a server whose `welcome` MAC is wrong). After that the
+//! session sends requests and reads reply frames; `exec` streams a command's
+//! output to two writers and returns its exit. The writing half is shareable
+//! (`Writer`), so another thread can forward stdin or signals while the main
+//! thread reads output: the two directions never wait on each other.
+
+pub mod cli;
+pub mod target;
+
+use crate::proto::auth::{self, Key};
+use crate::proto::frame::parse_header;
+use crate::proto::msg::{self, Reply, SignalName, Stream};
+use crate::proto::{encode_frame, ErrorCode, Header, ProtoError, MAX_HEADER};
+use serde_json::{Map, Value};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+pub use target::Target;
+
+/// Why a client operation failed. Every variant is a "ferry error" (exit 255).
+#[derive(Debug)]
+pub enum Error {
+    /// Resolving or connecting.
+    Connect(String),
+    /// The handshake failed (either side's proof was wrong).
+    Auth(String),
+    /// The peer broke the protocol.
+    Protocol(String),
+    /// The server answered with an error frame.
+    Remote(ProtoError),
+    /// The connection failed or timed out.
+    Io(io::Error),
+    /// Writing to a local output failed (for example a closed pipe).
+    Local(io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Connect(s) => write!(f, "{s}"),
+            Error::Auth(s) => write!(f, "authentication failed: {s}"),
+            Error::Protocol(s) => write!(f, "protocol error: {s}"),
+            Error::Remote(e) => write!(f, "server error {}: {}", e.code.as_str(), e.message),
+            Error::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                write!(f, "timed out")
+            }
+            Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => write!(f, "connection closed by the server"),
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Local(e) => write!(f, "local output: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+/// Which address family to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    #[default]
+    Any,
+    V4,
+    V6,
+}
+
+/// How to connect.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Connect timeout and idle (read) timeout, as nc's -w.
+    pub timeout: Option<Duration>,
+    pub family: Family,
+    /// Trace every frame header on stderr (MACs redacted).
+    pub trace: bool,
+}
+
+/// How a remote command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// The status a shell would give: the code, or 128 + signal.
+    pub fn shell_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => 255,
+        }
+    }
+}
+
+/// The writing half of a session: whole frames, from any thread.
+#[derive(Clone)]
+pub struct Writer {
+    sock: Arc<Mutex<TcpStream>>,
+    trace: bool,
+}
+
+impl Writer {
+    pub fn send(&self, header: Map<String, Value>, body: &[u8]) -> io::Result<()> {
+        if self.trace {
+            trace(">", &header);
+        }
+        let mut buf = Vec::with_capacity(64 + body.len());
+        encode_frame(&mut buf, header, body);
+        let mut sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
+        sock.write_all(&buf)
+    }
+
+    pub fn stdin(&self, bytes: &[u8]) -> io::Result<()> {
+        self.send(msg::request::stdin(), bytes)
+    }
+
+    pub fn signal(&self, sig: SignalName) -> io::Result<()> {
+        self.send(msg::request::signal(sig), &[])
+    }
+}
+
+fn trace(dir: &str, header: &Map<String, Value>) {
+    let mut h = header.clone();
+    if h.contains_key("mac") {
+        h.insert("mac".into(), Value::from("<redacted>"));
+    }
+    eprintln!("ferry: {dir} {}", Value::Object(h));
+}
+
+/// An authenticated connection.
+pub struct Session {
+    reader: BufReader<TcpStream>,
+    writer: Writer,
+    /// The server's `hello.server` string.
+    pub server: String,
+    pub peer: SocketAddr,
+    trace: bool,
+}
+
+impl Session {
+    /// Connects to `target` and authenticates with `key`.
+    pub fn connect(target: &Target, key: &Key, opts: &Options) -> Result<Session, Error> {
+        let stream = connect_tcp(target, opts)?;
+        let peer = stream.peer_addr()?;
+        stream.set_nodelay(true)?;
+        // The handshake is bounded even without -w: a silent server is an error.
+        stream.set_read_timeout(Some(opts.timeout.unwrap_or(Duration::from_secs(30))))?;
+        let writer = Writer { sock: Arc::new(Mutex::new(stream.try_clone()?)), trace: opts.trace };
+        let mut s = Session { reader: BufReader::with_capacity(64 * 1024, stream), writer, server: String::new(), peer, trace: opts.trace };
+        s.handshake(key)?;
+        s.reader.get_ref().set_read_timeout(opts.timeout)?;
+        Ok(s)
+    }
+
+    fn handshake(&mut self, key: &Key) -> Result<(), Error> {
+        let hello = self.recv_header()?;
+        let server_nonce = match Reply::from_header(&hello) {
+            Reply::Hello { nonce } if auth::is_nonce_hex(&nonce) => nonce,
+            Reply::Hello { .. } => return Err(Error::Protocol("hello without a valid nonce".into())),
+            Reply::Error(e) => return Err(Error::Remote(e)),
+            _ => return Err(Error::Protocol(format!("expected hello, got {:?}", hello.kind))),
+        };
+        self.server = hello.str("server").unwrap_or("?").to_string();
+        if hello.fields.get("proto").and_then(Value::as_u64) != Some(msg::PROTO_VERSION) {
+            return Err(Error::Protocol(format!("server speaks protocol {:?}, not 1", hello.fields.get("proto"))));
+        }
+        let client_nonce = auth::to_hex(&auth::fresh_nonce());
+        let secret = key.secret.as_bytes();
+        let mac = auth::client_mac(secret, &server_nonce, &client_nonce);
+        self.writer.send(msg::auth(&key.id, &client_nonce, &mac), &[])?;
+        let reply = self.recv_header()?;
+        match Reply::from_header(&reply) {
+            Reply::Welcome { mac } if auth::verify_server_mac(secret, &client_nonce, &server_nonce, &mac) => Ok(()),
+            Reply::Welcome { .. } => Err(Error::Auth("the server could not prove it knows the key".into())),
+            Reply::Error(e) if e.code == ErrorCode::AuthFailed => {
+                Err(Error::Auth(format!("the server refused key {:?}", key.id)))
+            }
+            Reply::Error(e) => Err(Error::Remote(e)),
+            _ => Err(Error::Protocol(format!("expected welcome, got {:?}", reply.kind))),
+        }
+    }
+
+    /// A handle to send frames from another thread.
+    pub fn writer(&self) -> Writer {
+        self.writer.clone()
+    }
+
+    pub fn send(&self, header: Map<String, Value>, body: &[u8]) -> Result<(), Error> {
+        Ok(self.writer.send(header, body)?)
+    }
+
+    /// Reads the next frame header. Its body (`size` bytes) must be read next.
+    pub fn recv_header(&mut self) -> Result<Header, Error> {
+        let mut len = [0u8; 4];
+        self.reader.read_exact(&mut len)?;
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 || len > MAX_HEADER {
+            return Err(Error::Protocol(format!("frame header length {len}")));
+        }
+        let mut buf = vec![0; len];
+        self.reader.read_exact(&mut buf)?;
+        let h = parse_header(&buf).map_err(|e| Error::Protocol(e.to_string()))?;
+        if self.trace {
+            trace("<", &h.fields);
+        }
+        Ok(h)
+    }
+
+    /// Copies the current frame's body of `size` bytes to `out`.
+    pub fn copy_body(&mut self, size: u64, out: &mut dyn Write) -> Result<(), Error> {
+        let mut left = size;
+        while left > 0 {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            let n = buf.len().min(left.min(usize::MAX as u64) as usize);
+            out.write_all(&buf[..n]).map_err(Error::Local)?;
+            self.reader.consume(n);
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads the current frame's body into memory (for small bodies).
+    pub fn read_body(&mut self, size: u64) -> Result<Vec<u8>, Error> {
+        let mut v = Vec::new();
+        self.copy_body(size, &mut v)?;
+        Ok(v)
+    }
+
+    /// One ping; the round trip time.
+    pub fn ping(&mut self) -> Result<Duration, Error> {
+        let t = Instant::now();
+        self.send(msg::request::ping(), &[])?;
+        loop {
+            let h = self.recv_header()?;
+            self.read_body(h.size)?;
+            match Reply::from_header(&h) {
+                Reply::Pong => return Ok(t.elapsed()),
+                Reply::Error(e) => return Err(Error::Remote(e)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Runs a command, streaming its stdout and stderr to the writers as the
+    /// frames arrive. If `req.stdin` is set, the caller feeds stdin through
+    /// `writer()` from another thread (ending with an empty `stdin` frame).
+    pub fn exec(&mut self, req: &msg::Exec, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<ExitStatus, Error> {
+        self.send(msg::request::exec(req), &[])?;
+        self.read_exec(stdout, stderr)
+    }
+
+    /// Reads the replies to an `exec` already sent, up to its `exit`.
+    pub fn read_exec(&mut self, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<ExitStatus, Error> {
+        loop {
+            let h = self.recv_header()?;
+            match Reply::from_header(&h) {
+                Reply::Output(Stream::Stdout) => {
+                    self.copy_body(h.size, stdout)?;
+                    stdout.flush().map_err(Error::Local)?;
+                }
+                Reply::Output(Stream::Stderr) => {
+                    self.copy_body(h.size, stderr)?;
+                    stderr.flush().map_err(Error::Local)?;
+                }
+                Reply::Exit { code, signal } => return Ok(ExitStatus { code, signal }),
+                Reply::Error(e) => {
+                    self.read_body(h.size)?;
+                    return Err(Error::Remote(e));
+                }
+                _ => {
+                    self.read_body(h.size)?;
+                }
+            }
+        }
+    }
+
+    /// Says goodbye and waits for the server to close.
+    pub fn bye(mut self) -> Result<(), Error> {
+        self.send(msg::request::bye(), &[])?;
+        let mut rest = Vec::new();
+        let _ = self.reader.read_to_end(&mut rest);
+        Ok(())
+    }
+}
+
+fn connect_tcp(target: &Target, opts: &Options) -> Result<TcpStream, Error> {
+    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| Error::Connect(format!("{}: {e}", target.host)))?
+        .filter(|a| match opts.family {
+            Family::Any => true,
+            Family::V4 => a.is_ipv4(),
+            Family::V6 => a.is_ipv6(),
+        })
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::Connect(format!("{}: no address of the requested family", target.host)));
+    }
+    let mut last = None;
+    for a in &addrs {
+        let r = match opts.timeout {
+            Some(t) => TcpStream::connect_timeout(a, t),
+            None => TcpStream::connect(a),
+        };
+        match r {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.expect("at least one address was tried");
+    Err(Error::Connect(format!("cannot connect to {target}: {e}")))
+}

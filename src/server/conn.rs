@@ -121,6 +121,8 @@ pub struct Conn<S> {
     last_active: Instant,
     now: Instant,
     key_id: Option<String>,
+    /// Why the connection closes, set once by whatever closed it first.
+    reason: Option<String>,
     /// A child left behind by a close, for the reactor to reap.
     orphan: Option<Child>,
 }
@@ -146,6 +148,7 @@ impl<S: Socket> Conn<S> {
             last_active: ctx.now,
             now: ctx.now,
             key_id: None,
+            reason: None,
             orphan: None,
         };
         conn.queue(msg::hello(&ctx.cfg.server_name, &nonce), &[]);
@@ -155,6 +158,11 @@ impl<S: Socket> Conn<S> {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Why the connection closed (for the one "closed" log line).
+    pub fn reason(&self) -> &str {
+        self.reason.as_deref().unwrap_or("closed")
     }
 
     pub fn socket_mut(&mut self) -> &mut S {
@@ -244,13 +252,9 @@ impl<S: Socket> Conn<S> {
         }
         match &mut self.phase {
             Phase::AwaitAuth { .. } => {
-                info!("{}: closed: no authentication within {}s", self.name, ctx.cfg.auth_timeout.as_secs());
-                self.begin_close();
+                self.begin_close(format!("no authentication within {}s", ctx.cfg.auth_timeout.as_secs()))
             }
-            Phase::Ready => {
-                info!("{}: closed: idle for {}s", self.name, ctx.cfg.idle_timeout.as_secs());
-                self.begin_close();
-            }
+            Phase::Ready => self.begin_close(format!("idle for {}s", ctx.cfg.idle_timeout.as_secs())),
             Phase::Running(Op::Exec(e)) => e.on_deadline(ctx.now),
             Phase::Closing { .. } => self.close_now("peer did not hang up"),
             Phase::Queued { .. } | Phase::Closed => {}
@@ -465,10 +469,7 @@ impl<S: Socket> Conn<S> {
         match Request::from_header(&h) {
             Err(e) => self.fail(e, id),
             Ok(Request::Ping) => self.queue(msg::pong(id.as_ref()), &[]),
-            Ok(Request::Bye) => {
-                info!("{}: closed: bye", self.name);
-                self.begin_close();
-            }
+            Ok(Request::Bye) => self.begin_close("bye"),
             Ok(Request::Auth(_)) => self.fail(ProtoError::new(ErrorCode::BadRequest, "already authenticated"), id),
             // Late stdin or signal for a command that has already ended: the
             // race is normal (a command may exit while its input is in flight).
@@ -545,8 +546,11 @@ impl<S: Socket> Conn<S> {
             }
             Phase::AwaitAuth { .. } | Phase::Ready if self.held.is_none() && self.out.len() < HIGH_WATER => {
                 // Whatever is left in the input buffer is a partial frame.
-                debug!("{}: peer closed its side", self.name);
-                self.begin_close();
+                if self.inbuf.is_empty() {
+                    self.begin_close("peer closed");
+                } else {
+                    self.begin_close("peer closed in the middle of a frame");
+                }
                 1
             }
             Phase::Closing { shut: true, .. } => {
@@ -567,31 +571,30 @@ impl<S: Socket> Conn<S> {
     fn fail(&mut self, err: ProtoError, id: Option<Value>) {
         self.queue(msg::error(&err, id.as_ref()), &[]);
         if err.code.is_fatal() {
-            info!("{}: closed: {}", self.name, err);
-            self.begin_close();
+            self.begin_close(err.to_string());
         } else {
             debug!("{}: error: {}", self.name, err);
         }
     }
 
-    fn begin_close(&mut self) {
+    fn begin_close(&mut self, reason: impl Into<String>) {
+        self.reason.get_or_insert_with(|| reason.into());
         self.abandon_op();
         self.held = None;
         self.phase = Phase::Closing { since: self.now, shut: false };
     }
 
-    fn close_now(&mut self, why: &str) {
-        debug!("{}: closing: {}", self.name, why);
+    fn close_now(&mut self, reason: &str) {
+        self.reason.get_or_insert_with(|| reason.to_string());
         self.abandon_op();
         self.phase = Phase::Closed;
     }
 
     fn close_io(&mut self, e: &io::Error) {
-        match e.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => info!("{}: closed: {}", self.name, e),
-            _ => warn!("{}: closed: {}", self.name, e),
+        if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
+            warn!("{}: socket error: {}", self.name, e);
         }
-        self.close_now("socket error");
+        self.close_now(&e.to_string());
     }
 
     /// A request in flight when the connection goes: its child is signalled

@@ -19,7 +19,7 @@ use crate::proto::auth::{fresh_nonce, Keys};
 use crate::proto::msg;
 use crate::proto::{encode_frame, ErrorCode, ProtoError, MAX_HEADER};
 use conn::{interrupted, would_block, Conn, Step};
-use log::{debug, info, warn};
+use log::{info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll};
 use ops::exec::{kill_group, KILL_GRACE};
@@ -195,6 +195,11 @@ impl Server {
         })
     }
 
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
     /// Runs until a TERM or INT has been handled. Errors only when the poll itself fails.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
@@ -366,7 +371,7 @@ impl Server {
             if self.conns.get(key).is_some_and(|c| c.is_closed()) {
                 let mut conn = self.conns.remove(key);
                 let _ = self.poll.registry().deregister(conn.socket_mut());
-                debug!("{}: removed", conn.name());
+                info!("{}: closed: {}", conn.name(), conn.reason());
             }
         }
         match self.shutdown {

@@ -1,0 +1,216 @@
+//! What the `ferry` subcommands do, returning the process exit status:
+//! the remote command's status (128 + signal when signalled), 127 when the
+//! remote program could not be started, 255 for any ferry error.
+
+use super::{Error, Options, Session, Target, Writer};
+use crate::keys;
+use crate::proto::auth::Key;
+use crate::proto::msg::{Command, Exec, SignalName};
+use crate::proto::ErrorCode;
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const EXIT_FERRY_ERROR: i32 = 255;
+/// The remote program could not be started (as a shell says "not found").
+pub const EXIT_SPAWN_FAILED: i32 = 127;
+/// Our own stdout went away (`| head`): what a shell reports for SIGPIPE.
+const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
+
+/// Prints `ferry: MSG` on stderr and gives 255.
+fn fail(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("ferry: {msg}");
+    EXIT_FERRY_ERROR
+}
+
+/// The key to use: `-k FILE` (else the default search) and `-i ID` (else the first).
+pub fn load_key(file: Option<&Path>, id: Option<&str>) -> Result<Key, String> {
+    let path = match file {
+        Some(p) => p.to_path_buf(),
+        None => keys::client_path().ok_or("no keys file: give -k FILE or set FERRY_KEYS")?,
+    };
+    let keys = keys::load(&path)?;
+    match id {
+        Some(id) => keys.get(id).cloned().ok_or_else(|| format!("keys file {} has no key {id:?}", path.display())),
+        None => Ok(keys.first().cloned().expect("a parsed keys file has a key")),
+    }
+}
+
+/// Exit status for an error that ended a command.
+fn exit_for(e: &Error) -> i32 {
+    match e {
+        Error::Local(io) if io.kind() == io::ErrorKind::BrokenPipe => EXIT_BROKEN_PIPE,
+        Error::Remote(p) if p.code == ErrorCode::SpawnFailed => {
+            eprintln!("ferry: {}", p.message);
+            EXIT_SPAWN_FAILED
+        }
+        e => fail(e),
+    }
+}
+
+/// Forwards INT and TERM to the remote command while `running`; otherwise
+/// they end ferry as they would any program.
+fn forward_signals(writer: Writer, running: Arc<AtomicBool>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else { return };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let name = if sig == SIGINT { SignalName::INT } else { SignalName::TERM };
+            if !running.load(Ordering::SeqCst) || writer.signal(name).is_err() {
+                std::process::exit(128 + sig);
+            }
+        }
+    });
+}
+
+/// Copies our stdin to the remote command's, then sends EOF.
+fn forward_stdin(writer: Writer) {
+    std::thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if writer.stdin(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = writer.stdin(&[]);
+    });
+}
+
+/// `ferry run`: one command; exits with its status.
+pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, with_stdin: bool) -> i32 {
+    let mut session = match Session::connect(target, key, opts) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let command = match command.len() {
+        1 => Command::Shell(command.into_iter().next().expect("one argument")),
+        _ => Command::Argv(command),
+    };
+    let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None };
+    forward_signals(session.writer(), Arc::new(AtomicBool::new(true)));
+    if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
+        return fail(e);
+    }
+    if with_stdin {
+        forward_stdin(session.writer());
+    }
+    let (mut out, mut err) = (io::stdout().lock(), io::stderr());
+    match session.read_exec(&mut out, &mut err) {
+        Ok(status) => status.shell_code(),
+        Err(e) => exit_for(&e),
+    }
+}
+
+/// `ferry HOST [PORT]`: each line of stdin is a shell command, run in turn.
+pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool) -> i32 {
+    let mut session = match Session::connect(target, key, opts) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let interactive = io::stdin().is_terminal();
+    if interactive && !quiet {
+        eprintln!("ferry: connected to {} ({}); type commands, `quit` or Ctrl-D to end", session.peer, session.server);
+    }
+    let running = Arc::new(AtomicBool::new(false));
+    forward_signals(session.writer(), running.clone());
+    let mut last = 0;
+    let stdin = io::stdin();
+    let mut line = String::new();
+    loop {
+        if interactive {
+            eprint!("ferry> ");
+            let _ = io::stderr().flush();
+        }
+        line.clear();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return fail(format!("reading stdin: {e}")),
+        }
+        let cmd = line.trim_end_matches(['\n', '\r']);
+        if cmd.trim().is_empty() {
+            continue;
+        }
+        if cmd.trim() == "quit" {
+            break;
+        }
+        let req = Exec { command: Command::Shell(cmd.to_string()), env: Default::default(), cwd: None, stdin: false, timeout: None };
+        running.store(true, Ordering::SeqCst);
+        let result = session.exec(&req, &mut io::stdout().lock(), &mut io::stderr());
+        running.store(false, Ordering::SeqCst);
+        last = match result {
+            Ok(status) => status.shell_code(),
+            Err(Error::Remote(e)) if !e.code.is_fatal() => {
+                eprintln!("ferry: {}", e.message);
+                if e.code == ErrorCode::SpawnFailed { EXIT_SPAWN_FAILED } else { EXIT_FERRY_ERROR }
+            }
+            Err(e) => return exit_for(&e),
+        };
+        if interactive && !quiet && last != 0 {
+            eprintln!("ferry: exit {last}");
+        }
+    }
+    let _ = session.bye();
+    last
+}
+
+/// `ferry ping`: round trips on one authenticated connection.
+pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Duration, quiet: bool) -> i32 {
+    let t = std::time::Instant::now();
+    let mut session = match Session::connect(target, key, opts) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let setup = t.elapsed();
+    if !quiet {
+        println!("connected to {} ({}) in {:.3} ms", session.peer, session.server, ms(setup));
+    }
+    let mut times = Vec::new();
+    for i in 0..count {
+        if i > 0 {
+            std::thread::sleep(interval);
+        }
+        match session.ping() {
+            Ok(rtt) => {
+                if !quiet {
+                    println!("pong from {}: seq={} time={:.3} ms", session.peer, i + 1, ms(rtt));
+                }
+                times.push(ms(rtt));
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    if !quiet && count > 1 {
+        let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = times.iter().copied().fold(0.0, f64::max);
+        let avg = times.iter().sum::<f64>() / times.len() as f64;
+        println!("{count} pings: min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms");
+    }
+    let _ = session.bye();
+    0
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `ferry keygen`: appends a new key to FILE (created 0600).
+pub fn keygen(file: &Path, id: &str, quiet: bool) -> i32 {
+    match keys::generate(file, id) {
+        Ok(()) => {
+            if !quiet {
+                eprintln!("ferry: wrote key {id:?} to {}", file.display());
+            }
+            0
+        }
+        Err(e) => fail(e),
+    }
+}
