@@ -12,7 +12,8 @@
 //! - `Ready` --`exec`--> `Running`, or `Queued` when every child slot is taken;
 //!   `Queued` --a slot frees--> `Running`; `Running` --`exit` queued--> `Ready`.
 //!   `ping` and errors answer at once and stay in `Ready`; the idle timeout --> `Closing`.
-//! - Any phase --fatal error, `bye`, server drain, peer EOF--> `Closing`: flush the output,
+//! - Any phase --fatal error, `bye`, server drain, peer EOF--> `Closing`: terminate a running
+//!   command (TERM, KILL later; the reactor reaps it), flush the output,
 //!   shut down our write side, discard input until the peer's EOF or `LINGER`, then `Closed`.
 //! - Any phase --socket error--> `Closed` at once. The reactor removes `Closed`
 //!   connections after the event batch.
@@ -534,18 +535,25 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// The peer will send nothing more: finish what was asked, then close.
+    /// The peer shut down its side: the session is over. Replies already
+    /// produced are flushed; a command in flight is terminated (as sshd does
+    /// when its client goes). Stdin EOF has its own frame, so no client needs
+    /// a half-close to finish a request.
     fn on_peer_eof(&mut self) -> usize {
         if !self.peer_eof {
             return 0;
         }
-        match &mut self.phase {
-            Phase::Running(Op::Exec(e)) if self.inbuf.is_empty() && self.held.is_none() && e.takes_stdin() => {
-                e.close_stdin();
+        match &self.phase {
+            Phase::Closing { shut: true, .. } => {
+                self.close_now("done");
                 1
             }
-            Phase::AwaitAuth { .. } | Phase::Ready if self.held.is_none() && self.out.len() < HIGH_WATER => {
-                // Whatever is left in the input buffer is a partial frame.
+            Phase::Closing { .. } | Phase::Closed => 0,
+            Phase::Running(_) | Phase::Queued { .. } => {
+                self.begin_close("peer closed during a command");
+                1
+            }
+            Phase::AwaitAuth { .. } | Phase::Ready => {
                 if self.inbuf.is_empty() {
                     self.begin_close("peer closed");
                 } else {
@@ -553,11 +561,6 @@ impl<S: Socket> Conn<S> {
                 }
                 1
             }
-            Phase::Closing { shut: true, .. } => {
-                self.close_now("done");
-                1
-            }
-            _ => 0,
         }
     }
 

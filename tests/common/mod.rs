@@ -1,0 +1,337 @@
+//! Test support: a guard that runs the real `ferryd` on 127.0.0.1 port 0, and
+//! a raw frame-level connection for conformance tests.
+//!
+//! Every wait here is bounded: socket reads have a timeout, log waits have a
+//! deadline, and the daemon is killed if it does not stop on TERM.
+#![allow(dead_code)]
+
+use ferry::client::{Options, Session, Target};
+use ferry::proto::auth::{self, Key};
+use serde_json::{json, Map, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Generous for two busy cores; a healthy daemon answers in milliseconds.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The captured stderr of a daemon, shared with the thread that reads it.
+#[derive(Default)]
+pub struct Log {
+    lines: Mutex<Vec<String>>,
+    changed: Condvar,
+}
+
+impl Log {
+    /// Waits until a line containing `needle` appears; returns it.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            if let Some(l) = lines.iter().find(|l| l.contains(needle)) {
+                return Some(l.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            lines = self.changed.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// A running `ferryd`, stopped (TERM, then KILL) on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub root: tempfile::TempDir,
+    pub keys_path: PathBuf,
+    pub key: Key,
+    pub log: Arc<Log>,
+    _keys_dir: tempfile::TempDir,
+}
+
+pub fn ferryd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ferryd")
+}
+
+pub fn ferry_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ferry")
+}
+
+/// A fresh keys file with one key, `test`, made at test time.
+pub fn make_keys() -> (tempfile::TempDir, PathBuf, Key) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys");
+    ferry::keys::generate(&path, "test").unwrap();
+    let key = ferry::keys::load(&path).unwrap().first().unwrap().clone();
+    (dir, path, key)
+}
+
+/// Reads a child's stderr into a `Log` on a thread.
+pub fn capture(stderr: impl Read + Send + 'static) -> Arc<Log> {
+    let log = Arc::new(Log::default());
+    let l = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if std::env::var_os("FERRY_TEST_LOG").is_some() {
+                eprintln!("[ferryd] {line}");
+            }
+            l.lines.lock().unwrap().push(line);
+            l.changed.notify_all();
+        }
+    });
+    log
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    /// Starts ferryd with `extra` flags and waits for its "listening on" line.
+    pub fn start_with(extra: &[&str]) -> Daemon {
+        let root = tempfile::tempdir().unwrap();
+        let (keys_dir, keys_path, key) = make_keys();
+        let mut child = Command::new(ferryd_bin())
+            .args(["--listen", "127.0.0.1:0", "--foreground", "--log-level", "debug"])
+            .arg("--root")
+            .arg(root.path())
+            .arg("--keys")
+            .arg(&keys_path)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ferryd starts");
+        let log = capture(child.stderr.take().unwrap());
+        let Some(line) = log.wait_for("listening on ", WAIT) else {
+            let _ = child.kill();
+            panic!("ferryd did not report listening:\n{}", log.text());
+        };
+        let addr = line.rsplit("listening on ").next().unwrap().trim().parse().expect("an address");
+        Daemon { child, addr, root, keys_path, key, log, _keys_dir: keys_dir }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    /// A raw connection, hello already read.
+    pub fn raw(&self) -> Raw {
+        let mut r = Raw::connect(self.addr);
+        let hello = r.frame().0;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        r.server_nonce = hello["nonce"].as_str().unwrap().to_string();
+        r
+    }
+
+    /// A raw connection past the handshake.
+    pub fn authed(&self) -> Raw {
+        let mut r = self.raw();
+        r.auth(&self.key);
+        r
+    }
+
+    /// A library client session.
+    pub fn session(&self) -> Session {
+        let target = Target { host: self.addr.ip().to_string(), port: self.addr.port() };
+        Session::connect(&target, &self.key, &Options { timeout: Some(WAIT), ..Default::default() }).unwrap()
+    }
+
+    /// `ferry` with this daemon's keys file.
+    pub fn ferry(&self) -> Command {
+        let mut c = Command::new(ferry_bin());
+        c.arg("-k").arg(&self.keys_path).env_remove("FERRY_KEYS");
+        c
+    }
+
+    pub fn target(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Waits for the daemon to exit; its status code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.signal(libc::SIGTERM);
+            if self.wait_exit(Duration::from_secs(15)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- ferryd log ---\n{}\n---", self.log.text());
+        }
+    }
+}
+
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Pids of the processes whose parent is `ppid`.
+pub fn children_of(ppid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Field 4 (after the parenthesised command) is the parent pid.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        if rest.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok()) == Some(ppid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Waits (bounded) until `f` holds.
+pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A frame-level connection, the way any client in any language sees ferryd.
+pub struct Raw {
+    pub sock: TcpStream,
+    pub server_nonce: String,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr) -> Raw {
+        let sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        sock.set_write_timeout(Some(WAIT)).unwrap();
+        sock.set_nodelay(true).unwrap();
+        Raw { sock, server_nonce: String::new() }
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.sock.write_all(bytes).unwrap();
+    }
+
+    pub fn send(&mut self, header: Value, body: &[u8]) {
+        let bytes = frame(header, body);
+        self.send_bytes(&bytes);
+    }
+
+    /// Reads one frame: the header as JSON and the body.
+    pub fn frame(&mut self) -> (Value, Vec<u8>) {
+        self.try_frame().expect("a frame")
+    }
+
+    pub fn try_frame(&mut self) -> std::io::Result<(Value, Vec<u8>)> {
+        let mut len = [0u8; 4];
+        self.sock.read_exact(&mut len)?;
+        let mut h = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.sock.read_exact(&mut h)?;
+        let h: Value = serde_json::from_slice(&h).expect("the server sends JSON headers");
+        let mut body = vec![0u8; h["size"].as_u64().unwrap_or(0) as usize];
+        self.sock.read_exact(&mut body)?;
+        Ok((h, body))
+    }
+
+    /// True once the server has closed the connection (EOF or reset), bounded by WAIT.
+    pub fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 1024];
+        loop {
+            match self.sock.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    pub fn auth(&mut self, key: &Key) {
+        let cn = auth::to_hex(&auth::fresh_nonce());
+        let mac = auth::client_mac(key.secret.as_bytes(), &self.server_nonce, &cn);
+        self.send(json!({"type":"auth","key_id":key.id,"nonce":cn,"mac":mac}), b"");
+        let (w, _) = self.frame();
+        assert_eq!(w["type"], "welcome", "{w}");
+        assert!(auth::verify_server_mac(key.secret.as_bytes(), &cn, &self.server_nonce, w["mac"].as_str().unwrap()));
+    }
+
+    /// Reads an exec's replies up to `exit`: (stdout, stderr, exit header).
+    pub fn exec_output(&mut self) -> (Vec<u8>, Vec<u8>, Value) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        loop {
+            let (h, body) = self.frame();
+            match h["type"].as_str().unwrap() {
+                "stdout" => out.extend(body),
+                "stderr" => err.extend(body),
+                "exit" => return (out, err, h),
+                other => panic!("unexpected {other}: {h}"),
+            }
+        }
+    }
+}
+
+pub fn frame(header: Value, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Value::Object(m) = header else { panic!("header must be an object") };
+    ferry::proto::encode_frame(&mut out, m, body);
+    out
+}
+
+/// A frame with a hand-written header, for malformed cases.
+pub fn raw_frame(header: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut v = (header.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(header);
+    v.extend_from_slice(body);
+    v
+}
+
+pub fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+pub fn write_file(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+}
