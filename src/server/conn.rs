@@ -278,6 +278,13 @@ impl<S: Socket> Conn<S> {
         }
     }
 
+    /// The daemon is exiting: KILL and reap the child in flight.
+    pub fn kill_and_reap_child(&mut self) {
+        if let Phase::Running(Op::Exec(e)) = &mut self.phase {
+            e.kill_and_reap();
+        }
+    }
+
     /// Pid of the running child, if any.
     pub fn child_pid(&self) -> Option<i32> {
         match &self.phase {

@@ -415,7 +415,7 @@ impl Server {
     /// Last act: no child outlives the daemon.
     fn finish(&mut self) {
         for (_, c) in self.conns.iter_mut() {
-            c.kill_child();
+            c.kill_and_reap_child();
         }
         for o in &mut self.orphans {
             kill_group(o.child.id() as i32, libc::SIGKILL);

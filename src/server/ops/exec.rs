@@ -327,6 +327,14 @@ impl Exec {
         Some(self.child)
     }
 
+    /// KILL and wait: the daemon is exiting and leaves nothing behind.
+    pub fn kill_and_reap(&mut self) {
+        if self.status.is_none() {
+            kill_group(self.pgid, libc::SIGKILL);
+            self.status = self.child.wait().ok();
+        }
+    }
+
     /// KILL now (drain timeout passed).
     pub fn kill(&self) {
         if self.status.is_none() {

@@ -1,0 +1,167 @@
+//! Daemon-wide behaviour: TERM/INT drain, limits, start-up failures.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn term_closes_idle_connections_and_exits_zero() {
+    let mut d = Daemon::start();
+    let mut idle = d.authed();
+    let mut unauthed = d.raw();
+    d.signal(libc::SIGTERM);
+    let (h, _) = idle.frame();
+    assert_eq!(h["code"], "shutting-down");
+    assert!(idle.closed());
+    assert_eq!(unauthed.frame().0["code"], "shutting-down");
+    assert!(unauthed.closed());
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+    assert!(d.log.text().contains("listening on"));
+    assert!(d.log.wait_for("exiting", WAIT).is_some());
+    // No longer accepting.
+    assert!(std::net::TcpStream::connect(d.addr).is_err());
+}
+
+#[test]
+fn term_lets_a_running_command_finish() {
+    let mut d = Daemon::start();
+    let mut c = d.authed();
+    c.send(json!({"type":"exec","cmd":"sleep 1; echo finished"}), b"");
+    eventually("command started", WAIT, || !children_of(d.pid()).is_empty());
+    d.signal(libc::SIGINT);
+    assert!(d.log.wait_for("stopped accepting", WAIT).is_some());
+    let (out, _, exit) = c.exec_output();
+    assert_eq!(out, b"finished\n");
+    assert_eq!(exit["code"], 0);
+    assert_eq!(c.frame().0["code"], "shutting-down");
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+}
+
+#[test]
+fn the_drain_timeout_kills_what_is_left() {
+    let mut d = Daemon::start_with(&["--drain-timeout", "1"]);
+    let mut c = d.authed();
+    c.send(json!({"type":"exec","argv":["sleep","30"]}), b"");
+    eventually("command started", WAIT, || !children_of(d.pid()).is_empty());
+    let child = children_of(d.pid())[0];
+    let t = Instant::now();
+    d.signal(libc::SIGTERM);
+    let (_, _, exit) = c.exec_output();
+    assert_eq!(exit["signal"], 9, "{exit}");
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "{took:?}");
+    assert!(!std::path::Path::new(&format!("/proc/{child}")).exists(), "child left behind");
+}
+
+#[test]
+fn a_second_term_stops_at_once() {
+    let mut d = Daemon::start();
+    let mut c = d.authed();
+    c.send(json!({"type":"exec","argv":["sleep","30"]}), b"");
+    eventually("command started", WAIT, || !children_of(d.pid()).is_empty());
+    let child = children_of(d.pid())[0];
+    d.signal(libc::SIGTERM);
+    assert!(d.log.wait_for("stopped accepting", WAIT).is_some());
+    let t = Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(!std::path::Path::new(&format!("/proc/{child}")).exists(), "child killed and reaped");
+}
+
+#[test]
+fn one_connection_over_the_limit_is_refused() {
+    let d = Daemon::start_with(&["--max-connections", "2"]);
+    let _a = d.authed();
+    let _b = d.raw();
+    let mut c = Raw::connect(d.addr);
+    let (h, _) = c.frame();
+    assert_eq!(h["code"], "too-many-connections");
+    assert!(c.closed());
+    assert!(d.log.wait_for("refused", WAIT).is_some());
+    drop(_b);
+    // A slot frees once a connection goes.
+    eventually("slot freed", WAIT, || d.log.count("closed: peer closed") >= 1);
+    let mut e = d.authed();
+    e.send(json!({"type":"ping"}), b"");
+    assert_eq!(e.frame().0["type"], "pong");
+}
+
+#[test]
+fn idle_authenticated_connections_time_out() {
+    let d = Daemon::start_with(&["--idle-timeout", "1"]);
+    let mut c = d.authed();
+    let t = Instant::now();
+    assert!(c.closed());
+    assert!(t.elapsed() >= Duration::from_millis(900));
+    assert!(d.log.wait_for("idle for 1s", WAIT).is_some());
+}
+
+#[test]
+fn startup_failures_have_sysexits_codes_and_one_line() {
+    let (_dir, keys, _) = make_keys();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(ferryd_bin())
+            .arg("--keys")
+            .arg(&keys)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned(), out.stdout)
+    };
+    let (code, err, stdout) = run(&["--listen", &port]);
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("cannot listen on") && err.lines().count() == 1, "{err}");
+    assert!(stdout.is_empty(), "nothing on stdout");
+    let (code, err, _) = run(&["--root", "/nonexistent/dir", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(78), "{err}");
+    let (code, err, _) = run(&["--no-such-flag"]);
+    assert_eq!(code, Some(64), "{err}");
+    let (code, err, _) = run(&["--listen", "not an address"]);
+    assert_eq!(code, Some(64), "{err}");
+    let (code, err, _) = run(&["--keys", "/nonexistent/keys"]);
+    assert_eq!(code, Some(64), "--keys given twice is a usage error: {err}");
+}
+
+#[test]
+fn warn_level_hides_the_listening_line() {
+    let (_dir, keys, _) = make_keys();
+    let root = tempfile::tempdir().unwrap();
+    let mut child = Command::new(ferryd_bin())
+        .args(["--listen", "127.0.0.1:0", "--log-level", "warn", "--keys"])
+        .arg(&keys)
+        .arg("--root")
+        .arg(root.path())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = capture(child.stderr.take().unwrap());
+    // Without the line, readiness is a listening socket the daemon owns.
+    eventually("ferryd listening", WAIT, || has_listener(child.id() as i32));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(!log.text().contains("listening on"), "{}", log.text());
+}
+
+/// True when `pid` owns a TCP socket in the LISTEN state.
+fn has_listener(pid: i32) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    let inodes: Vec<String> = fds
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(String::from))
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9])
+    })
+}
