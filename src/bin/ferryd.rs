@@ -131,6 +131,7 @@ fn main() -> ExitCode {
     cfg.max_header = cli.max_header;
     cfg.allow_exec = !cli.no_exec;
 
+    raise_fd_limit(cfg.max_connections);
     let listeners = match server::bind(&cfg) {
         Ok(l) => l,
         Err(e) => return fail(EX_UNAVAILABLE, e),
@@ -168,4 +169,29 @@ fn load_keys(flag: Option<&std::path::Path>) -> Result<Keys, String> {
         eprintln!("ferryd: created keys file {} with a new key \"default\"", path.display());
     }
     keys::load(&path)
+}
+
+/// Raises the soft open-files limit toward what `max_connections` needs (each
+/// connection holds a socket and, while a command runs, three pipes), never
+/// past the hard limit. Running short is not fatal: accept errors are logged.
+fn raise_fd_limit(max_connections: usize) {
+    let want = (max_connections as u64).saturating_mul(4).saturating_add(64);
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass, nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= want as libc::rlim_t {
+            return;
+        }
+        let old = lim.rlim_cur;
+        lim.rlim_cur = (want as libc::rlim_t).min(lim.rlim_max);
+        if lim.rlim_cur > old && libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+            log::debug!("open files limit raised from {old} to {}", lim.rlim_cur);
+        }
+        if (lim.rlim_cur as u64) < want {
+            log::warn!(
+                "open files limit {} is low for {max_connections} connections; raise it (ulimit -n) or lower --max-connections",
+                lim.rlim_cur
+            );
+        }
+    }
 }

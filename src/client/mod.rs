@@ -285,6 +285,13 @@ impl Session {
         }
     }
 
+    /// The authenticated socket, for callers that speak frames themselves.
+    /// Call it between requests, when no reply is in flight.
+    pub fn into_raw(self) -> TcpStream {
+        debug_assert!(self.reader.buffer().is_empty(), "reply bytes would be lost");
+        self.reader.into_inner()
+    }
+
     /// Says goodbye and waits for the server to close.
     pub fn bye(mut self) -> Result<(), Error> {
         self.send(msg::request::bye(), &[])?;
