@@ -97,7 +97,7 @@ fn a_command_reading_and_writing_a_lot_at_once_does_not_deadlock() {
 #[test]
 fn run_forwards_sigint_to_the_remote_command() {
     let d = Daemon::start();
-    let mut child = d
+    let child = d
         .ferry()
         .args(["run", "-n", &d.target(), "--", "trap 'echo caught; exit 3' INT; while :; do sleep 0.1; done"])
         .stdout(Stdio::piped())

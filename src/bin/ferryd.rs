@@ -187,7 +187,7 @@ fn raise_fd_limit(max_connections: usize) {
         if lim.rlim_cur > old && libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
             log::debug!("open files limit raised from {old} to {}", lim.rlim_cur);
         }
-        if (lim.rlim_cur as u64) < want {
+        if lim.rlim_cur < want as libc::rlim_t {
             log::warn!(
                 "open files limit {} is low for {max_connections} connections; raise it (ulimit -n) or lower --max-connections",
                 lim.rlim_cur
