@@ -71,6 +71,14 @@ struct Cli {
     /// Refuse exec requests (code exec-disabled)
     #[arg(long)]
     no_exec: bool,
+
+    /// Refuse put requests (code read-only); get, list and stat still work
+    #[arg(long)]
+    read_only: bool,
+
+    /// Largest file a put may upload, in bytes; larger ones get too-large [default: no limit]
+    #[arg(long, value_name = "BYTES")]
+    max_upload: Option<u64>,
 }
 
 /// `ADDR:PORT`, `[V6]:PORT`, a bare address (port 7075), or `HOST:PORT` resolved once.
@@ -130,6 +138,8 @@ fn main() -> ExitCode {
     cfg.drain_timeout = Duration::from_secs(cli.drain_timeout);
     cfg.max_header = cli.max_header;
     cfg.allow_exec = !cli.no_exec;
+    cfg.read_only = cli.read_only;
+    cfg.max_upload = cli.max_upload;
 
     raise_fd_limit(cfg.max_connections);
     let listeners = match server::bind(&cfg) {
@@ -144,10 +154,11 @@ fn main() -> ExitCode {
         info!("listening on {addr}");
     }
     info!(
-        "serving {} with {} key(s); exec {}",
+        "serving {} with {} key(s); exec {}; {}",
         cfg.root.display(),
         cfg.keys.keys.len(),
-        if cfg.allow_exec { "enabled" } else { "disabled" }
+        if cfg.allow_exec { "enabled" } else { "disabled" },
+        if cfg.read_only { "read-only" } else { "read-write" }
     );
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -180,18 +180,24 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, FrameError> {
 
 /// Appends one frame to `out`. `header` must be a JSON object; its `size` is set
 /// to `body.len()` (or removed when the body is empty, since absent means 0).
-pub fn encode_frame(out: &mut Vec<u8>, mut header: Map<String, Value>, body: &[u8]) {
-    if body.is_empty() {
+pub fn encode_frame(out: &mut Vec<u8>, header: Map<String, Value>, body: &[u8]) {
+    encode_head(out, header, body.len() as u64);
+    out.extend_from_slice(body);
+}
+
+/// Appends the length and header of a frame whose `size`-byte body the caller
+/// sends separately (a file streamed from disk, say).
+pub fn encode_head(out: &mut Vec<u8>, mut header: Map<String, Value>, size: u64) {
+    if size == 0 {
         header.remove("size");
     } else {
-        header.insert("size".into(), Value::from(body.len() as u64));
+        header.insert("size".into(), Value::from(size));
     }
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     serde_json::to_writer(&mut *out, &header).expect("a JSON map always serializes");
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(body);
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ pub mod auth;
 pub mod frame;
 pub mod msg;
 
-pub use frame::{encode_frame, Decoder, FrameError, Header, Item, MAX_HEADER};
+pub use frame::{encode_frame, encode_head, Decoder, FrameError, Header, Item, MAX_HEADER};
 pub use msg::{ErrorCode, ProtoError, Reply, Request};
 
 /// The TCP port ferryd listens on by default.

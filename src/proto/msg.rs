@@ -3,7 +3,7 @@
 //! replies are built here as JSON maps ready for `encode_frame`.
 
 use super::frame::Header;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -27,6 +27,14 @@ pub enum ErrorCode {
     NotFound,
     SpawnFailed,
     ExecDisabled,
+    PermissionDenied,
+    IsADirectory,
+    NotADirectory,
+    DigestMismatch,
+    TooLarge,
+    ReadOnly,
+    NoSpace,
+    IoError,
 }
 
 impl ErrorCode {
@@ -44,6 +52,14 @@ impl ErrorCode {
             ErrorCode::NotFound => "not-found",
             ErrorCode::SpawnFailed => "spawn-failed",
             ErrorCode::ExecDisabled => "exec-disabled",
+            ErrorCode::PermissionDenied => "permission-denied",
+            ErrorCode::IsADirectory => "is-a-directory",
+            ErrorCode::NotADirectory => "not-a-directory",
+            ErrorCode::DigestMismatch => "digest-mismatch",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::ReadOnly => "read-only",
+            ErrorCode::NoSpace => "no-space",
+            ErrorCode::IoError => "io-error",
         }
     }
 
@@ -148,6 +164,74 @@ struct ExecFields {
     timeout: Option<f64>,
 }
 
+/// Which digest a `get` computes over the whole file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Digest {
+    #[default]
+    Sha256,
+    None,
+}
+
+/// The `get` request: the file at `path`, from `offset` to its end.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Get {
+    pub path: String,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub digest: Digest,
+}
+
+/// The `put` request. `size` is the body that follows the header; a
+/// streaming put has no body of its own and sends `data` frames instead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Put {
+    pub path: String,
+    /// `None` for a streaming put.
+    pub size: Option<u64>,
+    pub mode: Option<u32>,
+    /// Lowercase hex, checked to be 64 hex digits.
+    pub sha256: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PutFields {
+    path: String,
+    #[serde(default)]
+    stream: bool,
+    mode: Option<u32>,
+    sha256: Option<String>,
+}
+
+/// `list` and `stat` both name one path (`list` defaults to the root, ".").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PathReq {
+    pub path: String,
+}
+
+/// What a directory entry or a stat is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Dir,
+    Link,
+    Other,
+}
+
+/// One entry of a `listing` body, and the fields of a `stat` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    pub kind: Kind,
+    pub file_size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time, Unix seconds.
+    pub mtime: i64,
+}
+
 /// A request, read from a frame header.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -158,6 +242,12 @@ pub enum Request {
     /// Bytes for the running command's stdin: the frame's body (size 0 = EOF).
     Stdin,
     Signal(SignalName),
+    Get(Get),
+    Put(Put),
+    /// A piece of a streaming put: the frame's body (size 0 = the end).
+    Data,
+    List(PathReq),
+    Stat(PathReq),
     /// A valid frame of a type this server does not know.
     Unknown(String),
 }
@@ -201,6 +291,31 @@ impl Request {
                 }
                 Request::Exec(Exec { command, env: f.env, cwd: f.cwd, stdin: f.stdin, timeout: f.timeout })
             }
+            "get" => Request::Get(fields(header)?),
+            "put" => {
+                let f: PutFields = fields(header)?;
+                if f.stream && header.size > 0 {
+                    return Err(ProtoError::new(ErrorCode::BadRequest, "put: a streaming put has no body of its own"));
+                }
+                let sha256 = match f.sha256 {
+                    Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Some(h.to_ascii_lowercase()),
+                    Some(_) => return Err(ProtoError::new(ErrorCode::BadRequest, "put: sha256 must be 64 hex digits")),
+                    None => None,
+                };
+                if f.mode.is_some_and(|m| m > 0o7777) {
+                    return Err(ProtoError::new(ErrorCode::BadRequest, "put: mode must be permission bits (at most 0o7777)"));
+                }
+                Request::Put(Put { path: f.path, size: (!f.stream).then_some(header.size), mode: f.mode, sha256 })
+            }
+            "data" => Request::Data,
+            "list" => {
+                #[derive(Deserialize)]
+                struct L {
+                    path: Option<String>,
+                }
+                Request::List(PathReq { path: fields::<L>(header)?.path.unwrap_or_else(|| ".".into()) })
+            }
+            "stat" => Request::Stat(fields(header)?),
             other => Request::Unknown(other.to_string()),
         })
     }
@@ -255,6 +370,53 @@ pub fn exit(code: Option<i32>, signal: Option<i32>, id: Option<&Value>) -> Map<S
     m
 }
 
+/// The header of a `get` reply; its body (`size`, set by the encoder) follows.
+pub fn file(path: &str, file_size: u64, mode: u32, mtime: i64, offset: u64, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = reply("file", id);
+    m.insert("path".into(), json!(path));
+    m.insert("file_size".into(), json!(file_size));
+    m.insert("mode".into(), json!(mode));
+    m.insert("mtime".into(), json!(mtime));
+    m.insert("offset".into(), json!(offset));
+    m
+}
+
+/// The end of a `get`: the digest of the whole file, when one was asked for.
+pub fn done(sha256: Option<&str>, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = reply("done", id);
+    if let Some(h) = sha256 {
+        m.insert("sha256".into(), json!(h));
+    }
+    m
+}
+
+/// A `put` committed.
+pub fn ok(path: &str, file_size: u64, sha256: &str, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = reply("ok", id);
+    m.insert("path".into(), json!(path));
+    m.insert("file_size".into(), json!(file_size));
+    m.insert("sha256".into(), json!(sha256));
+    m
+}
+
+/// The header of a `list` reply; the body is a JSON array of `Entry`.
+pub fn listing(path: &str, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = reply("listing", id);
+    m.insert("path".into(), json!(path));
+    m
+}
+
+/// A `stat` reply: the entry's fields, with `path` for `name`.
+pub fn stat(path: &str, e: &Entry, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = reply("stat", id);
+    m.insert("path".into(), json!(path));
+    m.insert("kind".into(), json!(e.kind));
+    m.insert("file_size".into(), json!(e.file_size));
+    m.insert("mode".into(), json!(e.mode));
+    m.insert("mtime".into(), json!(e.mtime));
+    m
+}
+
 pub fn error(err: &ProtoError, id: Option<&Value>) -> Map<String, Value> {
     let mut m = reply("error", id);
     m.insert("code".into(), json!(err.code.as_str()));
@@ -302,6 +464,50 @@ pub mod request {
     pub fn signal(sig: SignalName) -> Map<String, Value> {
         let mut m = reply("signal", None);
         m.insert("signal".into(), json!(sig.as_str()));
+        m
+    }
+
+    pub fn get(path: &str, offset: u64, digest: Digest) -> Map<String, Value> {
+        let mut m = reply("get", None);
+        m.insert("path".into(), json!(path));
+        if offset > 0 {
+            m.insert("offset".into(), json!(offset));
+        }
+        if digest == Digest::None {
+            m.insert("digest".into(), json!("none"));
+        }
+        m
+    }
+
+    /// A sized put (the encoder sets `size`) or, with `stream`, a streaming one.
+    pub fn put(path: &str, mode: Option<u32>, sha256: Option<&str>, stream: bool) -> Map<String, Value> {
+        let mut m = reply("put", None);
+        m.insert("path".into(), json!(path));
+        if stream {
+            m.insert("stream".into(), json!(true));
+        }
+        if let Some(mode) = mode {
+            m.insert("mode".into(), json!(mode));
+        }
+        if let Some(h) = sha256 {
+            m.insert("sha256".into(), json!(h));
+        }
+        m
+    }
+
+    pub fn data() -> Map<String, Value> {
+        reply("data", None)
+    }
+
+    pub fn list(path: &str) -> Map<String, Value> {
+        let mut m = reply("list", None);
+        m.insert("path".into(), json!(path));
+        m
+    }
+
+    pub fn stat(path: &str) -> Map<String, Value> {
+        let mut m = reply("stat", None);
+        m.insert("path".into(), json!(path));
         m
     }
 }
@@ -359,7 +565,7 @@ impl Reply {
     }
 }
 
-pub const ALL_CODES: [ErrorCode; 12] = [
+pub const ALL_CODES: [ErrorCode; 20] = [
     ErrorCode::BadFrame,
     ErrorCode::FrameTooLarge,
     ErrorCode::AuthRequired,
@@ -372,6 +578,14 @@ pub const ALL_CODES: [ErrorCode; 12] = [
     ErrorCode::NotFound,
     ErrorCode::SpawnFailed,
     ErrorCode::ExecDisabled,
+    ErrorCode::PermissionDenied,
+    ErrorCode::IsADirectory,
+    ErrorCode::NotADirectory,
+    ErrorCode::DigestMismatch,
+    ErrorCode::TooLarge,
+    ErrorCode::ReadOnly,
+    ErrorCode::NoSpace,
+    ErrorCode::IoError,
 ];
 
 #[cfg(test)]
@@ -424,6 +638,44 @@ mod tests {
         assert_eq!(req(r#"{"type":"signal","signal":"INT"}"#), Ok(Request::Signal(SignalName::INT)));
         assert_eq!(req(r#"{"type":"signal","signal":"USR1"}"#).unwrap_err().code, ErrorCode::BadRequest);
         assert_eq!(req(r#"{"type":"frobnicate","x":1}"#), Ok(Request::Unknown("frobnicate".into())));
+    }
+
+    #[test]
+    fn file_requests_read_their_fields() {
+        assert_eq!(
+            req(r#"{"type":"get","path":"a/b"}"#),
+            Ok(Request::Get(Get { path: "a/b".into(), offset: 0, digest: Digest::Sha256 }))
+        );
+        assert_eq!(
+            req(r#"{"type":"get","path":"a","offset":7,"digest":"none"}"#),
+            Ok(Request::Get(Get { path: "a".into(), offset: 7, digest: Digest::None }))
+        );
+        let sha = "AB".repeat(32);
+        let Ok(Request::Put(p)) = req(&format!(r#"{{"type":"put","path":"x","size":3,"mode":420,"sha256":"{sha}"}}"#))
+        else {
+            panic!()
+        };
+        assert_eq!(p, Put { path: "x".into(), size: Some(3), mode: Some(0o644), sha256: Some("ab".repeat(32)) });
+        assert_eq!(req(r#"{"type":"put","path":"x","stream":true}"#).unwrap(), Request::Put(Put {
+            path: "x".into(),
+            size: None,
+            mode: None,
+            sha256: None
+        }));
+        assert_eq!(req(r#"{"type":"list"}"#), Ok(Request::List(PathReq { path: ".".into() })));
+        assert_eq!(req(r#"{"type":"stat","path":"f"}"#), Ok(Request::Stat(PathReq { path: "f".into() })));
+        for bad in [
+            r#"{"type":"get"}"#,
+            r#"{"type":"get","path":"a","offset":-1}"#,
+            r#"{"type":"get","path":"a","digest":"md5"}"#,
+            r#"{"type":"put","size":1}"#,
+            r#"{"type":"put","path":"x","stream":true,"size":4}"#,
+            r#"{"type":"put","path":"x","sha256":"abc"}"#,
+            r#"{"type":"put","path":"x","mode":65536}"#,
+            r#"{"type":"stat"}"#,
+        ] {
+            assert_eq!(req(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
+        }
     }
 
     #[test]

@@ -11,7 +11,12 @@
 //!   the auth timeout --> `Closing`.
 //! - `Ready` --`exec`--> `Running`, or `Queued` when every child slot is taken;
 //!   `Queued` --a slot frees--> `Running`; `Running` --`exit` queued--> `Ready`.
-//!   `ping` and errors answer at once and stay in `Ready`; the idle timeout --> `Closing`.
+//! - `Ready` --`get`--> `Running` --`done` queued--> `Ready`.
+//! - `Ready` --`put`--> `Running` --body complete (sized: the frame's body;
+//!   streaming: an empty `data` frame), `ok` or error queued--> `Ready`.
+//!   A streaming put interrupted by another frame fails and that frame is served.
+//! - `ping`, `list`, `stat` and errors answer at once and stay in `Ready`; the
+//!   idle timeout --> `Closing` (also from a `get` or `put` that stopped moving).
 //! - Any phase --fatal error, `bye`, server drain, peer EOF--> `Closing`: terminate a running
 //!   command (TERM, KILL later; the reactor reaps it), flush the output,
 //!   shut down our write side, discard input until the peer's EOF or `LINGER`, then `Closed`.
@@ -24,7 +29,8 @@
 //! while an exec runs wait in the input buffer, in order.
 
 use super::buf::Buf;
-use super::ops::{Ctx, Exec, Op};
+use super::ops::get::Progress;
+use super::ops::{list, stat, Ctx, Exec, Get, Op, Put};
 use super::token::Role;
 use super::Config;
 use crate::proto::auth::{self, to_hex};
@@ -49,11 +55,27 @@ pub const LINGER: Duration = Duration::from_secs(5);
 /// What the socket must offer besides reading and writing.
 pub trait Socket: Read + Write {
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Writes up to `len` bytes of `file` from `*offset`, advancing it. The
+    /// default reads and writes (for in-memory test sockets, whose writes are
+    /// all or nothing); a real socket uses `sendfile(2)`.
+    fn send_file(&mut self, file: &std::fs::File, offset: &mut u64, len: usize) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0; len.min(64 * 1024)];
+        let n = file.read_at(&mut buf, *offset)?;
+        let n = self.write(&buf[..n])?;
+        *offset += n as u64;
+        Ok(n)
+    }
 }
 
 impl Socket for mio::net::TcpStream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+
+    fn send_file(&mut self, file: &std::fs::File, offset: &mut u64, len: usize) -> io::Result<usize> {
+        Ok(rustix::fs::sendfile(&*self, file, Some(offset), len)?)
     }
 }
 
@@ -97,6 +119,7 @@ pub enum Step {
 enum Sink {
     Discard,
     Stdin,
+    Put,
 }
 
 pub struct Conn<S> {
@@ -239,6 +262,8 @@ impl<S: Socket> Conn<S> {
             Phase::Ready if cfg.idle_timeout.is_zero() => None,
             Phase::Ready => Some(self.last_active + cfg.idle_timeout),
             Phase::Running(Op::Exec(e)) => e.deadline(),
+            Phase::Running(_) if cfg.idle_timeout.is_zero() => None,
+            Phase::Running(_) => Some(self.last_active + cfg.idle_timeout),
             Phase::Closing { since, .. } => Some((*since).max(self.last_active) + LINGER),
             Phase::Queued { .. } | Phase::Closed => None,
         }
@@ -257,6 +282,9 @@ impl<S: Socket> Conn<S> {
             }
             Phase::Ready => self.begin_close(format!("idle for {}s", ctx.cfg.idle_timeout.as_secs())),
             Phase::Running(Op::Exec(e)) => e.on_deadline(ctx.now),
+            Phase::Running(_) => {
+                self.begin_close(format!("transfer idle for {}s", ctx.cfg.idle_timeout.as_secs()))
+            }
             Phase::Closing { .. } => self.close_now("peer did not hang up"),
             Phase::Queued { .. } | Phase::Closed => {}
         }
@@ -374,6 +402,7 @@ impl<S: Socket> Conn<S> {
         match &self.phase {
             Phase::AwaitAuth { .. } | Phase::Ready => true,
             Phase::Running(Op::Exec(e)) => self.held.is_none() && !e.stdin_backlog(),
+            Phase::Running(_) => self.held.is_none(),
             Phase::Queued { .. } | Phase::Closing { .. } | Phase::Closed => false,
         }
     }
@@ -395,12 +424,25 @@ impl<S: Socket> Conn<S> {
                     used += n;
                     self.on_header(h, ctx);
                 }
-                Ok(Some((Item::Body { range, .. }, n))) => {
+                Ok(Some((Item::Body { range, last }, n))) => {
                     let chunk = &self.inbuf[used + range.start..used + range.end];
-                    if let (Sink::Stdin, Phase::Running(Op::Exec(e))) = (self.sink, &mut self.phase) {
-                        e.push_stdin(chunk);
+                    let mut failed = None;
+                    let mut put_done = false;
+                    match (self.sink, &mut self.phase) {
+                        (Sink::Stdin, Phase::Running(Op::Exec(e))) => e.push_stdin(chunk),
+                        (Sink::Put, Phase::Running(Op::Put(p))) => {
+                            failed = p.on_body(chunk).map(|err| (err, p.id().cloned()));
+                            put_done = last && !p.is_stream();
+                        }
+                        _ => {}
                     }
                     used += n;
+                    if let Some((err, id)) = failed {
+                        self.fail(err, id);
+                    }
+                    if put_done {
+                        self.finish_put();
+                    }
                 }
                 Err(e) => {
                     used = self.inbuf.len();
@@ -421,6 +463,20 @@ impl<S: Socket> Conn<S> {
         match &mut self.phase {
             Phase::AwaitAuth { .. } => self.on_auth(h, ctx),
             Phase::Ready => self.on_request(h, ctx),
+            Phase::Running(Op::Put(p)) if p.is_stream() => {
+                if h.kind == "data" && h.size == 0 {
+                    self.finish_put();
+                } else if h.kind == "data" {
+                    self.sink = Sink::Put;
+                } else {
+                    // Only an empty `data` frame ends a streaming put: this one fails.
+                    let id = p.id().cloned();
+                    self.phase = Phase::Ready;
+                    let err = format!("streaming put ended by a {:?} frame, not an empty data frame", h.kind);
+                    self.fail(ProtoError::new(ErrorCode::BadRequest, err), id);
+                    self.on_header(h, ctx);
+                }
+            }
             Phase::Running(Op::Exec(e)) if h.kind == "stdin" || h.kind == "signal" => {
                 match Request::from_header(&h) {
                     Ok(Request::Stdin) if h.size == 0 => e.close_stdin(),
@@ -482,6 +538,37 @@ impl<S: Socket> Conn<S> {
             // Late stdin or signal for a command that has already ended: the
             // race is normal (a command may exit while its input is in flight).
             Ok(Request::Stdin | Request::Signal(_)) => {}
+            Ok(Request::Data) => {
+                self.fail(ProtoError::new(ErrorCode::BadRequest, "a data frame outside a streaming put"), id)
+            }
+            Ok(Request::List(req)) => match list::list(&req, id.as_ref(), ctx) {
+                Ok((header, body)) => self.queue(header, &body),
+                Err(e) => self.fail(e, id),
+            },
+            Ok(Request::Stat(req)) => match stat::stat(&req, id.as_ref(), ctx) {
+                Ok(header) => self.queue(header, &[]),
+                Err(e) => self.fail(e, id),
+            },
+            Ok(Request::Get(req)) => match Get::start(&req, id.clone(), ctx, &mut self.out) {
+                Ok(g) => {
+                    debug!("{}: get {:?} from {}", self.name, req.path, req.offset);
+                    self.phase = Phase::Running(Op::Get(g));
+                }
+                Err(e) => self.fail(e, id),
+            },
+            Ok(Request::Put(req)) => {
+                debug!("{}: put {:?} ({:?} bytes)", self.name, req.path, req.size);
+                let (put, err) = Put::start(&req, id.clone(), ctx);
+                self.phase = Phase::Running(Op::Put(put));
+                if let Some(e) = err {
+                    self.fail(e, id);
+                }
+                match req.size {
+                    Some(0) => self.finish_put(),
+                    Some(_) => self.sink = Sink::Put,
+                    None => {}
+                }
+            }
             Ok(Request::Unknown(t)) => {
                 self.fail(ProtoError::new(ErrorCode::UnknownType, format!("unknown request type {t:?}")), id)
             }
@@ -529,17 +616,55 @@ impl<S: Socket> Conn<S> {
                 if e.is_finished() {
                     let frame = e.exit_frame();
                     self.queue(frame, &[]);
-                    self.phase = Phase::Ready;
-                    self.last_active = self.now;
-                    if self.draining {
-                        self.fail(ProtoError::new(ErrorCode::ShuttingDown, "the server is shutting down"), None);
-                    }
+                    self.op_done();
                     moved += 1;
                 }
                 moved
             }
+            Phase::Running(Op::Get(g)) => {
+                match g.pump(&mut self.sock, &mut self.sock_write, &mut self.out, HIGH_WATER, budget, ctx.scratch) {
+                    Ok(Progress::Moved(n)) => n,
+                    Ok(Progress::Done) => {
+                        self.op_done();
+                        1
+                    }
+                    // The frame's size is promised: a body that cannot be
+                    // completed leaves nothing to do but close.
+                    Ok(Progress::Short) => {
+                        warn!("{}: get: the file shrank while it was sent", self.name);
+                        self.close_now("file shrank during get");
+                        1
+                    }
+                    Err(e) => {
+                        warn!("{}: get: {e}", self.name);
+                        self.close_now(&format!("get failed: {e}"));
+                        1
+                    }
+                }
+            }
             _ => 0,
         }
+    }
+
+    /// A request in flight has been answered in full: back to `Ready`.
+    fn op_done(&mut self) {
+        self.phase = Phase::Ready;
+        self.last_active = self.now;
+        if self.draining {
+            self.fail(ProtoError::new(ErrorCode::ShuttingDown, "the server is shutting down"), None);
+        }
+    }
+
+    /// The put in flight has its whole body: commit it and answer.
+    fn finish_put(&mut self) {
+        let Phase::Running(Op::Put(p)) = std::mem::replace(&mut self.phase, Phase::Ready) else { return };
+        let id = p.id().cloned();
+        match p.finish() {
+            None => {}
+            Some(Ok(reply)) => self.queue(reply, &[]),
+            Some(Err(e)) => self.fail(e, id),
+        }
+        self.op_done();
     }
 
     /// The peer shut down its side: the session is over. Replies already
@@ -610,10 +735,14 @@ impl<S: Socket> Conn<S> {
     /// A request in flight when the connection goes: its child is signalled
     /// and left for the reactor to reap.
     fn abandon_op(&mut self) {
-        if let Phase::Running(_) = self.phase {
-            let Phase::Running(Op::Exec(e)) = std::mem::replace(&mut self.phase, Phase::Ready) else { unreachable!() };
-            debug!("{}: abandoning pid {}", self.name, e.pid());
-            self.orphan = e.abandon();
+        match std::mem::replace(&mut self.phase, Phase::Ready) {
+            Phase::Running(Op::Exec(e)) => {
+                debug!("{}: abandoning pid {}", self.name, e.pid());
+                self.orphan = e.abandon();
+            }
+            // Dropping a put removes its temporary file.
+            Phase::Running(Op::Put(_)) => debug!("{}: abandoning a put", self.name),
+            other => self.phase = other,
         }
     }
 }

@@ -24,7 +24,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll};
 use ops::exec::{kill_group, KILL_GRACE};
 use ops::Ctx;
-use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM, SIGXFSZ};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use std::collections::VecDeque;
@@ -53,6 +53,10 @@ pub struct Config {
     /// The largest frame header accepted (at most 65536).
     pub max_header: usize,
     pub allow_exec: bool,
+    /// Refuse `put` (`read-only`).
+    pub read_only: bool,
+    /// The largest `put` accepted, in bytes; None for no limit.
+    pub max_upload: Option<u64>,
     /// What runs `cmd` strings, as `SHELL -c CMD`.
     pub shell: PathBuf,
     /// Sent in `hello`.
@@ -81,6 +85,8 @@ impl Config {
             drain_timeout: Duration::from_secs(Self::DEFAULT_DRAIN_TIMEOUT),
             max_header: MAX_HEADER,
             allow_exec: true,
+            read_only: false,
+            max_upload: None,
             shell: PathBuf::from("/bin/sh"),
             server_name: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
             decoy_key: fresh_nonce(),
@@ -175,7 +181,10 @@ impl Server {
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(l, token::listener(i), Interest::READABLE)?;
         }
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGCHLD])?;
+        // SIGXFSZ is caught (and ignored) so that a write over RLIMIT_FSIZE
+        // fails with EFBIG instead of killing the daemon; children get the
+        // default action back at exec, as for every caught signal.
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGCHLD, SIGXFSZ])?;
         poll.registry().register(&mut signals, token::SIGNALS, Interest::READABLE)?;
         Ok(Server {
             poll,
@@ -421,6 +430,8 @@ impl Server {
             kill_group(o.child.id() as i32, libc::SIGKILL);
             let _ = o.child.wait();
         }
+        // Dropping the connections removes the temporary files of unfinished puts.
+        self.conns.clear();
         info!("exiting");
     }
 }

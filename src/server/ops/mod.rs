@@ -1,9 +1,16 @@
-//! Operations that outlive one frame, one module each, behind the `Op` enum.
-//! (`ping` and `bye` answer at once and stay inline in `conn`.)
+//! Operations, one module each. Those that outlive one frame (`exec`, `get`,
+//! `put`) sit behind the `Op` enum; `list` and `stat` answer at once, and
+//! `ping` and `bye` stay inline in `conn`.
 
 pub mod exec;
+pub mod get;
+pub mod list;
+pub mod put;
+pub mod stat;
 
 pub use exec::Exec;
+pub use get::Get;
+pub use put::Put;
 
 use super::Config;
 use mio::Registry;
@@ -26,4 +33,6 @@ pub struct Ctx<'a> {
 /// A request in flight.
 pub enum Op {
     Exec(Exec),
+    Get(Get),
+    Put(Put),
 }
