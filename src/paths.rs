@@ -91,9 +91,11 @@ pub fn open_root(root: &Path) -> Result<OwnedFd, ProtoError> {
 /// Opens `rel` (components joined by `/`) beneath `dir`. `openat2` answers
 /// `EAGAIN` when a rename raced the lookup; that is retried a few times.
 pub fn open_beneath(dir: BorrowedFd<'_>, rel: &str, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+    // openat2 refuses O_PATH with anything but O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW.
+    let flags = if flags.contains(OFlags::PATH) { flags | OFlags::CLOEXEC } else { flags | OFlags::CLOEXEC | OFlags::NOCTTY };
     let mut tries = 0;
     loop {
-        match rustix::fs::openat2(dir, rel, flags | OFlags::CLOEXEC | OFlags::NOCTTY, mode, RESOLVE) {
+        match rustix::fs::openat2(dir, rel, flags, mode, RESOLVE) {
             Err(Errno::AGAIN) if tries < 8 => tries += 1,
             r => return r,
         }

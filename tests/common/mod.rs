@@ -100,10 +100,15 @@ impl Daemon {
 
     /// Starts ferryd with `extra` flags and waits for its "listening on" line.
     pub fn start_with(extra: &[&str]) -> Daemon {
+        Daemon::start_custom(extra, |_| {})
+    }
+
+    /// As `start_with`, with a last say on the command (limits, environment).
+    pub fn start_custom(extra: &[&str], tweak: impl FnOnce(&mut Command)) -> Daemon {
         let root = tempfile::tempdir().unwrap();
         let (keys_dir, keys_path, key) = make_keys();
-        let mut child = Command::new(ferryd_bin())
-            .args(["--listen", "127.0.0.1:0", "--foreground", "--log-level", "debug"])
+        let mut cmd = Command::new(ferryd_bin());
+        cmd.args(["--listen", "127.0.0.1:0", "--foreground", "--log-level", "debug"])
             .arg("--root")
             .arg(root.path())
             .arg("--keys")
@@ -111,9 +116,9 @@ impl Daemon {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ferryd starts");
+            .stderr(Stdio::piped());
+        tweak(&mut cmd);
+        let mut child = cmd.spawn().expect("ferryd starts");
         let log = capture(child.stderr.take().unwrap());
         let Some(line) = log.wait_for("listening on ", WAIT) else {
             let _ = child.kill();
