@@ -874,6 +874,18 @@ mod tests {
         c.pump(&mut h.ctx())
     }
 
+    /// `send`, then pump as the reactor would until the turn's budget stops running out.
+    fn send_all(h: &mut Harness, c: &mut Conn<Duplex>, bytes: &[u8]) -> Step {
+        let mut step = send(h, c, bytes);
+        for _ in 0..1000 {
+            if step != Step::Yield {
+                break;
+            }
+            step = c.pump(&mut h.ctx());
+        }
+        step
+    }
+
     fn authed(h: &mut Harness) -> Conn<Duplex> {
         let mut c = h.conn();
         let hello = written(&mut c).remove(0);
@@ -1034,6 +1046,102 @@ mod tests {
         send(&mut h, &mut c, &frame(json!({"type":"exec","cmd":"true"}), b""));
         assert_eq!(written(&mut c)[0]["code"], "exec-disabled");
         assert!(matches!(c.phase, Phase::Ready));
+    }
+
+    /// A harness serving a fresh temporary root.
+    fn with_root() -> (Harness, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = Harness::new();
+        h.cfg.root = dir.path().canonicalize().unwrap();
+        (h, dir)
+    }
+
+    #[test]
+    fn a_sized_put_split_anywhere_commits_once_its_body_is_complete() {
+        let (mut h, dir) = with_root();
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let bytes = frame(json!({"type":"put","path":"sub/f","id":1}), &body);
+        for cut in [1, 4, 30, bytes.len() / 2, bytes.len() - 1] {
+            let mut c = authed(&mut h);
+            send_all(&mut h, &mut c, &bytes[..cut]);
+            assert!(written(&mut c).is_empty(), "no reply before the body is complete (cut {cut})");
+            if cut > 100 {
+                assert!(matches!(c.phase, Phase::Running(Op::Put(_))));
+            }
+            send_all(&mut h, &mut c, &bytes[cut..]);
+            let w = written(&mut c);
+            assert_eq!(w[0]["type"], "ok", "{w:?}");
+            assert_eq!(w[0]["file_size"], 200_000);
+            assert!(matches!(c.phase, Phase::Ready));
+            assert!(std::fs::read(dir.path().join("sub/f")).unwrap() == body);
+        }
+    }
+
+    #[test]
+    fn a_put_error_is_sent_at_once_and_the_body_skipped() {
+        let (mut h, dir) = with_root();
+        h.cfg.read_only = true;
+        let mut c = authed(&mut h);
+        let bytes = frame(json!({"type":"put","path":"f","id":"p"}), &[b'x'; 1000]);
+        send(&mut h, &mut c, &bytes[..100]);
+        let w = written(&mut c);
+        assert_eq!(w, [json!({"type":"error","code":"read-only","message":"this server is read-only","id":"p"})]);
+        let mut rest = bytes[100..].to_vec();
+        rest.extend(frame(json!({"type":"ping"}), b""));
+        send(&mut h, &mut c, &rest);
+        assert_eq!(written(&mut c), [json!({"type":"pong"})], "no second reply; the next request is served");
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn a_streaming_put_ends_with_an_empty_data_frame() {
+        let (mut h, dir) = with_root();
+        let mut c = authed(&mut h);
+        let mut bytes = frame(json!({"type":"put","path":"s","stream":true}), b"");
+        bytes.extend(frame(json!({"type":"data"}), b"hello "));
+        bytes.extend(frame(json!({"type":"data"}), b"world"));
+        send(&mut h, &mut c, &bytes);
+        assert!(written(&mut c).is_empty());
+        send(&mut h, &mut c, &frame(json!({"type":"data"}), b""));
+        assert_eq!(written(&mut c)[0]["file_size"], 11);
+        assert_eq!(std::fs::read(dir.path().join("s")).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn a_dropped_connection_removes_the_temp_file() {
+        let (mut h, dir) = with_root();
+        let mut c = authed(&mut h);
+        let bytes = frame(json!({"type":"put","path":"f"}), &[0u8; 5000]);
+        send(&mut h, &mut c, &bytes[..3000]);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temp file while the body comes");
+        c.sock.eof = true;
+        send(&mut h, &mut c, b"");
+        assert!(matches!(c.phase, Phase::Closing { .. } | Phase::Closed));
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing left behind");
+    }
+
+    #[test]
+    fn a_get_stops_at_the_high_water_mark_until_the_peer_reads() {
+        let (mut h, dir) = with_root();
+        let data: Vec<u8> = (0..3 * HIGH_WATER as u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(dir.path().join("f"), &data).unwrap();
+        let mut c = authed(&mut h);
+        c.sock.write_blocked = true;
+        let step = send_all(&mut h, &mut c, &frame(json!({"type":"get","path":"f"}), b""));
+        assert_eq!(step, Step::Idle);
+        assert!(c.out.len() >= HIGH_WATER && c.out.len() <= HIGH_WATER + super::super::ops::get::CHUNK + 200);
+        c.sock.write_blocked = false;
+        for _ in 0..1000 {
+            c.on_socket_event(true, true);
+            if c.pump(&mut h.ctx()) == Step::Idle && matches!(c.phase, Phase::Ready) {
+                break;
+            }
+        }
+        let w = written(&mut c);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0]["type"], "file");
+        assert!(w[0]["body"].as_str().unwrap().len() >= data.len(), "the whole body came");
+        assert_eq!(w[1]["sha256"], to_hex(&<sha2::Sha256 as sha2::Digest>::digest(&data)));
     }
 
     #[test]
