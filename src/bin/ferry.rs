@@ -1,13 +1,15 @@
-//! ferry: the client. Parses the command line and calls `ferry::client::cli`.
-//! Exit status: the remote command's, 255 for a ferry error, 2 for usage.
+//! ferry: the client. Parses the command line and calls `ferry::client::cli`
+//! (commands) or `ferry::client::transfer` (files).
+//! Exit status: the remote command's, 255 for a ferry error, 2 for usage;
+//! for the file commands 0, or 1 for a remote or local file error.
 
 use clap::{Args, Parser, Subcommand};
-use ferry::client::{cli, Family, Options, Target};
+use ferry::client::{cli, transfer, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Run commands on a ferryd server over a framed, authenticated protocol.
+/// Run commands and move files on a ferryd server over a framed, authenticated protocol.
 ///
 /// With HOST [PORT] and no subcommand, ferry reads commands from stdin, one a
 /// line, runs each in turn and exits with the last one's status.
@@ -84,6 +86,51 @@ enum Cmd {
         #[arg(value_name = "HOST[:PORT]")]
         host: String,
     },
+    /// Fetch a remote file (to LOCAL.part, checked, then renamed)
+    Get {
+        /// Resume from the size of an existing LOCAL.part
+        #[arg(short = 'c', long = "continue")]
+        resume: bool,
+        #[arg(value_name = "HOST[:PORT]")]
+        host: String,
+        /// The file, relative to the served root
+        #[arg(value_name = "REMOTE")]
+        remote: String,
+        /// Where to write [default: REMOTE's name here; into it if a directory; - for stdout]
+        #[arg(value_name = "LOCAL")]
+        local: Option<String>,
+    },
+    /// Send a file (checked by the server, replaced atomically)
+    Put {
+        #[arg(value_name = "HOST[:PORT]")]
+        host: String,
+        /// The file to send; - reads stdin
+        #[arg(value_name = "LOCAL")]
+        local: String,
+        /// Where to put it [default: LOCAL's name in the root; into it if a directory]
+        #[arg(value_name = "REMOTE")]
+        remote: Option<String>,
+    },
+    /// List a remote directory, as ls -l
+    Ls {
+        /// Print the server's listing as a JSON array
+        #[arg(long = "json")]
+        json: bool,
+        #[arg(value_name = "HOST[:PORT]")]
+        host: String,
+        #[arg(value_name = "PATH", default_value = ".")]
+        path: String,
+    },
+    /// Describe a remote path
+    Stat {
+        /// Print the stat fields as a JSON object
+        #[arg(long = "json")]
+        json: bool,
+        #[arg(value_name = "HOST[:PORT]")]
+        host: String,
+        #[arg(value_name = "PATH")]
+        path: String,
+    },
     /// Append a new random key to a keys file (created with mode 0600)
     Keygen {
         /// The new key's id
@@ -121,7 +168,14 @@ fn real_main(cli: Cli) -> i32 {
         return cli::keygen(file, id, o.quiet);
     }
     let (host, port) = match &cli.cmd {
-        Some(Cmd::Run { host, .. } | Cmd::Ping { host, .. }) => (host.as_str(), None),
+        Some(
+            Cmd::Run { host, .. }
+            | Cmd::Ping { host, .. }
+            | Cmd::Get { host, .. }
+            | Cmd::Put { host, .. }
+            | Cmd::Ls { host, .. }
+            | Cmd::Stat { host, .. },
+        ) => (host.as_str(), None),
         _ => (cli.host.as_deref().expect("clap requires HOST"), cli.port.as_deref()),
     };
     let target = match Target::parse(host, port) {
@@ -131,6 +185,7 @@ fn real_main(cli: Cli) -> i32 {
             return 2;
         }
     };
+    let ui = transfer::Ui::new(o.quiet);
     let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
         Ok(k) => k,
         Err(e) => {
@@ -147,6 +202,12 @@ fn real_main(cli: Cli) -> i32 {
                 2
             }
         },
+        Some(Cmd::Get { resume, remote, local, .. }) => {
+            transfer::get(&target, &key, &opts, ui, &remote, local.as_deref(), resume)
+        }
+        Some(Cmd::Put { local, remote, .. }) => transfer::put(&target, &key, &opts, ui, &local, remote.as_deref()),
+        Some(Cmd::Ls { json, path, .. }) => transfer::ls(&target, &key, &opts, &path, json),
+        Some(Cmd::Stat { json, path, .. }) => transfer::stat(&target, &key, &opts, &path, json),
         Some(Cmd::Keygen { .. }) => unreachable!("handled above"),
         None => cli::session(&target, &key, &opts, o.quiet),
     }

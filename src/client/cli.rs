@@ -1,8 +1,9 @@
 //! What the `ferry` subcommands do, returning the process exit status:
 //! the remote command's status (128 + signal when signalled), 127 when the
-//! remote program could not be started, 255 for any ferry error.
+//! remote program could not be started, 255 for any ferry error. The file
+//! subcommands (`get`, `put`, `ls`, `stat`) are in `transfer`.
 
-use super::{Error, Options, Session, Target, Writer};
+use super::{transfer, Error, Options, Session, Target, Writer};
 use crate::keys;
 use crate::proto::auth::Key;
 use crate::proto::msg::{Command, Exec, SignalName};
@@ -109,7 +110,8 @@ pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, wit
     }
 }
 
-/// `ferry HOST [PORT]`: each line of stdin is a shell command, run in turn.
+/// `ferry HOST [PORT]`: each line of stdin is a shell command, run in turn,
+/// except the file commands `transfer::session_line` takes.
 pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool) -> i32 {
     let mut session = match Session::connect(target, key, opts) {
         Ok(s) => s,
@@ -121,6 +123,7 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool) -> i32 {
     }
     let running = Arc::new(AtomicBool::new(false));
     forward_signals(session.writer(), running.clone());
+    let ui = transfer::Ui::new(quiet);
     let mut last = 0;
     let stdin = io::stdin();
     let mut line = String::new();
@@ -141,6 +144,14 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool) -> i32 {
         }
         if cmd.trim() == "quit" {
             break;
+        }
+        match transfer::session_line(&mut session, &ui, cmd) {
+            transfer::Line::NotMine => {}
+            transfer::Line::Status(status) => {
+                last = status;
+                continue;
+            }
+            transfer::Line::End(status) => return status,
         }
         let req = Exec { command: Command::Shell(cmd.to_string()), env: Default::default(), cwd: None, stdin: false, timeout: None };
         running.store(true, Ordering::SeqCst);

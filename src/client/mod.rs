@@ -6,22 +6,31 @@
 //! output to two writers and returns its exit. The writing half is shareable
 //! (`Writer`), so another thread can forward stdin or signals while the main
 //! thread reads output: the two directions never wait on each other.
+//!
+//! The file requests (`get`, `put`, `list`, `stat`) are in `files`; the
+//! `ferry` subcommands built on them in `cli` and `transfer`.
 
 pub mod cli;
+pub mod files;
+pub mod format;
 pub mod target;
+pub mod transfer;
 
 use crate::proto::auth::{self, Key};
 use crate::proto::frame::parse_header;
 use crate::proto::msg::{self, Reply, SignalName, Stream};
-use crate::proto::{encode_frame, ErrorCode, Header, ProtoError, MAX_HEADER};
+use crate::proto::{encode_frame, encode_head, ErrorCode, Header, ProtoError, MAX_HEADER};
 use serde_json::{Map, Value};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 pub use target::Target;
 
-/// Why a client operation failed. Every variant is a "ferry error" (exit 255).
+/// Why a client operation failed. `Connect`, `Auth`, `Protocol` and `Io` are
+/// "ferry errors" (exit 255); `Remote`, `Local` and `LocalRead` are the
+/// server's or the local side's, and the subcommands decide their status.
 #[derive(Debug)]
 pub enum Error {
     /// Resolving or connecting.
@@ -36,6 +45,8 @@ pub enum Error {
     Io(io::Error),
     /// Writing to a local output failed (for example a closed pipe).
     Local(io::Error),
+    /// Reading a local input failed (or a file shrank while it was sent).
+    LocalRead(io::Error),
 }
 
 impl std::fmt::Display for Error {
@@ -51,6 +62,7 @@ impl std::fmt::Display for Error {
             Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => write!(f, "connection closed by the server"),
             Error::Io(e) => write!(f, "{e}"),
             Error::Local(e) => write!(f, "local output: {e}"),
+            Error::LocalRead(e) => write!(f, "local input: {e}"),
         }
     }
 }
@@ -107,15 +119,65 @@ pub struct Writer {
     trace: bool,
 }
 
+/// Bodies up to this size are copied next to their header and sent in one
+/// write; larger ones are written from where they are.
+const COALESCE_BODY: usize = 16 * 1024;
+
 impl Writer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TcpStream> {
+        self.sock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn send(&self, header: Map<String, Value>, body: &[u8]) -> io::Result<()> {
         if self.trace {
             trace(">", &header);
         }
+        if body.len() > COALESCE_BODY {
+            let mut head = Vec::with_capacity(128);
+            encode_head(&mut head, header, body.len() as u64);
+            let mut sock = self.lock();
+            sock.write_all(&head)?;
+            return sock.write_all(body);
+        }
         let mut buf = Vec::with_capacity(64 + body.len());
         encode_frame(&mut buf, header, body);
-        let mut sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
-        sock.write_all(&buf)
+        self.lock().write_all(&buf)
+    }
+
+    /// Sends a frame header announcing a `size`-byte body, which the caller
+    /// sends next (with `send_file`).
+    pub fn send_head(&self, header: Map<String, Value>, size: u64) -> io::Result<()> {
+        let mut head = Vec::with_capacity(128);
+        encode_head(&mut head, header, size);
+        if self.trace {
+            if let Ok(h) = parse_header(&head[4..]) {
+                trace(">", &h.fields);
+            }
+        }
+        self.lock().write_all(&head)
+    }
+
+    /// Sends up to `len` bytes of `file` from `*offset` to the socket with
+    /// `sendfile(2)` (page cache to socket, no copy through ferry), falling
+    /// back to read and write where the kernel cannot. Advances `*offset`;
+    /// the count sent, short only at the end of the file.
+    pub fn send_file(&self, file: &File, offset: &mut u64, len: u64) -> io::Result<u64> {
+        use rustix::io::Errno;
+        let sock = self.lock();
+        let mut sent = 0;
+        while sent < len {
+            let want = (len - sent).min(1 << 30) as usize;
+            match rustix::fs::sendfile(&*sock, file, Some(&mut *offset), want) {
+                Ok(0) => break,
+                Ok(n) => sent += n as u64,
+                Err(Errno::INTR) => {}
+                Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if sent == 0 => {
+                    return copy_at(file, offset, len, &sock);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(sent)
     }
 
     pub fn stdin(&self, bytes: &[u8]) -> io::Result<()> {
@@ -125,6 +187,26 @@ impl Writer {
     pub fn signal(&self, sig: SignalName) -> io::Result<()> {
         self.send(msg::request::signal(sig), &[])
     }
+}
+
+/// `send_file` without `sendfile(2)`: positioned reads, then writes.
+fn copy_at(file: &File, offset: &mut u64, len: u64, mut sock: &TcpStream) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut sent = 0;
+    while sent < len {
+        let want = (len - sent).min(buf.len() as u64) as usize;
+        let n = match file.read_at(&mut buf[..want], *offset) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sock.write_all(&buf[..n])?;
+        *offset += n as u64;
+        sent += n as u64;
+    }
+    Ok(sent)
 }
 
 fn trace(dir: &str, header: &Map<String, Value>) {
@@ -157,6 +239,8 @@ impl Session {
         let mut s = Session { reader: BufReader::with_capacity(64 * 1024, stream), writer, server: String::new(), peer, trace: opts.trace };
         s.handshake(key)?;
         s.reader.get_ref().set_read_timeout(opts.timeout)?;
+        // -w bounds a stalled upload as it bounds a silent server.
+        s.reader.get_ref().set_write_timeout(opts.timeout)?;
         Ok(s)
     }
 
@@ -216,6 +300,12 @@ impl Session {
 
     /// Copies the current frame's body of `size` bytes to `out`.
     pub fn copy_body(&mut self, size: u64, out: &mut dyn Write) -> Result<(), Error> {
+        self.copy_body_counting(size, out, &mut 0)
+    }
+
+    /// As `copy_body`, adding to `copied` the body bytes consumed, so that
+    /// after an error the caller knows how much of the body is left.
+    pub(crate) fn copy_body_counting(&mut self, size: u64, out: &mut dyn Write, copied: &mut u64) -> Result<(), Error> {
         let mut left = size;
         while left > 0 {
             let buf = self.reader.fill_buf()?;
@@ -226,6 +316,7 @@ impl Session {
             out.write_all(&buf[..n]).map_err(Error::Local)?;
             self.reader.consume(n);
             left -= n as u64;
+            *copied += n as u64;
         }
         Ok(())
     }

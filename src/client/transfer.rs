@@ -1,0 +1,566 @@
+//! The file subcommands of `ferry` (`get`, `put`, `ls`, `stat`) and the
+//! same commands as lines of the netcat-style session.
+//!
+//! A `get` to a file writes `LOCAL.part`, hashes the whole file as it goes
+//! (for `-c`, the existing `.part` first), compares with the server's `done`
+//! digest, sets the mode and mtime the `file` header gave, and renames the
+//! `.part` to LOCAL: LOCAL is never a partial or corrupt file. A `put` of a
+//! regular file hashes it first and sends the digest, so the server checks it
+//! before it commits; anything else (`-`, a pipe) is a streaming put.
+//!
+//! Exit statuses: 0 success; 1 a remote error (its message on stderr), a
+//! digest that differs, or a local file that cannot be read or written; 2
+//! usage; 255 a ferry error (connection, authentication, protocol).
+
+use super::files::{FileInfo, OnLocalError};
+use super::format;
+use super::{cli, Error, Options, Session, Target};
+use crate::proto::auth::{to_hex, Key};
+use crate::proto::msg::{Digest, Entry, Kind};
+use crate::proto::ErrorCode;
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest as _, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Status for a remote error, a digest mismatch or a local file error.
+pub const EXIT_FAILED: i32 = 1;
+/// Status for a command line that cannot work.
+pub const EXIT_USAGE: i32 = 2;
+/// Our own stdout went away (`| head`): what a shell reports for SIGPIPE.
+const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
+/// Read size when hashing a local file.
+const HASH_CHUNK: usize = 256 * 1024;
+
+/// How the commands talk to the user: progress bars only on a terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    pub progress: bool,
+}
+
+impl Ui {
+    /// Progress when stderr is a terminal and not `-q`.
+    pub fn new(quiet: bool) -> Ui {
+        Ui { progress: !quiet && io::stderr().is_terminal() }
+    }
+
+    /// A bar for a transfer of `len` bytes, `pos` of them already there.
+    fn bar(&self, len: u64, pos: u64, name: &str) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let style =
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+                .expect("a valid template")
+                .progress_chars("=> ");
+        ProgressBar::new(len).with_style(style).with_position(pos).with_message(name.to_string())
+    }
+
+    /// A counter for a stream of unknown length.
+    fn spinner(&self, name: &str) -> ProgressBar {
+        if !self.progress {
+            return ProgressBar::hidden();
+        }
+        let style = ProgressStyle::with_template("{msg} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}")
+            .expect("a valid template");
+        let bar = ProgressBar::new_spinner().with_style(style).with_message(name.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+}
+
+/// Why a file command failed; `report` prints it and gives the status.
+#[derive(Debug)]
+enum Failure {
+    Usage(String),
+    /// Exit 1: a remote error, a digest mismatch, a local file error.
+    Failed(String),
+    BrokenPipe,
+    /// Exit 255: the connection, the handshake or the protocol.
+    Ferry(Error),
+}
+
+impl Failure {
+    /// Whether the session can go on after this.
+    fn is_fatal(&self) -> bool {
+        matches!(self, Failure::BrokenPipe | Failure::Ferry(_))
+    }
+
+    fn report(self) -> i32 {
+        match self {
+            Failure::Usage(m) => {
+                eprintln!("ferry: {m}");
+                EXIT_USAGE
+            }
+            Failure::Failed(m) => {
+                eprintln!("ferry: {m}");
+                EXIT_FAILED
+            }
+            Failure::BrokenPipe => EXIT_BROKEN_PIPE,
+            Failure::Ferry(e) => {
+                eprintln!("ferry: {e}");
+                cli::EXIT_FERRY_ERROR
+            }
+        }
+    }
+
+    /// A client error; `local` names the local file a local error is about.
+    fn from_error(e: Error, local: &dyn std::fmt::Display) -> Failure {
+        match e {
+            Error::Remote(p) if !p.code.is_fatal() => {
+                Failure::Failed(if p.message.is_empty() { p.code.as_str().to_string() } else { p.message })
+            }
+            Error::Local(io) if io.kind() == io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
+            Error::Local(io) | Error::LocalRead(io) => Failure::Failed(format!("{local}: {}", io_text(&io))),
+            e => Failure::Ferry(e),
+        }
+    }
+
+    fn local(what: &dyn std::fmt::Display, e: &io::Error) -> Failure {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Failure::BrokenPipe;
+        }
+        Failure::Failed(format!("{what}: {}", io_text(e)))
+    }
+}
+
+/// An I/O error as `ls` would say it: without "(os error N)".
+fn io_text(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn status(r: Result<(), Failure>) -> i32 {
+    r.map_or_else(Failure::report, |()| 0)
+}
+
+/// Connects, runs `f`, says goodbye; the exit status.
+fn with_session(
+    target: &Target,
+    key: &Key,
+    opts: &Options,
+    f: impl FnOnce(&mut Session) -> Result<(), Failure>,
+) -> i32 {
+    let mut session = match Session::connect(target, key, opts) {
+        Ok(s) => s,
+        Err(e) => return Failure::Ferry(e).report(),
+    };
+    let r = f(&mut session);
+    let fatal = r.as_ref().is_err_and(Failure::is_fatal);
+    if !fatal {
+        let _ = session.bye();
+    }
+    status(r)
+}
+
+/// The last component of a remote path, to name a local file after.
+fn remote_basename(remote: &str) -> Option<&str> {
+    let name = remote.trim_end_matches('/').rsplit('/').next()?;
+    (!matches!(name, "" | "." | "..")).then_some(name)
+}
+
+/// The last component of a local path, to name a remote file after.
+fn local_basename(local: &str) -> Option<String> {
+    let name = Path::new(local).file_name()?.to_str()?;
+    Some(name.to_string())
+}
+
+/// Where a `get` writes.
+#[derive(Debug, PartialEq)]
+enum Dest {
+    Stdout,
+    File(PathBuf),
+}
+
+/// LOCAL as scp reads it: absent, the remote basename here; a directory,
+/// the remote basename in it; `-`, stdout.
+fn get_dest(remote: &str, local: Option<&str>) -> Result<Dest, Failure> {
+    let base = || {
+        remote_basename(remote)
+            .ok_or_else(|| Failure::Usage(format!("{remote:?} names no file to name a local one after: give LOCAL")))
+    };
+    Ok(match local {
+        Some("-") => Dest::Stdout,
+        None => Dest::File(PathBuf::from(base()?)),
+        Some(l) if Path::new(l).is_dir() => Dest::File(Path::new(l).join(base()?)),
+        Some(l) => Dest::File(PathBuf::from(l)),
+    })
+}
+
+fn part_path(dest: &Path) -> PathBuf {
+    let mut p = dest.as_os_str().to_owned();
+    p.push(".part");
+    PathBuf::from(p)
+}
+
+/// Writes to `inner`, hashing what is written and counting it on a bar.
+struct Hashing<'a, W: Write> {
+    inner: W,
+    hasher: Sha256,
+    bar: &'a ProgressBar,
+}
+
+impl<W: Write> Write for Hashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Feeds `hasher` with everything `r` yields; the byte count.
+fn hash_reader(r: &mut dyn Read, hasher: &mut Sha256, bar: &ProgressBar) -> io::Result<u64> {
+    let mut buf = vec![0u8; HASH_CHUNK];
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        bar.inc(n as u64);
+        total += n as u64;
+    }
+}
+
+/// The `.part` to write: fresh, or (`resume`) the existing one, hashed,
+/// with its length as the offset to ask for. Also whether it was there.
+fn open_part(part: &Path, resume: bool) -> Result<(File, u64, Sha256, bool), Failure> {
+    let existed = part.symlink_metadata().is_ok();
+    let mut hasher = Sha256::new();
+    if !resume {
+        let f = OpenOptions::new().write(true).create(true).truncate(true).open(part);
+        return Ok((f.map_err(|e| Failure::local(&part.display(), &e))?, 0, hasher, existed));
+    }
+    let mut f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(part)
+        .map_err(|e| Failure::local(&part.display(), &e))?;
+    let have =
+        hash_reader(&mut f, &mut hasher, &ProgressBar::hidden()).map_err(|e| Failure::local(&part.display(), &e))?;
+    Ok((f, have, hasher, existed))
+}
+
+/// Compares our digest of the whole file with the server's.
+fn check_digest(remote: &str, ours: Sha256, theirs: Option<String>) -> Result<(), Failure> {
+    let Some(theirs) = theirs else {
+        return Err(Failure::Ferry(Error::Protocol("done without the sha256 asked for".into())));
+    };
+    let ours = to_hex(&ours.finalize());
+    if ours.eq_ignore_ascii_case(&theirs) {
+        return Ok(());
+    }
+    Err(Failure::Failed(format!(
+        "{remote}: digest mismatch: the received file has sha256 {ours}, the server's {theirs}"
+    )))
+}
+
+/// Mode and mtime from the `file` header, then durably in place.
+fn finish_part(file: File, part: &Path, dest: &Path, info: &FileInfo) -> io::Result<()> {
+    if let Some(mode) = info.mode {
+        file.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
+    }
+    if let Some(t) = info.mtime {
+        let abs = Duration::from_secs(t.unsigned_abs());
+        let when = if t >= 0 { UNIX_EPOCH.checked_add(abs) } else { UNIX_EPOCH.checked_sub(abs) };
+        file.set_modified(when.unwrap_or(SystemTime::UNIX_EPOCH))?;
+    }
+    file.sync_all()?;
+    drop(file);
+    fs::rename(part, dest)
+}
+
+/// A `get` into `dest` through its `.part`.
+fn get_file(
+    s: &mut Session,
+    ui: &Ui,
+    remote: &str,
+    dest: &Path,
+    resume: bool,
+    on_local: OnLocalError,
+) -> Result<(), Failure> {
+    let part = part_path(dest);
+    let (file, offset, hasher, existed) = open_part(&part, resume)?;
+    let info = match s.get_start(remote, offset, Digest::Sha256) {
+        Ok(info) => info,
+        Err(e) => {
+            if !(resume && existed) {
+                let _ = fs::remove_file(&part);
+            }
+            return Err(Failure::from_error(e, &part.display()));
+        }
+    };
+    let bar = ui.bar(info.file_size, offset, &dest.display().to_string());
+    let mut out = Hashing { inner: file, hasher, bar: &bar };
+    // A cut transfer keeps its .part, for -c.
+    let theirs = s.get_body(&info, &mut out, on_local).map_err(|e| {
+        bar.abandon();
+        Failure::from_error(e, &part.display())
+    })?;
+    let Hashing { inner: file, hasher, .. } = out;
+    if let Err(f) = check_digest(remote, hasher, theirs) {
+        bar.abandon();
+        let _ = fs::remove_file(&part);
+        return Err(match f {
+            Failure::Failed(m) => Failure::Failed(format!("{m}; removed {}", part.display())),
+            f => f,
+        });
+    }
+    finish_part(file, &part, dest, &info).map_err(|e| Failure::local(&dest.display(), &e))?;
+    bar.finish();
+    Ok(())
+}
+
+/// A `get` to stdout: checked all the same, but what was written stays written.
+fn get_stdout(s: &mut Session, ui: &Ui, remote: &str, on_local: OnLocalError) -> Result<(), Failure> {
+    let info = s.get_start(remote, 0, Digest::Sha256).map_err(|e| Failure::from_error(e, &"stdout"))?;
+    let bar = ui.bar(info.file_size, 0, remote);
+    let mut out = Hashing { inner: io::stdout().lock(), hasher: Sha256::new(), bar: &bar };
+    let theirs = s.get_body(&info, &mut out, on_local).map_err(|e| Failure::from_error(e, &"stdout"));
+    let flushed = out.flush().map_err(|e| Failure::local(&"stdout", &e));
+    let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, out.hasher, t)));
+    if r.is_ok() {
+        bar.finish()
+    } else {
+        bar.abandon()
+    }
+    r
+}
+
+fn run_get(
+    s: &mut Session,
+    ui: &Ui,
+    remote: &str,
+    dest: &Dest,
+    resume: bool,
+    on_local: OnLocalError,
+) -> Result<(), Failure> {
+    match dest {
+        Dest::Stdout => get_stdout(s, ui, remote, on_local),
+        Dest::File(p) => get_file(s, ui, remote, p, resume, on_local),
+    }
+}
+
+/// `ferry get [-c] HOST REMOTE [LOCAL]`.
+pub fn get(target: &Target, key: &Key, opts: &Options, ui: Ui, remote: &str, local: Option<&str>, resume: bool) -> i32 {
+    let dest = match get_dest(remote, local) {
+        Ok(Dest::Stdout) if resume => return Failure::Usage("-c cannot resume a get to stdout".into()).report(),
+        Ok(d) => d,
+        Err(f) => return f.report(),
+    };
+    with_session(target, key, opts, |s| run_get(s, &ui, remote, &dest, resume, OnLocalError::Return))
+}
+
+/// Where a put goes: REMOTE, or inside it when it is a directory (or ends
+/// in `/`), or LOCAL's basename when there is no REMOTE.
+fn put_target(s: &mut Session, local: &str, remote: Option<&str>) -> Result<String, Failure> {
+    let base = || {
+        local_basename(local)
+            .ok_or_else(|| Failure::Usage(format!("{local:?} names no file to name a remote one after: give REMOTE")))
+    };
+    let Some(remote) = remote else { return base() };
+    let is_dir = remote.ends_with('/')
+        || match s.stat(remote) {
+            Ok(e) => e.kind == Kind::Dir,
+            Err(Error::Remote(p)) if !p.code.is_fatal() => false,
+            Err(e) => return Err(Failure::Ferry(e)),
+        };
+    if !is_dir {
+        return Ok(remote.to_string());
+    }
+    let dir = remote.trim_end_matches('/');
+    Ok(match dir {
+        "." => base()?,
+        "" => format!("{remote}{}", base()?),
+        d => format!("{d}/{}", base()?),
+    })
+}
+
+/// A streaming put of everything `input` yields.
+fn put_reader(s: &mut Session, ui: &Ui, input: &mut dyn Read, what: &str, remote: &str) -> Result<(), Failure> {
+    let bar = ui.spinner(what);
+    let mut counted = bar.wrap_read(input);
+    let r = s.put_stream(remote, None, &mut counted).map(drop).map_err(|e| Failure::from_error(e, &what));
+    if r.is_ok() {
+        bar.finish()
+    } else {
+        bar.abandon()
+    }
+    r
+}
+
+/// A put of LOCAL: sized with its digest when a regular file, else streamed.
+fn run_put(s: &mut Session, ui: &Ui, local: &str, remote: Option<&str>) -> Result<(), Failure> {
+    if local == "-" {
+        let remote = remote.ok_or_else(|| Failure::Usage("put from stdin (-) needs REMOTE".into()))?;
+        return put_reader(s, ui, &mut io::stdin().lock(), "stdin", remote);
+    }
+    let mut file = File::open(local).map_err(|e| Failure::local(&local, &e))?;
+    let meta = file.metadata().map_err(|e| Failure::local(&local, &e))?;
+    if meta.is_dir() {
+        return Err(Failure::Failed(format!("{local}: is a directory")));
+    }
+    let remote = put_target(s, local, remote)?;
+    if !meta.is_file() {
+        return put_reader(s, ui, &mut file, local, &remote);
+    }
+    let bar = ui.bar(meta.len(), 0, &format!("{local} (checksum)"));
+    let mut hasher = Sha256::new();
+    // The size sent is what was hashed, so a growing file is sent as hashed.
+    let size = hash_reader(&mut file, &mut hasher, &bar).map_err(|e| Failure::local(&local, &e))?;
+    let sha = to_hex(&hasher.finalize());
+    bar.reset();
+    bar.set_length(size);
+    bar.set_message(local.to_string());
+    let mode = meta.permissions().mode() & 0o777;
+    let r = s.put_file(&remote, &file, size, Some(mode), Some(&sha), &mut |n| bar.inc(n));
+    match r {
+        Ok(_) => {
+            bar.finish();
+            Ok(())
+        }
+        Err(e) => {
+            bar.abandon();
+            Err(Failure::from_error(e, &local))
+        }
+    }
+}
+
+/// `ferry put HOST LOCAL [REMOTE]`.
+pub fn put(target: &Target, key: &Key, opts: &Options, ui: Ui, local: &str, remote: Option<&str>) -> i32 {
+    if local == "-" && remote.is_none() {
+        return Failure::Usage("put from stdin (-) needs REMOTE".into()).report();
+    }
+    with_session(target, key, opts, |s| run_put(s, &ui, local, remote))
+}
+
+fn print(bytes: &[u8]) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| Failure::local(&"stdout", &e))
+}
+
+/// `ls` of a path: a directory's entries, or the one entry a file is.
+fn entries_or_self(s: &mut Session, path: &str) -> Result<Result<Vec<u8>, Entry>, Error> {
+    match s.list_raw(path) {
+        Ok(body) => Ok(Ok(body)),
+        Err(Error::Remote(p)) if p.code == ErrorCode::NotADirectory => Ok(Err(s.stat(path)?)),
+        Err(e) => Err(e),
+    }
+}
+
+fn run_ls(s: &mut Session, path: &str, json: bool) -> Result<(), Failure> {
+    let listing = entries_or_self(s, path).map_err(|e| Failure::from_error(e, &"stdout"))?;
+    let entries = match listing {
+        Ok(body) if json => return print(&[body.as_slice(), b"\n"].concat()),
+        Ok(body) => serde_json::from_slice::<Vec<Entry>>(&body)
+            .map_err(|e| Failure::Ferry(Error::Protocol(format!("listing body: {e}"))))?,
+        Err(entry) => vec![entry],
+    };
+    if json {
+        let mut text = serde_json::to_vec(&entries).expect("entries serialize");
+        text.push(b'\n');
+        return print(&text);
+    }
+    print(format::table(&entries).as_bytes())
+}
+
+/// `ferry ls [--json] HOST [PATH]`.
+pub fn ls(target: &Target, key: &Key, opts: &Options, path: &str, json: bool) -> i32 {
+    with_session(target, key, opts, |s| run_ls(s, path, json))
+}
+
+fn run_stat(s: &mut Session, path: &str, json: bool) -> Result<(), Failure> {
+    let (fields, entry) = s.stat_fields(path).map_err(|e| Failure::from_error(e, &"stdout"))?;
+    if json {
+        let mut text = serde_json::to_vec(&serde_json::Value::Object(fields)).expect("JSON serializes");
+        text.push(b'\n');
+        return print(&text);
+    }
+    print(format::stat_lines(&entry).as_bytes())
+}
+
+/// `ferry stat [--json] HOST PATH`.
+pub fn stat(target: &Target, key: &Key, opts: &Options, path: &str, json: bool) -> i32 {
+    with_session(target, key, opts, |s| run_stat(s, path, json))
+}
+
+/// What a session line came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    /// Not a file command: run it in the shell.
+    NotMine,
+    /// Done, with this status; the session goes on.
+    Status(i32),
+    /// The session cannot go on: exit with this status.
+    End(i32),
+}
+
+/// Runs a session line if it is a file command: `get REMOTE [LOCAL]`,
+/// `put LOCAL [REMOTE]`, or `ls` with no word or one not starting with `-`
+/// (so `ls -la` stays a shell command). Words split on whitespace.
+pub fn session_line(s: &mut Session, ui: &Ui, line: &str) -> Line {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let r = match words.as_slice() {
+        ["get", remote, rest @ ..] if rest.len() <= 1 => {
+            get_dest(remote, rest.first().copied()).and_then(|d| run_get(s, ui, remote, &d, false, OnLocalError::Drain))
+        }
+        ["put", "-", ..] if words.len() <= 3 => {
+            Err(Failure::Usage("put -: stdin carries the session's commands; use `ferry put HOST - REMOTE`".into()))
+        }
+        ["put", local, rest @ ..] if rest.len() <= 1 => run_put(s, ui, local, rest.first().copied()),
+        ["ls"] => run_ls(s, ".", false),
+        ["ls", path] if !path.starts_with('-') => run_ls(s, path, false),
+        _ => return Line::NotMine,
+    };
+    match r {
+        Ok(()) => Line::Status(0),
+        Err(f) if f.is_fatal() => Line::End(f.report()),
+        Err(f) => Line::Status(f.report()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_basenames() {
+        assert_eq!(remote_basename("a/b/c.txt"), Some("c.txt"));
+        assert_eq!(remote_basename("c"), Some("c"));
+        assert_eq!(remote_basename("dir/"), Some("dir"));
+        assert_eq!(remote_basename("."), None);
+        assert_eq!(remote_basename("a/.."), None);
+        assert_eq!(remote_basename(""), None);
+    }
+
+    #[test]
+    fn get_destinations_follow_scp() {
+        assert_eq!(get_dest("a/b", None).unwrap(), Dest::File("b".into()));
+        assert_eq!(get_dest("a/b", Some("-")).unwrap(), Dest::Stdout);
+        assert_eq!(get_dest("a/b", Some("x/y")).unwrap(), Dest::File("x/y".into()));
+        let dir = std::env::temp_dir();
+        assert_eq!(get_dest("a/b", Some(dir.to_str().unwrap())).unwrap(), Dest::File(dir.join("b")));
+        assert!(matches!(get_dest(".", None), Err(Failure::Usage(_))));
+        assert_eq!(part_path(Path::new("d/f.tar")), PathBuf::from("d/f.tar.part"));
+    }
+
+    #[test]
+    fn io_errors_read_like_ls() {
+        assert_eq!(io_text(&io::Error::from_raw_os_error(libc::ENOENT)), "No such file or directory");
+    }
+}
