@@ -110,7 +110,7 @@ rate() { echo "scale=0; $bytes / $1 / 1000000" | bc -l; }
 
 row() { # key label baseline-key
   local m b; m=$(echo "${times[$1]}" | median); b=$(echo "${times[$3]}" | median)
-  printf '| %s | %s | %s | %s | %.2fx |\n' "$2" "$(rate "$m")" "$m" "$(echo "${times[$1]}" | spread)" \
+  printf '| %s | %s | %.2f | %s | %.2fx |\n' "$2" "$(rate "$m")" "$m" "$(echo "${times[$1]}" | spread)" \
     "$(echo "$b / $m" | bc -l)"
 }
 echo
