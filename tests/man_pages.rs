@@ -58,7 +58,7 @@ fn every_ferryd_flag_is_in_ferryd_8() {
 fn every_ferry_flag_is_in_ferry_1() {
     let bin = env!("CARGO_BIN_EXE_ferry");
     let mut all = flags(bin, &[]);
-    for sub in ["run", "ping", "keygen"] {
+    for sub in ["run", "ping", "get", "put", "ls", "stat", "keygen"] {
         all.extend(flags(bin, &[sub]));
     }
     check("ferry.1", all);
