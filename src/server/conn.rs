@@ -452,7 +452,9 @@ impl<S: Socket> Conn<S> {
             }
         }
         self.inbuf.drain(..used);
-        if self.inbuf.is_empty() && self.inbuf.capacity() > 16 * 1024 {
+        // Idle connections give big buffers back; an upload keeps its buffer
+        // so the body moves without an allocation per chunk.
+        if self.inbuf.is_empty() && self.inbuf.capacity() > 16 * 1024 && !matches!(self.phase, Phase::Running(Op::Put(_))) {
             self.inbuf = Vec::new();
         }
         used + done
