@@ -5,33 +5,8 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-/// Runs `cmd` with `input` on stdin; bounded by WAIT.
-fn run(mut cmd: Command, input: &[u8]) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let pid = child.id() as i32;
-    let watchdog = std::thread::spawn(move || {
-        let t = Instant::now();
-        while t.elapsed() < WAIT * 2 {
-            std::thread::sleep(Duration::from_millis(50));
-            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                return;
-            }
-        }
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    drop(watchdog);
-    out
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -42,7 +17,7 @@ fn run_propagates_output_and_exit_status() {
     let d = Daemon::start();
     let mut cmd = d.ferry();
     cmd.args(["run", "-n", &d.target(), "--", "echo out; echo err >&2; exit 42"]);
-    let out = run(cmd, b"");
+    let out = run_with_input(cmd, b"");
     assert_eq!(out.status.code(), Some(42));
     assert_eq!(text(&out.stdout), "out\n");
     assert_eq!(text(&out.stderr), "err\n");
@@ -53,7 +28,7 @@ fn run_with_several_arguments_uses_argv() {
     let d = Daemon::start();
     let mut cmd = d.ferry();
     cmd.args(["run", "-n", &d.target(), "--", "printf", "%s|", "a b", "$HOME"]);
-    let out = run(cmd, b"");
+    let out = run_with_input(cmd, b"");
     assert_eq!(text(&out.stdout), "a b|$HOME|");
     assert_eq!(out.status.code(), Some(0));
 }
@@ -63,7 +38,7 @@ fn run_reports_a_signal_as_128_plus_it() {
     let d = Daemon::start();
     let mut cmd = d.ferry();
     cmd.args(["run", "-n", &d.target(), "--", "kill -KILL $$"]);
-    assert_eq!(run(cmd, b"").status.code(), Some(137));
+    assert_eq!(run_with_input(cmd, b"").status.code(), Some(137));
 }
 
 #[test]
@@ -72,7 +47,7 @@ fn run_forwards_stdin() {
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut cmd = d.ferry();
     cmd.args(["run", &d.target(), "--", "sha256sum"]);
-    let out = run(cmd, &data);
+    let out = run_with_input(cmd, &data);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let local = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut local_in = local.stdin.as_ref().unwrap();
@@ -89,7 +64,7 @@ fn a_command_reading_and_writing_a_lot_at_once_does_not_deadlock() {
     let data = vec![b'q'; 8 * 1024 * 1024];
     let mut cmd = d.ferry();
     cmd.args(["run", &d.target(), "--", "cat"]);
-    let out = run(cmd, &data);
+    let out = run_with_input(cmd, &data);
     assert_eq!(out.status.code(), Some(0));
     assert!(out.stdout == data, "got {} bytes back", out.stdout.len());
 }
@@ -116,7 +91,7 @@ fn a_missing_program_is_127() {
     let d = Daemon::start();
     let mut cmd = d.ferry();
     cmd.args(["run", "-n", &d.target(), "--", "/no/such/program", "x"]);
-    let out = run(cmd, b"");
+    let out = run_with_input(cmd, b"");
     assert_eq!(out.status.code(), Some(127));
     assert!(text(&out.stderr).contains("/no/such/program"), "{}", text(&out.stderr));
 }
@@ -131,26 +106,26 @@ fn ferry_errors_are_255_with_one_line() {
     };
     let mut cmd = d.ferry();
     cmd.args(["run", "-n", &format!("127.0.0.1:{port}"), "--", "true"]);
-    let out = run(cmd, b"");
+    let out = run_with_input(cmd, b"");
     assert_eq!(out.status.code(), Some(255));
     assert_eq!(text(&out.stderr).lines().count(), 1, "{}", text(&out.stderr));
     // A key the server does not have.
     let (_dir, other_keys, _) = make_keys();
     let mut cmd = Command::new(ferry_bin());
     cmd.arg("-k").arg(&other_keys).args(["run", "-n", &d.target(), "--", "true"]);
-    let out = run(cmd, b"");
+    let out = run_with_input(cmd, b"");
     assert_eq!(out.status.code(), Some(255));
     assert!(text(&out.stderr).contains("authentication failed"), "{}", text(&out.stderr));
     // A key id the file does not have.
     let mut cmd = d.ferry();
     cmd.args(["-i", "nope", "run", "-n", &d.target(), "--", "true"]);
-    assert_eq!(run(cmd, b"").status.code(), Some(255));
+    assert_eq!(run_with_input(cmd, b"").status.code(), Some(255));
 }
 
 #[test]
 fn usage_errors_are_2() {
     for args in [&["run"][..], &["--no-such-flag", "h"], &["run", "host"], &["ping"]] {
-        let out = run(
+        let out = run_with_input(
             {
                 let mut c = Command::new(ferry_bin());
                 c.args(args);
@@ -167,7 +142,7 @@ fn netcat_style_session_runs_each_line_in_turn() {
     let d = Daemon::start();
     let mut cmd = d.ferry();
     cmd.arg(d.addr.ip().to_string()).arg(d.addr.port().to_string());
-    let out = run(cmd, b"echo one\n\necho two >&2\nprintf 'three\\n'\nexit 5\n");
+    let out = run_with_input(cmd, b"echo one\n\necho two >&2\nprintf 'three\\n'\nexit 5\n");
     assert_eq!(text(&out.stdout), "one\nthree\n");
     assert_eq!(text(&out.stderr), "two\n", "no prompt when stdin is not a terminal");
     assert_eq!(out.status.code(), Some(5), "the last command's status");
@@ -179,7 +154,7 @@ fn netcat_style_session_stops_at_quit_and_never_glues_outputs() {
     write_file(&d.path("big"), &vec![b'x'; 300_000]);
     let mut cmd = d.ferry();
     cmd.arg(d.target());
-    let out = run(cmd, b"cat big\necho END\nquit\necho never\n");
+    let out = run_with_input(cmd, b"cat big\necho END\nquit\necho never\n");
     let stdout = text(&out.stdout);
     assert_eq!(stdout.len(), 300_000 + 4);
     assert!(stdout.ends_with("xEND\n"));
@@ -192,7 +167,7 @@ fn ping_reports_round_trips() {
     let d = Daemon::start();
     let mut cmd = d.ferry();
     cmd.args(["ping", "-c", "3", "--interval", "0.01", &d.target()]);
-    let out = run(cmd, b"");
+    let out = run_with_input(cmd, b"");
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
     assert_eq!(stdout.matches("pong from").count(), 3, "{stdout}");
@@ -205,7 +180,7 @@ fn keygen_writes_a_private_key_the_daemon_accepts() {
     let path = dir.path().join("new/keys");
     let mut cmd = Command::new(ferry_bin());
     cmd.args(["keygen", "--id", "ci"]).arg(&path);
-    let out = run(cmd, b"");
+    let out = run_with_input(cmd, b"");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let keys = ferry::keys::load(&path).unwrap();
@@ -214,7 +189,7 @@ fn keygen_writes_a_private_key_the_daemon_accepts() {
     // The same id twice is refused.
     let mut cmd = Command::new(ferry_bin());
     cmd.args(["keygen", "--id", "ci"]).arg(&path);
-    assert_eq!(run(cmd, b"").status.code(), Some(255));
+    assert_eq!(run_with_input(cmd, b"").status.code(), Some(255));
 }
 
 #[test]
@@ -222,7 +197,7 @@ fn verbose_traces_frames_without_secrets() {
     let d = Daemon::start();
     let mut cmd = d.ferry();
     cmd.args(["-v", "run", "-n", &d.target(), "--", "true"]);
-    let out = run(cmd, b"");
+    let out = run_with_input(cmd, b"");
     let err = text(&out.stderr);
     assert!(err.contains(r#""type":"hello""#) && err.contains(r#""type":"exit""#), "{err}");
     assert!(err.contains("<redacted>"));
@@ -254,7 +229,7 @@ fn ipv6_literals_are_understood() {
     assert!(addr.starts_with("[::1]:"), "{addr}");
     let mut cmd = d.ferry();
     cmd.args(["-6", "run", "-n", &addr, "--", "echo v6"]);
-    let out = run(cmd, b"");
+    let out = run_with_input(cmd, b"");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait().unwrap();
     assert_eq!(text(&out.stdout), "v6\n", "{}", text(&out.stderr));

@@ -14,31 +14,6 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Runs `cmd` with `input` on stdin and everything captured; killed if it
-/// outlives 2 × WAIT.
-fn run(mut cmd: Command, input: &[u8]) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let pid = child.id() as i32;
-    let watchdog = std::thread::spawn(move || {
-        let t = Instant::now();
-        while t.elapsed() < WAIT * 2 {
-            std::thread::sleep(Duration::from_millis(50));
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                return;
-            }
-        }
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    drop(watchdog);
-    out
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -71,7 +46,7 @@ fn set_mtime(p: &Path, secs: u64) {
 fn ferry_in(d: &Daemon, cwd: &Path, args: &[&str], input: &[u8]) -> Output {
     let mut cmd = d.ferry();
     cmd.current_dir(cwd).args(args);
-    run(cmd, input)
+    run_with_input(cmd, input)
 }
 
 fn assert_status(out: &Output, code: i32) {
@@ -272,7 +247,7 @@ fn a_refused_connection_exits_255() {
         let mut cmd = Command::new(ferry_bin());
         cmd.current_dir(here.path()).arg("-k").arg(&keys).env_remove("FERRY_KEYS");
         cmd.arg(args[0]).arg(format!("127.0.0.1:{port}")).args(&args[1..]);
-        let out = run(cmd, b"data");
+        let out = run_with_input(cmd, b"data");
         assert_status(&out, 255);
         assert_eq!(text(&out.stderr).lines().count(), 1, "{}", text(&out.stderr));
     }
@@ -415,17 +390,7 @@ fn a_streaming_put_stops_at_an_early_error() {
         let t = Instant::now();
         while t.elapsed() < WAIT * 2 && stdin.write_all(&chunk).is_ok() {}
     });
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t.elapsed() > WAIT {
-            let _ = child.kill();
-            panic!("ferry kept streaming after the server refused the put");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_child(&mut child, "ferry kept streaming after the server refused the put");
     assert_eq!(status.code(), Some(1));
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
@@ -492,17 +457,7 @@ fn ferry_on_a_tty(d: &Daemon, cwd: &Path, args: &[&str]) -> (String, Option<i32>
         let _ = std::io::Read::read_to_end(&mut &master, &mut all);
         all
     });
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t.elapsed() > WAIT {
-            let _ = child.kill();
-            panic!("ferry did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_child(&mut child, "ferry did not finish");
     (text(&reader.join().unwrap()), status.code())
 }
 
