@@ -59,6 +59,15 @@ pub struct Config {
     pub max_upload: Option<u64>,
     /// What runs `cmd` strings, as `SHELL -c CMD`.
     pub shell: PathBuf,
+    /// Programs an `exec` may run: names (matched against argv[0], or the
+    /// shell for `cmd`) or absolute paths. Empty: any program.
+    pub exec_allowed: Vec<String>,
+    /// Run children with only PATH, HOME, LANG and the request's `env`.
+    pub exec_env_clear: bool,
+    /// A ceiling on every exec's timeout (and the timeout of those that give none).
+    pub exec_timeout: Option<Duration>,
+    /// The log level, applied again on reload.
+    pub log_level: log::LevelFilter,
     /// Sent in `hello`.
     pub server_name: String,
     /// A random key that unknown key ids are checked against (see `conn::on_auth`).
@@ -70,7 +79,7 @@ impl Config {
     pub const DEFAULT_MAX_CHILDREN: usize = 64;
     pub const DEFAULT_AUTH_TIMEOUT: u64 = 10;
     pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
-    pub const DEFAULT_DRAIN_TIMEOUT: u64 = 10;
+    pub const DEFAULT_DRAIN_TIMEOUT: u64 = 30;
 
     /// The defaults, serving `root` with `keys`.
     pub fn new(root: PathBuf, keys: Keys) -> Config {
@@ -88,6 +97,10 @@ impl Config {
             read_only: false,
             max_upload: None,
             shell: PathBuf::from("/bin/sh"),
+            exec_allowed: Vec::new(),
+            exec_env_clear: false,
+            exec_timeout: None,
+            log_level: log::LevelFilter::Info,
             server_name: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
             decoy_key: fresh_nonce(),
         }
