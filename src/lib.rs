@@ -9,11 +9,13 @@
 //! - `proto`: the pure protocol: frame codec, messages, handshake MACs, keys format.
 //! - `server`: the daemon: one `mio` reactor, connections as state machines in a slab.
 //! - `client`: a blocking client on `std::net`, used by the `ferry` binary.
+//! - `config`: ferryd's settings: defaults, the TOML config file, the flags.
 //! - `keys`: finding, creating and loading keys files (permissions checked).
 //! - `paths`: resolving request paths inside the served root.
 //! - `logger`: the `log` backend (stderr).
 
 pub mod client;
+pub mod config;
 pub mod keys;
 pub mod logger;
 pub mod paths;

@@ -1,28 +1,39 @@
-//! ferryd: flags -> Config -> keys -> bind -> server::run. Maps failures to
+//! ferryd: flags -> settings (defaults, config file, flags) -> bind ->
+//! (daemonize) -> server::run. Fails loudly on stderr before detaching, with
 //! sysexits codes: 64 usage, 69 unavailable, 70 internal, 78 configuration.
 
 use clap::builder::TypedValueParser;
 use clap::Parser;
-use ferry::proto::auth::Keys;
+use daemonize::{Daemonize, Outcome};
+use ferry::config::{self, LogTarget, Overrides, Settings};
+use ferry::logger;
 use ferry::server::{self, Config};
-use ferry::{keys, logger};
 use log::{error, info, LevelFilter};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_CONFIG: u8 = 78;
 
-/// The ferry daemon: runs commands for authenticated clients over a framed protocol.
+/// The ferry daemon: runs commands and moves files for authenticated clients over a framed protocol.
 #[derive(Parser, Debug)]
 #[command(name = "ferryd", version, about, long_about = None)]
 struct Cli {
-    /// Address to listen on, ADDR:PORT or [V6ADDR]:PORT (repeatable; port 0 picks a free port)
-    #[arg(short = 'l', long = "listen", value_name = "ADDR:PORT", value_parser = parse_listen)]
+    /// Config file [default: /etc/ferry/ferryd.toml when it exists]; flags override it
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Check the configuration, print it as it takes effect (no secrets) and exit: 0 valid, 78 not
+    #[arg(long)]
+    check_config: bool,
+
+    /// Address to listen on, ADDR:PORT or [V6ADDR]:PORT (repeatable; port 0 picks a free port) [default: 127.0.0.1:7075]
+    #[arg(short = 'l', long = "listen", value_name = "ADDR:PORT", value_parser = config::parse_listen)]
     listen: Vec<SocketAddr>,
 
     /// Directory served to clients; commands run there [default: the current directory]
@@ -33,40 +44,45 @@ struct Cli {
     #[arg(short = 'k', long, value_name = "FILE")]
     keys: Option<PathBuf>,
 
-    /// Stay in the foreground and log to stderr (the default)
+    /// Detach: fork, new session, chdir /, umask 027, stdio to /dev/null, pidfile, log to syslog
+    #[arg(short = 'd', long, conflicts_with = "foreground")]
+    daemon: bool,
+
+    /// Stay in the foreground and log to stderr (the default; what systemd uses)
     #[arg(short = 'f', long)]
     foreground: bool,
 
-    /// Log level: off, error, warn, info, debug or trace
-    #[arg(long, value_name = "LEVEL", default_value = "info")]
-    log_level: LevelFilter,
+    /// Pidfile written and locked in daemon mode, removed at exit
+    #[arg(long, value_name = "FILE")]
+    pidfile: Option<PathBuf>,
 
-    /// Most connections at once; one more is refused with too-many-connections
-    #[arg(long, value_name = "N", default_value_t = Config::DEFAULT_MAX_CONNECTIONS)]
-    max_connections: usize,
+    /// Log level: off, error, warn, info, debug or trace [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<LevelFilter>,
 
-    /// Most commands running at once; further exec requests wait their turn
-    #[arg(long, value_name = "N", default_value_t = Config::DEFAULT_MAX_CHILDREN,
-          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
-    max_children: usize,
+    /// Most connections at once; one more is refused with too-many-connections [default: 4096]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    max_connections: Option<usize>,
 
-    /// Seconds a client has to authenticate
-    #[arg(long, value_name = "SECS", default_value_t = Config::DEFAULT_AUTH_TIMEOUT,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    auth_timeout: u64,
+    /// Most commands running at once; further exec requests wait their turn [default: 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    max_children: Option<usize>,
 
-    /// Seconds an authenticated connection may sit idle (0: no limit)
-    #[arg(long, value_name = "SECS", default_value_t = Config::DEFAULT_IDLE_TIMEOUT)]
-    idle_timeout: u64,
+    /// Seconds a client has to authenticate [default: 10]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    auth_timeout: Option<u64>,
 
-    /// Seconds running commands get to finish after TERM or INT
-    #[arg(long, value_name = "SECS", default_value_t = Config::DEFAULT_DRAIN_TIMEOUT)]
-    drain_timeout: u64,
+    /// Seconds an authenticated connection may sit idle, 0 for no limit [default: 300]
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<u64>,
 
-    /// Largest frame header accepted, in bytes (at most 65536)
-    #[arg(long, value_name = "BYTES", default_value_t = ferry::proto::MAX_HEADER,
-          value_parser = clap::value_parser!(u32).range(64..=65536).map(|n| n as usize))]
-    max_header: usize,
+    /// Seconds running requests get to finish after TERM or INT [default: 30]
+    #[arg(long, value_name = "SECS")]
+    drain_timeout: Option<u64>,
+
+    /// Largest frame header accepted, in bytes (64 to 65536) [default: 65536]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(64..=65536).map(|n| n as usize))]
+    max_header: Option<usize>,
 
     /// Refuse exec requests (code exec-disabled)
     #[arg(long)]
@@ -81,19 +97,34 @@ struct Cli {
     max_upload: Option<u64>,
 }
 
-/// `ADDR:PORT`, `[V6]:PORT`, a bare address (port 7075), or `HOST:PORT` resolved once.
-fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
+impl Cli {
+    /// The command line's say, with paths made absolute (a daemon changes
+    /// to `/`, and a reload reads them again).
+    fn overrides(&self) -> Overrides {
+        let abs = |p: &Option<PathBuf>| p.as_ref().map(|p| absolute(p));
+        Overrides {
+            config: abs(&self.config),
+            listen: self.listen.clone(),
+            root: abs(&self.root),
+            keys: abs(&self.keys),
+            log_level: self.log_level,
+            max_connections: self.max_connections,
+            max_children: self.max_children,
+            auth_timeout: self.auth_timeout,
+            idle_timeout: self.idle_timeout,
+            drain_timeout: self.drain_timeout,
+            max_header: self.max_header,
+            max_upload: self.max_upload,
+            no_exec: self.no_exec,
+            read_only: self.read_only,
+            daemon: self.daemon,
+            pidfile: abs(&self.pidfile),
+        }
     }
-    let bare = s.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, ferry::proto::DEFAULT_PORT));
-    }
-    match s.to_socket_addrs() {
-        Ok(mut it) => it.next().ok_or_else(|| format!("{s}: no address")),
-        Err(e) => Err(format!("{s}: {e} (expected ADDR:PORT)")),
-    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
@@ -114,52 +145,151 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    logger::init_stderr("ferryd", cli.log_level);
-
-    let root = cli.root.clone().unwrap_or_else(|| PathBuf::from("."));
-    let root = match root.canonicalize() {
-        Ok(r) if r.is_dir() => r,
-        Ok(r) => return fail(EX_CONFIG, format!("root {} is not a directory", r.display())),
-        Err(e) => return fail(EX_CONFIG, format!("root {}: {e}", root.display())),
-    };
-    let keys = match load_keys(cli.keys.as_deref()) {
-        Ok(k) => k,
+    let overrides = cli.overrides();
+    let settings = match config::load(&overrides) {
+        Ok(s) => s,
         Err(e) => return fail(EX_CONFIG, e),
     };
-
-    let mut cfg = Config::new(root, keys);
-    if !cli.listen.is_empty() {
-        cfg.listen = cli.listen.clone();
+    if cli.check_config {
+        print!("{}", settings.render());
+        return ExitCode::SUCCESS;
     }
-    cfg.max_connections = cli.max_connections;
-    cfg.max_children = cli.max_children;
-    cfg.auth_timeout = Duration::from_secs(cli.auth_timeout);
-    cfg.idle_timeout = Duration::from_secs(cli.idle_timeout);
-    cfg.drain_timeout = Duration::from_secs(cli.drain_timeout);
-    cfg.max_header = cli.max_header;
-    cfg.allow_exec = !cli.no_exec;
-    cfg.read_only = cli.read_only;
-    cfg.max_upload = cli.max_upload;
-
-    raise_fd_limit(cfg.max_connections);
-    let listeners = match server::bind(&cfg) {
+    if let Err(e) = init_logging(&settings) {
+        return fail(EX_UNAVAILABLE, e);
+    }
+    raise_fd_limit(settings.server.max_connections);
+    let listeners = match server::bind(&settings.server) {
         Ok(l) => l,
         Err(e) => return fail(EX_UNAVAILABLE, e),
     };
-    let server = match server::Server::new(cfg.clone(), listeners) {
+    if settings.daemon {
+        return detach(settings, listeners, overrides);
+    }
+    serve(settings, listeners, overrides, None)
+}
+
+/// The log backend the settings ask for (`auto`: syslog when daemonized).
+fn init_logging(s: &Settings) -> Result<(), String> {
+    let syslog = match s.log_target {
+        LogTarget::Syslog => true,
+        LogTarget::Stderr => false,
+        LogTarget::Auto => s.daemon,
+    };
+    let target = if syslog {
+        let facility = logger::parse_facility(&s.log_facility)?;
+        logger::LogTarget::Syslog { facility, socket: s.log_socket.clone() }
+    } else {
+        logger::LogTarget::Stderr
+    };
+    logger::init("ferryd", target, s.server.log_level)
+}
+
+/// Daemon mode: the process the operator started waits for the detached
+/// daemon's verdict ("ready", or why not) and exits with it, so a second
+/// instance, a bad user or a lock held elsewhere is one line on the
+/// operator's terminal and a non-zero status.
+fn detach(settings: Settings, listeners: Vec<mio::net::TcpListener>, overrides: Overrides) -> ExitCode {
+    if let Some(p) = &settings.pidfile {
+        if let Some(holder) = pidfile_holder(p) {
+            return fail(EX_UNAVAILABLE, format!("another ferryd (pid {holder}) holds the pidfile {}", p.display()));
+        }
+    }
+    let (mut verdict, child_end) = match UnixStream::pair() {
+        Ok(p) => p,
+        Err(e) => return fail(EX_SOFTWARE, format!("cannot detach: {e}")),
+    };
+    let mut d = Daemonize::new().working_directory("/").umask(0o027u32);
+    if let Some(p) = &settings.pidfile {
+        d = d.pid_file(p).chown_pid_file(true);
+    }
+    if let Some(u) = &settings.user {
+        d = d.user(u.as_str());
+    }
+    if let Some(g) = &settings.group {
+        d = d.group(g.as_str());
+    }
+    match d.execute() {
+        Outcome::Parent(Ok(_)) => {
+            drop(child_end);
+            let mut text = String::new();
+            let _ = verdict.read_to_string(&mut text);
+            match text.trim_end().split_once(' ') {
+                _ if text == "ready\n" => ExitCode::SUCCESS,
+                Some((code, msg)) => fail(code.parse().unwrap_or(EX_SOFTWARE), msg),
+                None => fail(EX_SOFTWARE, "the daemon exited during start-up"),
+            }
+        }
+        Outcome::Parent(Err(e)) => fail(EX_SOFTWARE, format!("cannot detach: {e}")),
+        Outcome::Child(Err(e)) => {
+            let msg = match &settings.pidfile {
+                Some(p) if pidfile_holder(p).is_some() => format!("the pidfile {} is locked by another ferryd", p.display()),
+                _ => format!("cannot become a daemon: {e}"),
+            };
+            let mut child_end = child_end;
+            let _ = writeln!(child_end, "{EX_UNAVAILABLE} {msg}");
+            error!("{msg}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+        Outcome::Child(Ok(_)) => {
+            drop(verdict);
+            let pidfile = settings.pidfile.clone();
+            let code = serve(settings, listeners, overrides, Some(child_end));
+            if let Some(p) = pidfile {
+                let _ = std::fs::remove_file(p);
+            }
+            code
+        }
+    }
+}
+
+/// The pid in a pidfile that another process holds locked, if any.
+fn pidfile_holder(path: &Path) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).ok()?;
+    // SAFETY: flock on a descriptor we own; the lock goes with the file.
+    let locked = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0;
+    if !locked {
+        return None;
+    }
+    let pid = std::fs::read_to_string(path).unwrap_or_default().trim().to_string();
+    Some(if pid.is_empty() { "?".into() } else { pid })
+}
+
+/// Sets up the event loop and runs it. `ready` is the detached daemon's line
+/// to the process that started it: "ready", or "CODE message".
+fn serve(
+    settings: Settings,
+    listeners: Vec<mio::net::TcpListener>,
+    overrides: Overrides,
+    ready: Option<UnixStream>,
+) -> ExitCode {
+    let reload: server::Reload = Box::new(move || config::load(&overrides).map(|s| s.server));
+    let cfg: Config = settings.server;
+    let server = match server::Server::new(cfg.clone(), listeners, Some(reload)) {
         Ok(s) => s,
-        Err(e) => return fail(EX_SOFTWARE, format!("cannot set up the event loop: {e}")),
+        Err(e) => {
+            let msg = format!("cannot set up the event loop: {e}");
+            if let Some(mut r) = ready {
+                let _ = writeln!(r, "{EX_SOFTWARE} {msg}");
+            }
+            return fail(EX_SOFTWARE, msg);
+        }
     };
     for addr in server.local_addrs() {
         info!("listening on {addr}");
     }
     info!(
-        "serving {} with {} key(s); exec {}; {}",
+        "serving {} with {} key(s) from {}; exec {}; {}",
         cfg.root.display(),
         cfg.keys.keys.len(),
+        settings.keys_file.display(),
         if cfg.allow_exec { "enabled" } else { "disabled" },
         if cfg.read_only { "read-only" } else { "read-write" }
     );
+    if let Some(mut r) = ready {
+        let _ = r.write_all(b"ready\n");
+    }
+    server::notify(&[sd_notify::NotifyState::Ready]);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -167,19 +297,6 @@ fn main() -> ExitCode {
             ExitCode::from(EX_SOFTWARE)
         }
     }
-}
-
-/// `--keys FILE`, else the user's keys file, created with one key on first start.
-fn load_keys(flag: Option<&std::path::Path>) -> Result<Keys, String> {
-    if let Some(path) = flag {
-        return keys::load(path);
-    }
-    let path = keys::user_path().ok_or("no keys file: give --keys FILE or set FERRY_KEYS")?;
-    if !path.exists() {
-        keys::generate(&path, "default")?;
-        eprintln!("ferryd: created keys file {} with a new key \"default\"", path.display());
-    }
-    keys::load(&path)
 }
 
 /// Raises the soft open-files limit toward what `max_connections` needs (each

@@ -299,10 +299,10 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// The drain timeout is over: KILL the child in flight.
-    pub fn kill_child(&mut self) {
+    /// The drain timeout is over: TERM the child in flight (KILL follows at exit).
+    pub fn term_child(&mut self) {
         if let Phase::Running(Op::Exec(e)) = &self.phase {
-            e.kill();
+            e.signal(crate::proto::msg::SignalName::TERM);
         }
     }
 

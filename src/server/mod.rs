@@ -19,12 +19,12 @@ use crate::proto::auth::{fresh_nonce, Keys};
 use crate::proto::msg;
 use crate::proto::{encode_frame, ErrorCode, ProtoError, MAX_HEADER};
 use conn::{interrupted, would_block, Conn, Step};
-use log::{info, warn};
+use log::{error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll};
 use ops::exec::{kill_group, KILL_GRACE};
 use ops::Ctx;
-use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM, SIGXFSZ};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use std::collections::VecDeque;
@@ -137,6 +137,14 @@ enum Shutdown {
     Done,
 }
 
+/// Tells systemd (with `Type=notify`) where the daemon stands; nothing
+/// without `NOTIFY_SOCKET`.
+pub fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, state) {
+        warn!("sd_notify: {e}");
+    }
+}
+
 /// A child whose connection is gone, waiting to be reaped.
 struct Orphan {
     child: Child,
@@ -144,9 +152,13 @@ struct Orphan {
     kill_at: Option<Instant>,
 }
 
+/// Reads the configuration again (for HUP): a new `Config`, or why not.
+pub type Reload = Box<dyn FnMut() -> Result<Config, String>>;
+
 pub struct Server {
     poll: Poll,
     cfg: Config,
+    reload: Option<Reload>,
     listeners: Vec<TcpListener>,
     conns: Slab<Conn<TcpStream>>,
     signals: Signals,
@@ -189,7 +201,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 impl Server {
     /// Sets up the poll and registers the listeners and signals.
-    pub fn new(cfg: Config, mut listeners: Vec<TcpListener>) -> io::Result<Server> {
+    pub fn new(cfg: Config, mut listeners: Vec<TcpListener>, reload: Option<Reload>) -> io::Result<Server> {
         let poll = Poll::new()?;
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(l, token::listener(i), Interest::READABLE)?;
@@ -197,11 +209,12 @@ impl Server {
         // SIGXFSZ is caught (and ignored) so that a write over RLIMIT_FSIZE
         // fails with EFBIG instead of killing the daemon; children get the
         // default action back at exec, as for every caught signal.
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGCHLD, SIGXFSZ])?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGXFSZ])?;
         poll.registry().register(&mut signals, token::SIGNALS, Interest::READABLE)?;
         Ok(Server {
             poll,
             cfg,
+            reload,
             listeners,
             conns: Slab::new(),
             signals,
@@ -333,6 +346,7 @@ impl Server {
             match sig {
                 SIGCHLD => self.reap(now),
                 SIGTERM | SIGINT => self.on_stop(sig, now),
+                SIGHUP => self.on_reload(),
                 _ => {}
             }
         }
@@ -353,6 +367,34 @@ impl Server {
         self.children -= before - self.orphans.len();
     }
 
+    /// HUP: read the configuration again and apply it to new requests and
+    /// connections; no connection is dropped. A bad one keeps the old.
+    fn on_reload(&mut self) {
+        let Some(reload) = self.reload.as_mut() else {
+            info!("HUP: no configuration to reload");
+            return;
+        };
+        notify(&[sd_notify::NotifyState::Reloading]);
+        match reload() {
+            Ok(mut new) => {
+                if new.listen != self.cfg.listen {
+                    warn!("HUP: listen addresses changed; they take effect on a restart");
+                    new.listen = self.cfg.listen.clone();
+                }
+                crate::logger::set_level(new.log_level);
+                info!(
+                    "HUP: configuration reloaded: {} key(s), exec {}, {}",
+                    new.keys.keys.len(),
+                    if new.allow_exec { "enabled" } else { "disabled" },
+                    if new.read_only { "read-only" } else { "read-write" }
+                );
+                self.cfg = new;
+            }
+            Err(e) => error!("HUP: {e}; keeping the running configuration"),
+        }
+        notify(&[sd_notify::NotifyState::Ready]);
+    }
+
     fn on_stop(&mut self, sig: i32, now: Instant) {
         let name = if sig == SIGINT { "INT" } else { "TERM" };
         if self.shutdown != Shutdown::No {
@@ -365,6 +407,7 @@ impl Server {
             self.conns.len(),
             self.cfg.drain_timeout.as_secs()
         );
+        notify(&[sd_notify::NotifyState::Stopping]);
         for mut l in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut l);
         }
@@ -400,9 +443,9 @@ impl Server {
             Shutdown::Draining(_) | Shutdown::Killing(_) if self.conns.is_empty() => self.shutdown = Shutdown::Done,
             Shutdown::Draining(until) if now >= until => {
                 let busy = self.conns.iter().filter(|(_, c)| c.child_pid().is_some()).count();
-                warn!("drain timeout: killing {busy} running commands");
+                warn!("drain timeout: TERM to {busy} running commands, KILL in {}s", KILL_GRACE.as_secs());
                 for (_, c) in self.conns.iter_mut() {
-                    c.kill_child();
+                    c.term_child();
                 }
                 self.shutdown = Shutdown::Killing(now + KILL_GRACE);
             }

@@ -104,6 +104,7 @@ impl Daemon {
     }
 
     /// As `start_with`, with a last say on the command (limits, environment).
+    /// No config file is read unless `extra` names one.
     pub fn start_custom(extra: &[&str], tweak: impl FnOnce(&mut Command)) -> Daemon {
         let root = tempfile::tempdir().unwrap();
         let (keys_dir, keys_path, key) = make_keys();
@@ -112,12 +113,32 @@ impl Daemon {
             .arg("--root")
             .arg(root.path())
             .arg("--keys")
-            .arg(&keys_path)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .arg(&keys_path);
+        if !extra.contains(&"--config") {
+            cmd.args(["--config", "/dev/null"]);
+        }
+        cmd.args(extra);
         tweak(&mut cmd);
+        Daemon::spawn(cmd, root, keys_dir, keys_path, key)
+    }
+
+    /// Starts ferryd from a config file alone: `listen`, `root` and `keys`
+    /// are written into it, then `toml` (which may add keys and sections).
+    /// Returns the daemon and the config file's path.
+    pub fn start_config(toml: &str, extra: &[&str], tweak: impl FnOnce(&mut Command)) -> (Daemon, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let (keys_dir, keys_path, key) = make_keys();
+        let file = keys_dir.path().join("ferryd.toml");
+        let text = format!("listen = [\"127.0.0.1:0\"]\nroot = {:?}\nkeys = {:?}\n{toml}", root.path(), keys_path);
+        std::fs::write(&file, text).unwrap();
+        let mut cmd = Command::new(ferryd_bin());
+        cmd.arg("--config").arg(&file).args(extra);
+        tweak(&mut cmd);
+        (Daemon::spawn(cmd, root, keys_dir, keys_path, key), file)
+    }
+
+    fn spawn(mut cmd: Command, root: tempfile::TempDir, keys_dir: tempfile::TempDir, keys_path: PathBuf, key: Key) -> Daemon {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("ferryd starts");
         let log = capture(child.stderr.take().unwrap());
         let Some(line) = log.wait_for("listening on ", WAIT) else {
@@ -126,6 +147,11 @@ impl Daemon {
         };
         let addr = line.rsplit("listening on ").next().unwrap().trim().parse().expect("an address");
         Daemon { child, addr, root, keys_path, key, log, _keys_dir: keys_dir }
+    }
+
+    /// Where the keys file and any config file of this daemon live.
+    pub fn conf_dir(&self) -> &Path {
+        self._keys_dir.path()
     }
 
     pub fn pid(&self) -> i32 {

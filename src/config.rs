@@ -1,0 +1,470 @@
+//! ferryd's configuration: built-in defaults, then the config file (TOML),
+//! then the command line, each overriding the one before.
+//!
+//! The file is `--config FILE`, else `/etc/ferry/ferryd.toml` when it exists,
+//! else none. Unknown keys and bad values are errors that name the file, the
+//! line and the key; relative paths in the file are relative to the file's
+//! directory. `load` is also what a HUP reload calls, with the same command
+//! line, so flags keep overriding the file after a reload.
+
+use crate::keys;
+use crate::proto::auth::Keys;
+use crate::server::Config;
+use log::LevelFilter;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the config file is looked for when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/ferry/ferryd.toml";
+
+/// Syslog facilities by name.
+pub const FACILITIES: [&str; 20] = [
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "local0",
+    "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+];
+
+/// Where logs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    Stderr,
+    Syslog,
+    /// Syslog when daemonized, stderr otherwise.
+    Auto,
+}
+
+/// Everything ferryd is told: what the server uses (and a reload may change)
+/// and what only the process uses at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: Config,
+    /// The config file read, if any.
+    pub config_file: Option<PathBuf>,
+    /// The keys file read (created with one key when it was the default and missing).
+    pub keys_file: PathBuf,
+    pub log_target: LogTarget,
+    pub log_facility: String,
+    /// A syslog socket other than the system's (`/dev/log`).
+    pub log_socket: Option<PathBuf>,
+    pub daemon: bool,
+    pub pidfile: Option<PathBuf>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+/// What the command line says; `None` (or empty, or false) where it is silent.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub listen: Vec<SocketAddr>,
+    pub root: Option<PathBuf>,
+    pub keys: Option<PathBuf>,
+    pub log_level: Option<LevelFilter>,
+    pub max_connections: Option<usize>,
+    pub max_children: Option<usize>,
+    pub auth_timeout: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    pub drain_timeout: Option<u64>,
+    pub max_header: Option<usize>,
+    pub max_upload: Option<u64>,
+    pub no_exec: bool,
+    pub read_only: bool,
+    pub daemon: bool,
+    pub pidfile: Option<PathBuf>,
+}
+
+// ---- the file --------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<Vec<Listen>>,
+    root: Option<PathBuf>,
+    keys: Option<PathBuf>,
+    max_connections: Option<Positive<usize>>,
+    max_children: Option<Positive<usize>>,
+    auth_timeout: Option<Positive<u64>>,
+    idle_timeout: Option<u64>,
+    drain_timeout: Option<u64>,
+    max_header: Option<HeaderLimit>,
+    max_upload: Option<u64>,
+    read_only: Option<bool>,
+    allow_exec: Option<bool>,
+    pidfile: Option<PathBuf>,
+    user: Option<Name>,
+    group: Option<Name>,
+    #[serde(default)]
+    exec: ExecSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecSection {
+    allowed: Option<Vec<Name>>,
+    env_clear: Option<bool>,
+    timeout: Option<Positive<u64>>,
+    shell: Option<AbsPath>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    level: Option<Level>,
+    target: Option<LogTarget>,
+    facility: Option<Facility>,
+    socket: Option<PathBuf>,
+}
+
+/// Values that check themselves while they are read, so that a bad one is
+/// reported by the TOML reader with its place in the file.
+macro_rules! checked {
+    ($name:ident($inner:ty), $what:expr, |$v:ident| $check:expr) => {
+        #[derive(Debug, Clone)]
+        struct $name($inner);
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let $v = <$inner>::deserialize(d)?;
+                match $check {
+                    Ok(v) => Ok($name(v)),
+                    Err(why) => Err(de::Error::custom(format!("{why} (expected {})", $what))),
+                }
+            }
+        }
+    };
+}
+
+checked!(Listen(String), "ADDR:PORT", |s| parse_listen(&s).map(|a| a.to_string()));
+checked!(HeaderLimit(usize), "a number of bytes from 64 to 65536", |n| if (64..=65536).contains(&n) {
+    Ok(n)
+} else {
+    Err(format!("{n} is out of range"))
+});
+checked!(Name(String), "a name without spaces", |s| if !s.is_empty() && !s.contains(char::is_whitespace) {
+    Ok(s)
+} else {
+    Err(format!("{s:?} is not a name"))
+});
+checked!(AbsPath(PathBuf), "an absolute path", |p| if p.is_absolute() {
+    Ok(p)
+} else {
+    Err(format!("{} is not absolute", p.display()))
+});
+checked!(Level(String), "off, error, warn, info, debug or trace", |s| s
+    .parse::<LevelFilter>()
+    .map(|_| s.to_ascii_lowercase())
+    .map_err(|_| format!("{s:?} is not a log level")));
+checked!(Facility(String), "a syslog facility such as daemon or local0", |s| if FACILITIES.contains(&s.as_str()) {
+    Ok(s)
+} else {
+    Err(format!("{s:?} is not a syslog facility"))
+});
+
+/// A number above zero.
+#[derive(Debug, Clone, Copy)]
+struct Positive<T>(T);
+
+impl<'de, T: Deserialize<'de> + PartialOrd + Default + std::fmt::Display> Deserialize<'de> for Positive<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = T::deserialize(d)?;
+        if v > T::default() {
+            Ok(Positive(v))
+        } else {
+            Err(de::Error::custom(format!("{v} is out of range (expected a number above 0)")))
+        }
+    }
+}
+
+/// `ADDR:PORT`, `[V6]:PORT`, a bare address (port 7075), or `HOST:PORT` resolved once.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, crate::proto::DEFAULT_PORT));
+    }
+    match s.to_socket_addrs() {
+        Ok(mut it) => it.next().ok_or_else(|| format!("{s}: no address")),
+        Err(e) => Err(format!("{s}: {e} (expected ADDR:PORT)")),
+    }
+}
+
+/// Reads the config file: errors name the file, the line and the key.
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| describe(path, &text, &e))
+}
+
+/// `config file F, line N, key K: what is wrong`.
+fn describe(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim();
+    let Some(span) = e.span() else {
+        return format!("config file {}: {msg}", path.display());
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    // The section is the last `[table]` header above the line.
+    let section = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(['[', ']']).trim().to_string());
+    let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string()).filter(|k| !k.is_empty());
+    let full = match (section, key) {
+        (Some(s), Some(k)) => format!(", key {s}.{k}"),
+        (None, Some(k)) => format!(", key {k}"),
+        _ => String::new(),
+    };
+    format!("config file {}, line {line_no}{full}: {msg}", path.display())
+}
+
+// ---- putting it together ---------------------------------------------------
+
+/// Builds the settings from the defaults, the config file and the flags;
+/// loads the keys file. Every error is one line for the operator.
+pub fn load(o: &Overrides) -> Result<Settings, String> {
+    let config_file = match &o.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from(DEFAULT_PATH)).filter(|p| p.exists()),
+    };
+    let mut f = match &config_file {
+        Some(p) => read_file(p)?,
+        None => FileConfig::default(),
+    };
+    // Relative paths in the file are relative to the file's directory.
+    if let Some(dir) = config_file.as_deref().and_then(Path::parent) {
+        for p in [&mut f.root, &mut f.keys, &mut f.pidfile, &mut f.log.socket].into_iter().flatten() {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+    }
+
+    let root = o.root.clone().or(f.root).unwrap_or_else(|| PathBuf::from("."));
+    let root = match root.canonicalize() {
+        Ok(r) if r.is_dir() => r,
+        Ok(r) => return Err(format!("root {} is not a directory", r.display())),
+        Err(e) => return Err(format!("root {}: {e}", root.display())),
+    };
+    let (keys_file, keys) = load_keys(o.keys.clone().or(f.keys))?;
+
+    let mut c = Config::new(root, keys);
+    if !o.listen.is_empty() {
+        c.listen = o.listen.clone();
+    } else if let Some(l) = f.listen {
+        c.listen = l.iter().map(|a| parse_listen(&a.0)).collect::<Result<_, _>>()?;
+    }
+    if c.listen.is_empty() {
+        return Err("listen: give at least one address".into());
+    }
+    let pick = |flag: Option<u64>, file: Option<u64>, default: u64| flag.or(file).unwrap_or(default);
+    c.max_connections = o.max_connections.or(f.max_connections.map(|p| p.0)).unwrap_or(c.max_connections);
+    c.max_children = o.max_children.or(f.max_children.map(|p| p.0)).unwrap_or(c.max_children);
+    c.auth_timeout =
+        Duration::from_secs(pick(o.auth_timeout, f.auth_timeout.map(|p| p.0), Config::DEFAULT_AUTH_TIMEOUT));
+    c.idle_timeout = Duration::from_secs(pick(o.idle_timeout, f.idle_timeout, Config::DEFAULT_IDLE_TIMEOUT));
+    c.drain_timeout = Duration::from_secs(pick(o.drain_timeout, f.drain_timeout, Config::DEFAULT_DRAIN_TIMEOUT));
+    c.max_header = o.max_header.or(f.max_header.map(|h| h.0)).unwrap_or(c.max_header);
+    c.max_upload = o.max_upload.or(f.max_upload);
+    c.read_only = o.read_only || f.read_only.unwrap_or(false);
+    c.allow_exec = !o.no_exec && f.allow_exec.unwrap_or(true);
+    c.exec_allowed = f.exec.allowed.unwrap_or_default().into_iter().map(|n| n.0).collect();
+    c.exec_env_clear = f.exec.env_clear.unwrap_or(false);
+    c.exec_timeout = f.exec.timeout.map(|t| Duration::from_secs(t.0));
+    if let Some(shell) = f.exec.shell {
+        c.shell = shell.0;
+    }
+    let file_level = f.log.level.map(|l| l.0.parse().expect("checked while reading"));
+    c.log_level = o.log_level.or(file_level).unwrap_or(LevelFilter::Info);
+
+    Ok(Settings {
+        server: c,
+        config_file,
+        keys_file,
+        log_target: f.log.target.unwrap_or(LogTarget::Auto),
+        log_facility: f.log.facility.map_or_else(|| "daemon".to_string(), |x| x.0),
+        log_socket: f.log.socket,
+        daemon: o.daemon,
+        pidfile: absolute(o.pidfile.clone().or(f.pidfile))?,
+        user: f.user.map(|n| n.0),
+        group: f.group.map(|n| n.0),
+    })
+}
+
+/// The keys file given, else the user's, created with one key on first start.
+fn load_keys(given: Option<PathBuf>) -> Result<(PathBuf, Keys), String> {
+    if let Some(path) = given {
+        let keys = keys::load(&path)?;
+        return Ok((absolute(Some(path))?.expect("given"), keys));
+    }
+    let path = keys::user_path().ok_or("no keys file: give --keys FILE, keys = in the config, or set FERRY_KEYS")?;
+    if !path.exists() {
+        keys::generate(&path, "default")?;
+        eprintln!("ferryd: created keys file {} with a new key \"default\"", path.display());
+    }
+    let keys = keys::load(&path)?;
+    Ok((absolute(Some(path))?.expect("given"), keys))
+}
+
+/// Makes a path absolute against the current directory (a daemon changes to `/`).
+fn absolute(p: Option<PathBuf>) -> Result<Option<PathBuf>, String> {
+    match p {
+        Some(p) if p.is_relative() => {
+            let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
+            Ok(Some(cwd.join(p)))
+        }
+        p => Ok(p),
+    }
+}
+
+impl Settings {
+    /// The effective configuration as TOML, for `--check-config`: every key,
+    /// the keys file's path and key ids, never a secret.
+    pub fn render(&self) -> String {
+        let c = &self.server;
+        let q = |s: &str| format!("{s:?}");
+        let mut out = String::new();
+        let _ = writeln!(out, "# ferryd {} effective configuration", env!("CARGO_PKG_VERSION"));
+        match &self.config_file {
+            Some(p) => writeln!(out, "# from {} and the command line", p.display()),
+            None => writeln!(out, "# from built-in defaults and the command line (no config file)"),
+        }
+        .ok();
+        let listen: Vec<String> = c.listen.iter().map(|a| q(&a.to_string())).collect();
+        let _ = writeln!(out, "listen = [{}]", listen.join(", "));
+        let _ = writeln!(out, "root = {}", q(&c.root.display().to_string()));
+        let ids: Vec<&str> = c.keys.keys.iter().map(|k| k.id.as_str()).collect();
+        let _ = writeln!(out, "keys = {}  # key ids: {}", q(&self.keys_file.display().to_string()), ids.join(", "));
+        let _ = writeln!(out, "max_connections = {}", c.max_connections);
+        let _ = writeln!(out, "max_children = {}", c.max_children);
+        let _ = writeln!(out, "auth_timeout = {}", c.auth_timeout.as_secs());
+        let _ = writeln!(out, "idle_timeout = {}", c.idle_timeout.as_secs());
+        let _ = writeln!(out, "drain_timeout = {}", c.drain_timeout.as_secs());
+        let _ = writeln!(out, "max_header = {}", c.max_header);
+        match c.max_upload {
+            Some(m) => writeln!(out, "max_upload = {m}"),
+            None => writeln!(out, "# max_upload: no limit"),
+        }
+        .ok();
+        let _ = writeln!(out, "read_only = {}", c.read_only);
+        let _ = writeln!(out, "allow_exec = {}", c.allow_exec);
+        match &self.pidfile {
+            Some(p) => writeln!(out, "pidfile = {}", q(&p.display().to_string())),
+            None => writeln!(out, "# pidfile: none"),
+        }
+        .ok();
+        for (k, v) in [("user", &self.user), ("group", &self.group)] {
+            match v {
+                Some(v) => writeln!(out, "{k} = {}", q(v)),
+                None => writeln!(out, "# {k}: unchanged"),
+            }
+            .ok();
+        }
+        let _ = writeln!(out, "\n[exec]");
+        let allowed: Vec<String> = c.exec_allowed.iter().map(|s| q(s)).collect();
+        let _ = writeln!(out, "allowed = [{}]", allowed.join(", "));
+        let _ = writeln!(out, "env_clear = {}", c.exec_env_clear);
+        match c.exec_timeout {
+            Some(t) => writeln!(out, "timeout = {}", t.as_secs()),
+            None => writeln!(out, "# timeout: none"),
+        }
+        .ok();
+        let _ = writeln!(out, "shell = {}", q(&c.shell.display().to_string()));
+        let _ = writeln!(out, "\n[log]");
+        let _ = writeln!(out, "level = {}", q(&c.log_level.to_string().to_ascii_lowercase()));
+        let target = match self.log_target {
+            LogTarget::Stderr => "stderr",
+            LogTarget::Syslog => "syslog",
+            LogTarget::Auto => "auto",
+        };
+        let _ = writeln!(out, "target = {}", q(target));
+        let _ = writeln!(out, "facility = {}", q(&self.log_facility));
+        match &self.log_socket {
+            Some(p) => writeln!(out, "socket = {}", q(&p.display().to_string())),
+            None => writeln!(out, "# socket: the system's (/dev/log)"),
+        }
+        .ok();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| describe(Path::new("f.toml"), text, &e))
+    }
+
+    #[test]
+    fn a_full_file_reads() {
+        let f = parse(
+            "listen = [\"127.0.0.1:7075\", \"[::1]:7076\"]\nmax_children = 3\nread_only = true\n\
+             [exec]\nallowed = [\"ls\", \"/bin/echo\"]\ntimeout = 5\nshell = \"/bin/bash\"\n\
+             [log]\nlevel = \"debug\"\ntarget = \"syslog\"\nfacility = \"local3\"\n",
+        )
+        .unwrap();
+        assert_eq!(f.listen.unwrap().len(), 2);
+        assert_eq!(f.max_children.unwrap().0, 3);
+        assert_eq!(f.exec.allowed.unwrap().len(), 2);
+        assert_eq!(f.log.target, Some(LogTarget::Syslog));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_key() {
+        for (text, want) in [
+            ("root = \"/\"\nbogus = 1\n", "line 2, key bogus: unknown field `bogus`"),
+            ("max_children = 0\n", "line 1, key max_children: 0 is out of range"),
+            ("idle_timeout = \"ten\"\n", "line 1, key idle_timeout: invalid type"),
+            ("\n[exec]\nshell = \"sh\"\n", "line 3, key exec.shell: sh is not absolute"),
+            ("[log]\nlevel = \"loud\"\n", "line 2, key log.level: \"loud\" is not a log level"),
+            ("[log]\nfacility = \"local9\"\n", "line 2, key log.facility: \"local9\" is not a syslog facility"),
+            ("listen = [\"nowhere\"]\n", "line 1, key listen:"),
+            ("[exec]\ncolour = 1\n", "line 2, key exec.colour: unknown field `colour`"),
+            ("max_header = 10\n", "line 1, key max_header: 10 is out of range"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.starts_with("config file f.toml, "), "{err}");
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        crate::keys::generate(&keys, "k").unwrap();
+        let file = dir.path().join("ferryd.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "root = {:?}\nkeys = {:?}\nmax_children = 3\nidle_timeout = 9\n[exec]\nenv_clear = true\n",
+                dir.path(),
+                keys
+            ),
+        )
+        .unwrap();
+        let mut o = Overrides { config: Some(file), ..Default::default() };
+        let s = load(&o).unwrap();
+        assert_eq!(s.server.max_children, 3);
+        assert_eq!(s.server.idle_timeout, Duration::from_secs(9));
+        assert!(s.server.exec_env_clear);
+        assert_eq!(s.server.drain_timeout, Duration::from_secs(Config::DEFAULT_DRAIN_TIMEOUT));
+        o.max_children = Some(7);
+        o.no_exec = true;
+        let s = load(&o).unwrap();
+        assert_eq!(s.server.max_children, 7);
+        assert!(!s.server.allow_exec);
+        let text = s.render();
+        assert!(text.contains("max_children = 7"), "{text}");
+        assert!(!text.contains(&s.server.keys.keys[0].secret), "no secret in the rendering");
+    }
+}

@@ -1,0 +1,296 @@
+//! ferryd as an operator runs it: the config file (each key seen to work),
+//! --check-config, bad configs, HUP reloads, the TERM drain, daemon mode with
+//! its pidfile and syslog, and systemd readiness notifications.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::Duration;
+
+fn ferryd(args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(ferryd_bin());
+    cmd.args(args).env("FERRY_KEYS", "/nonexistent/ferry-test-keys");
+    run_with_input(cmd, b"")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A config file with a fresh keys file beside it.
+fn config_dir(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    ferry::keys::generate(&dir.path().join("keys"), "k").unwrap();
+    let file = dir.path().join("ferryd.toml");
+    std::fs::write(&file, format!("keys = \"keys\"\nroot = \".\"\n{toml}")).unwrap();
+    (dir, file)
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_without_secrets() {
+    let (dir, file) = config_dir("max_children = 3\n[exec]\nallowed = [\"ls\"]\n[log]\nlevel = \"debug\"\n");
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--check-config", "--max-connections", "99"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    for want in ["max_children = 3", "max_connections = 99", "allowed = [\"ls\"]", "level = \"debug\"", "key ids: k"] {
+        assert!(printed.contains(want), "{want:?} missing from:\n{printed}");
+    }
+    assert!(printed.contains(&dir.path().canonicalize().unwrap().display().to_string()), "root is resolved: {printed}");
+    let secret = &ferry::keys::load(&dir.path().join("keys")).unwrap().keys[0].secret;
+    assert!(!printed.contains(secret.as_str()), "a secret was printed");
+    // The printed configuration is itself a valid config file.
+    std::fs::write(dir.path().join("again.toml"), &printed).unwrap();
+    let again = ferryd(&["--config", dir.path().join("again.toml").to_str().unwrap(), "--check-config"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+}
+
+#[test]
+fn bad_configs_exit_78_naming_the_key() {
+    let cases = [
+        ("listen_on = [\"127.0.0.1:1\"]\n", "line 3, key listen_on: unknown field"),
+        ("max_children = \"many\"\n", "line 3, key max_children: invalid type"),
+        ("[exec]\ntimeout = 0\n", "key exec.timeout: 0 is out of range"),
+        ("[log]\ntarget = \"printer\"\n", "key log.target: unknown variant"),
+    ];
+    for (toml, want) in cases {
+        let (_dir, file) = config_dir(toml);
+        let out = ferryd(&["--config", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(78), "{toml}");
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "{toml:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+    // A missing keys file, and one others can read.
+    let (dir, file) = config_dir("");
+    std::fs::set_permissions(dir.path().join("keys"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = ferryd(&["--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out.stderr).contains("readable by group or others"), "{}", text(&out.stderr));
+    std::fs::remove_file(dir.path().join("keys")).unwrap();
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out.stderr).contains("keys file"), "{}", text(&out.stderr));
+    // A config file that is not there.
+    let out = ferryd(&["--config", "/nonexistent/ferryd.toml"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out.stderr).contains("/nonexistent/ferryd.toml"));
+}
+
+#[test]
+fn config_keys_take_effect_and_flags_override_them() {
+    let (d, _) = Daemon::start_config(
+        "max_upload = 10\nread_only = false\nmax_header = 256\nauth_timeout = 1\n[log]\nlevel = \"debug\"\n",
+        &["--max-upload", "100"],
+        |_| {},
+    );
+    // listen, root and keys came from the file alone.
+    let mut c = d.authed();
+    c.send(json!({"type":"put","path":"f"}), &[1u8; 50]);
+    assert_eq!(c.frame().0["type"], "ok", "the flag's max_upload (100) beat the file's (10)");
+    assert!(d.path("f").exists(), "root comes from the file");
+    c.send(json!({"type":"put","path":"g"}), &[1u8; 101]);
+    assert_eq!(c.frame().0["code"], "too-large");
+    // max_header: a 300-byte header is over 256.
+    c.send(json!({"type":"ping","pad":"x".repeat(300)}), b"");
+    assert_eq!(c.frame().0["code"], "frame-too-large");
+    // log.level = debug shows debug lines.
+    assert!(d.log.wait_for("debug", WAIT).is_some());
+    // auth_timeout = 1: a silent client is dropped in about a second.
+    let mut silent = d.raw();
+    assert!(silent.closed(), "closed after auth_timeout");
+}
+
+#[test]
+fn limits_and_policies_from_the_file() {
+    let (d, _) = Daemon::start_config(
+        "max_connections = 2\nmax_children = 1\nidle_timeout = 1\nread_only = true\nallow_exec = false\n",
+        &[],
+        |_| {},
+    );
+    let mut a = d.authed();
+    a.send(json!({"type":"exec","cmd":"true"}), b"");
+    assert_eq!(a.frame().0["code"], "exec-disabled");
+    a.send(json!({"type":"put","path":"x"}), b"x");
+    assert_eq!(a.frame().0["code"], "read-only");
+    let _b = d.authed();
+    let mut third = Raw::connect(d.addr);
+    assert_eq!(third.frame().0["code"], "too-many-connections");
+    // idle_timeout = 1: an idle authenticated connection is closed.
+    assert!(a.closed(), "idle connection closed");
+}
+
+#[test]
+fn max_children_from_the_file_queues_execs() {
+    let (d, _) = Daemon::start_config("max_children = 1\n", &[], |_| {});
+    let mut a = d.authed();
+    let mut b = d.authed();
+    a.send(json!({"type":"exec","cmd":"echo started; sleep 1; echo a"}), b"");
+    assert_eq!(a.frame().1, b"started\n", "a holds the only child slot");
+    b.send(json!({"type":"exec","cmd":"echo b"}), b"");
+    let t = std::time::Instant::now();
+    let (out, _, _) = b.exec_output();
+    assert_eq!(out, b"b\n");
+    assert!(t.elapsed() >= Duration::from_millis(500), "b waited for a's slot");
+    assert_eq!(a.exec_output().0, b"a\n");
+}
+
+#[test]
+fn hup_reloads_keys_and_limits_without_dropping_connections() {
+    let (d, file) = Daemon::start_config("", &[], |_| {});
+    let mut old_conn = d.authed();
+    // Replace the keys file: a new key in, the old one out; and make the server read-only.
+    let new_keys = d.conf_dir().join("keys2");
+    ferry::keys::generate(&new_keys, "new").unwrap();
+    let new_key = ferry::keys::load(&new_keys).unwrap().keys[0].clone();
+    let text = std::fs::read_to_string(&file).unwrap().replace(&format!("{:?}", d.keys_path), &format!("{new_keys:?}"));
+    std::fs::write(&file, format!("{text}read_only = true\n")).unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(d.log.wait_for("configuration reloaded", WAIT).is_some(), "{}", d.log.text());
+
+    let mut fresh = d.raw();
+    fresh.auth(&new_key);
+    fresh.send(json!({"type":"put","path":"x"}), b"x");
+    assert_eq!(fresh.frame().0["code"], "read-only", "the new limits apply to new requests");
+    let mut refused = d.raw();
+    let cn = ferry::proto::auth::to_hex(&ferry::proto::auth::fresh_nonce());
+    let mac = ferry::proto::auth::client_mac(d.key.secret.as_bytes(), &refused.server_nonce, &cn);
+    refused.send(json!({"type":"auth","key_id":d.key.id,"nonce":cn,"mac":mac}), b"");
+    assert_eq!(refused.frame().0["code"], "auth-failed", "the removed key no longer authenticates");
+    // The connection made with the old key is still served.
+    old_conn.send(json!({"type":"ping","id":1}), b"");
+    assert_eq!(old_conn.frame().0, json!({"type":"pong","id":1}));
+}
+
+#[test]
+fn hup_with_a_broken_config_keeps_the_running_one() {
+    let (d, file) = Daemon::start_config("", &[], |_| {});
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{text}max_children = \"lots\"\n")).unwrap();
+    d.signal(libc::SIGHUP);
+    let line = d.log.wait_for("keeping the running configuration", WAIT).expect("the failed reload is logged");
+    assert!(line.contains("max_children"), "{line}");
+    let mut c = d.authed();
+    c.send(json!({"type":"exec","cmd":"echo still"}), b"");
+    assert_eq!(c.exec_output().0, b"still\n");
+}
+
+#[test]
+fn the_drain_sends_term_before_kill() {
+    let mut d = Daemon::start_with(&["--drain-timeout", "1"]);
+    let mut c = d.authed();
+    c.send(json!({"type":"exec","cmd":"trap 'echo got TERM; exit 7' TERM; echo started; sleep 600 & wait"}), b"");
+    let (h, body) = c.frame();
+    assert_eq!((h["type"].as_str(), body.as_slice()), (Some("stdout"), &b"started\n"[..]));
+    d.signal(libc::SIGTERM);
+    let (out, _, exit) = c.exec_output();
+    assert_eq!(out, b"got TERM\n");
+    assert_eq!(exit["code"], 7, "the command got TERM and could clean up");
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+}
+
+/// A Unix datagram socket in a temp dir, for syslog or sd_notify messages.
+struct Inbox {
+    sock: UnixDatagram,
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Inbox {
+    fn new() -> Inbox {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sock");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        Inbox { sock, path, _dir: dir }
+    }
+
+    /// Reads datagrams until one contains `needle` (bounded by WAIT per read).
+    fn wait_for(&self, needle: &str) -> String {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut seen = Vec::new();
+        for _ in 0..1000 {
+            let n = self.sock.recv(&mut buf).unwrap_or_else(|e| panic!("no {needle:?} in {seen:?}: {e}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if msg.contains(needle) {
+                return msg;
+            }
+            seen.push(msg);
+        }
+        panic!("no {needle:?} in {seen:?}");
+    }
+}
+
+#[test]
+fn daemon_mode_pidfile_syslog_and_a_second_instance() {
+    let syslog = Inbox::new();
+    let (dir, file) = config_dir(&format!(
+        "listen = [\"127.0.0.1:0\"]\npidfile = \"ferryd.pid\"\n[log]\nfacility = \"local3\"\nsocket = {:?}\n",
+        syslog.path
+    ));
+    let pidfile = dir.path().join("ferryd.pid");
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--daemon"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty() && out.stdout.is_empty(), "a detached daemon prints nothing");
+    // The daemon logs to syslog (log.target auto): facility local3 (19), info (6) = <158>.
+    let line = syslog.wait_for("listening on");
+    assert!(line.starts_with("<158>"), "{line}");
+    assert!(line.contains("ferryd"), "{line}");
+    let addr: std::net::SocketAddr = line.rsplit("listening on ").next().unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let guard = KillOnDrop(pid);
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(cwd, std::path::Path::new("/"), "the daemon changed to /");
+
+    // It serves, and its access to a key works as in the foreground.
+    let key = ferry::keys::load(&dir.path().join("keys")).unwrap().keys[0].clone();
+    let mut c = Raw::connect(addr);
+    let hello = c.frame().0;
+    c.server_nonce = hello["nonce"].as_str().unwrap().to_string();
+    c.auth(&key);
+
+    // A second instance on the same pidfile refuses, on the operator's terminal.
+    let second = ferryd(&["--config", file.to_str().unwrap(), "--daemon", "--listen", "127.0.0.1:0"]);
+    assert_eq!(second.status.code(), Some(69));
+    let err = text(&second.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&pid.to_string()) && err.contains("pidfile"), "{err}");
+
+    // TERM: the daemon exits and removes its pidfile.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    eventually("the daemon exits", WAIT, || !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
+    eventually("the pidfile is removed", WAIT, || !pidfile.exists());
+    std::mem::forget(guard);
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+}
+
+/// Kills a detached daemon if a test fails half way.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    let notify = Inbox::new();
+    let mut d = Daemon::start_custom(&[], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &notify.path);
+    });
+    notify.wait_for("READY=1");
+    d.signal(libc::SIGHUP);
+    notify.wait_for("RELOADING=1");
+    notify.wait_for("READY=1");
+    d.signal(libc::SIGTERM);
+    notify.wait_for("STOPPING=1");
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+}
