@@ -285,6 +285,9 @@ pub fn load(o: &Overrides) -> Result<Settings, String> {
     let file_level = f.log.level.map(|l| l.0.parse().expect("checked while reading"));
     c.log_level = o.log_level.or(file_level).unwrap_or(LevelFilter::Info);
 
+    let user = f.user.map(|n| n.0);
+    let group = f.group.map(|n| n.0);
+    check_account(user.as_deref(), group.as_deref())?;
     Ok(Settings {
         server: c,
         config_file,
@@ -294,9 +297,29 @@ pub fn load(o: &Overrides) -> Result<Settings, String> {
         log_socket: f.log.socket,
         daemon: o.daemon,
         pidfile: absolute(o.pidfile.clone().or(f.pidfile))?,
-        user: f.user.map(|n| n.0),
-        group: f.group.map(|n| n.0),
+        user,
+        group,
     })
+}
+
+/// The `user` and `group` to run as must exist (checked before detaching).
+fn check_account(user: Option<&str>, group: Option<&str>) -> Result<(), String> {
+    use std::ffi::CString;
+    if let Some(u) = user {
+        let name = CString::new(u).map_err(|_| format!("user {u:?}: not a name"))?;
+        // SAFETY: getpwnam reads a NUL-terminated name; we only test the result for null.
+        if unsafe { libc::getpwnam(name.as_ptr()) }.is_null() {
+            return Err(format!("user {u:?}: no such user"));
+        }
+    }
+    if let Some(g) = group {
+        let name = CString::new(g).map_err(|_| format!("group {g:?}: not a name"))?;
+        // SAFETY: as above, for getgrnam.
+        if unsafe { libc::getgrnam(name.as_ptr()) }.is_null() {
+            return Err(format!("group {g:?}: no such group"));
+        }
+    }
+    Ok(())
 }
 
 /// The keys file given, else the user's, created with one key on first start.

@@ -294,3 +294,37 @@ fn systemd_hears_ready_reloading_and_stopping() {
     notify.wait_for("STOPPING=1");
     assert_eq!(d.wait_exit(WAIT), Some(0));
 }
+
+#[test]
+fn daemon_mode_drops_to_the_configured_user_after_binding() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: dropping privileges needs root");
+        return;
+    }
+    let syslog = Inbox::new();
+    // Port 0 is as good as a privileged one here: the socket is bound before the drop.
+    let (_dir, file) = config_dir(&format!(
+        "listen = [\"127.0.0.1:0\"]\nuser = \"nobody\"\ngroup = \"nogroup\"\n[log]\nsocket = {:?}\n",
+        syslog.path
+    ));
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--daemon"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let line = syslog.wait_for("listening on");
+    let pid: i32 = line.split("ferryd[").nth(1).and_then(|r| r.split(']').next()).unwrap().parse().unwrap();
+    let _guard = KillOnDrop(pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap().stdout;
+    let nobody = text(&nobody).trim().to_string();
+    assert!(uid.split_whitespace().skip(1).all(|u| u == nobody), "{uid} (nobody is {nobody})");
+}
+
+#[test]
+fn an_unknown_user_is_a_config_error_before_detaching() {
+    let (_dir, file) = config_dir("listen = [\"127.0.0.1:0\"]\nuser = \"no-such-user-ferry\"\n[log]\ntarget = \"stderr\"\n");
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--daemon"]);
+    assert_eq!(out.status.code(), Some(78), "checked before detaching");
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("user \"no-such-user-ferry\": no such user"), "{err}");
+}
