@@ -27,6 +27,7 @@ pub enum ErrorCode {
     NotFound,
     SpawnFailed,
     ExecDisabled,
+    NotAllowed,
     PermissionDenied,
     IsADirectory,
     NotADirectory,
@@ -52,6 +53,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not-found",
             ErrorCode::SpawnFailed => "spawn-failed",
             ErrorCode::ExecDisabled => "exec-disabled",
+            ErrorCode::NotAllowed => "not-allowed",
             ErrorCode::PermissionDenied => "permission-denied",
             ErrorCode::IsADirectory => "is-a-directory",
             ErrorCode::NotADirectory => "not-a-directory",
@@ -565,7 +567,7 @@ impl Reply {
     }
 }
 
-pub const ALL_CODES: [ErrorCode; 20] = [
+pub const ALL_CODES: [ErrorCode; 21] = [
     ErrorCode::BadFrame,
     ErrorCode::FrameTooLarge,
     ErrorCode::AuthRequired,
@@ -578,6 +580,7 @@ pub const ALL_CODES: [ErrorCode; 20] = [
     ErrorCode::NotFound,
     ErrorCode::SpawnFailed,
     ErrorCode::ExecDisabled,
+    ErrorCode::NotAllowed,
     ErrorCode::PermissionDenied,
     ErrorCode::IsADirectory,
     ErrorCode::NotADirectory,
@@ -676,6 +679,13 @@ mod tests {
         ] {
             assert_eq!(req(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
         }
+    }
+
+    #[test]
+    fn not_allowed_is_a_known_non_fatal_code() {
+        assert!(!ErrorCode::NotAllowed.is_fatal());
+        let h = parse_header(br#"{"type":"error","code":"not-allowed","message":"no"}"#).unwrap();
+        assert_eq!(Reply::from_header(&h), Reply::Error(ProtoError::new(ErrorCode::NotAllowed, "no")));
     }
 
     #[test]

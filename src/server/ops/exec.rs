@@ -8,17 +8,26 @@
 //!
 //! An exec is finished on a conjunction: stdout at EOF, stderr at EOF, and the
 //! child reaped. Only then is `exit` sent, so no output can follow it.
+//!
+//! The exec policy (`allow_exec`, `exec.allowed`, `exec.env_clear`,
+//! `exec.timeout`) is applied in `Exec::start` before anything is spawned; see
+//! `authorize` and `check_program` for the allow-list's matching rule.
 
 use super::super::buf::Buf;
 use super::super::token::{self, Role};
 use super::Ctx;
 use crate::proto::msg::{self, Command, SignalName, Stream};
 use crate::proto::{encode_frame, ErrorCode, ProtoError};
+use crate::server::Config;
 use mio::unix::pipe::{Receiver, Sender};
 use mio::{Interest, Registry};
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -107,7 +116,9 @@ pub struct Exec {
 
 impl Exec {
     /// Spawns the child for `req` and registers its pipes under `key`'s tokens.
+    /// The exec policy is checked first: nothing is spawned for a request it refuses.
     pub fn start(req: &msg::Exec, id: Option<Value>, key: usize, ctx: &mut Ctx) -> Result<Exec, ProtoError> {
+        let program = authorize(req, ctx.cfg)?;
         let cwd = match &req.cwd {
             Some(rel) => crate::paths::resolve_existing(&ctx.cfg.root, rel)?,
             None => ctx.cfg.root.clone(),
@@ -115,18 +126,25 @@ impl Exec {
         if !cwd.is_dir() {
             return Err(ProtoError::new(ErrorCode::BadPath, format!("cwd {:?} is not a directory", req.cwd)));
         }
-        let mut cmd = match &req.command {
+        // `program` is what the policy checked; the child sees the name it was
+        // asked for as its argv[0], as with execvp.
+        let mut cmd = std::process::Command::new(&program);
+        match &req.command {
             Command::Shell(s) => {
-                let mut c = std::process::Command::new(&ctx.cfg.shell);
-                c.arg("-c").arg(s);
-                c
+                cmd.arg0(&ctx.cfg.shell).arg("-c").arg(s);
             }
             Command::Argv(argv) => {
-                let mut c = std::process::Command::new(&argv[0]);
-                c.args(&argv[1..]);
-                c
+                cmd.arg0(&argv[0]).args(&argv[1..]);
             }
-        };
+        }
+        if ctx.cfg.exec_env_clear {
+            cmd.env_clear();
+            for name in KEPT_ENV {
+                if let Some(v) = std::env::var_os(name) {
+                    cmd.env(name, v);
+                }
+            }
+        }
         cmd.current_dir(&cwd)
             .envs(&req.env)
             .stdin(if req.stdin { Stdio::piped() } else { Stdio::null() })
@@ -162,7 +180,7 @@ impl Exec {
             stdin_buf: Vec::new(),
             stdin_eof: false,
             status: None,
-            term_at: req.timeout.map(|t| ctx.now + Duration::from_secs_f64(t.min(1e9))),
+            term_at: effective_timeout(req.timeout, ctx.cfg.exec_timeout).map(|t| ctx.now + t),
             kill_at: None,
             timed_out: false,
         })
@@ -362,4 +380,332 @@ fn register_pipes(child: &mut Child, key: usize, registry: &Registry) -> io::Res
         None => None,
     };
     Ok((out, err, stdin))
+}
+
+/// The variables `exec.env_clear` keeps from the daemon's environment.
+pub const KEPT_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+
+/// The search path when the daemon has no `PATH`, as glibc's execvp uses.
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// An exec's timeout: the request's, capped by the server's ceiling; the
+/// ceiling alone when the request gives none.
+pub fn effective_timeout(requested: Option<f64>, ceiling: Option<Duration>) -> Option<Duration> {
+    // Requests are checked to be positive and finite; both are capped at ~31
+    // years so the deadline arithmetic cannot overflow.
+    const FOREVER: Duration = Duration::from_secs(1_000_000_000);
+    let requested = requested.map(|t| Duration::from_secs_f64(t.clamp(0.0, FOREVER.as_secs_f64())));
+    let t = match (requested, ceiling) {
+        (Some(r), Some(c)) => Some(r.min(c)),
+        (r, c) => r.or(c),
+    };
+    t.map(|t| t.min(FOREVER))
+}
+
+/// The exec policy for one request, before any spawn: `exec-disabled` when
+/// the server runs no commands, `not-allowed` when the program (argv[0], or
+/// the shell for a `cmd`) is outside `exec.allowed`. Returns the program to
+/// spawn (see `check_program`).
+pub fn authorize(req: &msg::Exec, cfg: &Config) -> Result<PathBuf, ProtoError> {
+    if !cfg.allow_exec {
+        return Err(ProtoError::new(ErrorCode::ExecDisabled, "exec is disabled on this server"));
+    }
+    let path_env = std::env::var_os("PATH");
+    match &req.command {
+        Command::Argv(argv) => check_program(&cfg.exec_allowed, OsStr::new(&argv[0]), path_env.as_deref()),
+        Command::Shell(_) => check_program(&cfg.exec_allowed, cfg.shell.as_os_str(), path_env.as_deref()).map_err(|e| {
+            if e.code == ErrorCode::NotAllowed {
+                let shell = &cfg.shell;
+                let msg = format!("cmd runs through {shell:?}, which is not in the exec allow-list (send argv)");
+                ProtoError::new(ErrorCode::NotAllowed, msg)
+            } else {
+                e
+            }
+        }),
+    }
+}
+
+/// Checks `program` (an argv[0]) against the allow-list and returns the path
+/// to spawn. `path_env` is the daemon's `PATH` (None: `/bin:/usr/bin`).
+///
+/// An empty list allows anything, and `program` is returned unchanged (the
+/// spawn looks it up through `PATH` as before). Otherwise the rule is:
+///
+/// - A bare name (no `/`) is looked up here, as execvp(3) would, in the
+///   absolute directories of `PATH` (empty and relative entries are skipped:
+///   they would resolve against the request's `cwd`, which clients control).
+///   It is allowed when a name entry equals it, or when the file it resolves to
+///   is an absolute-path entry. The resolved path is what is spawned, so no
+///   second `PATH` lookup can run something else than what was checked.
+/// - An absolute path is allowed when it is an absolute-path entry, or when its
+///   file name is a name entry and the name resolves through `PATH` to it.
+/// - A relative path with a `/` (`./x`, `bin/x`) is never allowed.
+///
+/// Two absolute paths are the same when their directories are the same after
+/// resolving symbolic links and `..`, and their file names are equal: `/bin/env`
+/// is `/usr/bin/env` where `/bin` links to `/usr/bin`. The file name itself is
+/// compared, not followed, so allowing `/bin/ls` never allows the multi-call
+/// binary it may link to. An entry with a `/` that is not absolute matches
+/// nothing.
+pub fn check_program(allowed: &[String], program: &OsStr, path_env: Option<&OsStr>) -> Result<PathBuf, ProtoError> {
+    if allowed.is_empty() {
+        return Ok(PathBuf::from(program));
+    }
+    let refuse = || {
+        ProtoError::new(
+            ErrorCode::NotAllowed,
+            format!("{:?} is not in this server's exec allow-list", Path::new(program)),
+        )
+    };
+    let is_name = |e: &str| !e.is_empty() && !e.contains('/');
+    let names = || allowed.iter().filter(|e| is_name(e)).map(|e| OsStr::new(e.as_str()));
+    let paths = || allowed.iter().filter(|e| e.starts_with('/')).map(Path::new);
+    let path_env = path_env.unwrap_or(OsStr::new(DEFAULT_PATH));
+
+    if !program.as_bytes().contains(&b'/') {
+        let resolved = which(program, path_env);
+        if names().any(|n| n == program) {
+            let missing = format!("cannot run {:?}: not found in PATH", Path::new(program));
+            return resolved.ok_or_else(|| ProtoError::new(ErrorCode::SpawnFailed, missing));
+        }
+        let r = resolved.ok_or_else(refuse)?;
+        return match same_file_name_in_dir(&r, paths()) {
+            Some(checked) => Ok(checked),
+            None => Err(refuse()),
+        };
+    }
+    let p = Path::new(program);
+    if !p.is_absolute() {
+        return Err(refuse());
+    }
+    // An absolute entry, the same file by the rule above; or spelled exactly
+    // as an entry (a path whose directory does not exist fails at spawn).
+    if let Some(checked) = same_file_name_in_dir(p, paths()) {
+        return Ok(checked);
+    }
+    if paths().any(|e| e == p) {
+        return Ok(p.to_path_buf());
+    }
+    // A name entry, when the name resolves to this very path.
+    if let (Some(name), Some(me)) = (p.file_name(), identity(p)) {
+        if names().any(|n| n == name) && which(name, path_env).and_then(|r| identity(&r)).as_ref() == Some(&me) {
+            return Ok(me);
+        }
+    }
+    Err(refuse())
+}
+
+/// `p`'s identity for the allow-list: its directory with links and `..`
+/// resolved, then its own file name. None when `p` is not absolute or its
+/// directory does not exist.
+fn identity(p: &Path) -> Option<PathBuf> {
+    if !p.is_absolute() {
+        return None;
+    }
+    let name = p.file_name()?;
+    let dir = p.parent()?.canonicalize().ok()?;
+    Some(dir.join(name))
+}
+
+/// `p`'s identity, if it is that of one of `entries`.
+fn same_file_name_in_dir<'a>(p: &Path, mut entries: impl Iterator<Item = &'a Path>) -> Option<PathBuf> {
+    let me = identity(p)?;
+    entries.any(|e| identity(e).as_ref() == Some(&me)).then_some(me)
+}
+
+/// Where execvp(3) would find `name` through `path_env`: the first regular
+/// file this process may execute, in the absolute directories of the list.
+fn which(name: &OsStr, path_env: &OsStr) -> Option<PathBuf> {
+    if name.is_empty() {
+        return None;
+    }
+    std::env::split_paths(path_env).filter(|d| d.is_absolute()).map(|d| d.join(name)).find(|c| is_executable_file(c))
+}
+
+fn is_executable_file(p: &Path) -> bool {
+    let Ok(md) = std::fs::metadata(p) else { return false };
+    md.is_file()
+        && md.permissions().mode() & 0o111 != 0
+        && rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+    use std::fs;
+
+    /// A directory of fake programs and a PATH naming it.
+    struct Bin {
+        dir: tempfile::TempDir,
+    }
+
+    impl Bin {
+        fn new(progs: &[&str]) -> Bin {
+            let dir = tempfile::tempdir().unwrap();
+            for p in progs {
+                let f = dir.path().join(p);
+                fs::write(&f, "#!/bin/sh\n").unwrap();
+                fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            Bin { dir }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().canonicalize().unwrap().join(name)
+        }
+
+        fn s(&self, name: &str) -> String {
+            self.path(name).to_str().unwrap().to_string()
+        }
+
+        fn env(&self) -> OsString {
+            self.dir.path().canonicalize().unwrap().into_os_string()
+        }
+    }
+
+    fn list(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn check(allowed: &[String], prog: &str, path_env: &OsStr) -> Result<PathBuf, ErrorCode> {
+        check_program(allowed, OsStr::new(prog), Some(path_env)).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn an_empty_list_allows_anything_unchanged() {
+        let b = Bin::new(&[]);
+        for p in ["ls", "./x", "bin/x", "/nowhere/y"] {
+            assert_eq!(check(&[], p, &b.env()), Ok(PathBuf::from(p)));
+        }
+    }
+
+    #[test]
+    fn a_name_entry_allows_that_bare_name_resolved_through_path() {
+        let b = Bin::new(&["tool", "other"]);
+        let allowed = list(&["tool"]);
+        assert_eq!(check(&allowed, "tool", &b.env()), Ok(b.path("tool")));
+        assert_eq!(check(&allowed, "other", &b.env()), Err(ErrorCode::NotAllowed));
+        assert_eq!(check(&allowed, "nope", &b.env()), Err(ErrorCode::NotAllowed));
+        // Allowed but not there: the spawn's error, not the policy's.
+        assert_eq!(check(&allowed, "tool", OsStr::new("/nonexistent")), Err(ErrorCode::SpawnFailed));
+    }
+
+    #[test]
+    fn a_name_entry_allows_the_absolute_path_it_resolves_to_and_no_other() {
+        let b = Bin::new(&["tool"]);
+        let elsewhere = Bin::new(&["tool"]);
+        let allowed = list(&["tool"]);
+        assert_eq!(check(&allowed, &b.s("tool"), &b.env()), Ok(b.path("tool")));
+        assert_eq!(check(&allowed, &elsewhere.s("tool"), &b.env()), Err(ErrorCode::NotAllowed));
+        // The same directory spelled through `..`.
+        let dotted = format!("{}/../{}/tool", b.s(""), b.path("").file_name().unwrap().to_str().unwrap());
+        assert_eq!(check(&allowed, &dotted, &b.env()), Ok(b.path("tool")));
+    }
+
+    #[test]
+    fn an_absolute_entry_allows_that_path_and_a_bare_name_resolving_to_it() {
+        let b = Bin::new(&["tool", "other"]);
+        let allowed = list(&[&b.s("tool")]);
+        assert_eq!(check(&allowed, &b.s("tool"), &b.env()), Ok(b.path("tool")));
+        assert_eq!(check(&allowed, "tool", &b.env()), Ok(b.path("tool")));
+        assert_eq!(check(&allowed, "other", &b.env()), Err(ErrorCode::NotAllowed));
+        assert_eq!(check(&allowed, &b.s("other"), &b.env()), Err(ErrorCode::NotAllowed));
+        // A bare name found first somewhere else is that other file: refused.
+        let first = Bin::new(&["tool"]);
+        let path = std::env::join_paths([first.env(), b.env()]).unwrap();
+        assert_eq!(check(&allowed, "tool", &path), Err(ErrorCode::NotAllowed));
+        // An absolute entry whose directory does not exist still matches itself
+        // exactly (the spawn then fails).
+        let allowed = list(&["/nonexistent/dir/tool"]);
+        assert_eq!(check(&allowed, "/nonexistent/dir/tool", &b.env()), Ok(PathBuf::from("/nonexistent/dir/tool")));
+    }
+
+    #[test]
+    fn directory_links_are_resolved_but_file_links_are_not() {
+        let b = Bin::new(&["multi"]);
+        let links = tempfile::tempdir().unwrap();
+        let dir_link = links.path().join("bin");
+        std::os::unix::fs::symlink(b.dir.path(), &dir_link).unwrap();
+        std::os::unix::fs::symlink(b.path("multi"), b.path("ls")).unwrap();
+        // The entry names the file through a linked directory: the same file.
+        let allowed = list(&[dir_link.join("ls").to_str().unwrap()]);
+        assert_eq!(check(&allowed, &b.s("ls"), &b.env()), Ok(b.path("ls")));
+        assert_eq!(check(&allowed, "ls", &b.env()), Ok(b.path("ls")));
+        // What `ls` links to is another name: not allowed by `ls`.
+        assert_eq!(check(&allowed, &b.s("multi"), &b.env()), Err(ErrorCode::NotAllowed));
+        assert_eq!(check(&allowed, "multi", &b.env()), Err(ErrorCode::NotAllowed));
+    }
+
+    #[test]
+    fn relative_paths_with_a_slash_are_never_allowed() {
+        let b = Bin::new(&["tool"]);
+        let allowed = list(&["tool", &b.s("tool")]);
+        for p in ["./tool", "bin/tool", "../tool", ""] {
+            assert_eq!(check(&allowed, p, &b.env()), Err(ErrorCode::NotAllowed), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn relative_and_empty_path_entries_are_not_searched() {
+        let b = Bin::new(&["tool"]);
+        let allowed = list(&["tool"]);
+        let cwd_entries = std::env::join_paths([OsString::from(""), OsString::from("."), b.env()]).unwrap();
+        assert_eq!(check(&allowed, "tool", &cwd_entries), Ok(b.path("tool")));
+        assert_eq!(check(&allowed, "tool", OsStr::new(".:bin:")), Err(ErrorCode::SpawnFailed));
+    }
+
+    #[test]
+    fn non_executables_and_directories_are_skipped_as_execvp_does() {
+        let first = tempfile::tempdir().unwrap();
+        fs::write(first.path().join("tool"), "data").unwrap();
+        fs::create_dir(first.path().join("other")).unwrap();
+        let b = Bin::new(&["tool", "other"]);
+        let path = std::env::join_paths([first.path().as_os_str(), &b.env()]).unwrap();
+        let allowed = list(&["tool", "other"]);
+        assert_eq!(check(&allowed, "tool", &path), Ok(b.path("tool")));
+        assert_eq!(check(&allowed, "other", &path), Ok(b.path("other")));
+    }
+
+    #[test]
+    fn malformed_entries_match_nothing() {
+        let b = Bin::new(&["tool"]);
+        let allowed = list(&["", "bin/tool", "./tool"]);
+        assert_eq!(check(&allowed, "tool", &b.env()), Err(ErrorCode::NotAllowed));
+        assert_eq!(check(&allowed, "bin/tool", &b.env()), Err(ErrorCode::NotAllowed));
+    }
+
+    fn exec_req(command: Command) -> msg::Exec {
+        msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None }
+    }
+
+    #[test]
+    fn authorize_checks_the_shell_for_cmd_and_argv0_for_argv() {
+        let mut cfg = Config::for_tests(PathBuf::from("/"));
+        let sh = exec_req(Command::Shell("echo hi".into()));
+        let echo = exec_req(Command::Argv(vec!["echo".into(), "hi".into()]));
+        assert_eq!(authorize(&sh, &cfg), Ok(PathBuf::from("/bin/sh")));
+        cfg.exec_allowed = list(&["/nonexistent/only"]);
+        let e = authorize(&sh, &cfg).unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotAllowed);
+        assert!(e.message.contains("argv"), "{}", e.message);
+        assert_eq!(authorize(&echo, &cfg).unwrap_err().code, ErrorCode::NotAllowed);
+        cfg.exec_allowed = list(&["/bin/sh"]);
+        assert!(authorize(&sh, &cfg).is_ok());
+        assert_eq!(authorize(&echo, &cfg).unwrap_err().code, ErrorCode::NotAllowed);
+        cfg.allow_exec = false;
+        assert_eq!(authorize(&sh, &cfg).unwrap_err().code, ErrorCode::ExecDisabled);
+    }
+
+    #[test]
+    fn the_timeout_ceiling_caps_and_fills_in() {
+        let s = Duration::from_secs;
+        assert_eq!(effective_timeout(None, None), None);
+        assert_eq!(effective_timeout(Some(2.5), None), Some(Duration::from_millis(2500)));
+        assert_eq!(effective_timeout(None, Some(s(3))), Some(s(3)));
+        assert_eq!(effective_timeout(Some(10.0), Some(s(3))), Some(s(3)));
+        assert_eq!(effective_timeout(Some(1.0), Some(s(3))), Some(s(1)));
+        assert_eq!(effective_timeout(Some(1e300), None), Some(s(1_000_000_000)));
+        assert_eq!(effective_timeout(None, Some(s(u64::MAX))), Some(s(1_000_000_000)));
+    }
 }
