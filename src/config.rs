@@ -106,7 +106,7 @@ struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExecSection {
-    allowed: Option<Vec<Name>>,
+    allowed: Option<Vec<Program>>,
     env_clear: Option<bool>,
     timeout: Option<Positive<u64>>,
     shell: Option<AbsPath>,
@@ -149,6 +149,14 @@ checked!(Name(String), "a name without spaces", |s| if !s.is_empty() && !s.conta
     Ok(s)
 } else {
     Err(format!("{s:?} is not a name"))
+});
+checked!(Program(String), "a program name or an absolute path", |s| if s.is_empty()
+    || s.contains(char::is_whitespace)
+    || (s.contains('/') && !s.starts_with('/'))
+{
+    Err(format!("{s:?} is neither a name nor an absolute path"))
+} else {
+    Ok(s)
 });
 checked!(AbsPath(PathBuf), "an absolute path", |p| if p.is_absolute() {
     Ok(p)
@@ -453,6 +461,7 @@ mod tests {
             ("listen = [\"nowhere\"]\n", "line 1, key listen:"),
             ("[exec]\ncolour = 1\n", "line 2, key exec.colour: unknown field `colour`"),
             ("max_header = 10\n", "line 1, key max_header: 10 is out of range"),
+            ("[exec]\nallowed = [\"bin/x\"]\n", "line 2, key exec.allowed: \"bin/x\" is neither"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.starts_with("config file f.toml, "), "{err}");

@@ -50,11 +50,26 @@ fn the_drain_timeout_kills_what_is_left() {
     let t = Instant::now();
     d.signal(libc::SIGTERM);
     let (_, _, exit) = c.exec_output();
-    assert_eq!(exit["signal"], 9, "{exit}");
+    assert_eq!(exit["signal"], 15, "TERM first: {exit}");
     assert_eq!(d.wait_exit(WAIT), Some(0));
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "{took:?}");
     assert!(!std::path::Path::new(&format!("/proc/{child}")).exists(), "child left behind");
+}
+
+#[test]
+fn a_command_that_ignores_term_gets_kill_after_the_grace() {
+    let mut d = Daemon::start_with(&["--drain-timeout", "1"]);
+    let mut c = d.authed();
+    // An ignored TERM is inherited by sleep too.
+    c.send(json!({"type":"exec","argv":["sh","-c","trap '' TERM; echo started; sleep 30"]}), b"");
+    assert_eq!(c.frame().1, b"started\n");
+    let t = Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(2900), "KILL comes 2 s after the TERM at the drain timeout: {took:?}");
+    assert!(children_of(d.pid()).is_empty());
 }
 
 #[test]
