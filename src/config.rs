@@ -74,6 +74,8 @@ pub struct Overrides {
     pub no_exec: bool,
     pub read_only: bool,
     pub daemon: bool,
+    /// `--foreground`: not a daemon, whatever the file says.
+    pub foreground: bool,
     pub pidfile: Option<PathBuf>,
 }
 
@@ -94,6 +96,7 @@ struct FileConfig {
     max_upload: Option<u64>,
     read_only: Option<bool>,
     allow_exec: Option<bool>,
+    daemon: Option<bool>,
     pidfile: Option<PathBuf>,
     user: Option<Name>,
     group: Option<Name>,
@@ -303,7 +306,7 @@ pub fn load(o: &Overrides) -> Result<Settings, String> {
         log_target: f.log.target.unwrap_or(LogTarget::Auto),
         log_facility: f.log.facility.map_or_else(|| "daemon".to_string(), |x| x.0),
         log_socket: f.log.socket,
-        daemon: o.daemon,
+        daemon: !o.foreground && (o.daemon || f.daemon.unwrap_or(false)),
         pidfile: absolute(o.pidfile.clone().or(f.pidfile))?,
         user,
         group,
@@ -387,6 +390,7 @@ impl Settings {
         .ok();
         let _ = writeln!(out, "read_only = {}", c.read_only);
         let _ = writeln!(out, "allow_exec = {}", c.allow_exec);
+        let _ = writeln!(out, "daemon = {}", self.daemon);
         match &self.pidfile {
             Some(p) => writeln!(out, "pidfile = {}", q(&p.display().to_string())),
             None => writeln!(out, "# pidfile: none"),

@@ -317,6 +317,10 @@ fn daemon_mode_drops_to_the_configured_user_after_binding() {
     let nobody = Command::new("id").args(["-u", "nobody"]).output().unwrap().stdout;
     let nobody = text(&nobody).trim().to_string();
     assert!(uid.split_whitespace().skip(1).all(|u| u == nobody), "{uid} (nobody is {nobody})");
+    let gid = status.lines().find(|l| l.starts_with("Gid:")).unwrap();
+    let nogroup = Command::new("getent").args(["group", "nogroup"]).output().unwrap().stdout;
+    let nogroup = text(&nogroup).split(':').nth(2).unwrap_or("").to_string();
+    assert!(gid.split_whitespace().skip(1).all(|g| g == nogroup), "{gid} (nogroup is {nogroup})");
 }
 
 #[test]
@@ -327,4 +331,52 @@ fn an_unknown_user_is_a_config_error_before_detaching() {
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("user \"no-such-user-ferry\": no such user"), "{err}");
+}
+
+#[test]
+fn drain_timeout_and_max_upload_from_the_file() {
+    let (mut d, _) = Daemon::start_config("drain_timeout = 1\nmax_upload = 5\n", &[], |_| {});
+    let mut c = d.authed();
+    c.send(json!({"type":"put","path":"f"}), b"123456");
+    assert_eq!(c.frame().0["code"], "too-large");
+    c.send(json!({"type":"put","path":"f"}), b"12345");
+    assert_eq!(c.frame().0["type"], "ok");
+    c.send(json!({"type":"exec","cmd":"echo started; sleep 30"}), b"");
+    assert_eq!(c.frame().1, b"started\n");
+    let t = std::time::Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(10), "drain_timeout = 1 cut the 30 s command short");
+}
+
+#[test]
+fn log_target_syslog_in_the_foreground_and_the_daemon_key() {
+    let syslog = Inbox::new();
+    let (dir, file) = config_dir(&format!(
+        "listen = [\"127.0.0.1:0\"]\n[log]\ntarget = \"syslog\"\nfacility = \"user\"\nsocket = {:?}\n",
+        syslog.path
+    ));
+    let mut cmd = Command::new(ferryd_bin());
+    cmd.arg("--config").arg(&file).stdin(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let line = syslog.wait_for("listening on");
+    assert!(line.starts_with("<14>"), "user (1) and info (6): {line}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(wait_child(&mut child, "ferryd did not stop").success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!err.contains("listening on"), "logs went to syslog, not stderr: {err}");
+
+    // daemon = true in the file detaches; --foreground overrides it.
+    let conf = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("daemon = true\npidfile = \"d.pid\"\n{conf}")).unwrap();
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--check-config", "--foreground"]);
+    assert!(text(&out.stdout).contains("daemon = false"), "{}", text(&out.stdout));
+    let out = ferryd(&["--config", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pidfile = dir.path().join("d.pid");
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let _guard = KillOnDrop(pid);
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    eventually("the pidfile is removed", WAIT, || !pidfile.exists());
 }

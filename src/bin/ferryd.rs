@@ -48,7 +48,7 @@ struct Cli {
     #[arg(short = 'd', long, conflicts_with = "foreground")]
     daemon: bool,
 
-    /// Stay in the foreground and log to stderr (the default; what systemd uses)
+    /// Stay in the foreground, whatever the config file's daemon key says (the default; what systemd uses)
     #[arg(short = 'f', long)]
     foreground: bool,
 
@@ -118,6 +118,7 @@ impl Cli {
             no_exec: self.no_exec,
             read_only: self.read_only,
             daemon: self.daemon,
+            foreground: self.foreground,
             pidfile: abs(&self.pidfile),
         }
     }
