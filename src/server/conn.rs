@@ -23,6 +23,16 @@
 //! - Any phase --socket error--> `Closed` at once. The reactor removes `Closed`
 //!   connections after the event batch.
 //!
+//! ACCESS LOG: every request served after authentication (bye and the stdin
+//! and signal frames of a running command are not requests) gets one info line
+//! when it ends, from an `Access` record kept while it is in flight:
+//! `access: #12 127.0.0.1:5555 key=laptop exec argv=["ls","-l"] in=0 out=1234 dur=0.012s result=exit:0`.
+//! `in` counts request body bytes (stdin, the upload), `out` reply body bytes
+//! (stdout and stderr, the file, the listing); `result` is `exit:CODE`,
+//! `signal:N`, `ok`, `error:CODE`, or `aborted` when the connection went first.
+//! Commands and paths are quoted with every control character escaped, so a
+//! newline in them cannot forge a line. Never a secret, never a MAC.
+//!
 //! Backpressure: when the output buffer reaches `HIGH_WATER`, the connection
 //! stops reading its child's pipes and stops parsing requests; once its input
 //! buffer is full (`IN_CAP`) it stops reading the socket. Requests that arrive
@@ -38,6 +48,7 @@ use crate::proto::msg::{self, Request};
 use crate::proto::{encode_frame, Decoder, ErrorCode, Header, Item, ProtoError, MAX_HEADER};
 use log::{debug, info, warn};
 use serde_json::{Map, Value};
+use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -114,6 +125,121 @@ pub enum Step {
     Close,
 }
 
+/// The request in flight, for its one access line (see the module doc).
+struct Access {
+    kind: &'static str,
+    /// ` argv=[...]`, ` cmd="..."`, ` path="..."`, ` type="..."` or empty.
+    detail: String,
+    start: Instant,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Set by the first error reply, or by the exec's exit.
+    result: Option<String>,
+}
+
+/// Details longer than this (quoted) are cut: a log line stays a log line.
+const MAX_DETAIL: usize = 1024;
+
+impl Access {
+    fn new(h: &Header, req: &Result<Request, ProtoError>, now: Instant) -> Access {
+        let mut detail = String::new();
+        let kind = match h.kind.as_str() {
+            "ping" => "ping",
+            "exec" => "exec",
+            "get" => "get",
+            "put" => "put",
+            "list" => "list",
+            "stat" => "stat",
+            "auth" => "auth",
+            "data" => "data",
+            other => {
+                detail.push_str(" type=");
+                quote_into(&mut detail, other);
+                "unknown"
+            }
+        };
+        match req {
+            Ok(Request::Exec(e)) => match &e.command {
+                msg::Command::Argv(argv) => {
+                    detail.push_str(" argv=[");
+                    for (i, a) in argv.iter().enumerate() {
+                        if i > 0 {
+                            detail.push(',');
+                        }
+                        quote_into(&mut detail, a);
+                        if detail.len() > MAX_DETAIL {
+                            break;
+                        }
+                    }
+                    detail.push(']');
+                }
+                msg::Command::Shell(cmd) => {
+                    detail.push_str(" cmd=");
+                    quote_into(&mut detail, cmd);
+                }
+            },
+            Ok(Request::Get(msg::Get { path, .. }) | Request::Put(msg::Put { path, .. }))
+            | Ok(Request::List(msg::PathReq { path }) | Request::Stat(msg::PathReq { path })) => {
+                detail.push_str(" path=");
+                quote_into(&mut detail, path);
+            }
+            _ => {}
+        }
+        if detail.len() > MAX_DETAIL {
+            let mut cut = MAX_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push_str("...");
+        }
+        Access { kind, detail, start: now, bytes_in: 0, bytes_out: 0, result: None }
+    }
+
+    /// Records the request's outcome unless one is already known.
+    fn set_result(&mut self, result: impl FnOnce() -> String) {
+        self.result.get_or_insert_with(result);
+    }
+
+    /// The line, for the connection `name` (`#N peer`) authenticated as `key`.
+    fn line(&self, name: &str, key: Option<&str>, now: Instant, default_result: &str) -> String {
+        let mut l = format!("access: {name} key=");
+        match key {
+            Some(k) if k.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') => l.push_str(k),
+            Some(k) => quote_into(&mut l, k),
+            None => l.push('-'),
+        }
+        let dur = now.saturating_duration_since(self.start).as_secs_f64();
+        let result = self.result.as_deref().unwrap_or(default_result);
+        let _ = write!(
+            l,
+            " {}{} in={} out={} dur={dur:.3}s result={result}",
+            self.kind, self.detail, self.bytes_in, self.bytes_out
+        );
+        l
+    }
+}
+
+/// Appends `s` in double quotes, JSON-style: `"` and `\` escaped, control
+/// characters (C0, DEL, C1) and line separators as `\n`, `\r`, `\t` or `\uXXXX`.
+fn quote_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
 /// Where the body of the frame being decoded goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sink {
@@ -149,6 +275,8 @@ pub struct Conn<S> {
     reason: Option<String>,
     /// A child left behind by a close, for the reactor to reap.
     orphan: Option<Child>,
+    /// The request in flight, for its access line.
+    access: Option<Access>,
 }
 
 impl<S: Socket> Conn<S> {
@@ -174,6 +302,7 @@ impl<S: Socket> Conn<S> {
             key_id: None,
             reason: None,
             orphan: None,
+            access: None,
         };
         conn.queue(msg::hello(&ctx.cfg.server_name, &nonce), &[]);
         conn.phase = Phase::AwaitAuth { nonce, deadline: ctx.now + ctx.cfg.auth_timeout };
@@ -425,6 +554,9 @@ impl<S: Socket> Conn<S> {
                     self.on_header(h, ctx);
                 }
                 Ok(Some((Item::Body { range, last }, n))) => {
+                    if let (Sink::Stdin | Sink::Put, Some(a)) = (self.sink, &mut self.access) {
+                        a.bytes_in += range.len() as u64;
+                    }
                     let chunk = &self.inbuf[used + range.start..used + range.end];
                     let mut failed = None;
                     let mut put_done = false;
@@ -476,6 +608,7 @@ impl<S: Socket> Conn<S> {
                     self.phase = Phase::Ready;
                     let err = format!("streaming put ended by a {:?} frame, not an empty data frame", h.kind);
                     self.fail(ProtoError::new(ErrorCode::BadRequest, err), id);
+                    self.end_access("ok");
                     self.on_header(h, ctx);
                 }
             }
@@ -488,7 +621,8 @@ impl<S: Socket> Conn<S> {
                         e.signal(sig);
                     }
                     Ok(_) => {}
-                    Err(err) => self.fail(err, h.id),
+                    // A bad stdin or signal frame is answered; the command's result is its exit.
+                    Err(err) => self.send_error(err, h.id),
                 }
             }
             // Anything else waits until the command is done.
@@ -529,22 +663,41 @@ impl<S: Socket> Conn<S> {
 
     fn on_request(&mut self, h: Header, ctx: &mut Ctx) {
         let id = h.id.clone();
-        if self.draining {
-            return self.fail(ProtoError::new(ErrorCode::ShuttingDown, "the server is shutting down"), id);
-        }
-        match Request::from_header(&h) {
-            Err(e) => self.fail(e, id),
-            Ok(Request::Ping) => self.queue(msg::pong(id.as_ref()), &[]),
-            Ok(Request::Bye) => self.begin_close("bye"),
-            Ok(Request::Auth(_)) => self.fail(ProtoError::new(ErrorCode::BadRequest, "already authenticated"), id),
+        let req = Request::from_header(&h);
+        match req {
+            Ok(Request::Bye) => return self.begin_close("bye"),
             // Late stdin or signal for a command that has already ended: the
             // race is normal (a command may exit while its input is in flight).
-            Ok(Request::Stdin | Request::Signal(_)) => {}
+            Ok(Request::Stdin | Request::Signal(_)) => return,
+            _ => {}
+        }
+        self.access = Some(Access::new(&h, &req, self.now));
+        if self.draining {
+            self.fail(ProtoError::new(ErrorCode::ShuttingDown, "the server is shutting down"), id);
+        } else {
+            self.serve(req, id, ctx);
+        }
+        // A request answered at once ends here; one in flight ends in `op_done`
+        // (or when the connection goes).
+        if !matches!(self.phase, Phase::Running(_) | Phase::Queued { .. }) {
+            self.end_access("ok");
+        }
+    }
+
+    fn serve(&mut self, req: Result<Request, ProtoError>, id: Option<Value>, ctx: &mut Ctx) {
+        match req {
+            Err(e) => self.fail(e, id),
+            Ok(Request::Ping) => self.queue(msg::pong(id.as_ref()), &[]),
+            Ok(Request::Bye | Request::Stdin | Request::Signal(_)) => {}
+            Ok(Request::Auth(_)) => self.fail(ProtoError::new(ErrorCode::BadRequest, "already authenticated"), id),
             Ok(Request::Data) => {
                 self.fail(ProtoError::new(ErrorCode::BadRequest, "a data frame outside a streaming put"), id)
             }
             Ok(Request::List(req)) => match list::list(&req, id.as_ref(), ctx) {
-                Ok((header, body)) => self.queue(header, &body),
+                Ok((header, body)) => {
+                    self.count_out(body.len());
+                    self.queue(header, &body)
+                }
                 Err(e) => self.fail(e, id),
             },
             Ok(Request::Stat(req)) => match stat::stat(&req, id.as_ref(), ctx) {
@@ -598,6 +751,7 @@ impl<S: Socket> Conn<S> {
             Err(err) => {
                 self.phase = Phase::Ready;
                 self.fail(err, id);
+                self.end_access("ok");
             }
         }
     }
@@ -614,9 +768,16 @@ impl<S: Socket> Conn<S> {
             }
             Phase::Running(Op::Exec(e)) => {
                 let mut moved = e.pump_stdin();
-                moved += e.pump_output(&mut self.out, HIGH_WATER, budget, ctx.scratch);
+                let output = e.pump_output(&mut self.out, HIGH_WATER, budget, ctx.scratch);
+                moved += output;
+                if let Some(a) = &mut self.access {
+                    a.bytes_out += output as u64;
+                }
                 if e.is_finished() {
                     let frame = e.exit_frame();
+                    if let Some(a) = &mut self.access {
+                        a.set_result(|| exit_result(&frame));
+                    }
                     self.queue(frame, &[]);
                     self.op_done();
                     moved += 1;
@@ -624,7 +785,12 @@ impl<S: Socket> Conn<S> {
                 moved
             }
             Phase::Running(Op::Get(g)) => {
-                match g.pump(&mut self.sock, &mut self.sock_write, &mut self.out, HIGH_WATER, budget, ctx.scratch) {
+                let (sock, writable) = (&mut self.sock, &mut self.sock_write);
+                let progress = g.pump(sock, writable, &mut self.out, HIGH_WATER, budget, ctx.scratch);
+                if let Some(a) = &mut self.access {
+                    a.bytes_out = g.sent();
+                }
+                match progress {
                     Ok(Progress::Moved(n)) => n,
                     Ok(Progress::Done) => {
                         self.op_done();
@@ -652,6 +818,7 @@ impl<S: Socket> Conn<S> {
     fn op_done(&mut self) {
         self.phase = Phase::Ready;
         self.last_active = self.now;
+        self.end_access("ok");
         if self.draining {
             self.fail(ProtoError::new(ErrorCode::ShuttingDown, "the server is shutting down"), None);
         }
@@ -704,13 +871,38 @@ impl<S: Socket> Conn<S> {
         encode_frame(self.out.tail(), header, body);
     }
 
-    /// Sends an error frame; a fatal code also closes the connection.
+    /// Answers the request in flight with an error (its access result); a
+    /// fatal code also closes the connection.
     fn fail(&mut self, err: ProtoError, id: Option<Value>) {
+        if let Some(a) = &mut self.access {
+            a.set_result(|| format!("error:{}", err.code.as_str()));
+        }
+        self.send_error(err, id);
+    }
+
+    /// Sends an error frame; a fatal code also closes the connection.
+    fn send_error(&mut self, err: ProtoError, id: Option<Value>) {
         self.queue(msg::error(&err, id.as_ref()), &[]);
         if err.code.is_fatal() {
             self.begin_close(err.to_string());
         } else {
             debug!("{}: error: {}", self.name, err);
+        }
+    }
+
+    fn count_out(&mut self, n: usize) {
+        if let Some(a) = &mut self.access {
+            a.bytes_out += n as u64;
+        }
+    }
+
+    /// Writes the access line of the request in flight, if any; `result`
+    /// unless one was recorded.
+    fn end_access(&mut self, result: &str) {
+        if let Some(a) = self.access.take() {
+            if log::log_enabled!(log::Level::Info) {
+                info!("{}", a.line(&self.name, self.key_id.as_deref(), self.now, result));
+            }
         }
     }
 
@@ -746,7 +938,21 @@ impl<S: Socket> Conn<S> {
             Phase::Running(Op::Put(_)) => debug!("{}: abandoning a put", self.name),
             other => self.phase = other,
         }
+        self.end_access("aborted");
     }
+}
+
+/// An exec's access result from its `exit` frame: `exit:CODE` or `signal:N`.
+fn exit_result(frame: &Map<String, Value>) -> String {
+    let mut r = match (frame.get("code").and_then(Value::as_i64), frame.get("signal").and_then(Value::as_i64)) {
+        (Some(code), _) => format!("exit:{code}"),
+        (None, Some(sig)) => format!("signal:{sig}"),
+        (None, None) => "exit:?".to_string(),
+    };
+    if frame.get("timed_out") == Some(&Value::Bool(true)) {
+        r.push_str(" timed_out=true");
+    }
+    r
 }
 
 #[cfg(test)]
@@ -1155,5 +1361,215 @@ mod tests {
         h.now = d;
         c.on_deadline(&mut h.ctx());
         assert!(matches!(c.phase, Phase::Closing { .. }));
+    }
+
+    // ---- the access log ---------------------------------------------------
+
+    thread_local! {
+        /// Log lines of the current test's thread, as `LEVEL: message`.
+        static LINES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A logger that keeps each thread's lines for that thread's test.
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, r: &log::Record) {
+            LINES.with(|l| l.borrow_mut().push(format!("{}: {}", r.level(), r.args())));
+        }
+        fn flush(&self) {}
+    }
+
+    /// Starts capturing this thread's log lines (the logger is installed once per process).
+    fn capture_logs() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            log::set_boxed_logger(Box::new(Capture)).expect("no other logger in unit tests");
+            log::set_max_level(log::LevelFilter::Debug);
+        });
+        LINES.with(|l| l.borrow_mut().clear());
+    }
+
+    /// The access lines logged so far on this thread.
+    fn access_lines() -> Vec<String> {
+        LINES.with(|l| l.borrow().iter().filter_map(|x| x.strip_prefix("INFO: access: ").map(str::to_string)).collect())
+    }
+
+    /// Drives a running exec to its end the way the reactor does: pipe
+    /// readiness from the poll, reaping, pumping. Bounded.
+    fn finish_exec(h: &mut Harness, c: &mut Conn<Duplex>) {
+        let mut events = mio::Events::with_capacity(16);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !matches!(c.phase, Phase::Ready) {
+            assert!(Instant::now() < deadline, "the command did not finish");
+            h.poll.poll(&mut events, Some(Duration::from_millis(10))).unwrap();
+            for ev in events.iter() {
+                if let super::super::token::Source::Conn(_, role) = super::super::token::parse(ev.token()) {
+                    c.on_pipe_event(role);
+                }
+            }
+            c.reap(&mut h.ctx());
+            c.on_socket_event(true, true);
+            c.pump(&mut h.ctx());
+        }
+    }
+
+    #[test]
+    fn an_exec_gets_one_access_line_with_its_bytes_duration_and_status() {
+        capture_logs();
+        let mut h = Harness::new();
+        let mut c = authed(&mut h);
+        let script = "cat; printf %s 12345 >&2; exit 3";
+        let mut bytes = frame(json!({"type":"exec","argv":["sh","-c",script],"stdin":true,"id":1}), b"");
+        bytes.extend(frame(json!({"type":"stdin"}), b"hello"));
+        // A bad signal frame is answered, but the command's result stays its exit.
+        bytes.extend(frame(json!({"type":"signal","signal":"BOGUS"}), b""));
+        bytes.extend(frame(json!({"type":"stdin"}), b""));
+        send(&mut h, &mut c, &bytes);
+        assert!(access_lines().is_empty(), "no line while the command runs");
+        h.now += Duration::from_millis(1500);
+        finish_exec(&mut h, &mut c);
+        let w = written(&mut c);
+        assert_eq!(w.last().unwrap()["code"], 3, "{w:?}");
+        assert_eq!(
+            access_lines(),
+            [format!(r#"#1 test key=k exec argv=["sh","-c","{script}"] in=5 out=10 dur=1.500s result=exit:3"#)]
+        );
+    }
+
+    #[test]
+    fn a_command_string_is_quoted_so_it_cannot_forge_a_line() {
+        capture_logs();
+        let mut h = Harness::new();
+        let mut c = authed(&mut h);
+        send(&mut h, &mut c, &frame(json!({"type":"exec","cmd":"exit 0\n\u{1b}[2Jaccess: forged \"x\""}), b""));
+        finish_exec(&mut h, &mut c);
+        let lines = access_lines();
+        assert_eq!(
+            lines,
+            [r#"#1 test key=k exec cmd="exit 0\n\u001b[2Jaccess: forged \"x\"" in=0 out=0 dur=0.000s result=exit:0"#]
+        );
+        assert!(!lines[0].contains(['\n', '\u{1b}']));
+    }
+
+    #[test]
+    fn a_killed_command_reports_its_signal_and_an_abandoned_one_is_aborted() {
+        capture_logs();
+        let mut h = Harness::new();
+        let mut c = authed(&mut h);
+        send(&mut h, &mut c, &frame(json!({"type":"exec","argv":["sh","-c","kill -9 $$"]}), b""));
+        finish_exec(&mut h, &mut c);
+        assert!(access_lines()[0].ends_with("result=signal:9"), "{:?}", access_lines());
+
+        let mut c = authed(&mut h);
+        send(&mut h, &mut c, &frame(json!({"type":"exec","argv":["sleep","30"]}), b""));
+        c.sock.eof = true;
+        send(&mut h, &mut c, b"");
+        let mut child = c.take_orphan().expect("the child is left to be reaped");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(access_lines()[1], r#"#1 test key=k exec argv=["sleep","30"] in=0 out=0 dur=0.000s result=aborted"#);
+    }
+
+    #[test]
+    fn a_put_gets_its_access_line_once_the_body_is_in() {
+        capture_logs();
+        let (mut h, _dir) = with_root();
+        let mut c = authed(&mut h);
+        let bytes = frame(json!({"type":"put","path":"sub/f"}), &[7u8; 1000]);
+        send(&mut h, &mut c, &bytes[..500]);
+        assert!(access_lines().is_empty());
+        h.now += Duration::from_millis(12);
+        send(&mut h, &mut c, &bytes[500..]);
+        assert_eq!(access_lines(), [r#"#1 test key=k put path="sub/f" in=1000 out=0 dur=0.012s result=ok"#]);
+
+        // Streaming: the data frames' bodies are counted.
+        let mut bytes = frame(json!({"type":"put","path":"s","stream":true}), b"");
+        bytes.extend(frame(json!({"type":"data"}), b"hello "));
+        bytes.extend(frame(json!({"type":"data"}), b"world"));
+        bytes.extend(frame(json!({"type":"data"}), b""));
+        send(&mut h, &mut c, &bytes);
+        assert_eq!(access_lines()[1], r#"#1 test key=k put path="s" in=11 out=0 dur=0.000s result=ok"#);
+    }
+
+    #[test]
+    fn an_error_reply_is_the_result_and_a_refused_put_still_counts_its_body() {
+        capture_logs();
+        let (mut h, _dir) = with_root();
+        h.cfg.read_only = true;
+        let mut c = authed(&mut h);
+        let bytes = frame(json!({"type":"put","path":"f","id":"p"}), &[b'x'; 1000]);
+        send(&mut h, &mut c, &bytes[..100]);
+        assert_eq!(written(&mut c)[0]["code"], "read-only");
+        assert!(access_lines().is_empty(), "the line comes when the body has been skipped");
+        send(&mut h, &mut c, &bytes[100..]);
+        let mut more = frame(json!({"type":"get","path":"missing"}), b"");
+        more.extend(frame(json!({"type":"fr\nob"}), b"skipped"));
+        more.extend(frame(json!({"type":"exec"}), b""));
+        send(&mut h, &mut c, &more);
+        assert_eq!(
+            access_lines(),
+            [
+                r#"#1 test key=k put path="f" in=1000 out=0 dur=0.000s result=error:read-only"#,
+                r#"#1 test key=k get path="missing" in=0 out=0 dur=0.000s result=error:not-found"#,
+                r#"#1 test key=k unknown type="fr\nob" in=0 out=0 dur=0.000s result=error:unknown-type"#,
+                r#"#1 test key=k exec in=0 out=0 dur=0.000s result=error:bad-request"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn get_list_stat_and_ping_are_logged_with_their_reply_bodies() {
+        capture_logs();
+        let (mut h, dir) = with_root();
+        std::fs::write(dir.path().join("f"), vec![1u8; 300_000]).unwrap();
+        let mut c = authed(&mut h);
+        let mut bytes = frame(json!({"type":"get","path":"f","offset":1000}), b"");
+        bytes.extend(frame(json!({"type":"list","path":"."}), b""));
+        bytes.extend(frame(json!({"type":"stat","path":"f"}), b""));
+        bytes.extend(frame(json!({"type":"ping"}), b""));
+        send_all(&mut h, &mut c, &bytes);
+        let w = written(&mut c);
+        let listing = w.iter().find(|f| f["type"] == "listing").unwrap()["body"].as_str().unwrap().len();
+        assert_eq!(
+            access_lines(),
+            [
+                r#"#1 test key=k get path="f" in=0 out=299000 dur=0.000s result=ok"#.to_string(),
+                format!(r#"#1 test key=k list path="." in=0 out={listing} dur=0.000s result=ok"#),
+                r#"#1 test key=k stat path="f" in=0 out=0 dur=0.000s result=ok"#.to_string(),
+                "#1 test key=k ping in=0 out=0 dur=0.000s result=ok".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_access_line_before_auth_and_failed_auth_is_a_warning_with_the_peer() {
+        capture_logs();
+        let mut h = Harness::new();
+        let mut c = h.conn();
+        written(&mut c);
+        let mac = "00".repeat(32);
+        send(&mut h, &mut c, &frame(json!({"type":"auth","key_id":"k","nonce":CLIENT_NONCE,"mac":mac}), b""));
+        let lines = LINES.with(|l| l.borrow().clone());
+        assert!(lines.contains(&r#"WARN: #1 test: auth failed for key id "k""#.to_string()), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.contains(&mac) || l.contains(SECRET)), "{lines:?}");
+        assert!(access_lines().is_empty());
+    }
+
+    #[test]
+    fn long_details_are_cut() {
+        let h = Header { kind: "exec".into(), size: 0, id: None, fields: Map::new() };
+        let req = Ok(Request::Exec(msg::Exec {
+            command: msg::Command::Argv(vec!["é".repeat(5000), "x".into()]),
+            env: Default::default(),
+            cwd: None,
+            stdin: false,
+            timeout: None,
+        }));
+        let a = Access::new(&h, &req, Instant::now());
+        assert!(a.detail.len() <= MAX_DETAIL + 3 && a.detail.ends_with("..."), "{}", a.detail.len());
     }
 }

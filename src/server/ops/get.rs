@@ -85,6 +85,11 @@ impl Get {
         })
     }
 
+    /// Body bytes produced so far (queued or sent), for the access log.
+    pub fn sent(&self) -> u64 {
+        self.pos - self.offset
+    }
+
     /// Moves up to `budget` bytes of the body: into `out` (digest path, while
     /// it is below `high_water`) or into `sock` (sendfile path, once `out` is
     /// empty and while `*writable`).
