@@ -12,7 +12,7 @@
 //! - `config`: ferryd's settings: defaults, the TOML config file, the flags.
 //! - `keys`: finding, creating and loading keys files (permissions checked).
 //! - `paths`: resolving request paths inside the served root.
-//! - `logger`: the `log` backend (stderr).
+//! - `logger`: the `log` backends (stderr, timestamped unless journald reads it; syslog).
 
 pub mod client;
 pub mod config;

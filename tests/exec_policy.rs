@@ -220,3 +220,17 @@ fn the_configured_shell_runs_cmd() {
     let (out, _) = run(&mut c, json!({"type":"exec","cmd":"echo \"[$BASH_VERSION]\""}));
     assert!(out.len() > "[]\n".len(), "not bash: {out:?}");
 }
+
+#[test]
+fn the_policy_answers_at_once_even_when_every_child_slot_is_busy() {
+    let d = with_config("max_children = 1\n[exec]\nallowed = [\"sh\", \"echo\"]\n");
+    let mut busy = d.authed();
+    busy.send(json!({"type":"exec","argv":["sh","-c","echo started; sleep 5"]}), b"");
+    assert_eq!(busy.frame().1, b"started\n");
+    let mut c = d.authed();
+    let t = Instant::now();
+    let e = refused(&mut c, json!({"type":"exec","argv":["touch","x"]}));
+    assert_eq!(e["code"], "not-allowed");
+    assert!(t.elapsed() < Duration::from_secs(3), "the refusal did not wait for the slot: {:?}", t.elapsed());
+    still_open(&mut c);
+}

@@ -728,8 +728,10 @@ impl<S: Socket> Conn<S> {
                 self.fail(ProtoError::new(ErrorCode::UnknownType, format!("unknown request type {t:?}")), id)
             }
             Ok(Request::Exec(req)) => {
-                if !ctx.cfg.allow_exec {
-                    return self.fail(ProtoError::new(ErrorCode::ExecDisabled, "exec is disabled on this server"), id);
+                // The policy answers at once, even when every child slot is busy
+                // (it is checked again at the spawn, with the config of that moment).
+                if let Err(e) = super::ops::exec::authorize(&req, ctx.cfg) {
+                    return self.fail(e, id);
                 }
                 if *ctx.children >= ctx.cfg.max_children {
                     debug!("{}: exec waits for a free child slot", self.name);
