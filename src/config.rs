@@ -135,6 +135,7 @@ macro_rules! checked {
                 let $v = <$inner>::deserialize(d)?;
                 match $check {
                     Ok(v) => Ok($name(v)),
+                    Err(why) if why.contains("(expected") => Err(de::Error::custom(why)),
                     Err(why) => Err(de::Error::custom(format!("{why} (expected {})", $what))),
                 }
             }

@@ -296,7 +296,7 @@ fn systemd_hears_ready_reloading_and_stopping() {
 }
 
 #[test]
-fn daemon_mode_drops_to_the_configured_user_after_binding() {
+fn daemon_mode_drops_to_the_configured_user_and_group_after_binding() {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: dropping privileges needs root");
         return;
@@ -321,6 +321,8 @@ fn daemon_mode_drops_to_the_configured_user_after_binding() {
     let nogroup = Command::new("getent").args(["group", "nogroup"]).output().unwrap().stdout;
     let nogroup = text(&nogroup).split(':').nth(2).unwrap_or("").to_string();
     assert!(gid.split_whitespace().skip(1).all(|g| g == nogroup), "{gid} (nogroup is {nogroup})");
+    let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
+    assert!(groups.split_whitespace().skip(1).all(|g| g == nogroup), "no supplementary groups left: {groups}");
 }
 
 #[test]

@@ -199,15 +199,11 @@ fn detach(settings: Settings, listeners: Vec<mio::net::TcpListener>, overrides: 
         Ok(p) => p,
         Err(e) => return fail(EX_SOFTWARE, format!("cannot detach: {e}")),
     };
+    // The user and group are dropped by `serve` (supplementary groups too),
+    // not by daemonize, which keeps them.
     let mut d = Daemonize::new().working_directory("/").umask(0o027u32);
     if let Some(p) = &settings.pidfile {
-        d = d.pid_file(p).chown_pid_file(true);
-    }
-    if let Some(u) = &settings.user {
-        d = d.user(u.as_str());
-    }
-    if let Some(g) = &settings.group {
-        d = d.group(g.as_str());
+        d = d.pid_file(p);
     }
     match d.execute() {
         Outcome::Parent(Ok(_)) => {
@@ -226,9 +222,9 @@ fn detach(settings: Settings, listeners: Vec<mio::net::TcpListener>, overrides: 
                 Some(p) if pidfile_holder(p).is_some() => format!("the pidfile {} is locked by another ferryd", p.display()),
                 _ => format!("cannot become a daemon: {e}"),
             };
+            // Only the operator's process speaks: one line on their terminal.
             let mut child_end = child_end;
             let _ = writeln!(child_end, "{EX_UNAVAILABLE} {msg}");
-            error!("{msg}");
             ExitCode::from(EX_UNAVAILABLE)
         }
         Outcome::Child(Ok(_)) => {
@@ -264,6 +260,12 @@ fn serve(
     overrides: Overrides,
     ready: Option<UnixStream>,
 ) -> ExitCode {
+    if let Err(e) = drop_privileges(&settings) {
+        if let Some(mut r) = ready {
+            let _ = writeln!(r, "{EX_UNAVAILABLE} {e}");
+        }
+        return fail(EX_UNAVAILABLE, e);
+    }
     let reload: server::Reload = Box::new(move || config::load(&overrides).map(|s| s.server));
     let cfg: Config = settings.server;
     let server = match server::Server::new(cfg.clone(), listeners, Some(reload)) {
@@ -298,6 +300,62 @@ fn serve(
             ExitCode::from(EX_SOFTWARE)
         }
     }
+}
+
+/// Becomes `user` (and `group`, else the user's own group), with no
+/// supplementary groups, once the sockets are bound. The pidfile is handed to
+/// the user first so the daemon can still remove it (when its directory lets it).
+fn drop_privileges(s: &Settings) -> Result<(), String> {
+    use std::ffi::CString;
+    if s.user.is_none() && s.group.is_none() {
+        return Ok(());
+    }
+    // SAFETY: getpwnam/getgrnam with NUL-terminated names; the results are read
+    // at once, before any other call could reuse their static storage.
+    let (uid, user_gid) = match &s.user {
+        Some(u) => {
+            let name = CString::new(u.as_str()).map_err(|_| format!("user {u:?}: not a name"))?;
+            let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+            if pw.is_null() {
+                return Err(format!("user {u:?}: no such user"));
+            }
+            unsafe { (Some((*pw).pw_uid), Some((*pw).pw_gid)) }
+        }
+        None => (None, None),
+    };
+    let gid = match &s.group {
+        Some(g) => {
+            let name = CString::new(g.as_str()).map_err(|_| format!("group {g:?}: not a name"))?;
+            let gr = unsafe { libc::getgrnam(name.as_ptr()) };
+            if gr.is_null() {
+                return Err(format!("group {g:?}: no such group"));
+            }
+            unsafe { (*gr).gr_gid }
+        }
+        None => user_gid.expect("a user when there is no group"),
+    };
+    if let Some(p) = &s.pidfile {
+        if s.daemon {
+            let _ = std::os::unix::fs::chown(p, uid, Some(gid));
+        }
+    }
+    let who = format!("{}:{}", s.user.as_deref().unwrap_or("-"), s.group.as_deref().unwrap_or("-"));
+    // SAFETY: plain system calls on integers and a one-element array.
+    unsafe {
+        if libc::setgroups(1, &gid) != 0 || libc::setgid(gid) != 0 {
+            return Err(format!("cannot become {who}: {}", std::io::Error::last_os_error()));
+        }
+        if let Some(uid) = uid {
+            if libc::setuid(uid) != 0 {
+                return Err(format!("cannot become {who}: {}", std::io::Error::last_os_error()));
+            }
+            if uid != 0 && libc::setuid(0) == 0 {
+                return Err(format!("cannot become {who}: root could be regained"));
+            }
+        }
+    }
+    info!("running as {who} (uid {}, gid {gid})", unsafe { libc::getuid() });
+    Ok(())
 }
 
 /// Raises the soft open-files limit toward what `max_connections` needs (each
