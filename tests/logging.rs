@@ -108,7 +108,7 @@ fn under_journald_lines_go_without_a_timestamp() {
     c.send(json!({"type":"ping","id":1}), b"");
     assert_eq!(c.frame().0["type"], "pong");
     let line = d.log.wait_for(" ping ", WAIT).expect("an access line for the ping");
-    assert!(line.starts_with("ferryd: info: access: #1 "), "{line:?}");
+    assert!(line.starts_with("ferryd: debug: access: #1 "), "pings log at debug: {line:?}");
     assert!(line.contains(&format!(" {peer} key=test ping in=0 out=0 dur=")) && line.ends_with(" result=ok"), "{line}");
     for line in d.log.text().lines() {
         assert!(line.starts_with("ferryd: "), "a plain line under journald: {line:?}");

@@ -902,8 +902,11 @@ impl<S: Socket> Conn<S> {
     /// unless one was recorded.
     fn end_access(&mut self, result: &str) {
         if let Some(a) = self.access.take() {
-            if log::log_enabled!(log::Level::Info) {
-                info!("{}", a.line(&self.name, self.key_id.as_deref(), self.now, result));
+            // Pings are liveness probes, often sent by the thousand: their
+            // lines are debug, so an info log shows the work that was done.
+            let level = if a.kind == "ping" { log::Level::Debug } else { log::Level::Info };
+            if log::log_enabled!(level) {
+                log::log!(level, "{}", a.line(&self.name, self.key_id.as_deref(), self.now, result));
             }
         }
     }
@@ -1542,9 +1545,10 @@ mod tests {
                 r#"#1 test key=k get path="f" in=0 out=299000 dur=0.000s result=ok"#.to_string(),
                 format!(r#"#1 test key=k list path="." in=0 out={listing} dur=0.000s result=ok"#),
                 r#"#1 test key=k stat path="f" in=0 out=0 dur=0.000s result=ok"#.to_string(),
-                "#1 test key=k ping in=0 out=0 dur=0.000s result=ok".to_string(),
             ]
         );
+        let debug = LINES.with(|l| l.borrow().iter().filter(|x| x.starts_with("DEBUG: access: ")).cloned().collect::<Vec<_>>());
+        assert_eq!(debug, ["DEBUG: access: #1 test key=k ping in=0 out=0 dur=0.000s result=ok"], "pings log at debug");
     }
 
     #[test]
