@@ -26,6 +26,14 @@ impl Buf {
         &mut self.data
     }
 
+    /// Gives the allocation back when nothing is pending.
+    pub fn release_if_empty(&mut self) {
+        if self.is_empty() {
+            self.data = Vec::new();
+            self.pos = 0;
+        }
+    }
+
     /// Marks `n` bytes as written.
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());

@@ -105,7 +105,7 @@ pub enum Phase {
     /// Authenticated, between requests.
     Ready,
     /// An `exec` waiting for a free child slot.
-    Queued { req: msg::Exec, id: Option<Value> },
+    Queued { req: Box<msg::Exec>, id: Option<Value> },
     /// A request in flight.
     Running(Op),
     /// Flushing what is owed, then waiting for the peer to hang up.
@@ -259,7 +259,7 @@ pub struct Conn<S> {
     decoder: Decoder,
     sink: Sink,
     /// A request that arrived while an exec runs, waiting its turn.
-    held: Option<Header>,
+    held: Option<Box<Header>>,
     phase: Phase,
     sock_read: bool,
     sock_write: bool,
@@ -375,12 +375,22 @@ impl<S: Socket> Conn<S> {
                 return Step::Close;
             }
             if moved == 0 {
+                self.release_idle_buffers();
                 return Step::Idle;
             }
             budget = budget.saturating_sub(moved);
             if budget == 0 {
                 return Step::Yield;
             }
+        }
+    }
+
+    /// A connection between requests with nothing buffered keeps no buffer:
+    /// thousands of idle connections cost little more than their sockets.
+    fn release_idle_buffers(&mut self) {
+        if matches!(self.phase, Phase::Ready | Phase::AwaitAuth { .. }) && self.inbuf.is_empty() {
+            self.inbuf = Vec::new();
+            self.out.release_if_empty();
         }
     }
 
@@ -542,7 +552,7 @@ impl<S: Socket> Conn<S> {
         let mut used = 0;
         let mut done = 0;
         while self.may_parse() {
-            if let Some(h) = self.held.take() {
+            if let Some(h) = self.held.take().map(|h| *h) {
                 self.on_header(h, ctx);
                 done += 1;
                 continue;
@@ -626,7 +636,7 @@ impl<S: Socket> Conn<S> {
                 }
             }
             // Anything else waits until the command is done.
-            _ => self.held = Some(h),
+            _ => self.held = Some(Box::new(h)),
         }
     }
 
@@ -707,14 +717,14 @@ impl<S: Socket> Conn<S> {
             Ok(Request::Get(req)) => match Get::start(&req, id.clone(), ctx, &mut self.out) {
                 Ok(g) => {
                     debug!("{}: get {:?} from {}", self.name, req.path, req.offset);
-                    self.phase = Phase::Running(Op::Get(g));
+                    self.phase = Phase::Running(Op::Get(Box::new(g)));
                 }
                 Err(e) => self.fail(e, id),
             },
             Ok(Request::Put(req)) => {
                 debug!("{}: put {:?} ({:?} bytes)", self.name, req.path, req.size);
                 let (put, err) = Put::start(&req, id.clone(), ctx);
-                self.phase = Phase::Running(Op::Put(put));
+                self.phase = Phase::Running(Op::Put(Box::new(put)));
                 if let Some(e) = err {
                     self.fail(e, id);
                 }
@@ -736,7 +746,7 @@ impl<S: Socket> Conn<S> {
                 if *ctx.children >= ctx.cfg.max_children {
                     debug!("{}: exec waits for a free child slot", self.name);
                     ctx.waiters.push_back(self.key);
-                    self.phase = Phase::Queued { req, id };
+                    self.phase = Phase::Queued { req: Box::new(req), id };
                 } else {
                     self.spawn(req, id, ctx);
                 }
@@ -748,7 +758,7 @@ impl<S: Socket> Conn<S> {
         match Exec::start(&req, id.clone(), self.key, ctx) {
             Ok(e) => {
                 debug!("{}: exec {:?} as pid {}", self.name, req.command, e.pid());
-                self.phase = Phase::Running(Op::Exec(e));
+                self.phase = Phase::Running(Op::Exec(Box::new(e)));
             }
             Err(err) => {
                 self.phase = Phase::Ready;
@@ -765,7 +775,7 @@ impl<S: Socket> Conn<S> {
                 let Phase::Queued { req, id } = std::mem::replace(&mut self.phase, Phase::Ready) else {
                     unreachable!()
                 };
-                self.spawn(req, id, ctx);
+                self.spawn(*req, id, ctx);
                 1
             }
             Phase::Running(Op::Exec(e)) => {
@@ -1577,5 +1587,15 @@ mod tests {
         }));
         let a = Access::new(&h, &req, Instant::now());
         assert!(a.detail.len() <= MAX_DETAIL + 3 && a.detail.ends_with("..."), "{}", a.detail.len());
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    /// Every connection costs this much before any buffer: an idle daemon's
+    /// memory per connection starts here (the slab holds one per client).
+    #[test]
+    fn a_connection_stays_small() {
+        let size = std::mem::size_of::<super::Conn<mio::net::TcpStream>>();
+        assert!(size <= 512, "Conn is {size} bytes; box what only busy connections need");
     }
 }

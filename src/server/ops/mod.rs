@@ -31,8 +31,9 @@ pub struct Ctx<'a> {
 }
 
 /// A request in flight.
+/// (Boxed, so an idle connection's `Phase` stays small.)
 pub enum Op {
-    Exec(Exec),
-    Get(Get),
-    Put(Put),
+    Exec(Box<Exec>),
+    Get(Box<Get>),
+    Put(Box<Put>),
 }
