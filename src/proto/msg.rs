@@ -360,6 +360,23 @@ pub fn pong(id: Option<&Value>) -> Map<String, Value> {
     reply("pong", id)
 }
 
+/// Appends the whole `pong` frame to `out` without building a map: the
+/// reply a load of pings is made of. The same frame as `encode_frame(pong(id))`
+/// once parsed.
+pub fn encode_pong(out: &mut Vec<u8>, id: Option<&Value>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    if let Some(id) = id {
+        out.extend_from_slice(br#"{"id":"#);
+        serde_json::to_writer(&mut *out, id).expect("a JSON value always serializes");
+        out.extend_from_slice(br#","type":"pong"}"#);
+    } else {
+        out.extend_from_slice(br#"{"type":"pong"}"#);
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
 /// The header of a `stdout` or `stderr` chunk (the size is set by the encoder).
 pub fn output(stream: Stream, id: Option<&Value>) -> Map<String, Value> {
     reply(stream.as_str(), id)
@@ -686,6 +703,17 @@ mod tests {
         assert!(!ErrorCode::NotAllowed.is_fatal());
         let h = parse_header(br#"{"type":"error","code":"not-allowed","message":"no"}"#).unwrap();
         assert_eq!(Reply::from_header(&h), Reply::Error(ProtoError::new(ErrorCode::NotAllowed, "no")));
+    }
+
+    #[test]
+    fn the_pong_fast_path_writes_the_same_frame() {
+        for id in [None, Some(json!(1)), Some(json!("a\"b")), Some(json!(null)), Some(json!(1.5))] {
+            let mut fast = Vec::new();
+            encode_pong(&mut fast, id.as_ref());
+            let mut slow = Vec::new();
+            crate::proto::encode_frame(&mut slow, pong(id.as_ref()), &[]);
+            assert_eq!(fast, slow, "{id:?}");
+        }
     }
 
     #[test]

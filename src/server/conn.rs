@@ -697,7 +697,7 @@ impl<S: Socket> Conn<S> {
     fn serve(&mut self, req: Result<Request, ProtoError>, id: Option<Value>, ctx: &mut Ctx) {
         match req {
             Err(e) => self.fail(e, id),
-            Ok(Request::Ping) => self.queue(msg::pong(id.as_ref()), &[]),
+            Ok(Request::Ping) => msg::encode_pong(self.out.tail(), id.as_ref()),
             Ok(Request::Bye | Request::Stdin | Request::Signal(_)) => {}
             Ok(Request::Auth(_)) => self.fail(ProtoError::new(ErrorCode::BadRequest, "already authenticated"), id),
             Ok(Request::Data) => {
