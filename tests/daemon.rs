@@ -382,3 +382,17 @@ fn log_target_syslog_in_the_foreground_and_the_daemon_key() {
     unsafe { libc::kill(pid, libc::SIGTERM) };
     eventually("the pidfile is removed", WAIT, || !pidfile.exists());
 }
+
+#[test]
+fn commands_do_not_inherit_the_notify_socket() {
+    let notify = Inbox::new();
+    let d = Daemon::start_custom(&[], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &notify.path).env("FERRY_TEST_MARK", "kept");
+    });
+    let mut c = d.authed();
+    c.send(json!({"type":"exec","argv":["env"]}), b"");
+    let (out, _, _) = c.exec_output();
+    let env = text(&out);
+    assert!(env.contains("FERRY_TEST_MARK=kept"), "the control variable is inherited: {env}");
+    assert!(!env.contains("NOTIFY_SOCKET"), "{env}");
+}

@@ -137,6 +137,8 @@ impl Exec {
                 cmd.arg0(&argv[0]).args(&argv[1..]);
             }
         }
+        // The daemon's line to its service manager is not the command's.
+        cmd.env_remove("NOTIFY_SOCKET");
         if ctx.cfg.exec_env_clear {
             cmd.env_clear();
             for name in KEPT_ENV {
