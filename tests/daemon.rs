@@ -286,7 +286,9 @@ fn systemd_hears_ready_reloading_and_stopping() {
     let mut d = Daemon::start_custom(&[], |cmd| {
         cmd.env("NOTIFY_SOCKET", &notify.path);
     });
-    notify.wait_for("READY=1");
+    let ready = notify.wait_for("READY=1");
+    assert!(ready.contains(&format!("STATUS=serving {}", d.root.path().canonicalize().unwrap().display())), "{ready}");
+    assert!(ready.contains(&d.addr.to_string()), "{ready}");
     d.signal(libc::SIGHUP);
     notify.wait_for("RELOADING=1");
     notify.wait_for("READY=1");

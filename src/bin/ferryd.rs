@@ -292,7 +292,9 @@ fn serve(
     if let Some(mut r) = ready {
         let _ = r.write_all(b"ready\n");
     }
-    server::notify(&[sd_notify::NotifyState::Ready]);
+    let addrs: Vec<String> = server.local_addrs().iter().map(ToString::to_string).collect();
+    let status = format!("serving {} on {}", cfg.root.display(), addrs.join(", "));
+    server::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
