@@ -353,7 +353,7 @@ fn sigterm_mid_put_removes_the_temp_file() {
 }
 
 #[test]
-fn sigkill_mid_put_leaves_the_old_file_intact() {
+fn sigkill_mid_put_leaves_the_old_file_intact_and_the_next_start_cleans_up() {
     let mut d = Daemon::start();
     write_file(&d.path("f"), b"old");
     let mut c = d.authed();
@@ -363,6 +363,24 @@ fn sigkill_mid_put_leaves_the_old_file_intact() {
     eventually("the temp file appears", WAIT, || temp_files(d.root.path()).len() == 1);
     d.signal(libc::SIGKILL);
     d.wait_exit(WAIT);
+    assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
+    assert_eq!(temp_files(d.root.path()).len(), 1, "a killed daemon leaves its temp file");
+    // The next start on the same root removes it.
+    let mut next = std::process::Command::new(ferryd_bin())
+        .args(["--listen", "127.0.0.1:0", "--config", "/dev/null", "--root"])
+        .arg(d.root.path())
+        .arg("--keys")
+        .arg(&d.keys_path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = capture(next.stderr.take().unwrap());
+    let line = log.wait_for("listening on", WAIT);
+    let _ = next.kill();
+    let _ = next.wait();
+    assert!(line.is_some(), "{}", log.text());
+    assert!(log.text().contains("removed 1 temporary file(s)"), "{}", log.text());
+    assert!(temp_files(d.root.path()).is_empty());
     assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
 }
 

@@ -158,6 +158,11 @@ fn main() -> ExitCode {
     if let Err(e) = init_logging(&settings) {
         return fail(EX_UNAVAILABLE, e);
     }
+    // A daemon killed during a put (SIGKILL, a crash) left its temporary file.
+    let (removed, _) = server::ops::put::remove_stale_temp_files(&settings.server.root);
+    if removed > 0 {
+        info!("removed {removed} temporary file(s) of puts a previous run did not finish");
+    }
     raise_fd_limit(settings.server.max_connections);
     let listeners = match server::bind(&settings.server) {
         Ok(l) => l,

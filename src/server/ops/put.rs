@@ -112,6 +112,73 @@ impl Put {
     }
 }
 
+/// A fresh name for a put's temporary file: `.ferry-` + 16 hex digits + `.tmp`.
+pub fn temp_name() -> String {
+    format!(".ferry-{}.tmp", &to_hex(&fresh_nonce())[..16])
+}
+
+/// True for a name `temp_name` could have made.
+pub fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix(".ferry-")
+        .and_then(|r| r.strip_suffix(".tmp"))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// Removes the temporary files of puts that a killed daemon left in `root`
+/// (SIGKILL or a crash: nothing else leaves one). Walks the tree without
+/// following symbolic links. Returns (files removed, directories read).
+pub fn remove_stale_temp_files(root: &std::path::Path) -> (usize, usize) {
+    let (mut removed, mut dirs) = (0, 0);
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        dirs += 1;
+        for e in entries.flatten() {
+            let Ok(kind) = e.file_type() else { continue };
+            let name = e.file_name();
+            if kind.is_dir() {
+                todo.push(e.path());
+            } else if kind.is_file() && name.to_str().is_some_and(is_temp_name) && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    (removed, dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognised_and_only_they() {
+        assert!(is_temp_name(&temp_name()));
+        for other in [".ferry-0123456789abcdef.tm", "ferry-0123456789abcdef.tmp", ".ferry-0123456789ABCDEF.tmp", ".ferry-01.tmp", "x"] {
+            assert!(!is_temp_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        let stale = [dir.path().join(temp_name()), dir.path().join("a/b").join(temp_name())];
+        for p in &stale {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        std::fs::write(dir.path().join("a/keep.tmp"), b"mine").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let theirs = outside.path().join(temp_name());
+        std::fs::write(&theirs, b"not in the root").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let (removed, dirs) = remove_stale_temp_files(dir.path());
+        assert_eq!((removed, dirs), (2, 3));
+        assert!(stale.iter().all(|p| !p.exists()));
+        assert!(dir.path().join("a/keep.tmp").exists());
+        assert!(theirs.exists(), "links are not followed");
+    }
+}
+
 fn too_large(max: u64) -> ProtoError {
     ProtoError::new(ErrorCode::TooLarge, format!("uploads are limited to {max} bytes on this server"))
 }
@@ -143,7 +210,7 @@ impl Target {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => Some(st.st_mode & 0o7777),
             _ => None,
         };
-        let tmp = format!(".ferry-{}.tmp", &to_hex(&fresh_nonce())[..16]);
+        let tmp = temp_name();
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW;
         let fd = rustix::fs::openat(&dir, tmp.as_str(), flags, Mode::from_raw_mode(0o600)).map_err(|e| p.error(e))?;
         Ok(Target {
