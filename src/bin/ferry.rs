@@ -4,7 +4,7 @@
 //! for the file commands 0, or 1 for a remote or local file error.
 
 use clap::{Args, Parser, Subcommand};
-use ferry::client::{cli, transfer, Family, Options, Target};
+use ferry::client::{cli, encoding, transfer, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,6 +29,10 @@ struct Cli {
     /// Port, as netcat takes it
     #[arg(value_name = "PORT")]
     port: Option<String>,
+
+    /// Decode the commands' output from LABEL (gbk, shift_jis, windows-1252...) to UTF-8 [default: $FERRY_ENCODING]
+    #[arg(long = "encoding", value_name = "LABEL")]
+    encoding: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -69,6 +73,9 @@ enum Cmd {
         /// Do not forward stdin (the command reads /dev/null)
         #[arg(short = 'n')]
         no_stdin: bool,
+        /// Decode the command's output from LABEL (gbk, shift_jis, windows-1252...) to UTF-8 [default: $FERRY_ENCODING]
+        #[arg(long = "encoding", value_name = "LABEL")]
+        encoding: Option<String>,
         #[arg(value_name = "HOST[:PORT]")]
         host: String,
         /// The command: one argument runs through sh -c, several run as argv
@@ -185,6 +192,29 @@ fn real_main(cli: Cli) -> i32 {
             return 2;
         }
     };
+    // Output is decoded for run and the session only: files stay byte-exact.
+    let label = match &cli.cmd {
+        Some(Cmd::Run { encoding, .. }) => Some(encoding.as_deref().or(cli.encoding.as_deref())),
+        None => Some(cli.encoding.as_deref()),
+        Some(_) if cli.encoding.is_some() => {
+            eprintln!("ferry: --encoding applies to run and the session only");
+            return 2;
+        }
+        Some(_) => None,
+    };
+    let encoding = match label {
+        Some(flag) => {
+            let env = std::env::var_os(encoding::ENV).map(|v| v.to_string_lossy().into_owned());
+            match encoding::choose(flag, env.as_deref()) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("ferry: {e}");
+                    return 2;
+                }
+            }
+        }
+        None => None,
+    };
     let ui = transfer::Ui::new(o.quiet);
     let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
         Ok(k) => k,
@@ -194,7 +224,7 @@ fn real_main(cli: Cli) -> i32 {
         }
     };
     match cli.cmd {
-        Some(Cmd::Run { no_stdin, command, .. }) => cli::run(&target, &key, &opts, command, !no_stdin),
+        Some(Cmd::Run { no_stdin, command, .. }) => cli::run(&target, &key, &opts, command, !no_stdin, encoding),
         Some(Cmd::Ping { count, interval, .. }) => match seconds(interval, "--interval") {
             Ok(i) => cli::ping(&target, &key, &opts, count, i, o.quiet),
             Err(e) => {
@@ -209,6 +239,6 @@ fn real_main(cli: Cli) -> i32 {
         Some(Cmd::Ls { json, path, .. }) => transfer::ls(&target, &key, &opts, &path, json),
         Some(Cmd::Stat { json, path, .. }) => transfer::stat(&target, &key, &opts, &path, json),
         Some(Cmd::Keygen { .. }) => unreachable!("handled above"),
-        None => cli::session(&target, &key, &opts, o.quiet),
+        None => cli::session(&target, &key, &opts, o.quiet, encoding),
     }
 }

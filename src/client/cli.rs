@@ -3,11 +3,13 @@
 //! remote program could not be started, 255 for any ferry error. The file
 //! subcommands (`get`, `put`, `ls`, `stat`) are in `transfer`.
 
+use super::encoding::Output;
 use super::{transfer, Error, Options, Session, Target, Writer};
 use crate::keys;
 use crate::proto::auth::Key;
 use crate::proto::msg::{Command, Exec, SignalName};
 use crate::proto::ErrorCode;
+use encoding_rs::Encoding;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,8 +87,22 @@ fn forward_stdin(writer: Writer) {
     });
 }
 
-/// `ferry run`: one command; exits with its status.
-pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, with_stdin: bool) -> i32 {
+/// Ends both output streams (the decoders' last characters) after a command.
+fn finish_outputs(out: &mut Output<impl Write>, err: &mut Output<impl Write>) -> Result<(), Error> {
+    let r = out.finish();
+    err.finish().and(r).map_err(Error::Local)
+}
+
+/// `ferry run`: one command; exits with its status. With `encoding`, its
+/// stdout and stderr are decoded from it and written as UTF-8.
+pub fn run(
+    target: &Target,
+    key: &Key,
+    opts: &Options,
+    command: Vec<String>,
+    with_stdin: bool,
+    encoding: Option<&'static Encoding>,
+) -> i32 {
     let mut session = match Session::connect(target, key, opts) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -103,16 +119,20 @@ pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, wit
     if with_stdin {
         forward_stdin(session.writer());
     }
-    let (mut out, mut err) = (io::stdout().lock(), io::stderr());
-    match session.read_exec(&mut out, &mut err) {
+    let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
+    let result = session.read_exec(&mut out, &mut err);
+    let finished = finish_outputs(&mut out, &mut err);
+    match result.and_then(|status| finished.map(|()| status)) {
         Ok(status) => status.shell_code(),
         Err(e) => exit_for(&e),
     }
 }
 
 /// `ferry HOST [PORT]`: each line of stdin is a shell command, run in turn,
-/// except the file commands `transfer::session_line` takes.
-pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool) -> i32 {
+/// except the file commands `transfer::session_line` takes. With
+/// `encoding`, each command's output is decoded as `run` does (the file
+/// commands' output is not).
+pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding: Option<&'static Encoding>) -> i32 {
     let mut session = match Session::connect(target, key, opts) {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -155,8 +175,13 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool) -> i32 {
         }
         let req = Exec { command: Command::Shell(cmd.to_string()), env: Default::default(), cwd: None, stdin: false, timeout: None };
         running.store(true, Ordering::SeqCst);
-        let result = session.exec(&req, &mut io::stdout().lock(), &mut io::stderr());
+        let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
+        let result = session.exec(&req, &mut out, &mut err);
         running.store(false, Ordering::SeqCst);
+        // Each command's output ends with it: a character it left cut is U+FFFD.
+        let finished = finish_outputs(&mut out, &mut err);
+        drop((out, err));
+        let result = result.and_then(|status| finished.map(|()| status));
         last = match result {
             Ok(status) => status.shell_code(),
             Err(Error::Remote(e)) if !e.code.is_fatal() => {

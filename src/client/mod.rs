@@ -8,9 +8,11 @@
 //! thread reads output: the two directions never wait on each other.
 //!
 //! The file requests (`get`, `put`, `list`, `stat`) are in `files`; the
-//! `ferry` subcommands built on them in `cli` and `transfer`.
+//! `ferry` subcommands built on them in `cli` and `transfer`; `--encoding`'s
+//! output decoders in `encoding`.
 
 pub mod cli;
+pub mod encoding;
 pub mod files;
 pub mod format;
 pub mod target;
