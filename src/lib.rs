@@ -14,6 +14,7 @@
 //! - `paths`: resolving request paths inside the served root.
 //! - `logger`: the `log` backends (stderr, timestamped unless journald reads it; syslog).
 
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod keys;

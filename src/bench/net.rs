@@ -1,0 +1,369 @@
+//! Connections for the load generator: loopback address resolution, frame
+//! scanning without allocation, and the non-blocking connect + handshake state
+//! machine that opens many authenticated connections at once.
+
+use crate::proto::auth::{self, Key};
+use crate::proto::{encode_frame, msg};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use serde::Deserialize;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// The protocol a run speaks.
+#[derive(Clone)]
+pub enum Proto {
+    /// ferry frames, each connection authenticated with this key.
+    Ferry(Key),
+    /// RESP (redis): no handshake, inline `PING`.
+    Resp,
+}
+
+impl Proto {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Proto::Ferry(_) => "ferry",
+            Proto::Resp => "resp",
+        }
+    }
+}
+
+/// Resolves HOST:PORT to a loopback address; anything else is refused, since
+/// ferry-bench only ever loads servers on this machine.
+pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> =
+        (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?.collect();
+    addrs.iter().copied().find(|a| a.ip().is_loopback()).ok_or_else(|| {
+        format!("{host} is not a loopback address: ferry-bench only drives servers on this machine (127.0.0.0/8, ::1)")
+    })
+}
+
+/// The smallest view of a frame header: its type and body size. Parsing it
+/// borrows from the input and allocates nothing (other fields are skipped).
+#[derive(Deserialize)]
+pub struct MinHeader<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: &'a str,
+    #[serde(default)]
+    pub size: u64,
+}
+
+pub fn min_header(h: &[u8]) -> Result<MinHeader<'_>, String> {
+    serde_json::from_slice(h)
+        .map_err(|e| format!("bad frame header from the server ({e}): {}", String::from_utf8_lossy(h)))
+}
+
+/// `CODE: MESSAGE` of an error frame's header.
+pub fn error_text(h: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct E {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    match serde_json::from_slice::<E>(h) {
+        Ok(e) => format!("{}: {}", e.code.as_deref().unwrap_or("?"), e.message.as_deref().unwrap_or("")),
+        Err(_) => String::from_utf8_lossy(h).into_owned(),
+    }
+}
+
+/// The next complete frame header at the front of `buf`: the header bytes and
+/// where the body starts. `Ok(None)` when more bytes are needed.
+#[inline]
+pub fn next_header(buf: &[u8]) -> Result<Option<(&[u8], usize)>, String> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len == 0 || len > crate::proto::MAX_HEADER {
+        return Err(format!("bad frame from the server: header length {len}"));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    Ok(Some((&buf[4..4 + len], 4 + len)))
+}
+
+/// One frame, encoded.
+pub fn frame(header: serde_json::Map<String, serde_json::Value>) -> Vec<u8> {
+    let mut v = Vec::new();
+    encode_frame(&mut v, header, b"");
+    v
+}
+
+pub fn is_would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// How connections are opened.
+#[derive(Clone, Copy, Debug)]
+pub struct SetupOpts {
+    /// Each connection's bound for connect + handshake (+ probe).
+    pub timeout: Duration,
+    /// At most this many connections connecting or authenticating at once.
+    pub parallel: usize,
+    /// After the handshake, one ping (ferry) or PING (RESP) round trip.
+    pub probe: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    Connecting,
+    Hello,
+    Welcome,
+    Probe,
+    Ready,
+}
+
+struct Pending {
+    sock: TcpStream,
+    stage: Stage,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    client_nonce: String,
+    server_nonce: String,
+    deadline: Instant,
+}
+
+const RESP_PING: &[u8] = b"PING\r\n";
+
+impl Pending {
+    fn flush(&mut self) -> io::Result<()> {
+        while self.wpos < self.wbuf.len() {
+            match self.sock.write(&self.wbuf[self.wpos..]) {
+                Ok(n) => self.wpos += n,
+                Err(e) if is_would_block(&e) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        Ok(())
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.wbuf.extend_from_slice(bytes);
+        self.flush().map_err(|e| format!("write failed during the handshake: {e}"))
+    }
+
+    /// Moves the connection as far as it can go; true once it is ready.
+    fn advance(&mut self, proto: &Proto, probe: bool) -> Result<bool, String> {
+        if self.stage == Stage::Connecting {
+            if let Some(e) = self.sock.take_error().map_err(|e| e.to_string())? {
+                return Err(connect_error(&e));
+            }
+            match self.sock.peer_addr() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
+                Err(e) => return Err(connect_error(&e)),
+            }
+            let _ = self.sock.set_nodelay(true);
+            self.stage = match proto {
+                Proto::Ferry(_) => Stage::Hello,
+                Proto::Resp if probe => {
+                    self.send(RESP_PING)?;
+                    Stage::Probe
+                }
+                Proto::Resp => Stage::Ready,
+            };
+        }
+        self.flush().map_err(|e| format!("write failed during the handshake: {e}"))?;
+        let mut buf = [0u8; 4096];
+        let mut eof = false;
+        loop {
+            match self.sock.read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => self.rbuf.extend_from_slice(&buf[..n]),
+                Err(e) if is_would_block(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("connection failed during the handshake: {e}")),
+            }
+        }
+        while self.stage != Stage::Ready {
+            let progressed = match proto {
+                Proto::Ferry(key) => self.ferry_step(key, probe)?,
+                Proto::Resp => self.resp_step()?,
+            };
+            if !progressed {
+                break;
+            }
+        }
+        if self.stage == Stage::Ready {
+            if !self.rbuf.is_empty() {
+                return Err(format!(
+                    "the server sent unexpected bytes after the handshake: {:?}",
+                    String::from_utf8_lossy(&self.rbuf)
+                ));
+            }
+            return Ok(true);
+        }
+        if eof {
+            return Err(match self.stage {
+                Stage::Hello => "the server closed the connection before its hello".into(),
+                Stage::Welcome => "the server closed the connection during authentication".into(),
+                _ => "the server closed the connection".into(),
+            });
+        }
+        Ok(false)
+    }
+
+    /// Consumes one frame of the handshake if a whole one is there.
+    fn ferry_step(&mut self, key: &Key, probe: bool) -> Result<bool, String> {
+        let Some((h, used)) = next_header(&self.rbuf)? else { return Ok(false) };
+        let head = min_header(h)?;
+        if head.size > 0 {
+            return Err(format!("unexpected {} frame with a body during the handshake", head.kind));
+        }
+        if head.kind == "error" {
+            let text = error_text(h);
+            return Err(if text.starts_with("auth-failed") {
+                format!("authentication failed with key id {:?}: the server said {text}", key.id)
+            } else if text.starts_with("too-many-connections") {
+                format!("the server refused the connection: {text} (ferryd --max-connections sets the limit)")
+            } else {
+                format!("the server refused the connection: {text}")
+            });
+        }
+        match (self.stage, head.kind) {
+            (Stage::Hello, "hello") => {
+                #[derive(Deserialize)]
+                struct Hello {
+                    proto: Option<u64>,
+                    #[serde(default)]
+                    auth: Vec<String>,
+                    nonce: Option<String>,
+                }
+                let hello: Hello = serde_json::from_slice(h).map_err(|e| format!("bad hello: {e}"))?;
+                if hello.proto != Some(1) || !hello.auth.iter().any(|a| a == "hmac-sha256") {
+                    return Err(format!("the server speaks another protocol: {}", String::from_utf8_lossy(h)));
+                }
+                self.server_nonce = hello.nonce.ok_or("hello without a nonce")?;
+                self.client_nonce = auth::to_hex(&auth::fresh_nonce());
+                let mac = auth::client_mac(key.secret.as_bytes(), &self.server_nonce, &self.client_nonce);
+                let bytes = frame(msg::auth(&key.id, &self.client_nonce, &mac));
+                self.rbuf.drain(..used);
+                self.stage = Stage::Welcome;
+                self.send(&bytes)?;
+            }
+            (Stage::Welcome, "welcome") => {
+                #[derive(Deserialize)]
+                struct Welcome {
+                    mac: Option<String>,
+                }
+                let w: Welcome = serde_json::from_slice(h).map_err(|e| format!("bad welcome: {e}"))?;
+                let mac = w.mac.unwrap_or_default();
+                if !auth::verify_server_mac(key.secret.as_bytes(), &self.client_nonce, &self.server_nonce, &mac) {
+                    return Err(format!(
+                        "the server's welcome MAC is wrong for key id {:?}: not the same secret",
+                        key.id
+                    ));
+                }
+                self.rbuf.drain(..used);
+                if probe {
+                    self.stage = Stage::Probe;
+                    self.send(&frame(msg::request::ping()))?;
+                } else {
+                    self.stage = Stage::Ready;
+                }
+            }
+            (Stage::Probe, "pong") => {
+                self.rbuf.drain(..used);
+                self.stage = Stage::Ready;
+            }
+            (stage, kind) => return Err(format!("unexpected {kind} frame from the server while in {stage:?}")),
+        }
+        Ok(true)
+    }
+
+    fn resp_step(&mut self) -> Result<bool, String> {
+        let Some(end) = self.rbuf.windows(2).position(|w| w == b"\r\n") else { return Ok(false) };
+        let line = String::from_utf8_lossy(&self.rbuf[..end]).into_owned();
+        if !line.starts_with('+') {
+            return Err(format!("the server answered PING with {line:?}"));
+        }
+        self.rbuf.drain(..end + 2);
+        self.stage = Stage::Ready;
+        Ok(true)
+    }
+}
+
+fn connect_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused (is the server running on that port?)".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Opens `n` connections to `addr`, each registered in `poll` as `Token(i)`
+/// for READABLE | WRITABLE, connected, authenticated (ferry) and, with
+/// `probe`, past one ping. Up to `opts.parallel` are in progress at once.
+/// Any failure is fatal: the error names the connection and the cause.
+pub fn establish(
+    poll: &mut Poll,
+    addr: SocketAddr,
+    proto: &Proto,
+    n: usize,
+    opts: SetupOpts,
+) -> Result<Vec<TcpStream>, String> {
+    let mut pending: Vec<Option<Pending>> = (0..n).map(|_| None).collect();
+    let mut ready: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    let mut active: Vec<usize> = Vec::new();
+    let mut events = Events::with_capacity(1024);
+    let (mut next, mut done) = (0usize, 0usize);
+    let parallel = opts.parallel.max(1);
+    let fail = |i: usize, e: String| format!("{addr}: connection {} of {n}: {e}", i + 1);
+    while done < n {
+        while active.len() < parallel && next < n {
+            let mut sock = TcpStream::connect(addr).map_err(|e| fail(next, connect_error(&e)))?;
+            poll.registry()
+                .register(&mut sock, Token(next), Interest::READABLE | Interest::WRITABLE)
+                .map_err(|e| fail(next, e.to_string()))?;
+            pending[next] = Some(Pending {
+                sock,
+                stage: Stage::Connecting,
+                rbuf: Vec::new(),
+                wbuf: Vec::new(),
+                wpos: 0,
+                client_nonce: String::new(),
+                server_nonce: String::new(),
+                deadline: Instant::now() + opts.timeout,
+            });
+            active.push(next);
+            next += 1;
+        }
+        let now = Instant::now();
+        for &i in &active {
+            let p = pending[i].as_ref().expect("active connections are pending");
+            if now >= p.deadline {
+                let what = match p.stage {
+                    Stage::Connecting => "connect",
+                    Stage::Hello => "hello",
+                    Stage::Welcome => "welcome",
+                    _ => "reply to the first ping",
+                };
+                return Err(fail(i, format!("no {what} within {:.1} s", opts.timeout.as_secs_f64())));
+            }
+        }
+        match poll.poll(&mut events, Some(Duration::from_millis(50))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let Some(p) = pending.get_mut(i).and_then(Option::as_mut) else { continue };
+            if p.advance(proto, opts.probe).map_err(|e| fail(i, e))? {
+                ready[i] = pending[i].take().map(|p| p.sock);
+                active.retain(|&a| a != i);
+                done += 1;
+            }
+        }
+    }
+    Ok(ready.into_iter().map(|s| s.expect("every connection is ready")).collect())
+}

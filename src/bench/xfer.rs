@@ -1,0 +1,366 @@
+//! `get` and `put` transfers over already authenticated connections, one
+//! transfer at a time per connection, all connections in one event loop.
+//!
+//! A put sends its pre-encoded header, then the body: from a generated 1 MiB
+//! block sent again and again, or with `sendfile(2)` from a file. A get reads
+//! the body into one scratch buffer and drops it, hashing it first when the
+//! server sends a SHA-256 (as `ferry get` does), and checks the digest.
+
+use super::hist::Histogram;
+use super::net::{error_text, is_would_block, min_header, next_header};
+use mio::net::TcpStream;
+use mio::{Events, Poll};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Size of the generated block a put's body repeats.
+pub const BLOCK: usize = 1 << 20;
+
+/// Deterministic, incompressible-looking bytes (xorshift64*).
+pub fn pattern_block() -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut v = Vec::with_capacity(BLOCK);
+    while v.len() < BLOCK {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    v
+}
+
+/// SHA-256 (hex) of `size` bytes of `block` repeated.
+pub fn pattern_sha256(block: &[u8], size: u64) -> String {
+    let mut h = Sha256::new();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        h.update(&block[..n]);
+        left -= n as u64;
+    }
+    crate::proto::auth::to_hex(&h.finalize())
+}
+
+/// SHA-256 (hex) and size of a file.
+pub fn file_sha256(file: &File) -> io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    let mut f = file;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((crate::proto::auth::to_hex(&h.finalize()), size))
+}
+
+/// Where a put's body comes from.
+pub enum Source {
+    Pattern(Vec<u8>),
+    File(File),
+}
+
+pub enum Op {
+    /// `header` is the encoded put frame head (its `size` is `size`).
+    Put { header: Vec<u8>, size: u64, source: Source },
+    /// `request` is the encoded get frame; `verify`: hash the body and check `done`.
+    Get { request: Vec<u8>, verify: bool },
+}
+
+/// How many transfers each connection runs once the warm-up is over.
+#[derive(Clone, Copy, Debug)]
+pub enum Amount {
+    /// Exactly this many per connection.
+    Count(u64),
+    /// As many as start within this time (at least one each).
+    For(Duration),
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Durations (ns) of the measured transfers.
+    pub hist: Histogram,
+    pub transfers: u64,
+    pub bytes: u64,
+    /// Wall time of the measured phase.
+    pub elapsed: Duration,
+    /// Our CPU time during the measured phase.
+    pub client_cpu: Duration,
+    /// The server's, when its pid is known.
+    pub server_cpu: Option<Duration>,
+}
+
+#[derive(PartialEq, Eq, Clone, Copy, Debug)]
+enum State {
+    /// Waiting for the next transfer to start.
+    Idle,
+    /// Sending the request (and for a put, its body).
+    Sending,
+    /// Waiting for / reading the answer.
+    Answer,
+}
+
+struct Conn {
+    sock: TcpStream,
+    state: State,
+    /// Bytes of the request head sent.
+    head_sent: usize,
+    /// Body bytes sent (put).
+    body_sent: u64,
+    /// Body bytes still to read (get).
+    body_left: u64,
+    /// Bytes of the `file` body (get) for the byte count.
+    got: u64,
+    carry: Vec<u8>,
+    hasher: Sha256,
+    started: Instant,
+    measured: bool,
+    done: u64,
+}
+
+/// Runs a warm-up for `warmup` (transfers that start in it are not counted),
+/// then the measured phase. `server_pid` is sampled for CPU time at its edges.
+pub fn run(
+    poll: &mut Poll,
+    socks: Vec<TcpStream>,
+    op: &Op,
+    warmup: Duration,
+    amount: Amount,
+    stall: Duration,
+    server_pid: Option<u32>,
+) -> Result<Outcome, String> {
+    let mut conns: Vec<Conn> = socks
+        .into_iter()
+        .map(|sock| Conn {
+            sock,
+            state: State::Idle,
+            head_sent: 0,
+            body_sent: 0,
+            body_left: 0,
+            got: 0,
+            carry: Vec::with_capacity(512),
+            hasher: Sha256::new(),
+            started: Instant::now(),
+            measured: false,
+            done: 0,
+        })
+        .collect();
+    let mut scratch = vec![0u8; 1 << 20];
+    let mut events = Events::with_capacity(1024);
+    let mut out = Outcome::default();
+    let warm_until = Instant::now() + warmup;
+    let mut measuring = warmup.is_zero();
+    let mut t0 = Instant::now();
+    let mut cpu0 = (super::sys::self_cpu(), server_pid.and_then(super::sys::proc_cpu));
+    let mut last_progress = Instant::now();
+
+    loop {
+        let now = Instant::now();
+        // Start what may start.
+        let mut busy = 0;
+        for (i, c) in conns.iter_mut().enumerate() {
+            if c.state == State::Idle {
+                let go = if !measuring {
+                    now < warm_until
+                } else {
+                    match amount {
+                        Amount::Count(n) => c.done < n,
+                        Amount::For(d) => c.done == 0 || now < t0 + d,
+                    }
+                };
+                if go {
+                    c.state = State::Sending;
+                    c.head_sent = 0;
+                    c.body_sent = 0;
+                    c.got = 0;
+                    c.hasher = Sha256::new();
+                    c.started = now;
+                    c.measured = measuring;
+                    send(c, op).map_err(|e| format!("connection {}: {e}", i + 1))?;
+                }
+            }
+            if c.state != State::Idle {
+                busy += 1;
+            }
+        }
+        if busy == 0 {
+            if measuring {
+                out.elapsed = now.duration_since(t0);
+                out.client_cpu = super::sys::self_cpu().saturating_sub(cpu0.0);
+                out.server_cpu = match (cpu0.1, server_pid.and_then(super::sys::proc_cpu)) {
+                    (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                    _ => None,
+                };
+                return Ok(out);
+            }
+            // The warm-up is over and every connection is idle: measure from here.
+            measuring = true;
+            t0 = Instant::now();
+            cpu0 = (super::sys::self_cpu(), server_pid.and_then(super::sys::proc_cpu));
+            continue;
+        }
+        if now.duration_since(last_progress) > stall {
+            return Err(format!("no transfer progress for {:.1} s", stall.as_secs_f64()));
+        }
+        match poll.poll(&mut events, Some(Duration::from_millis(100))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let c = &mut conns[i];
+            let ctx = |e: String| format!("connection {}: {e}", i + 1);
+            if c.state == State::Sending {
+                let before = (c.head_sent, c.body_sent);
+                send(c, op).map_err(ctx)?;
+                if (c.head_sent, c.body_sent) != before {
+                    last_progress = Instant::now();
+                }
+            }
+            // Answering may finish the transfer: the next one starts at the top of the loop.
+            if (ev.is_readable() || ev.is_read_closed() || ev.is_error())
+                && receive(c, op, &mut scratch, &mut out).map_err(ctx)?
+            {
+                last_progress = Instant::now();
+            }
+        }
+    }
+}
+
+/// Sends as much of the request (and put body) as the socket takes.
+fn send(c: &mut Conn, op: &Op) -> Result<(), String> {
+    let (head, size) = match op {
+        Op::Put { header, size, .. } => (header.as_slice(), *size),
+        Op::Get { request, .. } => (request.as_slice(), 0),
+    };
+    while c.head_sent < head.len() {
+        match c.sock.write(&head[c.head_sent..]) {
+            Ok(n) => c.head_sent += n,
+            Err(e) if is_would_block(&e) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("write: {e}")),
+        }
+    }
+    while c.body_sent < size {
+        let left = size - c.body_sent;
+        let r = match op {
+            Op::Put { source: Source::Pattern(block), .. } => {
+                let off = (c.body_sent % block.len() as u64) as usize;
+                let n = (block.len() - off).min(left as usize);
+                c.sock.write(&block[off..off + n])
+            }
+            Op::Put { source: Source::File(f), .. } => {
+                let mut off = c.body_sent as libc::off_t;
+                let n = left.min(1 << 30) as usize;
+                // SAFETY: both descriptors are open; sendfile updates `off`.
+                let r = unsafe { libc::sendfile(c.sock.as_raw_fd(), f.as_raw_fd(), &mut off, n) };
+                match r {
+                    0 => return Err("the file is shorter than it was".into()),
+                    r if r > 0 => Ok(r as usize),
+                    _ => Err(io::Error::last_os_error()),
+                }
+            }
+            Op::Get { .. } => unreachable!("a get has no body"),
+        };
+        match r {
+            Ok(n) => c.body_sent += n as u64,
+            Err(e) if is_would_block(&e) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("write: {e}")),
+        }
+    }
+    c.state = State::Answer;
+    Ok(())
+}
+
+/// Reads whatever the server sent. True if bytes arrived.
+fn receive(c: &mut Conn, op: &Op, scratch: &mut [u8], out: &mut Outcome) -> Result<bool, String> {
+    let mut have = c.carry.len();
+    scratch[..have].copy_from_slice(&c.carry);
+    c.carry.clear();
+    let mut moved = false;
+    loop {
+        match c.sock.read(&mut scratch[have..]) {
+            Ok(0) => return Err("the server closed the connection".into()),
+            Ok(n) => {
+                moved = true;
+                let total = have + n;
+                let used = frames(c, op, &scratch[..total], out)?;
+                scratch.copy_within(used..total, 0);
+                have = total - used;
+            }
+            Err(e) if is_would_block(&e) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+    c.carry.extend_from_slice(&scratch[..have]);
+    Ok(moved)
+}
+
+fn finish(c: &mut Conn, out: &mut Outcome, bytes: u64) {
+    c.state = State::Idle;
+    if c.measured {
+        c.done += 1;
+        out.transfers += 1;
+        out.bytes += bytes;
+        out.hist.record(c.started.elapsed().as_nanos() as u64);
+    }
+}
+
+/// Handles the frames (and get body bytes) at the front of `buf`.
+fn frames(c: &mut Conn, op: &Op, buf: &[u8], out: &mut Outcome) -> Result<usize, String> {
+    let mut p = 0;
+    loop {
+        if c.body_left > 0 {
+            let n = c.body_left.min((buf.len() - p) as u64) as usize;
+            if matches!(op, Op::Get { verify: true, .. }) {
+                c.hasher.update(&buf[p..p + n]);
+            }
+            c.body_left -= n as u64;
+            p += n;
+            if c.body_left > 0 {
+                return Ok(p);
+            }
+        }
+        let Some((h, used)) = next_header(&buf[p..])? else { return Ok(p) };
+        let head = min_header(h)?;
+        match (op, head.kind) {
+            (_, "error") => return Err(format!("the server answered {}", error_text(h))),
+            (Op::Put { size, .. }, "ok") if c.state == State::Answer => finish(c, out, *size),
+            (Op::Get { .. }, "file") if c.state == State::Answer => {
+                c.body_left = head.size;
+                c.got = head.size;
+            }
+            (Op::Get { verify, .. }, "done") if c.state == State::Answer => {
+                if *verify {
+                    #[derive(Deserialize)]
+                    struct Done {
+                        sha256: Option<String>,
+                    }
+                    let d: Done = serde_json::from_slice(h).map_err(|e| format!("bad done frame: {e}"))?;
+                    let ours = crate::proto::auth::to_hex(&std::mem::take(&mut c.hasher).finalize());
+                    if d.sha256.as_deref() != Some(ours.as_str()) {
+                        return Err(format!(
+                            "digest mismatch: the server says {:?}, the bytes hash to {ours}",
+                            d.sha256
+                        ));
+                    }
+                }
+                let got = c.got;
+                finish(c, out, got);
+            }
+            (_, kind) => return Err(format!("unexpected {kind} frame from the server")),
+        }
+        p += used;
+    }
+}

@@ -1,0 +1,216 @@
+//! A short smoke of `ferry-bench` against the real daemon (and a tiny RESP
+//! stand-in), so the load generator never rots. Each mode runs for about a
+//! second with `--json`; the tests check the fields and that the counts are
+//! above zero, never a time or a rate beyond that.
+
+mod common;
+
+use common::{run_with_input, Daemon};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+fn bench_bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferry-bench"));
+    c.env_remove("FERRY_KEYS");
+    c
+}
+
+/// Runs ferry-bench against `d` with `args` and `--json`; the parsed object.
+fn bench(d: &Daemon, args: &[&str]) -> Value {
+    let mut cmd = bench_bin();
+    cmd.arg("--port").arg(d.addr.port().to_string()).arg("-k").arg(&d.keys_path);
+    cmd.args(["--json", "-w", "20"]).args(args);
+    json_of(run_with_input(cmd, b""), args)
+}
+
+fn json_of(out: Output, args: &[&str]) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ferry-bench {args:?} failed ({}):\n{stderr}", out.status);
+    assert_eq!(stdout.lines().count(), 1, "one JSON object on stdout: {stdout}");
+    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(v["tool"], "ferry-bench");
+    assert!(stderr.contains("ferry-bench"), "the human table goes to stderr with --json: {stderr}");
+    v
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
+/// The latency object has every percentile, each above zero and in order.
+fn check_latency(v: &Value) {
+    let l = &v["latency_us"];
+    let get = |k: &str| l[k].as_f64().unwrap_or_else(|| panic!("latency_us.{k} missing in {v}"));
+    for k in ["min", "mean", "p50", "p90", "p99", "p999", "max"] {
+        assert!(get(k) > 0.0, "latency_us.{k} in {v}");
+    }
+    assert!(
+        get("min") <= get("p50") && get("p50") <= get("p99") && get("p99") <= get("p999") && get("p999") <= get("max")
+    );
+}
+
+#[test]
+fn ping_pipelined_over_several_connections() {
+    let d = Daemon::start();
+    let v = bench(&d, &["ping", "-c", "4", "-P", "4", "-d", "1", "--warmup", "0.2"]);
+    assert_eq!(v["mode"], "ping");
+    assert_eq!(v["protocol"], "ferry");
+    assert_eq!(v["connections"], 4);
+    assert_eq!(v["pipeline"], 4);
+    assert_eq!(v["threads"], 1);
+    assert!(num(&v, "ops") > 0.0 && num(&v, "ops_per_s") > 0.0, "{v}");
+    assert!(num(&v, "replies_total") >= num(&v, "ops"));
+    check_latency(&v);
+    // The daemon is found by its listening port.
+    assert_eq!(v["server_pid"], d.pid());
+    assert!(num(&v, "server_cpu_s") >= 0.0 && num(&v, "client_cpu_s") >= 0.0);
+    assert_eq!(v["notes"], serde_json::json!([]));
+}
+
+#[test]
+fn exec_runs_true_in_a_loop() {
+    let d = Daemon::start();
+    let v = bench(&d, &["exec", "-c", "2", "-d", "1", "--warmup", "0.2"]);
+    assert_eq!(v["mode"], "exec");
+    assert_eq!(v["command"], serde_json::json!(["true"]));
+    assert!(num(&v, "ops") > 0.0 && num(&v, "ops_per_s") > 0.0, "{v}");
+    assert_eq!(v["failed"], 0);
+    check_latency(&v);
+    // Two threads and a failing command are counted, not fatal.
+    let v = bench(&d, &["exec", "-t", "2", "-c", "2", "-d", "0.5", "--warmup", "0", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(v["threads"], 2);
+    assert!(num(&v, "ops") > 0.0);
+    assert_eq!(v["failed"], v["ops"]);
+}
+
+#[test]
+fn put_then_get_a_small_file() {
+    let d = Daemon::start();
+    let size = 256 * 1024u64;
+    let v = bench(&d, &["put", "--path", "b/x.dat", "--size", "256K", "-n", "3", "-c", "2"]);
+    assert_eq!(v["mode"], "put");
+    assert_eq!(v["transfers"], 6);
+    assert_eq!(v["bytes"], 6 * size);
+    assert_eq!(v["size_bytes"], size);
+    assert_eq!(v["source"], "generated");
+    assert!(num(&v, "mb_per_s") > 0.0 && num(&v, "ops_per_s") > 0.0, "{v}");
+    check_latency(&v);
+    for k in ["client_cpu_s_per_gib", "server_cpu_s_per_gib"] {
+        assert!(num(&v, k) >= 0.0, "{k}: {v}");
+    }
+    assert_eq!(std::fs::metadata(d.path("b/x.dat")).unwrap().len(), size);
+
+    for digest in ["sha256", "none"] {
+        let v = bench(&d, &["get", "--path", "b/x.dat", "--digest", digest, "-n", "2"]);
+        assert_eq!(v["mode"], "get");
+        assert_eq!(v["digest"], digest);
+        assert_eq!(v["transfers"], 2);
+        assert_eq!(v["bytes"], 2 * size);
+        assert!(num(&v, "mb_per_s") > 0.0, "{v}");
+        check_latency(&v);
+    }
+    // get --size stores the file first.
+    let v = bench(&d, &["get", "--path", "c.dat", "--size", "64K", "-d", "0.3"]);
+    assert!(num(&v, "transfers") >= 1.0 && num(&v, "bytes") > 0.0, "{v}");
+    assert_eq!(std::fs::metadata(d.path("c.dat")).unwrap().len(), 64 * 1024);
+}
+
+#[test]
+fn idle_connections_are_measured_on_the_daemon() {
+    let d = Daemon::start();
+    let v = bench(&d, &["idle", "-c", "50", "-d", "0.3"]);
+    assert_eq!(v["mode"], "idle");
+    assert_eq!(v["connections"], 50);
+    assert_eq!(v["server_pid"], d.pid());
+    assert!(num(&v, "fds_after") - num(&v, "fds_before") >= 50.0, "{v}");
+    assert!(num(&v, "rss_before_kib") > 0.0 && num(&v, "rss_after_kib") > 0.0, "{v}");
+    for k in ["rss_per_conn_bytes", "fds_per_conn", "rss_closed_kib", "rss_peak_kib", "setup_s", "hold_s"] {
+        assert!(v[k].is_number(), "{k}: {v}");
+    }
+}
+
+/// A stand-in for redis-server: answers every line with +PONG.
+fn fake_resp_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let lines = buf[..n].iter().filter(|&&b| b == b'\n').count();
+                    if s.write_all(&b"+PONG\r\n".repeat(lines)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn resp_ping_and_idle_use_the_same_client() {
+    let port = fake_resp_server().to_string();
+    let args = ["--port", &port, "--json", "ping", "--resp", "-c", "3", "-P", "2", "-d", "0.5", "--warmup", "0.1"];
+    let v = json_of(
+        run_with_input(
+            {
+                let mut c = bench_bin();
+                c.args(args);
+                c
+            },
+            b"",
+        ),
+        &args,
+    );
+    assert_eq!(v["protocol"], "resp");
+    assert!(num(&v, "ops") > 0.0, "{v}");
+    check_latency(&v);
+    let args = ["--port", &port, "--json", "idle", "--resp", "-c", "5", "-d", "0.1"];
+    let mut c = bench_bin();
+    c.args(args);
+    let v = json_of(run_with_input(c, b""), &args);
+    assert_eq!(v["connections"], 5);
+    assert_eq!(v["protocol"], "resp");
+}
+
+/// Failures are one line on stderr and a non-zero status.
+fn fails(mut cmd: Command, needle: &str) {
+    cmd.args(["-w", "20"]);
+    let out = run_with_input(cmd, b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("ferry-bench: ") && stderr.contains(needle), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn auth_failure_and_refused_connections_are_one_line() {
+    let d = Daemon::start();
+    let (_dir, other_keys, _) = common::make_keys();
+    let mut c = bench_bin();
+    c.arg("--port").arg(d.addr.port().to_string()).arg("-k").arg(&other_keys).args(["ping", "-c", "3", "-d", "1"]);
+    fails(c, "authentication failed");
+
+    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = bench_bin();
+    c.arg("--port").arg(free.to_string()).arg("-k").arg(&d.keys_path).args(["ping", "-d", "1"]);
+    fails(c, "connection refused");
+
+    let mut c = bench_bin();
+    c.arg("--port")
+        .arg(d.addr.port().to_string())
+        .arg("-k")
+        .arg(&d.keys_path)
+        .args(["get", "--path", "nope", "-n", "1"]);
+    fails(c, "not-found");
+}
