@@ -973,97 +973,12 @@ fn exit_result(frame: &Map<String, Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::auth::{client_mac, server_mac, Key, Keys};
+    use crate::proto::auth::{client_mac, server_mac};
+    use crate::server::testing::{Duplex, Harness};
     use serde_json::json;
-    use std::collections::VecDeque;
-
-    /// An in-memory socket: `input` is what the peer sent, `output` what we wrote.
-    #[derive(Default)]
-    struct Duplex {
-        input: Vec<u8>,
-        pos: usize,
-        eof: bool,
-        output: Vec<u8>,
-        write_blocked: bool,
-        shut: bool,
-    }
-
-    impl Read for Duplex {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.pos == self.input.len() {
-                return if self.eof { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
-            }
-            let n = buf.len().min(self.input.len() - self.pos);
-            buf[..n].copy_from_slice(&self.input[self.pos..self.pos + n]);
-            self.pos += n;
-            Ok(n)
-        }
-    }
-
-    impl Write for Duplex {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if self.write_blocked {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            self.output.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Socket for Duplex {
-        fn shutdown_write(&mut self) -> io::Result<()> {
-            self.shut = true;
-            Ok(())
-        }
-    }
 
     const SECRET: &str = "0123456789abcdef0123";
     const CLIENT_NONCE: &str = "1111111111111111111111111111111111111111111111111111111111111111";
-
-    struct Harness {
-        poll: mio::Poll,
-        cfg: Config,
-        children: usize,
-        waiters: VecDeque<usize>,
-        scratch: Vec<u8>,
-        now: Instant,
-    }
-
-    impl Harness {
-        fn new() -> Harness {
-            let mut cfg = Config::for_tests(std::env::temp_dir());
-            cfg.keys = Keys { keys: vec![Key { id: "k".into(), secret: SECRET.into() }] };
-            Harness {
-                poll: mio::Poll::new().unwrap(),
-                cfg,
-                children: 0,
-                waiters: VecDeque::new(),
-                scratch: vec![0; 64 * 1024],
-                now: Instant::now(),
-            }
-        }
-
-        fn ctx(&mut self) -> Ctx<'_> {
-            Ctx {
-                registry: self.poll.registry(),
-                cfg: &self.cfg,
-                now: self.now,
-                children: &mut self.children,
-                waiters: &mut self.waiters,
-                scratch: &mut self.scratch,
-            }
-        }
-
-        fn conn(&mut self) -> Conn<Duplex> {
-            let mut ctx = self.ctx();
-            let mut c = Conn::new(Duplex::default(), 0, "#1 test".into(), &mut ctx);
-            c.pump(&mut ctx);
-            c
-        }
-    }
 
     fn frame(h: Value, body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

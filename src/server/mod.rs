@@ -13,6 +13,8 @@
 mod buf;
 pub mod conn;
 pub mod ops;
+#[doc(hidden)]
+pub mod testing;
 pub mod token;
 
 use crate::proto::auth::{fresh_nonce, Keys};
