@@ -3,8 +3,10 @@
 //! - `frame`: the codec (length, JSON header, body) and its validity rules.
 //! - `msg`: the vocabulary (requests, replies, error codes).
 //! - `auth`: nonces, the handshake MACs, the keys-file format.
+//! - `datagram`: the UDP codec (tag, length, JSON header, body) and its messages.
 
 pub mod auth;
+pub mod datagram;
 pub mod frame;
 pub mod msg;
 

@@ -36,6 +36,12 @@ pub enum ErrorCode {
     ReadOnly,
     NoSpace,
     IoError,
+    /// Datagram mode: every child slot is taken (a datagram exec never waits).
+    Busy,
+    /// Datagram mode: the request's `ts` is outside the server's window.
+    ClockSkew,
+    /// Datagram mode: a request already served whose reply is no longer cached.
+    Replayed,
 }
 
 impl ErrorCode {
@@ -62,6 +68,9 @@ impl ErrorCode {
             ErrorCode::ReadOnly => "read-only",
             ErrorCode::NoSpace => "no-space",
             ErrorCode::IoError => "io-error",
+            ErrorCode::Busy => "busy",
+            ErrorCode::ClockSkew => "clock-skew",
+            ErrorCode::Replayed => "replayed",
         }
     }
 
@@ -584,7 +593,7 @@ impl Reply {
     }
 }
 
-pub const ALL_CODES: [ErrorCode; 21] = [
+pub const ALL_CODES: [ErrorCode; 24] = [
     ErrorCode::BadFrame,
     ErrorCode::FrameTooLarge,
     ErrorCode::AuthRequired,
@@ -606,6 +615,9 @@ pub const ALL_CODES: [ErrorCode; 21] = [
     ErrorCode::ReadOnly,
     ErrorCode::NoSpace,
     ErrorCode::IoError,
+    ErrorCode::Busy,
+    ErrorCode::ClockSkew,
+    ErrorCode::Replayed,
 ];
 
 #[cfg(test)]
