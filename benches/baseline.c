@@ -1,0 +1,158 @@
+/* Baselines for benches/compare.sh: what a small C program does with the
+ * same work, on the same machine, in the same run. Built with gcc at run time.
+ *
+ *   baseline recv PORTFILE OUT        listen on 127.0.0.1:0, write the port to
+ *                                     PORTFILE, accept one connection, read to
+ *                                     EOF in 1 MiB reads; OUT "-" discards,
+ *                                     otherwise write to OUT and fsync it
+ *   baseline send PORT FILE [WINDOW]  connect to 127.0.0.1:PORT and sendfile(2)
+ *                                     FILE from the page cache, at most WINDOW
+ *                                     bytes per call (default 256 KiB, the
+ *                                     size of ferryd's own chunks)
+ *   baseline spawn N PROG [ARG...]    posix_spawn PROG and wait for it, N times;
+ *                                     prints the median and the mean in µs
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static void die(const char *what) {
+    perror(what);
+    exit(1);
+}
+
+static int do_recv(const char *portfile, const char *out) {
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l < 0) die("socket");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
+    if (listen(l, 1) < 0) die("listen");
+    socklen_t al = sizeof a;
+    if (getsockname(l, (struct sockaddr *)&a, &al) < 0) die("getsockname");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", portfile);
+    FILE *pf = fopen(tmp, "w");
+    if (!pf) die(tmp);
+    fprintf(pf, "%d\n", ntohs(a.sin_port));
+    if (fclose(pf) != 0 || rename(tmp, portfile) < 0) die(portfile);
+    int s = accept(l, NULL, NULL);
+    if (s < 0) die("accept");
+    close(l);
+    int fd = -1;
+    if (strcmp(out, "-") != 0) {
+        fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) die(out);
+    }
+    size_t cap = 1 << 20;
+    char *buf = malloc(cap);
+    if (!buf) die("malloc");
+    long long total = 0;
+    for (;;) {
+        ssize_t n = read(s, buf, cap);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) die("read");
+        if (n == 0) break;
+        total += n;
+        for (ssize_t w = 0; fd >= 0 && w < n;) {
+            ssize_t k = write(fd, buf + w, n - w);
+            if (k < 0 && errno == EINTR) continue;
+            if (k < 0) die("write");
+            w += k;
+        }
+    }
+    if (fd >= 0 && (fsync(fd) < 0 || close(fd) < 0)) die("fsync");
+    close(s);
+    fprintf(stderr, "received %lld bytes\n", total);
+    return 0;
+}
+
+static int do_send(int port, const char *path, size_t window) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) die(path);
+    struct stat st;
+    if (fstat(fd, &st) < 0) die("fstat");
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) die("socket");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) die("connect");
+    off_t off = 0;
+    while (off < st.st_size) {
+        size_t want = (size_t)(st.st_size - off) < window ? (size_t)(st.st_size - off) : window;
+        ssize_t n = sendfile(s, fd, &off, want);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) die("sendfile");
+        if (n == 0) break;
+    }
+    if (shutdown(s, SHUT_WR) < 0) die("shutdown");
+    /* Wait for the receiver to finish (its close), as a client waits for "done". */
+    char b;
+    while (read(s, &b, 1) > 0) {
+    }
+    close(s);
+    close(fd);
+    return 0;
+}
+
+static int cmp_ll(const void *x, const void *y) {
+    long long a = *(const long long *)x, b = *(const long long *)y;
+    return (a > b) - (a < b);
+}
+
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static int do_spawn(int n, char **argv) {
+    if (n < 1 || n > 1000000) {
+        fprintf(stderr, "spawn: N out of range\n");
+        return 2;
+    }
+    long long *ns = calloc(n, sizeof *ns);
+    if (!ns) die("calloc");
+    long long sum = 0;
+    for (int i = 0; i < n; i++) {
+        long long t0 = now_ns();
+        pid_t pid;
+        int e = posix_spawn(&pid, argv[0], NULL, NULL, argv, environ);
+        if (e != 0) {
+            errno = e;
+            die("posix_spawn");
+        }
+        int st;
+        while (waitpid(pid, &st, 0) < 0)
+            if (errno != EINTR) die("waitpid");
+        ns[i] = now_ns() - t0;
+        sum += ns[i];
+    }
+    qsort(ns, n, sizeof *ns, cmp_ll);
+    printf("median_us %.1f mean_us %.1f\n", ns[n / 2] / 1000.0, sum / 1000.0 / n);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 4 && strcmp(argv[1], "recv") == 0) return do_recv(argv[2], argv[3]);
+    if (argc >= 4 && strcmp(argv[1], "send") == 0)
+        return do_send(atoi(argv[2]), argv[3], argc >= 5 ? (size_t)atol(argv[4]) : 256 * 1024);
+    if (argc >= 4 && strcmp(argv[1], "spawn") == 0) return do_spawn(atoi(argv[2]), argv + 3);
+    fprintf(stderr, "usage: baseline recv PORTFILE OUT | send PORT FILE [WINDOW] | spawn N PROG [ARG...]\n");
+    return 2;
+}

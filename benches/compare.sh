@@ -1,0 +1,554 @@
+#!/usr/bin/env bash
+# ferry next to the tools users would pick instead, on the same machine, in the
+# same run, in alternation (A B A B ...), written to BENCHMARKS.md.
+#
+#   bash benches/compare.sh              # the full run: 1 GiB, 3 rounds, 10,000 idle
+#   ROUNDS=5 bash benches/compare.sh     # more rounds
+#   QUICK=1 bash benches/compare.sh      # a try-out: 64 MiB, 1 round, short runs,
+#                                        # written to target/BENCHMARKS.quick.md
+#
+# Run as root on Debian: it installs redis-server, netcat-openbsd, openssh-server,
+# openssh-client, rsync, gcc, bc, iproute2, hyperfine and jq if any is missing
+# (the packages' own services are not started), builds ferry in release, and
+# starts every peer on 127.0.0.1 only, from throwaway configs in a temp dir:
+# ferryd, an sshd on a free port with its own host key and a generated root key,
+# an rsync daemon with one module, a redis-server without persistence. Every
+# server is killed by PID when the script exits; every wait is bounded.
+#
+# Each row is measured once per round, the rows of a round one after the other,
+# so ferry and its peers alternate and share the machine's noise. The table
+# gives the median over the rounds and the spread (min-max); ratios are of the
+# medians. Only ratios of one run mean anything on a shared machine.
+#
+# Environment: ROUNDS (default 3), QUICK=1, MIB (file size, default 1024),
+# PING_SECS (default 5), IDLE_CONNS (default 10000), OUT (the Markdown file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+START=$EPOCHREALTIME
+
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  MIB=${MIB:-64}; ROUNDS=${ROUNDS:-1}; PING_SECS=${PING_SECS:-1}; IDLE_CONNS=${IDLE_CONNS:-1000}
+  COLD_RUNS=5; SSH_RUNS=3; SPAWN_RUNS=200; OUT=${OUT:-target/BENCHMARKS.quick.md}
+else
+  MIB=${MIB:-1024}; ROUNDS=${ROUNDS:-3}; PING_SECS=${PING_SECS:-5}; IDLE_CONNS=${IDLE_CONNS:-10000}
+  COLD_RUNS=40; SSH_RUNS=10; SPAWN_RUNS=2000; OUT=${OUT:-BENCHMARKS.md}
+fi
+case "$ROUNDS$MIB$PING_SECS$IDLE_CONNS" in *[!0-9]*) echo "compare.sh: ROUNDS, MIB, PING_SECS and IDLE_CONNS are numbers" >&2; exit 2;; esac
+[ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 50 ] || { echo "compare.sh: ROUNDS must be 1..50" >&2; exit 2; }
+BYTES=$((MIB << 20))
+log() { printf '[%5.0fs] %s\n' "$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$*" >&2; }
+
+# ---------------------------------------------------------------- packages
+need=()
+for pair in redis-server:redis-server nc:netcat-openbsd sshd:openssh-server ssh:openssh-client \
+            scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 hyperfine:hyperfine jq:jq; do
+  cmd=${pair%%:*} pkg=${pair#*:}
+  PATH=$PATH:/usr/sbin command -v "$cmd" >/dev/null || need+=("$pkg")
+done
+case "$(nc -h 2>&1 || true)" in *-N*) ;; *) need+=(netcat-openbsd);; esac
+if [ ${#need[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "compare.sh: missing ${need[*]}; run as root to install them" >&2; exit 1; }
+  log "installing ${need[*]}"
+  # Keep the packages' own services (sshd on :22, redis on :6379) from starting.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  ok=1
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || ok=0
+  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ "$ok" = 1 ] || { echo "compare.sh: could not install ${need[*]}" >&2; exit 1; }
+fi
+SSHD=$(PATH=$PATH:/usr/sbin command -v sshd)
+
+log "building ferry (release)"
+cargo build --release --quiet --bin ferryd --bin ferry --bin ferry-bench
+BIN=$REPO/target/release
+FB=$BIN/ferry-bench
+
+# ---------------------------------------------------------------- cleanup
+work=$(mktemp -d /tmp/ferry-compare.XXXXXX)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+stop() { # pid: kill one server we started, wait for it, forget it
+  local p keep=()
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+trap 'exit 130' INT TERM
+ulimit -n "$(ulimit -Hn)"
+
+# A port nobody uses, below the ephemeral range so no client socket takes it.
+free_port() {
+  local p
+  for _ in $(seq 500); do
+    p=$((20000 + RANDOM % 12000))
+    ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return 0; }
+  done
+  echo "compare.sh: no free port" >&2; return 1
+}
+wait_port() { # port [what]
+  for _ in $(seq 300); do
+    ss -Hltn "sport = :$1" | grep -q . && return 0
+    sleep 0.05
+  done
+  echo "compare.sh: ${2:-a server} did not listen on 127.0.0.1:$1" >&2; return 1
+}
+wait_file() {
+  for _ in $(seq 300); do [ -s "$1" ] && return 0; sleep 0.02; done
+  echo "compare.sh: $1 never appeared" >&2; return 1
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------- the baselines' C helper
+gcc -O2 -Wall -o "$work/baseline" benches/baseline.c
+BASE=$work/baseline
+
+# ---------------------------------------------------------------- data
+mkdir -p "$work/root" "$work/out" "$work/ssh"
+log "writing a $MIB MiB file of random bytes"
+head -c "$BYTES" /dev/urandom > "$work/root/big"
+cat "$work/root/big" > /dev/null   # in the page cache for everyone
+
+# ---------------------------------------------------------------- ferryd
+"$BIN/ferry" keygen -q --id bench "$work/keys"
+export FERRY_KEYS=$work/keys
+FPORT=$(free_port)
+"$BIN/ferryd" -c /dev/null --foreground --listen "127.0.0.1:$FPORT" --root "$work/root" --keys "$work/keys" \
+  --log-level warn --max-connections $((IDLE_CONNS + 1000)) 2> "$work/ferryd.log" &
+FPID=$!; pids+=("$FPID")
+wait_port "$FPORT" ferryd
+FADDR=127.0.0.1:$FPORT
+
+# ---------------------------------------------------------------- sshd
+mkdir -p /run/sshd && chmod 755 /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/host_ed25519"
+ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/id_ed25519"
+cp "$work/ssh/id_ed25519.pub" "$work/ssh/authorized_keys"
+SPORT=$(free_port)
+cat > "$work/ssh/sshd_config" <<EOF
+Port $SPORT
+ListenAddress 127.0.0.1
+HostKey $work/ssh/host_ed25519
+AuthorizedKeysFile $work/ssh/authorized_keys
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+UseDNS no
+PidFile none
+LogLevel ERROR
+Subsystem sftp internal-sftp
+SetEnv HOME=$work/ssh/home
+EOF
+mkdir -p "$work/ssh/home"
+"$SSHD" -D -e -f "$work/ssh/sshd_config" 2> "$work/sshd.log" &
+pids+=("$!")
+wait_port "$SPORT" sshd
+SSH_OPTS=(-F /dev/null -i "$work/ssh/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes
+          -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR)
+CM_OPTS=(-o ControlMaster=auto -o "ControlPath=$work/ssh/cm-%C" -o ControlPersist=60)
+ssh "${SSH_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true || { echo "compare.sh: ssh to the throwaway sshd failed" >&2; cat "$work/sshd.log" >&2; exit 1; }
+# The ControlMaster: started (again, if ControlPersist let it go) before the
+# rows that use it, never inside them; killed by PID at the end.
+cm_pid() { ssh "${SSH_OPTS[@]}" "${CM_OPTS[@]}" -p "$SPORT" -O check root@127.0.0.1 2>&1 | sed -n 's/.*pid=\([0-9]*\).*/\1/p' || true; }
+ensure_master() {
+  local p; p=$(cm_pid)
+  [ -n "$p" ] && return 0
+  ssh "${SSH_OPTS[@]}" "${CM_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true
+  p=$(cm_pid)
+  [ -n "$p" ] || { echo "compare.sh: the ssh ControlMaster did not start" >&2; return 1; }
+  pids+=("$p")
+}
+ensure_master
+
+# ---------------------------------------------------------------- rsync daemon
+RPORT=$(free_port)
+cat > "$work/rsyncd.conf" <<EOF
+use chroot = no
+pid file = $work/rsyncd.pid
+log file = $work/rsyncd.log
+[mod]
+  path = $work/root
+  read only = no
+  uid = root
+  gid = root
+EOF
+rsync --daemon --no-detach --address=127.0.0.1 --port="$RPORT" --config="$work/rsyncd.conf" &
+pids+=("$!")
+wait_port "$RPORT" "the rsync daemon"
+
+# ---------------------------------------------------------------- redis
+DPORT=$(free_port)
+redis-server --bind 127.0.0.1 --port "$DPORT" --save '' --appendonly no --daemonize no \
+  --maxclients $((IDLE_CONNS + 1000)) --dir "$work" --logfile "$work/redis.log" &
+RDPID=$!; pids+=("$RDPID")
+wait_port "$DPORT" redis-server
+
+# ---------------------------------------------------------------- measuring
+declare -A vals
+add() { # key value
+  case "$2" in ''|*[!0-9.e+-]*) echo "compare.sh: $1 gave '$2'" >&2; exit 1;; esac
+  vals[$1]="${vals[$1]:-} $2"
+}
+now() { echo "$EPOCHREALTIME"; }
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.4f", b-a}'; }
+sync_file() { sync "$1"; }   # fsync(2) the file: every "to a file" row ends on disk
+
+# nc -> nc: the receiver listens first (untimed), then the timed send until it has it all.
+nc_copy() { # out-file ; prints seconds
+  local p r t; p=$(free_port)
+  nc -l 127.0.0.1 "$p" > "$1" & r=$!
+  wait_port "$p" nc >/dev/null
+  t=$(now)
+  nc -N 127.0.0.1 "$p" < "$work/root/big"
+  wait $r
+  [ "$1" = /dev/null ] || sync_file "$1"
+  since "$t"
+}
+# The C baseline: sendfile(2) from the page cache, 256 KiB a call; the C receiver
+# reads 1 MiB at a time and discards, or writes and fsyncs.
+c_copy() { # out ('-' discards) ; prints seconds
+  local pf=$work/port.$RANDOM r t; rm -f "$pf"
+  "$BASE" recv "$pf" "$1" 2>/dev/null & r=$!
+  wait_file "$pf"
+  t=$(now)
+  "$BASE" send "$(cat "$pf")" "$work/root/big"
+  wait $r
+  rm -f "$pf"
+  since "$t"
+}
+scp_get() { local t; t=$(now); scp -q "${SSH_OPTS[@]}" -P "$SPORT" "root@127.0.0.1:$work/root/big" "$1"; sync_file "$1"; since "$t"; }
+scp_put() { local t; t=$(now); scp -q "${SSH_OPTS[@]}" -P "$SPORT" "$work/root/big" "root@127.0.0.1:$1"; sync_file "$1"; since "$t"; }
+rsync_get() { local t; t=$(now); rsync -q --whole-file "rsync://127.0.0.1:$RPORT/mod/big" "$1"; sync_file "$1"; since "$t"; }
+rsync_put() { local t; t=$(now); rsync -q --whole-file "$work/root/big" "rsync://127.0.0.1:$RPORT/mod/$(basename "$1")"; sync_file "$1"; since "$t"; }
+ferry_get_file() { local t; t=$(now); "$BIN/ferry" -q get "$FADDR" big "$1"; since "$t"; }
+ferry_get_null() { local t; t=$(now); "$BIN/ferry" -q get "$FADDR" big - > /dev/null; since "$t"; }
+ferry_put() { local t; t=$(now); "$BIN/ferry" -q put "$FADDR" "$work/root/big" "$(basename "$1")"; since "$t"; }
+same() { cmp -s "$1" "$work/root/big" || { echo "compare.sh: $2: the copy differs" >&2; exit 1; }; rm -f "$1"; }
+
+# ferry-bench: JSON out, one object.
+fbj() {
+  "$FB" "$@" --json 2> "$work/fb.err" && { cat "$work/fb.err" >> "$work/ferry-bench.log"; return 0; }
+  echo "compare.sh: ferry-bench $* failed:" >&2; cat "$work/fb.err" >&2; return 1
+}
+jqn() { jq -r "$1 // empty"; }
+fbx() { # key mode args... : one transfer of the file, its seconds and CPU per GiB
+  local k=$1 j; shift
+  j=$(fbj "$@" --port "$FPORT" -n 1 --server-pid "$FPID")
+  add "$k" "$(jqn .elapsed_s <<<"$j")"
+  add "cpu_$k" "$(jqn .client_cpu_s_per_gib <<<"$j")"
+  add "scpu_$k" "$(jqn .server_cpu_s_per_gib <<<"$j")"
+}
+
+transfers() {
+  local o=$work/out
+  fbx get_fb_none get --path big --digest none
+  add get_c "$(c_copy -)"
+  add get_nc "$(nc_copy /dev/null)"
+  fbx get_fb_sha get --path big --digest sha256
+  add get_cli_null "$(ferry_get_null)"
+  add get_cli "$(ferry_get_file "$o/ferry.bin")"; same "$o/ferry.bin" "ferry get"
+  add get_scp "$(scp_get "$o/scp.bin")"; same "$o/scp.bin" "scp get"
+  add get_rsync "$(rsync_get "$o/rsync.bin")"; same "$o/rsync.bin" "rsync get"
+  add get_ncf "$(nc_copy "$o/nc.bin")"; same "$o/nc.bin" "nc to a file"
+  add get_cf "$(c_copy "$o/c.bin")"; same "$o/c.bin" "C receiver to a file"
+  local r=$work/root
+  add put_cli "$(ferry_put "$r/put-ferry.bin")"; same "$r/put-ferry.bin" "ferry put"
+  fbx put_fb put --path put-fb.bin --file "$r/big" --digest sha256; same "$r/put-fb.bin" "ferry-bench put"
+  add put_scp "$(scp_put "$r/put-scp.bin")"; same "$r/put-scp.bin" "scp put"
+  add put_rsync "$(rsync_put "$r/put-rsync.bin")"; same "$r/put-rsync.bin" "rsync put"
+}
+
+# hyperfine without a shell: the median of RUNS runs, in seconds.
+hf() { # runs cmd...
+  local n=$1; shift
+  hyperfine -N --style none --warmup 3 --runs "$n" --export-json "$work/hf.json" "$*" >/dev/null 2>&1 \
+    || { echo "compare.sh: hyperfine failed on: $*" >&2; hyperfine -N --runs 1 "$*" >&2 || true; exit 1; }
+  jq -r '.results[0].median' "$work/hf.json"
+}
+cold() {
+  add run_ferry "$(hf "$COLD_RUNS" "$BIN/ferry" run -n "$FADDR" -- true)"
+  add run_ssh "$(hf "$SSH_RUNS" ssh "${SSH_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true)"
+  ensure_master
+  add run_sshcm "$(hf "$COLD_RUNS" ssh "${SSH_OPTS[@]}" "${CM_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true)"
+  add run_local "$(hf "$COLD_RUNS" /bin/true)"
+}
+
+# exec on an open connection (ferry-bench exec -c 1, argv /bin/true, no shell)
+# next to posix_spawn+wait of /bin/true in a C loop.
+execs() {
+  local j; j=$(fbj exec --port "$FPORT" -c 1 -d "$PING_SECS" --argv /bin/true)
+  [ "$(jqn .failed <<<"$j")" = 0 ] || { echo "compare.sh: ferry-bench exec: commands failed: $j" >&2; exit 1; }
+  add exec_p50 "$(jqn .latency_us.p50 <<<"$j")"
+  add exec_mean "$(jq -r '1e6 / .ops_per_s' <<<"$j")"
+  add spawn_p50 "$("$BASE" spawn "$SPAWN_RUNS" /bin/true | awk '{print $2}')"
+}
+
+# ping: the same client (ferry-bench), ferry frames to ferryd, RESP to redis-server.
+pings() {
+  local c j
+  for c in 1 50 1000; do
+    j=$(fbj ping --port "$FPORT" -c "$c" -d "$PING_SECS" --server-pid "$FPID")
+    add "ping_f_$c" "$(jqn .ops_per_s <<<"$j")"; add "p99_f_$c" "$(jqn .latency_us.p99 <<<"$j")"
+    j=$(fbj ping --resp --port "$DPORT" -c "$c" -d "$PING_SECS" --server-pid "$RDPID")
+    add "ping_r_$c" "$(jqn .ops_per_s <<<"$j")"; add "p99_r_$c" "$(jqn .latency_us.p99 <<<"$j")"
+  done
+}
+
+# idle: a fresh server each time, so its RSS before is a clean start, not memory
+# kept from the last round's connections.
+idles() {
+  local p pid j
+  p=$(free_port)
+  "$BIN/ferryd" -c /dev/null --foreground --listen "127.0.0.1:$p" --root "$work/root" --keys "$work/keys" \
+    --log-level warn --max-connections $((IDLE_CONNS + 1000)) 2>> "$work/ferryd-idle.log" &
+  pid=$!; pids+=("$pid")
+  wait_port "$p" "ferryd (idle)"
+  j=$(fbj idle --port "$p" -c "$IDLE_CONNS" --server-pid "$pid")
+  add idle_f "$(jqn .rss_per_conn_bytes <<<"$j")"; add idlefd_f "$(jqn .fds_per_conn <<<"$j")"
+  add idle0_f "$(jqn .rss_before_kib <<<"$j")"
+  add idlepk_f "$(jq -r "(.rss_peak_kib - .rss_before_kib) * 1024 / $IDLE_CONNS" <<<"$j")"
+  stop "$pid"
+  p=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$p" --save '' --appendonly no --daemonize no \
+    --maxclients $((IDLE_CONNS + 1000)) --dir "$work" --logfile "$work/redis-idle.log" &
+  pid=$!; pids+=("$pid")
+  wait_port "$p" "redis-server (idle)"
+  j=$(fbj idle --resp --port "$p" -c "$IDLE_CONNS" --server-pid "$pid")
+  add idle_r "$(jqn .rss_per_conn_bytes <<<"$j")"; add idlefd_r "$(jqn .fds_per_conn <<<"$j")"
+  add idle0_r "$(jqn .rss_before_kib <<<"$j")"
+  add idlepk_r "$(jq -r "(.rss_peak_kib - .rss_before_kib) * 1024 / $IDLE_CONNS" <<<"$j")"
+  stop "$pid"
+}
+
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+LOADS=()
+for r in $(seq "$ROUNDS"); do
+  LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
+  log "round $r/$ROUNDS: transfers"; transfers
+  log "round $r/$ROUNDS: cold starts"; cold
+  log "round $r/$ROUNDS: exec"; execs
+  log "round $r/$ROUNDS: ping"; pings
+  log "round $r/$ROUNDS: idle"; idles
+done
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+ELAPSED=$(since "$START")
+
+# ---------------------------------------------------------------- the report
+stat3() { # key -> "median min max"
+  tr ' ' '\n' <<<"${vals[$1]:-}" | grep -v '^$' | sort -g |
+    awk '{a[NR]=$1} END {if (!NR) {print "nan nan nan"; exit} m = NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; print m, a[1], a[NR]}'
+}
+med() { stat3 "$1" | cut -d' ' -f1; }
+us() { awk -v x="$1" 'BEGIN {if (x >= 10000) printf "%.1f ms", x / 1000; else if (x >= 1000) printf "%.2f ms", x / 1000; else printf "%.0f µs", x}'; }
+ev() { awk "BEGIN {printf \"$1\", $2}"; }    # ev FORMAT EXPRESSION
+grp() { # integer with thousands separators
+  LC_ALL=C printf '%.0f\n' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta'
+}
+
+trow() { # key label : a transfer row (seconds per file)
+  local s; read -r m lo hi <<<"$(stat3 "$1")"
+  s="| $2 | $(grp "$(ev '%f' "$BYTES / $m / 1e6")") | $(ev '%.3f' "$m") | $(ev '%.3f' "$lo")–$(ev '%.3f' "$hi") |"
+  if [ -n "${vals[cpu_$1]:-}" ]; then s+=" $(ev '%.2f' "$(med "cpu_$1")") + $(ev '%.2f' "$(med "scpu_$1")") |"; else s+=" |"; fi
+  echo "$s"
+}
+lrow() { # key label unit-scale unit : a latency row (seconds or µs)
+  read -r m lo hi <<<"$(stat3 "$1")"
+  echo "| $2 | $(ev '%.1f' "$m * $3") $4 | $(ev '%.1f' "$lo * $3")–$(ev '%.1f' "$hi * $3") $4 |"
+}
+TARGETS=()
+target() { # goal-text measured-text ratio op goal  (ratio op goal: met)
+  local ok
+  ok=$(awk -v r="$3" -v g="$5" -v op="$4" 'BEGIN {print ((op == ">=" && r >= g) || (op == "<=" && r <= g)) ? "**met**" : "missed"}')
+  TARGETS+=("| $1 | $2 | $(ev '%.2f' "$3")× | $ok |")
+}
+tr_ratio() { ev '%.4f' "$(med "$1") / $(med "$2")"; }   # time of $1 / time of $2 = speed of $2 over $1
+
+ram=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+commit=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit+=" (with uncommitted changes in src/)"
+notes=""
+[ -f "$OUT" ] && notes=$(sed -n '/^<!-- notes: kept by compare.sh -->$/,$p' "$OUT")
+
+{
+cat <<EOF
+# Benchmarks
+
+ferry next to the tools users would pick instead, measured by
+[\`benches/compare.sh\`](benches/compare.sh) on one machine in one run. Each row
+is measured once per round and the rounds alternate every row (A B C A B C ...),
+so ferry and its peers share the machine's noise; figures are the median over
+the rounds, spreads the min–max over the rounds, ratios those of the medians.
+Everything runs over 127.0.0.1. Only the ratios of one run mean anything.
+
+## Machine and run
+
+| | |
+|---|---|
+| CPU | $(nproc) × $model |
+| RAM | $ram |
+| kernel | $(uname -r) |
+| date | $(date -u '+%Y-%m-%d %H:%M UTC') |
+| rustc | $(rustc --version) |
+| ferry | $commit |
+| peers | $(redis-server --version | awk '{print $1, $3}' | sed 's/v=//'), $(ssh -V 2>&1 | cut -d, -f1), rsync $(rsync --version | awk 'NR==1 {print $3}'), netcat-openbsd $(dpkg-query -W -f '${Version}' netcat-openbsd 2>/dev/null || echo '?'), hyperfine $(hyperfine --version | awk '{print $2}'), gcc $(gcc -dumpfullversion) |
+| run | rounds: $ROUNDS, $MIB MiB file, ${PING_SECS} s per load run, $(grp "$IDLE_CONNS") idle connections$( [ "$QUICK" = 1 ] && echo ', QUICK mode') |
+| time | $(ev '%.0f' "$ELAPSED") s in all |
+| load average | $LOAD0 at the start; 1-minute load at each round's start: ${LOADS[*]}; $LOAD1 at the end |
+
+## Targets
+
+Each the issue's target (issue 6), as a ratio of this run's medians.
+
+| target | measured | ratio | status |
+|---|---|---|---|
+EOF
+target "get, digest none ≥ 0.9× the C sendfile sender" \
+  "$(grp "$(ev '%f' "$BYTES / $(med get_fb_none) / 1e6")") vs $(grp "$(ev '%f' "$BYTES / $(med get_c) / 1e6")") MB/s" "$(tr_ratio get_c get_fb_none)" ">=" 0.9
+target "get, digest none ≥ 1.3× \`nc\`" \
+  "$(grp "$(ev '%f' "$BYTES / $(med get_fb_none) / 1e6")") vs $(grp "$(ev '%f' "$BYTES / $(med get_nc) / 1e6")") MB/s" "$(tr_ratio get_nc get_fb_none)" ">=" 1.3
+target "\`ferry get\` (sha256, to disk) ≥ 2.5× scp" \
+  "$(ev '%.2f' "$(med get_cli)") vs $(ev '%.2f' "$(med get_scp)") s" "$(tr_ratio get_scp get_cli)" ">=" 2.5
+target "\`ferry get\` (sha256, to disk) ≥ 1.0× the rsync daemon" \
+  "$(ev '%.2f' "$(med get_cli)") vs $(ev '%.2f' "$(med get_rsync)") s" "$(tr_ratio get_rsync get_cli)" ">=" 1.0
+target "\`ferry put\` (sha256, to disk) ≥ 2.5× scp" \
+  "$(ev '%.2f' "$(med put_cli)") vs $(ev '%.2f' "$(med put_scp)") s" "$(tr_ratio put_scp put_cli)" ">=" 2.5
+target "\`ferry put\` (sha256, to disk) ≥ 1.0× the rsync daemon" \
+  "$(ev '%.2f' "$(med put_cli)") vs $(ev '%.2f' "$(med put_rsync)") s" "$(tr_ratio put_rsync put_cli)" ">=" 1.0
+target "\`ferry put\` ≥ 0.9× \`nc\` into a file" \
+  "$(ev '%.2f' "$(med put_cli)") vs $(ev '%.2f' "$(med get_ncf)") s" "$(tr_ratio get_ncf put_cli)" ">=" 0.9
+target "exec on an open connection ≤ 1.2× a local posix_spawn+wait" \
+  "$(ev '%.0f' "$(med exec_p50)") vs $(ev '%.0f' "$(med spawn_p50)") µs (p50)" "$(tr_ratio exec_p50 spawn_p50)" "<=" 1.2
+target "\`ferry run -- true\` cold ≥ 40× faster than cold \`ssh host true\`" \
+  "$(ev '%.1f' "$(med run_ferry) * 1000") vs $(ev '%.1f' "$(med run_ssh) * 1000") ms" "$(tr_ratio run_ssh run_ferry)" ">=" 40
+target "ping ≥ 1.0× redis-server, 50 connections" \
+  "$(grp "$(med ping_f_50)") vs $(grp "$(med ping_r_50)") req/s" "$(tr_ratio ping_f_50 ping_r_50)" ">=" 1.0
+target "ping ≥ 1.0× redis-server, 1000 connections" \
+  "$(grp "$(med ping_f_1000)") vs $(grp "$(med ping_r_1000)") req/s" "$(tr_ratio ping_f_1000 ping_r_1000)" ">=" 1.0
+target "idle connection ≤ 1 KiB of daemon RSS each ($(grp "$IDLE_CONNS") open)" \
+  "$(grp "$(med idle_f)") bytes" "$(ev '%.4f' "$(med idle_f) / 1024")" "<=" 1.0
+target "idle connection: below redis-server's RSS each" \
+  "$(grp "$(med idle_f)") vs $(grp "$(med idle_r)") bytes" "$(ev '%.4f' "$(med idle_f) / $(med idle_r)")" "<=" 1.0
+printf '%s\n' "${TARGETS[@]}"
+cat <<EOF
+
+Ratios read as the target does: for transfers, ferry's speed over the peer's
+(the peer's time over ferry's); for exec, ferry's time over the local spawn's;
+for the cold start, ssh's time over ferry's; for ping, ferry's requests/s over
+redis'; for idle memory, ferry's bytes per connection over 1 KiB and over redis'.
+
+## Files: one $MIB MiB file of random bytes, in the page cache
+
+MB/s = 10^6 bytes/s. "To disk" rows end when the copy is on disk: ferry fsyncs
+its \`.part\` or temp file itself; for nc, scp and rsync the script runs
+\`sync FILE\` (fsync) after the copy, inside the timed span; the C receiver
+fsyncs. Every copy is compared with the original (outside the timed span) and
+removed, so each round really copies. The CPU column is ferry-bench's own
+account: CPU seconds per GiB in the client + in the server.
+
+| transfer | MB/s | seconds (median) | seconds (min–max) | CPU s/GiB client + server |
+|---|---|---|---|---|
+EOF
+trow get_fb_none "ferry-bench get, \`digest:\"none\"\` (sendfile), discarded"
+trow get_c "C sendfile(2) sender → C receiver, discarded"
+trow get_nc "\`nc\` → \`nc\` > /dev/null"
+trow get_fb_sha "ferry-bench get, sha256 (both ends hash), discarded"
+trow get_cli_null "\`ferry get - > /dev/null\` (sha256)"
+trow get_cli "\`ferry get\` to disk (sha256, \`.part\`, fsync, rename)"
+trow get_scp "\`scp\` get to disk (throwaway sshd)"
+trow get_rsync "\`rsync --whole-file rsync://…\` get to disk"
+trow get_ncf "\`nc\` → \`nc\` > file, to disk"
+trow get_cf "C sendfile(2) sender → C receiver, file, fsync"
+trow put_cli "\`ferry put\` (hash, send, server fsyncs and renames)"
+trow put_fb "ferry-bench put --file (sendfile, sha256 checked by the server)"
+trow put_scp "\`scp\` put to disk"
+trow put_rsync "\`rsync --whole-file … rsync://…\` put to disk"
+cat <<EOF
+
+## Starting a command
+
+hyperfine without a shell (\`-N\`, 3 warm-up runs), the median of each round.
+\`ferry run 127.0.0.1 -- true\` starts the client, connects, authenticates and
+runs \`sh -c true\` (one argument goes through the shell, as with ssh); ssh
+runs \`true\` through root's shell (bash), with an empty HOME set by the
+throwaway sshd so that root's own ~/.bashrc (on the CI machine it runs
+\`pyenv init\`, about 200 ms) is not counted against ssh. The ControlMaster row reuses one
+master connection (\`ControlPersist=60\`). The exec rows run argv
+\`/bin/true\` (no shell) on one open connection for ${PING_SECS} s (ferry-bench
+exec -c 1), against a C loop of posix_spawn+waitpid of \`/bin/true\`
+($SPAWN_RUNS times a round).
+
+| what | median | min–max |
+|---|---|---|
+EOF
+lrow run_ferry "\`ferry run 127.0.0.1 -- true\`, cold" 1000 ms
+lrow run_ssh "\`ssh root@127.0.0.1 true\`, cold" 1000 ms
+lrow run_sshcm "\`ssh\` with a warm ControlMaster" 1000 ms
+lrow run_local "local \`/bin/true\` (hyperfine's own spawn)" 1000 ms
+lrow exec_p50 "exec on an open connection, p50 (ferry-bench exec -c 1)" 1 µs
+lrow exec_mean "exec on an open connection, mean (1 / executions per s)" 1 µs
+lrow spawn_p50 "local posix_spawn+waitpid of \`/bin/true\`, median (C)" 1 µs
+cat <<EOF
+
+## Ping: the same client, ferry frames to ferryd, RESP \`PING\` to redis-server
+
+ferry-bench, one client thread, pipeline depth 1, ${PING_SECS} s measured
+after 1 s of warm-up; both servers are single-threaded. p99 is the median over
+the rounds of each run's p99.
+
+| connections | ferryd req/s | (min–max) | ferryd p99 | redis req/s | (min–max) | redis p99 | ferryd / redis |
+|---|---|---|---|---|---|---|---|
+EOF
+for c in 1 50 1000; do
+  read -r fm flo fhi <<<"$(stat3 "ping_f_$c")"; read -r rm rlo rhi <<<"$(stat3 "ping_r_$c")"
+  echo "| $(grp "$c") | $(grp "$fm") | $(grp "$flo")–$(grp "$fhi") | $(us "$(med "p99_f_$c")") | $(grp "$rm") | $(grp "$rlo")–$(grp "$rhi") | $(us "$(med "p99_r_$c")") | $(ev '%.2f' "$fm / $rm")× |"
+done
+cat <<EOF
+
+## Idle connections: $(grp "$IDLE_CONNS") open, server RSS per connection
+
+A fresh server each round; ferry-bench idle opens the connections (ferry:
+authenticated, one ping each; redis: one \`PING\` each), holds them 10 s
+(servers may free per-connection buffers lazily), and reads the server's VmRSS
+and fd count before and at the end; "peak" is the highest RSS seen while
+holding, over the same count.
+
+| server | RSS before | bytes of RSS per connection | (min–max) | peak bytes per connection | fds per connection |
+|---|---|---|---|---|---|
+EOF
+for s in f:ferryd r:redis-server; do
+  k=${s%%:*}; read -r m lo hi <<<"$(stat3 "idle_$k")"
+  echo "| ${s#*:} | $(grp "$(med "idle0_$k")") KiB | $(grp "$m") | $(grp "$lo")–$(grp "$hi") | $(grp "$(med "idlepk_$k")") | $(ev '%.2f' "$(med "idlefd_$k")") |"
+done
+echo
+if [ -n "$notes" ]; then echo "$notes"; else
+  echo '<!-- notes: kept by compare.sh -->'
+  echo '## Notes'
+  echo
+  echo '(Written by hand after a run: compare.sh keeps this section and everything'
+  echo 'after it when it rewrites the file.)'
+fi
+} > "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+log "wrote $OUT"
+cat "$OUT"
