@@ -162,8 +162,8 @@ impl Decoder {
 
 /// Parses and checks one header (the `L` bytes after the length).
 pub fn parse_header(bytes: &[u8]) -> Result<Header, FrameError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| FrameError::NotJson(e.to_string()))?;
-    let Value::Object(fields) = value else {
+    let value: TopLevel = serde_json::from_slice(bytes).map_err(|e| FrameError::NotJson(e.to_string()))?;
+    let TopLevel::Object(fields) = value else {
         return Err(FrameError::NotObject);
     };
     let kind = match fields.get("type") {
@@ -176,6 +176,72 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header, FrameError> {
     };
     let id = fields.get("id").cloned();
     Ok(Header { kind, size, id, fields })
+}
+
+/// A header's top level, parsed in one pass with duplicate keys refused: two
+/// parsers that keep different duplicates (the first, the last) would see two
+/// different requests in `{"type":"ping","type":"exec"}`. Values below the top
+/// level are plain `Value`s.
+enum TopLevel {
+    Object(Map<String, Value>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TopLevel, D::Error> {
+        d.deserialize_any(TopVisitor)
+    }
+}
+
+struct TopVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TopVisitor {
+    type Value = TopLevel;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<TopLevel, A::Error> {
+        let mut m = Map::new();
+        while let Some(k) = a.next_key::<String>()? {
+            if m.contains_key(&k) {
+                return Err(serde::de::Error::custom(format_args!("duplicate key {k:?}")));
+            }
+            let v = a.next_value::<Value>()?;
+            m.insert(k, v);
+        }
+        Ok(TopLevel::Object(m))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<TopLevel, A::Error> {
+        while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
+
+    fn visit_unit<E>(self) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other)
+    }
 }
 
 /// Appends one frame to `out`. `header` must be a JSON object; its `size` is set
@@ -303,6 +369,10 @@ mod tests {
             (br#"{"type":"ping","size":"3"}"#, FrameError::BadSize),
             (br#"{"type":"ping","size":null}"#, FrameError::BadSize),
             (br#"{"type":"ping","size":1e309}"#, FrameError::NotJson(String::new())),
+            (br#"{"type":"ping","type":"exec"}"#, FrameError::NotJson(String::new())),
+            (br#"{"type":"ping","size":0,"size":5}"#, FrameError::NotJson(String::new())),
+            (b"null", FrameError::NotObject),
+            (b"[{\"type\":\"ping\"}]", FrameError::NotObject),
         ];
         for (bytes, want) in cases {
             let mut frame = (bytes.len() as u32).to_be_bytes().to_vec();

@@ -128,6 +128,9 @@ pub fn bind(cfg: &Config) -> Result<Vec<TcpListener>, String> {
     Ok(out)
 }
 
+/// How often accept is retried after it failed for want of fds or memory.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
 /// Where the shutdown stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shutdown {
@@ -177,6 +180,9 @@ pub struct Server {
     shutdown: Shutdown,
     /// Connections accepted so far, for log names.
     serial: u64,
+    /// Accept failed for want of fds or memory: try again then (the
+    /// listener is edge-triggered, so the backlog raises no new event).
+    accept_retry: Option<Instant>,
 }
 
 /// The context a connection works in, from the server's fields (a macro so
@@ -229,6 +235,7 @@ impl Server {
             scratch: vec![0; 64 * 1024],
             shutdown: Shutdown::No,
             serial: 0,
+            accept_retry: None,
         })
     }
 
@@ -282,7 +289,7 @@ impl Server {
             Shutdown::Draining(t) | Shutdown::Killing(t) => Some(t),
             _ => None,
         };
-        earliest(self.next_deadline, shutdown).map(|d| d.saturating_duration_since(now))
+        earliest(earliest(self.next_deadline, shutdown), self.accept_retry).map(|d| d.saturating_duration_since(now))
     }
 
     fn pump(&mut self, key: usize, now: Instant) {
@@ -307,13 +314,26 @@ impl Server {
             let Some(listener) = self.listeners.get(i) else { return };
             let (mut sock, peer) = match listener.accept() {
                 Ok(s) => s,
-                Err(e) if would_block(&e) => return,
+                Err(e) if would_block(&e) => {
+                    if self.accept_retry.take().is_some() {
+                        info!("accept: accepting again");
+                    }
+                    return;
+                }
                 Err(e) if interrupted(&e) => continue,
                 Err(e) => {
-                    warn!("accept: {e}");
+                    // EMFILE, ENFILE, ENOBUFS...: the connection waits in the
+                    // backlog; try again shortly, without spinning.
+                    if self.accept_retry.is_none() {
+                        warn!("accept: {e}; retrying every {}ms", ACCEPT_RETRY.as_millis());
+                    }
+                    self.accept_retry = Some(now + ACCEPT_RETRY);
                     return;
                 }
             };
+            if self.accept_retry.take().is_some() {
+                info!("accept: accepting again");
+            }
             self.serial += 1;
             let name = format!("#{} {}", self.serial, peer);
             if self.conns.len() >= self.cfg.max_connections || self.conns.vacant_key() > token::MAX_CONN_KEY {
@@ -427,6 +447,14 @@ impl Server {
         }
         if self.next_deadline.is_some_and(|d| d <= now) {
             self.fire_deadlines(now);
+        }
+        if self.accept_retry.is_some_and(|t| t <= now) {
+            // Still set if this round fails too (warned once); cleared once
+            // the backlog is empty or a connection is accepted.
+            self.accept_retry = (!self.listeners.is_empty()).then_some(now + ACCEPT_RETRY);
+            for i in 0..self.listeners.len() {
+                self.accept(i, now);
+            }
         }
         while self.children < self.cfg.max_children {
             let Some(key) = self.waiters.pop_front() else { break };

@@ -7,7 +7,11 @@
 //! tokens; readiness is stored here and cleared on `WouldBlock`.
 //!
 //! An exec is finished on a conjunction: stdout at EOF, stderr at EOF, and the
-//! child reaped. Only then is `exit` sent, so no output can follow it.
+//! child reaped. Only then is `exit` sent, so no output can follow it. A
+//! process the child left running in the background may hold the pipes open
+//! (`sh -c 'daemon & echo started'`): once the child is reaped, its output is
+//! read for `OUTPUT_GRACE` more, then the process group is killed, the pipes
+//! are closed and `exit` goes out with the child's status.
 //!
 //! The exec policy (`allow_exec`, `exec.allowed`, `exec.env_clear`,
 //! `exec.timeout`) is applied in `Exec::start` before anything is spawned; see
@@ -33,6 +37,9 @@ use std::time::{Duration, Instant};
 
 /// After a TERM for a timeout, how long until KILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
+/// After the child is reaped, how long its pipes may stay open (held by
+/// processes it left behind) before the group is killed and `exit` is sent.
+pub const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// The largest chunk read from a child's pipe at once (one frame's body).
 pub const CHUNK: usize = 64 * 1024;
 
@@ -107,6 +114,8 @@ pub struct Exec {
     stdin_eof: bool,
     /// Set once the child has been reaped.
     status: Option<ExitStatus>,
+    /// When it was reaped: the pipes get `OUTPUT_GRACE` from then.
+    reaped_at: Option<Instant>,
     /// When the request's timeout sends TERM.
     term_at: Option<Instant>,
     /// When a TERM already sent is followed by KILL.
@@ -182,6 +191,7 @@ impl Exec {
             stdin_buf: Vec::new(),
             stdin_eof: false,
             status: None,
+            reaped_at: None,
             term_at: effective_timeout(req.timeout, ctx.cfg.exec_timeout).map(|t| ctx.now + t),
             kill_at: None,
             timed_out: false,
@@ -279,6 +289,7 @@ impl Exec {
         match self.child.try_wait() {
             Ok(Some(status)) => {
                 self.status = Some(status);
+                self.reaped_at = Some(Instant::now());
                 // Nothing more will read it: close stdin so no write can block.
                 self.stdin = None;
                 self.stdin_buf.clear();
@@ -310,7 +321,8 @@ impl Exec {
 
     pub fn deadline(&self) -> Option<Instant> {
         if self.status.is_some() {
-            return None;
+            // Reaped, output still open: the grace for processes left behind.
+            return self.reaped_at.filter(|_| !self.is_finished()).map(|t| t + OUTPUT_GRACE);
         }
         self.kill_at.or(self.term_at)
     }
@@ -318,6 +330,13 @@ impl Exec {
     /// The timeout: TERM first, KILL `KILL_GRACE` later.
     pub fn on_deadline(&mut self, now: Instant) {
         if self.status.is_some() {
+            if self.deadline().is_some_and(|t| now >= t) {
+                // What the child left behind holds its pipes: kill the group
+                // and stop reading, so `exit` can go.
+                kill_group(self.pgid, libc::SIGKILL);
+                self.stdout.pipe = None;
+                self.stderr.pipe = None;
+            }
             return;
         }
         if let Some(k) = self.kill_at {
