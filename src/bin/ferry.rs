@@ -1,10 +1,11 @@
 //! ferry: the client. Parses the command line and calls `ferry::client::cli`
-//! (commands) or `ferry::client::transfer` (files).
+//! (commands), `ferry::client::udp` (`run -u`, `ping -u`) or
+//! `ferry::client::transfer` (files).
 //! Exit status: the remote command's, 255 for a ferry error, 2 for usage;
 //! for the file commands 0, or 1 for a remote or local file error.
 
 use clap::{Args, Parser, Subcommand};
-use ferry::client::{cli, encoding, transfer, Family, Options, Target};
+use ferry::client::{cli, encoding, transfer, udp, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -73,6 +74,9 @@ enum Cmd {
         /// Do not forward stdin (the command reads /dev/null)
         #[arg(short = 'n')]
         no_stdin: bool,
+        /// One authenticated UDP datagram each way (no stdin; output cut to fit the reply)
+        #[arg(short = 'u', long = "udp")]
+        udp: bool,
         /// Decode the command's output from LABEL (gbk, shift_jis, windows-1252...) to UTF-8 [default: $FERRY_ENCODING]
         #[arg(long = "encoding", value_name = "LABEL")]
         encoding: Option<String>,
@@ -90,6 +94,9 @@ enum Cmd {
         /// Seconds between pings
         #[arg(long = "interval", value_name = "SECS", default_value_t = 1.0)]
         interval: f64,
+        /// Ping over UDP: one authenticated datagram each way
+        #[arg(short = 'u', long = "udp")]
+        udp: bool,
         #[arg(value_name = "HOST[:PORT]")]
         host: String,
     },
@@ -224,8 +231,10 @@ fn real_main(cli: Cli) -> i32 {
         }
     };
     match cli.cmd {
+        Some(Cmd::Run { udp: true, command, .. }) => udp::run(&target, &key, &opts, command, encoding),
         Some(Cmd::Run { no_stdin, command, .. }) => cli::run(&target, &key, &opts, command, !no_stdin, encoding),
-        Some(Cmd::Ping { count, interval, .. }) => match seconds(interval, "--interval") {
+        Some(Cmd::Ping { count, interval, udp, .. }) => match seconds(interval, "--interval") {
+            Ok(i) if udp => udp::ping(&target, &key, &opts, count, i, o.quiet),
             Ok(i) => cli::ping(&target, &key, &opts, count, i, o.quiet),
             Err(e) => {
                 eprintln!("ferry: {e}");

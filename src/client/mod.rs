@@ -9,7 +9,7 @@
 //!
 //! The file requests (`get`, `put`, `list`, `stat`) are in `files`; the
 //! `ferry` subcommands built on them in `cli` and `transfer`; `--encoding`'s
-//! output decoders in `encoding`.
+//! output decoders in `encoding`; datagram mode (`ping -u`, `run -u`) in `udp`.
 
 pub mod cli;
 pub mod encoding;
@@ -17,6 +17,7 @@ pub mod files;
 pub mod format;
 pub mod target;
 pub mod transfer;
+pub mod udp;
 
 use crate::proto::auth::{self, Key};
 use crate::proto::frame::parse_header;

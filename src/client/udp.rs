@@ -1,0 +1,340 @@
+//! Datagram mode: `ferry ping -u` and `ferry run -u`, one authenticated
+//! request datagram and one reply datagram (`proto::datagram`), no
+//! connection and no handshake.
+//!
+//! A request gets a fresh nonce and the current time; if no reply comes, the
+//! *same* bytes (same nonce) are sent again after 200 ms, then 400, 800...
+//! until `-w` (5 s by default) runs out. The server runs a request at most
+//! once per nonce and answers a retransmission with the reply it cached, so
+//! retrying is safe. A reply counts only if its tag is the key's and it
+//! echoes our nonce: anything else (a forged or damaged reply, an answer to
+//! another request) is dropped as if it had been lost.
+//!
+//! Exit statuses as for `ferry run` over TCP: the remote status (128 +
+//! signal), 127 for `spawn-failed`, 255 for no reply, any other error reply
+//! (`not-allowed`, `busy`, `clock-skew`, `replayed`...) or a local failure.
+
+use super::cli::{EXIT_FERRY_ERROR, EXIT_SPAWN_FAILED};
+use super::encoding::Output;
+use super::{ExitStatus, Family, Options, Target};
+use crate::proto::auth::Key;
+use crate::proto::datagram::{self, ExecResult};
+use crate::proto::msg::{Command, Exec, Reply};
+use crate::proto::{ErrorCode, ProtoError};
+use encoding_rs::Encoding;
+use serde_json::{Map, Value};
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long to wait for a reply without `-w`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first retransmission interval; it doubles after each.
+pub const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// Our stdout went away: what a shell reports for SIGPIPE.
+const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
+
+/// Why an exchange got no usable reply.
+#[derive(Debug)]
+pub enum UdpError {
+    /// The host name did not resolve (to an address of the family asked for).
+    Resolve(String),
+    /// The socket failed.
+    Io(io::Error),
+    /// Nothing acceptable came back before the deadline.
+    NoReply {
+        peer: SocketAddr,
+        waited: Duration,
+        sent: u32,
+        /// The host answered "port unreachable" (ICMP) at least once.
+        refused: bool,
+        /// The request was an exec, which may simply still be running.
+        exec: bool,
+    },
+}
+
+impl std::fmt::Display for UdpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UdpError::Resolve(s) => write!(f, "{s}"),
+            UdpError::Io(e) => write!(f, "{e}"),
+            UdpError::NoReply { peer, waited, sent, refused, exec } => {
+                let datagrams = if *sent == 1 { "datagram" } else { "datagrams" };
+                write!(f, "no reply from {peer}/udp in {:.1} s ({sent} {datagrams} sent", waited.as_secs_f64())?;
+                if *refused {
+                    write!(f, "; port unreachable")?;
+                }
+                write!(
+                    f,
+                    "): likely a wrong key (ferryd answers nothing to a key it does not hold: -k, -i), \
+                     UDP not enabled on the server (ferryd --udp), or clock skew"
+                )?;
+                if *exec {
+                    write!(f, "; or the command still runs (a longer -w waits for it)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// An answered request.
+#[derive(Debug)]
+pub struct Exchange {
+    pub reply: datagram::Reply,
+    pub peer: SocketAddr,
+    /// From the first send to the reply.
+    pub elapsed: Duration,
+    /// Datagrams sent (1 when the first was answered).
+    pub sent: u32,
+    /// Our clock when the request was made, Unix seconds (its `ts`).
+    pub ts: i64,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn resolve(target: &Target, family: Family) -> Result<SocketAddr, UdpError> {
+    (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| UdpError::Resolve(format!("{}: {e}", target.host)))?
+        .find(|a| match family {
+            Family::Any => true,
+            Family::V4 => a.is_ipv4(),
+            Family::V6 => a.is_ipv6(),
+        })
+        .ok_or_else(|| UdpError::Resolve(format!("{}: no address of the requested family", target.host)))
+}
+
+fn trace(dir: &str, header: &Map<String, Value>, note: &str) {
+    eprintln!("ferry: {dir} {}{note}", Value::Object(header.clone()));
+}
+
+/// When to send each datagram, from the first: 0, 200 ms, 600 ms, 1.4 s,
+/// 3 s... (each gap twice the one before), as long as it is before `timeout`.
+pub fn send_times(timeout: Duration) -> impl Iterator<Item = Duration> {
+    let mut next = Some((Duration::ZERO, FIRST_RETRY));
+    std::iter::from_fn(move || {
+        let (at, gap) = next?;
+        if at >= timeout && at > Duration::ZERO {
+            return None;
+        }
+        next = at.checked_add(gap).zip(gap.checked_mul(2));
+        Some(at)
+    })
+}
+
+/// Sends the request `header` (made by `datagram::request::*` with `nonce`),
+/// retransmitting it unchanged, and waits for the reply that answers it.
+pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, Value>, nonce: &str) -> Result<Exchange, UdpError> {
+    let ts = header.get("ts").and_then(Value::as_i64).unwrap_or_else(unix_now);
+    let peer = resolve(target, opts.family)?;
+    let local: SocketAddr = if peer.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let sock = UdpSocket::bind(local).map_err(UdpError::Io)?;
+    // Connected: the kernel drops datagrams from anyone else, and reports
+    // ICMP port unreachable to us.
+    sock.connect(peer).map_err(UdpError::Io)?;
+    let secret = key.secret.as_bytes();
+    let mut traced = header.clone();
+    let bytes = datagram::encode_request(&key.id, secret, header, &[]);
+    traced.insert("key_id".into(), Value::from(key.id.as_str()));
+    let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut schedule = send_times(timeout).map(|at| start + at).peekable();
+    let mut buf = vec![0u8; datagram::MAX_DATAGRAM + 1];
+    let (mut sent, mut refused) = (0u32, false);
+    loop {
+        let now = Instant::now();
+        if schedule.next_if(|&at| at <= now).is_some() {
+            if opts.trace {
+                trace(">", &traced, if sent > 0 { " (again)" } else { "" });
+            }
+            match sock.send(&bytes) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused = true,
+                Err(e) => return Err(UdpError::Io(e)),
+            }
+            sent += 1;
+            continue;
+        }
+        if now >= deadline {
+            let exec = traced.get("type").and_then(Value::as_str) == Some("exec");
+            return Err(UdpError::NoReply { peer, waited: now - start, sent, refused, exec });
+        }
+        let wake = schedule.peek().copied().unwrap_or(deadline).min(deadline);
+        sock.set_read_timeout(Some(wake.saturating_duration_since(now).max(Duration::from_millis(1))))
+            .map_err(UdpError::Io)?;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
+                continue
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                refused = true;
+                continue;
+            }
+            Err(e) => return Err(UdpError::Io(e)),
+        };
+        match datagram::decode_reply(secret, &buf[..n]) {
+            Ok(reply) if reply.answers(nonce) => {
+                if opts.trace {
+                    trace("<", &reply.header.fields, "");
+                }
+                return Ok(Exchange { reply, peer, elapsed: start.elapsed(), sent, ts });
+            }
+            Ok(reply) => {
+                if opts.trace {
+                    trace("<", &reply.header.fields, " (ignored: answers another request)");
+                }
+            }
+            Err(e) => {
+                if opts.trace {
+                    eprintln!("ferry: < {n} bytes ignored: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Prints `ferry: MSG` on stderr and gives 255.
+fn fail(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("ferry: {msg}");
+    EXIT_FERRY_ERROR
+}
+
+/// The status and message for an error reply, as `ferry run` gives them over
+/// TCP: 127 for `spawn-failed`, 255 for the rest. `clock-skew` says by how
+/// much the clocks differ.
+fn error_reply(e: &ProtoError, ex: &Exchange) -> i32 {
+    match e.code {
+        ErrorCode::SpawnFailed => {
+            eprintln!("ferry: {}", e.message);
+            EXIT_SPAWN_FAILED
+        }
+        ErrorCode::ClockSkew => {
+            let server = ex.reply.header.fields.get("ts").and_then(Value::as_i64);
+            let by = server.map(|s| format!(" (the server's clock is {} s from ours)", s - ex.ts)).unwrap_or_default();
+            fail(format_args!("server error {}: {}{by}", e.code.as_str(), e.message))
+        }
+        _ => fail(format_args!("server error {}: {}", e.code.as_str(), e.message)),
+    }
+}
+
+/// A reply that is neither what was asked for nor an error.
+fn unexpected(ex: &Exchange) -> i32 {
+    fail(format_args!("protocol error: unexpected {:?} reply", ex.reply.header.kind))
+}
+
+/// `ferry run -u`: one exec request; its output and status.
+pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, encoding: Option<&'static Encoding>) -> i32 {
+    let command = match command.len() {
+        1 => Command::Shell(command.into_iter().next().expect("one argument")),
+        _ => Command::Argv(command),
+    };
+    let req = Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None };
+    let nonce = datagram::fresh_udp_nonce();
+    let ex = match exchange(target, key, opts, datagram::request::exec(&req, &nonce, unix_now()), &nonce) {
+        Ok(ex) => ex,
+        Err(e) => return fail(e),
+    };
+    let result = match ex.reply.kind() {
+        Reply::Error(e) => return error_reply(&e, &ex),
+        _ if ex.reply.header.kind != "result" => return unexpected(&ex),
+        _ => match ExecResult::from_reply(&ex.reply) {
+            Some(r) => r,
+            None => return fail("protocol error: a result whose counts do not match its body"),
+        },
+    };
+    if let Err(e) = write_result(&result, encoding) {
+        return if e.kind() == io::ErrorKind::BrokenPipe { EXIT_BROKEN_PIPE } else { fail(format_args!("local output: {e}")) };
+    }
+    if result.truncated {
+        eprintln!(
+            "ferry: output truncated to fit one datagram: {} of {} stdout bytes and {} of {} stderr bytes shown (run without -u for all of it)",
+            result.stdout.len(),
+            result.stdout_total,
+            result.stderr.len(),
+            result.stderr_total
+        );
+    }
+    if result.timed_out {
+        eprintln!("ferry: the server stopped the command at its time limit for datagram requests");
+    }
+    ExitStatus { code: result.code, signal: result.signal }.shell_code()
+}
+
+/// Writes the two streams, each through its own decoder when asked.
+fn write_result(r: &ExecResult, encoding: Option<&'static Encoding>) -> io::Result<()> {
+    let mut out = Output::new(encoding, io::stdout().lock());
+    out.write_all(&r.stdout)?;
+    out.finish()?;
+    let mut err = Output::new(encoding, io::stderr().lock());
+    err.write_all(&r.stderr)?;
+    err.finish()
+}
+
+/// `ferry ping -u`: `count` requests, each its own round trip.
+pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Duration, quiet: bool) -> i32 {
+    let mut times = Vec::new();
+    for i in 0..count {
+        if i > 0 {
+            std::thread::sleep(interval);
+        }
+        let nonce = datagram::fresh_udp_nonce();
+        let ex = match exchange(target, key, opts, datagram::request::ping(&nonce, unix_now()), &nonce) {
+            Ok(ex) => ex,
+            Err(e) => return fail(e),
+        };
+        match ex.reply.kind() {
+            Reply::Pong => {}
+            Reply::Error(e) => return error_reply(&e, &ex),
+            _ => return unexpected(&ex),
+        }
+        let ms = ex.elapsed.as_secs_f64() * 1000.0;
+        if !quiet {
+            let again = if ex.sent > 1 { format!(" ({} datagrams sent)", ex.sent) } else { String::new() };
+            println!("pong from {}/udp: seq={} time={ms:.3} ms{again}", ex.peer, i + 1);
+        }
+        times.push(ms);
+    }
+    if !quiet && count > 1 {
+        let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = times.iter().copied().fold(0.0, f64::max);
+        let avg = times.iter().sum::<f64>() / times.len() as f64;
+        println!("{count} pings: min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms");
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retransmissions_double_until_the_timeout() {
+        let ms = |t: Duration| t.as_millis() as u64;
+        let at: Vec<u64> = send_times(Duration::from_secs(5)).map(ms).collect();
+        assert_eq!(at, [0, 200, 600, 1400, 3000]);
+        let at: Vec<u64> = send_times(Duration::from_secs(1)).map(ms).collect();
+        assert_eq!(at, [0, 200, 600]);
+        assert_eq!(send_times(Duration::ZERO).map(ms).collect::<Vec<_>>(), [0], "one datagram even with -w 0");
+        assert_eq!(send_times(Duration::from_secs(3600)).count(), 15);
+    }
+
+    #[test]
+    fn the_no_reply_line_names_the_causes() {
+        let peer = "127.0.0.1:7075".parse().unwrap();
+        let e = UdpError::NoReply { peer, waited: Duration::from_millis(5004), sent: 5, refused: false, exec: false };
+        let s = e.to_string();
+        assert!(s.starts_with("no reply from 127.0.0.1:7075/udp in 5.0 s (5 datagrams sent)"), "{s}");
+        for cause in ["wrong key", "UDP not enabled", "clock skew"] {
+            assert!(s.contains(cause), "{s}");
+        }
+        assert!(!s.contains('\n') && !s.contains("still runs"));
+        let e = UdpError::NoReply { peer, waited: Duration::from_millis(900), sent: 1, refused: true, exec: true };
+        let s = e.to_string();
+        assert!(s.contains("(1 datagram sent; port unreachable)") && s.ends_with("or the command still runs (a longer -w waits for it)"), "{s}");
+    }
+}
