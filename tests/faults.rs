@@ -1,0 +1,174 @@
+//! Fault injection: the system under ferryd fails (a full disk, no file
+//! descriptors left, the keys file gone at a reload) and ferryd reports it,
+//! keeps what it had and goes on serving. SIGKILL mid-put and a plain full
+//! disk mid-put are in tests/files.rs, accept under EMFILE in
+//! tests/adversarial.rs.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+fn temp_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.extend(temp_files(&e.path()));
+        } else if name.starts_with(".ferry-") {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}
+
+fn ping(c: &mut Raw) {
+    c.send(json!({"type":"ping","id":"probe"}), b"");
+    assert_eq!(c.frame().0, json!({"type":"pong","id":"probe"}));
+}
+
+/// Authenticates `key` on a fresh connection: the reply's type.
+fn try_auth(d: &Daemon, key: &ferry::proto::auth::Key) -> String {
+    let mut c = d.raw();
+    let cn = ferry::proto::auth::to_hex(&ferry::proto::auth::fresh_nonce());
+    let mac = ferry::proto::auth::client_mac(key.secret.as_bytes(), &c.server_nonce, &cn);
+    c.send(json!({"type":"auth","key_id":key.id,"nonce":cn,"mac":mac}), b"");
+    let r = c.frame().0;
+    if r["type"] == "welcome" {
+        "welcome".into()
+    } else {
+        r["code"].as_str().unwrap_or("?").into()
+    }
+}
+
+/// Sends HUP and waits for the n-th line containing `needle`.
+fn hup_and_wait(d: &Daemon, needle: &str, n: usize) -> String {
+    d.signal(libc::SIGHUP);
+    eventually(&format!("{needle} (x{n})"), WAIT, || d.log.count(needle) >= n);
+    d.log.text().lines().filter(|l| l.contains(needle)).nth(n - 1).unwrap().to_string()
+}
+
+#[test]
+fn a_keys_file_that_disappears_at_hup_keeps_the_old_keys() {
+    let d = Daemon::start();
+    let mut held = d.authed();
+    let saved = std::fs::read(&d.keys_path).unwrap();
+    std::fs::remove_file(&d.keys_path).unwrap();
+    let line = hup_and_wait(&d, "keeping the running configuration", 1);
+    assert!(line.contains("error") && line.contains(&d.keys_path.display().to_string()), "{line}");
+    assert_eq!(try_auth(&d, &d.key), "welcome", "the old key still authenticates");
+    ping(&mut held);
+    let mut c = d.authed();
+    c.send(json!({"type":"exec","cmd":"echo served"}), b"");
+    assert_eq!(c.exec_output().0, b"served\n");
+
+    // Broken in other ways: empty, group-readable, garbage. Each is refused.
+    std::fs::write(&d.keys_path, b"").unwrap();
+    std::fs::set_permissions(&d.keys_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    hup_and_wait(&d, "keeping the running configuration", 2);
+    std::fs::write(&d.keys_path, &saved).unwrap();
+    std::fs::set_permissions(&d.keys_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let line = hup_and_wait(&d, "keeping the running configuration", 3);
+    assert!(line.contains("readable by group or others"), "{line}");
+    std::fs::set_permissions(&d.keys_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&d.keys_path, b"only-an-id\n").unwrap();
+    hup_and_wait(&d, "keeping the running configuration", 4);
+    assert_eq!(try_auth(&d, &d.key), "welcome");
+    assert!(!d.log.text().contains(&d.key.secret), "no secret in the log");
+
+    // Back with a new key: the reload takes it, the old key is out.
+    std::fs::remove_file(&d.keys_path).unwrap();
+    ferry::keys::generate(&d.keys_path, "next").unwrap();
+    let next = ferry::keys::load(&d.keys_path).unwrap().keys[0].clone();
+    hup_and_wait(&d, "configuration reloaded", 1);
+    assert_eq!(try_auth(&d, &next), "welcome");
+    assert_eq!(try_auth(&d, &d.key), "auth-failed");
+    ping(&mut held);
+}
+
+#[test]
+fn a_streaming_put_that_hits_the_file_size_limit_fails_cleanly() {
+    // RLIMIT_FSIZE: writes past 1 MiB fail with EFBIG (a full disk's ENOSPC
+    // takes the same path; tests/files.rs has the sized put).
+    let d = Daemon::start_custom(&[], |cmd| {
+        // SAFETY: setrlimit in the child before exec touches nothing shared.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit { rlim_cur: 1 << 20, rlim_max: 1 << 20 };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    write_file(&d.path("f"), b"old");
+    let mut c = d.authed();
+    c.send(json!({"type":"put","path":"f","stream":true,"id":"s"}), b"");
+    // 3 MiB in 64 KiB data frames: the error comes at once, mid-stream;
+    // the rest is consumed and dropped.
+    for _ in 0..48 {
+        c.send(json!({"type":"data"}), &[3u8; 64 * 1024]);
+    }
+    c.send(json!({"type":"data"}), b"");
+    let (e, _) = c.frame();
+    assert_eq!(e["code"], "no-space", "{e}");
+    assert_eq!(e["id"], "s");
+    ping(&mut c);
+    assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
+    assert!(temp_files(d.root.path()).is_empty());
+    // An exec whose output file hits the limit gets the default SIGXFSZ.
+    c.send(json!({"type":"exec","cmd":"exec head -c 2000000 /dev/zero > big"}), b"");
+    let exit = c.exec_output().2;
+    assert_eq!(exit["signal"], libc::SIGXFSZ, "{exit}");
+    ping(&mut c);
+}
+
+#[test]
+fn with_no_fds_left_requests_fail_with_errors_and_work_again_after() {
+    let d = Daemon::start_custom(&["--auth-timeout", "60"], |cmd| {
+        // SAFETY: as above.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit { rlim_cur: 40, rlim_max: 40 };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    write_file(&d.path("f"), b"content");
+    let mut c = d.authed();
+    // Take every fd the daemon has left with idle connections.
+    let mut fillers = Vec::new();
+    for _ in 0..60 {
+        fillers.push(std::net::TcpStream::connect(d.addr).unwrap());
+    }
+    assert!(d.log.wait_for("accept: ", WAIT).is_some(), "{}", d.log.text());
+    // Each request that needs an fd fails with an error; the connection stays.
+    c.send(json!({"type":"exec","cmd":"echo hi","id":1}), b"");
+    let e = c.frame().0;
+    assert_eq!((e["code"].as_str(), e["id"].as_u64()), (Some("spawn-failed"), Some(1)), "{e}");
+    c.send(json!({"type":"get","path":"f","id":2}), b"");
+    let e = c.frame().0;
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["id"], 2);
+    c.send(json!({"type":"put","path":"g","id":3}), b"new");
+    let e = c.frame().0;
+    assert_eq!(e["type"], "error", "{e}");
+    assert_eq!(e["id"], 3);
+    ping(&mut c);
+    // Free them: everything works again, nothing was left behind.
+    drop(fillers);
+    eventually("the daemon accepts again", WAIT, || d.log.count("accepting again") >= 1);
+    c.send(json!({"type":"exec","cmd":"echo hi"}), b"");
+    assert_eq!(c.exec_output().0, b"hi\n");
+    c.send(json!({"type":"put","path":"g"}), b"new");
+    assert_eq!(c.frame().0["type"], "ok");
+    assert!(temp_files(d.root.path()).is_empty());
+    assert!(children_of(d.pid()).is_empty());
+}
