@@ -66,7 +66,9 @@ fn ping_pipelined_over_several_connections() {
     check_latency(&v);
     // The daemon is found by its listening port.
     assert_eq!(v["server_pid"], d.pid());
-    assert!(num(&v, "server_cpu_s") >= 0.0 && num(&v, "client_cpu_s") >= 0.0);
+    for k in ["server_cpu_s", "client_cpu_s", "server_cpu_us_per_op", "client_cpu_us_per_op"] {
+        assert!(num(&v, k) >= 0.0, "{k}: {v}");
+    }
     assert_eq!(v["notes"], serde_json::json!([]));
 }
 

@@ -298,6 +298,10 @@ pub fn load(common: &Common, pipeline: usize, exec: Option<&ExecCommand>) -> Res
     m.insert("replies_total".into(), json!(total.replies));
     m.insert("client_cpu_s".into(), json!(round3(client_cpu.as_secs_f64())));
     m.insert("server_cpu_s".into(), json!(server_cpu.map(|d| round3(d.as_secs_f64()))));
+    // CPU per operation is steadier than rates on a shared machine.
+    let per_op = |d: Duration| (total.ops > 0).then(|| round3(d.as_secs_f64() * 1e6 / total.ops as f64));
+    m.insert("client_cpu_us_per_op".into(), json!(per_op(client_cpu)));
+    m.insert("server_cpu_us_per_op".into(), json!(server_cpu.and_then(per_op)));
     let what = if mode == "exec" { "executions" } else { "requests" };
     let mut rows = vec![
         (
