@@ -541,6 +541,9 @@ impl<S: Socket> Conn<S> {
         match &self.phase {
             Phase::AwaitAuth { .. } | Phase::Ready => true,
             Phase::Running(Op::Exec(e)) => self.held.is_none() && !e.stdin_backlog(),
+            // A get's body goes out over many turns and nothing may be queued
+            // inside it (a bad frame's error would be): the next frame waits.
+            Phase::Running(Op::Get(_)) => false,
             Phase::Running(_) => self.held.is_none(),
             Phase::Queued { .. } | Phase::Closing { .. } | Phase::Closed => false,
         }

@@ -188,3 +188,43 @@ pub fn decode_all(bytes: &[u8]) -> Result<(Vec<(Header, Vec<u8>)>, bool), FrameE
     }
     Ok((frames, pos == bytes.len() && dec.at_boundary()))
 }
+
+/// Regressions found by the fuzz targets (`tests/fuzz`), each with the
+/// reproducer's bytes.
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+    use crate::server::conn::Phase;
+
+    /// A harness serving a fresh root with `f` and the 70,000-byte `d/big`
+    /// (the fuzz target's tree, without the links).
+    fn served() -> (Harness, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("f"), b"hello\n").unwrap();
+        std::fs::write(dir.path().join("d/big"), vec![b'x'; 70_000]).unwrap();
+        (Harness::with_root(dir.path().canonicalize().unwrap()), dir)
+    }
+
+    fn kinds(frames: &[(Header, Vec<u8>)]) -> Vec<&str> {
+        frames.iter().map(|f| f.0.kind.as_str()).collect()
+    }
+
+    /// conn crash-d2d142b5: a bad frame pipelined behind a `get` had its
+    /// `error` queued right after the `file` header, inside the body the
+    /// header announced, so the client read the error as file bytes and lost
+    /// the framing. The get's reply now ends first, then the error, then the close.
+    #[test]
+    fn a_bad_frame_behind_a_get_waits_for_the_whole_body() {
+        let (mut h, _dir) = served();
+        let mut c = h.authed();
+        let input = b"\x00\x00\x00\x1d{\"path\":\"d/big\",\"type\":\"get\"}\x00\x00\x00${\"offset\":3,\"path\":\"f\",\"0type\":\"get\"}";
+        h.send_all(&mut c, input, 64);
+        let (frames, complete) = decode_all(&c.socket_mut().output).unwrap();
+        assert!(complete, "the output ends at a frame boundary");
+        assert_eq!(kinds(&frames), ["file", "done", "error"]);
+        assert_eq!(frames[0].1, vec![b'x'; 70_000]);
+        assert_eq!(frames[2].0.str("code"), Some("bad-frame"));
+        assert!(matches!(c.phase(), Phase::Closing { .. }));
+    }
+}
