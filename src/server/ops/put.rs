@@ -146,39 +146,6 @@ pub fn remove_stale_temp_files(root: &std::path::Path) -> (usize, usize) {
     (removed, dirs)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temp_names_are_recognised_and_only_they() {
-        assert!(is_temp_name(&temp_name()));
-        for other in [".ferry-0123456789abcdef.tm", "ferry-0123456789abcdef.tmp", ".ferry-0123456789ABCDEF.tmp", ".ferry-01.tmp", "x"] {
-            assert!(!is_temp_name(other), "{other}");
-        }
-    }
-
-    #[test]
-    fn stale_temp_files_are_removed_and_nothing_else() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
-        let stale = [dir.path().join(temp_name()), dir.path().join("a/b").join(temp_name())];
-        for p in &stale {
-            std::fs::write(p, b"partial").unwrap();
-        }
-        std::fs::write(dir.path().join("a/keep.tmp"), b"mine").unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        let theirs = outside.path().join(temp_name());
-        std::fs::write(&theirs, b"not in the root").unwrap();
-        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
-        let (removed, dirs) = remove_stale_temp_files(dir.path());
-        assert_eq!((removed, dirs), (2, 3));
-        assert!(stale.iter().all(|p| !p.exists()));
-        assert!(dir.path().join("a/keep.tmp").exists());
-        assert!(theirs.exists(), "links are not followed");
-    }
-}
-
 fn too_large(max: u64) -> ProtoError {
     ProtoError::new(ErrorCode::TooLarge, format!("uploads are limited to {max} bytes on this server"))
 }
@@ -240,5 +207,38 @@ impl Target {
         self.committed = true;
         rustix::fs::fsync(&self.dir).map_err(err)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognised_and_only_they() {
+        assert!(is_temp_name(&temp_name()));
+        for other in [".ferry-0123456789abcdef.tm", "ferry-0123456789abcdef.tmp", ".ferry-0123456789ABCDEF.tmp", ".ferry-01.tmp", "x"] {
+            assert!(!is_temp_name(other), "{other}");
+        }
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        let stale = [dir.path().join(temp_name()), dir.path().join("a/b").join(temp_name())];
+        for p in &stale {
+            std::fs::write(p, b"partial").unwrap();
+        }
+        std::fs::write(dir.path().join("a/keep.tmp"), b"mine").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let theirs = outside.path().join(temp_name());
+        std::fs::write(&theirs, b"not in the root").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let (removed, dirs) = remove_stale_temp_files(dir.path());
+        assert_eq!((removed, dirs), (2, 3));
+        assert!(stale.iter().all(|p| !p.exists()));
+        assert!(dir.path().join("a/keep.tmp").exists());
+        assert!(theirs.exists(), "links are not followed");
     }
 }
