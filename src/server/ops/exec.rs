@@ -24,7 +24,7 @@ use crate::proto::msg::{self, Command, SignalName, Stream};
 use crate::proto::{encode_frame, ErrorCode, ProtoError};
 use crate::server::Config;
 use mio::unix::pipe::{Receiver, Sender};
-use mio::{Interest, Registry};
+use mio::{Interest, Registry, Token};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
@@ -69,21 +69,28 @@ impl Output {
 
     /// Moves what the pipe has into `out` as frames, up to `room` bytes.
     fn pump(&mut self, out: &mut Buf, id: Option<&Value>, room: usize, scratch: &mut [u8]) -> usize {
+        let want = room.min(scratch.len()).min(CHUNK);
+        let n = self.read(&mut scratch[..want]);
+        if n > 0 {
+            encode_frame(out.tail(), msg::output(self.stream, id), &scratch[..n]);
+        }
+        n
+    }
+
+    /// One read of the pipe into `buf`: bytes read, 0 when there are none now
+    /// (readiness cleared) or at EOF (the pipe dropped).
+    fn read(&mut self, buf: &mut [u8]) -> usize {
         let Some(pipe) = self.pipe.as_mut() else { return 0 };
-        if !self.ready || room == 0 {
+        if !self.ready || buf.is_empty() {
             return 0;
         }
-        let want = room.min(scratch.len()).min(CHUNK);
         loop {
-            match pipe.read(&mut scratch[..want]) {
+            match pipe.read(buf) {
                 Ok(0) => {
                     self.pipe = None;
                     return 0;
                 }
-                Ok(n) => {
-                    encode_frame(out.tail(), msg::output(self.stream, id), &scratch[..n]);
-                    return n;
-                }
+                Ok(n) => return n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.ready = false;
                     return 0;
@@ -127,6 +134,17 @@ impl Exec {
     /// Spawns the child for `req` and registers its pipes under `key`'s tokens.
     /// The exec policy is checked first: nothing is spawned for a request it refuses.
     pub fn start(req: &msg::Exec, id: Option<Value>, key: usize, ctx: &mut Ctx) -> Result<Exec, ProtoError> {
+        Exec::start_with(req, id, |role| token::conn(key, role), ctx)
+    }
+
+    /// As `start`, with the pipes registered under `token_of(role)` (a
+    /// datagram exec has no connection: its tokens are `token::udp_exec`).
+    pub fn start_with(
+        req: &msg::Exec,
+        id: Option<Value>,
+        token_of: impl Fn(Role) -> Token,
+        ctx: &mut Ctx,
+    ) -> Result<Exec, ProtoError> {
         let program = authorize(req, ctx.cfg)?;
         let cwd = match &req.cwd {
             Some(rel) => crate::paths::resolve_existing(&ctx.cfg.root, rel)?,
@@ -170,7 +188,7 @@ impl Exec {
             ProtoError::new(ErrorCode::SpawnFailed, format!("cannot run {what:?}: {e}"))
         })?;
         let pgid = child.id() as i32;
-        let pipes = register_pipes(&mut child, key, ctx.registry);
+        let pipes = register_pipes(&mut child, token_of, ctx.registry);
         let (out, err, stdin) = match pipes {
             Ok(p) => p,
             Err(e) => {
@@ -281,6 +299,28 @@ impl Exec {
         }
     }
 
+    /// Reads what the pipes have, up to about `budget` bytes, and hands each
+    /// chunk to `sink` instead of framing it (a datagram exec keeps prefixes
+    /// and counts totals). Returns bytes read.
+    pub fn read_output(&mut self, scratch: &mut [u8], budget: usize, mut sink: impl FnMut(Stream, &[u8])) -> usize {
+        let mut moved = 0;
+        loop {
+            let mut n = 0;
+            for out in [&mut self.stdout, &mut self.stderr] {
+                let want = budget.saturating_sub(moved + n).min(scratch.len()).min(CHUNK);
+                let got = out.read(&mut scratch[..want]);
+                if got > 0 {
+                    sink(out.stream, &scratch[..got]);
+                    n += got;
+                }
+            }
+            moved += n;
+            if n == 0 || moved >= budget {
+                return moved;
+            }
+        }
+    }
+
     /// Reaps the child if it has exited. Returns true when it was reaped now.
     pub fn try_reap(&mut self) -> bool {
         if self.status.is_some() {
@@ -383,19 +423,23 @@ impl Exec {
 }
 
 /// Takes the child's pipes, makes them non-blocking (mio's `From` conversions
-/// do not) and registers them under `key`'s tokens.
-fn register_pipes(child: &mut Child, key: usize, registry: &Registry) -> io::Result<(Receiver, Receiver, Option<Sender>)> {
+/// do not) and registers them under `token_of(role)`.
+fn register_pipes(
+    child: &mut Child,
+    token_of: impl Fn(Role) -> Token,
+    registry: &Registry,
+) -> io::Result<(Receiver, Receiver, Option<Sender>)> {
     let mut out = Receiver::from(child.stdout.take().expect("stdout is piped"));
     let mut err = Receiver::from(child.stderr.take().expect("stderr is piped"));
     out.set_nonblocking(true)?;
     err.set_nonblocking(true)?;
-    registry.register(&mut out, token::conn(key, Role::Stdout), Interest::READABLE)?;
-    registry.register(&mut err, token::conn(key, Role::Stderr), Interest::READABLE)?;
+    registry.register(&mut out, token_of(Role::Stdout), Interest::READABLE)?;
+    registry.register(&mut err, token_of(Role::Stderr), Interest::READABLE)?;
     let stdin = match child.stdin.take() {
         Some(s) => {
             let mut s = Sender::from(s);
             s.set_nonblocking(true)?;
-            registry.register(&mut s, token::conn(key, Role::Stdin), Interest::WRITABLE)?;
+            registry.register(&mut s, token_of(Role::Stdin), Interest::WRITABLE)?;
             Some(s)
         }
         None => None,
