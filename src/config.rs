@@ -9,6 +9,7 @@
 
 use crate::keys;
 use crate::proto::auth::Keys;
+use crate::server::udp::UdpConfig;
 use crate::server::Config;
 use log::LevelFilter;
 use serde::de::{self, Deserializer};
@@ -61,6 +62,8 @@ pub struct Settings {
 pub struct Overrides {
     pub config: Option<PathBuf>,
     pub listen: Vec<SocketAddr>,
+    /// `--udp`: replaces `udp.listen`.
+    pub udp: Vec<SocketAddr>,
     pub root: Option<PathBuf>,
     pub keys: Option<PathBuf>,
     pub log_level: Option<LevelFilter>,
@@ -103,6 +106,8 @@ struct FileConfig {
     #[serde(default)]
     exec: ExecSection,
     #[serde(default)]
+    udp: UdpSection,
+    #[serde(default)]
     log: LogSection,
 }
 
@@ -113,6 +118,18 @@ struct ExecSection {
     env_clear: Option<bool>,
     timeout: Option<Positive<u64>>,
     shell: Option<AbsPath>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UdpSection {
+    listen: Option<Vec<Listen>>,
+    max_reply: Option<ReplyLimit>,
+    window: Option<Positive<u64>>,
+    exec_timeout: Option<Positive<u64>>,
+    seen_max: Option<Positive<usize>>,
+    cache_max: Option<usize>,
+    cache_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,6 +162,14 @@ macro_rules! checked {
 
 checked!(Listen(String), "ADDR:PORT", |s| parse_listen(&s).map(|a| a.to_string()));
 checked!(HeaderLimit(usize), "a number of bytes from 64 to 65536", |n| if (64..=65536).contains(&n) {
+    Ok(n)
+} else {
+    Err(format!("{n} is out of range"))
+});
+checked!(ReplyLimit(usize), "a number of bytes from 512 to 65507", |n| if (UdpConfig::MIN_MAX_REPLY
+    ..=crate::proto::datagram::MAX_DATAGRAM)
+    .contains(&n)
+{
     Ok(n)
 } else {
     Err(format!("{n} is out of range"))
@@ -294,6 +319,18 @@ pub fn load(o: &Overrides) -> Result<Settings, String> {
     if let Some(shell) = f.exec.shell {
         c.shell = shell.0;
     }
+    let (u, d) = (f.udp, &mut c.udp);
+    if !o.udp.is_empty() {
+        d.listen = o.udp.clone();
+    } else if let Some(l) = u.listen {
+        d.listen = l.iter().map(|a| parse_listen(&a.0)).collect::<Result<_, _>>()?;
+    }
+    d.max_reply = u.max_reply.map_or(d.max_reply, |m| m.0);
+    d.window = u.window.map_or(d.window, |w| Duration::from_secs(w.0));
+    d.exec_timeout = u.exec_timeout.map_or(d.exec_timeout, |t| Duration::from_secs(t.0));
+    d.seen_max = u.seen_max.map_or(d.seen_max, |n| n.0);
+    d.cache_max = u.cache_max.unwrap_or(d.cache_max);
+    d.cache_bytes = u.cache_bytes.unwrap_or(d.cache_bytes);
     let file_level = f.log.level.map(|l| l.0.parse().expect("checked while reading"));
     c.log_level = o.log_level.or(file_level).unwrap_or(LevelFilter::Info);
 
@@ -414,6 +451,16 @@ impl Settings {
         }
         .ok();
         let _ = writeln!(out, "shell = {}", q(&c.shell.display().to_string()));
+        let _ = writeln!(out, "\n[udp]");
+        let u = &c.udp;
+        let listen: Vec<String> = u.listen.iter().map(|a| q(&a.to_string())).collect();
+        let _ = writeln!(out, "listen = [{}]", listen.join(", "));
+        let _ = writeln!(out, "max_reply = {}", u.max_reply);
+        let _ = writeln!(out, "window = {}", u.window.as_secs());
+        let _ = writeln!(out, "exec_timeout = {}", u.exec_timeout.as_secs());
+        let _ = writeln!(out, "seen_max = {}", u.seen_max);
+        let _ = writeln!(out, "cache_max = {}", u.cache_max);
+        let _ = writeln!(out, "cache_bytes = {}", u.cache_bytes);
         let _ = writeln!(out, "\n[log]");
         let _ = writeln!(out, "level = {}", q(&c.log_level.to_string().to_ascii_lowercase()));
         let target = match self.log_target {
@@ -467,6 +514,12 @@ mod tests {
             ("[exec]\ncolour = 1\n", "line 2, key exec.colour: unknown field `colour`"),
             ("max_header = 10\n", "line 1, key max_header: 10 is out of range"),
             ("[exec]\nallowed = [\"bin/x\"]\n", "line 2, key exec.allowed: \"bin/x\" is neither"),
+            ("[udp]\nmax_reply = 100\n", "line 2, key udp.max_reply: 100 is out of range (expected a number of bytes from 512 to 65507)"),
+            ("[udp]\nmax_reply = 65508\n", "line 2, key udp.max_reply: 65508 is out of range"),
+            ("[udp]\nwindow = 0\n", "line 2, key udp.window: 0 is out of range"),
+            ("[udp]\nlisten = [\"nowhere\"]\n", "line 2, key udp.listen:"),
+            ("[udp]\nseen_max = 0\n", "line 2, key udp.seen_max: 0 is out of range"),
+            ("[udp]\nport = 1\n", "line 2, key udp.port: unknown field `port`"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.starts_with("config file f.toml, "), "{err}");
@@ -502,6 +555,28 @@ mod tests {
         assert!(!s.server.allow_exec);
         let text = s.render();
         assert!(text.contains("max_children = 7"), "{text}");
+        assert!(text.contains("[udp]\nlisten = []\nmax_reply = 1400\n"), "{text}");
         assert!(!text.contains(&s.server.keys.keys[0].secret), "no secret in the rendering");
+    }
+
+    #[test]
+    fn the_udp_table_reads_and_the_flag_replaces_its_listen() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        crate::keys::generate(&keys, "k").unwrap();
+        let file = dir.path().join("ferryd.toml");
+        let udp = "[udp]\nlisten = [\"127.0.0.1:7075\", \"[::1]\"]\nmax_reply = 9000\nwindow = 5\nexec_timeout = 3\n\
+                   seen_max = 10\ncache_max = 0\ncache_bytes = 0\n";
+        std::fs::write(&file, format!("root = {:?}\nkeys = {:?}\n{udp}", dir.path(), keys)).unwrap();
+        let mut o = Overrides { config: Some(file), ..Default::default() };
+        let u = load(&o).unwrap().server.udp;
+        assert_eq!(u.listen, ["127.0.0.1:7075".parse().unwrap(), "[::1]:7075".parse().unwrap()]);
+        assert_eq!((u.max_reply, u.window, u.exec_timeout), (9000, Duration::from_secs(5), Duration::from_secs(3)));
+        assert_eq!((u.seen_max, u.cache_max, u.cache_bytes), (10, 0, 0));
+        o.udp = vec!["127.0.0.1:9".parse().unwrap()];
+        let s = load(&o).unwrap();
+        assert_eq!(s.server.udp.listen, o.udp);
+        assert!(s.render().contains("[udp]\nlisten = [\"127.0.0.1:9\"]\nmax_reply = 9000\nwindow = 5\n"), "{}", s.render());
+        assert_eq!(UdpConfig::default().listen, [], "off by default");
     }
 }

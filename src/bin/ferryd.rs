@@ -36,6 +36,10 @@ struct Cli {
     #[arg(short = 'l', long = "listen", value_name = "ADDR:PORT", value_parser = config::parse_listen)]
     listen: Vec<SocketAddr>,
 
+    /// Also answer datagrams on this UDP address, ADDR:PORT (repeatable; replaces udp.listen) [default: none]
+    #[arg(long = "udp", value_name = "ADDR:PORT", value_parser = config::parse_listen)]
+    udp: Vec<SocketAddr>,
+
     /// Directory served to clients; commands run there [default: the current directory]
     #[arg(short = 'r', long, value_name = "DIR")]
     root: Option<PathBuf>,
@@ -105,6 +109,7 @@ impl Cli {
         Overrides {
             config: abs(&self.config),
             listen: self.listen.clone(),
+            udp: self.udp.clone(),
             root: abs(&self.root),
             keys: abs(&self.keys),
             log_level: self.log_level,
@@ -164,7 +169,7 @@ fn main() -> ExitCode {
         info!("removed {removed} temporary file(s) of puts a previous run did not finish");
     }
     raise_fd_limit(settings.server.max_connections);
-    let listeners = match server::bind(&settings.server) {
+    let listeners = match server::bind(&settings.server).and_then(|t| Ok((t, server::udp::bind(&settings.server)?))) {
         Ok(l) => l,
         Err(e) => return fail(EX_UNAVAILABLE, e),
     };
@@ -194,7 +199,7 @@ fn init_logging(s: &Settings) -> Result<(), String> {
 /// daemon's verdict ("ready", or why not) and exits with it, so a second
 /// instance, a bad user or a lock held elsewhere is one line on the
 /// operator's terminal and a non-zero status.
-fn detach(settings: Settings, listeners: Vec<mio::net::TcpListener>, overrides: Overrides) -> ExitCode {
+fn detach(settings: Settings, listeners: Listeners, overrides: Overrides) -> ExitCode {
     if let Some(p) = &settings.pidfile {
         if let Some(holder) = pidfile_holder(p) {
             return fail(EX_UNAVAILABLE, format!("another ferryd (pid {holder}) holds the pidfile {}", p.display()));
@@ -257,11 +262,14 @@ fn pidfile_holder(path: &Path) -> Option<String> {
     Some(if pid.is_empty() { "?".into() } else { pid })
 }
 
+/// The bound TCP listeners and UDP sockets.
+type Listeners = (Vec<mio::net::TcpListener>, Vec<mio::net::UdpSocket>);
+
 /// Sets up the event loop and runs it. `ready` is the detached daemon's line
 /// to the process that started it: "ready", or "CODE message".
 fn serve(
     settings: Settings,
-    listeners: Vec<mio::net::TcpListener>,
+    (listeners, udp): Listeners,
     overrides: Overrides,
     ready: Option<UnixStream>,
 ) -> ExitCode {
@@ -273,7 +281,7 @@ fn serve(
     }
     let reload: server::Reload = Box::new(move || config::load(&overrides).map(|s| s.server));
     let cfg: Config = settings.server;
-    let server = match server::Server::new(cfg.clone(), listeners, Some(reload)) {
+    let server = match server::Server::new(cfg.clone(), listeners, Some(reload)).and_then(|s| s.with_udp(udp)) {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("cannot set up the event loop: {e}");
@@ -286,6 +294,9 @@ fn serve(
     for addr in server.local_addrs() {
         info!("listening on {addr}");
     }
+    for addr in server.udp_addrs() {
+        info!("listening on {addr}/udp");
+    }
     info!(
         "serving {} with {} key(s) from {}; exec {}; {}",
         cfg.root.display(),
@@ -297,7 +308,8 @@ fn serve(
     if let Some(mut r) = ready {
         let _ = r.write_all(b"ready\n");
     }
-    let addrs: Vec<String> = server.local_addrs().iter().map(ToString::to_string).collect();
+    let mut addrs: Vec<String> = server.local_addrs().iter().map(ToString::to_string).collect();
+    addrs.extend(server.udp_addrs().iter().map(|a| format!("{a}/udp")));
     let status = format!("serving {} on {}", cfg.root.display(), addrs.join(", "));
     server::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
     match server.run() {

@@ -532,6 +532,21 @@ mod tests {
     }
 
     #[test]
+    fn the_protocol_pages_worked_example() {
+        let header = br#"{"type":"ping","key_id":"example","nonce":"000102030405060708090a0b0c0d0e0f","ts":1700000000}"#;
+        assert_eq!(header.len(), 93);
+        let mut signed = 93u32.to_be_bytes().to_vec();
+        signed.extend_from_slice(header);
+        let secret = b"example-secret-do-not-use";
+        let t = tag(Direction::Request, secret, &signed);
+        assert_eq!(to_hex(&t), "c382c45fe82b32beff5267f787a60ad97a30e34873224ee661164e0a8472a0ac");
+        let bytes = [&t[..], &signed].concat();
+        assert_eq!(bytes.len(), 129);
+        let r = decode_request(&bytes, |id| (id == "example").then_some(&secret[..])).unwrap();
+        assert_eq!((r.header.kind.as_str(), r.ts), ("ping", 1_700_000_000));
+    }
+
+    #[test]
     fn unknown_keys_and_wrong_tags_are_told_apart_but_both_refused() {
         let bytes = encode_request("nobody", SECRET, request::ping(NONCE, 0), b"");
         assert_eq!(decode_request(&bytes, keys).unwrap_err(), DatagramError::UnknownKey);

@@ -8,7 +8,8 @@
 //! The loop (`run`): sleep until an event or the nearest deadline, dispatch
 //! the events, then sweep: pump connections that ran out of budget, fire
 //! expired deadlines, hand free child slots to waiting execs, remove closed
-//! connections, and move the shutdown along.
+//! connections, and move the shutdown along. Datagram mode (`udp.rs`) lives in
+//! the same loop: its sockets and its execs' pipes are one more event source.
 
 mod buf;
 pub mod conn;
@@ -16,6 +17,7 @@ pub mod ops;
 #[doc(hidden)]
 pub mod testing;
 pub mod token;
+pub mod udp;
 
 use crate::proto::auth::{fresh_nonce, Keys};
 use crate::proto::msg;
@@ -74,6 +76,8 @@ pub struct Config {
     pub server_name: String,
     /// A random key that unknown key ids are checked against (see `conn::on_auth`).
     pub decoy_key: [u8; 32],
+    /// Datagram mode (`[udp]`).
+    pub udp: udp::UdpConfig,
 }
 
 impl Config {
@@ -105,6 +109,7 @@ impl Config {
             log_level: log::LevelFilter::Info,
             server_name: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
             decoy_key: fresh_nonce(),
+            udp: udp::UdpConfig::default(),
         }
     }
 
@@ -183,6 +188,7 @@ pub struct Server {
     /// Accept failed for want of fds or memory: try again then (the
     /// listener is edge-triggered, so the backlog raises no new event).
     accept_retry: Option<Instant>,
+    udp: udp::Udp,
 }
 
 /// The context a connection works in, from the server's fields (a macro so
@@ -236,7 +242,19 @@ impl Server {
             shutdown: Shutdown::No,
             serial: 0,
             accept_retry: None,
+            udp: udp::Udp::new(),
         })
+    }
+
+    /// Adds the UDP sockets `udp::bind` made.
+    pub fn with_udp(mut self, sockets: Vec<mio::net::UdpSocket>) -> io::Result<Server> {
+        self.udp.add_sockets(self.poll.registry(), sockets)?;
+        Ok(self)
+    }
+
+    /// The UDP addresses actually bound.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.udp.local_addrs()
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -260,6 +278,7 @@ impl Server {
                 match token::parse(ev.token()) {
                     Source::Signals => self.on_signals(now),
                     Source::Listener(i) => self.accept(i, now),
+                    src @ (Source::Udp(_) | Source::UdpExec(..)) => self.on_udp(Some(src), now),
                     Source::Conn(key, role) => {
                         let Some(c) = self.conns.get_mut(key) else { continue };
                         match role {
@@ -282,7 +301,7 @@ impl Server {
     /// How long the poll may sleep: not at all with work pending, else until
     /// the nearest deadline.
     fn timeout(&self, now: Instant) -> Option<Duration> {
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() || self.udp.has_backlog() {
             return Some(Duration::ZERO);
         }
         let shutdown = match self.shutdown {
@@ -307,6 +326,16 @@ impl Server {
             Step::Yield => self.pending.push(key),
             Step::Close => self.closed.push(key),
         }
+    }
+
+    /// A UDP event (`None`: the backlog of the last turn).
+    fn on_udp(&mut self, src: Option<Source>, now: Instant) {
+        let mut ctx = ctx!(self, now);
+        match src {
+            Some(src) => self.udp.on_event(src, &mut ctx),
+            None => self.udp.sweep(&mut ctx),
+        }
+        self.next_deadline = earliest(self.next_deadline, self.udp.deadline());
     }
 
     fn accept(&mut self, i: usize, now: Instant) {
@@ -384,6 +413,7 @@ impl Server {
                 self.pump(key, now);
             }
         }
+        self.udp.reap(&mut ctx!(self, now));
         let before = self.orphans.len();
         self.orphans.retain_mut(|o| !matches!(o.child.try_wait(), Ok(Some(_)) | Err(_)));
         self.children -= before - self.orphans.len();
@@ -399,9 +429,10 @@ impl Server {
         notify(&[sd_notify::NotifyState::Reloading]);
         match reload() {
             Ok(mut new) => {
-                if new.listen != self.cfg.listen {
+                if new.listen != self.cfg.listen || new.udp.listen != self.cfg.udp.listen {
                     warn!("HUP: listen addresses changed; they take effect on a restart");
                     new.listen = self.cfg.listen.clone();
+                    new.udp.listen = self.cfg.udp.listen.clone();
                 }
                 crate::logger::set_level(new.log_level);
                 info!(
@@ -434,6 +465,7 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.shutdown = Shutdown::Draining(now + self.cfg.drain_timeout);
+        self.udp.drain();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             self.conns[key].drain();
@@ -444,6 +476,9 @@ impl Server {
     fn sweep(&mut self, now: Instant) {
         for key in std::mem::take(&mut self.pending) {
             self.pump(key, now);
+        }
+        if self.udp.has_backlog() {
+            self.on_udp(None, now);
         }
         if self.next_deadline.is_some_and(|d| d <= now) {
             self.fire_deadlines(now);
@@ -470,13 +505,16 @@ impl Server {
             }
         }
         match self.shutdown {
-            Shutdown::Draining(_) | Shutdown::Killing(_) if self.conns.is_empty() => self.shutdown = Shutdown::Done,
+            Shutdown::Draining(_) | Shutdown::Killing(_) if self.conns.is_empty() && self.udp.running() == 0 => {
+                self.shutdown = Shutdown::Done
+            }
             Shutdown::Draining(until) if now >= until => {
-                let busy = self.conns.iter().filter(|(_, c)| c.child_pid().is_some()).count();
+                let busy = self.conns.iter().filter(|(_, c)| c.child_pid().is_some()).count() + self.udp.running();
                 warn!("drain timeout: TERM to {busy} running commands, KILL in {}s", KILL_GRACE.as_secs());
                 for (_, c) in self.conns.iter_mut() {
                     c.term_child();
                 }
+                self.udp.term_children();
                 self.shutdown = Shutdown::Killing(now + KILL_GRACE);
             }
             Shutdown::Killing(until) if now >= until => self.shutdown = Shutdown::Done,
@@ -496,6 +534,7 @@ impl Server {
             self.conns[key].on_deadline(&mut ctx!(self, now));
             self.pump(key, now);
         }
+        self.udp.on_deadline(&mut ctx!(self, now));
         for o in &mut self.orphans {
             if o.kill_at.is_some_and(|t| t <= now) {
                 kill_group(o.child.id() as i32, libc::SIGKILL);
@@ -504,7 +543,7 @@ impl Server {
         }
         let conns = self.conns.iter().filter_map(|(_, c)| c.deadline(&self.cfg));
         let orphans = self.orphans.iter().filter_map(|o| o.kill_at);
-        self.next_deadline = conns.chain(orphans).min();
+        self.next_deadline = earliest(conns.chain(orphans).min(), self.udp.deadline());
     }
 
     /// Last act: no child outlives the daemon.
@@ -516,6 +555,7 @@ impl Server {
             kill_group(o.child.id() as i32, libc::SIGKILL);
             let _ = o.child.wait();
         }
+        self.udp.kill_and_reap();
         // Dropping the connections removes the temporary files of unfinished puts.
         self.conns.clear();
         info!("exiting");

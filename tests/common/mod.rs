@@ -408,3 +408,12 @@ pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+impl Daemon {
+    /// The first UDP address of a daemon started with `--udp` (or `udp.listen`),
+    /// from its `listening on ADDR:PORT/udp` line.
+    pub fn udp_addr(&self) -> SocketAddr {
+        let line = self.log.wait_for("/udp", WAIT).unwrap_or_else(|| panic!("no UDP listening line:\n{}", self.log.text()));
+        line.rsplit("listening on ").next().unwrap().trim().trim_end_matches("/udp").parse().expect("an address")
+    }
+}

@@ -1,0 +1,918 @@
+//! Datagram mode: authenticated UDP request/reply in the same reactor.
+//!
+//! `Udp` owns the UDP sockets, the seen set, the reply cache and the execs
+//! started by datagrams. The reactor hands it socket and pipe events
+//! (`on_event`), calls `sweep` while it has a backlog, `reap` on SIGCHLD and
+//! `on_deadline` for exec timeouts; the codec is `proto::datagram`.
+//!
+//! A datagram is read and judged in this order; the first that applies wins:
+//! 1. malformed, unknown key id, wrong tag: silence (counted; a debug line at
+//!    most once a second);
+//! 2. `ts` more than `udp.window` from our clock: `clock-skew`, with our time;
+//! 3. `(key_id, nonce)` seen: running, nothing; reply cached, the same reply
+//!    again (to the address the request came from; from another, `replayed`);
+//!    otherwise `replayed`;
+//! 4. the seen set full: dropped (a warning at most every 10 s);
+//! 5. served: `ping`, `stat` and errors answer at once; an `exec` that may
+//!    run (policy, a free child slot, else `busy`) is spawned and answered
+//!    when it ends. Every answer of step 5 is cached.
+//!
+//! The seen set holds a 128-bit fingerprint of `(key_id, nonce)` until our
+//! clock is past `ts + udp.window` (and as long on the monotonic clock, so
+//! a clock stepped forward lets nothing back in): by then the window check
+//! refuses the request anyway. It lives in memory, so "at most once" holds
+//! within one run of the daemon.
+//!
+//! An exec's output is read to the end (its totals are counted) but only a
+//! prefix of each stream is kept, `udp.max_reply` bytes at most; the reply
+//! splits its budget as `datagram::split_budget` says.
+//!
+//! Fairness: one turn reads at most `MAX_DATAGRAMS_PER_TURN` datagrams or
+//! `MAX_BYTES_PER_TURN` bytes; the rest waits for the next turn, so a flood
+//! costs TCP clients at most that much work between two of their events.
+
+use super::ops::exec::{effective_timeout, Exec};
+use super::ops::{stat, Ctx};
+use super::token::{self, Source};
+use super::Config;
+use crate::proto::datagram::{self, reply, DatagramError, ExecOutcome, MAX_DATAGRAM};
+use crate::proto::frame::Header;
+use crate::proto::msg::{self, Command, Request, Stream};
+use crate::proto::{ErrorCode, ProtoError};
+use log::{debug, info, warn};
+use mio::net::UdpSocket;
+use mio::{Interest, Registry};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use slab::Slab;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Datagrams read in one reactor turn, at most.
+pub const MAX_DATAGRAMS_PER_TURN: usize = 64;
+/// Bytes of datagrams read in one reactor turn, at most (about).
+pub const MAX_BYTES_PER_TURN: usize = 256 * 1024;
+/// Bytes of child output read for one exec in one turn.
+const EXEC_BUDGET: usize = 256 * 1024;
+/// A request `id` longer than this (as JSON) is `bad-request`: it is echoed
+/// in every reply, which must fit `udp.max_reply`.
+pub const MAX_ID_JSON: usize = 64;
+/// How often the "dropped" debug line and the "seen set full" warning may come.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(1);
+const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The `[udp]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpConfig {
+    /// Addresses to bind; empty: datagram mode is off.
+    pub listen: Vec<SocketAddr>,
+    /// The largest reply datagram, tag included.
+    pub max_reply: usize,
+    /// How far a request's `ts` may be from our clock.
+    pub window: Duration,
+    /// A ceiling on a datagram exec's timeout (and the timeout of those that give none).
+    pub exec_timeout: Duration,
+    /// `(key_id, nonce)` pairs remembered at most.
+    pub seen_max: usize,
+    /// Replies cached at most, in entries and in bytes.
+    pub cache_max: usize,
+    pub cache_bytes: usize,
+}
+
+impl UdpConfig {
+    pub const DEFAULT_MAX_REPLY: usize = 1400;
+    /// Room for any error reply: a nonce, an id of `MAX_ID_JSON` bytes, a message.
+    pub const MIN_MAX_REPLY: usize = 512;
+    pub const DEFAULT_WINDOW: u64 = 30;
+    pub const DEFAULT_EXEC_TIMEOUT: u64 = 10;
+    pub const DEFAULT_SEEN_MAX: usize = 131_072;
+    pub const DEFAULT_CACHE_MAX: usize = 4096;
+    pub const DEFAULT_CACHE_BYTES: usize = 4 * 1024 * 1024;
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            listen: Vec::new(),
+            max_reply: Self::DEFAULT_MAX_REPLY,
+            window: Duration::from_secs(Self::DEFAULT_WINDOW),
+            exec_timeout: Duration::from_secs(Self::DEFAULT_EXEC_TIMEOUT),
+            seen_max: Self::DEFAULT_SEEN_MAX,
+            cache_max: Self::DEFAULT_CACHE_MAX,
+            cache_bytes: Self::DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+/// Binds every `udp.listen` address. Errors name the address.
+pub fn bind(cfg: &Config) -> Result<Vec<UdpSocket>, String> {
+    if cfg.udp.listen.len() > token::MAX_UDP_SOCKETS {
+        return Err(format!("at most {} udp.listen addresses", token::MAX_UDP_SOCKETS));
+    }
+    let mut out = Vec::new();
+    for addr in &cfg.udp.listen {
+        let s = UdpSocket::bind(*addr).map_err(|e| format!("cannot listen on {addr}/udp: {e}"))?;
+        out.push(s);
+    }
+    Ok(out)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+// ---- the seen set and the reply cache ---------------------------------------
+
+/// `(key_id, nonce)` pairs within their window, as fingerprints.
+#[derive(Default)]
+struct Seen {
+    set: HashSet<u128>,
+    /// (monotonic expiry in ms since `Udp::epoch`, ts, fingerprint), soonest first.
+    expiry: BinaryHeap<Reverse<(u64, i64, u128)>>,
+}
+
+impl Seen {
+    /// Forgets pairs whose `ts` is out of the window on both clocks.
+    fn purge(&mut self, now_ms: u64, now_wall: i64, window: i64) {
+        while let Some(Reverse((at, ts, fp))) = self.expiry.peek().copied() {
+            if at > now_ms || now_wall <= ts.saturating_add(window) {
+                break;
+            }
+            self.expiry.pop();
+            self.set.remove(&fp);
+        }
+    }
+
+    fn insert(&mut self, fp: u128, ts: i64, now_ms: u64, now_wall: i64, window: i64) {
+        let left = ts.saturating_add(window).saturating_sub(now_wall).max(0) as u64;
+        let at = now_ms.saturating_add(left.saturating_add(1).saturating_mul(1000));
+        if self.set.insert(fp) {
+            self.expiry.push(Reverse((at, ts, fp)));
+        }
+    }
+}
+
+struct Cached {
+    reply: Vec<u8>,
+    peer: SocketAddr,
+    /// Monotonic ms (since `Udp::epoch`) after which it may go.
+    until: u64,
+}
+
+/// Replies by fingerprint, oldest evicted first.
+#[derive(Default)]
+struct Cache {
+    map: HashMap<u128, Cached>,
+    order: VecDeque<u128>,
+    bytes: usize,
+}
+
+impl Cache {
+    fn evict_oldest(&mut self) {
+        if let Some(fp) = self.order.pop_front() {
+            if let Some(c) = self.map.remove(&fp) {
+                self.bytes -= c.reply.len();
+            }
+        }
+    }
+
+    fn purge(&mut self, now_ms: u64) {
+        while let Some(fp) = self.order.front() {
+            if self.map.get(fp).is_some_and(|c| c.until > now_ms) {
+                break;
+            }
+            self.evict_oldest();
+        }
+    }
+
+    fn insert(&mut self, fp: u128, c: Cached, max: usize, max_bytes: usize) {
+        if c.reply.len() > max_bytes || max == 0 {
+            return;
+        }
+        while !self.order.is_empty() && (self.map.len() >= max || self.bytes + c.reply.len() > max_bytes) {
+            self.evict_oldest();
+        }
+        self.bytes += c.reply.len();
+        self.order.push_back(fp);
+        self.map.insert(fp, c);
+    }
+}
+
+// ---- the access line ---------------------------------------------------------
+
+/// Details longer than this (quoted) are cut, as on TCP.
+const MAX_DETAIL: usize = 1024;
+
+/// A request's access line, in the shape of `conn`'s: `access: udp PEER
+/// key=K KIND DETAIL in=0 out=N dur=D result=R`.
+struct Access {
+    kind: &'static str,
+    detail: String,
+    start: Instant,
+}
+
+impl Access {
+    fn new(h: &Header, req: &Result<Request, ProtoError>, now: Instant) -> Access {
+        let mut detail = String::new();
+        let kind = match h.kind.as_str() {
+            "ping" => "ping",
+            "exec" => "exec",
+            "get" => "get",
+            "put" => "put",
+            "list" => "list",
+            "stat" => "stat",
+            "auth" => "auth",
+            "data" => "data",
+            other => {
+                detail.push_str(" type=");
+                quote_into(&mut detail, other);
+                "unknown"
+            }
+        };
+        match req {
+            Ok(Request::Exec(e)) => match &e.command {
+                Command::Argv(argv) => {
+                    detail.push_str(" argv=[");
+                    for (i, a) in argv.iter().enumerate() {
+                        if i > 0 {
+                            detail.push(',');
+                        }
+                        quote_into(&mut detail, a);
+                        if detail.len() > MAX_DETAIL {
+                            break;
+                        }
+                    }
+                    detail.push(']');
+                }
+                Command::Shell(cmd) => {
+                    detail.push_str(" cmd=");
+                    quote_into(&mut detail, cmd);
+                }
+            },
+            Ok(Request::Stat(p)) => {
+                detail.push_str(" path=");
+                quote_into(&mut detail, &p.path);
+            }
+            _ => {}
+        }
+        if detail.len() > MAX_DETAIL {
+            let mut cut = MAX_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push_str("...");
+        }
+        Access { kind, detail, start: now }
+    }
+
+    fn log(&self, peer: SocketAddr, key: &str, out: usize, now: Instant, result: &str) {
+        // Pings are liveness probes: debug, as on TCP.
+        let level = if self.kind == "ping" { log::Level::Debug } else { log::Level::Info };
+        if !log::log_enabled!(level) {
+            return;
+        }
+        let mut l = format!("access: udp {peer} key=");
+        if key.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') {
+            l.push_str(key);
+        } else {
+            quote_into(&mut l, key);
+        }
+        let dur = now.saturating_duration_since(self.start).as_secs_f64();
+        let _ = write!(l, " {}{} in=0 out={out} dur={dur:.3}s result={result}", self.kind, self.detail);
+        log::log!(level, "{l}");
+    }
+}
+
+/// Appends `s` in double quotes with control characters escaped, as the TCP
+/// access line does, so a newline in a command cannot forge a line.
+fn quote_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+// ---- the execs -----------------------------------------------------------------
+
+/// An exec started by a datagram, until its reply goes out.
+struct Running {
+    exec: Exec,
+    fp: u128,
+    key_id: String,
+    /// The request's key: the reply is tagged with it even if a reload drops it meanwhile.
+    secret: Vec<u8>,
+    nonce: String,
+    id: Option<Value>,
+    peer: SocketAddr,
+    sock: usize,
+    /// Prefixes kept (at most `keep` bytes each) and totals read.
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    totals: [u64; 2],
+    keep: usize,
+    access: Access,
+}
+
+/// Counts of datagrams that got no answer.
+#[derive(Default)]
+struct Drops {
+    malformed: u64,
+    unknown_key: u64,
+    bad_tag: u64,
+    last_log: Option<Instant>,
+}
+
+struct Sock {
+    sock: UdpSocket,
+    readable: bool,
+}
+
+/// Datagram mode's state. See the module doc.
+pub struct Udp {
+    sockets: Vec<Sock>,
+    buf: Vec<u8>,
+    seen: Seen,
+    cache: Cache,
+    inflight: HashMap<u128, usize>,
+    execs: Slab<Running>,
+    /// Execs whose turn's read budget ran out with output left.
+    pending: Vec<usize>,
+    drops: Drops,
+    full_warned: Option<Instant>,
+    /// Salt of the fingerprints.
+    salt: [u8; 32],
+    epoch: Instant,
+    draining: bool,
+    /// The socket the next turn starts reading at (round robin).
+    next_sock: usize,
+}
+
+/// What a served request leads to.
+enum Outcome {
+    /// A reply to send and cache, and the access result.
+    Reply(Vec<u8>, String),
+    /// An exec that may run: started by the caller, answered when it ends.
+    Exec(msg::Exec),
+}
+
+impl Udp {
+    pub fn new() -> Udp {
+        Udp {
+            sockets: Vec::new(),
+            buf: Vec::new(),
+            seen: Seen::default(),
+            cache: Cache::default(),
+            inflight: HashMap::new(),
+            execs: Slab::new(),
+            pending: Vec::new(),
+            drops: Drops::default(),
+            full_warned: None,
+            salt: crate::proto::auth::fresh_nonce(),
+            epoch: Instant::now(),
+            draining: false,
+            next_sock: 0,
+        }
+    }
+
+    /// Takes the bound sockets and registers them.
+    pub fn add_sockets(&mut self, registry: &Registry, sockets: Vec<UdpSocket>) -> io::Result<()> {
+        for mut sock in sockets {
+            let i = self.sockets.len();
+            registry.register(&mut sock, token::udp(i), Interest::READABLE)?;
+            self.sockets.push(Sock { sock, readable: true });
+        }
+        if !self.sockets.is_empty() {
+            self.buf = vec![0; MAX_DATAGRAM + 1];
+        }
+        Ok(())
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().filter_map(|s| s.sock.local_addr().ok()).collect()
+    }
+
+    /// Work left for the next turn: datagrams not read yet, output not read yet.
+    pub fn has_backlog(&self) -> bool {
+        self.sockets.iter().any(|s| s.readable) || !self.pending.is_empty()
+    }
+
+    /// A socket or a pipe is ready.
+    pub fn on_event(&mut self, src: Source, ctx: &mut Ctx) {
+        match src {
+            Source::Udp(i) => {
+                if let Some(s) = self.sockets.get_mut(i) {
+                    s.readable = true;
+                }
+                self.receive(ctx);
+            }
+            Source::UdpExec(slot, role) => {
+                if let Some(r) = self.execs.get_mut(slot) {
+                    r.exec.on_event(role);
+                    self.pump(slot, ctx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The backlog of the last turn.
+    pub fn sweep(&mut self, ctx: &mut Ctx) {
+        for slot in std::mem::take(&mut self.pending) {
+            self.pump(slot, ctx);
+        }
+        if self.sockets.iter().any(|s| s.readable) {
+            self.receive(ctx);
+        }
+    }
+
+    /// Reaps exited children (SIGCHLD).
+    pub fn reap(&mut self, ctx: &mut Ctx) {
+        let slots: Vec<usize> = self.execs.iter().map(|(k, _)| k).collect();
+        for slot in slots {
+            if self.execs[slot].exec.try_reap() {
+                *ctx.children -= 1;
+                self.pump(slot, ctx);
+            }
+        }
+    }
+
+    /// The next exec timeout step (TERM, then KILL).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.execs.iter().filter_map(|(_, r)| r.exec.deadline()).min()
+    }
+
+    /// Acts on expired exec deadlines, then reads (an exec may end by them).
+    pub fn on_deadline(&mut self, ctx: &mut Ctx) {
+        let expired: Vec<usize> =
+            self.execs.iter().filter(|(_, r)| r.exec.deadline().is_some_and(|d| d <= ctx.now)).map(|(k, _)| k).collect();
+        for slot in expired {
+            self.execs[slot].exec.on_deadline(ctx.now);
+            self.pump(slot, ctx);
+        }
+    }
+
+    /// TERM or INT: running execs finish; new requests get `shutting-down`.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Execs still running.
+    pub fn running(&self) -> usize {
+        self.execs.len()
+    }
+
+    /// The drain timeout passed: TERM every running exec's group.
+    pub fn term_children(&self) {
+        for (_, r) in self.execs.iter() {
+            r.exec.signal(msg::SignalName::TERM);
+        }
+    }
+
+    /// The daemon exits: nothing outlives it.
+    pub fn kill_and_reap(&mut self) {
+        for (_, r) in self.execs.iter_mut() {
+            r.exec.kill_and_reap();
+        }
+        let d = &self.drops;
+        if d.malformed + d.unknown_key + d.bad_tag > 0 {
+            info!(
+                "udp: {} datagrams got no answer ({} malformed, {} unknown key id, {} wrong tag)",
+                d.malformed + d.unknown_key + d.bad_tag,
+                d.malformed,
+                d.unknown_key,
+                d.bad_tag
+            );
+        }
+    }
+
+    fn now_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    // ---- reading datagrams ---------------------------------------------------
+
+    /// Reads and handles datagrams until the sockets are dry or the turn's cap is reached.
+    fn receive(&mut self, ctx: &mut Ctx) {
+        let mut buf = std::mem::take(&mut self.buf);
+        let (mut count, mut bytes) = (0, 0);
+        let n = self.sockets.len();
+        let now_wall = unix_now();
+        'sockets: for k in 0..n {
+            let i = (self.next_sock + k) % n;
+            while self.sockets[i].readable {
+                if count >= MAX_DATAGRAMS_PER_TURN || bytes >= MAX_BYTES_PER_TURN {
+                    // The rest waits for the next turn, this socket first.
+                    self.next_sock = i;
+                    break 'sockets;
+                }
+                match self.sockets[i].sock.recv_from(&mut buf) {
+                    Ok((len, peer)) => {
+                        count += 1;
+                        bytes += len;
+                        self.on_datagram(i, &buf[..len], peer, now_wall, ctx);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.sockets[i].readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        // An ICMP error queued on the socket, say: counted as a read.
+                        count += 1;
+                        debug!("udp: receive: {e}");
+                    }
+                }
+            }
+        }
+        self.buf = buf;
+    }
+
+    /// Counts a datagram that gets no answer; a debug line at most once a second.
+    fn drop_silently(&mut self, e: DatagramError, peer: SocketAddr, now: Instant) {
+        let d = &mut self.drops;
+        match e {
+            DatagramError::Malformed(_) => d.malformed += 1,
+            DatagramError::UnknownKey => d.unknown_key += 1,
+            DatagramError::BadTag => d.bad_tag += 1,
+        }
+        if d.last_log.map_or(true, |t| now >= t + DROP_LOG_EVERY) {
+            d.last_log = Some(now);
+            debug!(
+                "udp: no answer to {peer}: {e} (so far {} malformed, {} unknown key id, {} wrong tag)",
+                d.malformed, d.unknown_key, d.bad_tag
+            );
+        }
+    }
+
+    fn fingerprint(&self, key_id: &str, nonce: &str) -> u128 {
+        let mut h = Sha256::new();
+        h.update(self.salt);
+        h.update(key_id.as_bytes());
+        h.update([0]);
+        h.update(datagram::nonce_bytes(nonce));
+        let d = h.finalize();
+        u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
+    }
+
+    fn send(&self, sock: usize, peer: SocketAddr, bytes: &[u8]) {
+        let Some(s) = self.sockets.get(sock) else { return };
+        match s.sock.send_to(bytes, peer) {
+            Ok(_) => {}
+            // A full send buffer drops the reply, as the network may: the
+            // client retransmits and gets it from the cache.
+            Err(e) => debug!("udp: reply to {peer}: {e}"),
+        }
+    }
+
+    fn on_datagram(&mut self, sock: usize, bytes: &[u8], peer: SocketAddr, now_wall: i64, ctx: &mut Ctx) {
+        let keys = &ctx.cfg.keys;
+        let req = match datagram::decode_request(bytes, |id| keys.get(id).map(|k| k.secret.as_bytes())) {
+            Ok(r) => r,
+            Err(e) => return self.drop_silently(e, peer, ctx.now),
+        };
+        let secret = keys.get(&req.key_id).expect("decode_request found it").secret.as_bytes().to_vec();
+        let ucfg = &ctx.cfg.udp;
+        let max_reply = ucfg.max_reply;
+        let window = ucfg.window.as_secs() as i64;
+        // An id too long for a reply is refused, and not echoed.
+        let (id, id_err) = match &req.header.id {
+            Some(v) if serde_json::to_vec(v).map_or(usize::MAX, |j| j.len()) > MAX_ID_JSON => {
+                let m = format!("id: at most {MAX_ID_JSON} bytes of JSON over UDP");
+                (None, Some(ProtoError::new(ErrorCode::BadRequest, m)))
+            }
+            id => (id.clone(), None),
+        };
+        let parsed = Request::from_header(&req.header);
+        let access = Access::new(&req.header, &parsed, ctx.now);
+
+        if req.ts.abs_diff(now_wall) > window as u64 {
+            let err = ProtoError::new(
+                ErrorCode::ClockSkew,
+                format!("ts is {}s off (window {window}s)", req.ts.saturating_sub(now_wall)),
+            );
+            let r = error_datagram(&secret, max_reply, &err, &req.nonce, id.as_ref(), Some(now_wall));
+            self.send(sock, peer, &r);
+            access.log(peer, &req.key_id, 0, ctx.now, "error:clock-skew");
+            return;
+        }
+
+        let now_ms = self.now_ms(ctx.now);
+        self.seen.purge(now_ms, now_wall, window);
+        self.cache.purge(now_ms);
+        let fp = self.fingerprint(&req.key_id, &req.nonce);
+        if self.seen.set.contains(&fp) {
+            if self.inflight.contains_key(&fp) {
+                debug!("udp {peer}: nonce {} is running; its reply comes when it ends", req.nonce);
+            } else if let Some(c) = self.cache.map.get(&fp).filter(|c| c.peer == peer) {
+                debug!("udp {peer}: nonce {} again: the cached reply", req.nonce);
+                self.send(sock, peer, &c.reply);
+            } else {
+                let err = ProtoError::new(ErrorCode::Replayed, "already served");
+                let r = error_datagram(&secret, max_reply, &err, &req.nonce, id.as_ref(), None);
+                self.send(sock, peer, &r);
+                access.log(peer, &req.key_id, 0, ctx.now, "error:replayed");
+            }
+            return;
+        }
+        if self.seen.set.len() >= ucfg.seen_max {
+            if self.full_warned.map_or(true, |t| ctx.now >= t + FULL_WARN_EVERY) {
+                self.full_warned = Some(ctx.now);
+                warn!(
+                    "udp: the seen set is full ({} requests within the window, udp.seen_max); new requests are dropped",
+                    self.seen.set.len()
+                );
+            }
+            return;
+        }
+        self.seen.insert(fp, req.ts, now_ms, now_wall, window);
+
+        let outcome = match (id_err, self.draining) {
+            (Some(e), _) => Err(e),
+            (None, true) => Err(ProtoError::new(ErrorCode::ShuttingDown, "the server is shutting down")),
+            (None, false) => self.serve(parsed, &req.header, &secret, id.as_ref(), ctx),
+        };
+        let outcome = match outcome {
+            Ok(Outcome::Exec(e)) => {
+                let slot = self.execs.vacant_key();
+                match Exec::start_with(&e, None, |role| token::udp_exec(slot, role), ctx) {
+                    Ok(exec) => {
+                        debug!("udp {peer}: exec {:?} as pid {}", e.command, exec.pid());
+                        self.inflight.insert(fp, slot);
+                        self.execs.insert(Running {
+                            exec,
+                            fp,
+                            key_id: req.key_id,
+                            secret,
+                            nonce: req.nonce,
+                            id,
+                            peer,
+                            sock,
+                            stdout: Vec::new(),
+                            stderr: Vec::new(),
+                            totals: [0, 0],
+                            keep: max_reply,
+                            access,
+                        });
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        };
+        let (reply, result) = match outcome {
+            Ok(Outcome::Reply(bytes, result)) => (bytes, result),
+            Ok(Outcome::Exec(_)) => unreachable!("started above"),
+            Err(e) => {
+                let r = error_datagram(&secret, max_reply, &e, &req.nonce, id.as_ref(), None);
+                (r, format!("error:{}", e.code.as_str()))
+            }
+        };
+        self.send(sock, peer, &reply);
+        access.log(peer, &req.key_id, 0, ctx.now, &result);
+        self.cache_reply(fp, reply, peer, now_ms, ctx.cfg);
+    }
+
+    fn cache_reply(&mut self, fp: u128, reply: Vec<u8>, peer: SocketAddr, now_ms: u64, cfg: &Config) {
+        // As long as a retransmission could pass the window check.
+        let until = now_ms.saturating_add(cfg.udp.window.as_millis() as u64 * 2 + 1000);
+        self.cache.insert(fp, Cached { reply, peer, until }, cfg.udp.cache_max, cfg.udp.cache_bytes);
+    }
+
+    /// Serves a fresh request: a reply now, or an exec to start.
+    fn serve(
+        &mut self,
+        parsed: Result<Request, ProtoError>,
+        header: &Header,
+        secret: &[u8],
+        id: Option<&Value>,
+        ctx: &mut Ctx,
+    ) -> Result<Outcome, ProtoError> {
+        let nonce = header.str("nonce").unwrap_or_default();
+        let max_reply = ctx.cfg.udp.max_reply;
+        match parsed? {
+            Request::Ping => {
+                let r = datagram::encode_reply(secret, reply::pong(nonce, unix_now(), id), b"");
+                Ok(Outcome::Reply(r, "ok".into()))
+            }
+            Request::Stat(p) => {
+                let h = reply::with_nonce(stat::stat(&p, id, ctx)?, nonce);
+                let r = datagram::encode_reply(secret, h, b"");
+                if r.len() > max_reply {
+                    let m = format!("the reply would be over udp.max_reply ({max_reply} bytes)");
+                    return Err(ProtoError::new(ErrorCode::TooLarge, m));
+                }
+                Ok(Outcome::Reply(r, "ok".into()))
+            }
+            Request::Exec(mut e) => {
+                if e.stdin {
+                    return Err(ProtoError::new(ErrorCode::BadRequest, "exec: no stdin over UDP"));
+                }
+                super::ops::exec::authorize(&e, ctx.cfg)?;
+                // No queue: a datagram exec runs now or is refused. A TCP exec
+                // waiting for a slot comes first.
+                if *ctx.children >= ctx.cfg.max_children
+                    || !ctx.waiters.is_empty()
+                    || self.execs.len() >= token::MAX_UDP_EXECS
+                {
+                    return Err(ProtoError::new(ErrorCode::Busy, "every child slot is taken; try again later"));
+                }
+                let t = effective_timeout(e.timeout, Some(ctx.cfg.udp.exec_timeout));
+                e.timeout = t.map(|t| t.as_secs_f64());
+                Ok(Outcome::Exec(e))
+            }
+            Request::Unknown(t) => Err(ProtoError::new(ErrorCode::UnknownType, format!("unknown request type {t:?}"))),
+            _ => Err(ProtoError::new(
+                ErrorCode::UnknownType,
+                format!("{:?} is not served over UDP (ping, stat and exec are; the rest is TCP's)", header.kind),
+            )),
+        }
+    }
+
+    // ---- running execs ----------------------------------------------------------
+
+    /// Reads the exec's output; sends its reply once it is finished.
+    fn pump(&mut self, slot: usize, ctx: &mut Ctx) {
+        let Some(r) = self.execs.get_mut(slot) else { return };
+        let keep = r.keep;
+        let (out, err, totals) = (&mut r.stdout, &mut r.stderr, &mut r.totals);
+        let n = r.exec.read_output(ctx.scratch, EXEC_BUDGET, |stream, bytes| {
+            let (buf, total) = match stream {
+                Stream::Stdout => (&mut *out, &mut totals[0]),
+                Stream::Stderr => (&mut *err, &mut totals[1]),
+            };
+            *total += bytes.len() as u64;
+            let room = keep.saturating_sub(buf.len()).min(bytes.len());
+            buf.extend_from_slice(&bytes[..room]);
+        });
+        if n >= EXEC_BUDGET {
+            if !self.pending.contains(&slot) {
+                self.pending.push(slot);
+            }
+        } else if r.exec.is_finished() {
+            self.finish(slot, ctx);
+        }
+    }
+
+    fn finish(&mut self, slot: usize, ctx: &mut Ctx) {
+        let r = self.execs.remove(slot);
+        self.inflight.remove(&r.fp);
+        let frame = r.exec.exit_frame();
+        let int = |k: &str| frame.get(k).and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok());
+        let o = ExecOutcome {
+            code: int("code"),
+            signal: int("signal"),
+            timed_out: frame.get("timed_out") == Some(&Value::Bool(true)),
+            stdout: &r.stdout,
+            stderr: &r.stderr,
+            stdout_total: r.totals[0],
+            stderr_total: r.totals[1],
+        };
+        let bytes = datagram::encode_result(&r.secret, ctx.cfg.udp.max_reply, &r.nonce, r.id.as_ref(), &o);
+        let head = u32::from_be_bytes(bytes[datagram::TAG_LEN..datagram::OVERHEAD].try_into().expect("4 bytes"));
+        let out = bytes.len() - datagram::OVERHEAD - head as usize;
+        let mut result = match (o.code, o.signal) {
+            (Some(c), _) => format!("exit:{c}"),
+            (None, Some(s)) => format!("signal:{s}"),
+            (None, None) => "exit:?".to_string(),
+        };
+        if o.timed_out {
+            result.push_str(" timed_out=true");
+        }
+        if (out as u64) < o.stdout_total + o.stderr_total {
+            result.push_str(" truncated=true");
+        }
+        self.send(r.sock, r.peer, &bytes);
+        r.access.log(r.peer, &r.key_id, out, ctx.now, &result);
+        let now_ms = self.now_ms(ctx.now);
+        self.cache_reply(r.fp, bytes, r.peer, now_ms, ctx.cfg);
+    }
+}
+
+impl Default for Udp {
+    fn default() -> Self {
+        Udp::new()
+    }
+}
+
+/// An error reply that fits `max_reply`: the message is cut if it must be.
+/// `server_ts` is added for `clock-skew`.
+fn error_datagram(
+    secret: &[u8],
+    max_reply: usize,
+    err: &ProtoError,
+    nonce: &str,
+    id: Option<&Value>,
+    server_ts: Option<i64>,
+) -> Vec<u8> {
+    let mut err = err.clone();
+    loop {
+        let h = match server_ts {
+            Some(ts) => reply::clock_skew(&err, nonce, ts, id),
+            None => reply::error(&err, nonce, id),
+        };
+        let bytes = datagram::encode_reply(secret, h, b"");
+        if bytes.len() <= max_reply || err.message.is_empty() {
+            return bytes;
+        }
+        let mut cut = err.message.len() / 2;
+        while !err.message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        err.message.truncate(cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const W: i64 = 30;
+
+    #[test]
+    fn the_seen_set_forgets_a_nonce_only_once_its_ts_is_out_of_the_window_on_both_clocks() {
+        let mut s = Seen::default();
+        let (t0, ms0) = (1_000_000, 5_000);
+        s.insert(1, t0, ms0, t0, W);
+        s.insert(2, t0 + W, ms0, t0, W);
+        s.insert(1, t0, ms0, t0, W);
+        assert_eq!((s.set.len(), s.expiry.len()), (2, 2), "inserted once");
+        // The wall clock is past ts + window, but the monotonic clock is not:
+        // a clock stepped forward lets nothing back in.
+        s.purge(ms0 + 1000, t0 + W + 1, W);
+        assert!(s.set.contains(&1));
+        s.purge(ms0 + (W as u64 + 1) * 1000, t0 + W + 1, W);
+        assert!(!s.set.contains(&1) && s.set.contains(&2));
+        // A clock stepped back keeps it, monotonic time or not.
+        s.purge(u64::MAX, t0 + 2 * W, W);
+        assert!(s.set.contains(&2));
+        s.purge(u64::MAX, t0 + 2 * W + 1, W);
+        assert!(s.set.is_empty() && s.expiry.is_empty());
+    }
+
+    fn cached(n: usize, until: u64) -> Cached {
+        Cached { reply: vec![0; n], peer: SocketAddr::from(([127, 0, 0, 1], 9)), until }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_entries_and_bytes_oldest_out_first() {
+        let mut c = Cache::default();
+        for fp in 0..10 {
+            c.insert(fp, cached(100, 50), 4, 1000);
+        }
+        assert_eq!(c.order, [6, 7, 8, 9]);
+        assert_eq!(c.bytes, 400);
+        c.insert(10, cached(901, 60), 4, 1000);
+        assert_eq!((c.order.iter().copied().collect::<Vec<_>>(), c.bytes), (vec![10], 901));
+        c.insert(11, cached(1001, 60), 4, 1000);
+        assert!(!c.map.contains_key(&11), "a reply larger than the cache is not cached");
+        c.insert(12, cached(1, 60), 0, 1000);
+        assert!(!c.map.contains_key(&12), "cache_max 0: nothing is cached");
+        c.purge(59);
+        assert!(c.map.contains_key(&10));
+        c.purge(60);
+        assert!(c.map.is_empty() && c.order.is_empty() && c.bytes == 0);
+    }
+
+    #[test]
+    fn error_replies_are_cut_to_fit() {
+        let nonce = "00112233445566778899aabbccddeeff";
+        let id = json!("i".repeat(60));
+        let long = ProtoError::new(ErrorCode::NotAllowed, "é".repeat(2000));
+        for max in [UdpConfig::MIN_MAX_REPLY, 1400] {
+            let bytes = error_datagram(b"key", max, &long, nonce, Some(&id), None);
+            assert!(bytes.len() <= max, "{} > {max}", bytes.len());
+            let r = datagram::decode_reply(b"key", &bytes).unwrap();
+            assert_eq!((r.header.str("code"), r.header.id.as_ref()), (Some("not-allowed"), Some(&id)));
+            assert!(r.header.str("message").unwrap().len() > max / 4, "cut no more than needed");
+        }
+        let short = ProtoError::new(ErrorCode::ClockSkew, "off");
+        let r = datagram::decode_reply(b"key", &error_datagram(b"key", 512, &short, nonce, None, Some(42))).unwrap();
+        assert_eq!((r.header.str("message"), r.header.fields.get("ts")), (Some("off"), Some(&json!(42))));
+    }
+
+    #[test]
+    fn access_details_are_quoted_as_on_tcp() {
+        let h = crate::proto::frame::parse_header(br#"{"type":"exec","cmd":"a\nb \"c\""}"#).unwrap();
+        let a = Access::new(&h, &Request::from_header(&h), Instant::now());
+        assert_eq!((a.kind, a.detail.as_str()), ("exec", r#" cmd="a\nb \"c\"""#));
+        let h = crate::proto::frame::parse_header(br#"{"type":"fr\u0007ob"}"#).unwrap();
+        let a = Access::new(&h, &Request::from_header(&h), Instant::now());
+        assert_eq!((a.kind, a.detail.as_str()), ("unknown", r#" type="fr\u0007ob""#));
+    }
+}
