@@ -215,7 +215,11 @@ fn error_reply(e: &ProtoError, ex: &Exchange) -> i32 {
         }
         ErrorCode::ClockSkew => {
             let server = ex.reply.header.fields.get("ts").and_then(Value::as_i64);
-            let by = server.map(|s| format!(" (the server's clock is {} s from ours)", s - ex.ts)).unwrap_or_default();
+            let by = match server.map(|s| s - ex.ts) {
+                Some(d) if d >= 0 => format!(" (the server's clock is {d} s ahead of ours)"),
+                Some(d) => format!(" (the server's clock is {} s behind ours)", d.unsigned_abs()),
+                None => String::new(),
+            };
             fail(format_args!("server error {}: {}{by}", e.code.as_str(), e.message))
         }
         _ => fail(format_args!("server error {}: {}", e.code.as_str(), e.message)),
@@ -260,7 +264,7 @@ pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, enc
         );
     }
     if result.timed_out {
-        eprintln!("ferry: the server stopped the command at its time limit for datagram requests");
+        eprintln!("ferry: the server stopped the command at its time limit for datagram requests (udp.exec_timeout)");
     }
     ExitStatus { code: result.code, signal: result.signal }.shell_code()
 }
