@@ -442,6 +442,42 @@ fn term_lets_a_running_udp_exec_finish_and_refuses_new_requests() {
     assert_eq!(d.wait_exit(WAIT), Some(0));
 }
 
+#[test]
+fn off_by_default_and_on_for_every_address_given() {
+    let _alone = shared();
+    let d = Daemon::start();
+    assert!(d.log.wait_for("serving ", WAIT).is_some());
+    assert!(!d.log.text().contains("/udp"), "{}", d.log.text());
+    drop(d);
+    let d = udp_daemon(&["--udp", "[::1]:0"]);
+    assert!(d.log.wait_for("serving ", WAIT).is_some());
+    assert_eq!(d.log.count("/udp"), 2, "{}", d.log.text());
+    let line = d.log.wait_for("listening on [::1]:", WAIT).unwrap();
+    let v6: SocketAddr = line.rsplit("listening on ").next().unwrap().trim_end_matches("/udp").parse().unwrap();
+    let mut c = Client::new(&d);
+    c.sock = UdpSocket::bind("[::1]:0").unwrap();
+    c.server = v6;
+    assert_eq!(c.ping().header.kind, "pong");
+}
+
+#[test]
+fn a_udp_exec_still_running_at_the_drain_timeout_gets_term_and_its_reply() {
+    let _alone = shared();
+    let mut d = udp_daemon(&["--drain-timeout", "1"]);
+    let c = Client::new(&d);
+    let nonce = datagram::fresh_udp_nonce();
+    let bytes = c.datagram(request::exec(&exec(Command::Argv(vec!["sleep".into(), "30".into()])), &nonce, now()));
+    c.send(&bytes);
+    eventually("the command runs", WAIT, || !children_of(d.pid()).is_empty());
+    let t = Instant::now();
+    d.signal(libc::SIGTERM);
+    let x = result(&c.ask_raw(&bytes, &nonce).0);
+    assert_eq!((x.code, x.signal), (None, Some(15)));
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(d.log.text().contains("drain timeout: TERM to 1 running commands"), "{}", d.log.text());
+}
+
 /// A tiny deterministic generator for garbage.
 struct XorShift(u64);
 
