@@ -474,3 +474,26 @@ fn a_terminal_gets_a_progress_bar_unless_quiet() {
     assert_eq!(code, Some(0), "{tty}");
     assert_eq!(tty, "", "-q: no bar");
 }
+
+#[test]
+fn get_into_a_fifo_writes_through_it_and_leaves_it_a_fifo() {
+    use std::os::unix::fs::FileTypeExt;
+    let d = Daemon::start();
+    let data = random(300_000);
+    fs::write(d.path("blob"), &data).unwrap();
+    let here = tempfile::tempdir().unwrap();
+    let fifo = here.path().join("pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read(fifo).unwrap())
+    };
+    let out = ferry_in(&d, here.path(), &["get", &d.target(), "blob", "pipe"], b"");
+    assert_status(&out, 0);
+    assert!(reader.join().unwrap() == data, "the bytes went through the FIFO");
+    assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO was not replaced by a file");
+    assert!(!here.path().join("pipe.part").exists());
+    let out = ferry_in(&d, here.path(), &["get", "-c", &d.target(), "blob", "pipe"], b"");
+    assert_status(&out, 2);
+}

@@ -176,6 +176,9 @@ fn local_basename(local: &str) -> Option<String> {
 enum Dest {
     Stdout,
     File(PathBuf),
+    /// An existing device or FIFO (`/dev/null`, a tape, a pipe): written in
+    /// place, as `scp` does, never replaced by a renamed `.part`.
+    Special(PathBuf),
 }
 
 /// LOCAL as scp reads it: absent, the remote basename here; a directory,
@@ -189,6 +192,7 @@ fn get_dest(remote: &str, local: Option<&str>) -> Result<Dest, Failure> {
         Some("-") => Dest::Stdout,
         None => Dest::File(PathBuf::from(base()?)),
         Some(l) if Path::new(l).is_dir() => Dest::File(Path::new(l).join(base()?)),
+        Some(l) if fs::metadata(l).is_ok_and(|m| !m.is_file()) => Dest::Special(PathBuf::from(l)),
         Some(l) => Dest::File(PathBuf::from(l)),
     })
 }
@@ -327,12 +331,21 @@ fn get_file(
 }
 
 /// A `get` to stdout: checked all the same, but what was written stays written.
-fn get_stdout(s: &mut Session, ui: &Ui, remote: &str, on_local: OnLocalError) -> Result<(), Failure> {
-    let info = s.get_start(remote, 0, Digest::Sha256).map_err(|e| Failure::from_error(e, &"stdout"))?;
+/// A get streamed into `out` (stdout, a device): checked at the end, since
+/// nothing can be renamed into place.
+fn get_stream(
+    s: &mut Session,
+    ui: &Ui,
+    remote: &str,
+    out: impl Write,
+    name: &str,
+    on_local: OnLocalError,
+) -> Result<(), Failure> {
+    let info = s.get_start(remote, 0, Digest::Sha256).map_err(|e| Failure::from_error(e, &name))?;
     let bar = ui.bar(info.file_size, 0, remote);
-    let mut out = Hashing { inner: io::stdout().lock(), hasher: Sha256::new(), bar: &bar };
-    let theirs = s.get_body(&info, &mut out, on_local).map_err(|e| Failure::from_error(e, &"stdout"));
-    let flushed = out.flush().map_err(|e| Failure::local(&"stdout", &e));
+    let mut out = Hashing { inner: out, hasher: Sha256::new(), bar: &bar };
+    let theirs = s.get_body(&info, &mut out, on_local).map_err(|e| Failure::from_error(e, &name));
+    let flushed = out.flush().map_err(|e| Failure::local(&name, &e));
     let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, out.hasher, t)));
     if r.is_ok() {
         bar.finish()
@@ -351,7 +364,12 @@ fn run_get(
     on_local: OnLocalError,
 ) -> Result<(), Failure> {
     match dest {
-        Dest::Stdout => get_stdout(s, ui, remote, on_local),
+        Dest::Stdout => get_stream(s, ui, remote, io::stdout().lock(), "stdout", on_local),
+        Dest::Special(p) => {
+            let name = p.display().to_string();
+            let f = OpenOptions::new().write(true).open(p).map_err(|e| Failure::local(&name, &e))?;
+            get_stream(s, ui, remote, f, &name, on_local)
+        }
         Dest::File(p) => get_file(s, ui, remote, p, resume, on_local),
     }
 }
@@ -360,6 +378,9 @@ fn run_get(
 pub fn get(target: &Target, key: &Key, opts: &Options, ui: Ui, remote: &str, local: Option<&str>, resume: bool) -> i32 {
     let dest = match get_dest(remote, local) {
         Ok(Dest::Stdout) if resume => return Failure::Usage("-c cannot resume a get to stdout".into()).report(),
+        Ok(Dest::Special(p)) if resume => {
+            return Failure::Usage(format!("-c cannot resume a get into {}, which is not a file", p.display())).report()
+        }
         Ok(d) => d,
         Err(f) => return f.report(),
     };
