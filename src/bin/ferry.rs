@@ -5,7 +5,7 @@
 //! for the file commands 0, or 1 for a remote or local file error.
 
 use clap::{Args, Parser, Subcommand};
-use ferry::client::{cli, encoding, transfer, udp, Family, Options, Target};
+use ferry::client::{cli, encoding, fanout, hosts, transfer, udp, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -67,6 +67,32 @@ struct Opts {
     ipv6: bool,
 }
 
+/// Fan-out: the same request to many hosts (run, ping, put, get).
+#[derive(Args, Debug)]
+struct Fleet {
+    /// Do it on every host of HOSTS (pdsh syntax: web[01-20],db1:7075,[::1]:7075; repeatable)
+    #[arg(short = 'H', long = "hosts", value_name = "HOSTS")]
+    hosts: Vec<String>,
+    /// Read HOSTS from FILE, one or more a line (# comments)
+    #[arg(long = "hostfile", value_name = "FILE")]
+    hostfile: Option<PathBuf>,
+    /// Leave out the hosts of HOSTS (same syntax; repeatable)
+    #[arg(short = 'x', long = "exclude", value_name = "HOSTS")]
+    exclude: Vec<String>,
+    /// At most N hosts connecting and authenticating at once
+    #[arg(short = 'f', long = "fanout", value_name = "N", default_value_t = fanout::DEFAULT_FANOUT)]
+    fanout: usize,
+    /// Print one JSON object per host (host, status, code, signal, stdout, stderr, duration, error)
+    #[arg(long = "json")]
+    json: bool,
+}
+
+impl Fleet {
+    fn active(&self) -> bool {
+        !self.hosts.is_empty() || self.hostfile.is_some()
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run one command and exit with its status
@@ -80,10 +106,16 @@ enum Cmd {
         /// Decode the command's output from LABEL (gbk, shift_jis, windows-1252...) to UTF-8 [default: $FERRY_ENCODING]
         #[arg(long = "encoding", value_name = "LABEL")]
         encoding: Option<String>,
+        /// With -H: print each distinct output once, under the hosts that produced it
+        #[arg(short = 'b', long = "gather")]
+        gather: bool,
+        #[command(flatten)]
+        fleet: Fleet,
+        /// The server (not with -H)
         #[arg(value_name = "HOST[:PORT]")]
-        host: String,
+        host: Option<String>,
         /// The command: one argument runs through sh -c, several run as argv
-        #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
     /// Measure the round trip to a server
@@ -97,30 +129,39 @@ enum Cmd {
         /// Ping over UDP: one authenticated datagram each way
         #[arg(short = 'u', long = "udp")]
         udp: bool,
+        #[command(flatten)]
+        fleet: Fleet,
+        /// The server (not with -H)
         #[arg(value_name = "HOST[:PORT]")]
-        host: String,
+        host: Option<String>,
     },
     /// Fetch a remote file (to LOCAL.part, checked, then renamed)
     Get {
         /// Resume from the size of an existing LOCAL.part
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        #[command(flatten)]
+        fleet: Fleet,
+        /// The server (with -H, give REMOTE [LOCAL] only)
         #[arg(value_name = "HOST[:PORT]")]
-        host: String,
+        host: Option<String>,
         /// The file, relative to the served root
         #[arg(value_name = "REMOTE")]
-        remote: String,
-        /// Where to write [default: REMOTE's name here; into it if a directory; - for stdout]
+        remote: Option<String>,
+        /// Where to write [default: REMOTE's name here; into it if a directory; - for stdout; with -H, a directory: LOCAL/HOST/NAME]
         #[arg(value_name = "LOCAL")]
         local: Option<String>,
     },
     /// Send a file (checked by the server, replaced atomically)
     Put {
+        #[command(flatten)]
+        fleet: Fleet,
+        /// The server (with -H, give LOCAL [REMOTE] only)
         #[arg(value_name = "HOST[:PORT]")]
-        host: String,
+        host: Option<String>,
         /// The file to send; - reads stdin
         #[arg(value_name = "LOCAL")]
-        local: String,
+        local: Option<String>,
         /// Where to put it [default: LOCAL's name in the root; into it if a directory]
         #[arg(value_name = "REMOTE")]
         remote: Option<String>,
@@ -181,12 +222,36 @@ fn real_main(cli: Cli) -> i32 {
     if let Some(Cmd::Keygen { id, file }) = &cli.cmd {
         return cli::keygen(file, id, o.quiet);
     }
+    let fleet = match &cli.cmd {
+        Some(Cmd::Run { fleet, .. } | Cmd::Ping { fleet, .. } | Cmd::Get { fleet, .. } | Cmd::Put { fleet, .. }) => Some(fleet),
+        _ => None,
+    };
+    if let Some(f) = fleet.filter(|f| f.active()) {
+        return fleet_main(&cli, f, &opts);
+    }
+    let gather = matches!(&cli.cmd, Some(Cmd::Run { gather: true, .. }));
+    if fleet.is_some_and(|f| f.json || !f.exclude.is_empty()) || gather {
+        return usage("-x, -b and --json go with -H or --hostfile");
+    }
+    // Without -H the positionals are HOST then the rest, all required.
+    let missing = match &cli.cmd {
+        Some(Cmd::Run { host: None, .. } | Cmd::Ping { host: None, .. } | Cmd::Get { host: None, .. } | Cmd::Put { host: None, .. }) => {
+            Some("HOST[:PORT] (or -H HOSTS)")
+        }
+        Some(Cmd::Run { command, .. }) if command.is_empty() => Some("COMMAND"),
+        Some(Cmd::Get { remote: None, .. }) => Some("REMOTE"),
+        Some(Cmd::Put { local: None, .. }) => Some("LOCAL"),
+        _ => None,
+    };
+    if let Some(what) = missing {
+        return usage(format_args!("missing {what}; see ferry --help"));
+    }
     let (host, port) = match &cli.cmd {
         Some(
-            Cmd::Run { host, .. }
-            | Cmd::Ping { host, .. }
-            | Cmd::Get { host, .. }
-            | Cmd::Put { host, .. }
+            Cmd::Run { host: Some(host), .. }
+            | Cmd::Ping { host: Some(host), .. }
+            | Cmd::Get { host: Some(host), .. }
+            | Cmd::Put { host: Some(host), .. }
             | Cmd::Ls { host, .. }
             | Cmd::Stat { host, .. },
         ) => (host.as_str(), None),
@@ -241,13 +306,154 @@ fn real_main(cli: Cli) -> i32 {
                 2
             }
         },
-        Some(Cmd::Get { resume, remote, local, .. }) => {
+        Some(Cmd::Get { resume, remote: Some(remote), local, .. }) => {
             transfer::get(&target, &key, &opts, ui, &remote, local.as_deref(), resume)
         }
-        Some(Cmd::Put { local, remote, .. }) => transfer::put(&target, &key, &opts, ui, &local, remote.as_deref()),
+        Some(Cmd::Put { local: Some(local), remote, .. }) => {
+            transfer::put(&target, &key, &opts, ui, &local, remote.as_deref())
+        }
+        Some(Cmd::Get { .. } | Cmd::Put { .. }) => unreachable!("checked above"),
         Some(Cmd::Ls { json, path, .. }) => transfer::ls(&target, &key, &opts, &path, json),
         Some(Cmd::Stat { json, path, .. }) => transfer::stat(&target, &key, &opts, &path, json),
         Some(Cmd::Keygen { .. }) => unreachable!("handled above"),
         None => cli::session(&target, &key, &opts, o.quiet, encoding),
     }
+}
+
+fn usage(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("ferry: {msg}");
+    2
+}
+
+/// `run`, `ping`, `put` and `get` with `-H`/`--hostfile`: the positionals
+/// shift left (there is no HOST), and one event loop serves every host.
+fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
+    let o = &cli.opts;
+    let mut specs = fleet.hosts.clone();
+    if let Some(path) = &fleet.hostfile {
+        match std::fs::read_to_string(path) {
+            Ok(text) => specs.extend(hosts::file_specs(&text)),
+            Err(e) => return usage(format_args!("--hostfile {}: {e}", path.display())),
+        }
+    }
+    let hosts = match hosts::resolve(&specs, &fleet.exclude) {
+        Ok(h) => h,
+        Err(e) => return usage(format_args!("-H: {e}")),
+    };
+    if fleet.fanout == 0 {
+        return usage("-f must be at least 1");
+    }
+    let gather = matches!(cli.cmd, Some(Cmd::Run { gather: true, .. }));
+    if gather && fleet.json {
+        return usage("-b and --json cannot be combined");
+    }
+    let mode = if fleet.json {
+        fanout::Mode::Json
+    } else if gather {
+        fanout::Mode::Gather
+    } else {
+        fanout::Mode::Stream
+    };
+    let mut encoding = None;
+    let op = match &cli.cmd {
+        Some(Cmd::Run { host, command, encoding: label, udp, .. }) => {
+            let words: Vec<String> = host.iter().chain(command).cloned().collect();
+            if words.is_empty() {
+                return usage("missing COMMAND; see ferry run --help");
+            }
+            let env = std::env::var_os(encoding::ENV).map(|v| v.to_string_lossy().into_owned());
+            match encoding::choose(label.as_deref().or(cli.encoding.as_deref()), env.as_deref()) {
+                Ok(e) => encoding = e,
+                Err(e) => return usage(e),
+            }
+            if *udp {
+                return udp_fleet(hosts, mode, o.quiet, encoding, opts, fanout::Op::Run { command: words }, fleet.fanout, o);
+            }
+            fanout::Op::Run { command: words }
+        }
+        Some(Cmd::Ping { host: Some(h), .. }) => return usage(format_args!("{h:?}: give HOST or -H, not both")),
+        Some(Cmd::Ping { count, interval, udp, .. }) => {
+            let interval = match seconds(*interval, "--interval") {
+                Ok(i) => i,
+                Err(e) => return usage(e),
+            };
+            if *udp {
+                let op = fanout::Op::Ping { count: *count, interval };
+                return udp_fleet(hosts, mode, o.quiet, None, opts, op, fleet.fanout, o);
+            }
+            fanout::Op::Ping { count: *count, interval }
+        }
+        Some(Cmd::Get { resume, host, remote, local, .. }) => {
+            if *resume {
+                return usage("-c cannot be used with -H");
+            }
+            let words: Vec<&String> = [host, remote, local].into_iter().flatten().collect();
+            let (remote, dir) = match words.as_slice() {
+                [r] => (r.to_string(), "."),
+                [r, l] => (r.to_string(), l.as_str()),
+                _ => return usage("get -H HOSTS takes REMOTE [LOCAL]"),
+            };
+            if dir == "-" {
+                return usage("get -H writes files into LOCAL/HOST/, not to stdout");
+            }
+            let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
+            if matches!(name.as_str(), "" | "." | "..") {
+                return usage(format_args!("{remote:?} names no file to name the local ones after"));
+            }
+            fanout::Op::Get { remote, dir: PathBuf::from(dir), name }
+        }
+        Some(Cmd::Put { host, local, remote, .. }) => {
+            let words: Vec<&String> = [host, local, remote].into_iter().flatten().collect();
+            let (local, remote) = match words.as_slice() {
+                [l] => (l.as_str(), None),
+                [l, r] => (l.as_str(), Some(r.as_str())),
+                _ => return usage("put -H HOSTS takes LOCAL [REMOTE]"),
+            };
+            if local == "-" {
+                return usage("put -H sends a file, not stdin");
+            }
+            match fanout::put_op(local, remote) {
+                Ok(op) => op,
+                Err(e) => {
+                    eprintln!("ferry: {e}");
+                    return transfer::EXIT_FAILED;
+                }
+            }
+        }
+        _ => unreachable!("only run, ping, get and put take -H"),
+    };
+    if cli.encoding.is_some() && !matches!(op, fanout::Op::Run { .. }) {
+        return usage("--encoding applies to run and the session only");
+    }
+    let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return cli::EXIT_FERRY_ERROR;
+        }
+    };
+    let plan = fanout::Plan { hosts, fanout: fleet.fanout, mode, quiet: o.quiet, encoding };
+    fanout::run(&plan, &op, &key, opts)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn udp_fleet(
+    hosts: Vec<hosts::Host>,
+    mode: fanout::Mode,
+    quiet: bool,
+    encoding: Option<&'static encoding_rs::Encoding>,
+    opts: &Options,
+    op: fanout::Op,
+    fanout: usize,
+    o: &Opts,
+) -> i32 {
+    let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("ferry: {e}");
+            return cli::EXIT_FERRY_ERROR;
+        }
+    };
+    let plan = fanout::Plan { hosts, fanout, mode, quiet, encoding };
+    fanout::run_udp(&plan, &op, &key, opts)
 }

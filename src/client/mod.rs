@@ -9,12 +9,15 @@
 //!
 //! The file requests (`get`, `put`, `list`, `stat`) are in `files`; the
 //! `ferry` subcommands built on them in `cli` and `transfer`; `--encoding`'s
-//! output decoders in `encoding`; datagram mode (`ping -u`, `run -u`) in `udp`.
+//! output decoders in `encoding`; datagram mode (`ping -u`, `run -u`) in `udp`;
+//! `-H` fan-out to many hosts in `fanout`, its HOSTS syntax in `hosts`.
 
 pub mod cli;
 pub mod encoding;
+pub mod fanout;
 pub mod files;
 pub mod format;
+pub mod hosts;
 pub mod target;
 pub mod transfer;
 pub mod udp;
