@@ -1,0 +1,690 @@
+"""ferry_client: a client for ferryd, the ferry remote command and file daemon.
+
+Standard library only, Python 3.9 or later.  The protocol is ferry-protocol(7):
+frames (u32 big-endian header length, JSON header, raw body), a mutual
+HMAC-SHA256 handshake, exec with stdin and signals, get/put/list/stat, and the
+datagram (UDP) mode.
+
+    from ferry_client import Client
+
+    with Client("127.0.0.1", 7075, keys="~/.config/ferry/keys") as c:
+        r = c.run(["uname", "-a"])             # argv, no shell
+        print(r.code, r.stdout)
+        r = c.run("cat | wc -c", stdin=b"abc")  # a string runs through sh -c
+        c.put(b"hello\\n", "greeting.txt", mode=0o644)
+        c.get("greeting.txt", "/tmp/greeting.txt")
+
+    udp_ping("127.0.0.1", 7075, keys="...")     # one datagram each way
+
+Errors from the server, and failures of the client's own checks (a digest
+that does not match, a server that cannot prove it holds the key), raise
+FerryError(code, message).  Connection failures raise OSError, as sockets do.
+"""
+
+import hashlib
+import hmac
+import io
+import json
+import os
+import socket
+import stat as _stat
+import struct
+import threading
+import time
+
+__all__ = [
+    "FerryError", "Result", "Client", "UdpClient", "load_key", "default_keys_path",
+    "connect", "udp_ping", "udp_run", "udp_stat", "DEFAULT_PORT",
+]
+
+DEFAULT_PORT = 7075
+PROTO = 1
+CHUNK = 256 * 1024
+MAX_HEADER = 65536
+SIGNALS = ("TERM", "KILL", "INT", "HUP")
+
+
+class FerryError(Exception):
+    """An error reply of the server, or a failed check of the client.
+
+    code is the protocol's kebab-case code (not-found, bad-path,
+    auth-failed...) or one of the client's own: digest-mismatch (a get whose
+    bytes do not match the server's SHA-256, or a put the server stored
+    differently), auth-failed (the server's proof is wrong), protocol (an
+    unexpected frame), bad-keys (an unusable keys file), timeout (no UDP
+    reply).  fatal is True when the server closes the connection after it.
+    """
+
+    FATAL = frozenset({"bad-frame", "frame-too-large", "auth-required", "auth-failed",
+                       "too-many-connections", "shutting-down", "protocol"})
+
+    def __init__(self, code, message="", header=None):
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+        self.header = header or {}
+
+    @property
+    def fatal(self):
+        return self.code in self.FATAL
+
+
+class Result:
+    """How a command ended: code (None when a signal ended it), signal (the
+    number, or None), stdout and stderr (bytes; empty when callbacks took
+    them), timed_out; for datagrams also truncated, stdout_total and
+    stderr_total."""
+
+    __slots__ = ("code", "signal", "stdout", "stderr", "timed_out", "truncated",
+                 "stdout_total", "stderr_total")
+
+    def __init__(self, code, signal, stdout=b"", stderr=b"", timed_out=False,
+                 truncated=False, stdout_total=None, stderr_total=None):
+        self.code = code
+        self.signal = signal
+        self.stdout = stdout
+        self.stderr = stderr
+        self.timed_out = timed_out
+        self.truncated = truncated
+        self.stdout_total = len(stdout) if stdout_total is None else stdout_total
+        self.stderr_total = len(stderr) if stderr_total is None else stderr_total
+
+    @property
+    def ok(self):
+        return self.code == 0
+
+    @property
+    def status(self):
+        """A shell-style status: the code, or 128 + the signal number."""
+        return self.code if self.code is not None else 128 + (self.signal or 0)
+
+    def __repr__(self):
+        return (f"Result(code={self.code!r}, signal={self.signal!r}, timed_out={self.timed_out!r}, "
+                f"stdout={self.stdout[:60]!r}, stderr={self.stderr[:60]!r})")
+
+
+# ---- keys -------------------------------------------------------------------------
+
+def default_keys_path():
+    """The file ferry(1) reads: $FERRY_KEYS, else the first that exists of
+    ~/.config/ferry/keys and /etc/ferry/keys."""
+    env = os.environ.get("FERRY_KEYS")
+    if env:
+        return os.path.expanduser(env)
+    for p in (os.path.expanduser("~/.config/ferry/keys"), "/etc/ferry/keys"):
+        if os.path.exists(p):
+            return p
+    return os.path.expanduser("~/.config/ferry/keys")
+
+
+def load_key(path=None, key_id=None):
+    """(key_id, secret) from a keys file (ferry-keys(5)): the key named
+    key_id, else the first.  The file must not be readable by group or
+    others, as for ferry(1)."""
+    path = os.path.expanduser(os.fspath(path)) if path is not None else default_keys_path()
+    try:
+        st = os.stat(path)
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise FerryError("bad-keys", f"keys file {path}: {e.strerror or e}") from None
+    if st.st_mode & 0o077:
+        raise FerryError("bad-keys", f"keys file {path} is accessible to group or others: run 'chmod 600 {path}'")
+    keys = []
+    for n, line in enumerate(lines, 1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        if len(words) != 2 or len(words[1]) < 16:
+            raise FerryError("bad-keys", f"keys file {path}, line {n}: expected 'KEY_ID SECRET' (a secret of 16 characters or more)")
+        keys.append((words[0], words[1]))
+    if not keys:
+        raise FerryError("bad-keys", f"keys file {path} holds no key")
+    if key_id is None:
+        return keys[0]
+    for k in keys:
+        if k[0] == key_id:
+            return k
+    raise FerryError("bad-keys", f"keys file {path} has no key {key_id!r}")
+
+
+def _resolve_key(keys, key_id, secret):
+    if secret is not None:
+        if not key_id:
+            raise ValueError("a secret needs its key_id")
+        return key_id, secret
+    return load_key(keys, key_id)
+
+
+def _mac(secret, *parts):
+    return hmac.new(secret.encode(), "|".join(parts).encode(), hashlib.sha256).hexdigest()
+
+
+def _argv_or_cmd(command):
+    if isinstance(command, str):
+        return {"cmd": command}
+    argv = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in command]
+    if not argv:
+        raise ValueError("an empty argv")
+    return {"argv": argv}
+
+
+def _is_bytes(x):
+    return isinstance(x, (bytes, bytearray, memoryview))
+
+
+# ---- TCP ---------------------------------------------------------------------------
+
+class Client:
+    """One authenticated connection to ferryd.
+
+    Client(host, port=7075, keys=None, key_id=None, secret=None,
+           connect_timeout=10.0, io_timeout=None)
+
+    keys is a keys file path (default: as ferry(1) finds it); key_id picks a
+    key in it (default: the first); or give key_id and secret directly.
+    connect_timeout bounds the TCP connect and the handshake; io_timeout, when
+    not None, bounds every later wait for the server (a command that prints
+    nothing for longer fails with socket.timeout, so leave it None for long
+    commands).  Requests are served one at a time; signal() may be called
+    from another thread (or an output callback) while run() waits.
+    """
+
+    def __init__(self, host, port=DEFAULT_PORT, keys=None, key_id=None, secret=None,
+                 connect_timeout=10.0, io_timeout=None):
+        self.host, self.port = host, int(port)
+        self.key_id, self._secret = _resolve_key(keys, key_id, secret)
+        self._wlock = threading.Lock()
+        self._running = False
+        self.sock = socket.create_connection((host, self.port), timeout=connect_timeout)
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._rfile = self.sock.makefile("rb", buffering=CHUNK)
+            self._handshake()
+            self.sock.settimeout(io_timeout)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    # -- context manager
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Says bye and closes the connection (a running command gets TERM)."""
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        try:
+            if not self._running:
+                sock.settimeout(1.0)
+                self._send({"type": "bye"}, sock=sock)
+        except OSError:
+            pass
+        try:
+            self._rfile.close()
+        finally:
+            sock.close()
+
+    # -- frames
+    def _send(self, header, body=b"", sock=None):
+        header = dict(header)
+        if body or "size" in header:
+            header["size"] = len(body)
+        head = json.dumps(header, separators=(",", ":")).encode()
+        data = struct.pack(">I", len(head)) + head
+        with self._wlock:
+            s = sock or self.sock
+            if s is None:
+                raise FerryError("protocol", "the connection is closed")
+            if len(body) <= 65536:
+                s.sendall(data + bytes(body))
+            else:
+                s.sendall(data)
+                s.sendall(body)
+
+    def _read(self, n):
+        data = self._rfile.read(n)
+        if data is None or len(data) < n:
+            raise EOFError("ferryd closed the connection")
+        return data
+
+    def _recv_header(self):
+        (length,) = struct.unpack(">I", self._read(4))
+        if not 1 <= length <= MAX_HEADER:
+            raise FerryError("protocol", f"a frame header of {length} bytes")
+        header = json.loads(self._read(length))
+        if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+            raise FerryError("protocol", "a frame header that is not an object with a type")
+        return header
+
+    def _recv(self):
+        header = self._recv_header()
+        return header, self._read(header.get("size", 0))
+
+    def _skip_body(self, header):
+        n = header.get("size", 0)
+        while n:
+            n -= len(self._read(min(n, CHUNK)))
+
+    @staticmethod
+    def _raise(header):
+        raise FerryError(header.get("code", "unknown"), header.get("message", ""), header)
+
+    def _expect(self, *types, body=True):
+        """The next frame of one of types (unknown ones skipped); errors raise.
+        With body=False its body is left for the caller to read."""
+        while True:
+            header = self._recv_header()
+            t = header["type"]
+            if t in types:
+                return header, (self._read(header.get("size", 0)) if body else None)
+            self._skip_body(header)
+            if t == "error":
+                self._raise(header)
+            if t in ("hello", "welcome", "pong", "stdout", "stderr", "exit", "file", "done",
+                     "ok", "listing", "stat"):
+                raise FerryError("protocol", f"unexpected {t} frame", header)
+            # a type this client does not know: skipped, as the protocol says
+
+    def _handshake(self):
+        hello, _ = self._recv()
+        if hello["type"] == "error":
+            self._raise(hello)
+        if hello["type"] != "hello" or hello.get("proto") != PROTO or "hmac-sha256" not in (hello.get("auth") or []):
+            raise FerryError("protocol", f"not a ferry protocol {PROTO} server: {hello}")
+        self.server = hello.get("server", "")
+        sn = hello.get("nonce", "")
+        cn = os.urandom(32).hex()
+        self._send({"type": "auth", "key_id": self.key_id, "nonce": cn,
+                    "mac": _mac(self._secret, "ferry-client", sn, cn)})
+        welcome, _ = self._expect("welcome")
+        mac = welcome.get("mac")
+        if not isinstance(mac, str) or not hmac.compare_digest(mac.encode(), _mac(self._secret, "ferry-server", cn, sn).encode()):
+            raise FerryError("auth-failed", "the server did not prove that it holds the key")
+
+    # -- requests
+    def ping(self):
+        """One round trip; its time in seconds."""
+        t = time.monotonic()
+        self._send({"type": "ping"})
+        self._expect("pong")
+        return time.monotonic() - t
+
+    def run(self, command, stdin=None, env=None, cwd=None, timeout=None,
+            on_stdout=None, on_stderr=None):
+        """Runs command: a str runs through the server's sh -c, a list as argv.
+
+        stdin: None (the command reads /dev/null), bytes, or a binary file
+        object read to its end in CHUNK pieces (by a thread, so output keeps
+        flowing).  env: a dict of variables to add; cwd: a directory relative
+        to the served root; timeout: seconds, after which the server sends
+        TERM (then KILL) and the result says timed_out.  on_stdout/on_stderr:
+        called with each chunk of bytes as it arrives; without them output is
+        collected into the result.  Raises FerryError when the command cannot
+        start (spawn-failed, bad-path, not-allowed...)."""
+        req = {"type": "exec", **_argv_or_cmd(command)}
+        if env:
+            req["env"] = {str(k): str(v) for k, v in env.items()}
+        if cwd is not None:
+            req["cwd"] = os.fsdecode(cwd)
+        if timeout is not None:
+            req["timeout"] = timeout
+        if stdin is not None:
+            req["stdin"] = True
+        out, err = [], []
+        on_stdout = on_stdout or out.append
+        on_stderr = on_stderr or err.append
+        self._send(req)
+        self._running = True
+        writer = None
+        writer_error = []
+        if stdin is not None:
+            writer = threading.Thread(target=self._feed, args=(stdin, writer_error), daemon=True)
+            writer.start()
+        try:
+            while True:
+                header, body = self._recv()
+                t = header["type"]
+                if t == "stdout":
+                    on_stdout(body)
+                elif t == "stderr":
+                    on_stderr(body)
+                elif t == "exit":
+                    break
+                elif t == "error":
+                    self._raise(header)
+        finally:
+            self._running = False
+            if writer is not None:
+                writer.join()
+        if writer_error and not isinstance(writer_error[0], OSError):
+            raise writer_error[0]
+        return Result(header.get("code"), header.get("signal"), b"".join(out), b"".join(err),
+                      bool(header.get("timed_out")))
+
+    def _feed(self, stdin, errors):
+        try:
+            if _is_bytes(stdin):
+                view = memoryview(stdin)
+                for i in range(0, len(view), CHUNK):
+                    if not self._running:
+                        return
+                    self._send({"type": "stdin"}, view[i:i + CHUNK])
+            else:
+                while self._running:
+                    chunk = stdin.read(CHUNK)
+                    if not chunk:
+                        break
+                    self._send({"type": "stdin"}, chunk)
+            if self._running:
+                self._send({"type": "stdin", "size": 0})
+        except BaseException as e:  # reported by run() once the command ends
+            errors.append(e)
+            if not isinstance(e, OSError):
+                try:  # end the input, so the command is not left waiting for it
+                    self._send({"type": "stdin", "size": 0})
+                except OSError:
+                    pass
+
+    def signal(self, name):
+        """Sends TERM, KILL, INT or HUP to the running command's process group.
+        Call it from another thread or from an output callback while run()
+        waits; a signal when nothing runs is dropped by the server."""
+        name = name.upper().removeprefix("SIG")
+        if name not in SIGNALS:
+            raise ValueError(f"signal {name}: one of {', '.join(SIGNALS)}")
+        self._send({"type": "signal", "signal": name})
+
+    def stat(self, path):
+        """The server's stat reply: path, kind, file_size, mode, mtime."""
+        self._send({"type": "stat", "path": os.fsdecode(path)})
+        return self._expect("stat")[0]
+
+    def list(self, path="."):
+        """A directory's entries: dicts with name, kind, file_size, mode, mtime."""
+        self._send({"type": "list", "path": os.fsdecode(path)})
+        _, body = self._expect("listing")
+        return json.loads(body)
+
+    def get(self, remote, local, offset=0, digest="sha256"):
+        """Fetches remote into local: a path (written to LOCAL.part, checked,
+        then renamed; with offset > 0 the first offset bytes of LOCAL are kept
+        and the rest written after them) or a binary file object (for an
+        offset > 0 it must be readable and seekable, so the whole-file digest
+        can be checked).  With digest "sha256" the SHA-256 of the whole file
+        is checked, and a mismatch raises FerryError("digest-mismatch"); with
+        "none" nothing is checked.  Returns the file header (file_size, mode,
+        mtime...) with "sha256" added when checked."""
+        if digest not in ("sha256", "none"):
+            raise ValueError("digest is 'sha256' or 'none'")
+        h = hashlib.sha256() if digest == "sha256" else None
+        own = not hasattr(local, "write")
+        part = None
+        if own:
+            local = os.fspath(local)
+            if offset:
+                f = open(local, "r+b")
+            else:
+                part = local + ".part"
+                f = open(part, "wb")
+        else:
+            f = local
+        try:
+            if offset and h is not None:
+                f.seek(0)
+                left = offset
+                while left:
+                    chunk = f.read(min(left, CHUNK))
+                    if not chunk:
+                        raise FerryError("bad-request", f"the local file is shorter than the offset {offset}")
+                    h.update(chunk)
+                    left -= len(chunk)
+            if offset and own:
+                f.seek(offset)
+                f.truncate()
+            self._send({"type": "get", "path": os.fsdecode(remote), "offset": offset, "digest": digest})
+            header = self._expect("file", body=False)[0]
+            left = header.get("size", 0)
+            while left:
+                chunk = self._read(min(left, CHUNK))
+                left -= len(chunk)
+                f.write(chunk)
+                if h is not None:
+                    h.update(chunk)
+            done = self._expect("done")[0]
+            if h is not None:
+                want = done.get("sha256", "")
+                if not hmac.compare_digest(h.hexdigest(), str(want)):
+                    raise FerryError("digest-mismatch", f"{remote}: SHA-256 {h.hexdigest()} but the server says {want}")
+                header["sha256"] = want
+            if own:
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            if own:
+                f.close()
+                if part is not None:
+                    try:
+                        os.unlink(part)
+                    except OSError:
+                        pass
+            raise
+        if own:
+            f.close()
+            if part is not None:
+                os.replace(part, local)
+        return header
+
+    def put(self, source, remote, mode=None):
+        """Stores source at remote, atomically on the server.  source is
+        bytes, a local path (sent sized, with its SHA-256, by sendfile), or a
+        binary file object: a regular file from its position to its end is
+        sent sized with its SHA-256; anything else (a pipe, a socket, a
+        stream) is sent as a streaming put and the server's SHA-256 compared
+        after.  mode: permission bits, default that of the file replaced (or
+        0644).  Returns the server's ok header (file_size, sha256)."""
+        req = {"type": "put", "path": os.fsdecode(remote)}
+        if mode is not None:
+            req["mode"] = int(mode)
+        if _is_bytes(source):
+            req["sha256"] = hashlib.sha256(source).hexdigest()
+            self._send(req, source)
+            return self._expect("ok")[0]
+        if hasattr(source, "read"):
+            return self._put_file(req, source)
+        with open(source, "rb") as f:
+            return self._put_file(req, f)
+
+    def _put_file(self, req, f):
+        size = None
+        try:
+            fd = f.fileno()
+            st = os.fstat(fd)
+            if _stat.S_ISREG(st.st_mode):
+                start = f.tell()
+                size = st.st_size - start
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            pass
+        if size is None:
+            return self._put_stream(req, f)
+        h = hashlib.sha256()
+        left = size
+        while left:
+            chunk = f.read(min(left, CHUNK))
+            if not chunk:
+                raise FerryError("io-error", "the local file shrank while it was read")
+            h.update(chunk)
+            left -= len(chunk)
+        f.seek(start)
+        req["sha256"] = h.hexdigest()
+        req["size"] = size
+        head = json.dumps(req, separators=(",", ":")).encode()
+        with self._wlock:
+            self.sock.sendall(struct.pack(">I", len(head)) + head)
+            sent = 0
+            if size:
+                try:
+                    sent = self.sock.sendfile(f, start, size)
+                except (OSError, AttributeError):
+                    # sendfile may have moved part of it; send the rest by hand
+                    f.seek(start + sent)
+                while sent < size:
+                    chunk = f.read(min(size - sent, CHUNK))
+                    if not chunk:
+                        raise FerryError("io-error", "the local file shrank while it was sent")
+                    self.sock.sendall(chunk)
+                    sent += len(chunk)
+        return self._expect("ok")[0]
+
+    def _put_stream(self, req, f):
+        req["stream"] = True
+        h = hashlib.sha256()
+        self._send(req)
+        while True:
+            chunk = f.read(CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+            self._send({"type": "data"}, chunk)
+        self._send({"type": "data", "size": 0})
+        ok = self._expect("ok")[0]
+        if not hmac.compare_digest(str(ok.get("sha256", "")), h.hexdigest()):
+            raise FerryError("digest-mismatch", f"sent SHA-256 {h.hexdigest()} but the server stored {ok.get('sha256')}", ok)
+        return ok
+
+
+def connect(host, port=DEFAULT_PORT, **kw):
+    """Client(host, port, **kw)."""
+    return Client(host, port, **kw)
+
+
+# ---- datagrams -----------------------------------------------------------------------
+
+REQUEST_LABEL = b"ferry-udp-request|"
+REPLY_LABEL = b"ferry-udp-reply|"
+MAX_DATAGRAM = 65507
+
+
+class UdpClient:
+    """Single authenticated datagrams (ferry-protocol(7), Datagrams).
+
+    Each request is one datagram with a fresh nonce, resent unchanged (same
+    nonce, so it runs at most once) at retransmit seconds, doubling, until a
+    reply with a valid tag and that nonce arrives or timeout passes; then
+    FerryError("timeout") (a wrong key, UDP not enabled, a clock far off)."""
+
+    def __init__(self, host, port=DEFAULT_PORT, keys=None, key_id=None, secret=None,
+                 timeout=5.0, retransmit=0.2):
+        self.host, self.port = host, int(port)
+        self.key_id, self._secret = _resolve_key(keys, key_id, secret)
+        self.timeout, self.retransmit = timeout, retransmit
+
+    def _tag(self, label, rest):
+        return hmac.new(self._secret.encode(), label + rest, hashlib.sha256).digest()
+
+    def request(self, fields):
+        """Sends one request (a dict with type and its fields); returns the
+        reply (header, body).  An error reply raises FerryError."""
+        nonce = os.urandom(16).hex()
+        header = dict(fields, key_id=self.key_id, nonce=nonce, ts=int(time.time()))
+        head = json.dumps(header, separators=(",", ":")).encode()
+        rest = struct.pack(">I", len(head)) + head
+        datagram = self._tag(REQUEST_LABEL, rest) + rest
+        if len(datagram) > MAX_DATAGRAM:
+            raise FerryError("too-large", "the request does not fit a datagram")
+        info = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0]
+        deadline = time.monotonic() + self.timeout
+        wait = self.retransmit
+        with socket.socket(info[0], socket.SOCK_DGRAM) as s:
+            s.connect(info[4])
+            while True:
+                s.send(datagram)
+                resend = min(time.monotonic() + wait, deadline)
+                wait *= 2
+                while True:
+                    left = resend - time.monotonic()
+                    if left <= 0:
+                        break
+                    s.settimeout(left)
+                    try:
+                        data = s.recv(MAX_DATAGRAM + 1)
+                    except socket.timeout:
+                        break
+                    except ConnectionRefusedError:
+                        continue  # an ICMP error: keep trying until the deadline
+                    reply = self._open(data, nonce)
+                    if reply is not None:
+                        h, body = reply
+                        if h["type"] == "error":
+                            raise FerryError(h.get("code", "unknown"), h.get("message", ""), h)
+                        return h, body
+                if time.monotonic() >= deadline:
+                    raise FerryError("timeout", f"no reply from {self.host}:{self.port}/udp within {self.timeout} s "
+                                                "(wrong key, UDP not enabled, or clock skew)")
+
+    def _open(self, data, nonce):
+        """The reply's (header, body) if data is a well-formed reply to nonce
+        with a valid tag; None for anything else, which is ignored."""
+        if len(data) < 32 + 4 + 1:
+            return None
+        tag, rest = data[:32], data[32:]
+        if not hmac.compare_digest(tag, self._tag(REPLY_LABEL, rest)):
+            return None
+        (length,) = struct.unpack(">I", rest[:4])
+        if length == 0 or 4 + length > len(rest):
+            return None
+        try:
+            h = json.loads(rest[4:4 + length])
+        except ValueError:
+            return None
+        if not isinstance(h, dict) or not isinstance(h.get("type"), str) or h.get("nonce") != nonce:
+            return None
+        size = h.get("size", 0)
+        body = rest[4 + length:]
+        if not isinstance(size, int) or len(body) != size:
+            return None
+        return h, body
+
+    def ping(self):
+        """A pong: returns {"rtt": seconds, "ts": the server's Unix time}."""
+        t = time.monotonic()
+        h, _ = self.request({"type": "ping"})
+        return {"rtt": time.monotonic() - t, "ts": h.get("ts")}
+
+    def stat(self, path):
+        return self.request({"type": "stat", "path": os.fsdecode(path)})[0]
+
+    def run(self, command, env=None, cwd=None, timeout=None):
+        """Runs command (str: sh -c; list: argv) without stdin; a Result whose
+        output may be cut to fit one datagram (truncated, *_total say)."""
+        req = {"type": "exec", **_argv_or_cmd(command)}
+        if env:
+            req["env"] = {str(k): str(v) for k, v in env.items()}
+        if cwd is not None:
+            req["cwd"] = os.fsdecode(cwd)
+        if timeout is not None:
+            req["timeout"] = timeout
+        h, body = self.request(req)
+        if h["type"] != "result":
+            raise FerryError("protocol", f"unexpected {h['type']} reply", h)
+        a = h.get("stdout", 0)
+        return Result(h.get("code"), h.get("signal"), body[:a], body[a:], bool(h.get("timed_out")),
+                      bool(h.get("truncated")), h.get("stdout_total"), h.get("stderr_total"))
+
+
+def udp_ping(host, port=DEFAULT_PORT, **kw):
+    """UdpClient(host, port, **kw).ping()"""
+    return UdpClient(host, port, **kw).ping()
+
+
+def udp_run(host, port=DEFAULT_PORT, command=None, env=None, cwd=None, timeout=None, **kw):
+    """UdpClient(host, port, **kw).run(command, env, cwd, timeout)"""
+    return UdpClient(host, port, **kw).run(command, env=env, cwd=cwd, timeout=timeout)
+
+
+def udp_stat(host, port=DEFAULT_PORT, path=".", **kw):
+    return UdpClient(host, port, **kw).stat(path)

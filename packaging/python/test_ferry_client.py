@@ -1,0 +1,315 @@
+"""Tests of ferry_client against a real ferryd (run by tests/python_client.rs).
+
+Environment: FERRY_TEST_HOST, FERRY_TEST_PORT, FERRY_TEST_UDP_PORT,
+FERRY_TEST_KEYS (the daemon's keys file) and FERRY_TEST_ROOT (its served
+directory, to check files on disk).  Standard library only:
+
+    python3 -m unittest -v test_ferry_client     (from packaging/python)
+"""
+
+import hashlib
+import io
+import os
+import stat
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ferry_client  # noqa: E402
+from ferry_client import Client, FerryError, UdpClient  # noqa: E402
+
+HOST = os.environ.get("FERRY_TEST_HOST", "127.0.0.1")
+PORT = int(os.environ.get("FERRY_TEST_PORT", "0"))
+UDP_PORT = int(os.environ.get("FERRY_TEST_UDP_PORT", "0"))
+KEYS = os.environ.get("FERRY_TEST_KEYS", "")
+ROOT = os.environ.get("FERRY_TEST_ROOT", "")
+
+
+def client(**kw):
+    return Client(HOST, PORT, keys=KEYS, connect_timeout=10, io_timeout=30, **kw)
+
+
+@unittest.skipUnless(PORT and KEYS and ROOT, "needs a ferryd: run through cargo test --test python_client")
+class TcpTests(unittest.TestCase):
+    def setUp(self):
+        self.c = client()
+
+    def tearDown(self):
+        self.c.close()
+
+    def test_ping_and_server_name(self):
+        self.assertLess(self.c.ping(), 5)
+        self.assertTrue(self.c.server.startswith("ferryd"))
+
+    def test_run_cmd_collects_output_and_status(self):
+        r = self.c.run("printf 'out\\n'; printf 'err\\n' >&2; exit 3")
+        self.assertEqual((r.code, r.signal, r.timed_out), (3, None, False))
+        self.assertEqual((r.stdout, r.stderr), (b"out\n", b"err\n"))
+
+    def test_run_argv_env_cwd(self):
+        os.makedirs(os.path.join(ROOT, "sub"), exist_ok=True)
+        r = self.c.run(["sh", "-c", 'printf "%s %s" "$FOO" "$(basename "$PWD")"'], env={"FOO": "bar"}, cwd="sub")
+        self.assertEqual((r.code, r.stdout), (0, b"bar sub"))
+
+    def test_run_streams_to_callbacks(self):
+        out, err = [], []
+        r = self.c.run("for i in 1 2 3; do echo $i; sleep 0.05; done; echo e >&2",
+                       on_stdout=out.append, on_stderr=err.append)
+        self.assertEqual(r.code, 0)
+        self.assertEqual(b"".join(out), b"1\n2\n3\n")
+        self.assertGreaterEqual(len(out), 2, "output arrives as it is produced")
+        self.assertEqual(b"".join(err), b"e\n")
+        self.assertEqual(r.stdout, b"")
+
+    def test_run_large_output_is_whole(self):
+        r = self.c.run("head -c 3000000 /dev/zero | tr '\\0' x")
+        self.assertEqual(r.stdout, b"x" * 3000000)
+
+    def test_stdin_bytes_large_and_binary(self):
+        data = os.urandom(3 * 1024 * 1024 + 7)
+        r = self.c.run("cat", stdin=data)  # output flows back while input goes in
+        self.assertEqual(r.code, 0)
+        self.assertEqual(r.stdout, data)
+
+    def test_stdin_file_object_and_pipe(self):
+        r = self.c.run(["sha256sum"], stdin=io.BytesIO(b"hello\n"))
+        self.assertEqual(r.stdout.split()[0].decode(), hashlib.sha256(b"hello\n").hexdigest())
+        rd, wr = os.pipe()
+        os.write(wr, b"a\nb\n")
+        os.close(wr)
+        with os.fdopen(rd, "rb") as f:
+            r = self.c.run("wc -l", stdin=f)
+        self.assertEqual(r.stdout.strip(), b"2")
+
+    def test_no_stdin_reads_dev_null(self):
+        r = self.c.run("cat; echo end")
+        self.assertEqual(r.stdout, b"end\n")
+
+    def test_signal_from_a_callback(self):
+        sent = []
+
+        def on_out(chunk):
+            if not sent:
+                sent.append(1)
+                self.c.signal("INT")
+        t = time.monotonic()
+        r = self.c.run("echo started; sleep 30", on_stdout=on_out)
+        self.assertLess(time.monotonic() - t, 10)
+        self.assertIsNone(r.code)
+        self.assertEqual(r.signal, 2)
+        self.assertEqual(r.status, 130)
+
+    def test_signal_from_another_thread_and_bad_name(self):
+        with self.assertRaises(ValueError):
+            self.c.signal("USR1")
+        threading.Timer(0.3, self.c.signal, args=("SIGTERM",)).start()
+        r = self.c.run(["sleep", "30"])
+        self.assertEqual((r.code, r.signal), (None, 15))
+
+    def test_timeout(self):
+        r = self.c.run("sleep 30", timeout=0.3)
+        self.assertTrue(r.timed_out)
+        self.assertEqual(r.signal, 15)
+
+    def test_spawn_failed_keeps_the_connection(self):
+        with self.assertRaises(FerryError) as e:
+            self.c.run(["/nonexistent/program"])
+        self.assertEqual(e.exception.code, "spawn-failed")
+        self.assertFalse(e.exception.fatal)
+        self.assertEqual(self.c.run("exit 7").code, 7)
+
+    def test_put_bytes_then_get_with_digest(self):
+        data = os.urandom(700000)
+        ok = self.c.put(data, "dir/a.bin", mode=0o600)
+        self.assertEqual(ok["sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual(ok["file_size"], len(data))
+        on_disk = os.path.join(ROOT, "dir", "a.bin")
+        with open(on_disk, "rb") as f:
+            self.assertEqual(f.read(), data)
+        self.assertEqual(stat.S_IMODE(os.stat(on_disk).st_mode), 0o600)
+        with tempfile.TemporaryDirectory() as d:
+            local = os.path.join(d, "a.bin")
+            h = self.c.get("dir/a.bin", local)
+            self.assertEqual(h["sha256"], hashlib.sha256(data).hexdigest())
+            self.assertEqual(h["file_size"], len(data))
+            with open(local, "rb") as f:
+                self.assertEqual(f.read(), data)
+            self.assertFalse(os.path.exists(local + ".part"))
+            # resume: keep the first 1000 bytes, fetch the rest, whole digest checked
+            with open(local, "r+b") as f:
+                f.truncate(1000)
+            self.c.get("dir/a.bin", local, offset=1000)
+            with open(local, "rb") as f:
+                self.assertEqual(f.read(), data)
+
+    def test_get_into_a_file_object_and_no_digest(self):
+        self.c.put(b"abc" * 1000, "g.txt")
+        buf = io.BytesIO()
+        h = self.c.get("g.txt", buf)
+        self.assertEqual(buf.getvalue(), b"abc" * 1000)
+        self.assertIn("sha256", h)
+        buf = io.BytesIO()
+        h = self.c.get("g.txt", buf, digest="none")
+        self.assertEqual(buf.getvalue(), b"abc" * 1000)
+        self.assertNotIn("sha256", h)
+        buf = io.BytesIO(b"abc")
+        buf.seek(3)
+        self.c.get("g.txt", buf, offset=3)
+        self.assertEqual(buf.getvalue(), b"abc" * 1000)
+
+    def test_get_digest_mismatch_is_detected(self):
+        # A resumed get whose local prefix differs from the server's file.
+        self.c.put(b"0123456789" * 100, "m.txt")
+        buf = io.BytesIO(b"XXXXX")
+        buf.seek(5)
+        with self.assertRaises(FerryError) as e:
+            self.c.get("m.txt", buf, offset=5)
+        self.assertEqual(e.exception.code, "digest-mismatch")
+        with tempfile.TemporaryDirectory() as d:
+            local = os.path.join(d, "m.txt")
+            with open(local, "wb") as f:
+                f.write(b"YYYYY")
+            with self.assertRaises(FerryError):
+                self.c.get("m.txt", local, offset=5)
+        self.assertEqual(self.c.run("echo still").stdout, b"still\n")
+
+    def test_put_path_file_object_and_stream(self):
+        data = os.urandom(300000)
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "src.bin")
+            with open(p, "wb") as f:
+                f.write(data)
+            ok = self.c.put(p, "p1.bin")  # a path: sized, sendfile
+            self.assertEqual(ok["sha256"], hashlib.sha256(data).hexdigest())
+            with open(p, "rb") as f:
+                f.seek(100)  # a regular file object: from its position
+                ok = self.c.put(f, "p2.bin")
+            self.assertEqual(ok["file_size"], len(data) - 100)
+        rd, wr = os.pipe()  # unknown length: a streaming put
+        threading.Thread(target=lambda: (os.write(wr, data), os.close(wr))).start()
+        with os.fdopen(rd, "rb") as f:
+            ok = self.c.put(f, "p3.bin", mode=0o640)
+        self.assertEqual(ok["sha256"], hashlib.sha256(data).hexdigest())
+        for name, want in (("p1.bin", data), ("p2.bin", data[100:]), ("p3.bin", data)):
+            with open(os.path.join(ROOT, name), "rb") as f:
+                self.assertEqual(f.read(), want, name)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(ROOT, "p3.bin")).st_mode), 0o640)
+
+    def test_stat_and_list(self):
+        self.c.put(b"12345", "ls/one.txt", mode=0o644)
+        self.c.put(b"", "ls/two.txt")
+        st = self.c.stat("ls/one.txt")
+        self.assertEqual((st["kind"], st["file_size"], st["mode"]), ("file", 5, 0o644))
+        self.assertEqual(self.c.stat("ls")["kind"], "dir")
+        names = [(e["name"], e["kind"], e["file_size"]) for e in self.c.list("ls")]
+        self.assertEqual(names, [("one.txt", "file", 5), ("two.txt", "file", 0)])
+        self.assertIn("ls", [e["name"] for e in self.c.list()])
+
+    def test_errors_not_found_and_bad_path(self):
+        cases = [
+            (lambda: self.c.stat("no/such/file"), "not-found"),
+            (lambda: self.c.get("nope.txt", io.BytesIO()), "not-found"),
+            (lambda: self.c.list("nope"), "not-found"),
+            (lambda: self.c.stat("../etc/passwd"), "bad-path"),
+            (lambda: self.c.get("/etc/passwd", io.BytesIO()), "bad-path"),
+            (lambda: self.c.put(b"x", "../escape.txt"), "bad-path"),
+            (lambda: self.c.run("true", cwd="../"), "bad-path"),
+            (lambda: self.c.get(".", io.BytesIO()), "is-a-directory"),
+        ]
+        for f, code in cases:
+            with self.assertRaises(FerryError) as e:
+                f()
+            self.assertEqual(e.exception.code, code, e.exception)
+            self.assertTrue(e.exception.message)
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(ROOT), "escape.txt")))
+        self.assertLess(self.c.ping(), 5)  # none of them was fatal
+
+    def test_failed_get_leaves_no_part_file(self):
+        with tempfile.TemporaryDirectory() as d:
+            local = os.path.join(d, "x")
+            with self.assertRaises(FerryError):
+                self.c.get("missing", local)
+            self.assertEqual(os.listdir(d), [])
+
+
+@unittest.skipUnless(PORT and KEYS, "needs a ferryd")
+class AuthTests(unittest.TestCase):
+    def test_key_from_file_by_id_and_by_secret(self):
+        key_id, secret = ferry_client.load_key(KEYS)
+        with Client(HOST, PORT, key_id=key_id, secret=secret) as c:
+            self.assertEqual(c.run("echo hi").stdout, b"hi\n")
+        with Client(HOST, PORT, keys=KEYS, key_id=key_id) as c:
+            c.ping()
+
+    def test_wrong_secret_is_auth_failed(self):
+        key_id, _ = ferry_client.load_key(KEYS)
+        with self.assertRaises(FerryError) as e:
+            Client(HOST, PORT, key_id=key_id, secret="0" * 64)
+        self.assertEqual(e.exception.code, "auth-failed")
+        self.assertTrue(e.exception.fatal)
+
+    def test_unknown_key_id_is_auth_failed(self):
+        with self.assertRaises(FerryError) as e:
+            Client(HOST, PORT, key_id="nobody", secret="x" * 32)
+        self.assertEqual(e.exception.code, "auth-failed")
+
+    def test_keys_file_checks(self):
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "keys")
+            with open(p, "w") as f:
+                f.write("# comment\n\nk1 " + "a" * 32 + "\nk2 " + "b" * 32 + "\n")
+            os.chmod(p, 0o600)
+            self.assertEqual(ferry_client.load_key(p), ("k1", "a" * 32))
+            self.assertEqual(ferry_client.load_key(p, "k2"), ("k2", "b" * 32))
+            with self.assertRaises(FerryError):
+                ferry_client.load_key(p, "k3")
+            os.chmod(p, 0o640)
+            with self.assertRaises(FerryError) as e:
+                ferry_client.load_key(p)
+            self.assertIn("chmod 600", e.exception.message)
+            with self.assertRaises(FerryError):
+                ferry_client.load_key(os.path.join(d, "missing"))
+
+
+@unittest.skipUnless(UDP_PORT and KEYS, "needs a ferryd with --udp")
+class UdpTests(unittest.TestCase):
+    def test_udp_ping(self):
+        pong = ferry_client.udp_ping(HOST, UDP_PORT, keys=KEYS)
+        self.assertLess(pong["rtt"], 5)
+        self.assertLess(abs(pong["ts"] - time.time()), 5)
+
+    def test_udp_run(self):
+        r = ferry_client.udp_run(HOST, UDP_PORT, "echo hi; echo oops >&2; exit 4", keys=KEYS)
+        self.assertEqual((r.code, r.signal, r.stdout, r.stderr, r.truncated), (4, None, b"hi\n", b"oops\n", False))
+        r = UdpClient(HOST, UDP_PORT, keys=KEYS).run(["sh", "-c", 'echo "$X"'], env={"X": "y"})
+        self.assertEqual(r.stdout, b"y\n")
+
+    def test_udp_run_truncated(self):
+        r = ferry_client.udp_run(HOST, UDP_PORT, "head -c 100000 /dev/zero", keys=KEYS)
+        self.assertTrue(r.truncated)
+        self.assertEqual(r.stdout_total, 100000)
+        self.assertLess(len(r.stdout), 1400)
+        self.assertEqual(r.stdout, b"\0" * len(r.stdout))
+
+    def test_udp_error_reply(self):
+        with self.assertRaises(FerryError) as e:
+            ferry_client.udp_run(HOST, UDP_PORT, ["/nonexistent/x"], keys=KEYS)
+        self.assertEqual(e.exception.code, "spawn-failed")
+        with self.assertRaises(FerryError) as e:
+            ferry_client.udp_stat(HOST, UDP_PORT, "../x", keys=KEYS)
+        self.assertEqual(e.exception.code, "bad-path")
+
+    def test_udp_wrong_key_gets_silence(self):
+        key_id, _ = ferry_client.load_key(KEYS)
+        t = time.monotonic()
+        with self.assertRaises(FerryError) as e:
+            UdpClient(HOST, UDP_PORT, key_id=key_id, secret="z" * 64, timeout=0.8).ping()
+        self.assertEqual(e.exception.code, "timeout")
+        self.assertLess(time.monotonic() - t, 3)
+
+
+if __name__ == "__main__":
+    unittest.main()
