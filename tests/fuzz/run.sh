@@ -14,6 +14,10 @@
 # Exits 1 if any target crashed, hung (over 10 s on one input) or ran out
 # of memory, and prints where the reproducer is and how to replay it.
 set -euo pipefail
+
+# All in one function, read whole before it runs: editing this file while it
+# runs cannot change what a running copy does.
+main() {
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 cd "$top"
@@ -50,7 +54,8 @@ bin=tests/fuzz/target/x86_64-unknown-linux-gnu/release
 # Scratch space for the targets' temporary roots, on a memory file system
 # when there is one; removed at the end.
 if [ -d /dev/shm ] && [ -w /dev/shm ]; then tmp=$(mktemp -d /dev/shm/ferry-fuzz.XXXXXX); else tmp=$(mktemp -d); fi
-trap 'rm -rf "$tmp"' EXIT
+# The targets write there: on any exit, stop them before removing it.
+trap 'for p in "$tmp"/*.pid; do [ -e "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; wait; rm -rf "$tmp"' EXIT
 
 jobs=${FUZZ_JOBS:-$(nproc)}
 [ "$jobs" -le 4 ] || jobs=4
@@ -63,7 +68,10 @@ run_one() {
   local rc=0
   TMPDIR="$tmp/$t" "$bin/$t" "$corpus" "tests/fuzz/seeds/$t" \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$artifacts/" >"$tmp/$t.log" 2>&1 || rc=$?
+    -artifact_prefix="$artifacts/" >"$tmp/$t.log" 2>&1 &
+  echo $! >"$tmp/$t.pid"
+  wait $! || rc=$?
+  rm -f "$tmp/$t.pid"
   echo "$rc" >"$tmp/$t.rc"
 }
 
@@ -99,4 +107,8 @@ for t in "${targets[@]}"; do
   fi
 done
 echo "fuzz: done in $(($(date +%s) - start)) s (build $((built - start)) s)"
-exit $status
+return $status
+}
+
+main "$@"
+exit
