@@ -417,3 +417,25 @@ impl Daemon {
         line.rsplit("listening on ").next().unwrap().trim().trim_end_matches("/udp").parse().expect("an address")
     }
 }
+
+impl Daemon {
+    /// ferryd listening on `listen` only (say `127.0.0.3:0`: 127.0.0.0/8 is
+    /// all local on Linux), with `extra` flags. With `same_keys`, it holds
+    /// that daemon's keys file (a fleet sharing one key); else a fresh key.
+    pub fn start_on(listen: &str, same_keys: Option<&Daemon>, extra: &[&str]) -> Daemon {
+        let root = tempfile::tempdir().unwrap();
+        let (keys_dir, keys_path, mut key) = make_keys();
+        if let Some(d) = same_keys {
+            std::fs::write(&keys_path, std::fs::read(&d.keys_path).unwrap()).unwrap();
+            key = d.key.clone();
+        }
+        let mut cmd = Command::new(ferryd_bin());
+        cmd.args(["--listen", listen, "--foreground", "--log-level", "debug", "--config", "/dev/null"])
+            .arg("--root")
+            .arg(root.path())
+            .arg("--keys")
+            .arg(&keys_path)
+            .args(extra);
+        Daemon::spawn(cmd, root, keys_dir, keys_path, key)
+    }
+}
