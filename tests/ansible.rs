@@ -1,0 +1,302 @@
+//! Ansible, for real, over ferry: ansible-core from the Python package
+//! registry in a virtual environment (made once, kept under cargo's target
+//! tmp directory), three ferryd instances as three hosts on 127.0.0.1,
+//! 127.0.0.2 and 127.0.0.3, the connection plugin
+//! packaging/ansible/connection/ferry.py, and tests/ansible/playbook.yml with
+//! ping, command, a failing shell task under ignore_errors, copy (content and
+//! a file), template, file, stat and fetch; with and without pipelining.
+//! The results come from a JSON stdout callback (tests/ansible/callback_plugins;
+//! ansible-core ships no json callback) and from the files on disk.
+//!
+//! Needs python3 with the venv module (Debian: python3-venv) and access to
+//! the registry the first time; without them the test fails and says so.
+//! FERRY_ANSIBLE_VENV names another venv directory to use or make.
+mod common;
+
+use common::Daemon;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The ansible-core release the suite runs (Python 3.11 or later on the controller).
+const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
+
+static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Runs `cmd` to its end, killed after `limit`; its output.
+fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let child = child.unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let pid = child.id() as i32;
+    let t = Instant::now();
+    let watchdog = std::thread::spawn(move || {
+        while t.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(100));
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return;
+            }
+        }
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = watchdog.join();
+    out
+}
+
+/// The venv's directory, made (once) when missing.
+fn venv() -> PathBuf {
+    let mut guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = guard.as_ref() {
+        return v.clone();
+    }
+    let dir = match std::env::var_os("FERRY_ANSIBLE_VENV") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ansible-venv-{}", ANSIBLE_CORE.replace("==", "-"))),
+    };
+    let ready = dir.join(".ferry-ready");
+    if !ready.exists() {
+        let t = Instant::now();
+        // Made beside, then renamed: a run cut short leaves no half venv behind.
+        let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
+        let mut mk = Command::new("python3");
+        mk.args(["-m", "venv"]).arg(&tmp);
+        let out = run_bounded(mk, Duration::from_secs(120), "python3 -m venv");
+        assert!(
+            out.status.success(),
+            "cannot make a Python venv for ansible-core with `python3 -m venv` ({}): {}\n\
+             install python3 and its venv module (Debian: apt-get install python3-venv)",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut pip = Command::new(tmp.join("bin/python3"));
+        pip.args(["-m", "pip", "install", "--disable-pip-version-check", "-q", ANSIBLE_CORE]);
+        let out = run_bounded(pip, Duration::from_secs(600), "pip install ansible-core");
+        assert!(
+            out.status.success(),
+            "cannot install {ANSIBLE_CORE} into {} from the Python package registry ({}):\n{}{}",
+            tmp.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(tmp.join(".ferry-ready"), ANSIBLE_CORE).unwrap();
+        // A venv's scripts name its directory: rename, then repair them.
+        std::fs::rename(&tmp, &dir).unwrap();
+        fix_scripts(&dir, &tmp);
+        eprintln!("made the ansible venv {} in {:.1} s", dir.display(), t.elapsed().as_secs_f64());
+    }
+    *guard = Some(dir.clone());
+    dir
+}
+
+/// Rewrites the venv's bin/ scripts and pyvenv.cfg after it moved from `old`.
+fn fix_scripts(dir: &Path, old: &Path) {
+    let (old, new) = (old.to_string_lossy().into_owned(), dir.to_string_lossy().into_owned());
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("bin")).unwrap().flatten().map(|e| e.path()).collect();
+    files.push(dir.join("pyvenv.cfg"));
+    for f in files {
+        if f.is_symlink() {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        if text.contains(&old) {
+            std::fs::write(&f, text.replace(&old, &new)).unwrap();
+        }
+    }
+}
+
+fn python_for_modules() -> String {
+    for p in ["/usr/bin/python3", "/usr/local/bin/python3"] {
+        if Path::new(p).exists() {
+            return p.to_string();
+        }
+    }
+    "python3".to_string()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Host {
+    name: &'static str,
+    daemon: Daemon,
+    work: PathBuf,
+    tmp: PathBuf,
+    /// Set for the host whose work directory lies inside its served root.
+    root: Option<PathBuf>,
+}
+
+fn playbook(pipelining: bool) {
+    let venv = venv();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let files = d.join("files");
+    let fetched = d.join("fetched");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::create_dir_all(&fetched).unwrap();
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(files.join("payload.bin"), &payload).unwrap();
+    std::fs::copy(src.join("tests/ansible/greeting.j2"), files.join("greeting.j2")).unwrap();
+
+    // h1 and h2: work and temp directories outside the served root (files go
+    // through sh and cat); h3: inside it, with ansible_ferry_root (ferry's own
+    // get and put).
+    let mut hosts = Vec::new();
+    for (name, ip) in [("h1", "127.0.0.1"), ("h2", "127.0.0.2"), ("h3", "127.0.0.3")] {
+        let (daemon, _) = Daemon::start_config("", &["--listen", &format!("{ip}:0")], |_| {});
+        assert_eq!(daemon.addr.ip().to_string(), ip);
+        let inside = name == "h3";
+        let base = if inside { daemon.root.path().to_path_buf() } else { d.join(name) };
+        let (work, tmp) = (base.join("work"), base.join("remote-tmp"));
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::write(work.join("old.txt"), "to be removed\n").unwrap();
+        let root = inside.then(|| daemon.root.path().to_path_buf());
+        hosts.push(Host { name, daemon, work, tmp, root });
+    }
+
+    let mut inv = String::from("[fleet]\n");
+    for h in &hosts {
+        inv += &format!(
+            "{} ansible_host={} ansible_port={} ansible_ferry_keys={} ansible_ferry_key_id=test work={} ansible_remote_tmp={}{}\n",
+            h.name,
+            h.daemon.addr.ip(),
+            h.daemon.addr.port(),
+            h.daemon.keys_path.display(),
+            h.work.display(),
+            h.tmp.display(),
+            h.root.as_ref().map(|r| format!(" ansible_ferry_root={}", r.display())).unwrap_or_default()
+        );
+    }
+    inv += &format!(
+        "\n[fleet:vars]\nansible_connection=ferry\nansible_pipelining={pipelining}\nansible_python_interpreter={}\nfiles={}\nfetched={}\n",
+        python_for_modules(),
+        files.display(),
+        fetched.display()
+    );
+    std::fs::write(d.join("inventory.ini"), &inv).unwrap();
+
+    let mut cmd = Command::new(venv.join("bin/ansible-playbook"));
+    cmd.arg("-i")
+        .arg(d.join("inventory.ini"))
+        .arg(src.join("tests/ansible/playbook.yml"))
+        .current_dir(d)
+        .env("ANSIBLE_CONNECTION_PLUGINS", src.join("packaging/ansible/connection"))
+        .env("ANSIBLE_CALLBACK_PLUGINS", src.join("tests/ansible/callback_plugins"))
+        .env("ANSIBLE_STDOUT_CALLBACK", "json_results")
+        .env("ANSIBLE_HOME", d.join("ansible-home"))
+        .env("ANSIBLE_LOCAL_TEMP", d.join("local-tmp"))
+        .env("ANSIBLE_CONFIG", d.join("none.cfg"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_FORKS", "3")
+        .env_remove("FERRY_KEYS")
+        .env_remove("ANSIBLE_PIPELINING");
+    let t = Instant::now();
+    let out = run_bounded(cmd, Duration::from_secs(300), "ansible-playbook");
+    let took = t.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("ansible-playbook, pipelining {pipelining}: {:.1} s, {}\n{stderr}", took.as_secs_f64(), out.status);
+    // Status 0: the failing task is ignored, so the play succeeds.
+    assert!(out.status.success(), "ansible-playbook failed ({}):\n{stdout}\n{stderr}", out.status);
+    let json_start = stdout.find("{\n").unwrap_or_else(|| panic!("no JSON in the output:\n{stdout}"));
+    let report: Value = serde_json::from_str(&stdout[json_start..]).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+
+    let tasks = report["plays"][0]["tasks"].as_array().unwrap();
+    let task = |name: &str, host: &str| -> Value {
+        let t = tasks.iter().find(|t| t["task"]["name"] == name).unwrap_or_else(|| panic!("no task {name}"));
+        t["hosts"][host].clone()
+    };
+    for h in &hosts {
+        let n = h.name;
+        let stats = &report["stats"][n];
+        assert_eq!(stats["unreachable"], 0, "{n}: {stats}");
+        assert_eq!(stats["failures"], 0, "{n}: {stats}");
+        assert_eq!(stats["ignored"], 1, "{n}: {stats}");
+        assert_eq!(stats["ok"], 15, "{n}: {stats}");
+
+        assert_eq!(task("ping", n)["ping"], "pong", "{n}");
+        let r = task("command", n);
+        assert_eq!((r["rc"].clone(), r["stdout"].clone()), (Value::from(0), Value::from(format!("hello {n}"))), "{n}: {r}");
+        let r = task("shell that fails", n);
+        assert_eq!(r["failed"], true, "{n}: {r}");
+        assert_eq!(r["_ignore_errors"], true, "{n}: {r}");
+        assert_eq!(r["rc"], 3, "{n}: {r}");
+        assert_eq!(r["stderr"], "to-stderr", "{n}: {r}");
+        let r = task("shell after the failure", n);
+        assert_eq!(r["stdout"], format!("continued on {n}"), "{n}: {r}");
+        assert_eq!(std::fs::read_to_string(h.work.join("continued.txt")).unwrap(), format!("continued on {n}\n"));
+
+        assert_eq!(task("copy content", n)["changed"], true, "{n}");
+        let content = h.work.join("content.txt");
+        assert_eq!(std::fs::read_to_string(&content).unwrap(), format!("content of {n}\n"));
+        assert_eq!(std::fs::metadata(&content).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(task("copy a file", n)["changed"], true, "{n}");
+        assert_eq!(task("copy the same file again", n)["changed"], false, "{n}");
+        assert_eq!(std::fs::read(h.work.join("payload.bin")).unwrap(), payload, "{n}: payload.bin");
+
+        assert_eq!(task("template", n)["changed"], true, "{n}");
+        assert_eq!(
+            std::fs::read_to_string(h.work.join("greeting.txt")).unwrap(),
+            format!("hello from {n} on port {}\nline 1\nline 2\nline 3\n", h.daemon.addr.port())
+        );
+
+        let made = h.work.join("made/sub");
+        assert!(made.is_dir(), "{n}");
+        assert_eq!(std::fs::metadata(&made).unwrap().permissions().mode() & 0o777, 0o750);
+        assert!(made.join("touched").is_file(), "{n}");
+        assert_eq!(task("file absent", n)["changed"], true, "{n}");
+        assert!(!h.work.join("old.txt").exists(), "{n}");
+
+        let r = task("stat", n);
+        assert_eq!(r["stat"]["exists"], true, "{n}: {r}");
+        assert_eq!(r["stat"]["size"], payload.len(), "{n}: {r}");
+        assert_eq!(r["stat"]["checksum"], sha256_hex(&payload), "{n}: {r}");
+        assert_eq!(task("stat of a missing file", n)["stat"]["exists"], false, "{n}");
+
+        let r = task("fetch", n);
+        assert_eq!(r["changed"], true, "{n}: {r}");
+        let rel = h.work.join("greeting.txt");
+        let got = fetched.join(n).join(rel.strip_prefix("/").unwrap());
+        assert_eq!(std::fs::read_to_string(&got).unwrap(), std::fs::read_to_string(&rel).unwrap(), "{n}");
+        assert_eq!(std::fs::read(fetched.join(format!("{n}-payload.bin"))).unwrap(), payload, "{n}");
+
+        // Pipelining sends modules through stdin: no AnsiballZ file is ever
+        // written or run by name; without it every module is uploaded.
+        let uploads = h.daemon.log.count("AnsiballZ_");
+        if pipelining {
+            assert_eq!(uploads, 0, "{n}: modules were uploaded despite pipelining:\n{}", h.daemon.log.text());
+        } else {
+            assert!(uploads >= 10, "{n}: {uploads} access lines name AnsiballZ files:\n{}", h.daemon.log.text());
+        }
+        // h3 moved its files with ferry's put and get requests.
+        let puts = h.daemon.log.count(" put path=");
+        if h.root.is_some() {
+            assert!(puts >= 2, "{n}: {puts} puts:\n{}", h.daemon.log.text());
+            assert!(h.daemon.log.count(" get path=") >= 2, "{n}:\n{}", h.daemon.log.text());
+        } else {
+            assert_eq!(puts, 0, "{n}");
+        }
+        // Ansible removed its remote temporary directories.
+        let left: Vec<_> = std::fs::read_dir(&h.tmp).map(|r| r.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "{n}: left in the remote tmp: {left:?}");
+    }
+}
+
+#[test]
+fn ansible_playbook_over_ferry_with_pipelining() {
+    playbook(true);
+}
+
+#[test]
+fn ansible_playbook_over_ferry_without_pipelining() {
+    playbook(false);
+}
