@@ -196,6 +196,7 @@ fn playbook(pipelining: bool) {
         .env("ANSIBLE_LOCAL_TEMP", d.join("local-tmp"))
         .env("ANSIBLE_CONFIG", d.join("none.cfg"))
         .env("ANSIBLE_NOCOLOR", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("ANSIBLE_FORKS", "3")
         .env_remove("FERRY_KEYS")
         .env_remove("ANSIBLE_PIPELINING");
