@@ -1049,7 +1049,7 @@ impl<'a> Fan<'a> {
         }
         let mut text = Vec::new();
         for (out, names) in groups {
-            let title = format!("{} ({})", names.join(","), names.len());
+            let title = format!("{} ({})", super::hosts::fold(&names), names.len());
             let rule = "-".repeat(title.chars().count().clamp(15, 78));
             text.extend_from_slice(format!("{rule}\n{title}\n{rule}\n").as_bytes());
             text.extend_from_slice(&out);

@@ -161,6 +161,71 @@ pub fn resolve(specs: &[String], excludes: &[String]) -> Result<Vec<Host>, Strin
     Ok(hosts)
 }
 
+/// Splits a name into runs of digits and of anything else.
+fn tokens(name: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let b = name.as_bytes();
+    for i in 1..=b.len() {
+        if i == b.len() || b[i].is_ascii_digit() != b[i - 1].is_ascii_digit() {
+            out.push(&name[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+/// Folds names back into the range syntax, on one varying number at a
+/// time, keeping the order: `web1,web2,web3,db1` is `web[1-3],db1`. What
+/// `-b` titles its groups with.
+pub fn fold(names: &[String]) -> String {
+    // (the tokens of the first name, the index of the varying number, its values)
+    let mut groups: Vec<(Vec<&str>, Option<usize>, Vec<&str>)> = Vec::new();
+    for name in names {
+        let t = tokens(name);
+        let joined = groups.last_mut().and_then(|(first, k, values)| {
+            if first.len() != t.len() || name.contains('[') {
+                return None;
+            }
+            let differ: Vec<usize> = (0..t.len()).filter(|&i| first[i] != t[i]).collect();
+            match (differ.as_slice(), *k) {
+                ([i], None) if t[*i].as_bytes()[0].is_ascii_digit() => *k = Some(*i),
+                ([i], Some(j)) if *i == j => {}
+                _ => return None,
+            }
+            let i = k.expect("set above");
+            values.push(t[i]);
+            Some(())
+        });
+        if joined.is_none() {
+            groups.push((t, None, Vec::new()));
+        }
+    }
+    let parts: Vec<String> = groups
+        .into_iter()
+        .map(|(first, k, values)| {
+            let Some(k) = k else { return first.concat() };
+            let all: Vec<&str> = std::iter::once(first[k]).chain(values).collect();
+            let mut ranges: Vec<(&str, &str)> = Vec::new();
+            for v in all {
+                let next = |a: &str, b: &str| {
+                    let padded = |s: &str| s.len() > 1 && s.starts_with('0');
+                    (a.len() == b.len() || !padded(a) && !padded(b))
+                        && a.parse::<u64>().ok().and_then(|n| n.checked_add(1)) == b.parse().ok()
+                };
+                match ranges.last_mut() {
+                    Some(r) if next(r.1, v) => r.1 = v,
+                    _ => ranges.push((v, v)),
+                }
+            }
+            let body: Vec<String> =
+                ranges.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect();
+            format!("{}[{}]{}", first[..k].concat(), body.join(","), first[k + 1..].concat())
+        })
+        .collect();
+    parts.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +298,24 @@ mod tests {
         }
         for bad in ["host:x", "host:70000", "[::1]5", ":5"] {
             assert!(resolve(&[bad.into()], &[]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_fold_back_into_ranges() {
+        let f = |spec: &str| fold(&e(spec));
+        assert_eq!(f("web[1-3],db1"), "web[1-3],db1");
+        assert_eq!(f("web[01-03,05]"), "web[01-03,05]");
+        assert_eq!(f("127.0.0.[2-4]:7075"), "127.0.0.[2-4]:7075");
+        assert_eq!(f("a,b"), "a,b");
+        assert_eq!(f("web7"), "web7");
+        assert_eq!(f("n[9-10]"), "n[9-10]");
+        assert_eq!(f("n[099-100]"), "n[099-100]");
+        assert_eq!(f("[::1]:7075,[::1]:7076"), "[::1]:7075,[::1]:7076");
+        assert_eq!(f("r[1-2]n[1-2]"), "r1n[1-2],r2n[1-2]");
+        // Folding then expanding gives the names back.
+        for spec in ["web[1-3],db1", "127.0.[1-2].[1-3]:7900,x9", "n[08-11]"] {
+            assert_eq!(e(&fold(&e(spec))), e(spec), "{spec}");
         }
     }
 
