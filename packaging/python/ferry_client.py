@@ -229,6 +229,15 @@ class Client:
         finally:
             sock.close()
 
+    def _abort(self):
+        """Closes the connection at once (no bye): it is out of step or gone."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
     # -- frames
     def _send(self, header, body=b"", sock=None):
         header = dict(header)
@@ -247,6 +256,8 @@ class Client:
                 s.sendall(body)
 
     def _read(self, n):
+        if self.sock is None:
+            raise FerryError("protocol", "the connection is closed")
         data = self._rfile.read(n)
         if data is None or len(data) < n:
             raise EOFError("ferryd closed the connection")
@@ -357,6 +368,15 @@ class Client:
                     break
                 elif t == "error":
                     self._raise(header)
+        except FerryError as e:
+            if not e.header or e.fatal:
+                self._abort()
+            raise
+        except BaseException:
+            # A callback failed or the connection broke: the rest of the
+            # command's frames would be read as the next request's answers.
+            self._abort()
+            raise
         finally:
             self._running = False
             if writer is not None:
@@ -464,7 +484,9 @@ class Client:
             if own:
                 f.flush()
                 os.fsync(f.fileno())
-        except BaseException:
+        except BaseException as e:
+            if not isinstance(e, FerryError) or e.fatal:
+                self._abort()  # stopped inside the file frame: out of step
             if own:
                 f.close()
                 if part is not None:

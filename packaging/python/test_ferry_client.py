@@ -109,6 +109,15 @@ class TcpTests(unittest.TestCase):
         r = self.c.run(["sleep", "30"])
         self.assertEqual((r.code, r.signal), (None, 15))
 
+    def test_a_failing_callback_closes_the_connection(self):
+        def boom(chunk):
+            raise RuntimeError("boom")
+        with self.assertRaises(RuntimeError):
+            self.c.run("echo a; sleep 0.2; echo b", on_stdout=boom)
+        with self.assertRaises(FerryError) as e:
+            self.c.ping()
+        self.assertEqual(e.exception.code, "protocol")
+
     def test_timeout(self):
         r = self.c.run("sleep 30", timeout=0.3)
         self.assertTrue(r.timed_out)
