@@ -1427,3 +1427,37 @@ pub fn run_udp(plan: &Plan, op: &Op, key: &Key, opts: &Options) -> i32 {
     }
     fan.summary()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_have_a_status_a_category_and_a_reason() {
+        let exited = |code, signal| Outcome::Exited { code, signal };
+        for (o, status, cat) in [
+            (exited(Some(0), None), 0, "ok"),
+            (exited(Some(3), None), 3, "failed"),
+            (exited(None, Some(9)), 137, "failed"),
+            (Outcome::Done, 0, "ok"),
+            (Outcome::SpawnFailed("x".into()), 127, "failed"),
+            (Outcome::FileError("x".into()), 1, "failed"),
+            (Outcome::Unreachable("x".into()), 255, "unreachable"),
+            (Outcome::AuthFailed("x".into()), 255, "auth-failed"),
+            (Outcome::TimedOut("x".into()), 255, "timed-out"),
+            (Outcome::Error("x".into()), 255, "error"),
+            (Outcome::Cancelled, 130, "interrupted"),
+        ] {
+            assert_eq!((o.status(), o.category()), (status, cat), "{o:?}");
+            assert_eq!(o.why().is_none(), status == 0, "{o:?}");
+        }
+        assert_eq!(exited(None, Some(2)).why().as_deref(), Some("signal 2"));
+        assert_eq!(exited(Some(4), None).why().as_deref(), Some("exit 4"));
+    }
+
+    #[test]
+    fn commands_are_shell_or_argv_as_for_one_host() {
+        assert_eq!(command_of(&["echo hi".into()]), Command::Shell("echo hi".into()));
+        assert_eq!(command_of(&["echo".into(), "hi".into()]), Command::Argv(vec!["echo".into(), "hi".into()]));
+    }
+}
