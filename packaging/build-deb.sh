@@ -38,7 +38,7 @@ SOURCE_DATE_EPOCH=$(dpkg-parsechangelog -l "$pkg/debian/changelog" -S Timestamp)
 export SOURCE_DATE_EPOCH
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 
-for f in ferryd.service ferryd.toml; do
+for f in ferryd.service ferryd.toml python/ferry_client.py ansible/connection/ferry.py; do
   [ -f "$pkg/$f" ] || { echo "build-deb.sh: $pkg/$f is missing" >&2; exit 1; }
 done
 for page in man/ferryd.8 man/ferry.1; do
@@ -78,6 +78,11 @@ gzip -9n <"$pkg/debian/changelog" >"$stage/usr/share/doc/ferry/changelog.Debian.
 install -D -m 0644 "$pkg/debian/lintian-overrides" "$stage/usr/share/lintian/overrides/ferry"
 install -D -m 0644 "$pkg/ferryd.service" "$stage/lib/systemd/system/ferryd.service"
 install -D -m 0644 "$pkg/ferryd.toml" "$stage/etc/ferry/ferryd.toml"
+# The Python client library, importable by the system's python3, and the
+# Ansible connection plugin where Ansible looks without configuration (the
+# plugin also finds the library at this path when Ansible runs in a venv).
+install -D -m 0644 "$pkg/python/ferry_client.py" "$stage/usr/lib/python3/dist-packages/ferry_client.py"
+install -D -m 0644 "$pkg/ansible/connection/ferry.py" "$stage/usr/share/ansible/plugins/connection/ferry.py"
 
 # ---- control area -----------------------------------------------------------------
 install -m 0644 "$pkg/debian/conffiles" "$stage/DEBIAN/conffiles"
