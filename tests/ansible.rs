@@ -59,14 +59,13 @@ fn venv() -> PathBuf {
     };
     let ready = dir.join(".ferry-ready");
     if !ready.exists() {
+        // The marker is written last: a run cut short leaves a venv without
+        // it, which the next run makes again.
         let t = Instant::now();
-        // Made beside, then renamed: a run cut short leaves no half venv behind.
-        let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
         let mut mk = Command::new("python3");
-        mk.args(["-m", "venv"]).arg(&tmp);
+        mk.args(["-m", "venv"]).arg(&dir);
         let out = run_bounded(mk, Duration::from_secs(120), "python3 -m venv");
         assert!(
             out.status.success(),
@@ -75,41 +74,22 @@ fn venv() -> PathBuf {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut pip = Command::new(tmp.join("bin/python3"));
+        let mut pip = Command::new(dir.join("bin/python3"));
         pip.args(["-m", "pip", "install", "--disable-pip-version-check", "-q", ANSIBLE_CORE]);
         let out = run_bounded(pip, Duration::from_secs(600), "pip install ansible-core");
         assert!(
             out.status.success(),
             "cannot install {ANSIBLE_CORE} into {} from the Python package registry ({}):\n{}{}",
-            tmp.display(),
+            dir.display(),
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::write(tmp.join(".ferry-ready"), ANSIBLE_CORE).unwrap();
-        // A venv's scripts name its directory: rename, then repair them.
-        std::fs::rename(&tmp, &dir).unwrap();
-        fix_scripts(&dir, &tmp);
+        std::fs::write(&ready, ANSIBLE_CORE).unwrap();
         eprintln!("made the ansible venv {} in {:.1} s", dir.display(), t.elapsed().as_secs_f64());
     }
     *guard = Some(dir.clone());
     dir
-}
-
-/// Rewrites the venv's bin/ scripts and pyvenv.cfg after it moved from `old`.
-fn fix_scripts(dir: &Path, old: &Path) {
-    let (old, new) = (old.to_string_lossy().into_owned(), dir.to_string_lossy().into_owned());
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("bin")).unwrap().flatten().map(|e| e.path()).collect();
-    files.push(dir.join("pyvenv.cfg"));
-    for f in files {
-        if f.is_symlink() {
-            continue;
-        }
-        let Ok(text) = std::fs::read_to_string(&f) else { continue };
-        if text.contains(&old) {
-            std::fs::write(&f, text.replace(&old, &new)).unwrap();
-        }
-    }
 }
 
 fn python_for_modules() -> String {
