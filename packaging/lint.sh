@@ -2,7 +2,7 @@
 # Lints the Debian package and its systemd unit, and checks that the build is
 # reproducible:
 #   1. build the .deb (packaging/build-deb.sh)
-#   2. lintian --pedantic --fail-on warning (overrides, with their reasons, are
+#   2. lintian --pedantic --fail-on error,warning (overrides, with their reasons, are
 #      in packaging/debian/lintian-overrides, shipped in the package)
 #   3. systemd-analyze security --offline=true --threshold=$THRESHOLD on
 #      packaging/ferryd.service, which must also parse without a warning
@@ -77,7 +77,7 @@ dpkg-deb --contents "$deb"
 # ---- 2. lintian -------------------------------------------------------------------
 step "lintian"
 # Tags of every level are shown (-I: info too); warnings and errors fail.
-lintian --pedantic --display-info --fail-on warning "$deb" || fail "lintian"
+lintian --pedantic --display-info --fail-on error,warning "$deb" || fail "lintian"
 echo "lint: lintian passed; overrides in the package, with their reasons:"
 sed 's/^/  /' packaging/debian/lintian-overrides
 
