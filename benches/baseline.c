@@ -11,6 +11,11 @@
  *                                     size of ferryd's own chunks)
  *   baseline spawn N PROG [ARG...]    posix_spawn PROG and wait for it, N times;
  *                                     prints the median and the mean in µs
+ *   baseline alt N CMD [:: CMD]...    run the commands in turn (A B C A B C ...),
+ *                                     after 3 warm-up runs each, N times each,
+ *                                     stdin, stdout and stderr on /dev/null; a
+ *                                     command that fails stops it. Prints one
+ *                                     line per command: median_us min_us max_us
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -148,11 +153,69 @@ static int do_spawn(int n, char **argv) {
     return 0;
 }
 
+/* One run of argv (PATH searched), its stdio on /dev/null; returns ns, exits on failure. */
+static long long run_once(char **argv) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    for (int fd = 0; fd < 3; fd++)
+        posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
+    long long t0 = now_ns();
+    pid_t pid;
+    int e = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e != 0) {
+        errno = e;
+        die(argv[0]);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) die("waitpid");
+    long long dt = now_ns() - t0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "alt: %s failed (status %d)\n", argv[0], st);
+        exit(1);
+    }
+    return dt;
+}
+
+static int do_alt(int n, int argc, char **argv) {
+    enum { MAXCMD = 8 };
+    char **cmds[MAXCMD];
+    int k = 0;
+    cmds[k++] = argv;
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "::") == 0) {
+            argv[i] = NULL;
+            if (k == MAXCMD || i + 1 >= argc) {
+                fprintf(stderr, "alt: at most %d commands, none empty\n", MAXCMD);
+                return 2;
+            }
+            cmds[k++] = argv + i + 1;
+        }
+    if (n < 1 || n > 100000) {
+        fprintf(stderr, "alt: N out of range\n");
+        return 2;
+    }
+    long long *ns = calloc((size_t)n * k, sizeof *ns);
+    if (!ns) die("calloc");
+    for (int w = 0; w < 3; w++)
+        for (int c = 0; c < k; c++) run_once(cmds[c]);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < k; c++) ns[(size_t)c * n + i] = run_once(cmds[c]);
+    for (int c = 0; c < k; c++) {
+        long long *v = ns + (size_t)c * n;
+        qsort(v, n, sizeof *v, cmp_ll);
+        printf("%.1f %.1f %.1f\n", v[n / 2] / 1000.0, v[0] / 1000.0, v[n - 1] / 1000.0);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "recv") == 0) return do_recv(argv[2], argv[3]);
     if (argc >= 4 && strcmp(argv[1], "send") == 0)
         return do_send(atoi(argv[2]), argv[3], argc >= 5 ? (size_t)atol(argv[4]) : 256 * 1024);
     if (argc >= 4 && strcmp(argv[1], "spawn") == 0) return do_spawn(atoi(argv[2]), argv + 3);
-    fprintf(stderr, "usage: baseline recv PORTFILE OUT | send PORT FILE [WINDOW] | spawn N PROG [ARG...]\n");
+    if (argc >= 4 && strcmp(argv[1], "alt") == 0) return do_alt(atoi(argv[2]), argc - 3, argv + 3);
+    fprintf(stderr, "usage: baseline recv PORTFILE OUT | send PORT FILE [WINDOW] | spawn N PROG [ARG...] | alt N CMD [:: CMD]...\n");
     return 2;
 }

@@ -8,7 +8,7 @@
 #                                        # written to target/BENCHMARKS.quick.md
 #
 # Run as root on Debian: it installs redis-server, netcat-openbsd, openssh-server,
-# openssh-client, rsync, gcc, bc, iproute2, hyperfine and jq if any is missing
+# openssh-client, rsync, gcc, bc, iproute2 and jq if any is missing
 # (the packages' own services are not started), builds ferry in release, and
 # starts every peer on 127.0.0.1 only, from throwaway configs in a temp dir:
 # ferryd, an sshd on a free port with its own host key and a generated root key,
@@ -33,10 +33,10 @@ START=$EPOCHREALTIME
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   MIB=${MIB:-64}; ROUNDS=${ROUNDS:-1}; PING_SECS=${PING_SECS:-1}; IDLE_CONNS=${IDLE_CONNS:-1000}
-  COLD_RUNS=5; SSH_RUNS=3; SPAWN_RUNS=200; OUT=${OUT:-target/BENCHMARKS.quick.md}
+  COLD_RUNS=5; SPAWN_RUNS=200; OUT=${OUT:-target/BENCHMARKS.quick.md}
 else
   MIB=${MIB:-1024}; ROUNDS=${ROUNDS:-3}; PING_SECS=${PING_SECS:-5}; IDLE_CONNS=${IDLE_CONNS:-10000}
-  COLD_RUNS=40; SSH_RUNS=10; SPAWN_RUNS=2000; OUT=${OUT:-BENCHMARKS.md}
+  COLD_RUNS=30; SPAWN_RUNS=2000; OUT=${OUT:-BENCHMARKS.md}
 fi
 case "$ROUNDS$MIB$PING_SECS$IDLE_CONNS" in *[!0-9]*) echo "compare.sh: ROUNDS, MIB, PING_SECS and IDLE_CONNS are numbers" >&2; exit 2;; esac
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 50 ] || { echo "compare.sh: ROUNDS must be 1..50" >&2; exit 2; }
@@ -48,7 +48,7 @@ log() { printf '[%5.0fs] %s\n' "$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN
 # ---------------------------------------------------------------- packages
 need=()
 for pair in redis-server:redis-server nc:netcat-openbsd sshd:openssh-server ssh:openssh-client \
-            scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 hyperfine:hyperfine jq:jq; do
+            scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 jq:jq; do
   cmd=${pair%%:*} pkg=${pair#*:}
   PATH=$PATH:/usr/sbin command -v "$cmd" >/dev/null || need+=("$pkg")
 done
@@ -215,6 +215,7 @@ add() { # key value
   vals[$1]="${vals[$1]:-} $2"
 }
 now() { echo "$EPOCHREALTIME"; }
+ev() { awk "BEGIN {printf \"$1\", $2}"; }    # ev FORMAT EXPRESSION
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.4f", b-a}'; }
 sync_file() { sync "$1"; }   # fsync(2) the file: every "to a file" row ends on disk
 
@@ -283,19 +284,18 @@ transfers() {
   add put_rsync "$(rsync_put "$r/put-rsync.bin")"; same "$r/put-rsync.bin" "rsync put"
 }
 
-# hyperfine without a shell: the median of RUNS runs, in seconds.
-hf() { # runs cmd...
-  local n=$1; shift
-  hyperfine -N --style none --warmup 3 --runs "$n" --export-json "$work/hf.json" "$*" >/dev/null 2>&1 \
-    || { echo "compare.sh: hyperfine failed on: $*" >&2; hyperfine -N --runs 1 "$*" >&2 || true; exit 1; }
-  jq -r '.results[0].median' "$work/hf.json"
-}
+# Cold starts: the C loop runs the four commands in turn (A B C D A B C D ...),
+# each a fresh process (posix_spawnp + waitpid, stdio on /dev/null), so a burst
+# of load elsewhere hits them all alike; one median per command and round.
 cold() {
-  add run_ferry "$(hf "$COLD_RUNS" "$BIN/ferry" run -n "$FADDR" -- true)"
-  add run_ssh "$(hf "$SSH_RUNS" ssh "${SSH_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true)"
+  local out a b c d
   ensure_master
-  add run_sshcm "$(hf "$COLD_RUNS" ssh "${SSH_OPTS[@]}" "${CM_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true)"
-  add run_local "$(hf "$COLD_RUNS" /bin/true)"
+  out=$("$BASE" alt "$COLD_RUNS" "$BIN/ferry" run -n "$FADDR" -- true :: \
+        ssh "${SSH_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true :: \
+        ssh "${SSH_OPTS[@]}" "${CM_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true :: /bin/true)
+  { read -r a _; read -r b _; read -r c _; read -r d _; } <<<"$out"
+  add run_ferry "$(ev '%.6f' "$a / 1e6")"; add run_ssh "$(ev '%.6f' "$b / 1e6")"
+  add run_sshcm "$(ev '%.6f' "$c / 1e6")"; add run_local "$(ev '%.6f' "$d / 1e6")"
 }
 
 # exec on an open connection (ferry-bench exec -c 1, argv /bin/true, no shell)
@@ -365,7 +365,6 @@ stat3() { # key -> "median min max"
 }
 med() { stat3 "$1" | cut -d' ' -f1; }
 us() { awk -v x="$1" 'BEGIN {if (x >= 10000) printf "%.1f ms", x / 1000; else if (x >= 1000) printf "%.2f ms", x / 1000; else printf "%.0f µs", x}'; }
-ev() { awk "BEGIN {printf \"$1\", $2}"; }    # ev FORMAT EXPRESSION
 grp() { # integer with thousands separators
   LC_ALL=C printf '%.0f\n' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta'
 }
@@ -425,7 +424,7 @@ Everything runs over 127.0.0.1. Only the ratios of one run mean anything.
 | date | $(date -u '+%Y-%m-%d %H:%M UTC') |
 | rustc | $(rustc --version) |
 | ferry | $commit |
-| peers | $(redis-server --version | awk '{print $1, $3}' | sed 's/v=//'), $(ssh -V 2>&1 | cut -d, -f1), rsync $(rsync --version | awk 'NR==1 {print $3}'), netcat-openbsd $(dpkg-query -W -f '${Version}' netcat-openbsd 2>/dev/null || echo '?'), hyperfine $(hyperfine --version | awk '{print $2}'), gcc $(gcc -dumpfullversion) |
+| peers | $(redis-server --version | awk '{print $1, $3}' | sed 's/v=//'), $(ssh -V 2>&1 | cut -d, -f1), rsync $(rsync --version | awk 'NR==1 {print $3}'), netcat-openbsd $(dpkg-query -W -f '${Version}' netcat-openbsd 2>/dev/null || echo '?'), gcc $(gcc -dumpfullversion) |
 | run | niceness $(ps -o ni= -p $$ | tr -d ' '), rounds: $ROUNDS, $MIB MiB file, ${PING_SECS} s per load run, $(grp "$IDLE_CONNS") idle connections$( [ "$QUICK" = 1 ] && echo ', QUICK mode') |
 | time | $(ev '%.0f' "$ELAPSED") s in all |
 | load average | $LOAD0 at the start; 1-minute load at each round's start: ${LOADS[*]}; $LOAD1 at the end |
@@ -502,8 +501,11 @@ cat <<EOF
 
 ## Starting a command
 
-hyperfine without a shell (\`-N\`, 3 warm-up runs), the median of each round
-($COLD_RUNS runs; $SSH_RUNS for cold ssh). \`ferry run 127.0.0.1 -- true\` starts
+The cold rows: a C loop (\`baseline alt\` in benches/baseline.c) runs the four
+commands in turn, each a new process (posix_spawnp + waitpid, stdio on
+/dev/null), 3 warm-up runs and then $COLD_RUNS runs each per round, in
+alternation so that load elsewhere hits them alike; the figure is the median
+over the rounds of each round's median. \`ferry run 127.0.0.1 -- true\` starts
 the client, connects, authenticates and runs \`sh -c true\` (one argument goes
 through the shell, as with ssh). ssh runs \`true\` through root's shell (bash)
 with an empty HOME, set by the throwaway sshd, so that root's own ~/.bashrc
@@ -519,7 +521,7 @@ EOF
 lrow run_ferry "\`ferry run 127.0.0.1 -- true\`, cold" 1000 ms
 lrow run_ssh "\`ssh root@127.0.0.1 true\`, cold" 1000 ms
 lrow run_sshcm "\`ssh\` with a warm ControlMaster" 1000 ms
-lrow run_local "local \`/bin/true\` (hyperfine's own spawn)" 1000 ms
+lrow run_local "local \`/bin/true\`, the same loop" 1000 ms
 lrow exec_p50 "exec on an open connection, p50 (ferry-bench exec -c 1)" 1 µs
 lrow exec_mean "exec on an open connection, mean (1 / executions per s)" 1 µs
 lrow spawn_p50 "local posix_spawn+waitpid of \`/bin/true\`, median (C)" 1 µs
