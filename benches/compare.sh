@@ -305,6 +305,7 @@ execs() {
   [ "$(jqn .failed <<<"$j")" = 0 ] || { echo "compare.sh: ferry-bench exec: commands failed: $j" >&2; exit 1; }
   add exec_p50 "$(jqn .latency_us.p50 <<<"$j")"
   add exec_mean "$(jq -r '1e6 / .ops_per_s' <<<"$j")"
+  add exec_scpu "$(jqn .server_cpu_us_per_op <<<"$j")"
   add spawn_p50 "$("$BASE" spawn "$SPAWN_RUNS" /bin/true | awk '{print $2}')"
 }
 
@@ -314,8 +315,10 @@ pings() {
   for c in 1 50 1000; do
     j=$(fbj ping --port "$FPORT" -c "$c" -d "$PING_SECS" --server-pid "$FPID")
     add "ping_f_$c" "$(jqn .ops_per_s <<<"$j")"; add "p99_f_$c" "$(jqn .latency_us.p99 <<<"$j")"
+    add "scpu_f_$c" "$(jqn .server_cpu_us_per_op <<<"$j")"
     j=$(fbj ping --resp --port "$DPORT" -c "$c" -d "$PING_SECS" --server-pid "$RDPID")
     add "ping_r_$c" "$(jqn .ops_per_s <<<"$j")"; add "p99_r_$c" "$(jqn .latency_us.p99 <<<"$j")"
+    add "scpu_r_$c" "$(jqn .server_cpu_us_per_op <<<"$j")"
   done
 }
 
@@ -330,7 +333,7 @@ idles() {
   wait_port "$p" "ferryd (idle)"
   j=$(fbj idle --port "$p" -c "$IDLE_CONNS" --server-pid "$pid")
   add kib 1024; add idle_f "$(jqn .rss_per_conn_bytes <<<"$j")"; add idlefd_f "$(jqn .fds_per_conn <<<"$j")"
-  add idle0_f "$(jqn .rss_before_kib <<<"$j")"
+  add idle0_f "$(jqn .rss_before_kib <<<"$j")"; add idlesetup_f "$(jqn .setup_s <<<"$j")"
   add idlepk_f "$(jq -r "(.rss_peak_kib - .rss_before_kib) * 1024 / $IDLE_CONNS" <<<"$j")"
   stop "$pid"
   p=$(free_port)
@@ -340,7 +343,7 @@ idles() {
   wait_port "$p" "redis-server (idle)"
   j=$(fbj idle --resp --port "$p" -c "$IDLE_CONNS" --server-pid "$pid")
   add idle_r "$(jqn .rss_per_conn_bytes <<<"$j")"; add idlefd_r "$(jqn .fds_per_conn <<<"$j")"
-  add idle0_r "$(jqn .rss_before_kib <<<"$j")"
+  add idle0_r "$(jqn .rss_before_kib <<<"$j")"; add idlesetup_r "$(jqn .setup_s <<<"$j")"
   add idlepk_r "$(jq -r "(.rss_peak_kib - .rss_before_kib) * 1024 / $IDLE_CONNS" <<<"$j")"
   stop "$pid"
 }
@@ -524,6 +527,7 @@ lrow run_sshcm "\`ssh\` with a warm ControlMaster" 1000 ms
 lrow run_local "local \`/bin/true\`, the same loop" 1000 ms
 lrow exec_p50 "exec on an open connection, p50 (ferry-bench exec -c 1)" 1 µs
 lrow exec_mean "exec on an open connection, mean (1 / executions per s)" 1 µs
+lrow exec_scpu "ferryd's own CPU time per exec (not the child's)" 1 µs
 lrow spawn_p50 "local posix_spawn+waitpid of \`/bin/true\`, median (C)" 1 µs
 cat <<EOF
 
@@ -533,12 +537,12 @@ ferry-bench, one client thread, pipeline depth 1, ${PING_SECS} s measured
 after 1 s of warm-up; both servers are single-threaded. p99 is the median over
 the rounds of each run's p99.
 
-| connections | ferryd req/s | (min–max) | ferryd p99 | redis req/s | (min–max) | redis p99 | ferryd / redis | per round |
-|---|---|---|---|---|---|---|---|---|
+| connections | ferryd req/s | (min–max) | ferryd p99 | redis req/s | (min–max) | redis p99 | ferryd / redis | per round | server CPU per request, ferryd / redis |
+|---|---|---|---|---|---|---|---|---|---|
 EOF
 for c in 1 50 1000; do
   read -r fm flo fhi <<<"$(stat3 "ping_f_$c")"; read -r rm rlo rhi <<<"$(stat3 "ping_r_$c")"
-  echo "| $(grp "$c") | $(grp "$fm") | $(grp "$flo")–$(grp "$fhi") | $(us "$(med "p99_f_$c")") | $(grp "$rm") | $(grp "$rlo")–$(grp "$rhi") | $(us "$(med "p99_r_$c")") | $(ev '%.2f' "$fm / $rm")× | $(paired "ping_f_$c" "ping_r_$c" | awk '{printf "%.2f–%.2f×", $1, $2}') |"
+  echo "| $(grp "$c") | $(grp "$fm") | $(grp "$flo")–$(grp "$fhi") | $(us "$(med "p99_f_$c")") | $(grp "$rm") | $(grp "$rlo")–$(grp "$rhi") | $(us "$(med "p99_r_$c")") | $(ev '%.2f' "$fm / $rm")× | $(paired "ping_f_$c" "ping_r_$c" | awk '{printf "%.2f–%.2f×", $1, $2}') | $(ev '%.1f' "$(med "scpu_f_$c")") / $(ev '%.1f' "$(med "scpu_r_$c")") µs |"
 done
 cat <<EOF
 
@@ -548,14 +552,14 @@ A fresh server each round; ferry-bench idle opens the connections (ferry:
 authenticated, one ping each; redis: one \`PING\` each), holds them 10 s
 (servers may free per-connection buffers lazily), and reads the server's VmRSS
 and fd count before and at the end; "peak" is the highest RSS seen while
-holding, over the same count.
+holding, over the same count. ferry-bench opens at most 256 connections at once.
 
-| server | RSS before | bytes of RSS per connection | (min–max) | peak bytes per connection | fds per connection |
-|---|---|---|---|---|---|
+| server | RSS before | bytes of RSS per connection | (min–max) | peak bytes per connection | fds per connection | seconds to open them |
+|---|---|---|---|---|---|---|
 EOF
 for s in f:ferryd r:redis-server; do
   k=${s%%:*}; read -r m lo hi <<<"$(stat3 "idle_$k")"
-  echo "| ${s#*:} | $(grp "$(med "idle0_$k")") KiB | $(grp "$m") | $(grp "$lo")–$(grp "$hi") | $(grp "$(med "idlepk_$k")") | $(ev '%.2f' "$(med "idlefd_$k")") |"
+  echo "| ${s#*:} | $(grp "$(med "idle0_$k")") KiB | $(grp "$m") | $(grp "$lo")–$(grp "$hi") | $(grp "$(med "idlepk_$k")") | $(ev '%.2f' "$(med "idlefd_$k")") | $(ev '%.2f' "$(med "idlesetup_$k")") |"
 done
 echo
 if [ -n "$notes" ]; then echo "$notes"; else
