@@ -163,7 +163,7 @@ fn raise_nofile() -> u64 {
         lim.rlim_cur = lim.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 // ---- slow and malformed input -------------------------------------------

@@ -38,6 +38,7 @@
 //! buffer is full (`IN_CAP`) it stops reading the socket. Requests that arrive
 //! while an exec runs wait in the input buffer, in order.
 
+use super::access;
 use super::buf::Buf;
 use super::ops::get::Progress;
 use super::ops::{list, stat, Ctx, Exec, Get, Op, Put};
@@ -137,62 +138,9 @@ struct Access {
     result: Option<String>,
 }
 
-/// Details longer than this (quoted) are cut: a log line stays a log line.
-const MAX_DETAIL: usize = 1024;
-
 impl Access {
     fn new(h: &Header, req: &Result<Request, ProtoError>, now: Instant) -> Access {
-        let mut detail = String::new();
-        let kind = match h.kind.as_str() {
-            "ping" => "ping",
-            "exec" => "exec",
-            "get" => "get",
-            "put" => "put",
-            "list" => "list",
-            "stat" => "stat",
-            "auth" => "auth",
-            "data" => "data",
-            other => {
-                detail.push_str(" type=");
-                quote_into(&mut detail, other);
-                "unknown"
-            }
-        };
-        match req {
-            Ok(Request::Exec(e)) => match &e.command {
-                msg::Command::Argv(argv) => {
-                    detail.push_str(" argv=[");
-                    for (i, a) in argv.iter().enumerate() {
-                        if i > 0 {
-                            detail.push(',');
-                        }
-                        quote_into(&mut detail, a);
-                        if detail.len() > MAX_DETAIL {
-                            break;
-                        }
-                    }
-                    detail.push(']');
-                }
-                msg::Command::Shell(cmd) => {
-                    detail.push_str(" cmd=");
-                    quote_into(&mut detail, cmd);
-                }
-            },
-            Ok(Request::Get(msg::Get { path, .. }) | Request::Put(msg::Put { path, .. }))
-            | Ok(Request::List(msg::PathReq { path }) | Request::Stat(msg::PathReq { path })) => {
-                detail.push_str(" path=");
-                quote_into(&mut detail, path);
-            }
-            _ => {}
-        }
-        if detail.len() > MAX_DETAIL {
-            let mut cut = MAX_DETAIL;
-            while !detail.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            detail.truncate(cut);
-            detail.push_str("...");
-        }
+        let (kind, detail) = access::describe(h, req);
         Access { kind, detail, start: now, bytes_in: 0, bytes_out: 0, result: None }
     }
 
@@ -204,11 +152,7 @@ impl Access {
     /// The line, for the connection `name` (`#N peer`) authenticated as `key`.
     fn line(&self, name: &str, key: Option<&str>, now: Instant, default_result: &str) -> String {
         let mut l = format!("access: {name} key=");
-        match key {
-            Some(k) if k.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') => l.push_str(k),
-            Some(k) => quote_into(&mut l, k),
-            None => l.push('-'),
-        }
+        access::push_key(&mut l, key);
         let dur = now.saturating_duration_since(self.start).as_secs_f64();
         let result = self.result.as_deref().unwrap_or(default_result);
         let _ = write!(
@@ -220,25 +164,6 @@ impl Access {
     }
 }
 
-/// Appends `s` in double quotes, JSON-style: `"` and `\` escaped, control
-/// characters (C0, DEL, C1) and line separators as `\n`, `\r`, `\t` or `\uXXXX`.
-fn quote_into(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
 
 /// Where the body of the frame being decoded goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1504,7 +1429,7 @@ mod tests {
             timeout: None,
         }));
         let a = Access::new(&h, &req, Instant::now());
-        assert!(a.detail.len() <= MAX_DETAIL + 3 && a.detail.ends_with("..."), "{}", a.detail.len());
+        assert!(a.detail.len() <= access::MAX_DETAIL + 3 && a.detail.ends_with("..."), "{}", a.detail.len());
     }
 }
 #[cfg(test)]

@@ -170,9 +170,12 @@ pub fn frame(h: Value, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Decoded frames (header and body) and whether the input ended at a frame boundary.
+pub type Decoded = (Vec<(Header, Vec<u8>)>, bool);
+
 /// Decodes a byte stream into frames (each header with the part of its body
 /// that is there), and whether the stream ends at a frame boundary.
-pub fn decode_all(bytes: &[u8]) -> Result<(Vec<(Header, Vec<u8>)>, bool), FrameError> {
+pub fn decode_all(bytes: &[u8]) -> Result<Decoded, FrameError> {
     let mut dec = Decoder::default();
     let mut frames: Vec<(Header, Vec<u8>)> = Vec::new();
     let mut pos = 0;

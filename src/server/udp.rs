@@ -31,13 +31,14 @@
 //! `MAX_BYTES_PER_TURN` bytes; the rest waits for the next turn, so a flood
 //! costs TCP clients at most that much work between two of their events.
 
+use super::access;
 use super::ops::exec::{effective_timeout, Exec};
 use super::ops::{stat, Ctx};
 use super::token::{self, Source};
 use super::Config;
 use crate::proto::datagram::{self, reply, DatagramError, ExecOutcome, MAX_DATAGRAM};
 use crate::proto::frame::Header;
-use crate::proto::msg::{self, Command, Request, Stream};
+use crate::proto::msg::{self, Request, Stream};
 use crate::proto::{ErrorCode, ProtoError};
 use log::{debug, info, warn};
 use mio::net::UdpSocket;
@@ -204,9 +205,6 @@ impl Cache {
 
 // ---- the access line ---------------------------------------------------------
 
-/// Details longer than this (quoted) are cut, as on TCP.
-const MAX_DETAIL: usize = 1024;
-
 /// A request's access line, in the shape of `conn`'s: `access: udp PEER
 /// key=K KIND DETAIL in=0 out=N dur=D result=R`.
 struct Access {
@@ -217,56 +215,7 @@ struct Access {
 
 impl Access {
     fn new(h: &Header, req: &Result<Request, ProtoError>, now: Instant) -> Access {
-        let mut detail = String::new();
-        let kind = match h.kind.as_str() {
-            "ping" => "ping",
-            "exec" => "exec",
-            "get" => "get",
-            "put" => "put",
-            "list" => "list",
-            "stat" => "stat",
-            "auth" => "auth",
-            "data" => "data",
-            other => {
-                detail.push_str(" type=");
-                quote_into(&mut detail, other);
-                "unknown"
-            }
-        };
-        match req {
-            Ok(Request::Exec(e)) => match &e.command {
-                Command::Argv(argv) => {
-                    detail.push_str(" argv=[");
-                    for (i, a) in argv.iter().enumerate() {
-                        if i > 0 {
-                            detail.push(',');
-                        }
-                        quote_into(&mut detail, a);
-                        if detail.len() > MAX_DETAIL {
-                            break;
-                        }
-                    }
-                    detail.push(']');
-                }
-                Command::Shell(cmd) => {
-                    detail.push_str(" cmd=");
-                    quote_into(&mut detail, cmd);
-                }
-            },
-            Ok(Request::Stat(p)) => {
-                detail.push_str(" path=");
-                quote_into(&mut detail, &p.path);
-            }
-            _ => {}
-        }
-        if detail.len() > MAX_DETAIL {
-            let mut cut = MAX_DETAIL;
-            while !detail.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            detail.truncate(cut);
-            detail.push_str("...");
-        }
+        let (kind, detail) = access::describe(h, req);
         Access { kind, detail, start: now }
     }
 
@@ -277,36 +226,13 @@ impl Access {
             return;
         }
         let mut l = format!("access: udp {peer} key=");
-        if key.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') {
-            l.push_str(key);
-        } else {
-            quote_into(&mut l, key);
-        }
+        access::push_key(&mut l, Some(key));
         let dur = now.saturating_duration_since(self.start).as_secs_f64();
         let _ = write!(l, " {}{} in=0 out={out} dur={dur:.3}s result={result}", self.kind, self.detail);
         log::log!(level, "{l}");
     }
 }
 
-/// Appends `s` in double quotes with control characters escaped, as the TCP
-/// access line does, so a newline in a command cannot forge a line.
-fn quote_into(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
 
 // ---- the execs -----------------------------------------------------------------
 

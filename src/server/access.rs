@@ -1,0 +1,97 @@
+//! The pieces of an access line that TCP (`conn`) and UDP (`udp`) share:
+//! the request's kind and detail, quoted so nothing in a command or a path
+//! can forge a line, and the key id.
+
+use crate::proto::frame::Header;
+use crate::proto::msg::{self, Request};
+use crate::proto::ProtoError;
+use std::fmt::Write as _;
+
+/// Details longer than this (quoted) are cut: a log line stays a log line.
+pub const MAX_DETAIL: usize = 1024;
+
+/// The request's kind and its detail: ` argv=[...]`, ` cmd="..."`,
+/// ` path="..."`, ` type="..."` or empty.
+pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str, String) {
+    let mut detail = String::new();
+    let kind = match h.kind.as_str() {
+        "ping" => "ping",
+        "exec" => "exec",
+        "get" => "get",
+        "put" => "put",
+        "list" => "list",
+        "stat" => "stat",
+        "auth" => "auth",
+        "data" => "data",
+        other => {
+            detail.push_str(" type=");
+            quote_into(&mut detail, other);
+            "unknown"
+        }
+    };
+    match req {
+        Ok(Request::Exec(e)) => match &e.command {
+            msg::Command::Argv(argv) => {
+                detail.push_str(" argv=[");
+                for (i, a) in argv.iter().enumerate() {
+                    if i > 0 {
+                        detail.push(',');
+                    }
+                    quote_into(&mut detail, a);
+                    if detail.len() > MAX_DETAIL {
+                        break;
+                    }
+                }
+                detail.push(']');
+            }
+            msg::Command::Shell(cmd) => {
+                detail.push_str(" cmd=");
+                quote_into(&mut detail, cmd);
+            }
+        },
+        Ok(Request::Get(msg::Get { path, .. }) | Request::Put(msg::Put { path, .. }))
+        | Ok(Request::List(msg::PathReq { path }) | Request::Stat(msg::PathReq { path })) => {
+            detail.push_str(" path=");
+            quote_into(&mut detail, path);
+        }
+        _ => {}
+    }
+    if detail.len() > MAX_DETAIL {
+        let mut cut = MAX_DETAIL;
+        while !detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        detail.truncate(cut);
+        detail.push_str("...");
+    }
+    (kind, detail)
+}
+
+/// Appends ` key=K`'s value: bare when it is plain, quoted otherwise, `-` for none.
+pub fn push_key(l: &mut String, key: Option<&str>) {
+    match key {
+        Some(k) if k.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') => l.push_str(k),
+        Some(k) => quote_into(l, k),
+        None => l.push('-'),
+    }
+}
+
+/// Appends `s` in double quotes, JSON-style: `"` and `\` escaped, control
+/// characters (C0, DEL, C1) and line separators as `\n`, `\r`, `\t` or `\uXXXX`.
+pub fn quote_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
