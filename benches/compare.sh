@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ferry next to the tools users would pick instead, on the same machine, in the
-# same run, in alternation (A B A B ...), written to BENCHMARKS.md.
+# same run, in alternation (A B A B ...), written to benches/BENCHMARKS.md.
 #
 #   bash benches/compare.sh              # the full run: 1 GiB, 3 rounds, 10,000 idle
 #   ROUNDS=5 bash benches/compare.sh     # more rounds
@@ -36,7 +36,7 @@ if [ "$QUICK" = 1 ]; then
   COLD_RUNS=5; SPAWN_RUNS=200; OUT=${OUT:-target/BENCHMARKS.quick.md}
 else
   MIB=${MIB:-1024}; ROUNDS=${ROUNDS:-3}; PING_SECS=${PING_SECS:-5}; IDLE_CONNS=${IDLE_CONNS:-10000}
-  COLD_RUNS=30; SPAWN_RUNS=2000; OUT=${OUT:-BENCHMARKS.md}
+  COLD_RUNS=30; SPAWN_RUNS=2000; OUT=${OUT:-benches/BENCHMARKS.md}
 fi
 case "$ROUNDS$MIB$PING_SECS$IDLE_CONNS" in *[!0-9]*) echo "compare.sh: ROUNDS, MIB, PING_SECS and IDLE_CONNS are numbers" >&2; exit 2;; esac
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 50 ] || { echo "compare.sh: ROUNDS must be 1..50" >&2; exit 2; }

@@ -120,6 +120,9 @@ impl Config {
     }
 }
 
+/// Connections the kernel may queue before ferryd accepts them.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
 /// Binds every listen address. Errors name the address.
 pub fn bind(cfg: &Config) -> Result<Vec<TcpListener>, String> {
     if cfg.listen.len() > token::MAX_LISTENERS {
@@ -127,8 +130,15 @@ pub fn bind(cfg: &Config) -> Result<Vec<TcpListener>, String> {
     }
     let mut out = Vec::new();
     for addr in &cfg.listen {
-        // mio binds with SO_REUSEADDR and a backlog of 1024.
+        // mio binds with SO_REUSEADDR and the standard library's backlog of
+        // 128: a burst of connects would overflow it and wait out a 1 s SYN
+        // retransmit. Listening again only raises the backlog (the kernel
+        // caps it at net.core.somaxconn).
         let l = TcpListener::bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        // SAFETY: listen(2) on a socket we own; no memory is shared.
+        if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), LISTEN_BACKLOG) } != 0 {
+            return Err(format!("cannot listen on {addr}: {}", io::Error::last_os_error()));
+        }
         out.push(l);
     }
     Ok(out)
