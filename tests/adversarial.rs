@@ -10,7 +10,6 @@ use serde_json::{json, Value};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// RSS may grow this much over the warmed-up baseline (allocator slack; a
@@ -113,19 +112,6 @@ impl Baseline {
 fn ping(c: &mut Raw) {
     c.send(json!({"type":"ping","id":"probe"}), b"");
     assert_eq!(c.frame().0, json!({"type":"pong","id":"probe"}));
-}
-
-fn temp_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            out.extend(temp_files(&e.path()));
-        } else if name.starts_with(".ferry-") {
-            out.push(e.path().display().to_string());
-        }
-    }
-    out
 }
 
 /// Makes the next close of `s` a reset (RST), not a FIN.
@@ -585,19 +571,7 @@ fn five_thousand_connections_beyond_max_connections_are_refused() {
 #[test]
 fn fd_exhaustion_neither_spins_nor_kills_and_the_backlog_is_served_after() {
     // 48 open files: after the daemon's own, room for a few dozen sockets.
-    let d = Daemon::start_custom(&["--max-connections", "1000", "--auth-timeout", "30"], |cmd| {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setrlimit in the child before exec touches nothing shared.
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit { rlim_cur: 48, rlim_max: 48 };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    });
+    let d = Daemon::start_custom(&["--max-connections", "1000", "--auth-timeout", "30"], |cmd| limit(cmd, libc::RLIMIT_NOFILE, 48));
     let base = Baseline::take(&d);
     // Fill the table, then 20 more wait in the backlog.
     let mut held: Vec<Raw> = Vec::new();

@@ -13,12 +13,12 @@
 //! FERRY_ANSIBLE_VENV names another venv directory to use or make.
 mod common;
 
-use common::Daemon;
+use common::{run_bounded, Daemon};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,26 +26,6 @@ use std::time::{Duration, Instant};
 const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
 
 static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
-
-/// Runs `cmd` to its end, killed after `limit`; its output.
-fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Output {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
-    let child = child.unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let pid = child.id() as i32;
-    let t = Instant::now();
-    let watchdog = std::thread::spawn(move || {
-        while t.elapsed() < limit {
-            std::thread::sleep(Duration::from_millis(100));
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                return;
-            }
-        }
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = watchdog.join();
-    out
-}
 
 /// The venv's directory, made (once) when missing.
 fn venv() -> PathBuf {

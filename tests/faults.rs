@@ -9,21 +9,6 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-
-fn temp_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            out.extend(temp_files(&e.path()));
-        } else if name.starts_with(".ferry-") {
-            out.push(e.path().display().to_string());
-        }
-    }
-    out
-}
 
 fn ping(c: &mut Raw) {
     c.send(json!({"type":"ping","id":"probe"}), b"");
@@ -93,18 +78,7 @@ fn a_keys_file_that_disappears_at_hup_keeps_the_old_keys() {
 fn a_streaming_put_that_hits_the_file_size_limit_fails_cleanly() {
     // RLIMIT_FSIZE: writes past 1 MiB fail with EFBIG (a full disk's ENOSPC
     // takes the same path; tests/files.rs has the sized put).
-    let d = Daemon::start_custom(&[], |cmd| {
-        // SAFETY: setrlimit in the child before exec touches nothing shared.
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit { rlim_cur: 1 << 20, rlim_max: 1 << 20 };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    });
+    let d = Daemon::start_custom(&[], |cmd| limit(cmd, libc::RLIMIT_FSIZE, 1 << 20));
     write_file(&d.path("f"), b"old");
     let mut c = d.authed();
     c.send(json!({"type":"put","path":"f","stream":true,"id":"s"}), b"");
@@ -129,18 +103,7 @@ fn a_streaming_put_that_hits_the_file_size_limit_fails_cleanly() {
 
 #[test]
 fn with_no_fds_left_requests_fail_with_errors_and_work_again_after() {
-    let d = Daemon::start_custom(&["--auth-timeout", "60"], |cmd| {
-        // SAFETY: as above.
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit { rlim_cur: 40, rlim_max: 40 };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    });
+    let d = Daemon::start_custom(&["--auth-timeout", "60"], |cmd| limit(cmd, libc::RLIMIT_NOFILE, 40));
     write_file(&d.path("f"), b"content");
     let mut c = d.authed();
     // Take every fd the daemon has left with idle connections.

@@ -28,20 +28,6 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Every file under `dir` whose name marks an unfinished put.
-fn temp_files(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if e.file_type().unwrap().is_dir() {
-            out.extend(temp_files(&e.path()));
-        } else if name.starts_with(".ferry-") {
-            out.push(e.path().display().to_string());
-        }
-    }
-    out
-}
-
 /// A `get` over a raw connection: (file header, body, done header).
 fn get(c: &mut Raw, req: Value) -> Result<(Value, Vec<u8>, Value), Value> {
     c.send(req, b"");
@@ -387,18 +373,7 @@ fn sigkill_mid_put_leaves_the_old_file_intact_and_the_next_start_cleans_up() {
 #[test]
 fn a_full_disk_fails_the_put_and_keeps_the_connection() {
     // RLIMIT_FSIZE stands in for a full disk: writes past it fail with EFBIG.
-    let d = Daemon::start_custom(&[], |cmd| {
-        use std::os::unix::process::CommandExt;
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit { rlim_cur: 1 << 20, rlim_max: 1 << 20 };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    });
+    let d = Daemon::start_custom(&[], |cmd| limit(cmd, libc::RLIMIT_FSIZE, 1 << 20));
     write_file(&d.path("f"), b"old");
     let mut c = d.authed();
     c.send(json!({"type":"put","path":"f","id":"big"}), &noise(3 << 20, 5));

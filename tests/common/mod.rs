@@ -367,6 +367,22 @@ pub fn write_file(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A thread that SIGKILLs `pid` once `limit` has passed since now, and
+/// returns as soon as the process is gone (checked every 50 ms: a child
+/// being waited for has no readiness signal to offer a second thread).
+fn kill_after(pid: i32, limit: Duration) -> std::thread::JoinHandle<()> {
+    let t = Instant::now();
+    std::thread::spawn(move || {
+        while t.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(50));
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return;
+            }
+        }
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    })
+}
+
 /// Runs `cmd` with `input` on stdin and everything captured; killed if it
 /// outlives 2 × WAIT.
 pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
@@ -376,21 +392,53 @@ pub fn run_with_input(mut cmd: Command, input: &[u8]) -> Output {
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let pid = child.id() as i32;
-    let watchdog = std::thread::spawn(move || {
-        let t = Instant::now();
-        while t.elapsed() < WAIT * 2 {
-            std::thread::sleep(Duration::from_millis(50));
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                return;
-            }
-        }
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    });
+    let watchdog = kill_after(child.id() as i32, WAIT * 2);
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
     drop(watchdog);
     out
+}
+
+/// Runs `cmd` to its end with stdin from /dev/null and its output captured,
+/// killed after `limit`; a command that cannot start panics naming `what`.
+pub fn run_bounded(mut cmd: Command, limit: Duration, what: &str) -> Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let child = child.unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let watchdog = kill_after(child.id() as i32, limit);
+    let out = child.wait_with_output().unwrap();
+    let _ = watchdog.join();
+    out
+}
+
+/// Every file under `dir` whose name marks an unfinished put (`.ferry-*`).
+pub fn temp_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            out.extend(temp_files(&e.path()));
+        } else if name.starts_with(".ferry-") {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}
+
+/// Makes `cmd`'s process start with `resource` (`libc::RLIMIT_*`) limited
+/// to `value`, soft and hard: RLIMIT_FSIZE stands in for a full disk,
+/// RLIMIT_NOFILE for a process out of file descriptors.
+pub fn limit(cmd: &mut Command, resource: libc::__rlimit_resource_t, value: libc::rlim_t) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit in the child before exec touches nothing shared.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: value, rlim_max: value };
+            if libc::setrlimit(resource, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Waits (bounded by WAIT) for `child` to exit; kills it and panics with
