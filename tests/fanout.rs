@@ -137,9 +137,23 @@ fn bad_host_specs_are_usage_errors() {
 #[test]
 fn ranges_reach_every_address() {
     // Two daemons on the same port of 127.0.0.2 and 127.0.0.3: one range.
-    let a = on(2, None, &[]);
+    // The port is the one the OS gave 127.0.0.2; another socket may hold it
+    // on 127.0.0.3 (ferryd then exits 69), so a few fresh ports are tried.
+    let mut last = None;
+    let (a, b) = (0..8)
+        .find_map(|_| {
+            let a = on(2, None, &[]);
+            match Daemon::try_start_on(&format!("127.0.0.3:{}", a.addr.port()), Some(&a), &[]) {
+                Ok(b) => Some((a, b)),
+                Err(e) if e.code == Some(69) && e.log.contains("cannot listen on") => {
+                    last = Some(e);
+                    None
+                }
+                Err(e) => panic!("{e}"),
+            }
+        })
+        .unwrap_or_else(|| panic!("no port free on both 127.0.0.2 and 127.0.0.3 in 8 tries; the last: {}", last.unwrap()));
     let port = a.addr.port();
-    let b = Daemon::start_on(&format!("127.0.0.3:{port}"), Some(&a), &[]);
     let o = ferry(&a, &["run", "-H", &format!("127.0.0.[2-3]:{port}"), "--", "echo hi"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(sorted_lines(&o.stdout), [format!("127.0.0.2:{port}: hi"), format!("127.0.0.3:{port}: hi")]);

@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,16 +24,22 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct Log {
     lines: Mutex<Vec<String>>,
     changed: Condvar,
+    /// Set (under `lines`' lock) when the stream has ended: no line comes after.
+    ended: AtomicBool,
 }
 
 impl Log {
-    /// Waits until a line containing `needle` appears; returns it.
+    /// Waits until a line containing `needle` appears; returns it. None at
+    /// the timeout, or as soon as the stream ends without such a line.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.lines.lock().unwrap();
         loop {
             if let Some(l) = lines.iter().find(|l| l.contains(needle)) {
                 return Some(l.clone());
+            }
+            if self.ended.load(Ordering::SeqCst) {
+                return None;
             }
             let left = deadline.checked_duration_since(Instant::now())?;
             lines = self.changed.wait_timeout(lines, left).unwrap().0;
@@ -45,6 +52,21 @@ impl Log {
 
     pub fn count(&self, needle: &str) -> usize {
         self.lines.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// A ferryd that did not get as far as listening.
+#[derive(Debug)]
+pub struct StartError {
+    /// Its exit status (69 when it cannot bind); None when it was killed
+    /// after WAIT with no word.
+    pub code: Option<i32>,
+    pub log: String,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ferryd did not report listening (exit status {:?}):\n{}", self.code, self.log)
     }
 }
 
@@ -89,6 +111,9 @@ pub fn capture(stderr: impl Read + Send + 'static) -> Arc<Log> {
             l.lines.lock().unwrap().push(line);
             l.changed.notify_all();
         }
+        let _held = l.lines.lock().unwrap();
+        l.ended.store(true, Ordering::SeqCst);
+        l.changed.notify_all();
     });
     log
 }
@@ -137,16 +162,33 @@ impl Daemon {
         (Daemon::spawn(cmd, root, keys_dir, keys_path, key), file)
     }
 
-    fn spawn(mut cmd: Command, root: tempfile::TempDir, keys_dir: tempfile::TempDir, keys_path: PathBuf, key: Key) -> Daemon {
+    fn spawn(cmd: Command, root: tempfile::TempDir, keys_dir: tempfile::TempDir, keys_path: PathBuf, key: Key) -> Daemon {
+        match Daemon::try_spawn(cmd, root, keys_dir, keys_path, key) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// As `spawn`; a ferryd that exits before it listens (a start-up
+    /// failure, such as an address in use) is an Err with its exit status
+    /// and log, not a panic.
+    fn try_spawn(
+        mut cmd: Command,
+        root: tempfile::TempDir,
+        keys_dir: tempfile::TempDir,
+        keys_path: PathBuf,
+        key: Key,
+    ) -> Result<Daemon, StartError> {
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("ferryd starts");
         let log = capture(child.stderr.take().unwrap());
         let Some(line) = log.wait_for("listening on ", WAIT) else {
             let _ = child.kill();
-            panic!("ferryd did not report listening:\n{}", log.text());
+            let code = child.wait().ok().and_then(|st| st.code());
+            return Err(StartError { code, log: log.text() });
         };
         let addr = line.rsplit("listening on ").next().unwrap().trim().parse().expect("an address");
-        Daemon { child, addr, root, keys_path, key, log, _keys_dir: keys_dir }
+        Ok(Daemon { child, addr, root, keys_path, key, log, _keys_dir: keys_dir })
     }
 
     /// Where the keys file and any config file of this daemon live.
@@ -471,6 +513,15 @@ impl Daemon {
     /// all local on Linux), with `extra` flags. With `same_keys`, it holds
     /// that daemon's keys file (a fleet sharing one key); else a fresh key.
     pub fn start_on(listen: &str, same_keys: Option<&Daemon>, extra: &[&str]) -> Daemon {
+        match Daemon::try_start_on(listen, same_keys, extra) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// As `start_on`; a ferryd that cannot start (say, `listen` is taken)
+    /// is an Err.
+    pub fn try_start_on(listen: &str, same_keys: Option<&Daemon>, extra: &[&str]) -> Result<Daemon, StartError> {
         let root = tempfile::tempdir().unwrap();
         let (keys_dir, keys_path, mut key) = make_keys();
         if let Some(d) = same_keys {
@@ -484,6 +535,6 @@ impl Daemon {
             .arg("--keys")
             .arg(&keys_path)
             .args(extra);
-        Daemon::spawn(cmd, root, keys_dir, keys_path, key)
+        Daemon::try_spawn(cmd, root, keys_dir, keys_path, key)
     }
 }
