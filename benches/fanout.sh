@@ -1,31 +1,111 @@
 #!/usr/bin/env bash
-# ferry run -H of `true` on many targets: distinct loopback address:port pairs
-# (127.0.D.A:PORT; all of 127.0.0.0/8 is local on Linux), served by a few
-# ferryd processes that each listen on up to 63 addresses (ferryd takes at
-# most 64 --listen). Prints the wall time of each round and the median.
+# ferry run -H of `true` on many targets, next to pdsh and parallel-ssh over
+# sshd on the same targets. The targets are distinct loopback address:port
+# pairs (127.0.D.A; all of 127.0.0.0/8 is local on Linux): ferry's on PORT,
+# served by a few ferryd processes that each listen on up to 63 addresses
+# (ferryd takes at most 64 --listen); ssh's on SSH_PORT of the same addresses,
+# served by throwaway sshd processes (benches/sshd.sh) that each listen on 16
+# (OpenSSH's most), with a generated host key and root key.
 #
-#   bash benches/fanout.sh              # 100 and 1000 targets, 5 rounds each
-#   TARGETS="1000" ROUNDS=9 bash benches/fanout.sh
+# Each round runs ferry and then every ssh tool once, back to back, so they
+# share the machine's noise; the table gives each tool's median and spread
+# (min-max) over the rounds, its median over ferry's, and the same ratio
+# within each round. Only the ratios of one run mean anything.
 #
-# Only the figures of one run mean anything on a shared machine; nothing here
-# gates CI. Loopback only.
+#   bash benches/fanout.sh                        # 100 targets (5 rounds), 1,000 (3 rounds)
+#   TARGETS=100 ROUNDS=9 bash benches/fanout.sh
+#   PEERS= BIG_PEERS= bash benches/fanout.sh      # ferry alone
+#
+# Run as root on Debian: it installs pdsh, pssh, openssh-server,
+# openssh-client and iproute2 when missing (their services kept from starting)
+# and builds ferry in release. Loopback only; every server is killed by PID on
+# exit and every run is bounded (TOOL_TIMEOUT).
+#
+# Environment:
+#   TARGETS      target counts (default "100 1000")
+#   ROUNDS       rounds at counts up to 100 (default 5)
+#   BIG_ROUNDS   rounds at larger counts (default 3)
+#   PEERS        ssh tools next to ferry at counts up to 100 (default
+#                "pdsh pdsh-f64 pssh"): pdsh = `pdsh -R ssh` at its default
+#                fanout (32), pdsh-f64 = the same with -f 64 (ferry's default
+#                -f), pssh = `parallel-ssh -p 64`
+#   BIG_PEERS    the same at larger counts (default "pdsh-f64"; empty: none)
+#   PORT         ferryd's port (default 7931); SSH_PORT sshd's (default 7932)
+#   TOOL_TIMEOUT seconds one run of one tool may take (default 600)
+#   NICE         niceness for the whole run as root (default -10; 0 leaves it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-5}
 TARGETS=${TARGETS:-"100 1000"}
+ROUNDS=${ROUNDS:-5}
+BIG_ROUNDS=${BIG_ROUNDS:-3}
+PEERS=${PEERS-"pdsh pdsh-f64 pssh"}
+BIG_PEERS=${BIG_PEERS-"pdsh-f64"}
 PORT=${PORT:-7931}
+SSH_PORT=${SSH_PORT:-7932}
+TOOL_TIMEOUT=${TOOL_TIMEOUT:-600}
+NICE=${NICE:--10}
 PER=63
+case "$TARGETS $ROUNDS $BIG_ROUNDS $PORT $SSH_PORT $TOOL_TIMEOUT" in
+  *[!0-9\ ]*) echo "fanout.sh: TARGETS, ROUNDS, BIG_ROUNDS, PORT, SSH_PORT and TOOL_TIMEOUT are numbers" >&2; exit 2;;
+esac
+for p in $PEERS $BIG_PEERS; do
+  case "$p" in pdsh|pdsh-f64|pssh) ;; *) echo "fanout.sh: unknown peer $p (pdsh, pdsh-f64, pssh)" >&2; exit 2;; esac
+done
+if [ "$NICE" != 0 ] && [ "$(id -u)" = 0 ]; then renice -n "$NICE" -p $$ >/dev/null; fi
+
+max=0 ssh_max=0
+for n in $TARGETS; do
+  ((n > max)) && max=$n
+  if ((n <= 100)); then peers=$PEERS; else peers=$BIG_PEERS; fi
+  [ -n "$peers" ] && ((n > ssh_max)) && ssh_max=$n
+done
+((max <= 254 * PER)) || { echo "fanout.sh: at most $((254 * PER)) targets" >&2; exit 2; }
+
+# ---------------------------------------------------------------- packages
+need=()
+if ((ssh_max > 0)); then
+  for pair in pdsh:pdsh parallel-ssh:pssh sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client ss:iproute2; do
+    cmd=${pair%%:*} pkg=${pair#*:}
+    PATH=$PATH:/usr/sbin command -v "$cmd" >/dev/null || need+=("$pkg")
+  done
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || { echo "fanout.sh: missing ${need[*]}; run as root to install them" >&2; exit 1; }
+  echo "fanout.sh: installing ${need[*]}" >&2
+  # Keep the packages' own services (sshd on :22) from starting.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  ok=1
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || ok=0
+  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+  [ "$ok" = 1 ] || { echo "fanout.sh: could not install ${need[*]}" >&2; exit 1; }
+fi
 
 cargo build --release --quiet --bin ferryd --bin ferry
 BIN=$PWD/target/release
-work=$(mktemp -d)
+
+# ---------------------------------------------------------------- cleanup
+work=$(mktemp -d /tmp/ferry-fanout.XXXXXX)
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ulimit -n "$(ulimit -Hn)"
+
+# ---------------------------------------------------------------- ferryd
 "$BIN/ferry" keygen -q --id bench "$work/keys"
 export FERRY_KEYS=$work/keys
-
-max=0
-for n in $TARGETS; do ((n > max)) && max=$n; done
 daemons=$(((max + PER - 1) / PER))
 for d in $(seq 1 "$daemons"); do
   args=()
@@ -36,10 +116,12 @@ for d in $(seq 1 "$daemons"); do
   pids+=($!)
 done
 # Every daemon answers before the clock starts.
+up=0
 for _ in $(seq 200); do
-  "$BIN/ferry" -q -w 1 ping -H "127.0.[1-$daemons].1:$PORT" 2>/dev/null && break
+  "$BIN/ferry" -q -w 1 ping -H "127.0.[1-$daemons].1:$PORT" 2>/dev/null && { up=1; break; }
   sleep 0.05
 done
+[ "$up" = 1 ] || { echo "fanout.sh: the ferryd processes did not answer" >&2; cat "$work"/ferryd*.log >&2; exit 1; }
 
 # The first N targets, as a HOSTS spec: whole daemons, then part of one.
 spec() {
@@ -48,17 +130,92 @@ spec() {
   ((rest > 0)) && s="${s:+$s,}127.0.$((full + 1)).[1-$rest]:$PORT"
   echo "$s"
 }
-
-echo "ferry run -H of true, $ROUNDS rounds ($daemons ferryd, up to $PER addresses each; $(nproc) cores)"
-for n in $TARGETS; do
-  hosts=$(spec "$n")
-  times=()
-  for _ in $(seq "$ROUNDS"); do
-    t0=$(date +%s.%N)
-    "$BIN/ferry" -q run -H "$hosts" -- true || { echo "round failed" >&2; exit 1; }
-    t1=$(date +%s.%N)
-    times+=("$(echo "$t1 - $t0" | bc)")
+# The first N addresses, one a line, in the same order.
+addrs() {
+  local d a i=0
+  for d in $(seq 1 "$daemons"); do
+    for a in $(seq 1 $PER); do
+      ((i++ < $1)) || return 0
+      echo "127.0.$d.$a"
+    done
   done
-  median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((ROUNDS + 1) / 2))p")
-  printf '%5d targets: median %.3f s (rounds: %s)\n' "$n" "$median" "$(printf '%.3f ' "${times[@]}")"
+}
+
+# ---------------------------------------------------------------- sshd
+if ((ssh_max > 0)); then
+  # shellcheck source=benches/sshd.sh
+  . benches/sshd.sh
+  sshd_keys "$work/ssh"
+  mapfile -t all < <(addrs "$ssh_max")
+  t=$EPOCHREALTIME
+  sshd_start "$SSH_PORT" "${all[@]}"
+  echo "fanout.sh: $(( (ssh_max + SSHD_PER - 1) / SSHD_PER )) sshd on $ssh_max addresses, port $SSH_PORT, up in $(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}') s" >&2
+  ssh "${SSH_OPTS[@]}" -p "$SSH_PORT" -n "root@${all[0]}" true ||
+    { echo "fanout.sh: ssh to the throwaway sshd failed" >&2; cat "$SSH_DIR"/sshd.*.log >&2; exit 1; }
+  # pdsh's ssh module: the port, the key and the options, then its own -l%u %h.
+  export PDSH_SSH_ARGS="-p $SSH_PORT ${SSH_OPTS[*]} -l%u %h"
+fi
+
+# ---------------------------------------------------------------- runs
+# Each prints its wall time in seconds, or fails if the tool failed.
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.4f", b-a}'; }
+run_ferry() { # n
+  local t; t=$EPOCHREALTIME
+  timeout "$TOOL_TIMEOUT" "$BIN/ferry" -q run -H "$(spec "$1")" -- true || { echo "fanout.sh: ferry run -H failed" >&2; return 1; }
+  since "$t"
+}
+run_peer() { # tool n
+  local t err=$work/peer.err hosts=$work/hosts.$2
+  [ -s "$hosts" ] || addrs "$2" > "$hosts"
+  [ -s "$hosts.pssh" ] || sed "s/\$/:$SSH_PORT/" "$hosts" > "$hosts.pssh"
+  t=$EPOCHREALTIME
+  case "$1" in
+    pdsh) timeout "$TOOL_TIMEOUT" pdsh -R ssh -S -w "^$hosts" true 2> "$err" ;;
+    pdsh-f64) timeout "$TOOL_TIMEOUT" pdsh -R ssh -S -f 64 -w "^$hosts" true 2> "$err" ;;
+    pssh) timeout "$TOOL_TIMEOUT" parallel-ssh -h "$hosts.pssh" -l root -p 64 -t "$TOOL_TIMEOUT" \
+            -x "${SSH_OPTS[*]}" true > "$work/pssh.out" 2> "$err" ;;
+  esac || { echo "fanout.sh: $1 on $2 targets failed:" >&2; tail -5 "$err" "$work/pssh.out" >&2 2>/dev/null; return 1; }
+  [ ! -s "$err" ] || { echo "fanout.sh: $1 on $2 targets said:" >&2; tail -5 "$err" >&2; return 1; }
+  since "$t"
+}
+label() {
+  case "$1" in
+    ferry) echo "\`ferry run -H … -- true\` (-f 64)" ;;
+    pdsh) echo "\`pdsh -R ssh\` (fanout 32)" ;;
+    pdsh-f64) echo "\`pdsh -R ssh -f 64\`" ;;
+    pssh) echo "\`parallel-ssh -p 64\`" ;;
+  esac
+}
+stat3() { # numbers... -> "median min max"
+  printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {m = NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; print m, a[1], a[NR]}'
+}
+
+echo "ferry run -H of true: $daemons ferryd (up to $PER addresses each); $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
+[ -z "${PDSH_SSH_ARGS:-}" ] || echo "$(ssh -V 2>&1); pdsh $(pdsh -V 2>&1 | head -1 | sed 's/^pdsh-//'); parallel-ssh $(parallel-ssh --version 2>&1)"
+for n in $TARGETS; do
+  if ((n <= 100)); then peers=$PEERS rounds=$ROUNDS; else peers=$BIG_PEERS rounds=$BIG_ROUNDS; fi
+  declare -A t=()
+  for r in $(seq "$rounds"); do
+    t[ferry]+=" $(run_ferry "$n")"
+    for p in $peers; do t[$p]+=" $(run_peer "$p" "$n")"; done
+    line="round $r/$rounds, $n targets: ferry ${t[ferry]##* } s"
+    for p in $peers; do line+=", $p ${t[$p]##* } s"; done
+    echo "$line" >&2
+  done
+  # shellcheck disable=SC2086
+  read -r fm flo fhi <<<"$(stat3 ${t[ferry]})"
+  echo
+  echo "$n targets, $rounds rounds:"
+  echo
+  echo "| tool | median | min–max | median / ferry's | per-round ratios |"
+  echo "|---|---|---|---|---|"
+  printf '| %s | %.3f s | %.3f–%.3f s | | |\n' "$(label ferry)" "$fm" "$flo" "$fhi"
+  for p in $peers; do
+    # shellcheck disable=SC2086
+    read -r m lo hi <<<"$(stat3 ${t[$p]})"
+    ratios=$(paste -d' ' <(tr ' ' '\n' <<<"${t[$p]# }") <(tr ' ' '\n' <<<"${t[ferry]# }") |
+             awk '{x = $1 / $2; if (NR == 1 || x < lo) lo = x; if (NR == 1 || x > hi) hi = x} END {printf "%.1f–%.1f×", lo, hi}')
+    printf '| %s | %.3f s | %.3f–%.3f s | %.1f× | %s |\n' "$(label "$p")" "$m" "$lo" "$hi" "$(awk -v a="$m" -v b="$fm" 'BEGIN{print a/b}')" "$ratios"
+  done
+  unset t
 done
