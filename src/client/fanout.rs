@@ -28,7 +28,7 @@ use super::hosts::Host;
 use super::{Family, Options};
 use crate::proto::auth::{self, Key};
 use crate::proto::frame::Header;
-use crate::proto::msg::{self, Command, Digest, ErrorCode, Exec, Reply, SignalName};
+use crate::proto::msg::{self, Command, Digest, ErrorCode, Exec, ProtoError, Reply, SignalName};
 use crate::proto::{encode_frame, encode_head, Decoder, Item};
 use encoding_rs::Encoding;
 use mio::net::TcpStream;
@@ -254,6 +254,11 @@ fn io_text(e: &io::Error) -> String {
         Some(i) => s[..i].to_string(),
         None => s,
     }
+}
+
+/// A server's error reply as a host's outcome.
+fn server_error(e: &ProtoError) -> Outcome {
+    Outcome::Error(format!("server error {e}"))
 }
 
 /// The command `run` sends: one word through `sh -c`, several as argv.
@@ -732,7 +737,7 @@ impl<'a> Fan<'a> {
             Reply::Hello { nonce } if auth::is_nonce_hex(&nonce) => nonce,
             Reply::Hello { .. } => return self.finish(i, Outcome::Error("protocol error: hello without a valid nonce".into())),
             Reply::Error(e) => {
-                return self.finish(i, Outcome::Error(format!("server error {}: {}", e.code.as_str(), e.message)))
+                return self.finish(i, server_error(&e))
             }
             _ => return self.finish(i, Outcome::Error(format!("protocol error: expected hello, got {:?}", h.kind))),
         };
@@ -761,7 +766,7 @@ impl<'a> Fan<'a> {
                 return self.finish(i, Outcome::AuthFailed(format!("the server refused key {:?}", self.key.id)))
             }
             Reply::Error(e) => {
-                return self.finish(i, Outcome::Error(format!("server error {}: {}", e.code.as_str(), e.message)))
+                return self.finish(i, server_error(&e))
             }
             _ => return self.finish(i, Outcome::Error("protocol error: expected welcome".into())),
         }
@@ -812,7 +817,7 @@ impl<'a> Fan<'a> {
         let is_dir = match reply {
             Reply::Error(e) if !e.code.is_fatal() => false,
             Reply::Error(e) => {
-                return self.finish(i, Outcome::Error(format!("server error {}: {}", e.code.as_str(), e.message)))
+                return self.finish(i, server_error(&e))
             }
             _ => h.str("kind") == Some("dir"),
         };
@@ -824,6 +829,25 @@ impl<'a> Fan<'a> {
         self.request(i);
     }
 
+    /// Host `i`'s pong after `rtt` ms (TCP or datagram; `note` ends its
+    /// line): recorded and printed; finishes the host after the last one.
+    /// True when another ping is due.
+    fn on_pong(&mut self, i: usize, rtt: f64, note: &str) -> bool {
+        let Op::Ping { count, .. } = self.op else { unreachable!("a pong answers a ping") };
+        let slot = &mut self.slots[i];
+        slot.rtts.push(rtt);
+        let seq = slot.rtts.len();
+        if self.plan.mode != Mode::Json && !self.plan.quiet {
+            let line = format!("{}: pong seq={seq} time={rtt:.3} ms{note}\n", slot.host.name);
+            self.write_stdout(line.as_bytes());
+        }
+        if seq as u32 >= *count {
+            self.finish(i, Outcome::Done);
+            return false;
+        }
+        true
+    }
+
     fn on_reply(&mut self, i: usize, h: &Header, reply: Reply) {
         match (self.op, reply) {
             (Op::Run { .. }, Reply::Output(s)) => {
@@ -833,18 +857,9 @@ impl<'a> Fan<'a> {
             (Op::Run { .. }, Reply::Error(e)) if e.code == ErrorCode::SpawnFailed => {
                 self.finish(i, Outcome::SpawnFailed(e.message))
             }
-            (Op::Ping { count, interval }, Reply::Pong) => {
-                let slot = &mut self.slots[i];
-                let rtt = slot.ping_sent.take().map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
-                slot.rtts.push(rtt);
-                let seq = slot.rtts.len();
-                if self.plan.mode != Mode::Json && !self.plan.quiet {
-                    let line = format!("{}: pong seq={seq} time={rtt:.3} ms\n", slot.host.name);
-                    self.write_stdout(line.as_bytes());
-                }
-                if seq as u32 >= *count {
-                    self.finish(i, Outcome::Done);
-                } else {
+            (Op::Ping { interval, .. }, Reply::Pong) => {
+                let rtt = self.slots[i].ping_sent.take().map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
+                if self.on_pong(i, rtt, "") {
                     self.slots[i].ping_next = Some(Instant::now() + *interval);
                 }
             }
@@ -877,7 +892,7 @@ impl<'a> Fan<'a> {
                 let m = if e.message.is_empty() { e.code.as_str().to_string() } else { e.message };
                 self.finish(i, Outcome::FileError(m))
             }
-            (_, Reply::Error(e)) => self.finish(i, Outcome::Error(format!("server error {}: {}", e.code.as_str(), e.message))),
+            (_, Reply::Error(e)) => self.finish(i, server_error(&e)),
             _ => {}
         }
     }
@@ -1135,6 +1150,12 @@ fn finish_get(g: GetFile) -> io::Result<()> {
 /// Runs `op` on every host of `plan`; the exit status (see the module doc).
 pub fn run(plan: &Plan, op: &Op, key: &Key, opts: &Options) -> i32 {
     raise_nofile();
+    fan_out(plan, op, key, opts, |fan| fan.run().map_err(|e| format!("event loop: {e}")))
+}
+
+/// Makes the `Fan`, lets `drive` take every host to its outcome, then
+/// prints the `-b` groups and the summary; the exit status.
+fn fan_out(plan: &Plan, op: &Op, key: &Key, opts: &Options, drive: impl FnOnce(&mut Fan) -> Result<(), String>) -> i32 {
     let mut fan = match Fan::new(plan, op, key, opts) {
         Ok(f) => f,
         Err(e) => {
@@ -1142,8 +1163,8 @@ pub fn run(plan: &Plan, op: &Op, key: &Key, opts: &Options) -> i32 {
             return EXIT_FERRY_ERROR;
         }
     };
-    if let Err(e) = fan.run() {
-        eprintln!("ferry: event loop: {e}");
+    if let Err(e) = drive(&mut fan) {
+        eprintln!("ferry: {e}");
         return EXIT_FERRY_ERROR;
     }
     if plan.mode == Mode::Gather {
@@ -1231,19 +1252,10 @@ impl Fan<'_> {
         use crate::proto::datagram::ExecResult;
         let Some(req) = reqs[i].take() else { return };
         match (self.op, reply.kind()) {
-            (Op::Ping { count, interval }, Reply::Pong) => {
+            (Op::Ping { interval, .. }, Reply::Pong) => {
                 let rtt = req.first.elapsed().as_secs_f64() * 1000.0;
-                let slot = &mut self.slots[i];
-                slot.rtts.push(rtt);
-                let seq = slot.rtts.len();
-                if self.plan.mode != Mode::Json && !self.plan.quiet {
-                    let again = if req.sent > 1 { format!(" ({} datagrams sent)", req.sent) } else { String::new() };
-                    let line = format!("{}: pong seq={seq} time={rtt:.3} ms{again}\n", slot.host.name);
-                    self.write_stdout(line.as_bytes());
-                }
-                if seq as u32 >= *count {
-                    self.finish(i, Outcome::Done);
-                } else {
+                let again = if req.sent > 1 { format!(" ({} datagrams sent)", req.sent) } else { String::new() };
+                if self.on_pong(i, rtt, &again) {
                     let mut next = self.udp_request(req.addr, Instant::now() + *interval);
                     next.first = Instant::now() + *interval;
                     reqs[i] = Some(next);
@@ -1271,7 +1283,7 @@ impl Fan<'_> {
             (Op::Run { .. }, Reply::Error(e)) if e.code == ErrorCode::SpawnFailed => {
                 self.finish(i, Outcome::SpawnFailed(e.message))
             }
-            (_, Reply::Error(e)) => self.finish(i, Outcome::Error(format!("server error {}: {}", e.code.as_str(), e.message))),
+            (_, Reply::Error(e)) => self.finish(i, server_error(&e)),
             (_, _) => self.finish(i, Outcome::Error(format!("protocol error: unexpected {:?} reply", reply.header.kind))),
         }
     }
@@ -1411,21 +1423,7 @@ impl Fan<'_> {
 /// each retransmitted on its own schedule (as `udp` does for one host),
 /// replies matched to hosts by nonce. The exit status as for `run`.
 pub fn run_udp(plan: &Plan, op: &Op, key: &Key, opts: &Options) -> i32 {
-    let mut fan = match Fan::new(plan, op, key, opts) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("ferry: {e}");
-            return EXIT_FERRY_ERROR;
-        }
-    };
-    if let Err(e) = fan.run_udp() {
-        eprintln!("ferry: {e}");
-        return EXIT_FERRY_ERROR;
-    }
-    if plan.mode == Mode::Gather {
-        fan.print_gathered();
-    }
-    fan.summary()
+    fan_out(plan, op, key, opts, |fan| fan.run_udp().map_err(|e| e.to_string()))
 }
 
 #[cfg(test)]
