@@ -3,10 +3,12 @@
 //! connections per thread, requests encoded once, no allocation per request,
 //! latencies in a fixed log-linear histogram.
 //!
-//! - `net`: loopback resolution, frame scanning, the parallel connect+handshake.
+//! - `net`: loopback resolution, frame scanning, the parallel connect+handshake
+//!   (`open`: a poll and its authenticated connections).
 //! - `load`: the closed-loop pipelined engine for `ping` and `exec`.
 //! - `xfer`: `get` and `put` transfers.
 //! - `idle`: holding idle connections.
+//! - `udp`: datagrams, to ferryd's UDP ping or to a bare echo.
 //! - `hist`: the histogram. `sys`: /proc, getrusage, rlimits.
 //!
 //! Each mode here returns a `Report`: one JSON object and the human table.
@@ -16,12 +18,12 @@ pub mod idle;
 pub mod load;
 pub mod net;
 pub mod sys;
+pub mod udp;
 pub mod xfer;
 
 use crate::proto::encode_head;
 use crate::proto::msg::{self, Digest};
 use hist::Histogram;
-use mio::Poll;
 use net::{Proto, SetupOpts};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -226,9 +228,7 @@ pub fn load(common: &Common, pipeline: usize, exec: Option<&ExecCommand>) -> Res
             (common.clone(), spec.clone(), barrier.clone(), go.clone(), start_at.clone(), abort.clone());
         handles.push(std::thread::spawn(move || -> Result<Option<load::Outcome>, String> {
             // Every thread reaches both barriers, whatever happens in its setup.
-            let ready = Poll::new().map_err(|e| format!("poll: {e}")).and_then(|mut poll| {
-                net::establish(&mut poll, common.addr, &common.proto, n, common.setup(false)).map(|s| (poll, s))
-            });
+            let ready = net::open(common.addr, &common.proto, n, common.setup(false));
             if ready.is_err() {
                 abort.store(true, Ordering::SeqCst);
             }
@@ -393,8 +393,7 @@ pub fn transfer(common: &Common, t: &Transfer) -> Result<Report, String> {
     } else {
         if let Some(size) = t.size {
             // Store the file to fetch first, on a connection of its own (not measured).
-            let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
-            let socks = net::establish(&mut poll, common.addr, &common.proto, 1, common.setup(false))?;
+            let (mut poll, socks) = net::open(common.addr, &common.proto, 1, common.setup(false))?;
             let op = put_op(&t.path, size, Digest::Sha256, None)?;
             xfer::run(&mut poll, socks, &op, Duration::ZERO, xfer::Amount::Count(1), common.timeout, None)
                 .map_err(|e| format!("storing the file to get: {e}"))?;
@@ -402,9 +401,8 @@ pub fn transfer(common: &Common, t: &Transfer) -> Result<Report, String> {
         let request = net::frame(msg::request::get(&t.path, 0, t.digest));
         (xfer::Op::Get { request, verify: t.digest == Digest::Sha256 }, t.size, String::new())
     };
-    let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let t_setup = Instant::now();
-    let socks = net::establish(&mut poll, common.addr, &common.proto, common.connections, common.setup(false))?;
+    let (mut poll, socks) = net::open(common.addr, &common.proto, common.connections, common.setup(false))?;
     let setup = t_setup.elapsed();
     let amount = match t.count {
         Some(n) => xfer::Amount::Count(n.max(1)),
@@ -493,9 +491,8 @@ pub fn idle(common: &Common) -> Result<Report, String> {
     let pid = common.server_pid;
     let rss0 = pid.and_then(sys::rss_kib);
     let fds0 = pid.and_then(sys::fd_count);
-    let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let t_setup = Instant::now();
-    let mut socks = net::establish(&mut poll, common.addr, &common.proto, common.connections, common.setup(true))?;
+    let (mut poll, mut socks) = net::open(common.addr, &common.proto, common.connections, common.setup(true))?;
     let setup = t_setup.elapsed();
     let peak = idle::hold(&mut poll, &mut socks, common.duration, pid)?;
     let rss1 = pid.and_then(sys::rss_kib);
@@ -566,6 +563,83 @@ pub fn idle(common: &Common) -> Result<Report, String> {
         common.proto.name(),
         common.addr,
         plural(common.connections, "connection")
+    );
+    Ok(Report { json: Value::Object(m), title, rows })
+}
+
+/// Datagrams: ferryd's UDP ping, or with `Target::Bare` an echo, on one
+/// socket with `spec.pipeline` requests in flight, for warm-up + duration.
+pub fn udp(common: &Common, spec: &udp::Spec) -> Result<Report, String> {
+    let bare = matches!(spec.target, udp::Target::Bare { .. });
+    let start = Instant::now();
+    let from = start + common.warmup;
+    let window = load::Window {
+        from,
+        to: from + common.duration,
+        stall: common.timeout,
+        drain: common.timeout.min(Duration::from_secs(2)),
+    };
+    let o = udp::run(common.addr, spec, window, common.server_pid)?;
+    let secs = common.duration.as_secs_f64();
+    let rate = o.ops as f64 / secs;
+    let protocol = if bare { "udp-echo" } else { "ferry-udp" };
+    let mut m = common.base("udp");
+    m.insert("protocol".into(), json!(protocol));
+    m.remove("connections");
+    m.insert("pipeline".into(), json!(spec.pipeline));
+    m.insert("request_bytes".into(), json!(o.request_bytes));
+    m.insert("reply_bytes".into(), json!(o.reply_bytes));
+    m.insert("warmup_s".into(), json!(common.warmup.as_secs_f64()));
+    m.insert("duration_s".into(), json!(secs));
+    m.insert("rto_ms".into(), json!(round3(spec.rto.as_secs_f64() * 1000.0)));
+    m.insert("retries".into(), json!(spec.retries));
+    m.insert("ops".into(), json!(o.ops));
+    m.insert("ops_per_s".into(), json!(round3(rate)));
+    m.insert("latency_us".into(), latency_json(&o.hist));
+    m.insert("replies_total".into(), json!(o.replies));
+    m.insert("requests".into(), json!(o.requests));
+    m.insert("datagrams_sent".into(), json!(o.datagrams));
+    m.insert("retransmits".into(), json!(o.retransmits));
+    m.insert("lost".into(), json!(o.lost));
+    m.insert("replayed".into(), json!(o.replayed));
+    m.insert("stray".into(), json!(o.stray));
+    m.insert("client_cpu_s".into(), json!(round3(o.client_cpu.as_secs_f64())));
+    m.insert("server_cpu_s".into(), json!(o.server_cpu.map(|d| round3(d.as_secs_f64()))));
+    let per_op = |d: Duration| (o.ops > 0).then(|| round3(d.as_secs_f64() * 1e6 / o.ops as f64));
+    m.insert("client_cpu_us_per_op".into(), json!(per_op(o.client_cpu)));
+    m.insert("server_cpu_us_per_op".into(), json!(o.server_cpu.and_then(per_op)));
+    let what = if bare { "echoes" } else { "pings" };
+    let mut rows = vec![
+        ("measured".to_string(), format!("{secs:.2} s after {:.2} s of warm-up", common.warmup.as_secs_f64())),
+        (what.to_string(), format!("{} ({}/s)", grouped(o.ops), grouped(rate.round() as u64))),
+        ("latency".into(), latency_row(&o.hist)),
+        (
+            "datagrams".into(),
+            format!(
+                "{} sent ({} bytes each, replies {} bytes), {} retransmitted, {} requests lost, {} replayed, {} stray",
+                grouped(o.datagrams),
+                o.request_bytes,
+                o.reply_bytes,
+                grouped(o.retransmits),
+                grouped(o.lost),
+                grouped(o.replayed),
+                grouped(o.stray)
+            ),
+        ),
+        ("cpu".into(), cpu_row(o.client_cpu, o.server_cpu, common.server_pid, Some(("request", o.ops as f64)))),
+    ];
+    let notes = common.notes();
+    for n in &notes {
+        rows.push(("note".into(), n.clone()));
+    }
+    m.insert("notes".into(), json!(notes));
+    let title = format!(
+        "ferry-bench udp: {} {}/udp, pipeline {}, retransmit after {} ms (doubling) up to {} times",
+        if bare { "bare echo" } else { "ferry" },
+        common.addr,
+        spec.pipeline,
+        spec.rto.as_millis(),
+        spec.retries
     );
     Ok(Report { json: Value::Object(m), title, rows })
 }

@@ -300,6 +300,14 @@ fn connect_error(e: &io::Error) -> String {
     }
 }
 
+/// A fresh `Poll` and `n` connections registered in it, as `establish` opens
+/// them: what every TCP mode starts with.
+pub fn open(addr: SocketAddr, proto: &Proto, n: usize, opts: SetupOpts) -> Result<(Poll, Vec<TcpStream>), String> {
+    let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
+    let socks = establish(&mut poll, addr, proto, n, opts)?;
+    Ok((poll, socks))
+}
+
 /// Opens `n` connections to `addr`, each registered in `poll` as `Token(i)`
 /// for READABLE | WRITABLE, connected, authenticated (ferry) and, with
 /// `probe`, past one ping. Up to `opts.parallel` are in progress at once.

@@ -1,6 +1,6 @@
 //! What ferry-bench reads about processes: RSS, open fds and CPU time from
-//! /proc, its own CPU time from getrusage, the process listening on a port,
-//! and the open-files limit.
+//! /proc, its own CPU time from getrusage, the process listening on a TCP
+//! port or bound to a UDP one, and the open-files limit.
 
 use std::fs;
 use std::time::Duration;
@@ -63,14 +63,15 @@ pub fn raise_nofile() -> u64 {
     lim.rlim_cur
 }
 
-/// Socket inodes in LISTEN state on local `port`, from /proc/net/tcp and tcp6.
-fn listening_inodes(port: u16) -> Vec<String> {
+/// Inodes of sockets on local `port` in `state` (hex, as /proc/net/* spells
+/// it) with no remote address, from `tables`.
+fn socket_inodes(tables: &[&str], port: u16, state: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+    for table in tables {
         let Ok(text) = fs::read_to_string(table) else { continue };
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 10 || f[3] != "0A" {
+            if f.len() < 10 || f[3] != state || !f[2].bytes().all(|b| b == b'0' || b == b':') {
                 continue;
             }
             let p = f[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
@@ -82,10 +83,9 @@ fn listening_inodes(port: u16) -> Vec<String> {
     out
 }
 
-/// The process that holds a socket listening on `port` (the lowest pid when
-/// several do), found through /proc/net/tcp{,6} and /proc/*/fd.
-pub fn pid_listening_on(port: u16) -> Option<u32> {
-    let inodes = listening_inodes(port);
+/// The process that holds one of `inodes` (the lowest pid when several do),
+/// found through /proc/*/fd.
+fn pid_holding(inodes: &[String]) -> Option<u32> {
     if inodes.is_empty() {
         return None;
     }
@@ -97,6 +97,18 @@ pub fn pid_listening_on(port: u16) -> Option<u32> {
         let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
         fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|l| want.iter().any(|w| l.as_os_str() == w.as_str())))
     })
+}
+
+/// The process that holds a socket listening on TCP `port`.
+pub fn pid_listening_on(port: u16) -> Option<u32> {
+    // 0A: LISTEN.
+    pid_holding(&socket_inodes(&["/proc/net/tcp", "/proc/net/tcp6"], port, "0A"))
+}
+
+/// The process that holds an unconnected UDP socket bound to `port`.
+pub fn pid_bound_udp(port: u16) -> Option<u32> {
+    // 07: TCP_CLOSE, which is how an unconnected UDP socket shows.
+    pid_holding(&socket_inodes(&["/proc/net/udp", "/proc/net/udp6"], port, "07"))
 }
 
 #[cfg(test)]
@@ -111,5 +123,7 @@ mod tests {
         assert!(proc_cpu(me).is_some());
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert_eq!(pid_listening_on(l.local_addr().unwrap().port()), Some(me));
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(pid_bound_udp(u.local_addr().unwrap().port()), Some(me));
     }
 }

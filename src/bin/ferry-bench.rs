@@ -1,5 +1,5 @@
 //! ferry-bench: a load generator for ferryd (and redis-server, through RESP,
-//! driven by the same code). Modes: ping, exec, get, put, idle; see `--help`.
+//! driven by the same code). Modes: ping, exec, get, put, idle, udp; see `--help`.
 //!
 //! Output: a human table on stdout, or with `--json` one JSON object on stdout
 //! (the table then goes to stderr). Exit status: 0; 1 with one line on stderr
@@ -7,7 +7,8 @@
 //! stall); 2 for a usage error.
 
 use clap::{Args, Parser, Subcommand};
-use ferry::bench::{self, net, Common, ExecCommand, Transfer};
+use ferry::bench::{self, net, udp, Common, ExecCommand, Transfer};
+use ferry::proto::auth::Key;
 use ferry::proto::msg::Digest;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,6 +124,22 @@ enum Mode {
         #[arg(long)]
         resp: bool,
     },
+    /// Datagrams: authenticated UDP pings to ferryd --udp (--port is the UDP port), one socket
+    Udp {
+        /// Requests in flight
+        #[arg(short = 'P', long = "pipeline", value_name = "D", default_value_t = 1)]
+        pipeline: usize,
+        /// Send datagrams of a ferry ping request's size to a bare UDP echo
+        /// (benches/baseline.c echo) instead: no key, no tag, no nonce
+        #[arg(long)]
+        bare: bool,
+        /// Milliseconds before the first retransmission of a request (same nonce); the wait doubles
+        #[arg(long, value_name = "MS", default_value_t = 200.0)]
+        rto: f64,
+        /// Retransmissions of one request before it counts as lost (its slot then sends a new one)
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        retries: u32,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -183,7 +200,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), String> {
     let o = &cli.opts;
     let resp = matches!(cli.mode, Mode::Ping { resp: true, .. } | Mode::Idle { resp: true });
-    let is_load = matches!(cli.mode, Mode::Ping { .. } | Mode::Exec { .. });
+    let bare = matches!(cli.mode, Mode::Udp { bare: true, .. });
+    let is_udp = matches!(cli.mode, Mode::Udp { .. });
+    let is_load = matches!(cli.mode, Mode::Ping { .. } | Mode::Exec { .. }) || is_udp;
+    if is_udp && (o.connections.is_some_and(|c| c != 1) || o.threads.is_some_and(|t| t != 1)) {
+        return Err("udp uses one socket on one thread: -P sets the requests in flight (-c and -t do not apply)".into());
+    }
     let is_transfer = matches!(cli.mode, Mode::Get { .. } | Mode::Put { .. });
     if o.threads.is_some_and(|t| t != 1) && !is_load {
         return Err("-t applies to ping and exec only".into());
@@ -196,6 +218,11 @@ fn run(cli: Cli) -> Result<(), String> {
     let addr = net::resolve(&o.host, port)?;
     let proto = if resp {
         net::Proto::Resp
+    } else if bare {
+        // The key only sizes the datagrams; without one, a key id of "default".
+        let key = ferry::client::cli::load_key(o.keys.as_deref(), o.key_id.as_deref())
+            .unwrap_or(Key { id: "default".into(), secret: String::new() });
+        net::Proto::Ferry(key)
     } else {
         net::Proto::Ferry(ferry::client::cli::load_key(o.keys.as_deref(), o.key_id.as_deref())?)
     };
@@ -218,15 +245,20 @@ fn run(cli: Cli) -> Result<(), String> {
     let (server_pid, server_note) = match o.server_pid {
         Some(pid) if std::path::Path::new(&format!("/proc/{pid}")).exists() => (Some(pid), None),
         Some(pid) => return Err(format!("--server-pid {pid}: no such process")),
-        None => match bench::sys::pid_listening_on(port) {
-            Some(pid) => (Some(pid), None),
-            None => (
-                None,
-                Some(format!(
-                    "server side not measured: no --server-pid, and no process found listening on port {port}"
-                )),
-            ),
-        },
+        None => {
+            let found =
+                if is_udp { bench::sys::pid_bound_udp(port) } else { bench::sys::pid_listening_on(port) };
+            match found {
+                Some(pid) => (Some(pid), None),
+                None => (
+                    None,
+                    Some(format!(
+                        "server side not measured: no --server-pid, and no process found {} port {port}",
+                        if is_udp { "bound to UDP" } else { "listening on" }
+                    )),
+                ),
+            }
+        }
     };
     let common = Common {
         host: o.host.clone(),
@@ -265,6 +297,20 @@ fn run(cli: Cli) -> Result<(), String> {
             bench::transfer(&common, &spec)?
         }
         Mode::Idle { .. } => bench::idle(&common)?,
+        Mode::Udp { pipeline, bare, rto, retries } => {
+            let rto = secs(rto / 1000.0, "--rto")?;
+            if rto.is_zero() {
+                return Err("--rto must be above 0".into());
+            }
+            let net::Proto::Ferry(key) = &common.proto else { unreachable!("udp speaks ferry or bare") };
+            let target = if *bare {
+                udp::Target::Bare { size: udp::ping_size(key) }
+            } else {
+                udp::Target::Ferry(key.clone())
+            };
+            let spec = udp::Spec { target, pipeline: (*pipeline).max(1), rto, retries: *retries };
+            bench::udp(&common, &spec)?
+        }
     };
     if o.json {
         eprint!("{}", report.table());

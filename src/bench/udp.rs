@@ -1,0 +1,531 @@
+//! Datagram mode (`ferry-bench udp`): ferryd's authenticated UDP ping
+//! (`proto::datagram`) with `pipeline` requests in flight on one socket, or,
+//! for the baseline, datagrams of the same size to an unauthenticated echo
+//! (`benches/baseline.c echo`), through the same loop.
+//!
+//! Each ferry request is made as it is sent: a fresh nonce (16 random bytes;
+//! getrandom fills a pool of them at a time) and the current `ts`, written
+//! into the slot's buffer in the field order `encode_request` uses, then
+//! tagged. A reply counts once its tag checks with the key and its nonce is
+//! one in flight; any other datagram is ignored, as the protocol says.
+//!
+//! Loss: a request with no reply after `rto` is sent again unchanged (same
+//! nonce: ferryd answers a retransmission from its reply cache), the wait
+//! doubling each time; after `retries` retransmissions it counts as lost and
+//! its slot sends a fresh request. A lost datagram costs a slot some time,
+//! never the run; a run with no reply at all for `stall` is an error.
+
+use super::hist::Histogram;
+use super::load::Window;
+use crate::proto::auth::Key;
+use crate::proto::datagram::{self, MAX_DATAGRAM, NONCE_BYTES, OVERHEAD, REPLY_LABEL, REQUEST_LABEL, TAG_LEN};
+use crate::proto::msg;
+use crate::proto::ErrorCode;
+use hmac::{Hmac, Mac};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use serde::Deserialize;
+use sha2::Sha256;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Who answers.
+pub enum Target {
+    /// ferryd: authenticated pings with this key.
+    Ferry(Key),
+    /// An echo: datagrams of `size` bytes (at least 16), sent back as they are.
+    Bare { size: usize },
+}
+
+pub struct Spec {
+    pub target: Target,
+    /// Requests in flight.
+    pub pipeline: usize,
+    /// The first retransmission comes this long after the first send; the wait doubles.
+    pub rto: Duration,
+    /// Retransmissions of one request before it counts as lost.
+    pub retries: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Latencies (ns, from the request's first send) of the replies inside the window.
+    pub hist: Histogram,
+    /// Replies inside the window.
+    pub ops: u64,
+    /// Every reply, warm-up and drain included.
+    pub replies: u64,
+    /// Requests made (each a fresh nonce), and datagrams sent (retransmissions included).
+    pub requests: u64,
+    pub datagrams: u64,
+    pub retransmits: u64,
+    /// Requests given up after `retries` retransmissions.
+    pub lost: u64,
+    /// `replayed` answers: the first reply was lost and the server's cache no
+    /// longer held it; the request was served, its reply is not counted.
+    pub replayed: u64,
+    /// Datagrams ignored: duplicates, answers to requests given up, bad tags.
+    pub stray: u64,
+    pub request_bytes: usize,
+    /// The size of the last reply.
+    pub reply_bytes: usize,
+    /// CPU time over the window: ours, and the server's when its pid is known.
+    pub client_cpu: Duration,
+    pub server_cpu: Option<Duration>,
+}
+
+/// A request in flight (or, after the window, an idle slot).
+struct Slot {
+    bytes: Vec<u8>,
+    /// The nonce (ferry) or the sequence number (bare) that replies carry.
+    key: u128,
+    first: Instant,
+    /// Datagrams sent for this request.
+    tries: u32,
+    /// Bumped at each send, so a stale timer entry is recognised.
+    gen: u64,
+    busy: bool,
+}
+
+/// What a datagram from the server is.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    /// The reply to the request with this key.
+    Reply(u128),
+    /// ferryd's `replayed` for this nonce.
+    Replayed(u128),
+    /// An authenticated error other than `replayed`: the run cannot go on.
+    Fatal(String),
+    /// Not for us (a bad tag, malformed): ignored.
+    Stray,
+}
+
+/// The keyed MAC states and the encoded key id of a ferry target.
+struct Ferry {
+    request_mac: HmacSha256,
+    reply_mac: HmacSha256,
+    key_id_json: String,
+    secret: Vec<u8>,
+}
+
+impl Ferry {
+    fn new(key: &Key) -> Ferry {
+        let keyed = |label: &str| {
+            let mut m = HmacSha256::new_from_slice(key.secret.as_bytes()).expect("HMAC takes keys of any length");
+            m.update(label.as_bytes());
+            m
+        };
+        Ferry {
+            request_mac: keyed(REQUEST_LABEL),
+            reply_mac: keyed(REPLY_LABEL),
+            key_id_json: serde_json::to_string(&key.id).expect("a string serializes"),
+            secret: key.secret.as_bytes().to_vec(),
+        }
+    }
+
+    /// The ping request datagram for `nonce` and `ts`, into `buf`: the bytes
+    /// `datagram::encode_request` makes, without the map and its allocations.
+    fn ping(&self, buf: &mut Vec<u8>, nonce: u128, ts: i64) {
+        buf.clear();
+        buf.resize(OVERHEAD, 0);
+        write!(buf, r#"{{"key_id":{},"nonce":"{nonce:032x}","ts":{ts},"type":"ping"}}"#, self.key_id_json)
+            .expect("writing to a Vec");
+        let len = (buf.len() - OVERHEAD) as u32;
+        buf[TAG_LEN..OVERHEAD].copy_from_slice(&len.to_be_bytes());
+        let mut m = self.request_mac.clone();
+        m.update(&buf[TAG_LEN..]);
+        let tag = m.finalize().into_bytes();
+        buf[..TAG_LEN].copy_from_slice(&tag);
+    }
+
+    /// Reads a reply. The fast path is a pong: no body, the tag checked with
+    /// the keyed state, the header read into borrowed fields. Anything else
+    /// goes through `datagram::decode_reply`.
+    fn answer(&self, bytes: &[u8]) -> Answer {
+        #[derive(Deserialize)]
+        struct Pong<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: &'a str,
+            #[serde(borrow)]
+            nonce: &'a str,
+        }
+        if bytes.len() <= OVERHEAD || bytes.len() > MAX_DATAGRAM {
+            return Answer::Stray;
+        }
+        let len = u32::from_be_bytes(bytes[TAG_LEN..OVERHEAD].try_into().expect("4 bytes")) as usize;
+        if OVERHEAD + len == bytes.len() {
+            let mut m = self.reply_mac.clone();
+            m.update(&bytes[TAG_LEN..]);
+            if m.verify_slice(&bytes[..TAG_LEN]).is_err() {
+                return Answer::Stray;
+            }
+            if let Ok(p) = serde_json::from_slice::<Pong>(&bytes[OVERHEAD..]) {
+                if p.kind == "pong" {
+                    return nonce_key(p.nonce).map_or(Answer::Stray, Answer::Reply);
+                }
+            }
+        }
+        let Ok(reply) = datagram::decode_reply(&self.secret, bytes) else { return Answer::Stray };
+        let Some(key) = reply.header.str("nonce").and_then(nonce_key) else { return Answer::Stray };
+        match reply.kind() {
+            msg::Reply::Pong => Answer::Reply(key),
+            msg::Reply::Error(e) if e.code == ErrorCode::Replayed => Answer::Replayed(key),
+            msg::Reply::Error(e) => {
+                let hint = match e.code {
+                    ErrorCode::ClockSkew => " (this machine's clock and the server's differ by more than udp.window)",
+                    _ => "",
+                };
+                Answer::Fatal(format!("ferryd answered {}: {}{hint}", e.code.as_str(), e.message))
+            }
+            _ => Answer::Fatal(format!("ferryd answered a ping with a {:?} reply", reply.header.kind)),
+        }
+    }
+}
+
+/// A nonce's 32 hex digits as a number (the key replies are matched by).
+fn nonce_key(nonce: &str) -> Option<u128> {
+    if !datagram::is_udp_nonce(nonce) {
+        return None;
+    }
+    u128::from_str_radix(nonce, 16).ok()
+}
+
+/// Random nonces, drawn from getrandom a pool at a time.
+struct Nonces {
+    pool: Vec<u8>,
+    at: usize,
+}
+
+impl Nonces {
+    const POOL: usize = 1024 * NONCE_BYTES;
+
+    fn new() -> Nonces {
+        Nonces { pool: vec![0; Self::POOL], at: Self::POOL }
+    }
+
+    fn next(&mut self) -> Result<u128, String> {
+        if self.at == self.pool.len() {
+            getrandom::getrandom(&mut self.pool).map_err(|e| format!("the OS random source failed: {e}"))?;
+            self.at = 0;
+        }
+        let n = u128::from_le_bytes(self.pool[self.at..self.at + NONCE_BYTES].try_into().expect("16 bytes"));
+        self.at += NONCE_BYTES;
+        Ok(n)
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The size of a ferry ping request with `key` (they all have it while `ts`
+/// has 10 digits): what the bare mode sends.
+pub fn ping_size(key: &Key) -> usize {
+    let mut buf = Vec::new();
+    Ferry::new(key).ping(&mut buf, 0, unix_now());
+    buf.len()
+}
+
+fn refused(addr: SocketAddr, bare: bool) -> String {
+    if bare {
+        format!("port unreachable: nothing is bound to {addr}/udp (is the echo running?)")
+    } else {
+        format!("port unreachable: nothing is bound to {addr}/udp (ferryd serves UDP with --udp or udp.listen)")
+    }
+}
+
+/// The run's state: the socket, the slots and the counts.
+struct Run<'a> {
+    sock: UdpSocket,
+    addr: SocketAddr,
+    spec: &'a Spec,
+    ferry: Option<Ferry>,
+    slots: Vec<Slot>,
+    /// Key of each request in flight → its slot.
+    flying: HashMap<u128, usize>,
+    /// (deadline, slot, gen) of every send, soonest first; stale ones are skipped.
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    nonces: Nonces,
+    seq: u128,
+    out: Outcome,
+}
+
+impl Run<'_> {
+    fn send(&mut self, i: usize) -> Result<(), String> {
+        let s = &mut self.slots[i];
+        s.tries += 1;
+        s.gen += 1;
+        let wait = self.spec.rto.saturating_mul(1 << (s.tries - 1).min(16));
+        self.timers.push(Reverse((Instant::now() + wait, i, s.gen)));
+        self.out.datagrams += 1;
+        match self.sock.send(&s.bytes) {
+            Ok(_) => Ok(()),
+            // A full send buffer loses the datagram, as the network may: the timer resends it.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                Err(refused(self.addr, self.ferry.is_none()))
+            }
+            Err(e) => Err(format!("send: {e}")),
+        }
+    }
+
+    /// A new request on slot `i`, sent.
+    fn fresh(&mut self, i: usize, now: Instant) -> Result<(), String> {
+        let key = match &self.ferry {
+            Some(f) => {
+                let nonce = self.nonces.next()?;
+                f.ping(&mut self.slots[i].bytes, nonce, unix_now());
+                nonce
+            }
+            None => {
+                self.seq += 1;
+                self.slots[i].bytes[..16].copy_from_slice(&self.seq.to_le_bytes());
+                self.seq
+            }
+        };
+        let s = &mut self.slots[i];
+        s.key = key;
+        s.first = now;
+        s.tries = 0;
+        s.busy = true;
+        self.flying.insert(key, i);
+        self.out.requests += 1;
+        self.out.request_bytes = s.bytes.len();
+        self.send(i)
+    }
+
+    fn answer(&self, bytes: &[u8]) -> Answer {
+        match &self.ferry {
+            Some(f) => f.answer(bytes),
+            None => {
+                let s = &self.slots[0];
+                if bytes.len() != s.bytes.len() {
+                    return Answer::Stray;
+                }
+                Answer::Reply(u128::from_le_bytes(bytes[..16].try_into().expect("16 bytes")))
+            }
+        }
+    }
+}
+
+/// Runs the loop against `addr` until `window.to`, then drains for at most
+/// `window.drain`. `server_pid` is sampled for CPU time at the window's edges.
+pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32>) -> Result<Outcome, String> {
+    let local: SocketAddr = if addr.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { (std::net::Ipv6Addr::LOCALHOST, 0).into() };
+    let mut sock = UdpSocket::bind(local).map_err(|e| format!("udp socket: {e}"))?;
+    // Connected: datagrams from anyone else never reach us, and an ICMP port
+    // unreachable comes back as ECONNREFUSED.
+    sock.connect(addr).map_err(|e| format!("udp connect {addr}: {e}"))?;
+    let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
+    poll.registry().register(&mut sock, Token(0), Interest::READABLE).map_err(|e| format!("poll: {e}"))?;
+    let depth = spec.pipeline.max(1);
+    let (ferry, size) = match &spec.target {
+        Target::Ferry(key) => (Some(Ferry::new(key)), 0),
+        Target::Bare { size } => (None, (*size).clamp(16, MAX_DATAGRAM)),
+    };
+    let now = Instant::now();
+    let mut r = Run {
+        sock,
+        addr,
+        spec,
+        ferry,
+        slots: (0..depth)
+            .map(|_| Slot { bytes: vec![b'x'; size], key: 0, first: now, tries: 0, gen: 0, busy: false })
+            .collect(),
+        flying: HashMap::with_capacity(depth * 2),
+        timers: BinaryHeap::new(),
+        nonces: Nonces::new(),
+        seq: 0,
+        out: Outcome::default(),
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    let mut events = Events::with_capacity(64);
+    let mut in_flight = depth;
+    let (mut stopping, mut cpu0, mut last_progress) = (false, None, now);
+    let sample = || (super::sys::self_cpu(), server_pid.and_then(super::sys::proc_cpu));
+    for i in 0..depth {
+        r.fresh(i, now)?;
+    }
+    loop {
+        let now = Instant::now();
+        if cpu0.is_none() && now >= window.from {
+            cpu0 = Some(sample());
+        }
+        if !stopping && now >= window.to {
+            stopping = true;
+            let (c0, c1) = (cpu0.unwrap_or_else(sample), sample());
+            r.out.client_cpu = c1.0.saturating_sub(c0.0);
+            r.out.server_cpu = c0.1.zip(c1.1).map(|(a, b)| b.saturating_sub(a));
+        }
+        if stopping && (in_flight == 0 || now >= window.to + window.drain) {
+            break;
+        }
+        if in_flight > 0 && now.duration_since(last_progress) > window.stall {
+            let who = if r.ferry.is_some() {
+                "ferryd answers nothing to a key it does not hold (-k, -i) or to a port without --udp"
+            } else {
+                "is the echo running on that port?"
+            };
+            return Err(format!(
+                "no reply for {:.1} s with {in_flight} requests in flight ({} datagrams sent): {who}",
+                window.stall.as_secs_f64(),
+                r.out.datagrams
+            ));
+        }
+        // Expired timers: resend, or give up and start afresh.
+        while let Some(&Reverse((at, i, gen))) = r.timers.peek() {
+            if at > now {
+                break;
+            }
+            r.timers.pop();
+            let s = &r.slots[i];
+            if !s.busy || s.gen != gen {
+                continue;
+            }
+            if s.tries <= spec.retries {
+                r.out.retransmits += 1;
+                r.send(i)?;
+            } else {
+                r.out.lost += 1;
+                let key = s.key;
+                r.flying.remove(&key);
+                if stopping {
+                    r.slots[i].busy = false;
+                    in_flight -= 1;
+                } else {
+                    r.fresh(i, now)?;
+                }
+            }
+        }
+        let edge = if cpu0.is_none() {
+            window.from
+        } else if stopping {
+            window.to + window.drain
+        } else {
+            window.to
+        };
+        let wake = r.timers.peek().map_or(edge, |Reverse((at, _, _))| (*at).min(edge));
+        let timeout = wake.saturating_duration_since(now).min(Duration::from_millis(100));
+        match poll.poll(&mut events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        if events.is_empty() {
+            continue;
+        }
+        loop {
+            let n = match r.sock.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    return Err(refused(addr, r.ferry.is_none()))
+                }
+                Err(e) => return Err(format!("recv: {e}")),
+            };
+            let now = Instant::now();
+            let (key, replayed) = match r.answer(&buf[..n]) {
+                Answer::Reply(k) => (k, false),
+                Answer::Replayed(k) => (k, true),
+                Answer::Fatal(e) => return Err(e),
+                Answer::Stray => {
+                    r.out.stray += 1;
+                    continue;
+                }
+            };
+            let Some(i) = r.flying.remove(&key) else {
+                r.out.stray += 1;
+                continue;
+            };
+            last_progress = now;
+            if replayed {
+                r.out.replayed += 1;
+            } else {
+                r.out.replies += 1;
+                r.out.reply_bytes = n;
+                if now >= window.from && now < window.to {
+                    r.out.hist.record(now.duration_since(r.slots[i].first).as_nanos() as u64);
+                    r.out.ops += 1;
+                }
+            }
+            if stopping {
+                r.slots[i].busy = false;
+                in_flight -= 1;
+            } else {
+                r.fresh(i, now)?;
+            }
+        }
+    }
+    Ok(r.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::datagram::{reply, request};
+    use crate::proto::ProtoError;
+
+    fn key() -> Key {
+        Key { id: "bench".into(), secret: "a-secret-for-the-tests".into() }
+    }
+
+    #[test]
+    fn the_hand_made_request_is_the_codecs() {
+        let k = key();
+        let f = Ferry::new(&k);
+        let mut buf = Vec::new();
+        for (nonce, ts) in [(0u128, 1_700_000_000), (u128::MAX, 1_764_000_000), (0x0102_0304, -5)] {
+            f.ping(&mut buf, nonce, ts);
+            let hex = format!("{nonce:032x}");
+            let want = datagram::encode_request(&k.id, k.secret.as_bytes(), request::ping(&hex, ts), b"");
+            assert_eq!(buf, want);
+            let r = datagram::decode_request(&buf, |id| (id == "bench").then_some(k.secret.as_bytes())).unwrap();
+            assert_eq!((r.nonce.as_str(), r.ts), (hex.as_str(), ts));
+            if ts > 1_000_000_000 {
+                assert_eq!(ping_size(&k), buf.len(), "every 10-digit ts gives the same size");
+            }
+        }
+    }
+
+    #[test]
+    fn replies_are_checked_and_matched() {
+        let k = key();
+        let f = Ferry::new(&k);
+        let nonce = "00000000000000000000000001020304";
+        let pong = datagram::encode_reply(k.secret.as_bytes(), reply::pong(nonce, 42, None), b"");
+        assert_eq!(f.answer(&pong), Answer::Reply(0x0102_0304));
+        let mut bad = pong.clone();
+        bad[5] ^= 1;
+        assert_eq!(f.answer(&bad), Answer::Stray);
+        let other = datagram::encode_reply(b"another key", reply::pong(nonce, 42, None), b"");
+        assert_eq!(f.answer(&other), Answer::Stray);
+        assert_eq!(f.answer(&pong[..pong.len() - 1]), Answer::Stray);
+        // A request's tag is not a reply's.
+        let req = datagram::encode_request(&k.id, k.secret.as_bytes(), request::ping(nonce, 1), b"");
+        assert_eq!(f.answer(&req), Answer::Stray);
+        let e = ProtoError::new(ErrorCode::Replayed, "already served");
+        let replayed = datagram::encode_reply(k.secret.as_bytes(), reply::error(&e, nonce, None), b"");
+        assert_eq!(f.answer(&replayed), Answer::Replayed(0x0102_0304));
+        let e = ProtoError::new(ErrorCode::ClockSkew, "ts is 99s off");
+        let skew = datagram::encode_reply(k.secret.as_bytes(), reply::clock_skew(&e, nonce, 7, None), b"");
+        match f.answer(&skew) {
+            Answer::Fatal(m) => assert!(m.contains("clock-skew: ts is 99s off") && m.contains("clock"), "{m}"),
+            a => panic!("{a:?}"),
+        }
+    }
+
+    #[test]
+    fn nonces_do_not_repeat_across_pools() {
+        let mut n = Nonces::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3000 {
+            assert!(seen.insert(n.next().unwrap()));
+        }
+    }
+}
