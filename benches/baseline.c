@@ -16,6 +16,15 @@
  *                                     stdin, stdout and stderr on /dev/null; a
  *                                     command that fails stops it. Prints one
  *                                     line per command: median_us min_us max_us
+ *   baseline echo PORTFILE            the bare UDP echo: bind 127.0.0.1:0, write
+ *                                     the port to PORTFILE, then send every
+ *                                     datagram back as it came (blocking
+ *                                     recvfrom/sendto, default buffers, no
+ *                                     check of any kind) until killed
+ *   baseline flood PORT SECS SIZE     send SIZE-byte datagrams of garbage
+ *                                     (random, no valid tag) to 127.0.0.1:PORT
+ *                                     as fast as one blocking sendto loop goes,
+ *                                     for SECS seconds; prints the count
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -41,6 +50,19 @@ static void die(const char *what) {
     exit(1);
 }
 
+/* Writes the port of fd's address to portfile (via a rename, so a reader sees it whole). */
+static void write_port(int fd, const char *portfile) {
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &al) < 0) die("getsockname");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", portfile);
+    FILE *pf = fopen(tmp, "w");
+    if (!pf) die(tmp);
+    fprintf(pf, "%d\n", ntohs(a.sin_port));
+    if (fclose(pf) != 0 || rename(tmp, portfile) < 0) die(portfile);
+}
+
 static int do_recv(const char *portfile, const char *out) {
     int l = socket(AF_INET, SOCK_STREAM, 0);
     if (l < 0) die("socket");
@@ -48,14 +70,7 @@ static int do_recv(const char *portfile, const char *out) {
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(l, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
     if (listen(l, 1) < 0) die("listen");
-    socklen_t al = sizeof a;
-    if (getsockname(l, (struct sockaddr *)&a, &al) < 0) die("getsockname");
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", portfile);
-    FILE *pf = fopen(tmp, "w");
-    if (!pf) die(tmp);
-    fprintf(pf, "%d\n", ntohs(a.sin_port));
-    if (fclose(pf) != 0 || rename(tmp, portfile) < 0) die(portfile);
+    write_port(l, portfile);
     int s = accept(l, NULL, NULL);
     if (s < 0) die("accept");
     close(l);
@@ -210,12 +225,64 @@ static int do_alt(int n, int argc, char **argv) {
     return 0;
 }
 
+static int do_echo(const char *portfile) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    if (s < 0) die("socket");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
+    write_port(s, portfile);
+    char buf[65536];
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t pl = sizeof peer;
+        ssize_t n = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&peer, &pl);
+        if (n < 0) {
+            if (errno == EINTR || errno == ECONNREFUSED) continue;
+            die("recvfrom");
+        }
+        /* A full buffer or a gone peer loses the datagram, as the network may. */
+        while (sendto(s, buf, n, 0, (struct sockaddr *)&peer, pl) < 0 && errno == EINTR) {
+        }
+    }
+    return 0;
+}
+
+static int do_flood(int port, double secs, int size) {
+    if (size < 1 || size > 65507 || !(secs > 0 && secs <= 3600)) {
+        fprintf(stderr, "flood: SECS in (0, 3600], SIZE in 1..65507\n");
+        return 2;
+    }
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    if (s < 0) die("socket");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    unsigned char buf[65507];
+    unsigned long long x = 0x9e3779b97f4a7c15ULL ^ (unsigned long long)now_ns();
+    for (int i = 0; i < size; i++) {
+        x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+        buf[i] = (unsigned char)((x * 0x2545f4914f6cdd1dULL) >> 56);
+    }
+    long long until = now_ns() + (long long)(secs * 1e9), count = 0;
+    while (now_ns() < until) {
+        for (int k = 0; k < 64; k++) {
+            buf[k % size] ^= (unsigned char)k; /* not twice the same datagram */
+            if (sendto(s, buf, size, 0, (struct sockaddr *)&a, sizeof a) >= 0) count++;
+        }
+    }
+    printf("%lld\n", count);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "recv") == 0) return do_recv(argv[2], argv[3]);
     if (argc >= 4 && strcmp(argv[1], "send") == 0)
         return do_send(atoi(argv[2]), argv[3], argc >= 5 ? (size_t)atol(argv[4]) : 256 * 1024);
     if (argc >= 4 && strcmp(argv[1], "spawn") == 0) return do_spawn(atoi(argv[2]), argv + 3);
     if (argc >= 4 && strcmp(argv[1], "alt") == 0) return do_alt(atoi(argv[2]), argc - 3, argv + 3);
-    fprintf(stderr, "usage: baseline recv PORTFILE OUT | send PORT FILE [WINDOW] | spawn N PROG [ARG...] | alt N CMD [:: CMD]...\n");
+    if (argc >= 3 && strcmp(argv[1], "echo") == 0) return do_echo(argv[2]);
+    if (argc >= 5 && strcmp(argv[1], "flood") == 0) return do_flood(atoi(argv[2]), atof(argv[3]), atoi(argv[4]));
+    fprintf(stderr, "usage: baseline recv PORTFILE OUT | send PORT FILE [WINDOW] | spawn N PROG [ARG...] | alt N CMD [:: CMD]...\n"
+                    "       | echo PORTFILE | flood PORT SECS SIZE\n");
     return 2;
 }
