@@ -216,3 +216,83 @@ fn auth_failure_and_refused_connections_are_one_line() {
         .args(["get", "--path", "nope", "-n", "1"]);
     fails(c, "not-found");
 }
+
+/// Runs `ferry-bench udp` at `port` with `args` and `--json`; the parsed object.
+fn bench_udp(port: u16, keys: &std::path::Path, args: &[&str]) -> Value {
+    let mut cmd = bench_bin();
+    cmd.arg("--port").arg(port.to_string()).arg("-k").arg(keys);
+    cmd.args(["--json", "-w", "20", "udp"]).args(args);
+    json_of(run_with_input(cmd, b""), args)
+}
+
+/// A stand-in for `baseline echo`: every datagram back as it came.
+fn udp_echo() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = s.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok((n, peer)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..n], peer);
+        }
+    });
+    port
+}
+
+#[test]
+fn udp_pings_ferryd_and_a_bare_echo_with_the_same_client() {
+    let d = Daemon::start_with(&["--udp", "127.0.0.1:0"]);
+    let port = d.udp_addr().port();
+    for pipeline in ["1", "32"] {
+        let v = bench_udp(port, &d.keys_path, &["-P", pipeline, "-d", "1", "--warmup", "0.2"]);
+        assert_eq!(v["mode"], "udp");
+        assert_eq!(v["protocol"], "ferry-udp");
+        assert_eq!(v["pipeline"].to_string(), pipeline);
+        assert!(num(&v, "ops") > 0.0 && num(&v, "ops_per_s") > 0.0, "{v}");
+        assert!(num(&v, "replies_total") >= num(&v, "ops"));
+        assert!(num(&v, "datagrams_sent") >= num(&v, "requests") && num(&v, "requests") >= num(&v, "replies_total"));
+        // Every reply checked: nothing on loopback is forged, and nonces never repeat.
+        assert_eq!((v["stray"].as_u64(), v["replayed"].as_u64()), (Some(0), Some(0)), "{v}");
+        assert!(num(&v, "request_bytes") > 36.0 && num(&v, "reply_bytes") > 36.0, "{v}");
+        check_latency(&v);
+        // The daemon is found by its UDP socket.
+        assert_eq!(v["server_pid"], d.pid());
+        assert!(num(&v, "server_cpu_us_per_op") >= 0.0, "{v}");
+    }
+    let size = bench_udp(port, &d.keys_path, &["-d", "0.3", "--warmup", "0"])["request_bytes"].clone();
+
+    // The bare echo gets datagrams of the same size, from the same loop.
+    let echo = udp_echo();
+    let v = bench_udp(echo, &d.keys_path, &["--bare", "-P", "8", "-d", "1", "--warmup", "0.2"]);
+    assert_eq!(v["protocol"], "udp-echo");
+    assert_eq!(v["request_bytes"], size);
+    assert_eq!(v["reply_bytes"], size);
+    assert!(num(&v, "ops") > 0.0, "{v}");
+    check_latency(&v);
+}
+
+#[test]
+fn udp_without_an_answer_fails_in_one_line_and_in_bounded_time() {
+    let d = Daemon::start_with(&["--udp", "127.0.0.1:0"]);
+    let port = d.udp_addr().port().to_string();
+    // Another key: ferryd stays silent, and the run stops at -w.
+    let (_dir, other_keys, _) = common::make_keys();
+    let mut c = bench_bin();
+    c.args(["--port", &port, "-k"]).arg(&other_keys).args(["udp", "-d", "5", "--rto", "50", "-w", "1"]);
+    let t = std::time::Instant::now();
+    let out = run_with_input(c, b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no reply for 1.0 s") && stderr.contains("key"), "{stderr}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(10), "{:?}", t.elapsed());
+
+    // Nothing bound: the ICMP port unreachable ends it at once.
+    let free = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = bench_bin();
+    c.arg("--port").arg(free.to_string()).arg("-k").arg(&d.keys_path).args(["udp", "-d", "1"]);
+    fails(c, "port unreachable");
+
+    let mut c = bench_bin();
+    c.args(["--port", &port, "-k"]).arg(&d.keys_path).args(["udp", "-c", "2"]);
+    fails(c, "-P sets the requests in flight");
+}
