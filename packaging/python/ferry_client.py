@@ -169,6 +169,33 @@ def _argv_or_cmd(command):
     return {"argv": argv}
 
 
+def _exec_request(command, env, cwd, timeout):
+    """An exec request's header (stdin aside), the same over TCP and UDP."""
+    req = {"type": "exec", **_argv_or_cmd(command)}
+    if env:
+        req["env"] = {str(k): str(v) for k, v in env.items()}
+    if cwd is not None:
+        req["cwd"] = os.fsdecode(cwd)
+    if timeout is not None:
+        req["timeout"] = timeout
+    return req
+
+
+def _encode_head(header):
+    """A header's wire form: u32 big-endian length, then compact JSON."""
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack(">I", len(head)) + head
+
+
+def _decode_head(raw):
+    """The header in raw: a JSON object with a string type, else None.
+    Raises ValueError when raw is not JSON at all."""
+    header = json.loads(raw)
+    if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+        return None
+    return header
+
+
 def _is_bytes(x):
     return isinstance(x, (bytes, bytearray, memoryview))
 
@@ -243,8 +270,7 @@ class Client:
         header = dict(header)
         if body or "size" in header:
             header["size"] = len(body)
-        head = json.dumps(header, separators=(",", ":")).encode()
-        data = struct.pack(">I", len(head)) + head
+        data = _encode_head(header)
         with self._wlock:
             s = sock or self.sock
             if s is None:
@@ -267,8 +293,8 @@ class Client:
         (length,) = struct.unpack(">I", self._read(4))
         if not 1 <= length <= MAX_HEADER:
             raise FerryError("protocol", f"a frame header of {length} bytes")
-        header = json.loads(self._read(length))
-        if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+        header = _decode_head(self._read(length))
+        if header is None:
             raise FerryError("protocol", "a frame header that is not an object with a type")
         return header
 
@@ -337,13 +363,7 @@ class Client:
         called with each chunk of bytes as it arrives; without them output is
         collected into the result.  Raises FerryError when the command cannot
         start (spawn-failed, bad-path, not-allowed...)."""
-        req = {"type": "exec", **_argv_or_cmd(command)}
-        if env:
-            req["env"] = {str(k): str(v) for k, v in env.items()}
-        if cwd is not None:
-            req["cwd"] = os.fsdecode(cwd)
-        if timeout is not None:
-            req["timeout"] = timeout
+        req = _exec_request(command, env, cwd, timeout)
         if stdin is not None:
             req["stdin"] = True
         out, err = [], []
@@ -613,8 +633,7 @@ class UdpClient:
         reply (header, body).  An error reply raises FerryError."""
         nonce = os.urandom(16).hex()
         header = dict(fields, key_id=self.key_id, nonce=nonce, ts=int(time.time()))
-        head = json.dumps(header, separators=(",", ":")).encode()
-        rest = struct.pack(">I", len(head)) + head
+        rest = _encode_head(header)
         datagram = self._tag(REQUEST_LABEL, rest) + rest
         if len(datagram) > MAX_DATAGRAM:
             raise FerryError("too-large", "the request does not fit a datagram")
@@ -660,10 +679,10 @@ class UdpClient:
         if length == 0 or 4 + length > len(rest):
             return None
         try:
-            h = json.loads(rest[4:4 + length])
+            h = _decode_head(rest[4:4 + length])
         except ValueError:
             return None
-        if not isinstance(h, dict) or not isinstance(h.get("type"), str) or h.get("nonce") != nonce:
+        if h is None or h.get("nonce") != nonce:
             return None
         size = h.get("size", 0)
         body = rest[4 + length:]
@@ -683,14 +702,7 @@ class UdpClient:
     def run(self, command, env=None, cwd=None, timeout=None):
         """Runs command (str: sh -c; list: argv) without stdin; a Result whose
         output may be cut to fit one datagram (truncated, *_total say)."""
-        req = {"type": "exec", **_argv_or_cmd(command)}
-        if env:
-            req["env"] = {str(k): str(v) for k, v in env.items()}
-        if cwd is not None:
-            req["cwd"] = os.fsdecode(cwd)
-        if timeout is not None:
-            req["timeout"] = timeout
-        h, body = self.request(req)
+        h, body = self.request(_exec_request(command, env, cwd, timeout))
         if h["type"] != "result":
             raise FerryError("protocol", f"unexpected {h['type']} reply", h)
         a = h.get("stdout", 0)
