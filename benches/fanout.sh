@@ -10,7 +10,8 @@
 # Each round runs ferry and then every ssh tool once, back to back, so they
 # share the machine's noise; the table gives each tool's median and spread
 # (min-max) over the rounds, its median over ferry's, and the same ratio
-# within each round. Only the ratios of one run mean anything.
+# within each round, and the CPU time the whole machine spent per target
+# (clients and servers). Only the ratios of one run mean anything.
 #
 #   bash benches/fanout.sh                        # 100 targets (5 rounds), 1,000 (3 rounds)
 #   TARGETS=100 ROUNDS=9 bash benches/fanout.sh
@@ -157,18 +158,23 @@ if ((ssh_max > 0)); then
 fi
 
 # ---------------------------------------------------------------- runs
-# Each prints its wall time in seconds, or fails if the tool failed.
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.4f", b-a}'; }
+# Each prints "SECONDS CPU-SECONDS": the wall time and the CPU time the whole
+# machine spent meanwhile (/proc/stat: user, nice, system, irq, softirq, steal),
+# which counts the servers' side too: every sshd forks a process per session.
+# It prints nothing (and fails) if the tool failed.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" -v c0="$2" -v c1="$(busy)" -v hz="$HZ" 'BEGIN{printf "%.4f %.3f", b-a, (c1-c0)/hz}'; }
 run_ferry() { # n
-  local t; t=$EPOCHREALTIME
+  local t c; c=$(busy); t=$EPOCHREALTIME
   timeout "$TOOL_TIMEOUT" "$BIN/ferry" -q run -H "$(spec "$1")" -- true || { echo "fanout.sh: ferry run -H failed" >&2; return 1; }
-  since "$t"
+  since "$t" "$c"
 }
 run_peer() { # tool n
-  local t err=$work/peer.err hosts=$work/hosts.$2
+  local t c err=$work/peer.err hosts=$work/hosts.$2
   [ -s "$hosts" ] || addrs "$2" > "$hosts"
   [ -s "$hosts.pssh" ] || sed "s/\$/:$SSH_PORT/" "$hosts" > "$hosts.pssh"
-  t=$EPOCHREALTIME
+  c=$(busy); t=$EPOCHREALTIME
   case "$1" in
     pdsh) timeout "$TOOL_TIMEOUT" pdsh -R ssh -S -w "^$hosts" true 2> "$err" ;;
     pdsh-f64) timeout "$TOOL_TIMEOUT" pdsh -R ssh -S -f 64 -w "^$hosts" true 2> "$err" ;;
@@ -176,7 +182,7 @@ run_peer() { # tool n
             -x "${SSH_OPTS[*]}" true > "$work/pssh.out" 2> "$err" ;;
   esac || { echo "fanout.sh: $1 on $2 targets failed:" >&2; tail -5 "$err" "$work/pssh.out" >&2 2>/dev/null; return 1; }
   [ ! -s "$err" ] || { echo "fanout.sh: $1 on $2 targets said:" >&2; tail -5 "$err" >&2; return 1; }
-  since "$t"
+  since "$t" "$c"
 }
 label() {
   case "$1" in
@@ -194,28 +200,38 @@ echo "ferry run -H of true: $daemons ferryd (up to $PER addresses each); $(nproc
 [ -z "${PDSH_SSH_ARGS:-}" ] || echo "$(ssh -V 2>&1); pdsh $(pdsh -V 2>&1 | head -1 | sed 's/^pdsh-//'); parallel-ssh $(parallel-ssh --version 2>&1)"
 for n in $TARGETS; do
   if ((n <= 100)); then peers=$PEERS rounds=$ROUNDS; else peers=$BIG_PEERS rounds=$BIG_ROUNDS; fi
-  declare -A t=()
+  declare -A t=() cpu=()
   for r in $(seq "$rounds"); do
-    t[ferry]+=" $(run_ferry "$n")"
-    for p in $peers; do t[$p]+=" $(run_peer "$p" "$n")"; done
-    line="round $r/$rounds, $n targets: ferry ${t[ferry]##* } s"
-    for p in $peers; do line+=", $p ${t[$p]##* } s"; done
+    line="round $r/$rounds, $n targets:"
+    for tool in ferry $peers; do
+      if [ "$tool" = ferry ]; then out=$(run_ferry "$n"); else out=$(run_peer "$tool" "$n"); fi
+      read -r w c <<<"$out"
+      t[$tool]+=" $w" cpu[$tool]+=" $c"
+      line+=" $tool $w s ($c CPU-s)"
+    done
     echo "$line" >&2
   done
   # shellcheck disable=SC2086
-  read -r fm flo fhi <<<"$(stat3 ${t[ferry]})"
+  read -r fm _ _ <<<"$(stat3 ${t[ferry]})"
   echo
   echo "$n targets, $rounds rounds:"
   echo
-  echo "| tool | median | min–max | median / ferry's | per-round ratios |"
-  echo "|---|---|---|---|---|"
-  printf '| %s | %.3f s | %.3f–%.3f s | | |\n' "$(label ferry)" "$fm" "$flo" "$fhi"
-  for p in $peers; do
+  echo "| tool | median | min–max | median / ferry's | per-round ratios | machine CPU per target (median) |"
+  echo "|---|---|---|---|---|---|"
+  for tool in ferry $peers; do
     # shellcheck disable=SC2086
-    read -r m lo hi <<<"$(stat3 ${t[$p]})"
-    ratios=$(paste -d' ' <(tr ' ' '\n' <<<"${t[$p]# }") <(tr ' ' '\n' <<<"${t[ferry]# }") |
-             awk '{x = $1 / $2; if (NR == 1 || x < lo) lo = x; if (NR == 1 || x > hi) hi = x} END {printf "%.1f–%.1f×", lo, hi}')
-    printf '| %s | %.3f s | %.3f–%.3f s | %.1f× | %s |\n' "$(label "$p")" "$m" "$lo" "$hi" "$(awk -v a="$m" -v b="$fm" 'BEGIN{print a/b}')" "$ratios"
+    read -r m lo hi <<<"$(stat3 ${t[$tool]})"
+    # shellcheck disable=SC2086
+    read -r cm _ _ <<<"$(stat3 ${cpu[$tool]})"
+    if [ "$tool" = ferry ]; then
+      ratio="" ratios=""
+    else
+      ratio=$(awk -v a="$m" -v b="$fm" 'BEGIN{printf "%.1f×", a/b}')
+      ratios=$(paste -d' ' <(tr ' ' '\n' <<<"${t[$tool]# }") <(tr ' ' '\n' <<<"${t[ferry]# }") |
+               awk '{x = $1 / $2; if (NR == 1 || x < lo) lo = x; if (NR == 1 || x > hi) hi = x} END {printf "%.1f–%.1f×", lo, hi}')
+    fi
+    printf '| %s | %.3f s | %.3f–%.3f s | %s | %s | %.1f ms |\n' "$(label "$tool")" "$m" "$lo" "$hi" "$ratio" "$ratios" \
+      "$(awk -v c="$cm" -v n="$n" 'BEGIN{print c * 1000 / n}')"
   done
-  unset t
+  unset t cpu
 done
