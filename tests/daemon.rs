@@ -7,7 +7,6 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::time::Duration;
 
@@ -190,38 +189,6 @@ fn the_drain_sends_term_before_kill() {
     assert_eq!(out, b"got TERM\n");
     assert_eq!(exit["code"], 7, "the command got TERM and could clean up");
     assert_eq!(d.wait_exit(WAIT), Some(0));
-}
-
-/// A Unix datagram socket in a temp dir, for syslog or sd_notify messages.
-struct Inbox {
-    sock: UnixDatagram,
-    path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Inbox {
-    fn new() -> Inbox {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(WAIT)).unwrap();
-        Inbox { sock, path, _dir: dir }
-    }
-
-    /// Reads datagrams until one contains `needle` (bounded by WAIT per read).
-    fn wait_for(&self, needle: &str) -> String {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut seen = Vec::new();
-        for _ in 0..1000 {
-            let n = self.sock.recv(&mut buf).unwrap_or_else(|e| panic!("no {needle:?} in {seen:?}: {e}"));
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if msg.contains(needle) {
-                return msg;
-            }
-            seen.push(msg);
-        }
-        panic!("no {needle:?} in {seen:?}");
-    }
 }
 
 #[test]

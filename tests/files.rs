@@ -17,15 +17,8 @@ fn sha_hex(bytes: &[u8]) -> String {
 
 /// Deterministic bytes that do not compress or repeat in short periods.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut rng = Rng(seed | 1);
+    (0..len).map(|_| (rng.next() >> 24) as u8).collect()
 }
 
 /// A `get` over a raw connection: (file header, body, done header).

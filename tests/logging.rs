@@ -12,7 +12,6 @@ mod common;
 use common::*;
 use ferry::logger::{self, LogTarget};
 use serde_json::json;
-use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -134,43 +133,6 @@ fn an_auth_failure_is_a_warning_with_the_peer_address_and_no_mac() {
     assert_eq!(d.log.count(" access: "), 0, "no request was served:\n{log}");
 }
 
-/// A bound datagram socket standing in for syslogd.
-struct Syslogd {
-    sock: UnixDatagram,
-    path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Syslogd {
-    fn new() -> Syslogd {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        sock.set_read_timeout(Some(WAIT)).unwrap();
-        Syslogd { sock, path, _dir: dir }
-    }
-
-    /// The next datagram (bounded by WAIT).
-    fn recv(&self) -> String {
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = self.sock.recv(&mut buf).expect("a syslog datagram within WAIT");
-        String::from_utf8(buf[..n].to_vec()).unwrap()
-    }
-
-    /// Datagrams until one contains `needle`.
-    fn wait_for(&self, needle: &str) -> String {
-        let mut seen = Vec::new();
-        while seen.len() < 1000 {
-            let msg = self.recv();
-            if msg.contains(needle) {
-                return msg;
-            }
-            seen.push(msg);
-        }
-        panic!("no {needle:?} in {seen:?}");
-    }
-}
-
 /// `<PRI>Mmm dd hh:mm:ss ferryd[PID]: MESSAGE` (RFC 3164, no hostname, as
 /// local syslog(3) sends it): returns MESSAGE after checking the rest.
 fn rfc3164(dgram: &str, pri: u8, pid: u32) -> &str {
@@ -191,7 +153,7 @@ fn rfc3164(dgram: &str, pri: u8, pid: u32) -> &str {
 
 #[test]
 fn the_syslog_backend_sends_rfc3164_datagrams_at_the_mapped_priorities() {
-    let syslogd = Syslogd::new();
+    let mut syslogd = Inbox::new();
     let facility = logger::parse_facility("local3").unwrap();
 
     // A socket nobody listens on is an error naming it, and installs nothing.
@@ -224,14 +186,9 @@ fn the_syslog_backend_sends_rfc3164_datagrams_at_the_mapped_priorities() {
     assert_eq!(rfc3164(&syslogd.recv(), 19 * 8 + 4, pid), "still here");
 
     // syslogd restarts (a new socket at the same path): records still arrive.
-    let Syslogd { sock, path, _dir } = syslogd;
-    drop(sock);
-    std::fs::remove_file(&path).unwrap();
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(WAIT)).unwrap();
-    let restarted = Syslogd { sock, path, _dir };
+    syslogd.rebind();
     log::error!("after the restart");
-    assert_eq!(rfc3164(&restarted.recv(), 19 * 8 + 3, pid), "after the restart");
+    assert_eq!(rfc3164(&syslogd.recv(), 19 * 8 + 3, pid), "after the restart");
 
     // Only one backend per process.
     let again = logger::init("ferryd", LogTarget::Stderr, log::LevelFilter::Info).unwrap_err();
@@ -240,7 +197,7 @@ fn the_syslog_backend_sends_rfc3164_datagrams_at_the_mapped_priorities() {
 
 #[test]
 fn a_foreground_daemon_configured_for_syslog_sends_its_access_lines_there() {
-    let syslogd = Syslogd::new();
+    let syslogd = Inbox::new();
     let (keys_dir, keys_path, key) = make_keys();
     let root = tempfile::tempdir().unwrap();
     let conf = keys_dir.path().join("ferryd.toml");

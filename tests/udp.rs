@@ -478,21 +478,9 @@ fn a_udp_exec_still_running_at_the_drain_timeout_gets_term_and_its_reply() {
     assert!(d.log.text().contains("drain timeout: TERM to 1 running commands"), "{}", d.log.text());
 }
 
-/// A tiny deterministic generator for garbage.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Garbage of every kind ferryd must stay silent to: random bytes, a
 /// stranger's key id, a wrong tag, a cut datagram, now and then a big one.
-fn garbage(rng: &mut XorShift, key: &Key) -> Vec<u8> {
+fn garbage(rng: &mut Rng, key: &Key) -> Vec<u8> {
     let nonce = datagram::fresh_udp_nonce();
     match rng.next() % 50 {
         0 => {
@@ -540,7 +528,7 @@ fn a_flood_of_garbage_does_not_slow_tcp_clients_or_grow_the_daemon() {
     // Made first, then sent as fast as the socket takes them, in bursts of
     // 200 with a 5 ms breath, so that most of them reach the daemon rather
     // than overflow its socket's receive buffer.
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let junk: Vec<Vec<u8>> = (0..20_000).map(|_| garbage(&mut rng, &d.key)).collect();
     let done = Arc::new(AtomicBool::new(false));
     let (server, flag) = (c.server, done.clone());

@@ -10,6 +10,7 @@ use ferry::proto::auth::{self, Key};
 use serde_json::{json, Map, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -536,5 +537,83 @@ impl Daemon {
             .arg(&keys_path)
             .args(extra);
         Daemon::try_spawn(cmd, root, keys_dir, keys_path, key)
+    }
+}
+
+/// A Unix datagram socket in a temp dir standing in for syslogd or a
+/// service manager's NOTIFY_SOCKET; every read is bounded by WAIT.
+pub struct Inbox {
+    pub sock: UnixDatagram,
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Inbox {
+    pub fn new() -> Inbox {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sock");
+        let sock = Inbox::bind(&path);
+        Inbox { sock, path, _dir: dir }
+    }
+
+    fn bind(path: &Path) -> UnixDatagram {
+        let sock = UnixDatagram::bind(path).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        sock
+    }
+
+    /// A new socket at the same path, as a restarted syslogd makes.
+    pub fn rebind(&mut self) {
+        std::fs::remove_file(&self.path).unwrap();
+        self.sock = Inbox::bind(&self.path);
+    }
+
+    fn try_recv(&self) -> std::io::Result<String> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = self.sock.recv(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// The next datagram.
+    pub fn recv(&self) -> String {
+        self.try_recv().expect("a datagram within WAIT")
+    }
+
+    /// Reads datagrams until one contains `needle`; returns it.
+    pub fn wait_for(&self, needle: &str) -> String {
+        let mut seen = Vec::new();
+        while seen.len() < 1000 {
+            let msg = self.try_recv().unwrap_or_else(|e| panic!("no {needle:?} in {seen:?}: {e}"));
+            if msg.contains(needle) {
+                return msg;
+            }
+            seen.push(msg);
+        }
+        panic!("no {needle:?} in {seen:?}");
+    }
+}
+
+/// A tiny deterministic generator (xorshift64) for test data and garbage.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(len + 8);
+        while v.len() < len {
+            v.extend_from_slice(&self.next().to_le_bytes());
+        }
+        v.truncate(len);
+        v
     }
 }
