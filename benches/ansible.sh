@@ -10,6 +10,8 @@
 #   ferry        ansible_pipelining=true
 #   ssh warm     the masters of the cold run still up
 #   ferry, no pipelining
+#   local        ansible_connection=local on the same paths: no transport at
+#                all, the floor any connection plugin can reach
 # and reports, over the rounds, the median and spread (min-max) of each
 # one's wall time (ansible-playbook started to ended), the per-round ratio of
 # ssh warm over ferry, and each task's median time (benches/ansible/
@@ -185,7 +187,7 @@ inventory() { # ferry|ssh pipelining
     if [ "$1" = ferry ]; then
       printf ' ansible_port=%s ansible_ferry_keys=%s ansible_ferry_key_id=bench' "$FPORT" "$work/keys"
       [ "${HOSTS[$i]}" = h3 ] && printf ' ansible_ferry_root=%s' "$b"
-    else
+    else # local ignores the port, but the template prints it
       printf ' ansible_port=%s' "$SPORT"
     fi
     echo
@@ -198,6 +200,8 @@ inventory() { # ferry|ssh pipelining
   echo "fetched=$work/fetched"
   if [ "$1" = ferry ]; then
     echo "ansible_connection=ferry"
+  elif [ "$1" = local ]; then
+    echo "ansible_connection=local"
   else
     echo "ansible_connection=ssh"
     echo "ansible_user=root"
@@ -209,6 +213,7 @@ inventory() { # ferry|ssh pipelining
 inventory ferry true > "$work/ferry.ini"
 inventory ferry false > "$work/ferry-nopipe.ini"
 inventory ssh true > "$work/ssh.ini"
+inventory local true > "$work/local.ini"
 
 # ---------------------------------------------------------------- runs
 fresh() { # every host's work directory as the playbook expects it
@@ -249,7 +254,7 @@ run() { # mode inventory: one playbook run, its wall time and task times kept
   done
 }
 
-MODES=(ssh-cold ferry ssh-warm ferry-nopipe)
+MODES=(ssh-cold ferry ssh-warm ferry-nopipe local)
 log "$CORE ($("$VENV/bin/python3" --version)), $ROUNDS rounds, forks $FORKS; modules run by $PY"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 for r in $(seq "$ROUNDS"); do
@@ -260,6 +265,7 @@ for r in $(seq "$ROUNDS"); do
   [ "$n" = 3 ] || { echo "ansible.sh: $n ssh masters up before the warm run, not 3" >&2; exit 1; }
   run ssh-warm "$work/ssh.ini"
   run ferry-nopipe "$work/ferry-nopipe.ini"
+  run local "$work/local.ini"
   line="round $r/$ROUNDS:"
   for m in "${MODES[@]}"; do line+=" $m ${wall[$m]##* } s"; done
   log "$line"
@@ -275,6 +281,7 @@ label() {
     ferry-nopipe) echo "ferry, no pipelining" ;;
     ssh-warm) echo "ssh, ControlPersist master up, pipelining" ;;
     ssh-cold) echo "ssh, first run: opens the masters, pipelining" ;;
+    local) echo "no transport: ansible_connection=local (the floor)" ;;
   esac
 }
 # shellcheck disable=SC2086
@@ -284,7 +291,7 @@ echo "$CORE, $FORKS forks, 3 hosts, $ROUNDS rounds; $(nproc) cores; load $LOAD0 
 echo
 echo "| run | wall time, median | min–max | / ferry's median | per-round ratios |"
 echo "|---|---|---|---|---|"
-for m in ferry ferry-nopipe ssh-warm ssh-cold; do
+for m in ferry ferry-nopipe ssh-warm ssh-cold local; do
   # shellcheck disable=SC2086
   read -r med lo hi <<<"$(stat3 ${wall[$m]})"
   ratios=$(paste -d' ' <(tr ' ' '\n' <<<"${wall[$m]# }") <(tr ' ' '\n' <<<"${wall[ferry]# }") |
@@ -294,8 +301,8 @@ done
 echo
 echo "Per task (median over the rounds, seconds, from the task's start to its last host's result):"
 echo
-echo "| task | ferry | ferry, no pipelining | ssh warm | ssh cold | ssh warm / ferry |"
-echo "|---|---|---|---|---|---|"
+echo "| task | ferry | ferry, no pipelining | ssh warm | ssh cold | local | ssh warm / ferry |"
+echo "|---|---|---|---|---|---|---|"
 # One line per task: name, then each mode's median.
 for m in "${MODES[@]}"; do
   cat "$work"/times."$m".* | jq -r --arg m "$m" '.tasks | to_entries[] | [.key, $m, .value.name, .value.s] | @tsv'
@@ -309,8 +316,9 @@ done | awk -F'\t' '
   END {
     for (k = 0; k <= last; k++) {
       f = med(v[k, "ferry"]); w = med(v[k, "ssh-warm"])
-      printf "| %s | %.3f | %.3f | %.3f | %.3f | %.2f× |\n", name[k], f, med(v[k, "ferry-nopipe"]), w, med(v[k, "ssh-cold"]), (f > 0 ? w / f : 0)
-      tf += f; tw += w; tn += med(v[k, "ferry-nopipe"]); tc += med(v[k, "ssh-cold"])
+      l = med(v[k, "local"])
+      printf "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f× |\n", name[k], f, med(v[k, "ferry-nopipe"]), w, med(v[k, "ssh-cold"]), l, (f > 0 ? w / f : 0)
+      tf += f; tw += w; tn += med(v[k, "ferry-nopipe"]); tc += med(v[k, "ssh-cold"]); tl += l
     }
-    printf "| all tasks | %.3f | %.3f | %.3f | %.3f | %.2f× |\n", tf, tn, tw, tc, (tf > 0 ? tw / tf : 0)
+    printf "| all tasks | %.3f | %.3f | %.3f | %.3f | %.3f | %.2f× |\n", tf, tn, tw, tc, tl, (tf > 0 ? tw / tf : 0)
   }'
