@@ -65,7 +65,7 @@ impl Baseline {
         let fds = fd_count(pid);
         {
             let mut c = d.authed();
-            ping(&mut c);
+            c.ping();
             c.send(json!({"type":"exec","cmd":"echo warm"}), b"");
             assert_eq!(c.exec_output().2["code"], 0);
             c.send(json!({"type":"put","path":".warm"}), &[7u8; 100_000]);
@@ -95,7 +95,7 @@ impl Baseline {
         self.wait_fds(what);
         // Closed connections are gone (a full table would refuse this one).
         let mut c = d.authed();
-        ping(&mut c);
+        c.ping();
         drop(c);
         self.wait_fds(what);
         let limit = self.rss + RSS_SLACK_KIB;
@@ -107,11 +107,6 @@ impl Baseline {
         assert!(temp_files(d.root.path()).is_empty(), "{what}: temporary files left");
         assert!(alive(self.pid), "{what}: the daemon died");
     }
-}
-
-fn ping(c: &mut Raw) {
-    c.send(json!({"type":"ping","id":"probe"}), b"");
-    assert_eq!(c.frame().0, json!({"type":"pong","id":"probe"}));
 }
 
 /// Makes the next close of `s` a reset (RST), not a FIN.
@@ -169,7 +164,7 @@ fn slowloris_before_auth_is_cut_by_the_auth_timeout() {
         }
         // Others are served in the meantime.
         let mut c = d.authed();
-        ping(&mut c);
+        c.ping();
         std::thread::sleep(Duration::from_secs(2));
         if round >= 1 {
             open = slow
@@ -375,7 +370,7 @@ fn numbers_as_floats_and_out_of_range_are_refused_or_exact() {
     // A timeout of 1e308 s is capped, not an overflow.
     c.send_bytes(&raw_frame(br#"{"type":"exec","cmd":"exit 4","timeout":1e308}"#, b""));
     assert_eq!(c.exec_output().2["code"], 4);
-    ping(&mut c);
+    c.ping();
     // 1e309 is not a number JSON parsers can hold: a bad frame, fatal.
     for h in [&br#"{"type":"ping","size":1e309}"#[..], br#"{"type":"ping","id":1e309}"#, br#"{"type":"ping","id":-1e309}"#] {
         let r = try_header(&d, h, true).unwrap();
@@ -632,7 +627,7 @@ fn a_grandchild_holding_the_pipe_does_not_hold_the_exit() {
     let (out, _, exit) = c.exec_output();
     assert_eq!(out, b"early\nlate\n");
     assert_eq!(exit["code"], 0);
-    ping(&mut c);
+    c.ping();
     drop(c);
     base.check(&d, "grandchild");
 }
@@ -652,7 +647,7 @@ fn a_child_that_closes_stdout_but_runs_on_is_waited_for() {
     c.send(json!({"type":"exec","cmd":"exec >&- 2>&-; sleep 30","timeout":0.5}), b"");
     let (_, _, exit) = c.exec_output();
     assert_eq!(exit["signal"], 15, "{exit}");
-    ping(&mut c);
+    c.ping();
     drop(c);
     base.check(&d, "closed stdout");
 }
@@ -673,7 +668,7 @@ fn a_gibibyte_of_output_to_a_slow_reader_costs_bounded_memory() {
     assert!(rss < base.rss + RSS_SLACK_KIB, "RSS {rss} KiB, baseline {} KiB", base.rss);
     // Others are served meanwhile.
     let mut other = d.authed();
-    ping(&mut other);
+    other.ping();
     assert!(!children_of(d.pid()).is_empty(), "the command is paused, not ended");
     drop((c, other));
     base.check(&d, "1 GiB to a slow reader");

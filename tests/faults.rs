@@ -10,11 +10,6 @@ use common::*;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 
-fn ping(c: &mut Raw) {
-    c.send(json!({"type":"ping","id":"probe"}), b"");
-    assert_eq!(c.frame().0, json!({"type":"pong","id":"probe"}));
-}
-
 /// Authenticates `key` on a fresh connection: the reply's type.
 fn try_auth(d: &Daemon, key: &ferry::proto::auth::Key) -> String {
     let mut c = d.raw();
@@ -45,7 +40,7 @@ fn a_keys_file_that_disappears_at_hup_keeps_the_old_keys() {
     let line = hup_and_wait(&d, "keeping the running configuration", 1);
     assert!(line.contains("error") && line.contains(&d.keys_path.display().to_string()), "{line}");
     assert_eq!(try_auth(&d, &d.key), "welcome", "the old key still authenticates");
-    ping(&mut held);
+    held.ping();
     let mut c = d.authed();
     c.send(json!({"type":"exec","cmd":"echo served"}), b"");
     assert_eq!(c.exec_output().0, b"served\n");
@@ -71,7 +66,7 @@ fn a_keys_file_that_disappears_at_hup_keeps_the_old_keys() {
     hup_and_wait(&d, "configuration reloaded", 1);
     assert_eq!(try_auth(&d, &next), "welcome");
     assert_eq!(try_auth(&d, &d.key), "auth-failed");
-    ping(&mut held);
+    held.ping();
 }
 
 #[test]
@@ -91,14 +86,14 @@ fn a_streaming_put_that_hits_the_file_size_limit_fails_cleanly() {
     let (e, _) = c.frame();
     assert_eq!(e["code"], "no-space", "{e}");
     assert_eq!(e["id"], "s");
-    ping(&mut c);
+    c.ping();
     assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
     assert!(temp_files(d.root.path()).is_empty());
     // An exec whose output file hits the limit gets the default SIGXFSZ.
     c.send(json!({"type":"exec","cmd":"exec head -c 2000000 /dev/zero > big"}), b"");
     let exit = c.exec_output().2;
     assert_eq!(exit["signal"], libc::SIGXFSZ, "{exit}");
-    ping(&mut c);
+    c.ping();
 }
 
 #[test]
@@ -124,7 +119,7 @@ fn with_no_fds_left_requests_fail_with_errors_and_work_again_after() {
     let e = c.frame().0;
     assert_eq!(e["type"], "error", "{e}");
     assert_eq!(e["id"], 3);
-    ping(&mut c);
+    c.ping();
     // Free them: everything works again, nothing was left behind.
     drop(fillers);
     eventually("the daemon accepts again", WAIT, || d.log.count("accepting again") >= 1);

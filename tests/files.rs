@@ -34,12 +34,6 @@ fn get(c: &mut Raw, req: Value) -> Result<(Value, Vec<u8>, Value), Value> {
     Ok((h, body, done))
 }
 
-fn ping_ok(c: &mut Raw) {
-    c.send(json!({"type":"ping","id":"after"}), b"");
-    let (h, _) = c.frame();
-    assert_eq!(h, json!({"type":"pong","id":"after"}), "the connection serves the next request");
-}
-
 #[test]
 fn round_trips_are_byte_exact_with_matching_digests() {
     let d = Daemon::start();
@@ -86,7 +80,7 @@ fn a_resumed_get_sends_the_tail_and_digests_the_whole_file() {
         c.frame()
     };
     assert_eq!(e["code"], "bad-request", "{e}");
-    ping_ok(&mut c);
+    c.ping();
 }
 
 #[test]
@@ -127,7 +121,7 @@ fn paths_never_leave_the_root() {
     // Links that stay inside are fine.
     let (_, body, _) = get(&mut c, json!({"type":"get","path":"sub/up"})).unwrap();
     assert_eq!(body, b"ok");
-    ping_ok(&mut c);
+    c.ping();
 }
 
 #[test]
@@ -140,7 +134,7 @@ fn a_rejected_put_still_consumes_its_body() {
     let (e, _) = c.frame();
     assert_eq!(e["code"], "bad-path");
     assert_eq!(e["id"], 1);
-    ping_ok(&mut c);
+    c.ping();
 }
 
 #[test]
@@ -166,7 +160,7 @@ fn errors_name_what_is_wrong() {
         assert_eq!(e["code"], code, "{req}: {e}");
         assert!(!e["message"].as_str().unwrap().is_empty());
     }
-    ping_ok(&mut c);
+    c.ping();
 }
 
 #[test]
@@ -200,7 +194,7 @@ fn a_digest_mismatch_writes_nothing() {
     assert_eq!(e["id"], "p");
     assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old contents");
     assert!(temp_files(d.root.path()).is_empty());
-    ping_ok(&mut c);
+    c.ping();
 }
 
 #[test]
@@ -240,7 +234,7 @@ fn read_only_refuses_puts_but_serves_files() {
     assert_eq!(c.frame().0["code"], "read-only");
     assert!(!d.path("new").exists() && !d.path("new2").exists());
     assert_eq!(get(&mut c, json!({"type":"get","path":"f"})).unwrap().1, b"data");
-    ping_ok(&mut c);
+    c.ping();
 }
 
 #[test]
@@ -258,7 +252,7 @@ fn max_upload_refuses_before_writing() {
     }
     c.send(json!({"type":"data"}), b"");
     assert_eq!(c.frame().0["code"], "too-large");
-    ping_ok(&mut c);
+    c.ping();
     assert!(!d.path("big").exists() && !d.path("streamed").exists());
     assert!(temp_files(d.root.path()).is_empty());
 }
@@ -373,7 +367,7 @@ fn a_full_disk_fails_the_put_and_keeps_the_connection() {
     let (e, _) = c.frame();
     assert_eq!(e["code"], "no-space", "{e}");
     assert_eq!(e["id"], "big");
-    ping_ok(&mut c);
+    c.ping();
     assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
     assert!(temp_files(d.root.path()).is_empty());
     // The daemon still writes what fits.

@@ -372,6 +372,13 @@ impl Raw {
         assert!(auth::verify_server_mac(key.secret.as_bytes(), &cn, &self.server_nonce, w["mac"].as_str().unwrap()));
     }
 
+    /// One ping answered: the connection still serves requests.
+    pub fn ping(&mut self) {
+        self.send(json!({"type":"ping","id":"probe"}), b"");
+        let (h, _) = self.frame();
+        assert_eq!(h, json!({"type":"pong","id":"probe"}), "the connection serves the next request");
+    }
+
     /// Reads an exec's replies up to `exit`: (stdout, stderr, exit header).
     pub fn exec_output(&mut self) -> (Vec<u8>, Vec<u8>, Value) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
