@@ -275,7 +275,7 @@ impl Run<'_> {
     }
 
     /// A new request on slot `i`, sent.
-    fn fresh(&mut self, i: usize, now: Instant) -> Result<(), String> {
+    fn fresh(&mut self, i: usize) -> Result<(), String> {
         let key = match &self.ferry {
             Some(f) => {
                 let nonce = self.nonces.next()?;
@@ -290,7 +290,9 @@ impl Run<'_> {
         };
         let s = &mut self.slots[i];
         s.key = key;
-        s.first = now;
+        // Timed from here: making the request (its nonce, its tag) is not
+        // part of the round trip, as the echo's has nothing to make.
+        s.first = Instant::now();
         s.tries = 0;
         s.busy = true;
         self.flying.insert(key, i);
@@ -349,7 +351,7 @@ pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32
     let (mut stopping, mut cpu0, mut last_progress) = (false, None, now);
     let sample = || (super::sys::self_cpu(), server_pid.and_then(super::sys::proc_cpu));
     for i in 0..depth {
-        r.fresh(i, now)?;
+        r.fresh(i)?;
     }
     loop {
         let now = Instant::now();
@@ -398,7 +400,7 @@ pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32
                     r.slots[i].busy = false;
                     in_flight -= 1;
                 } else {
-                    r.fresh(i, now)?;
+                    r.fresh(i)?;
                 }
             }
         }
@@ -458,7 +460,7 @@ pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32
                 r.slots[i].busy = false;
                 in_flight -= 1;
             } else {
-                r.fresh(i, now)?;
+                r.fresh(i)?;
             }
         }
     }
