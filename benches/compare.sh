@@ -11,8 +11,9 @@
 # openssh-client, rsync, gcc, bc, iproute2 and jq if any is missing
 # (the packages' own services are not started), builds ferry in release, and
 # starts every peer on 127.0.0.1 only, from throwaway configs in a temp dir:
-# ferryd, an sshd on a free port with its own host key and a generated root key,
-# an rsync daemon with one module, a redis-server without persistence. Every
+# ferryd (TCP and UDP on one port), an sshd on a free port with its own host
+# key and a generated root key, an rsync daemon with one module, a
+# redis-server without persistence, and the C baseline's bare UDP echo. Every
 # server is killed by PID when the script exits; every wait is bounded.
 #
 # Each row is measured once per round, the rows of a round one after the other,
@@ -22,6 +23,7 @@
 #
 # Environment: ROUNDS (default 3), QUICK=1, MIB (file size, default 1024),
 # PING_SECS (default 5), IDLE_CONNS (default 10000), OUT (the Markdown file),
+# UDP_SEEN_MAX (ferryd's udp.seen_max, default 4194304),
 # NICE (default -10: as root the script and every server and client it starts
 # run at this niceness, so other jobs on the machine disturb the run less; 0
 # leaves it alone).
@@ -41,6 +43,7 @@ fi
 case "$ROUNDS$MIB$PING_SECS$IDLE_CONNS" in *[!0-9]*) echo "compare.sh: ROUNDS, MIB, PING_SECS and IDLE_CONNS are numbers" >&2; exit 2;; esac
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 50 ] || { echo "compare.sh: ROUNDS must be 1..50" >&2; exit 2; }
 BYTES=$((MIB << 20))
+UDP_SEEN_MAX=${UDP_SEEN_MAX:-4194304}
 NICE=${NICE:--10}
 if [ "$NICE" != 0 ] && [ "$(id -u)" = 0 ]; then renice -n "$NICE" -p $$ >/dev/null; fi
 log() { printf '[%5.0fs] %s\n' "$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$*" >&2; }
@@ -99,12 +102,12 @@ stop() { # pid: kill one server we started, wait for it, forget it
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"
 
-# A port nobody uses, below the ephemeral range so no client socket takes it.
+# A port nobody uses (TCP or UDP), below the ephemeral range so no client socket takes it.
 free_port() {
   local p
   for _ in $(seq 500); do
     p=$((20000 + RANDOM % 12000))
-    ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return 0; }
+    ss -Htuan "sport = :$p" | grep -q . || { echo "$p"; return 0; }
   done
   echo "compare.sh: no free port" >&2; return 1
 }
@@ -135,11 +138,22 @@ cat "$work/root/big" > /dev/null   # in the page cache for everyone
 "$BIN/ferry" keygen -q --id bench "$work/keys"
 export FERRY_KEYS=$work/keys
 FPORT=$(free_port)
-"$BIN/ferryd" -c /dev/null --foreground --listen "127.0.0.1:$FPORT" --root "$work/root" --keys "$work/keys" \
+# Datagrams on the same port. The seen set (udp.seen_max, 131,072 by default)
+# holds each request's nonce for the 30 s window, which caps a sustained rate
+# at about 4,200 requests/s; the UDP rows go well past that, so it is raised.
+printf '[udp]\nseen_max = %d\n' "$UDP_SEEN_MAX" > "$work/ferryd.toml"
+"$BIN/ferryd" -c "$work/ferryd.toml" --foreground --listen "127.0.0.1:$FPORT" --udp "127.0.0.1:$FPORT" \
+  --root "$work/root" --keys "$work/keys" \
   --log-level warn --max-connections $((IDLE_CONNS + 1000)) 2> "$work/ferryd.log" &
 FPID=$!; pids+=("$FPID")
 wait_port "$FPORT" ferryd
 FADDR=127.0.0.1:$FPORT
+
+# ---------------------------------------------------------------- the bare UDP echo, and a sink
+"$BASE" echo "$work/echo.port" & EPID=$!; pids+=("$EPID")
+wait_file "$work/echo.port"; EPORT=$(cat "$work/echo.port")
+"$BASE" sink "$work/sink.port" & pids+=("$!")
+wait_file "$work/sink.port"; SINKPORT=$(cat "$work/sink.port")
 
 # ---------------------------------------------------------------- sshd
 mkdir -p /run/sshd && chmod 755 /run/sshd
@@ -348,6 +362,52 @@ idles() {
   stop "$pid"
 }
 
+# Datagrams, the same client (ferry-bench udp) for all: ferryd's authenticated
+# UDP ping, the bare C echo with datagrams of the same size, and (at one in
+# flight) ferry's TCP ping on an open connection, in turn.
+udp_row() { # key-suffix ferry-bench-args...
+  local k=$1 j; shift
+  j=$(fbj "$@" -d "$PING_SECS")
+  add "udp_$k" "$(jqn .ops_per_s <<<"$j")"; add "udp50_$k" "$(jqn .latency_us.p50 <<<"$j")"
+  add "udp99_$k" "$(jqn .latency_us.p99 <<<"$j")"; add "udpcpu_$k" "$(jqn .server_cpu_us_per_op <<<"$j")"
+  add "udpccpu_$k" "$(jqn .client_cpu_us_per_op <<<"$j")"
+  add "udploss_$k" "$(jq -r 'if (.requests // 0) > 0 then 100 * .lost / .requests else 0 end' <<<"$j")"
+  add "udpre_$k" "$(jq -r 'if (.datagrams_sent // 0) > 0 then 100 * .retransmits / .datagrams_sent else 0 end' <<<"$j")"
+  [ "$k" != f_1 ] || add udpbytes "$(jqn .request_bytes <<<"$j")"
+}
+udps() {
+  local p out a b c d
+  for p in 1 64 512; do
+    udp_row "f_$p" udp --port "$FPORT" -P "$p" --server-pid "$FPID"
+    udp_row "b_$p" udp --bare --port "$EPORT" -P "$p" --server-pid "$EPID"
+    [ "$p" != 1 ] || udp_row t_1 ping --port "$FPORT" -c 1 --server-pid "$FPID"
+  done
+  # Cold, whole processes, strictly alternating (A B C D A B C D ...).
+  out=$("$BASE" alt "$COLD_RUNS" "$BIN/ferry" ping -u "$FADDR" :: "$BIN/ferry" ping "$FADDR" :: \
+        "$BIN/ferry" run -u "$FADDR" -- true :: "$BIN/ferry" run -n "$FADDR" -- true)
+  { read -r a _; read -r b _; read -r c _; read -r d _; } <<<"$out"
+  add cold_pingu "$(ev '%.6f' "$a / 1e6")"; add cold_ping "$(ev '%.6f' "$b / 1e6")"
+  add cold_runu "$(ev '%.6f' "$c / 1e6")"; add cold_run "$(ev '%.6f' "$d / 1e6")"
+}
+
+# TCP pings (50 connections) while forged requests flood ferryd's UDP port,
+# next to the same flood at a socket that never reads (the sender's own cost)
+# and to no flood, in turn.
+flood_row() { # key flood-port-or-empty
+  local f="" j n=0
+  if [ -n "$2" ]; then "$BASE" flood "$2" "$((PING_SECS + 2))" bench > "$work/flood.out" & f=$!; fi
+  j=$(fbj ping --port "$FPORT" -c 50 -d "$PING_SECS" --server-pid "$FPID")
+  if [ -n "$f" ]; then wait "$f"; n=$(cat "$work/flood.out"); fi
+  add "fl_$1" "$(jqn .ops_per_s <<<"$j")"; add "fl99_$1" "$(jqn .latency_us.p99 <<<"$j")"
+  add "flcpu_$1" "$(jqn .server_cpu_us_per_op <<<"$j")"
+  add "flrate_$1" "$(ev '%.0f' "$n / ($PING_SECS + 2)")"
+}
+floods() {
+  flood_row none ""
+  flood_row sink "$SINKPORT"
+  flood_row ferryd "$FPORT"
+}
+
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 LOADS=()
 for r in $(seq "$ROUNDS"); do
@@ -357,6 +417,8 @@ for r in $(seq "$ROUNDS"); do
   log "round $r/$ROUNDS: exec"; execs
   log "round $r/$ROUNDS: ping"; pings
   log "round $r/$ROUNDS: idle"; idles
+  log "round $r/$ROUNDS: udp"; udps
+  log "round $r/$ROUNDS: udp flood"; floods
 done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(since "$START")
@@ -434,8 +496,9 @@ Everything runs over 127.0.0.1. Only the ratios of one run mean anything.
 
 ## Targets
 
-Each the issue's target (issue 6), as the ratio of this run's medians (the
-status), and the ratio within each round, where the two sides ran back to back.
+Each the issue's target (issue 6; the UDP row, issue 9), as the ratio of this
+run's medians (the status), and the ratio within each round, where the two
+sides ran back to back.
 
 | target | measured (medians) | ratio | per-round ratios | status |
 |---|---|---|---|---|
@@ -462,6 +525,8 @@ target "ping ≥ 1.0× redis-server, 50 connections" \
   "$(grp "$(med ping_f_50)") vs $(grp "$(med ping_r_50)") req/s" ping_f_50 ping_r_50 ">=" 1.0
 target "ping ≥ 1.0× redis-server, 1000 connections" \
   "$(grp "$(med ping_f_1000)") vs $(grp "$(med ping_r_1000)") req/s" ping_f_1000 ping_r_1000 ">=" 1.0
+target "UDP ping round trip ≤ 1.3× a bare UDP echo (one in flight, p50)" \
+  "$(ev '%.1f' "$(med udp50_f_1)") vs $(ev '%.1f' "$(med udp50_b_1)") µs" udp50_f_1 udp50_b_1 "<=" 1.3
 target "idle connection ≤ 1 KiB of daemon RSS each ($(grp "$IDLE_CONNS") open)" \
   "$(grp "$(med idle_f)") bytes" idle_f kib "<=" 1.0
 target "idle connection: below redis-server's RSS each" \
@@ -472,7 +537,8 @@ cat <<EOF
 Ratios read as the target does: for transfers, ferry's speed over the peer's
 (the peer's time over ferry's); for exec, ferry's time over the local spawn's;
 for the cold start, ssh's time over ferry's; for ping, ferry's requests/s over
-redis'; for idle memory, ferry's bytes per connection over 1 KiB and over redis'.
+redis'; for idle memory, ferry's bytes per connection over 1 KiB and over redis';
+for UDP, ferryd's round trip over the bare echo's.
 
 ## Files: one $MIB MiB file of random bytes, in the page cache
 
@@ -560,6 +626,77 @@ EOF
 for s in f:ferryd r:redis-server; do
   k=${s%%:*}; read -r m lo hi <<<"$(stat3 "idle_$k")"
   echo "| ${s#*:} | $(grp "$(med "idle0_$k")") KiB | $(grp "$m") | $(grp "$lo")–$(grp "$hi") | $(grp "$(med "idlepk_$k")") | $(ev '%.2f' "$(med "idlefd_$k")") | $(ev '%.2f' "$(med "idlesetup_$k")") |"
+done
+cat <<EOF
+
+## Datagrams (UDP): ferryd's authenticated ping, a bare echo, TCP
+
+ferry-bench udp, one socket on one thread, ${PING_SECS} s measured after 1 s of
+warm-up: ferryd's UDP ping (each request a fresh nonce, the current \`ts\`
+and its HMAC tag; each reply's tag checked and its nonce matched) against a
+bare echo (\`baseline echo\`: a C loop of blocking recvfrom/sendto, no check
+of any kind) sent datagrams of the same size ($(med udpbytes) bytes) by the
+same client, and at one in flight ferry's TCP ping on an open connection
+(ferry-bench ping -c 1). A request not answered within 200 ms is sent again
+(same nonce; the wait doubles), and given up after 3 retransmissions: "lost"
+is the share of requests given up, "resent" the share of datagrams that were
+retransmissions. ferryd runs with \`udp.seen_max = $(grp "$UDP_SEEN_MAX")\`
+(see the notes). Latencies count from a request's first send; p50 and p99
+are medians over the rounds.
+
+| in flight | server | req/s | (min–max) | p50 | p99 | lost | resent | CPU per request, server + client |
+|---|---|---|---|---|---|---|---|---|
+EOF
+for p in 1 64 512; do
+  for s in "f:ferryd, UDP" "b:bare echo (C)" "t:ferryd, TCP ping"; do
+    k=${s%%:*}_$p
+    [ -n "${vals[udp_$k]:-}" ] || continue
+    read -r m lo hi <<<"$(stat3 "udp_$k")"
+    echo "| $p | ${s#*:} | $(grp "$m") | $(grp "$lo")–$(grp "$hi") | $(us "$(med "udp50_$k")") | $(us "$(med "udp99_$k")") | $(ev '%.2f' "$(med "udploss_$k")") % | $(ev '%.2f' "$(med "udpre_$k")") % | $(ev '%.1f' "$(med "udpcpu_$k")") + $(ev '%.1f' "$(med "udpccpu_$k")") µs |"
+  done
+done
+ratio_row() { # label NUM DEN
+  echo "| $1 | $(ev '%.2f' "$(med "$2") / $(med "$3")")× | $(paired "$2" "$3" | awk '{printf "%.2f–%.2f×", $1, $2}') |"
+}
+cat <<EOF
+
+| ratio | of the medians | per round |
+|---|---|---|
+EOF
+ratio_row "round trip (p50), ferryd UDP / bare echo, 1 in flight" udp50_f_1 udp50_b_1
+ratio_row "round trip (p50), ferryd UDP / ferryd TCP ping, 1 in flight" udp50_f_1 udp50_t_1
+ratio_row "req/s, ferryd UDP / bare echo, 1 in flight" udp_f_1 udp_b_1
+ratio_row "req/s, ferryd UDP / bare echo, 64 in flight" udp_f_64 udp_b_64
+ratio_row "req/s, ferryd UDP / bare echo, 512 in flight" udp_f_512 udp_b_512
+cat <<EOF
+
+Cold, whole processes: the C loop of the cold rows above (\`baseline alt\`)
+runs these four commands in turn (A B C D A B C D ...), 3 warm-up runs and
+then $COLD_RUNS runs each per round; the figure is the median over the rounds
+of each round's median.
+
+| what | median | min–max |
+|---|---|---|
+EOF
+lrow cold_pingu "\`ferry ping -u 127.0.0.1:PORT\` (one datagram each way)" 1000 ms
+lrow cold_ping "\`ferry ping 127.0.0.1:PORT\` (connect, authenticate, one ping)" 1000 ms
+lrow cold_runu "\`ferry run -u 127.0.0.1:PORT -- true\`" 1000 ms
+lrow cold_run "\`ferry run 127.0.0.1:PORT -- true\`" 1000 ms
+cat <<EOF
+
+A UDP flood and TCP clients: ferry-bench ping over 50 TCP connections for
+${PING_SECS} s while \`baseline flood\` sends forged requests (valid framing
+and fields, a random tag: a JSON parse and an HMAC each for ferryd) as fast
+as one blocking loop goes: at ferryd's UDP port, at a socket that never reads
+(the sender's own cost on this machine, without ferryd's), or not at all; the
+three in turn.
+
+| flood | TCP req/s | (min–max) | p99 | vs no flood | per round | ferryd CPU per TCP request | flood datagrams/s |
+|---|---|---|---|---|---|---|---|
+EOF
+for s in "none:none" "sink:at a socket that never reads" "ferryd:at ferryd's UDP port"; do
+  k=${s%%:*}; read -r m lo hi <<<"$(stat3 "fl_$k")"
+  echo "| ${s#*:} | $(grp "$m") | $(grp "$lo")–$(grp "$hi") | $(us "$(med "fl99_$k")") | $(ev '%.2f' "$m / $(med fl_none)")× | $(paired "fl_$k" fl_none | awk '{printf "%.2f–%.2f×", $1, $2}') | $(ev '%.1f' "$(med "flcpu_$k")") µs | $(grp "$(med "flrate_$k")") |"
 done
 echo
 if [ -n "$notes" ]; then echo "$notes"; else
