@@ -21,10 +21,17 @@
  *                                     datagram back as it came (blocking
  *                                     recvfrom/sendto, default buffers, no
  *                                     check of any kind) until killed
- *   baseline flood PORT SECS SIZE     send SIZE-byte datagrams of garbage
- *                                     (random, no valid tag) to 127.0.0.1:PORT
+ *   baseline flood PORT SECS KEYID    send forged ferry requests to 127.0.0.1:PORT
  *                                     as fast as one blocking sendto loop goes,
- *                                     for SECS seconds; prints the count
+ *                                     for SECS seconds: valid framing and fields
+ *                                     (a ping for KEYID, a fresh nonce, the
+ *                                     current ts) behind a random tag, the
+ *                                     costliest datagram for a server without
+ *                                     the key (a JSON parse and an HMAC each);
+ *                                     prints the count
+ *   baseline sink PORTFILE            bind a UDP socket on 127.0.0.1:0, write
+ *                                     its port, and never read it (the kernel
+ *                                     drops what does not fit its buffer)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,6 +40,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,29 +256,49 @@ static int do_echo(const char *portfile) {
     return 0;
 }
 
-static int do_flood(int port, double secs, int size) {
-    if (size < 1 || size > 65507 || !(secs > 0 && secs <= 3600)) {
-        fprintf(stderr, "flood: SECS in (0, 3600], SIZE in 1..65507\n");
+static unsigned long long xorshift(unsigned long long *x) {
+    *x ^= *x >> 12, *x ^= *x << 25, *x ^= *x >> 27;
+    return *x * 0x2545f4914f6cdd1dULL;
+}
+
+static int do_flood(int port, double secs, const char *key_id) {
+    if (!(secs > 0 && secs <= 3600) || strlen(key_id) > 200) {
+        fprintf(stderr, "flood: SECS in (0, 3600], KEYID at most 200 bytes\n");
         return 2;
     }
     int s = socket(AF_INET, SOCK_DGRAM, 0);
     if (s < 0) die("socket");
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    unsigned char buf[65507];
+    unsigned char buf[512];
     unsigned long long x = 0x9e3779b97f4a7c15ULL ^ (unsigned long long)now_ns();
-    for (int i = 0; i < size; i++) {
-        x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
-        buf[i] = (unsigned char)((x * 0x2545f4914f6cdd1dULL) >> 56);
-    }
     long long until = now_ns() + (long long)(secs * 1e9), count = 0;
     while (now_ns() < until) {
         for (int k = 0; k < 64; k++) {
-            buf[k % size] ^= (unsigned char)k; /* not twice the same datagram */
-            if (sendto(s, buf, size, 0, (struct sockaddr *)&a, sizeof a) >= 0) count++;
+            int hl = snprintf((char *)buf + 36, sizeof buf - 36,
+                              "{\"key_id\":\"%s\",\"nonce\":\"%016llx%016llx\",\"ts\":%lld,\"type\":\"ping\"}",
+                              key_id, xorshift(&x), xorshift(&x), (long long)time(NULL));
+            for (int i = 0; i < 32; i += 8) {
+                unsigned long long r = xorshift(&x);
+                memcpy(buf + i, &r, 8);
+            }
+            uint32_t l = htonl((uint32_t)hl);
+            memcpy(buf + 32, &l, 4);
+            if (sendto(s, buf, 36 + hl, 0, (struct sockaddr *)&a, sizeof a) >= 0) count++;
         }
     }
     printf("%lld\n", count);
+    return 0;
+}
+
+static int do_sink(const char *portfile) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    if (s < 0) die("socket");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
+    write_port(s, portfile);
+    for (;;) pause();
     return 0;
 }
 
@@ -281,8 +309,9 @@ int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "spawn") == 0) return do_spawn(atoi(argv[2]), argv + 3);
     if (argc >= 4 && strcmp(argv[1], "alt") == 0) return do_alt(atoi(argv[2]), argc - 3, argv + 3);
     if (argc >= 3 && strcmp(argv[1], "echo") == 0) return do_echo(argv[2]);
-    if (argc >= 5 && strcmp(argv[1], "flood") == 0) return do_flood(atoi(argv[2]), atof(argv[3]), atoi(argv[4]));
+    if (argc >= 5 && strcmp(argv[1], "flood") == 0) return do_flood(atoi(argv[2]), atof(argv[3]), argv[4]);
+    if (argc >= 3 && strcmp(argv[1], "sink") == 0) return do_sink(argv[2]);
     fprintf(stderr, "usage: baseline recv PORTFILE OUT | send PORT FILE [WINDOW] | spawn N PROG [ARG...] | alt N CMD [:: CMD]...\n"
-                    "       | echo PORTFILE | flood PORT SECS SIZE\n");
+                    "       | echo PORTFILE | flood PORT SECS KEYID | sink PORTFILE\n");
     return 2;
 }
