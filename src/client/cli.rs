@@ -4,7 +4,7 @@
 //! subcommands (`get`, `put`, `ls`, `stat`) are in `transfer`.
 
 use super::encoding::Output;
-use super::{transfer, Error, Options, Session, Target, Writer};
+use super::{command_of, transfer, Error, Options, Session, Target, Writer};
 use crate::keys;
 use crate::proto::auth::Key;
 use crate::proto::msg::{Command, Exec, SignalName};
@@ -107,11 +107,7 @@ pub fn run(
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let command = match command.len() {
-        1 => Command::Shell(command.into_iter().next().expect("one argument")),
-        _ => Command::Argv(command),
-    };
-    let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None };
+    let req = Exec { command: command_of(&command), env: Default::default(), cwd: None, stdin: with_stdin, timeout: None };
     forward_signals(session.writer(), Arc::new(AtomicBool::new(true)));
     if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
         return fail(e);

@@ -25,10 +25,10 @@
 
 use super::cli::EXIT_FERRY_ERROR;
 use super::hosts::Host;
-use super::{Family, Options};
+use super::{command_of, io_text, resolve_addrs, Options};
 use crate::proto::auth::{self, Key};
 use crate::proto::frame::Header;
-use crate::proto::msg::{self, Command, Digest, ErrorCode, Exec, ProtoError, Reply, SignalName};
+use crate::proto::msg::{self, Digest, ErrorCode, Exec, ProtoError, Reply, SignalName};
 use crate::proto::{encode_frame, encode_head, Decoder, Item};
 use encoding_rs::Encoding;
 use mio::net::TcpStream;
@@ -38,7 +38,7 @@ use sha2::{Digest as _, Sha256};
 use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -232,41 +232,9 @@ fn raise_nofile() {
     }
 }
 
-fn resolve(h: &Host, family: Family) -> Result<Vec<SocketAddr>, String> {
-    let addrs: Vec<SocketAddr> = (h.target.host.as_str(), h.target.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("{}: {e}", h.target.host))?
-        .filter(|a| match family {
-            Family::Any => true,
-            Family::V4 => a.is_ipv4(),
-            Family::V6 => a.is_ipv6(),
-        })
-        .collect();
-    if addrs.is_empty() {
-        return Err(format!("{}: no address of the requested family", h.target.host));
-    }
-    Ok(addrs)
-}
-
-fn io_text(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
-
 /// A server's error reply as a host's outcome.
 fn server_error(e: &ProtoError) -> Outcome {
     Outcome::Error(format!("server error {e}"))
-}
-
-/// The command `run` sends: one word through `sh -c`, several as argv.
-fn command_of(words: &[String]) -> Command {
-    match words {
-        [one] => Command::Shell(one.clone()),
-        _ => Command::Argv(words.to_vec()),
-    }
 }
 
 impl<'a> Fan<'a> {
@@ -325,7 +293,7 @@ impl<'a> Fan<'a> {
         let now = Instant::now();
         let slot = &mut self.slots[i];
         slot.started.get_or_insert(now);
-        let addrs = match resolve(&slot.host, self.opts.family) {
+        let addrs = match resolve_addrs(&slot.host.target, self.opts.family) {
             Ok(a) => a,
             Err(e) => {
                 self.finish(i, Outcome::Unreachable(e));
@@ -1300,7 +1268,7 @@ impl Fan<'_> {
         let (mut v4, mut v6): (Option<UdpSocket>, Option<UdpSocket>) = (None, None);
         for i in 0..self.slots.len() {
             self.slots[i].started = Some(now);
-            let addr = match resolve(&self.slots[i].host, self.opts.family) {
+            let addr = match resolve_addrs(&self.slots[i].host.target, self.opts.family) {
                 Ok(a) => a[0],
                 Err(e) => {
                     self.finish(i, Outcome::Unreachable(e));
@@ -1429,6 +1397,7 @@ pub fn run_udp(plan: &Plan, op: &Op, key: &Key, opts: &Options) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::msg::Command;
 
     #[test]
     fn outcomes_have_a_status_a_category_and_a_reason() {

@@ -398,19 +398,43 @@ impl Session {
     }
 }
 
-fn connect_tcp(target: &Target, opts: &Options) -> Result<TcpStream, Error> {
+/// `target`'s addresses of `family`, in the resolver's order (TCP, UDP and
+/// fan-out alike); the error names the host.
+pub(crate) fn resolve_addrs(target: &Target, family: Family) -> Result<Vec<SocketAddr>, String> {
     let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()
-        .map_err(|e| Error::Connect(format!("{}: {e}", target.host)))?
-        .filter(|a| match opts.family {
+        .map_err(|e| format!("{}: {e}", target.host))?
+        .filter(|a| match family {
             Family::Any => true,
             Family::V4 => a.is_ipv4(),
             Family::V6 => a.is_ipv6(),
         })
         .collect();
     if addrs.is_empty() {
-        return Err(Error::Connect(format!("{}: no address of the requested family", target.host)));
+        return Err(format!("{}: no address of the requested family", target.host));
     }
+    Ok(addrs)
+}
+
+/// An I/O error as `ls` would say it: without "(os error N)".
+pub(crate) fn io_text(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// The command `run` sends: one word through `sh -c`, several as argv.
+pub(crate) fn command_of(words: &[String]) -> msg::Command {
+    match words {
+        [one] => msg::Command::Shell(one.clone()),
+        _ => msg::Command::Argv(words.to_vec()),
+    }
+}
+
+fn connect_tcp(target: &Target, opts: &Options) -> Result<TcpStream, Error> {
+    let addrs = resolve_addrs(target, opts.family).map_err(Error::Connect)?;
     let mut last = None;
     for a in &addrs {
         let r = match opts.timeout {

@@ -14,7 +14,7 @@
 
 use super::files::{FileInfo, OnLocalError};
 use super::format;
-use super::{cli, Error, Options, Session, Target};
+use super::{cli, io_text, Error, Options, Session, Target};
 use crate::proto::auth::{to_hex, Key};
 use crate::proto::msg::{Digest, Entry, Kind};
 use crate::proto::ErrorCode;
@@ -124,15 +124,6 @@ impl Failure {
             return Failure::BrokenPipe;
         }
         Failure::Failed(format!("{what}: {}", io_text(e)))
-    }
-}
-
-/// An I/O error as `ls` would say it: without "(os error N)".
-fn io_text(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
     }
 }
 

@@ -16,15 +16,15 @@
 
 use super::cli::{EXIT_FERRY_ERROR, EXIT_SPAWN_FAILED};
 use super::encoding::Output;
-use super::{ExitStatus, Family, Options, Target};
+use super::{command_of, resolve_addrs, ExitStatus, Options, Target};
 use crate::proto::auth::Key;
 use crate::proto::datagram::{self, ExecResult};
-use crate::proto::msg::{Command, Exec, Reply};
+use crate::proto::msg::{Exec, Reply};
 use crate::proto::{ErrorCode, ProtoError};
 use encoding_rs::Encoding;
 use serde_json::{Map, Value};
 use std::io::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long to wait for a reply without `-w`.
@@ -95,18 +95,6 @@ fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-fn resolve(target: &Target, family: Family) -> Result<SocketAddr, UdpError> {
-    (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map_err(|e| UdpError::Resolve(format!("{}: {e}", target.host)))?
-        .find(|a| match family {
-            Family::Any => true,
-            Family::V4 => a.is_ipv4(),
-            Family::V6 => a.is_ipv6(),
-        })
-        .ok_or_else(|| UdpError::Resolve(format!("{}: no address of the requested family", target.host)))
-}
-
 fn trace(dir: &str, header: &Map<String, Value>, note: &str) {
     eprintln!("ferry: {dir} {}{note}", Value::Object(header.clone()));
 }
@@ -129,7 +117,7 @@ pub fn send_times(timeout: Duration) -> impl Iterator<Item = Duration> {
 /// retransmitting it unchanged, and waits for the reply that answers it.
 pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, Value>, nonce: &str) -> Result<Exchange, UdpError> {
     let ts = header.get("ts").and_then(Value::as_i64).unwrap_or_else(unix_now);
-    let peer = resolve(target, opts.family)?;
+    let peer = resolve_addrs(target, opts.family).map_err(UdpError::Resolve)?[0];
     let local: SocketAddr = if peer.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
     let sock = UdpSocket::bind(local).map_err(UdpError::Io)?;
     // Connected: the kernel drops datagrams from anyone else, and reports
@@ -233,11 +221,7 @@ fn unexpected(ex: &Exchange) -> i32 {
 
 /// `ferry run -u`: one exec request; its output and status.
 pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, encoding: Option<&'static Encoding>) -> i32 {
-    let command = match command.len() {
-        1 => Command::Shell(command.into_iter().next().expect("one argument")),
-        _ => Command::Argv(command),
-    };
-    let req = Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None };
+    let req = Exec { command: command_of(&command), env: Default::default(), cwd: None, stdin: false, timeout: None };
     let nonce = datagram::fresh_udp_nonce();
     let ex = match exchange(target, key, opts, datagram::request::exec(&req, &nonce, unix_now()), &nonce) {
         Ok(ex) => ex,
