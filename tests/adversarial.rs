@@ -37,17 +37,7 @@ fn alive(pid: i32) -> bool {
 
 /// Pids of the processes in process group `pgid`.
 pub fn group_members(pgid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.get(3).and_then(|p| p.parse::<i32>().ok()) == Some(pgid) && f[0] != "Z" {
-            out.push(pid);
-        }
-    }
-    out
+    pids_where(|f| f.get(3).and_then(|p| p.parse::<i32>().ok()) == Some(pgid) && f[0] != "Z")
 }
 
 /// What the daemon holds when nothing is going on.

@@ -286,19 +286,26 @@ pub fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Pids of the processes whose parent is `ppid`.
-pub fn children_of(ppid: i32) -> Vec<i32> {
+/// Pids of the processes whose `/proc/PID/stat` fields after the
+/// parenthesised command (`f[0]` the state, field 3; `f[1]` the parent
+/// pid; `f[3]` the process group) satisfy `pred`.
+pub fn pids_where(pred: impl Fn(&[&str]) -> bool) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // Field 4 (after the parenthesised command) is the parent pid.
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
-        if rest.split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok()) == Some(ppid) {
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if !f.is_empty() && pred(&f) {
             out.push(pid);
         }
     }
     out
+}
+
+/// Pids of the processes whose parent is `ppid`.
+pub fn children_of(ppid: i32) -> Vec<i32> {
+    pids_where(|f| f.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(ppid))
 }
 
 /// Waits (bounded) until `f` holds.
