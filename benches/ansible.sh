@@ -5,7 +5,7 @@
 # three addresses (benches/sshd.sh: generated host and root keys), ssh with
 # `-o ControlMaster=auto -o ControlPersist=60s` and pipelining on.
 #
-# Each round runs the playbook four times, back to back:
+# Each round runs the playbook five times, back to back:
 #   ssh cold     the ssh masters closed first, so the run opens them
 #   ferry        ansible_pipelining=true
 #   ssh warm     the masters of the cold run still up
@@ -13,8 +13,9 @@
 #   local        ansible_connection=local on the same paths: no transport at
 #                all, the floor any connection plugin can reach
 # and reports, over the rounds, the median and spread (min-max) of each
-# one's wall time (ansible-playbook started to ended), the per-round ratio of
-# ssh warm over ferry, and each task's median time (benches/ansible/
+# one's wall time (ansible-playbook started to ended), its ratio to ferry's
+# (the median's, and within each round), the CPU time the whole machine
+# spent meanwhile, and each task's median time (benches/ansible/
 # callback_plugins/task_times.py: from the task's start to its last host's
 # result). Every run starts from fresh work directories, so that each
 # changes the same files, and its stats are checked (15 ok, 1 ignored, no
@@ -228,10 +229,15 @@ fresh() { # every host's work directory as the playbook expects it
   mkdir -p "$work/fetched"
 }
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.4f", b-a}'; }
-declare -A wall=()
+# The CPU time the whole machine spent (/proc/stat: user, nice, system, irq,
+# softirq, steal), in clock ticks: Ansible, its forks, the servers and the modules.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+declare -A wall=() cpu=()
 run() { # mode inventory: one playbook run, its wall time and task times kept
-  local mode=$1 t s out=$work/out.$1 times=$work/times.$1.$r
+  local mode=$1 t c s out=$work/out.$1 times=$work/times.$1.$r
   fresh
+  c=$(busy)
   t=$EPOCHREALTIME
   s=0
   env -u FERRY_KEYS -u ANSIBLE_PIPELINING \
@@ -243,6 +249,7 @@ run() { # mode inventory: one playbook run, its wall time and task times kept
     ANSIBLE_CONFIG="$work/none.cfg" ANSIBLE_NOCOLOR=1 PYTHONDONTWRITEBYTECODE=1 ANSIBLE_FORKS="$FORKS" \
     timeout "$RUN_TIMEOUT" "$PLAYBOOK" -i "$2" tests/ansible/playbook.yml > "$out" 2>&1 || s=$?
   wall[$mode]+=" $(since "$t")"
+  cpu[$mode]+=" $(awk -v a="$c" -v b="$(busy)" -v hz="$HZ" 'BEGIN{printf "%.2f", (b-a)/hz}')"
   [ "$s" = 0 ] || { echo "ansible.sh: $mode: ansible-playbook failed ($s):" >&2; tail -40 "$out" >&2; exit 1; }
   # The same outcome every time: 15 ok and the failing shell task ignored on
   # every host, and the file really copied.
@@ -267,7 +274,7 @@ for r in $(seq "$ROUNDS"); do
   run ferry-nopipe "$work/ferry-nopipe.ini"
   run local "$work/local.ini"
   line="round $r/$ROUNDS:"
-  for m in "${MODES[@]}"; do line+=" $m ${wall[$m]##* } s"; done
+  for m in "${MODES[@]}"; do line+=" $m ${wall[$m]##* } s (${cpu[$m]##* } CPU-s)"; done
   log "$line"
 done
 
@@ -289,14 +296,17 @@ read -r fm _ _ <<<"$(stat3 ${wall[ferry]})"
 echo
 echo "$CORE, $FORKS forks, 3 hosts, $ROUNDS rounds; $(nproc) cores; load $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; $(ssh -V 2>&1)"
 echo
-echo "| run | wall time, median | min–max | / ferry's median | per-round ratios |"
-echo "|---|---|---|---|---|"
+echo "| run | wall time, median | min–max | / ferry's median | per-round ratios | machine CPU, median |"
+echo "|---|---|---|---|---|---|"
 for m in ferry ferry-nopipe ssh-warm ssh-cold local; do
   # shellcheck disable=SC2086
   read -r med lo hi <<<"$(stat3 ${wall[$m]})"
   ratios=$(paste -d' ' <(tr ' ' '\n' <<<"${wall[$m]# }") <(tr ' ' '\n' <<<"${wall[ferry]# }") |
            awk '{x = $1 / $2; if (NR == 1 || x < lo) lo = x; if (NR == 1 || x > hi) hi = x} END {printf "%.2f–%.2f×", lo, hi}')
-  printf '| %s | %.2f s | %.2f–%.2f s | %.2f× | %s |\n' "$(label "$m")" "$med" "$lo" "$hi" "$(awk -v a="$med" -v b="$fm" 'BEGIN{print a/b}')" "$ratios"
+  # shellcheck disable=SC2086
+  read -r cm _ _ <<<"$(stat3 ${cpu[$m]})"
+  printf '| %s | %.2f s | %.2f–%.2f s | %.2f× | %s | %.1f s |\n' "$(label "$m")" "$med" "$lo" "$hi" \
+    "$(awk -v a="$med" -v b="$fm" 'BEGIN{print a/b}')" "$ratios" "$cm"
 done
 echo
 echo "Per task (median over the rounds, seconds, from the task's start to its last host's result):"
