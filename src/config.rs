@@ -130,6 +130,7 @@ struct UdpSection {
     seen_max: Option<Positive<usize>>,
     cache_max: Option<usize>,
     cache_bytes: Option<usize>,
+    max_rejects: Option<Positive<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -331,6 +332,7 @@ pub fn load(o: &Overrides) -> Result<Settings, String> {
     d.seen_max = u.seen_max.map_or(d.seen_max, |n| n.0);
     d.cache_max = u.cache_max.unwrap_or(d.cache_max);
     d.cache_bytes = u.cache_bytes.unwrap_or(d.cache_bytes);
+    d.max_rejects = u.max_rejects.map_or(d.max_rejects, |n| n.0);
     let file_level = f.log.level.map(|l| l.0.parse().expect("checked while reading"));
     c.log_level = o.log_level.or(file_level).unwrap_or(LevelFilter::Info);
 
@@ -461,6 +463,7 @@ impl Settings {
         let _ = writeln!(out, "seen_max = {}", u.seen_max);
         let _ = writeln!(out, "cache_max = {}", u.cache_max);
         let _ = writeln!(out, "cache_bytes = {}", u.cache_bytes);
+        let _ = writeln!(out, "max_rejects = {}", u.max_rejects);
         let _ = writeln!(out, "\n[log]");
         let _ = writeln!(out, "level = {}", q(&c.log_level.to_string().to_ascii_lowercase()));
         let target = match self.log_target {
@@ -519,6 +522,7 @@ mod tests {
             ("[udp]\nwindow = 0\n", "line 2, key udp.window: 0 is out of range"),
             ("[udp]\nlisten = [\"nowhere\"]\n", "line 2, key udp.listen:"),
             ("[udp]\nseen_max = 0\n", "line 2, key udp.seen_max: 0 is out of range"),
+            ("[udp]\nmax_rejects = 0\n", "line 2, key udp.max_rejects: 0 is out of range"),
             ("[udp]\nport = 1\n", "line 2, key udp.port: unknown field `port`"),
         ] {
             let err = parse(text).unwrap_err();
@@ -566,13 +570,13 @@ mod tests {
         crate::keys::generate(&keys, "k").unwrap();
         let file = dir.path().join("ferryd.toml");
         let udp = "[udp]\nlisten = [\"127.0.0.1:7075\", \"[::1]\"]\nmax_reply = 9000\nwindow = 5\nexec_timeout = 3\n\
-                   seen_max = 10\ncache_max = 0\ncache_bytes = 0\n";
+                   seen_max = 10\ncache_max = 0\ncache_bytes = 0\nmax_rejects = 7\n";
         std::fs::write(&file, format!("root = {:?}\nkeys = {:?}\n{udp}", dir.path(), keys)).unwrap();
         let mut o = Overrides { config: Some(file), ..Default::default() };
         let u = load(&o).unwrap().server.udp;
         assert_eq!(u.listen, ["127.0.0.1:7075".parse().unwrap(), "[::1]:7075".parse().unwrap()]);
         assert_eq!((u.max_reply, u.window, u.exec_timeout), (9000, Duration::from_secs(5), Duration::from_secs(3)));
-        assert_eq!((u.seen_max, u.cache_max, u.cache_bytes), (10, 0, 0));
+        assert_eq!((u.seen_max, u.cache_max, u.cache_bytes, u.max_rejects), (10, 0, 0, 7));
         o.udp = vec!["127.0.0.1:9".parse().unwrap()];
         let s = load(&o).unwrap();
         assert_eq!(s.server.udp.listen, o.udp);

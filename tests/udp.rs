@@ -586,3 +586,34 @@ fn a_flood_of_garbage_does_not_slow_tcp_clients_or_grow_the_daemon() {
     let counted = d.log.wait_for("datagrams got no answer", WAIT).expect("the count at exit");
     eprintln!("flood: {counted}");
 }
+
+#[test]
+fn past_max_rejects_a_second_reading_pauses_and_says_so() {
+    let _alone = shared();
+    let toml = "[udp]\nlisten = [\"127.0.0.1:0\"]\nmax_rejects = 100\n";
+    let (mut d, _file) = Daemon::start_config(toml, &["--foreground", "--log-level", "debug"], |_| {});
+    let c = Client::new(&d);
+    let mut tcp = d.authed();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let junk: Vec<Vec<u8>> = (0..200).map(|_| garbage(&mut rng, &d.key)).collect();
+    // Sent at once: more than the 10 a 100 ms slice allows reach the daemon.
+    // It judges 10, then leaves its socket unread until the slice ends.
+    for g in &junk {
+        let _ = c.sock.send_to(g, c.server);
+    }
+    let warning = d.log.wait_for("fail the checks", WAIT).expect("a warning that reading paused");
+    assert!(
+        warning.contains("warn: udp: more than 100 datagrams a second fail the checks (udp.max_rejects); reading pauses"),
+        "{warning}"
+    );
+    // TCP is served meanwhile, and a real datagram is answered once the junk
+    // ahead of it in the socket has been read (or dropped by the kernel).
+    tcp.send(json!({"type":"ping"}), b"");
+    assert_eq!(tcp.frame().0["type"], "pong");
+    assert_eq!(c.ping().header.kind, "pong");
+    // One warning per 10 s at most, however many slices paused.
+    assert_eq!(d.log.count("fail the checks"), 1);
+    drop(tcp);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+}

@@ -30,6 +30,12 @@
 //! Fairness: one turn reads at most `MAX_DATAGRAMS_PER_TURN` datagrams or
 //! `MAX_BYTES_PER_TURN` bytes; the rest waits for the next turn, so a flood
 //! costs TCP clients at most that much work between two of their events.
+//! And a flood costs at most `udp.max_rejects` failed checks a second,
+//! counted by `SLICE` (a tenth of them each):
+//! past that, the sockets are not read until the slice ends, and the kernel
+//! drops what overflows their receive buffers at no cost to the reactor
+//! (`Strangers`). Good requests are not limited, but one caught in a flood
+//! waits for the slice's end, or is lost and retransmitted by its client.
 
 use super::access;
 use super::ops::exec::{effective_timeout, Exec};
@@ -65,6 +71,66 @@ pub const MAX_ID_JSON: usize = 64;
 /// How often the "dropped" debug line and the "seen set full" warning may come.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(1);
 const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
+/// The unit of the strangers' budget (`udp.max_rejects` a second).
+pub const SLICE: Duration = Duration::from_millis(100);
+/// How often the "reading paused" warning may come.
+const PAUSE_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The budget of datagrams that fail the checks (malformed, unknown key id,
+/// wrong tag): a tenth of `udp.max_rejects` (rounded up) per `SLICE`, then
+/// reading pauses until the slice ends.
+#[derive(Default)]
+struct Strangers {
+    slice_start: Option<Instant>,
+    used: usize,
+    paused_until: Option<Instant>,
+    /// Slices that ran out, since the last warning.
+    pauses: u64,
+    warned: Option<Instant>,
+}
+
+impl Strangers {
+    /// Counts one failed datagram at `now`; true when the slice's budget is
+    /// spent and reading must pause (until `paused_until`).
+    fn count(&mut self, now: Instant, per_second: usize) -> bool {
+        let start = match self.slice_start {
+            Some(t) if now < t + SLICE => t,
+            _ => {
+                self.used = 0;
+                self.slice_start = Some(now);
+                now
+            }
+        };
+        self.used += 1;
+        if self.used < per_second.div_ceil(10) {
+            return false;
+        }
+        self.paused_until = Some(start + SLICE);
+        self.pauses += 1;
+        if self.warned.map_or(true, |t| now >= t + PAUSE_WARN_EVERY) {
+            self.warned = Some(now);
+            warn!(
+                "udp: more than {per_second} datagrams a second fail the checks (udp.max_rejects); reading pauses until the end of each {} ms that fills ({} times since the last warning)",
+                SLICE.as_millis(),
+                self.pauses
+            );
+            self.pauses = 0;
+        }
+        true
+    }
+
+    /// Whether reading is paused at `now`; a pause that has ended is cleared.
+    fn paused(&mut self, now: Instant) -> bool {
+        match self.paused_until {
+            Some(t) if now < t => true,
+            Some(_) => {
+                self.paused_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+}
 
 /// The `[udp]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +148,8 @@ pub struct UdpConfig {
     /// Replies cached at most, in entries and in bytes.
     pub cache_max: usize,
     pub cache_bytes: usize,
+    /// Datagrams that fail the checks handled a second, at most.
+    pub max_rejects: usize,
 }
 
 impl UdpConfig {
@@ -93,6 +161,7 @@ impl UdpConfig {
     pub const DEFAULT_SEEN_MAX: usize = 131_072;
     pub const DEFAULT_CACHE_MAX: usize = 4096;
     pub const DEFAULT_CACHE_BYTES: usize = 4 * 1024 * 1024;
+    pub const DEFAULT_MAX_REJECTS: usize = 20_000;
 }
 
 impl Default for UdpConfig {
@@ -105,6 +174,7 @@ impl Default for UdpConfig {
             seen_max: Self::DEFAULT_SEEN_MAX,
             cache_max: Self::DEFAULT_CACHE_MAX,
             cache_bytes: Self::DEFAULT_CACHE_BYTES,
+            max_rejects: Self::DEFAULT_MAX_REJECTS,
         }
     }
 }
@@ -280,6 +350,7 @@ pub struct Udp {
     /// Execs whose turn's read budget ran out with output left.
     pending: Vec<usize>,
     drops: Drops,
+    strangers: Strangers,
     full_warned: Option<Instant>,
     /// Salt of the fingerprints.
     salt: [u8; 32],
@@ -308,6 +379,7 @@ impl Udp {
             execs: Slab::new(),
             pending: Vec::new(),
             drops: Drops::default(),
+            strangers: Strangers::default(),
             full_warned: None,
             salt: crate::proto::auth::fresh_nonce(),
             epoch: Instant::now(),
@@ -334,9 +406,10 @@ impl Udp {
         self.sockets.iter().filter_map(|s| s.sock.local_addr().ok()).collect()
     }
 
-    /// Work left for the next turn: datagrams not read yet, output not read yet.
+    /// Work left for the next turn: datagrams not read yet (unless reading
+    /// is paused: then `deadline` says when it resumes), output not read yet.
     pub fn has_backlog(&self) -> bool {
-        self.sockets.iter().any(|s| s.readable) || !self.pending.is_empty()
+        (self.strangers.paused_until.is_none() && self.sockets.iter().any(|s| s.readable)) || !self.pending.is_empty()
     }
 
     /// A socket or a pipe is ready.
@@ -379,13 +452,19 @@ impl Udp {
         }
     }
 
-    /// The next exec timeout step (TERM, then KILL).
+    /// The next exec timeout step (TERM, then KILL), or the end of a pause.
     pub fn deadline(&self) -> Option<Instant> {
-        self.execs.iter().filter_map(|(_, r)| r.exec.deadline()).min()
+        let execs = self.execs.iter().filter_map(|(_, r)| r.exec.deadline()).min();
+        match (execs, self.strangers.paused_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Acts on expired exec deadlines, then reads (an exec may end by them).
+    /// Acts on expired exec deadlines and ends a pause whose slice is over
+    /// (the sockets are then read in the same turn's sweep or the next).
     pub fn on_deadline(&mut self, ctx: &mut Ctx) {
+        self.strangers.paused(ctx.now);
         let expired: Vec<usize> =
             self.execs.iter().filter(|(_, r)| r.exec.deadline().is_some_and(|d| d <= ctx.now)).map(|(k, _)| k).collect();
         for slot in expired {
@@ -443,7 +522,7 @@ impl Udp {
         'sockets: for k in 0..n {
             let i = (self.next_sock + k) % n;
             while self.sockets[i].readable {
-                if count >= MAX_DATAGRAMS_PER_TURN || bytes >= MAX_BYTES_PER_TURN {
+                if count >= MAX_DATAGRAMS_PER_TURN || bytes >= MAX_BYTES_PER_TURN || self.strangers.paused(ctx.now) {
                     // The rest waits for the next turn, this socket first.
                     self.next_sock = i;
                     break 'sockets;
@@ -467,8 +546,10 @@ impl Udp {
         self.buf = buf;
     }
 
-    /// Counts a datagram that gets no answer; a debug line at most once a second.
-    fn drop_silently(&mut self, e: DatagramError, peer: SocketAddr, now: Instant) {
+    /// Counts a datagram that gets no answer, against the strangers' budget
+    /// too; a debug line at most once a second.
+    fn drop_silently(&mut self, e: DatagramError, peer: SocketAddr, now: Instant, max_rejects: usize) {
+        self.strangers.count(now, max_rejects);
         let d = &mut self.drops;
         match e {
             DatagramError::Malformed(_) => d.malformed += 1,
@@ -508,7 +589,7 @@ impl Udp {
         let keys = &ctx.cfg.keys;
         let req = match datagram::decode_request(bytes, |id| keys.get(id).map(|k| k.secret.as_bytes())) {
             Ok(r) => r,
-            Err(e) => return self.drop_silently(e, peer, ctx.now),
+            Err(e) => return self.drop_silently(e, peer, ctx.now, ctx.cfg.udp.max_rejects),
         };
         let secret = keys.get(&req.key_id).expect("decode_request found it").secret.as_bytes().to_vec();
         let ucfg = &ctx.cfg.udp;
@@ -813,6 +894,41 @@ mod tests {
         assert!(c.map.contains_key(&10));
         c.purge(60);
         assert!(c.map.is_empty() && c.order.is_empty() && c.bytes == 0);
+    }
+
+    #[test]
+    fn strangers_past_the_budget_pause_reading_until_the_slice_ends() {
+        let mut s = Strangers::default();
+        let t0 = Instant::now();
+        assert!(!s.paused(t0));
+        for i in 0..1999 {
+            assert!(!s.count(t0 + Duration::from_millis(i % 90), 20_000), "budget spent early at {i}");
+        }
+        assert!(s.count(t0 + Duration::from_millis(95), 20_000));
+        assert_eq!(s.paused_until, Some(t0 + SLICE));
+        assert!(s.paused(t0 + Duration::from_millis(99)));
+        assert!(!s.paused(t0 + SLICE));
+        assert_eq!(s.paused_until, None);
+        // A new slice starts with a full budget.
+        assert!(!s.count(t0 + SLICE + Duration::from_millis(1), 20_000));
+        assert_eq!(s.used, 1);
+    }
+
+    #[test]
+    fn strangers_spread_over_slices_never_pause() {
+        let mut s = Strangers::default();
+        let t0 = Instant::now();
+        // Just under the rate, for ten seconds.
+        for k in 0..100u32 {
+            for _ in 1..2000 {
+                assert!(!s.count(t0 + SLICE * k, 20_000));
+            }
+        }
+        assert_eq!(s.pauses, 0);
+        // A rate under ten a second still lets one through each slice.
+        let mut s = Strangers::default();
+        assert!(s.count(t0, 1));
+        assert_eq!(s.paused_until, Some(t0 + SLICE));
     }
 
     #[test]
