@@ -23,7 +23,9 @@
 # tests/ansible.rs's: h1 and h2 keep their files outside ferryd's served root
 # (files through sh and cat), h3 inside it with ansible_ferry_root (ferry's
 # put and get); the playbook's variables (work, files, fetched) are passed
-# the same way. Only the ratios of one run mean anything.
+# the same way. ferryd runs with a clean environment (as under systemd; sshd
+# gives its sessions one too) and ansible-playbook without PYTHONUNBUFFERED.
+# Only the ratios of one run mean anything.
 #
 #   bash benches/ansible.sh
 #   ROUNDS=9 bash benches/ansible.sh
@@ -148,9 +150,15 @@ ADDRS=(127.0.0.1 127.0.0.2 127.0.0.3)
 HOSTS=(h1 h2 h3)
 "$BIN/ferry" keygen -q --id bench "$work/keys"
 FPORT=$(free_port)
+# ferryd starts with a clean environment, as a service manager (or sshd, for
+# its sessions) gives one: variables of the shell that runs this script reach
+# every module otherwise; PYTHONUNBUFFERED=1, for one, makes a pipelined
+# module's python read its code from stdin one byte per read(2).
+mkdir -p "$work/home"
+CLEAN_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME="$work/home")
 for i in 0 1 2; do
   mkdir -p "$work/root-${HOSTS[$i]}"
-  "$BIN/ferryd" --config /dev/null --foreground --log-level warn --listen "${ADDRS[$i]}:$FPORT" \
+  "${CLEAN_ENV[@]}" "$BIN/ferryd" --config /dev/null --foreground --log-level warn --listen "${ADDRS[$i]}:$FPORT" \
     --root "$work/root-${HOSTS[$i]}" --keys "$work/keys" 2> "$work/ferryd-${HOSTS[$i]}.log" &
   pids+=($!)
 done
@@ -240,7 +248,7 @@ run() { # mode inventory: one playbook run, its wall time and task times kept
   c=$(busy)
   t=$EPOCHREALTIME
   s=0
-  env -u FERRY_KEYS -u ANSIBLE_PIPELINING \
+  env -u FERRY_KEYS -u ANSIBLE_PIPELINING -u PYTHONUNBUFFERED \
     ANSIBLE_CONNECTION_PLUGINS="$REPO/packaging/ansible/connection" \
     ANSIBLE_CALLBACK_PLUGINS="$REPO/benches/ansible/callback_plugins" \
     ANSIBLE_CALLBACKS_ENABLED=task_times FERRY_BENCH_TIMES="$times" \
