@@ -10,8 +10,8 @@
 #   ferry        ansible_pipelining=true
 #   ssh warm     the masters of the cold run still up
 #   ferry, no pipelining
-#   local        ansible_connection=local on the same paths: no transport at
-#                all, the floor any connection plugin can reach
+#   local        ansible_connection=local on the same paths: no network at
+#                all, for reference (Ansible's local plugin has costs of its own)
 # and reports, over the rounds, the median and spread (min-max) of each
 # one's wall time (ansible-playbook started to ended), its ratio to ferry's
 # (the median's, and within each round), the CPU time the whole machine
@@ -296,7 +296,7 @@ label() {
     ferry-nopipe) echo "ferry, no pipelining" ;;
     ssh-warm) echo "ssh, ControlPersist master up, pipelining" ;;
     ssh-cold) echo "ssh, first run: opens the masters, pipelining" ;;
-    local) echo "no transport: ansible_connection=local (the floor)" ;;
+    local) echo "no network: ansible_connection=local" ;;
   esac
 }
 # shellcheck disable=SC2086
