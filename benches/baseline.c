@@ -71,12 +71,24 @@ static void write_port(int fd, const char *portfile) {
     if (fclose(pf) != 0 || rename(tmp, portfile) < 0) die(portfile);
 }
 
-static int do_recv(const char *portfile, const char *out) {
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    if (l < 0) die("socket");
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+/* 127.0.0.1:port (port 0: any free one, chosen at bind). */
+static struct sockaddr_in loopback(int port) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(l, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
+    return a;
+}
+
+/* A socket of the given type bound to a free loopback port. */
+static int bound_loopback(int type) {
+    int s = socket(AF_INET, type, 0);
+    if (s < 0) die("socket");
+    struct sockaddr_in a = loopback(0);
+    if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
+    return s;
+}
+
+static int do_recv(const char *portfile, const char *out) {
+    int l = bound_loopback(SOCK_STREAM);
     if (listen(l, 1) < 0) die("listen");
     write_port(l, portfile);
     int s = accept(l, NULL, NULL);
@@ -117,8 +129,7 @@ static int do_send(int port, const char *path, size_t window) {
     if (fstat(fd, &st) < 0) die("fstat");
     int s = socket(AF_INET, SOCK_STREAM, 0);
     if (s < 0) die("socket");
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct sockaddr_in a = loopback(port);
     if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) die("connect");
     off_t off = 0;
     while (off < st.st_size) {
@@ -234,11 +245,7 @@ static int do_alt(int n, int argc, char **argv) {
 }
 
 static int do_echo(const char *portfile) {
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    if (s < 0) die("socket");
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
+    int s = bound_loopback(SOCK_DGRAM);
     write_port(s, portfile);
     char buf[65536];
     for (;;) {
@@ -268,8 +275,7 @@ static int do_flood(int port, double secs, const char *key_id) {
     }
     int s = socket(AF_INET, SOCK_DGRAM, 0);
     if (s < 0) die("socket");
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct sockaddr_in a = loopback(port);
     unsigned char buf[512];
     unsigned long long x = 0x9e3779b97f4a7c15ULL ^ (unsigned long long)now_ns();
     long long until = now_ns() + (long long)(secs * 1e9), count = 0;
@@ -292,11 +298,7 @@ static int do_flood(int port, double secs, const char *key_id) {
 }
 
 static int do_sink(const char *portfile) {
-    int s = socket(AF_INET, SOCK_DGRAM, 0);
-    if (s < 0) die("socket");
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(s, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
+    int s = bound_loopback(SOCK_DGRAM);
     write_port(s, portfile);
     for (;;) pause();
     return 0;
