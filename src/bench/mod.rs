@@ -73,6 +73,12 @@ impl Common {
     }
 }
 
+/// Each note as a "note" row of the table, and all of them as the JSON's "notes" array.
+fn push_notes(notes: Vec<String>, m: &mut serde_json::Map<String, Value>, rows: &mut Vec<(String, String)>) {
+    rows.extend(notes.iter().map(|n| ("note".to_string(), n.clone())));
+    m.insert("notes".into(), json!(notes));
+}
+
 /// A mode's result: the JSON object and the human table, as (label, value) rows.
 pub struct Report {
     pub json: Value,
@@ -325,11 +331,7 @@ pub fn load(common: &Common, pipeline: usize, exec: Option<&ExecCommand>) -> Res
     rows.push(("latency".into(), latency_row(&total.hist)));
     let unit = if mode == "exec" { "execution" } else { "request" };
     rows.push(("cpu".into(), cpu_row(client_cpu, server_cpu, common.server_pid, Some((unit, total.ops as f64)))));
-    let notes = common.notes();
-    for n in &notes {
-        rows.push(("note".into(), n.clone()));
-    }
-    m.insert("notes".into(), json!(notes));
+    push_notes(common.notes(), &mut m, &mut rows);
     let title = format!(
         "ferry-bench {mode}: {} {}, {}, {}, pipeline {pipeline}",
         common.proto.name(),
@@ -471,10 +473,7 @@ pub fn transfer(common: &Common, t: &Transfer) -> Result<Report, String> {
         }
     }
     rows.push(("cpu".into(), cpu));
-    for n in &notes {
-        rows.push(("note".into(), n.clone()));
-    }
-    m.insert("notes".into(), json!(notes));
+    push_notes(notes, &mut m, &mut rows);
     let title = format!(
         "ferry-bench {mode}: ferry {}, {}, path {:?}, digest {}",
         common.addr,
@@ -553,11 +552,7 @@ pub fn idle(common: &Common) -> Result<Report, String> {
         }
         _ => rows.push(("server".into(), "not measured".into())),
     }
-    let notes = common.notes();
-    for n in &notes {
-        rows.push(("note".into(), n.clone()));
-    }
-    m.insert("notes".into(), json!(notes));
+    push_notes(common.notes(), &mut m, &mut rows);
     let title = format!(
         "ferry-bench idle: {} {}, {}",
         common.proto.name(),
@@ -628,11 +623,7 @@ pub fn udp(common: &Common, spec: &udp::Spec) -> Result<Report, String> {
         ),
         ("cpu".into(), cpu_row(o.client_cpu, o.server_cpu, common.server_pid, Some(("request", o.ops as f64)))),
     ];
-    let notes = common.notes();
-    for n in &notes {
-        rows.push(("note".into(), n.clone()));
-    }
-    m.insert("notes".into(), json!(notes));
+    push_notes(common.notes(), &mut m, &mut rows);
     let title = format!(
         "ferry-bench udp: {} {}/udp, pipeline {}, retransmit after {} ms (doubling) up to {} times",
         if bare { "bare echo" } else { "ferry" },
