@@ -68,6 +68,18 @@ impl Common {
         m
     }
 
+    /// The measured window of a run that starts at `start`: counting after
+    /// the warm-up, for `duration`, then at most 2 s of drain.
+    fn window(&self, start: Instant) -> load::Window {
+        let from = start + self.warmup;
+        load::Window {
+            from,
+            to: from + self.duration,
+            stall: self.timeout,
+            drain: self.timeout.min(Duration::from_secs(2)),
+        }
+    }
+
     fn notes(&self) -> Vec<String> {
         self.server_note.iter().cloned().collect()
     }
@@ -245,14 +257,7 @@ pub fn load(common: &Common, pipeline: usize, exec: Option<&ExecCommand>) -> Res
                 return Ok(None);
             }
             let start = *start_at.get().expect("set before the go barrier");
-            let from = start + common.warmup;
-            let window = load::Window {
-                from,
-                to: from + common.duration,
-                stall: common.timeout,
-                drain: common.timeout.min(Duration::from_secs(2)),
-            };
-            load::run(&mut poll, socks, &spec, window).map(Some)
+            load::run(&mut poll, socks, &spec, common.window(start)).map(Some)
         }));
     }
     barrier.wait();
@@ -566,15 +571,7 @@ pub fn idle(common: &Common) -> Result<Report, String> {
 /// socket with `spec.pipeline` requests in flight, for warm-up + duration.
 pub fn udp(common: &Common, spec: &udp::Spec) -> Result<Report, String> {
     let bare = matches!(spec.target, udp::Target::Bare { .. });
-    let start = Instant::now();
-    let from = start + common.warmup;
-    let window = load::Window {
-        from,
-        to: from + common.duration,
-        stall: common.timeout,
-        drain: common.timeout.min(Duration::from_secs(2)),
-    };
-    let o = udp::run(common.addr, spec, window, common.server_pid)?;
+    let o = udp::run(common.addr, spec, common.window(Instant::now()), common.server_pid)?;
     let secs = common.duration.as_secs_f64();
     let rate = o.ops as f64 / secs;
     let protocol = if bare { "udp-echo" } else { "ferry-udp" };
