@@ -20,7 +20,8 @@
 # Run as root on Debian: it installs pdsh, pssh, openssh-server,
 # openssh-client and iproute2 when missing (their services kept from starting)
 # and builds ferry in release. Loopback only; every server is killed by PID on
-# exit and every run is bounded (TOOL_TIMEOUT).
+# exit and every run is bounded (TOOL_TIMEOUT). The package installation and
+# the cleanup are benches/lib.sh's.
 #
 # Environment:
 #   TARGETS      target counts (default "100 1000")
@@ -36,6 +37,9 @@
 #   NICE         niceness for the whole run as root (default -10; 0 leaves it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+log() { echo "$ME: $*" >&2; }
 TARGETS=${TARGETS:-"100 1000"}
 ROUNDS=${ROUNDS:-5}
 BIG_ROUNDS=${BIG_ROUNDS:-3}
@@ -63,45 +67,16 @@ done
 ((max <= 254 * PER)) || { echo "fanout.sh: at most $((254 * PER)) targets" >&2; exit 2; }
 
 # ---------------------------------------------------------------- packages
-need=()
 if ((ssh_max > 0)); then
-  for pair in pdsh:pdsh parallel-ssh:pssh sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client ss:iproute2; do
-    cmd=${pair%%:*} pkg=${pair#*:}
-    PATH=$PATH:/usr/sbin command -v "$cmd" >/dev/null || need+=("$pkg")
-  done
+  need_commands pdsh:pdsh parallel-ssh:pssh sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client ss:iproute2
 fi
-if [ ${#need[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || { echo "fanout.sh: missing ${need[*]}; run as root to install them" >&2; exit 1; }
-  echo "fanout.sh: installing ${need[*]}" >&2
-  # Keep the packages' own services (sshd on :22) from starting.
-  made_policy=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
-  fi
-  ok=1
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || ok=0
-  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ "$ok" = 1 ] || { echo "fanout.sh: could not install ${need[*]}" >&2; exit 1; }
-fi
+install_needed
 
 cargo build --release --quiet --bin ferryd --bin ferry
 BIN=$PWD/target/release
 
 # ---------------------------------------------------------------- cleanup
-work=$(mktemp -d /tmp/ferry-fanout.XXXXXX)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_work fanout
 ulimit -n "$(ulimit -Hn)"
 
 # ---------------------------------------------------------------- ferryd
