@@ -35,7 +35,8 @@
 # starting), makes a venv with tests/ansible.rs's ansible-core from the Python
 # package registry (or reuses the test's: target/tmp/ansible-venv-VERSION),
 # and builds ferryd in release. Loopback only; every server and ssh master is
-# killed by PID on exit and every run is bounded (RUN_TIMEOUT).
+# killed by PID on exit and every run is bounded (RUN_TIMEOUT). The package
+# installation and the cleanup are benches/lib.sh's.
 #
 # Environment:
 #   ROUNDS              rounds (default 5)
@@ -46,6 +47,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 ROUNDS=${ROUNDS:-5}
 FORKS=${FORKS:-3}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
@@ -53,7 +56,7 @@ NICE=${NICE:--10}
 case "$ROUNDS$FORKS$RUN_TIMEOUT" in *[!0-9]*) echo "ansible.sh: ROUNDS, FORKS and RUN_TIMEOUT are numbers" >&2; exit 2;; esac
 [ "$ROUNDS" -ge 1 ] || { echo "ansible.sh: ROUNDS must be at least 1" >&2; exit 2; }
 if [ "$NICE" != 0 ] && [ "$(id -u)" = 0 ]; then renice -n "$NICE" -p $$ >/dev/null; fi
-log() { echo "ansible.sh: $*" >&2; }
+log() { echo "$ME: $*" >&2; }
 
 # The ansible-core release tests/ansible.rs runs, and its venv.
 CORE=$(sed -n 's/^const ANSIBLE_CORE: &str = "\(ansible-core==[^"]*\)";/\1/p' tests/ansible.rs)
@@ -61,25 +64,9 @@ CORE=$(sed -n 's/^const ANSIBLE_CORE: &str = "\(ansible-core==[^"]*\)";/\1/p' te
 VENV=${FERRY_ANSIBLE_VENV:-$REPO/target/tmp/ansible-venv-${CORE/==/-}}
 
 # ---------------------------------------------------------------- packages
-need=()
-for pair in sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client ss:iproute2 jq:jq python3:python3; do
-  cmd=${pair%%:*} pkg=${pair#*:}
-  PATH=$PATH:/usr/sbin command -v "$cmd" >/dev/null || need+=("$pkg")
-done
+need_commands sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client ss:iproute2 jq:jq python3:python3
 [ -e "$VENV/.ferry-ready" ] || python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || { echo "ansible.sh: missing ${need[*]}; run as root to install them" >&2; exit 1; }
-  log "installing ${need[*]}"
-  # Keep the packages' own services (sshd on :22) from starting.
-  made_policy=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
-  fi
-  ok=1
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || ok=0
-  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ "$ok" = 1 ] || { echo "ansible.sh: could not install ${need[*]}" >&2; exit 1; }
-fi
+install_needed
 
 # The same venv as tests/ansible.rs: its marker is written last, so a venv
 # made halfway is made again.
@@ -100,8 +87,7 @@ cargo build --release --quiet --bin ferryd --bin ferry
 BIN=$REPO/target/release
 
 # ---------------------------------------------------------------- cleanup
-work=$(mktemp -d /tmp/ferry-ansible.XXXXXX)
-pids=()
+bench_work ansible
 # The ssh masters Ansible leaves (ControlPersist): asked to exit, then killed by PID.
 masters() { # prints the PIDs of the masters behind the control sockets
   local s
@@ -111,39 +97,17 @@ masters() { # prints the PIDs of the masters behind the control sockets
   done
 }
 close_masters() {
-  local s p mp
+  local s mp
   mp=$(masters)
   for s in "$work"/cp/*; do
     [ -S "$s" ] && { ssh -F /dev/null -o ControlPath="$s" -O exit master 2>/dev/null || true; }
   done
-  for p in $mp; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
+  # shellcheck disable=SC2086 # one PID a word
+  reap $mp
   rm -f "$work"/cp/*
 }
-cleanup() {
-  local p
-  [ -d "$work/cp" ] && close_masters
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  local p
-  for _ in $(seq 500); do
-    p=$((20000 + RANDOM % 12000))
-    ss -Htan "sport = :$p" | grep -q . || { echo "$p"; return 0; }
-  done
-  echo "ansible.sh: no free port" >&2; return 1
-}
+# The masters first, then lib.sh's cleanup of the servers and $work.
+trap 'if [ -d "$work/cp" ]; then close_masters; fi; cleanup' EXIT
 
 # ---------------------------------------------------------------- servers
 ADDRS=(127.0.0.1 127.0.0.2 127.0.0.3)
