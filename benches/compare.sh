@@ -12,9 +12,10 @@
 # (the packages' own services are not started), builds ferry in release, and
 # starts every peer on 127.0.0.1 only, from throwaway configs in a temp dir:
 # ferryd (TCP and UDP on one port), an sshd on a free port with its own host
-# key and a generated root key, an rsync daemon with one module, a
+# key and a generated root key (benches/sshd.sh), an rsync daemon with one module, a
 # redis-server without persistence, and the C baseline's bare UDP echo. Every
-# server is killed by PID when the script exits; every wait is bounded.
+# server is killed by PID when the script exits; every wait is bounded. The
+# package installation, the cleanup and free ports are benches/lib.sh's.
 #
 # Each row is measured once per round, the rows of a round one after the other,
 # so ferry and its peers alternate and share the machine's noise. The table
@@ -30,6 +31,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 START=$EPOCHREALTIME
 
 QUICK=${QUICK:-0}
@@ -41,7 +44,7 @@ else
   COLD_RUNS=30; SPAWN_RUNS=2000; OUT=${OUT:-benches/BENCHMARKS.md}
 fi
 case "$ROUNDS$MIB$PING_SECS$IDLE_CONNS" in *[!0-9]*) echo "compare.sh: ROUNDS, MIB, PING_SECS and IDLE_CONNS are numbers" >&2; exit 2;; esac
-[ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 50 ] || { echo "compare.sh: ROUNDS must be 1..50" >&2; exit 2; }
+if [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 50 ]; then echo "compare.sh: ROUNDS must be 1..50" >&2; exit 2; fi
 BYTES=$((MIB << 20))
 UDP_SEEN_MAX=${UDP_SEEN_MAX:-4194304}
 NICE=${NICE:--10}
@@ -49,27 +52,10 @@ if [ "$NICE" != 0 ] && [ "$(id -u)" = 0 ]; then renice -n "$NICE" -p $$ >/dev/nu
 log() { printf '[%5.0fs] %s\n' "$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$*" >&2; }
 
 # ---------------------------------------------------------------- packages
-need=()
-for pair in redis-server:redis-server nc:netcat-openbsd sshd:openssh-server ssh:openssh-client \
-            scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 jq:jq; do
-  cmd=${pair%%:*} pkg=${pair#*:}
-  PATH=$PATH:/usr/sbin command -v "$cmd" >/dev/null || need+=("$pkg")
-done
+need_commands redis-server:redis-server nc:netcat-openbsd sshd:openssh-server ssh:openssh-client \
+              scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 jq:jq
 case "$(nc -h 2>&1 || true)" in *-N*) ;; *) need+=(netcat-openbsd);; esac
-if [ ${#need[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || { echo "compare.sh: missing ${need[*]}; run as root to install them" >&2; exit 1; }
-  log "installing ${need[*]}"
-  # Keep the packages' own services (sshd on :22, redis on :6379) from starting.
-  made_policy=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && made_policy=1
-  fi
-  ok=1
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || ok=0
-  [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ "$ok" = 1 ] || { echo "compare.sh: could not install ${need[*]}" >&2; exit 1; }
-fi
-SSHD=$(PATH=$PATH:/usr/sbin command -v sshd)
+install_needed
 
 log "building ferry (release)"
 cargo build --release --quiet --bin ferryd --bin ferry --bin ferry-bench
@@ -77,40 +63,17 @@ BIN=$REPO/target/release
 FB=$BIN/ferry-bench
 
 # ---------------------------------------------------------------- cleanup
-work=$(mktemp -d /tmp/ferry-compare.XXXXXX)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work compare
 stop() { # pid: kill one server we started, wait for it, forget it
   local p keep=()
   kill "$1" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$1" 2>/dev/null || true
+  reap "$1"
   wait "$1" 2>/dev/null || true
   for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
   pids=("${keep[@]}")
 }
-trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)"
 
-# A port nobody uses (TCP or UDP), below the ephemeral range so no client socket takes it.
-free_port() {
-  local p
-  for _ in $(seq 500); do
-    p=$((20000 + RANDOM % 12000))
-    ss -Htuan "sport = :$p" | grep -q . || { echo "$p"; return 0; }
-  done
-  echo "compare.sh: no free port" >&2; return 1
-}
 wait_port() { # port [what]
   for _ in $(seq 300); do
     ss -Hltn "sport = :$1" | grep -q . && return 0
@@ -156,36 +119,13 @@ wait_file "$work/echo.port"; EPORT=$(cat "$work/echo.port")
 wait_file "$work/sink.port"; SINKPORT=$(cat "$work/sink.port")
 
 # ---------------------------------------------------------------- sshd
-mkdir -p /run/sshd && chmod 755 /run/sshd
-ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/host_ed25519"
-ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/id_ed25519"
-cp "$work/ssh/id_ed25519.pub" "$work/ssh/authorized_keys"
+# shellcheck source=benches/sshd.sh
+. benches/sshd.sh
+sshd_keys "$work/ssh"
 SPORT=$(free_port)
-cat > "$work/ssh/sshd_config" <<EOF
-Port $SPORT
-ListenAddress 127.0.0.1
-HostKey $work/ssh/host_ed25519
-AuthorizedKeysFile $work/ssh/authorized_keys
-PermitRootLogin prohibit-password
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-UseDNS no
-PidFile none
-LogLevel ERROR
-Subsystem sftp internal-sftp
-SetEnv HOME=$work/ssh/home
-EOF
-mkdir -p "$work/ssh/home"
-"$SSHD" -D -e -f "$work/ssh/sshd_config" 2> "$work/sshd.log" &
-pids+=("$!")
-wait_port "$SPORT" sshd
-SSH_OPTS=(-F /dev/null -i "$work/ssh/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes
-          -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR)
+sshd_start "$SPORT" 127.0.0.1
 CM_OPTS=(-o ControlMaster=auto -o "ControlPath=$work/ssh/cm-%C" -o ControlPersist=60)
-ssh "${SSH_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true || { echo "compare.sh: ssh to the throwaway sshd failed" >&2; cat "$work/sshd.log" >&2; exit 1; }
+ssh "${SSH_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true || { echo "compare.sh: ssh to the throwaway sshd failed" >&2; cat "$SSH_DIR"/sshd.*.log >&2; exit 1; }
 # The ControlMaster: started (again, if ControlPersist let it go) before the
 # rows that use it, never inside them; killed by PID at the end.
 cm_pid() { ssh "${SSH_OPTS[@]}" "${CM_OPTS[@]}" -p "$SPORT" -O check root@127.0.0.1 2>&1 | sed -n 's/.*pid=\([0-9]*\).*/\1/p' || true; }
