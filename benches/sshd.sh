@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Throwaway sshd processes for the benchmarks, sourced (not run) by
-# benches/fanout.sh and benches/ansible.sh:
+# benches/compare.sh, benches/fanout.sh and benches/ansible.sh, after
+# benches/lib.sh has installed openssh-server if it was missing:
 #
 #   . benches/sshd.sh
 #   sshd_keys "$work/ssh"                  # host key, root key, authorized_keys, empty HOME
