@@ -112,7 +112,11 @@ fn playbook(pipelining: bool) {
     // get and put).
     let mut hosts = Vec::new();
     for (name, ip) in [("h1", "127.0.0.1"), ("h2", "127.0.0.2"), ("h3", "127.0.0.3")] {
-        let (daemon, _) = Daemon::start_config("", &["--listen", &format!("{ip}:0")], |_| {});
+        // As a packaged ferryd: no PYTHONUNBUFFERED from the caller's shell,
+        // which makes pipelined modules read their code a byte per read(2).
+        let (daemon, _) = Daemon::start_config("", &["--listen", &format!("{ip}:0")], |c| {
+            c.env_remove("PYTHONUNBUFFERED");
+        });
         assert_eq!(daemon.addr.ip().to_string(), ip);
         let inside = name == "h3";
         let base = if inside { daemon.root.path().to_path_buf() } else { d.join(name) };
