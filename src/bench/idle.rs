@@ -4,7 +4,7 @@
 use super::net::is_would_block;
 use mio::net::TcpStream;
 use mio::{Events, Poll};
-use std::io::{self, Read};
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 /// Holds `socks` (registered in `poll`) for `hold`. Any byte or close from
@@ -22,11 +22,7 @@ pub fn hold(poll: &mut Poll, socks: &mut [TcpStream], hold: Duration, pid: Optio
         if left.is_zero() {
             return Ok(peak);
         }
-        match poll.poll(&mut events, Some(left.min(Duration::from_millis(200)))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("poll: {e}")),
-        }
+        super::net::poll_events(poll, &mut events, left.min(Duration::from_millis(200)))?;
         for ev in events.iter() {
             if !(ev.is_readable() || ev.is_read_closed() || ev.is_error()) {
                 continue;

@@ -186,11 +186,7 @@ pub fn run(poll: &mut Poll, socks: Vec<TcpStream>, spec: &Spec, window: Window) 
         }
         let wake = if stopping { window.to + window.drain } else { window.to };
         let timeout = wake.saturating_duration_since(now).min(Duration::from_millis(100));
-        match poll.poll(&mut events, Some(timeout)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("poll: {e}")),
-        }
+        super::net::poll_events(poll, &mut events, timeout)?;
         for ev in events.iter() {
             let i = ev.token().0;
             let c = &mut conns[i];

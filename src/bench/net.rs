@@ -358,11 +358,7 @@ pub fn establish(
                 return Err(fail(i, format!("no {what} within {:.1} s", opts.timeout.as_secs_f64())));
             }
         }
-        match poll.poll(&mut events, Some(Duration::from_millis(50))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("poll: {e}")),
-        }
+        poll_events(poll, &mut events, Duration::from_millis(50))?;
         for ev in events.iter() {
             let i = ev.token().0;
             let Some(p) = pending.get_mut(i).and_then(Option::as_mut) else { continue };
@@ -375,3 +371,17 @@ pub fn establish(
     }
     Ok(ready.into_iter().map(|s| s.expect("every connection is ready")).collect())
 }
+
+/// One poll for up to `timeout`; an interrupted poll is a turn with no
+/// events (the caller's loop re-checks its clocks either way).
+pub fn poll_events(poll: &mut Poll, events: &mut Events, timeout: Duration) -> Result<(), String> {
+    match poll.poll(events, Some(timeout)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            events.clear();
+            Ok(())
+        }
+        Err(e) => Err(format!("poll: {e}")),
+    }
+}
+

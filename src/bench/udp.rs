@@ -413,11 +413,7 @@ pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32
         };
         let wake = r.timers.peek().map_or(edge, |Reverse((at, _, _))| (*at).min(edge));
         let timeout = wake.saturating_duration_since(now).min(Duration::from_millis(100));
-        match poll.poll(&mut events, Some(timeout)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("poll: {e}")),
-        }
+        super::net::poll_events(&mut poll, &mut events, timeout)?;
         if events.is_empty() {
             continue;
         }

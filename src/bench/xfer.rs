@@ -210,11 +210,7 @@ pub fn run(
         if now.duration_since(last_progress) > stall {
             return Err(format!("no transfer progress for {:.1} s", stall.as_secs_f64()));
         }
-        match poll.poll(&mut events, Some(Duration::from_millis(100))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("poll: {e}")),
-        }
+        super::net::poll_events(poll, &mut events, Duration::from_millis(100))?;
         for ev in events.iter() {
             let i = ev.token().0;
             let c = &mut conns[i];
