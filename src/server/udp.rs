@@ -76,6 +76,16 @@ pub const SLICE: Duration = Duration::from_millis(100);
 /// How often the "reading paused" warning may come.
 const PAUSE_WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// Whether a line rate-limited to one per `every` may go out at `now`
+/// (the first always may); if so, `last` becomes `now`.
+fn due(last: &mut Option<Instant>, now: Instant, every: Duration) -> bool {
+    if last.is_some_and(|t| now < t + every) {
+        return false;
+    }
+    *last = Some(now);
+    true
+}
+
 /// The budget of datagrams that fail the checks (malformed, unknown key id,
 /// wrong tag): a tenth of `udp.max_rejects` (rounded up) per `SLICE`, then
 /// reading pauses until the slice ends.
@@ -107,8 +117,7 @@ impl Strangers {
         }
         self.paused_until = Some(start + SLICE);
         self.pauses += 1;
-        if self.warned.map_or(true, |t| now >= t + PAUSE_WARN_EVERY) {
-            self.warned = Some(now);
+        if due(&mut self.warned, now, PAUSE_WARN_EVERY) {
             warn!(
                 "udp: more than {per_second} datagrams a second fail the checks (udp.max_rejects); reading pauses until the end of each {} ms that fills ({} times since the last warning)",
                 SLICE.as_millis(),
@@ -556,8 +565,7 @@ impl Udp {
             DatagramError::UnknownKey => d.unknown_key += 1,
             DatagramError::BadTag => d.bad_tag += 1,
         }
-        if d.last_log.map_or(true, |t| now >= t + DROP_LOG_EVERY) {
-            d.last_log = Some(now);
+        if due(&mut d.last_log, now, DROP_LOG_EVERY) {
             debug!(
                 "udp: no answer to {peer}: {e} (so far {} malformed, {} unknown key id, {} wrong tag)",
                 d.malformed, d.unknown_key, d.bad_tag
@@ -636,8 +644,7 @@ impl Udp {
             return;
         }
         if self.seen.set.len() >= ucfg.seen_max {
-            if self.full_warned.map_or(true, |t| ctx.now >= t + FULL_WARN_EVERY) {
-                self.full_warned = Some(ctx.now);
+            if due(&mut self.full_warned, ctx.now, FULL_WARN_EVERY) {
                 warn!(
                     "udp: the seen set is full ({} requests within the window, udp.seen_max); new requests are dropped",
                     self.seen.set.len()
