@@ -12,6 +12,8 @@
 //! - `config`: ferryd's settings: defaults, the TOML config file, the flags.
 //! - `keys`: finding, creating and loading keys files (permissions checked).
 //! - `paths`: resolving request paths inside the served root.
+//! - `sys`: the wall clock in Unix seconds and the open-files limit.
+//! - `timefmt`: UTC times as ferry prints them (jiff does the calendar).
 //! - `logger`: the `log` backends (stderr, timestamped unless journald reads it; syslog).
 
 pub mod bench;
@@ -22,3 +24,5 @@ pub mod logger;
 pub mod paths;
 pub mod proto;
 pub mod server;
+pub mod sys;
+pub mod timefmt;
