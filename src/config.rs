@@ -34,9 +34,14 @@ pub const FACILITIES: [&str; 20] = [
 pub enum LogTarget {
     Stderr,
     Syslog,
+    /// The file `[log] path`, written by ferryd itself.
+    File,
     /// Syslog when daemonized, stderr otherwise.
     Auto,
 }
+
+/// Where `target = "file"` writes when `[log] path` is not given.
+pub const DEFAULT_LOG_PATH: &str = "/var/log/ferry/ferryd.log";
 
 /// Everything ferryd is told: what the server uses (and a reload may change)
 /// and what only the process uses at start-up.
@@ -51,6 +56,8 @@ pub struct Settings {
     pub log_facility: String,
     /// A syslog socket other than the system's (`/dev/log`).
     pub log_socket: Option<PathBuf>,
+    /// The log file of `target = "file"`.
+    pub log_path: PathBuf,
     pub daemon: bool,
     pub pidfile: Option<PathBuf>,
     pub user: Option<String>,
@@ -140,6 +147,7 @@ struct LogSection {
     target: Option<LogTarget>,
     facility: Option<Facility>,
     socket: Option<PathBuf>,
+    path: Option<PathBuf>,
 }
 
 /// Values that check themselves while they are read, so that a bad one is
@@ -279,7 +287,7 @@ pub fn load(o: &Overrides) -> Result<Settings, String> {
     };
     // Relative paths in the file are relative to the file's directory.
     if let Some(dir) = config_file.as_deref().and_then(Path::parent) {
-        for p in [&mut f.root, &mut f.keys, &mut f.pidfile, &mut f.log.socket].into_iter().flatten() {
+        for p in [&mut f.root, &mut f.keys, &mut f.pidfile, &mut f.log.socket, &mut f.log.path].into_iter().flatten() {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -346,6 +354,7 @@ pub fn load(o: &Overrides) -> Result<Settings, String> {
         log_target: f.log.target.unwrap_or(LogTarget::Auto),
         log_facility: f.log.facility.map_or_else(|| "daemon".to_string(), |x| x.0),
         log_socket: f.log.socket,
+        log_path: f.log.path.unwrap_or_else(|| PathBuf::from(DEFAULT_LOG_PATH)),
         daemon: !o.foreground && (o.daemon || f.daemon.unwrap_or(false)),
         pidfile: absolute(o.pidfile.clone().or(f.pidfile))?,
         user,
@@ -469,6 +478,7 @@ impl Settings {
         let target = match self.log_target {
             LogTarget::Stderr => "stderr",
             LogTarget::Syslog => "syslog",
+            LogTarget::File => "file",
             LogTarget::Auto => "auto",
         };
         let _ = writeln!(out, "target = {}", q(target));
@@ -478,6 +488,7 @@ impl Settings {
             None => writeln!(out, "# socket: the system's (/dev/log)"),
         }
         .ok();
+        let _ = writeln!(out, "path = {}", q(&self.log_path.display().to_string()));
         out
     }
 }

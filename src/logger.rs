@@ -3,6 +3,9 @@
 //! - stderr: one line per record, `2026-11-25T10:00:00.123Z ferryd: info: message`
 //!   (UTC, milliseconds). When `JOURNAL_STREAM` is set, journald is reading
 //!   stderr and stamps each line itself, so the lines go without a timestamp.
+//! - file: the stderr lines, always timestamped, appended to a file that
+//!   ferryd opens itself (`O_APPEND|O_CLOEXEC`, mode 0640 when created) and
+//!   opens again on HUP (`reopen`), for logrotate.
 //! - syslog: RFC 3164 datagrams (`<PRI>Mmm dd hh:mm:ss ferryd[PID]: message`)
 //!   to the system's socket (`/dev/log`) or a given Unix socket, through the
 //!   `syslog` crate; levels map to severities error->err, warn->warning,
@@ -14,31 +17,73 @@
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::borrow::Cow;
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 use syslog::{Facility, Formatter3164, LoggerBackend};
 
 /// Where log records go.
 #[derive(Debug, Clone)]
 pub enum LogTarget {
     Stderr,
+    /// Appended to this file, reopened on HUP.
+    File(PathBuf),
     /// `socket`: None for the system's default (`/dev/log`, then the BSD
     /// paths); Some for a custom Unix datagram (or stream) socket.
     Syslog { facility: Facility, socket: Option<PathBuf> },
 }
 
 /// Installs the logger for `target` at `level`. Call once, early. Errors: the
-/// syslog socket cannot be opened, or a logger is already installed.
+/// syslog socket or the log file cannot be opened, or a logger is already
+/// installed.
 pub fn init(ident: &str, target: LogTarget, level: LevelFilter) -> Result<(), String> {
-    let logger: Box<dyn Log> = match target {
-        LogTarget::Stderr => Box::new(Stderr { ident: ident.to_string(), timestamps: !under_journald() }),
-        LogTarget::Syslog { facility, socket } => Box::new(Syslog::open(ident, facility, socket)?),
+    let logger: &'static dyn Log = match target {
+        LogTarget::Stderr => Box::leak(Box::new(Stderr { ident: ident.to_string(), timestamps: !under_journald() })),
+        LogTarget::Syslog { facility, socket } => Box::leak(Box::new(Syslog::open(ident, facility, socket)?)),
+        LogTarget::File(path) => {
+            if FILE.get().is_some() {
+                return Err("a logger is already installed".to_string());
+            }
+            let file = open_log_file(&path)?;
+            let f: &'static FileLog =
+                Box::leak(Box::new(FileLog { ident: ident.to_string(), path, file: Mutex::new(file) }));
+            log::set_logger(f).map_err(|_| "a logger is already installed".to_string())?;
+            let _ = FILE.set(f);
+            log::set_max_level(level);
+            return Ok(());
+        }
     };
-    log::set_boxed_logger(logger).map_err(|_| "a logger is already installed".to_string())?;
+    log::set_logger(logger).map_err(|_| "a logger is already installed".to_string())?;
     log::set_max_level(level);
     Ok(())
+}
+
+/// HUP: with the file backend, opens the log file's path again, so that the
+/// lines from now on go to a new file once logrotate has renamed the old
+/// one. When the path cannot be opened (say, the directory is not writable
+/// by the user ferryd now runs as), the lines keep going to the old file,
+/// which says why. Nothing for the other backends.
+pub fn reopen() {
+    let Some(f) = FILE.get() else { return };
+    match open_log_file(&f.path) {
+        Ok(new) => *f.file.lock().unwrap_or_else(|e| e.into_inner()) = new,
+        Err(e) => log::error!("{e}; still logging to the file open before"),
+    }
+}
+
+/// The log file (with the file backend), handed to `uid` and `gid` before
+/// ferryd becomes them, so that it stays writable after the drop.
+pub fn chown_file(uid: Option<u32>, gid: Option<u32>) -> Result<(), String> {
+    let Some(f) = FILE.get() else { return Ok(()) };
+    let file = f.file.lock().unwrap_or_else(|e| e.into_inner());
+    std::os::unix::fs::fchown(&*file, uid, gid).map_err(|e| format!("cannot hand the log file {} over: {e}", f.path.display()))
+}
+
+/// The log file's path when the file backend is installed.
+pub fn file_path() -> Option<&'static Path> {
+    FILE.get().map(|f| f.path.as_path())
 }
 
 /// Installs the stderr logger at `level`; a second call changes nothing.
@@ -99,19 +144,7 @@ impl Log for Stderr {
         if !self.enabled(r.metadata()) {
             return;
         }
-        let level = match r.level() {
-            Level::Error => "error",
-            Level::Warn => "warn",
-            Level::Info => "info",
-            Level::Debug => "debug",
-            Level::Trace => "trace",
-        };
-        let msg = one_line(r);
-        let line = if self.timestamps {
-            format!("{} {}: {level}: {msg}\n", utc_timestamp(SystemTime::now()), self.ident)
-        } else {
-            format!("{}: {level}: {msg}\n", self.ident)
-        };
+        let line = format_line(&self.ident, r, self.timestamps);
         // One write per line, so lines from a busy daemon never interleave.
         let _ = io::stderr().lock().write_all(line.as_bytes());
     }
@@ -119,11 +152,67 @@ impl Log for Stderr {
     fn flush(&self) {}
 }
 
-/// `t` as UTC ISO 8601 with milliseconds: `2026-11-25T10:00:00.123Z`.
-pub fn utc_timestamp(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let (y, m, day, h, mi, sec) = crate::client::format::civil(d.as_secs() as i64);
-    format!("{y:04}-{m:02}-{day:02}T{h:02}:{mi:02}:{sec:02}.{:03}Z", d.subsec_millis())
+/// The line of a record as stderr shows it, newline included.
+fn format_line(ident: &str, r: &Record, timestamp: bool) -> String {
+    let level = match r.level() {
+        Level::Error => "error",
+        Level::Warn => "warn",
+        Level::Info => "info",
+        Level::Debug => "debug",
+        Level::Trace => "trace",
+    };
+    let msg = one_line(r);
+    if timestamp {
+        format!("{} {ident}: {level}: {msg}\n", crate::timefmt::millis(SystemTime::now()))
+    } else {
+        format!("{ident}: {level}: {msg}\n")
+    }
+}
+
+// ---- file ---------------------------------------------------------------
+
+/// The installed file backend, for `reopen` and `chown_file`.
+static FILE: OnceLock<&'static FileLog> = OnceLock::new();
+
+struct FileLog {
+    ident: String,
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+/// Opens `path` for appending (`O_APPEND|O_CLOEXEC`); a file it creates gets
+/// mode 0640 whatever the umask.
+fn open_log_file(path: &Path) -> Result<File, String> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let err = |e: io::Error| format!("cannot open the log file {}: {e}", path.display());
+    let mut o = std::fs::OpenOptions::new();
+    o.append(true).custom_flags(libc::O_CLOEXEC).mode(0o640);
+    match o.clone().create_new(true).open(path) {
+        Ok(f) => {
+            f.set_permissions(std::fs::Permissions::from_mode(0o640)).map_err(err)?;
+            Ok(f)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => o.open(path).map_err(err),
+        Err(e) => Err(err(e)),
+    }
+}
+
+impl Log for FileLog {
+    fn enabled(&self, m: &Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+
+    fn log(&self, r: &Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let line = format_line(&self.ident, r, true);
+        // One write per line on an O_APPEND file: lines never interleave,
+        // whoever else appends to the file.
+        let _ = self.file.lock().unwrap_or_else(|e| e.into_inner()).write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
 }
 
 // ---- syslog -------------------------------------------------------------
@@ -233,17 +322,23 @@ impl Log for Syslog {
 mod tests {
     use super::*;
 
-    fn at(secs: u64, millis: u32) -> String {
-        utc_timestamp(UNIX_EPOCH + Duration::new(secs, millis * 1_000_000))
-    }
-
     #[test]
-    fn timestamps_are_utc_iso8601_with_milliseconds() {
-        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(at(1_700_000_000, 123), "2023-11-14T22:13:20.123Z");
-        assert_eq!(at(951_782_400, 999), "2000-02-29T00:00:00.999Z");
-        assert_eq!(at(1_795_600_859, 7), "2026-11-25T10:00:59.007Z");
-        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000Z");
+    fn a_new_log_file_is_0640_and_an_unusable_path_is_a_clear_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferryd.log");
+        let mut f = open_log_file(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o640);
+        f.write_all(b"one\n").unwrap();
+        // An existing file is appended to, its mode kept.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        open_log_file(&path).unwrap().write_all(b"two\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o600);
+        let e = open_log_file(&dir.path().join("no/such.log")).unwrap_err();
+        assert!(e.starts_with("cannot open the log file ") && e.contains("No such file"), "{e}");
+        let e = open_log_file(dir.path()).unwrap_err();
+        assert!(e.contains("Is a directory"), "{e}");
     }
 
     #[test]

@@ -28,8 +28,8 @@ fn assert_timestamped(line: &str) {
     });
     assert!(ts.len() == 24 && shape, "not a UTC ISO 8601 timestamp: {line:?}");
     let now = SystemTime::now();
-    let lo = logger::utc_timestamp(now - Duration::from_secs(60));
-    let hi = logger::utc_timestamp(now + Duration::from_secs(60));
+    let lo = ferry::timefmt::millis(now - Duration::from_secs(60));
+    let hi = ferry::timefmt::millis(now + Duration::from_secs(60));
     assert!(lo.as_str() <= ts && ts <= hi.as_str(), "{ts} is not now ({lo}..{hi})");
 }
 

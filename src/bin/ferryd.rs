@@ -160,8 +160,8 @@ fn main() -> ExitCode {
         print!("{}", settings.render());
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = init_logging(&settings) {
-        return fail(EX_UNAVAILABLE, e);
+    if let Err((code, e)) = init_logging(&settings) {
+        return fail(code, e);
     }
     // A daemon killed during a put (SIGKILL, a crash) left its temporary file.
     let (removed, _) = server::ops::put::remove_stale_temp_files(&settings.server.root);
@@ -179,20 +179,28 @@ fn main() -> ExitCode {
     serve(settings, listeners, overrides, None)
 }
 
-/// The log backend the settings ask for (`auto`: syslog when daemonized).
-fn init_logging(s: &Settings) -> Result<(), String> {
-    let syslog = match s.log_target {
-        LogTarget::Syslog => true,
-        LogTarget::Stderr => false,
-        LogTarget::Auto => s.daemon,
+/// The log backend the settings ask for (`auto`: syslog when daemonized),
+/// set up before detaching so that a failure is the operator's to read: a
+/// log file that cannot be opened is a configuration error (78), a syslog
+/// that does not answer is unavailable (69).
+fn init_logging(s: &Settings) -> Result<(), (u8, String)> {
+    let syslog = |s: &Settings| -> Result<logger::LogTarget, (u8, String)> {
+        let facility = logger::parse_facility(&s.log_facility).map_err(|e| (EX_CONFIG, e))?;
+        Ok(logger::LogTarget::Syslog { facility, socket: s.log_socket.clone() })
     };
-    let target = if syslog {
-        let facility = logger::parse_facility(&s.log_facility)?;
-        logger::LogTarget::Syslog { facility, socket: s.log_socket.clone() }
-    } else {
-        logger::LogTarget::Stderr
+    let (target, code) = match s.log_target {
+        LogTarget::Syslog => (syslog(s)?, EX_UNAVAILABLE),
+        LogTarget::Auto if s.daemon => (syslog(s)?, EX_UNAVAILABLE),
+        LogTarget::Stderr | LogTarget::Auto => (logger::LogTarget::Stderr, EX_SOFTWARE),
+        LogTarget::File => (logger::LogTarget::File(s.log_path.clone()), EX_CONFIG),
     };
-    logger::init("ferryd", target, s.server.log_level)
+    logger::init("ferryd", target, s.server.log_level).map_err(|e| match s.log_target {
+        // A detached daemon has no stderr: without syslog, it needs a file.
+        LogTarget::Auto => {
+            (code, format!("{e}; without syslog, a daemon logs to a file: set [log] target = \"file\" (and path)"))
+        }
+        _ => (code, e),
+    })
 }
 
 /// Daemon mode: the process the operator started waits for the detached
@@ -358,6 +366,9 @@ fn drop_privileges(s: &Settings) -> Result<(), String> {
             let _ = std::os::unix::fs::chown(p, uid, Some(gid));
         }
     }
+    // The log file goes to the user too, so that it stays writable; a HUP
+    // opens its path again as the user (see reopen_check below).
+    logger::chown_file(uid, Some(gid))?;
     let who = format!("{}:{}", s.user.as_deref().unwrap_or("-"), s.group.as_deref().unwrap_or("-"));
     // SAFETY: plain system calls on integers and a one-element array.
     unsafe {
@@ -374,7 +385,26 @@ fn drop_privileges(s: &Settings) -> Result<(), String> {
         }
     }
     info!("running as {who} (uid {}, gid {gid})", unsafe { libc::getuid() });
+    reopen_check(&who);
     Ok(())
+}
+
+/// After the drop, a HUP opens the log file's path as the new user: that
+/// needs the directory writable by the user (to create the new file), unless
+/// logrotate creates it (`create 0640 USER GROUP`). Said once at start, so
+/// the operator learns it before the first rotation.
+fn reopen_check(who: &str) {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(dir) = logger::file_path().and_then(Path::parent) else { return };
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return };
+    // SAFETY: access(2) on a NUL-terminated path.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        log::warn!(
+            "the log directory {} is not writable by {who}: a HUP can reopen the log file only if it exists \
+             (logrotate: create 0640 with that user)",
+            dir.display()
+        );
+    }
 }
 
 /// Raises the soft open-files limit toward what `max_connections` needs (each

@@ -433,6 +433,7 @@ impl Server {
     /// HUP: read the configuration again and apply it to new requests and
     /// connections; no connection is dropped. A bad one keeps the old.
     fn on_reload(&mut self) {
+        crate::logger::reopen();
         let Some(reload) = self.reload.as_mut() else {
             info!("HUP: no configuration to reload");
             return;
