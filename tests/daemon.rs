@@ -365,3 +365,153 @@ fn commands_do_not_inherit_the_notify_socket() {
     assert!(env.contains("FERRY_TEST_MARK=kept"), "the control variable is inherited: {env}");
     assert!(!env.contains("NOTIFY_SOCKET"), "{env}");
 }
+
+/// Polls `path` (bounded by WAIT) until a line containing `needle` is in it;
+/// returns that line. A missing file counts as an empty one.
+fn wait_in_file(path: &std::path::Path, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no {needle:?} in {} within {WAIT:?}:\n{text}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `2026-11-25T10:00:00.123Z ferryd: LEVEL: ` at the start of `line`: the
+/// stderr format, always timestamped.
+fn assert_file_line(line: &str, level: &str) {
+    let (ts, rest) = line.split_once(' ').unwrap_or_else(|| panic!("no timestamp: {line:?}"));
+    assert!(ts.len() == 24 && ts.as_bytes()[10] == b'T' && ts.ends_with('Z'), "not a UTC timestamp: {line:?}");
+    assert!(rest.starts_with(&format!("ferryd: {level}: ")), "{line:?}");
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// A syslog socket that is not there: this test's stand-in for a host
+/// without /dev/log (the file target must not need one).
+const NO_SYSLOG: &str = "/nonexistent/ferry-test/log";
+
+#[test]
+fn daemon_mode_logs_to_a_file_without_syslog_and_reopens_it_on_hup() {
+    let (dir, file) = config_dir(&format!(
+        "listen = [\"127.0.0.1:0\"]\n[log]\ntarget = \"file\"\npath = \"ferryd.log\"\nsocket = {NO_SYSLOG:?}\n"
+    ));
+    let (log, rotated, pidfile) = (dir.path().join("ferryd.log"), dir.path().join("ferryd.log.1"), dir.path().join("d.pid"));
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--daemon", "--pidfile", pidfile.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stderr.is_empty() && out.stdout.is_empty(), "a detached daemon prints nothing");
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    let guard = KillOnDrop(pid);
+
+    // The lines of stderr, timestamped, in a file of mode 0640.
+    let line = wait_in_file(&log, "listening on ");
+    assert_file_line(&line, "info");
+    assert_eq!(mode(&log), 0o640);
+    let addr: std::net::SocketAddr = line.rsplit("listening on ").next().unwrap().trim().parse().unwrap();
+    let key = ferry::keys::load(&dir.path().join("keys")).unwrap().keys[0].clone();
+    let exec = |cmd: &str| {
+        let mut c = Raw::connect(addr);
+        c.server_nonce = c.frame().0["nonce"].as_str().unwrap().to_string();
+        c.auth(&key);
+        c.send(json!({"type":"exec","cmd":cmd}), b"");
+        assert_eq!(c.exec_output().2["code"], 0);
+    };
+    exec("echo before");
+    assert_file_line(&wait_in_file(&log, "cmd=\"echo before\""), "info");
+
+    // logrotate: rename, then HUP; the lines from then on go to a new file.
+    std::fs::rename(&log, &rotated).unwrap();
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    assert_file_line(&wait_in_file(&log, "HUP: configuration reloaded"), "info");
+    assert_eq!(mode(&log), 0o640, "a reopened file is new: 0640");
+    exec("echo after");
+    wait_in_file(&log, "cmd=\"echo after\"");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("cmd=\"echo before\"") && !old.contains("reloaded") && !old.contains("echo after"), "{old}");
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        assert_file_line(line, "info");
+    }
+
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    eventually("the pidfile is removed", WAIT, || !pidfile.exists());
+    wait_in_file(&log, "TERM: stopped accepting");
+    std::mem::forget(guard);
+}
+
+#[test]
+fn a_log_file_that_cannot_be_opened_is_a_config_error_before_detaching() {
+    for path in ["/nonexistent/ferry-test/ferryd.log", "."] {
+        let (dir, file) =
+            config_dir(&format!("listen = [\"127.0.0.1:0\"]\npidfile = \"d.pid\"\n[log]\ntarget = \"file\"\npath = {path:?}\n"));
+        let out = ferryd(&["--config", file.to_str().unwrap(), "--daemon"]);
+        assert_eq!(out.status.code(), Some(78), "{path}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line on the terminal: {err}");
+        assert!(err.starts_with("ferryd: cannot open the log file "), "{err}");
+        assert!(err.contains(if path == "." { "Is a directory" } else { path }), "{err}");
+        assert!(!dir.path().join("d.pid").exists(), "it did not detach");
+    }
+}
+
+#[test]
+fn auto_in_daemon_mode_without_syslog_refuses_and_names_the_file_target() {
+    let (dir, file) = config_dir(&format!("listen = [\"127.0.0.1:0\"]\npidfile = \"d.pid\"\n[log]\nsocket = {NO_SYSLOG:?}\n"));
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--daemon"]);
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line on the terminal: {err}");
+    assert!(err.contains(&format!("cannot open the syslog socket {NO_SYSLOG}: ")), "{err}");
+    assert!(err.contains("target = \"file\""), "{err}");
+    assert!(!dir.path().join("d.pid").exists(), "it did not detach");
+}
+
+#[test]
+fn the_log_file_belongs_to_the_user_after_the_drop_and_a_hup_reopens_it_as_that_user() {
+    use std::os::unix::fs::MetadataExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: dropping privileges needs root");
+        return;
+    }
+    let id = |args: &[&str]| -> u32 {
+        let out = Command::new(args[0]).args(&args[1..]).output().unwrap().stdout;
+        let out = text(&out);
+        out.trim().rsplit(':').find(|f| !f.is_empty()).map_or(out.trim(), |f| f).parse().unwrap_or_else(|_| panic!("{out}"))
+    };
+    let nobody = id(&["id", "-u", "nobody"]);
+    let nogroup = text(&Command::new("getent").args(["group", "nogroup"]).output().unwrap().stdout);
+    let nogroup: u32 = nogroup.split(':').nth(2).unwrap().parse().unwrap();
+    let (dir, file) = config_dir(&format!(
+        "listen = [\"127.0.0.1:0\"]\npidfile = \"d.pid\"\nuser = \"nobody\"\ngroup = \"nogroup\"\n\
+         [log]\ntarget = \"file\"\npath = \"logs/ferryd.log\"\nsocket = {NO_SYSLOG:?}\n"
+    ));
+    // The documented set-up: a log directory the run-as user may write to.
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::os::unix::fs::chown(&logs, Some(nobody), Some(nogroup)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let log = logs.join("ferryd.log");
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--daemon"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pid: i32 = std::fs::read_to_string(dir.path().join("d.pid")).unwrap().trim().parse().unwrap();
+    let _guard = KillOnDrop(pid);
+    wait_in_file(&log, "running as nobody:nogroup");
+    let first = wait_in_file(&log, "listening on ");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("not writable"), "no warning: the directory is right");
+    let meta = std::fs::metadata(&log).unwrap();
+    assert_eq!((meta.uid(), meta.gid(), mode(&log)), (nobody, nogroup, 0o640), "handed to the user at the drop");
+
+    std::fs::rename(&log, logs.join("ferryd.log.1")).unwrap();
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    // The reload itself may fail (the keys file is root's), but the log is reopened first.
+    wait_in_file(&log, "HUP: ");
+    let meta = std::fs::metadata(&log).unwrap();
+    assert_eq!((meta.uid(), meta.gid(), mode(&log)), (nobody, nogroup, 0o640), "created by the user after the drop");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains(&first), "a new file");
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_in_file(&log, "TERM: stopped accepting");
+}
