@@ -134,26 +134,44 @@ fn bad_host_specs_are_usage_errors() {
     assert_eq!(o.status.code(), Some(2), "--json needs -H");
 }
 
+/// A port no other socket of this host holds, on any address, and kept so:
+/// a socket bound to 0.0.0.0:0 with SO_REUSEADDR, never listening. The
+/// kernel hands out no port that is bound on any address, so nothing else
+/// can get this one while the socket lives; yet a listener with
+/// SO_REUSEADDR (as ferryd's are) may still bind it on one address, since a
+/// bound socket that does not listen does not conflict with one.
+fn reserved_port() -> (std::os::fd::OwnedFd, u16) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor we own from the start, with
+    // a zeroed sockaddr_in of the size we pass.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+        let one: libc::c_int = 1;
+        let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        assert_eq!(libc::setsockopt(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const libc::c_int).cast(), len), 0);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as libc::sa_family_t;
+        let mut sa_len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let p = (&mut sa as *mut libc::sockaddr_in).cast::<libc::sockaddr>();
+        assert_eq!(libc::bind(raw, p, sa_len), 0, "bind: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::getsockname(raw, p, &mut sa_len), 0, "getsockname: {}", std::io::Error::last_os_error());
+        (fd, u16::from_be(sa.sin_port))
+    }
+}
+
 #[test]
 fn ranges_reach_every_address() {
     // Two daemons on the same port of 127.0.0.2 and 127.0.0.3: one range.
-    // The port is the one the OS gave 127.0.0.2; another socket may hold it
-    // on 127.0.0.3 (ferryd then exits 69), so a few fresh ports are tried.
-    let mut last = None;
-    let (a, b) = (0..8)
-        .find_map(|_| {
-            let a = on(2, None, &[]);
-            match Daemon::try_start_on(&format!("127.0.0.3:{}", a.addr.port()), Some(&a), &[]) {
-                Ok(b) => Some((a, b)),
-                Err(e) if e.code == Some(69) && e.log.contains("cannot listen on") => {
-                    last = Some(e);
-                    None
-                }
-                Err(e) => panic!("{e}"),
-            }
-        })
-        .unwrap_or_else(|| panic!("no port free on both 127.0.0.2 and 127.0.0.3 in 8 tries; the last: {}", last.unwrap()));
-    let port = a.addr.port();
+    // The port is reserved on every address first, so no other socket of
+    // the host (another test's ferryd on 127.0.0.3:0, say) can take it
+    // before both daemons listen on it: no retry, no race.
+    let (_reservation, port) = reserved_port();
+    let a = Daemon::start_on(&format!("127.0.0.2:{port}"), None, &[]);
+    let b = Daemon::start_on(&format!("127.0.0.3:{port}"), Some(&a), &[]);
+    assert_eq!((a.addr.port(), b.addr.port()), (port, port));
     let o = ferry(&a, &["run", "-H", &format!("127.0.0.[2-3]:{port}"), "--", "echo hi"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(sorted_lines(&o.stdout), [format!("127.0.0.2:{port}: hi"), format!("127.0.0.3:{port}: hi")]);
