@@ -1,6 +1,7 @@
 //! ferryd's logs as an operator reads them: one access line per request on
 //! stderr (timestamped, or plain under journald), auth failures at warn with
-//! the peer, and the syslog backend's RFC 3164 datagrams.
+//! the peer, the syslog backend's RFC 3164 datagrams, and the file backend's
+//! lines (the daemon-mode file tests, rotation included, are in daemon.rs).
 //!
 //! This file is its own process, so one test may install the `log` backend
 //! here (the syslog test); the others only read a real daemon's stderr, and
@@ -251,4 +252,64 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         unsafe { libc::kill(self.0, libc::SIGKILL) };
     }
+}
+
+#[test]
+fn the_file_backend_writes_the_stderr_lines_timestamped_even_under_journald() {
+    let (keys_dir, keys_path, key) = make_keys();
+    let root = tempfile::tempdir().unwrap();
+    let conf = keys_dir.path().join("ferryd.toml");
+    let log = keys_dir.path().join("ferryd.log");
+    let toml = format!(
+        "listen = [\"127.0.0.1:0\"]\nroot = {:?}\nkeys = {:?}\n[log]\ntarget = \"file\"\npath = {:?}\n",
+        root.path(),
+        keys_path,
+        log
+    );
+    std::fs::write(&conf, toml).unwrap();
+    let mut child = Command::new(ferryd_bin())
+        .arg("--config")
+        .arg(&conf)
+        .env("JOURNAL_STREAM", "8:1234")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let guard = KillOnDrop(pid as i32);
+    let stderr = capture(child.stderr.take().unwrap());
+    let in_file = |needle: &str| {
+        let mut found = None;
+        eventually(&format!("{needle:?} in the log file"), WAIT, || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            found = text.lines().find(|l| l.contains(needle)).map(str::to_string);
+            found.is_some()
+        });
+        found.unwrap()
+    };
+
+    let listening = in_file(" ferryd: info: listening on ");
+    assert_timestamped(&listening);
+    let addr: std::net::SocketAddr = listening.rsplit("listening on ").next().unwrap().trim().parse().unwrap();
+    let mut c = Raw::connect(addr);
+    c.server_nonce = c.frame().0["nonce"].as_str().unwrap().to_string();
+    c.auth(&key);
+    c.send(json!({"type":"exec","cmd":"printf hi","id":1}), b"");
+    assert_eq!(c.exec_output().2["code"], 0);
+    let access = in_file(" access: ");
+    assert!(access.contains(" ferryd: info: access: #1 127.0.0.1:"), "{access}");
+    assert!(access.contains(" key=test exec cmd=\"printf hi\" in=0 out=2 dur=") && access.ends_with(" result=exit:0"), "{access}");
+    assert_timestamped(&access);
+    assert_duration(&access);
+
+    drop(c);
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    assert_eq!(wait_child(&mut child, "ferryd did not exit on TERM").code(), Some(0));
+    std::mem::forget(guard);
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        assert_timestamped(line);
+    }
+    // None once stderr has ended without a line.
+    assert!(stderr.wait_for("ferryd", WAIT).is_none(), "nothing on stderr: {}", stderr.text());
 }
