@@ -1,6 +1,7 @@
 //! ferryd as an operator runs it: the config file (each key seen to work),
 //! --check-config, bad configs, HUP reloads, the TERM drain, daemon mode with
-//! its pidfile and syslog, and systemd readiness notifications.
+//! its pidfile, syslog or log file (reopened on HUP), and systemd readiness
+//! notifications.
 
 mod common;
 

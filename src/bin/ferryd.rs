@@ -48,7 +48,7 @@ struct Cli {
     #[arg(short = 'k', long, value_name = "FILE")]
     keys: Option<PathBuf>,
 
-    /// Detach: fork, new session, chdir /, umask 027, stdio to /dev/null, pidfile, log to syslog
+    /// Detach: fork, new session, chdir /, umask 027, stdio to /dev/null, pidfile, log to syslog (or a file: [log] target)
     #[arg(short = 'd', long, conflicts_with = "foreground")]
     daemon: bool,
 
