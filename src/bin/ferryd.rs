@@ -366,9 +366,12 @@ fn drop_privileges(s: &Settings) -> Result<(), String> {
             let _ = std::os::unix::fs::chown(p, uid, Some(gid));
         }
     }
-    // The log file goes to the user too, so that it stays writable; a HUP
-    // opens its path again as the user (see reopen_check below).
-    logger::chown_file(uid, Some(gid))?;
+    // The log file goes to the user too, as the pidfile does; the open
+    // descriptor stays writable either way, but a HUP opens the path again
+    // as the user (see reopen_check below).
+    if let Err(e) = logger::chown_file(uid, Some(gid)) {
+        log::warn!("{e}");
+    }
     let who = format!("{}:{}", s.user.as_deref().unwrap_or("-"), s.group.as_deref().unwrap_or("-"));
     // SAFETY: plain system calls on integers and a one-element array.
     unsafe {
