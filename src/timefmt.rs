@@ -40,6 +40,8 @@ mod tests {
         assert_eq!(minutes(0), "1970-01-01 00:00");
         assert_eq!(seconds(951_782_400), "2000-02-29 00:00:00 UTC");
         assert_eq!(seconds(-1), "1969-12-31 23:59:59 UTC");
+        assert_eq!(seconds(4_107_542_400), "2100-03-01 00:00:00 UTC");
+        assert_eq!(seconds(4_107_542_399), "2100-02-28 23:59:59 UTC");
         assert_eq!(minutes(1_795_000_000), "2026-11-18 11:06");
         let t = UNIX_EPOCH + Duration::from_millis(1_764_064_800_123);
         assert_eq!(millis(t), "2025-11-25T10:00:00.123Z");
