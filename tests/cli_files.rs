@@ -15,10 +15,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn random(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     getrandom::getrandom(&mut v).unwrap();
