@@ -13,9 +13,8 @@
 //! FERRY_ANSIBLE_VENV names another venv directory to use or make.
 mod common;
 
-use common::{python_venv, run_bounded, Daemon};
+use common::{python_venv, run_bounded, sha256_hex, Daemon};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,10 +35,6 @@ fn python_for_modules() -> String {
         }
     }
     "python3".to_string()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Host {

@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 /// ferryd with a UDP socket on a free port; the daemon and that address.
 fn udp_daemon(extra: &[&str]) -> (Daemon, SocketAddr) {
-    let mut args = vec!["--udp", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let d = Daemon::start_with(&args);
+    let d = Daemon::start_udp(extra);
     let addr = d.udp_addr();
     (d, addr)
 }

@@ -8,6 +8,7 @@
 use ferry::client::{Options, Session, Target};
 use ferry::proto::auth::{self, Key};
 use serde_json::{json, Map, Value};
+use sha2::Digest;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
@@ -512,6 +513,11 @@ pub fn raise_nofile() -> u64 {
     lim.rlim_cur
 }
 
+/// The SHA-256 of `bytes` in lowercase hex, as the protocol writes digests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    ferry::proto::auth::to_hex(&sha2::Sha256::digest(bytes))
+}
+
 /// Output bytes as text, invalid UTF-8 replaced (for asserts and messages).
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -585,6 +591,13 @@ pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
 }
 
 impl Daemon {
+    /// ferryd with a UDP socket on a free port of 127.0.0.1 too, and `extra` flags.
+    pub fn start_udp(extra: &[&str]) -> Daemon {
+        let mut args = vec!["--udp", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Daemon::start_with(&args)
+    }
+
     /// The first UDP address of a daemon started with `--udp` (or `udp.listen`),
     /// from its `listening on ADDR:PORT/udp` line.
     pub fn udp_addr(&self) -> SocketAddr {
