@@ -125,18 +125,6 @@ fn reply_or_close(c: &mut Raw) -> Option<Value> {
     c.try_frame().ok().map(|f| f.0)
 }
 
-/// Raises this test process's open-files limit to its hard limit.
-fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    lim.rlim_cur
-}
-
 // ---- slow and malformed input -------------------------------------------
 
 #[test]

@@ -13,63 +13,19 @@
 //! FERRY_ANSIBLE_VENV names another venv directory to use or make.
 mod common;
 
-use common::{run_bounded, Daemon};
+use common::{python_venv, run_bounded, sha256_hex, Daemon};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The ansible-core release the suite runs (Python 3.11 or later on the controller).
 const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
 
-static VENV: Mutex<Option<PathBuf>> = Mutex::new(None);
-
-/// The venv's directory, made (once) when missing.
+/// The venv with ANSIBLE_CORE, made (once) when missing.
 fn venv() -> PathBuf {
-    let mut guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(v) = guard.as_ref() {
-        return v.clone();
-    }
-    let dir = match std::env::var_os("FERRY_ANSIBLE_VENV") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ansible-venv-{}", ANSIBLE_CORE.replace("==", "-"))),
-    };
-    let ready = dir.join(".ferry-ready");
-    if !ready.exists() {
-        // The marker is written last: a run cut short leaves a venv without
-        // it, which the next run makes again.
-        let t = Instant::now();
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
-        let mut mk = Command::new("python3");
-        mk.args(["-m", "venv"]).arg(&dir);
-        let out = run_bounded(mk, Duration::from_secs(120), "python3 -m venv");
-        assert!(
-            out.status.success(),
-            "cannot make a Python venv for ansible-core with `python3 -m venv` ({}): {}\n\
-             install python3 and its venv module (Debian: apt-get install python3-venv)",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut pip = Command::new(dir.join("bin/python3"));
-        pip.args(["-m", "pip", "install", "--disable-pip-version-check", "-q", ANSIBLE_CORE]);
-        let out = run_bounded(pip, Duration::from_secs(600), "pip install ansible-core");
-        assert!(
-            out.status.success(),
-            "cannot install {ANSIBLE_CORE} into {} from the Python package registry ({}):\n{}{}",
-            dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::write(&ready, ANSIBLE_CORE).unwrap();
-        eprintln!("made the ansible venv {} in {:.1} s", dir.display(), t.elapsed().as_secs_f64());
-    }
-    *guard = Some(dir.clone());
-    dir
+    python_venv("ansible", ANSIBLE_CORE, "FERRY_ANSIBLE_VENV")
 }
 
 fn python_for_modules() -> String {
@@ -79,10 +35,6 @@ fn python_for_modules() -> String {
         }
     }
     "python3".to_string()
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Host {

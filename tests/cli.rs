@@ -8,10 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[test]
 fn run_propagates_output_and_exit_status() {
     let d = Daemon::start();

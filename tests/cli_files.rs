@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -15,18 +14,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn random(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
     getrandom::getrandom(&mut v).unwrap();
     v
-}
-
-fn sha(b: &[u8]) -> String {
-    ferry::proto::auth::to_hex(&Sha256::digest(b))
 }
 
 fn mode_of(p: &Path) -> u32 {
@@ -70,7 +61,7 @@ fn put_and_get_round_trips_keep_bytes_digest_mode_and_mtime() {
         assert!(out.stderr.is_empty() && out.stdout.is_empty(), "put is quiet: {}", text(&out.stderr));
         let stored = fs::read(d.path(&remote)).unwrap();
         assert_eq!(stored.len(), size);
-        assert_eq!(sha(&stored), sha(&data), "put of {size} B");
+        assert_eq!(sha256_hex(&stored), sha256_hex(&data), "put of {size} B");
         assert_eq!(mode_of(&d.path(&remote)), 0o640, "put keeps the mode");
 
         set_mtime(&d.path(&remote), 1_600_000_000 + i as u64);
@@ -80,7 +71,7 @@ fn put_and_get_round_trips_keep_bytes_digest_mode_and_mtime() {
         let back = here.path().join(format!("back{i}"));
         let got = fs::read(&back).unwrap();
         assert_eq!(got.len(), size);
-        assert_eq!(sha(&got), sha(&data), "get of {size} B");
+        assert_eq!(sha256_hex(&got), sha256_hex(&data), "get of {size} B");
         assert_eq!(mode_of(&back), 0o640, "get sets the mode");
         assert_eq!(mtime_of(&back), 1_600_000_000 + i as i64, "get sets the mtime");
         assert!(!here.path().join(format!("back{i}.part")).exists());
@@ -139,7 +130,7 @@ fn put_dash_streams_stdin_in_data_frames() {
     assert!(trace.contains(r#""stream":true"#), "a streaming put: {trace}");
     assert!(trace.contains(r#""type":"data""#), "{trace}");
     assert!(trace.contains(r#""type":"ok""#), "{trace}");
-    assert_eq!(sha(&fs::read(d.path("piped/in.bin")).unwrap()), sha(&data));
+    assert_eq!(sha256_hex(&fs::read(d.path("piped/in.bin")).unwrap()), sha256_hex(&data));
     // An empty stdin makes an empty file.
     assert_status(&ferry_in(&d, here.path(), &["put", &d.target(), "-", "empty"], b""), 0);
     assert_eq!(fs::read(d.path("empty")).unwrap(), b"");
@@ -332,8 +323,8 @@ fn the_session_understands_get_put_and_ls_lines() {
                   get nope\n";
     let out = ferry_in(&d, here.path(), &[&d.target()], script.as_bytes());
     assert_status(&out, 1); // the last line's status: a remote error
-    assert_eq!(sha(&fs::read(d.path("up.bin")).unwrap()), sha(&data));
-    assert_eq!(sha(&fs::read(here.path().join("down.bin")).unwrap()), sha(&data));
+    assert_eq!(sha256_hex(&fs::read(d.path("up.bin")).unwrap()), sha256_hex(&data));
+    assert_eq!(sha256_hex(&fs::read(here.path().join("down.bin")).unwrap()), sha256_hex(&data));
     let stdout = out.stdout;
     let split = stdout.len() - data.len();
     assert!(stdout[split..] == data, "get up.bin - wrote the file to stdout last");

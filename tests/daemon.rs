@@ -17,10 +17,6 @@ fn ferryd(args: &[&str]) -> std::process::Output {
     run_with_input(cmd, b"")
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 /// A config file with a fresh keys file beside it.
 fn config_dir(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{children_of, eventually, wait_child, Daemon, WAIT};
+use common::{children_of, eventually, text, wait_child, Daemon, WAIT};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -27,12 +27,8 @@ fn down(n: u8) -> String {
 /// `ferry` with `d`'s keys, with everything captured, bounded by WAIT.
 fn ferry(d: &Daemon, args: &[&str]) -> Output {
     let mut c = d.ferry();
-    c.env_remove("FERRY_ENCODING").args(args).stdin(Stdio::null());
+    c.args(args).stdin(Stdio::null());
     common::run_with_input(c, b"")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn hosts(ds: &[&Daemon]) -> String {

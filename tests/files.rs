@@ -6,14 +6,9 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn sha_hex(bytes: &[u8]) -> String {
-    ferry::proto::auth::to_hex(&Sha256::digest(bytes))
-}
 
 /// Deterministic bytes that do not compress or repeat in short periods.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -41,9 +36,9 @@ fn round_trips_are_byte_exact_with_matching_digests() {
     for (i, len) in [0usize, 1, 65535, 65536, 65537, 20 * 1024 * 1024].into_iter().enumerate() {
         let data = noise(len, i as u64 + 7);
         let name = format!("dir/f{len}");
-        c.send(json!({"type":"put","path":name,"sha256":sha_hex(&data),"id":i}), &data);
+        c.send(json!({"type":"put","path":name,"sha256":sha256_hex(&data),"id":i}), &data);
         let (ok, _) = c.frame();
-        assert_eq!(ok, json!({"type":"ok","path":name,"file_size":len,"sha256":sha_hex(&data),"id":i}));
+        assert_eq!(ok, json!({"type":"ok","path":name,"file_size":len,"sha256":sha256_hex(&data),"id":i}));
         assert!(std::fs::read(d.path(&name)).unwrap() == data, "the file on disk is the body ({len} bytes)");
 
         let (file, body, done) = get(&mut c, json!({"type":"get","path":name,"id":i})).unwrap();
@@ -53,7 +48,7 @@ fn round_trips_are_byte_exact_with_matching_digests() {
         assert_eq!(file["id"], i);
         assert_eq!(file["mode"], 0o644);
         assert!(body == data, "get returns the bytes ({len})");
-        assert_eq!(done, json!({"type":"done","sha256":sha_hex(&data),"id":i}));
+        assert_eq!(done, json!({"type":"done","sha256":sha256_hex(&data),"id":i}));
 
         let (_, body, done) = get(&mut c, json!({"type":"get","path":name,"digest":"none"})).unwrap();
         assert!(body == data);
@@ -73,7 +68,7 @@ fn a_resumed_get_sends_the_tail_and_digests_the_whole_file() {
         assert_eq!(file["offset"], offset);
         assert_eq!(file["file_size"], 300_000);
         assert!(body == data[offset..], "offset {offset}");
-        assert_eq!(done["sha256"], sha_hex(&data), "the digest covers the whole file");
+        assert_eq!(done["sha256"], sha256_hex(&data), "the digest covers the whole file");
     }
     let (e, _) = {
         c.send(json!({"type":"get","path":"f","offset":300_001}), b"");
@@ -188,7 +183,7 @@ fn a_digest_mismatch_writes_nothing() {
     let d = Daemon::start();
     write_file(&d.path("f"), b"old contents");
     let mut c = d.authed();
-    c.send(json!({"type":"put","path":"f","sha256":sha_hex(b"something else"),"id":"p"}), b"new contents");
+    c.send(json!({"type":"put","path":"f","sha256":sha256_hex(b"something else"),"id":"p"}), b"new contents");
     let (e, _) = c.frame();
     assert_eq!(e["code"], "digest-mismatch", "{e}");
     assert_eq!(e["id"], "p");
@@ -202,13 +197,13 @@ fn streaming_put_takes_data_frames_until_an_empty_one() {
     let d = Daemon::start();
     let data = noise(700_000, 11);
     let mut c = d.authed();
-    c.send(json!({"type":"put","path":"streamed","stream":true,"sha256":sha_hex(&data),"id":5}), b"");
+    c.send(json!({"type":"put","path":"streamed","stream":true,"sha256":sha256_hex(&data),"id":5}), b"");
     for chunk in data.chunks(100_003) {
         c.send(json!({"type":"data"}), chunk);
     }
     c.send(json!({"type":"data"}), b"");
     let (ok, _) = c.frame();
-    assert_eq!(ok, json!({"type":"ok","path":"streamed","file_size":700_000,"sha256":sha_hex(&data),"id":5}));
+    assert_eq!(ok, json!({"type":"ok","path":"streamed","file_size":700_000,"sha256":sha256_hex(&data),"id":5}));
     assert!(std::fs::read(d.path("streamed")).unwrap() == data);
 
     // Another request before the empty data frame fails the put, then is served.

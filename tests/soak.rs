@@ -17,14 +17,9 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn sha_hex(bytes: &[u8]) -> String {
-    ferry::proto::auth::to_hex(&Sha256::digest(bytes))
-}
 
 #[derive(Default)]
 struct Totals {
@@ -49,7 +44,7 @@ fn shared_files(d: &Daemon, max: usize) -> Vec<(String, String, usize)> {
             let data = rng.bytes(len);
             let name = format!("shared/f{len}");
             write_file(&d.path(&name), &data);
-            (name, sha_hex(&data), len)
+            (name, sha256_hex(&data), len)
         })
         .collect()
 }
@@ -90,7 +85,7 @@ fn one_request(
                 }
             }
             t.execs.fetch_add(1, Relaxed);
-            let want = format!("{}  -\n", sha_hex(&data));
+            let want = format!("{}  -\n", sha256_hex(&data));
             (out == want.as_bytes()).then_some(data.len() as u64).ok_or(format!("exec: digest {:?}", String::from_utf8_lossy(&out)))
         }
         6..=7 => {
@@ -102,7 +97,7 @@ fn one_request(
             }
             let (done, _) = c.try_frame().map_err(|e| format!("get: {e}"))?;
             t.gets.fetch_add(1, Relaxed);
-            (done["sha256"] == *sha && sha_hex(&body) == *sha)
+            (done["sha256"] == *sha && sha256_hex(&body) == *sha)
                 .then_some(*len as u64)
                 .ok_or(format!("get {name}: digest {done}"))
         }
@@ -110,7 +105,7 @@ fn one_request(
             // A put with its digest, then the file read back.
             let len = rng.below(max as u64 / 4) as usize;
             let data = rng.bytes(len);
-            let sha = sha_hex(&data);
+            let sha = sha256_hex(&data);
             let name = format!("c{me}/f{}", rng.below(4));
             c.send(json!({"type":"put","path":name,"sha256":sha,"id":id}), &data);
             let (ok, _) = c.try_frame().map_err(|e| format!("put: {e}"))?;

@@ -137,16 +137,10 @@ fn error_code(r: &Reply) -> String {
     r.header.str("code").unwrap().to_string()
 }
 
-fn udp_daemon(extra: &[&str]) -> Daemon {
-    let mut args = vec!["--udp", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    Daemon::start_with(&args)
-}
-
 #[test]
 fn ping_and_exec_round_trip_with_tags_checked_both_ways() {
     let _alone = shared();
-    let d = udp_daemon(&[]);
+    let d = Daemon::start_udp(&[]);
     assert!(d.log.wait_for("listening on 127.0.0.1:", WAIT).unwrap().ends_with(&d.addr.to_string()), "TCP first");
     let c = Client::new(&d);
 
@@ -184,7 +178,7 @@ fn ping_and_exec_round_trip_with_tags_checked_both_ways() {
 #[test]
 fn stat_answers_as_over_tcp_and_other_types_are_tcp_only() {
     let _alone = shared();
-    let d = udp_daemon(&[]);
+    let d = Daemon::start_udp(&[]);
     write_file(&d.path("f"), b"12345");
     let c = Client::new(&d);
     let nonce = datagram::fresh_udp_nonce();
@@ -214,7 +208,7 @@ fn stat_answers_as_over_tcp_and_other_types_are_tcp_only() {
 fn strangers_get_silence() {
     let _alone = shared();
     let start = Instant::now();
-    let d = udp_daemon(&[]);
+    let d = Daemon::start_udp(&[]);
     let c = Client::new(&d);
     let nonce = datagram::fresh_udp_nonce();
     let good = c.datagram(request::ping(&nonce, now()));
@@ -258,7 +252,7 @@ fn strangers_get_silence() {
 #[test]
 fn a_stale_or_future_ts_is_clock_skew_and_runs_nothing() {
     let _alone = shared();
-    let d = udp_daemon(&[]);
+    let d = Daemon::start_udp(&[]);
     let c = Client::new(&d);
     for skew in [-3600, 31, 3600] {
         let nonce = datagram::fresh_udp_nonce();
@@ -276,7 +270,7 @@ fn a_stale_or_future_ts_is_clock_skew_and_runs_nothing() {
 #[test]
 fn a_retransmitted_exec_runs_once_and_gets_the_same_reply() {
     let _alone = shared();
-    let d = udp_daemon(&[]);
+    let d = Daemon::start_udp(&[]);
     let c = Client::new(&d);
     let nonce = datagram::fresh_udp_nonce();
     let cmd = exec(Command::Shell("sleep 0.5; echo x >> counter; wc -l < counter".into()));
@@ -324,7 +318,7 @@ fn replayed_once_the_cache_let_the_reply_go_or_from_another_address() {
 #[test]
 fn long_output_is_truncated_to_fit_max_reply() {
     let _alone = shared();
-    let d = udp_daemon(&[]);
+    let d = Daemon::start_udp(&[]);
     let c = Client::new(&d);
     let nonce = datagram::fresh_udp_nonce();
     let cmd = exec(Command::Argv(vec!["seq".into(), "1".into(), "100000".into()]));
@@ -350,7 +344,7 @@ fn long_output_is_truncated_to_fit_max_reply() {
 #[test]
 fn busy_when_every_child_slot_is_taken() {
     let _alone = shared();
-    let d = udp_daemon(&["--max-children", "1"]);
+    let d = Daemon::start_udp(&["--max-children", "1"]);
     let c = Client::new(&d);
     let mut tcp = d.authed();
     tcp.send(json!({"type":"exec","argv":["sleep","30"]}), b"");
@@ -383,7 +377,7 @@ fn the_exec_policy_applies() {
     assert_eq!(error_code(&c.argv(&["ls"])), "not-allowed");
     assert_eq!(error_code(&c.cmd("echo via the shell")), "not-allowed");
 
-    let d = udp_daemon(&["--no-exec"]);
+    let d = Daemon::start_udp(&["--no-exec"]);
     let c = Client::new(&d);
     assert_eq!(error_code(&c.argv(&["echo", "ok"])), "exec-disabled");
     assert_eq!(c.ping().header.kind, "pong");
@@ -406,7 +400,7 @@ fn udp_exec_timeout_is_a_ceiling() {
 #[test]
 fn hup_adds_and_removes_keys_and_a_removed_key_falls_silent() {
     let _alone = shared();
-    let d = udp_daemon(&[]);
+    let d = Daemon::start_udp(&[]);
     let before = std::fs::read_to_string(&d.keys_path).unwrap();
     ferry::keys::generate(&d.keys_path, "other").unwrap();
     let other = ferry::keys::load(&d.keys_path).unwrap().get("other").unwrap().clone();
@@ -426,7 +420,7 @@ fn hup_adds_and_removes_keys_and_a_removed_key_falls_silent() {
 #[test]
 fn term_lets_a_running_udp_exec_finish_and_refuses_new_requests() {
     let _alone = shared();
-    let mut d = udp_daemon(&[]);
+    let mut d = Daemon::start_udp(&[]);
     let c = Client::new(&d);
     let nonce = datagram::fresh_udp_nonce();
     let cmd = exec(Command::Shell("sleep 1; echo finished".into()));
@@ -449,7 +443,7 @@ fn off_by_default_and_on_for_every_address_given() {
     assert!(d.log.wait_for("serving ", WAIT).is_some());
     assert!(!d.log.text().contains("/udp"), "{}", d.log.text());
     drop(d);
-    let d = udp_daemon(&["--udp", "[::1]:0"]);
+    let d = Daemon::start_udp(&["--udp", "[::1]:0"]);
     assert!(d.log.wait_for("serving ", WAIT).is_some());
     assert_eq!(d.log.count("/udp"), 2, "{}", d.log.text());
     let line = d.log.wait_for("listening on [::1]:", WAIT).unwrap();
@@ -463,7 +457,7 @@ fn off_by_default_and_on_for_every_address_given() {
 #[test]
 fn a_udp_exec_still_running_at_the_drain_timeout_gets_term_and_its_reply() {
     let _alone = shared();
-    let mut d = udp_daemon(&["--drain-timeout", "1"]);
+    let mut d = Daemon::start_udp(&["--drain-timeout", "1"]);
     let c = Client::new(&d);
     let nonce = datagram::fresh_udp_nonce();
     let bytes = c.datagram(request::exec(&exec(Command::Argv(vec!["sleep".into(), "30".into()])), &nonce, now()));
@@ -512,7 +506,7 @@ const RSS_GROWTH_KIB: u64 = 2048;
 #[test]
 fn a_flood_of_garbage_does_not_slow_tcp_clients_or_grow_the_daemon() {
     let _alone = ALONE.write().unwrap_or_else(|e| e.into_inner());
-    let d = udp_daemon(&[]);
+    let d = Daemon::start_udp(&[]);
     let c = Client::new(&d);
     let mut tcp = d.authed();
     let mut ping = || {

@@ -17,21 +17,13 @@ use std::time::{Duration, Instant};
 
 /// ferryd with a UDP socket on a free port; the daemon and that address.
 fn udp_daemon(extra: &[&str]) -> (Daemon, SocketAddr) {
-    let mut args = vec!["--udp", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let d = Daemon::start_with(&args);
+    let d = Daemon::start_udp(extra);
     let addr = d.udp_addr();
     (d, addr)
 }
 
-fn ferry(d: &Daemon) -> Command {
-    let mut c = d.ferry();
-    c.env_remove("FERRY_ENCODING");
-    c
-}
-
 fn run_u(d: &Daemon, addr: SocketAddr, extra: &[&str], command: &[&str]) -> Output {
-    let mut c = ferry(d);
+    let mut c = d.ferry();
     c.args(["run", "-u"]).args(extra).arg(addr.to_string()).arg("--").args(command);
     c.output().unwrap()
 }
@@ -58,7 +50,7 @@ fn run_u_gives_output_and_status() {
     assert_eq!(o.status.code(), Some(137), "{}", stderr(&o));
 
     // The command reads nothing: there is no stdin in datagram mode.
-    let mut c = ferry(&d);
+    let mut c = d.ferry();
     c.args(["run", "-u", &addr.to_string(), "--", "wc -c"]);
     let o = common::run_with_input(c, b"not sent\n");
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0");
@@ -100,7 +92,7 @@ fn run_u_errors_exit_as_over_tcp() {
 
     // Every child slot taken (by a TCP command here): busy, at once.
     let (d, addr) = udp_daemon(&["--max-children", "1"]);
-    let mut slow = ferry(&d);
+    let mut slow = d.ferry();
     slow.args(["run", "-n", &d.target(), "--", "touch started; sleep 3"]).stdout(std::process::Stdio::null());
     let mut slow = slow.spawn().unwrap();
     common::eventually("the TCP command started", common::WAIT, || d.path("started").exists());
@@ -123,7 +115,7 @@ fn run_u_decodes_with_encoding() {
     let o = run_u(&d, addr, &["--encoding", "gbk"], &[r"printf '\304\343\272\303'; printf '\312\300\275\347' >&2"]);
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "你好");
     assert_eq!(String::from_utf8(o.stderr).unwrap(), "世界");
-    let o = ferry(&d).env("FERRY_ENCODING", "gbk").args(["run", "-u", &addr.to_string(), "--", r"printf '\304\343'"]).output().unwrap();
+    let o = d.ferry().env("FERRY_ENCODING", "gbk").args(["run", "-u", &addr.to_string(), "--", r"printf '\304\343'"]).output().unwrap();
     assert_eq!(String::from_utf8(o.stdout).unwrap(), "你");
 }
 
@@ -143,7 +135,7 @@ fn run_u_warns_when_the_output_was_cut() {
 #[test]
 fn ping_u_prints_round_trips() {
     let (d, addr) = udp_daemon(&[]);
-    let o = ferry(&d).args(["ping", "-u", "-c", "2", "--interval", "0.05", &addr.to_string()]).output().unwrap();
+    let o = d.ferry().args(["ping", "-u", "-c", "2", "--interval", "0.05", &addr.to_string()]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
     let lines: Vec<&str> = out.lines().collect();
@@ -152,7 +144,7 @@ fn ping_u_prints_round_trips() {
     assert!(lines[1].contains("seq=2"), "{out}");
     assert!(lines[2].starts_with("2 pings: min/avg/max = "), "{out}");
 
-    let o = ferry(&d).args(["ping", "-u", "-q", &addr.to_string()]).output().unwrap();
+    let o = d.ferry().args(["ping", "-u", "-q", &addr.to_string()]).output().unwrap();
     assert!(o.status.success() && o.stdout.is_empty() && o.stderr.is_empty());
 }
 
@@ -189,7 +181,7 @@ fn a_wrong_key_gets_silence_and_exits_255_within_w() {
 #[test]
 fn no_udp_server_exits_255_within_w() {
     let d = Daemon::start(); // TCP only
-    let mut c = ferry(&d);
+    let mut c = d.ferry();
     c.args(["-w", "0.8", "ping", "-u", &d.target()]);
     assert_no_reply(c, 0.8);
 }
@@ -199,7 +191,7 @@ fn the_default_wait_is_five_seconds() {
     // A socket that never answers.
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
     let d = Daemon::start();
-    let mut c = ferry(&d);
+    let mut c = d.ferry();
     c.args(["-v", "ping", "-u", &sink.local_addr().unwrap().to_string()]);
     let t = Instant::now();
     let o = c.output().unwrap();
@@ -336,7 +328,7 @@ fn a_reply_with_a_broken_tag_is_ignored_as_if_lost() {
         true
     });
     let proxy = Proxy::start(addr, pass(), all);
-    let mut c = ferry(&d);
+    let mut c = d.ferry();
     c.args(["-w", "1", "ping", "-u", &proxy.addr.to_string()]);
     assert_no_reply(c, 1.0);
     assert!(proxy.replies.load(Ordering::SeqCst) >= 2, "the server did answer");
@@ -372,7 +364,7 @@ fn a_reply_to_another_nonce_is_ignored() {
     let (addr, stop) = fake_server(&d, |nonce, _| {
         vec![reply::pong(&"ab".repeat(16), 0, None), reply::pong(nonce, 0, None)]
     });
-    let o = ferry(&d).args(["-v", "ping", "-u", &addr.to_string()]).output().unwrap();
+    let o = d.ferry().args(["-v", "ping", "-u", &addr.to_string()]).output().unwrap();
     stop.store(true, Ordering::SeqCst);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("ignored: answers another request"), "{}", stderr(&o));
@@ -386,7 +378,7 @@ fn clock_skew_says_by_how_much() {
         let e = ProtoError::new(ErrorCode::ClockSkew, "the request's time is outside the server's window");
         vec![reply::clock_skew(&e, nonce, ts + 3600, None)]
     });
-    let o = ferry(&d).args(["run", "-u", &addr.to_string(), "--", "true"]).output().unwrap();
+    let o = d.ferry().args(["run", "-u", &addr.to_string(), "--", "true"]).output().unwrap();
     stop.store(true, Ordering::SeqCst);
     assert_eq!(o.status.code(), Some(255));
     let err = stderr(&o);

@@ -196,6 +196,41 @@ def _decode_head(raw):
     return header
 
 
+def _read_frame(read, body=True):
+    """One frame, read through read(n) (exactly n bytes, or it raises):
+    (header, body).  The only frame reader, for a TCP stream and for the
+    frame inside a reply datagram alike.  A length outside 1..MAX_HEADER,
+    a header that is not an object with a string type, or a size that is
+    not a count of bytes raises FerryError("protocol"); a header that is
+    not JSON raises ValueError.  With body=False the body is left unread."""
+    (length,) = struct.unpack(">I", read(4))
+    if not 1 <= length <= MAX_HEADER:
+        raise FerryError("protocol", f"a frame header of {length} bytes")
+    header = _decode_head(read(length))
+    if header is None:
+        raise FerryError("protocol", "a frame header that is not an object with a type")
+    size = header.get("size", 0)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise FerryError("protocol", f"a frame size of {size!r}")
+    return header, (read(size) if body else None)
+
+
+class _Buffer:
+    """read(n) over bytes already received (a datagram), for _read_frame."""
+
+    def __init__(self, data):
+        self._data, self._at = memoryview(data), 0
+
+    def read(self, n):
+        if self._at + n > len(self._data):
+            raise EOFError("the datagram ends inside its frame")
+        self._at += n
+        return bytes(self._data[self._at - n:self._at])
+
+    def left(self):
+        return len(self._data) - self._at
+
+
 def _is_bytes(x):
     return isinstance(x, (bytes, bytearray, memoryview))
 
@@ -290,17 +325,10 @@ class Client:
         return data
 
     def _recv_header(self):
-        (length,) = struct.unpack(">I", self._read(4))
-        if not 1 <= length <= MAX_HEADER:
-            raise FerryError("protocol", f"a frame header of {length} bytes")
-        header = _decode_head(self._read(length))
-        if header is None:
-            raise FerryError("protocol", "a frame header that is not an object with a type")
-        return header
+        return _read_frame(self._read, body=False)[0]
 
     def _recv(self):
-        header = self._recv_header()
-        return header, self._read(header.get("size", 0))
+        return _read_frame(self._read)
 
     def _skip_body(self, header):
         n = header.get("size", 0)
@@ -675,19 +703,13 @@ class UdpClient:
         tag, rest = data[:32], data[32:]
         if not hmac.compare_digest(tag, self._tag(REPLY_LABEL, rest)):
             return None
-        (length,) = struct.unpack(">I", rest[:4])
-        if length == 0 or 4 + length > len(rest):
-            return None
+        buf = _Buffer(rest)
         try:
-            h = _decode_head(rest[4:4 + length])
-        except ValueError:
+            h, body = _read_frame(buf.read)
+        except (EOFError, ValueError, FerryError):
             return None
-        if h is None or h.get("nonce") != nonce:
-            return None
-        size = h.get("size", 0)
-        body = rest[4 + length:]
-        if not isinstance(size, int) or len(body) != size:
-            return None
+        if buf.left() or h.get("nonce") != nonce:
+            return None  # bytes after the frame, or a reply to another request
         return h, body
 
     def ping(self):

@@ -8,6 +8,7 @@
 use ferry::client::{Options, Session, Target};
 use ferry::proto::auth::{self, Key};
 use serde_json::{json, Map, Value};
+use sha2::Digest;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
@@ -227,10 +228,11 @@ impl Daemon {
         Session::connect(&target, &self.key, &Options { timeout: Some(WAIT), ..Default::default() }).unwrap()
     }
 
-    /// `ferry` with this daemon's keys file.
+    /// `ferry` with this daemon's keys file, and neither `$FERRY_KEYS` nor
+    /// `$FERRY_ENCODING` from the test's environment.
     pub fn ferry(&self) -> Command {
         let mut c = Command::new(ferry_bin());
-        c.arg("-k").arg(&self.keys_path).env_remove("FERRY_KEYS");
+        c.arg("-k").arg(&self.keys_path).env_remove("FERRY_KEYS").env_remove("FERRY_ENCODING");
         c
     }
 
@@ -498,6 +500,80 @@ pub fn limit(cmd: &mut Command, resource: libc::__rlimit_resource_t, value: libc
     }
 }
 
+/// Raises this test process's own open-files soft limit to its hard limit;
+/// returns the limit now in force.
+pub fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    lim.rlim_cur
+}
+
+/// The SHA-256 of `bytes` in lowercase hex, as the protocol writes digests.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    ferry::proto::auth::to_hex(&sha2::Sha256::digest(bytes))
+}
+
+/// Output bytes as text, invalid UTF-8 replaced (for asserts and messages).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+static VENVS: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+
+/// A Python venv with `requirement` (say `ansible-core==2.19.14`) installed
+/// from the Python package registry, made once and kept as
+/// CARGO_TARGET_TMPDIR/NAME-venv-REQUIREMENT (`==` as `-`), or in the
+/// directory `$override_var` names, for
+/// later runs. A marker file is written last, so a run cut short leaves a
+/// venv the next run makes again. Panics, saying what to install, when
+/// python3 or its venv module is missing or pip fails.
+pub fn python_venv(name: &str, requirement: &str, override_var: &str) -> PathBuf {
+    let mut made = VENVS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, dir)) = made.iter().find(|(r, _)| r == requirement) {
+        return dir.clone();
+    }
+    let dir = match std::env::var_os(override_var) {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-venv-{}", requirement.replace("==", "-"))),
+    };
+    let ready = dir.join(".ferry-ready");
+    if !ready.exists() {
+        let t = Instant::now();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+        let mut mk = Command::new("python3");
+        mk.args(["-m", "venv"]).arg(&dir);
+        let out = run_bounded(mk, Duration::from_secs(120), "python3 -m venv");
+        assert!(
+            out.status.success(),
+            "cannot make a Python venv for {requirement} with `python3 -m venv` ({}): {}\n\
+             install python3 and its venv module (Debian: apt-get install python3-venv)",
+            out.status,
+            text(&out.stderr)
+        );
+        let mut pip = Command::new(dir.join("bin/python3"));
+        pip.args(["-m", "pip", "install", "--disable-pip-version-check", "-q", requirement]);
+        let out = run_bounded(pip, Duration::from_secs(600), "pip install");
+        assert!(
+            out.status.success(),
+            "cannot install {requirement} into {} from the Python package registry ({}):\n{}{}",
+            dir.display(),
+            out.status,
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        std::fs::write(&ready, requirement).unwrap();
+        eprintln!("made the venv {} in {:.1} s", dir.display(), t.elapsed().as_secs_f64());
+    }
+    made.push((requirement.to_string(), dir.clone()));
+    dir
+}
+
 /// Waits (bounded by WAIT) for `child` to exit; kills it and panics with
 /// `what` if it does not.
 pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
@@ -515,6 +591,13 @@ pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
 }
 
 impl Daemon {
+    /// ferryd with a UDP socket on a free port of 127.0.0.1 too, and `extra` flags.
+    pub fn start_udp(extra: &[&str]) -> Daemon {
+        let mut args = vec!["--udp", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Daemon::start_with(&args)
+    }
+
     /// The first UDP address of a daemon started with `--udp` (or `udp.listen`),
     /// from its `listening on ADDR:PORT/udp` line.
     pub fn udp_addr(&self) -> SocketAddr {

@@ -27,7 +27,7 @@ notes:
   - O(remote_user) is ignored - commands run as ferryd's user.
   - Privilege escalation works only without a password prompt (for example
     sudo with NOPASSWD), and ferryd's packaged systemd sandbox forbids it
-    (see the README).
+    (see ferryd(8), SECURITY CONSIDERATIONS).
   - With an exec allow-list on the server, the shell (C(sh)) must be allowed,
     since every command Ansible sends is a shell command.
 extends_documentation_fragment:
