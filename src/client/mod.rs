@@ -24,6 +24,7 @@ pub mod udp;
 
 use crate::proto::auth::{self, Key};
 use crate::proto::frame::parse_header;
+use crate::proto::handshake::{self, Handshake, Step};
 use crate::proto::msg::{self, Reply, SignalName, Stream};
 use crate::proto::{encode_frame, encode_head, ErrorCode, Header, ProtoError, MAX_HEADER};
 use serde_json::{Map, Value};
@@ -74,6 +75,21 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// A failed handshake as the client reports it: a refused key or a
+    /// server without the key is `Auth`, another error frame `Remote`.
+    pub(crate) fn from_handshake(e: handshake::Error, key: &Key) -> Error {
+        match e {
+            handshake::Error::Refused(e) if e.code == ErrorCode::AuthFailed => {
+                Error::Auth(format!("the server refused key {:?}", key.id))
+            }
+            handshake::Error::Refused(e) => Error::Remote(e),
+            e @ handshake::Error::BadServerMac => Error::Auth(e.to_string()),
+            e => Error::Protocol(e.to_string()),
+        }
+    }
+}
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
@@ -155,12 +171,7 @@ impl Writer {
     pub fn send_head(&self, header: Map<String, Value>, size: u64) -> io::Result<()> {
         let mut head = Vec::with_capacity(128);
         encode_head(&mut head, header, size);
-        if self.trace {
-            if let Ok(h) = parse_header(&head[4..]) {
-                trace(">", &h.fields);
-            }
-        }
-        self.lock().write_all(&head)
+        self.send_raw(&head)
     }
 
     /// Sends up to `len` bytes of `file` from `*offset` to the socket with
@@ -184,6 +195,16 @@ impl Writer {
             }
         }
         Ok(sent)
+    }
+
+    /// Sends one already encoded frame.
+    fn send_raw(&self, frame: &[u8]) -> io::Result<()> {
+        if self.trace {
+            if let Ok(h) = parse_header(&frame[4..]) {
+                trace(">", &h.fields);
+            }
+        }
+        self.lock().write_all(frame)
     }
 
     pub fn stdin(&self, bytes: &[u8]) -> io::Result<()> {
@@ -251,30 +272,19 @@ impl Session {
     }
 
     fn handshake(&mut self, key: &Key) -> Result<(), Error> {
-        let hello = self.recv_header()?;
-        let server_nonce = match Reply::from_header(&hello) {
-            Reply::Hello { nonce } if auth::is_nonce_hex(&nonce) => nonce,
-            Reply::Hello { .. } => return Err(Error::Protocol("hello without a valid nonce".into())),
-            Reply::Error(e) => return Err(Error::Remote(e)),
-            _ => return Err(Error::Protocol(format!("expected hello, got {:?}", hello.kind))),
-        };
-        self.server = hello.str("server").unwrap_or("?").to_string();
-        if hello.fields.get("proto").and_then(Value::as_u64) != Some(msg::PROTO_VERSION) {
-            return Err(Error::Protocol(format!("server speaks protocol {:?}, not 1", hello.fields.get("proto"))));
-        }
-        let client_nonce = auth::to_hex(&auth::fresh_nonce());
-        let secret = key.secret.as_bytes();
-        let mac = auth::client_mac(secret, &server_nonce, &client_nonce);
-        self.writer.send(msg::auth(&key.id, &client_nonce, &mac), &[])?;
-        let reply = self.recv_header()?;
-        match Reply::from_header(&reply) {
-            Reply::Welcome { mac } if auth::verify_server_mac(secret, &client_nonce, &server_nonce, &mac) => Ok(()),
-            Reply::Welcome { .. } => Err(Error::Auth("the server could not prove it knows the key".into())),
-            Reply::Error(e) if e.code == ErrorCode::AuthFailed => {
-                Err(Error::Auth(format!("the server refused key {:?}", key.id)))
+        let mut hs = Handshake::new(key, auth::fresh_nonce());
+        loop {
+            let h = self.recv_header()?;
+            let body = self.read_body(h.size)?;
+            match hs.on_frame(&h, &body) {
+                Step::Send(bytes) => self.writer.send_raw(&bytes)?,
+                Step::NeedMore => {}
+                Step::Done(est) => {
+                    self.server = est.server;
+                    return Ok(());
+                }
+                Step::Failed(e) => return Err(Error::from_handshake(e, key)),
             }
-            Reply::Error(e) => Err(Error::Remote(e)),
-            _ => Err(Error::Protocol(format!("expected welcome, got {:?}", reply.kind))),
         }
     }
 
