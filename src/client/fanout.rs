@@ -23,7 +23,7 @@
 //! 127 spawn-failed, 1 for a file error, 130 for a host the interrupt kept
 //! from running).
 
-use super::cli::EXIT_FERRY_ERROR;
+use super::exit::{self, FERRY_ERROR as EXIT_FERRY_ERROR};
 use super::hosts::Host;
 use super::{command_of, io_text, resolve_addrs, Options};
 use crate::proto::auth::{self, Key};
@@ -104,7 +104,7 @@ impl Outcome {
             Outcome::Exited { code: None, signal: Some(s) } => 128 + s,
             Outcome::Exited { .. } => EXIT_FERRY_ERROR,
             Outcome::Done => 0,
-            Outcome::SpawnFailed(_) => super::cli::EXIT_SPAWN_FAILED,
+            Outcome::SpawnFailed(_) => exit::SPAWN_FAILED,
             Outcome::FileError(_) => 1,
             Outcome::Cancelled => 128 + libc::SIGINT,
             Outcome::Unreachable(_) | Outcome::AuthFailed(_) | Outcome::TimedOut(_) | Outcome::Error(_) => {

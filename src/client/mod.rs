@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod encoding;
+pub mod exit;
 pub mod fanout;
 pub mod files;
 pub mod format;
@@ -126,11 +127,7 @@ pub struct ExitStatus {
 impl ExitStatus {
     /// The status a shell would give: the code, or 128 + signal.
     pub fn shell_code(&self) -> i32 {
-        match (self.code, self.signal) {
-            (Some(c), _) => c,
-            (None, Some(s)) => 128 + s,
-            (None, None) => 255,
-        }
+        exit::shell(self.code, self.signal)
     }
 }
 

@@ -14,7 +14,8 @@
 
 use super::files::{FileInfo, OnLocalError};
 use super::format;
-use super::{cli, io_text, Error, Options, Session, Target};
+use super::exit;
+use super::{io_text, Error, Options, Session, Target};
 use crate::proto::auth::{to_hex, Key};
 use crate::proto::msg::{Digest, Entry, Kind};
 use crate::proto::ErrorCode;
@@ -26,12 +27,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Status for a remote error, a digest mismatch or a local file error.
-pub const EXIT_FAILED: i32 = 1;
-/// Status for a command line that cannot work.
-pub const EXIT_USAGE: i32 = 2;
-/// Our own stdout went away (`| head`): what a shell reports for SIGPIPE.
-const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
 /// Read size when hashing a local file.
 const HASH_CHUNK: usize = 256 * 1024;
 
@@ -93,16 +88,16 @@ impl Failure {
         match self {
             Failure::Usage(m) => {
                 eprintln!("ferry: {m}");
-                EXIT_USAGE
+                exit::USAGE
             }
             Failure::Failed(m) => {
                 eprintln!("ferry: {m}");
-                EXIT_FAILED
+                exit::FAILED
             }
-            Failure::BrokenPipe => EXIT_BROKEN_PIPE,
+            Failure::BrokenPipe => exit::BROKEN_PIPE,
             Failure::Ferry(e) => {
                 eprintln!("ferry: {e}");
-                cli::EXIT_FERRY_ERROR
+                exit::FERRY_ERROR
             }
         }
     }

@@ -14,7 +14,7 @@
 //! signal), 127 for `spawn-failed`, 255 for no reply, any other error reply
 //! (`not-allowed`, `busy`, `clock-skew`, `replayed`...) or a local failure.
 
-use super::cli::{EXIT_FERRY_ERROR, EXIT_SPAWN_FAILED};
+use super::exit::{self, fail};
 use super::encoding::Output;
 use super::{command_of, resolve_addrs, ExitStatus, Options, Target};
 use crate::proto::auth::Key;
@@ -25,14 +25,13 @@ use encoding_rs::Encoding;
 use serde_json::{Map, Value};
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use crate::sys::unix_now;
+use std::time::{Duration, Instant};
 
 /// How long to wait for a reply without `-w`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first retransmission interval; it doubles after each.
 pub const FIRST_RETRY: Duration = Duration::from_millis(200);
-/// Our stdout went away: what a shell reports for SIGPIPE.
-const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
 
 /// Why an exchange got no usable reply.
 #[derive(Debug)]
@@ -89,10 +88,6 @@ pub struct Exchange {
     pub sent: u32,
     /// Our clock when the request was made, Unix seconds (its `ts`).
     pub ts: i64,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn trace(dir: &str, header: &Map<String, Value>, note: &str) {
@@ -186,12 +181,6 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
     }
 }
 
-/// Prints `ferry: MSG` on stderr and gives 255.
-fn fail(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("ferry: {msg}");
-    EXIT_FERRY_ERROR
-}
-
 /// The status and message for an error reply, as `ferry run` gives them over
 /// TCP: 127 for `spawn-failed`, 255 for the rest. `clock-skew` says by how
 /// much the clocks differ.
@@ -199,7 +188,7 @@ fn error_reply(e: &ProtoError, ex: &Exchange) -> i32 {
     match e.code {
         ErrorCode::SpawnFailed => {
             eprintln!("ferry: {}", e.message);
-            EXIT_SPAWN_FAILED
+            exit::SPAWN_FAILED
         }
         ErrorCode::ClockSkew => {
             let server = ex.reply.header.fields.get("ts").and_then(Value::as_i64);
@@ -236,7 +225,7 @@ pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, enc
         },
     };
     if let Err(e) = write_result(&result, encoding) {
-        return if e.kind() == io::ErrorKind::BrokenPipe { EXIT_BROKEN_PIPE } else { fail(format_args!("local output: {e}")) };
+        return if e.kind() == io::ErrorKind::BrokenPipe { exit::BROKEN_PIPE } else { fail(format_args!("local output: {e}")) };
     }
     if result.truncated {
         eprintln!(
