@@ -121,9 +121,7 @@ impl Log for Stderr {
 
 /// `t` as UTC ISO 8601 with milliseconds: `2026-11-25T10:00:00.123Z`.
 pub fn utc_timestamp(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let (y, m, day, h, mi, sec) = crate::client::format::civil(d.as_secs() as i64);
-    format!("{y:04}-{m:02}-{day:02}T{h:02}:{mi:02}:{sec:02}.{:03}Z", d.subsec_millis())
+    crate::timefmt::millis(t.max(UNIX_EPOCH))
 }
 
 // ---- syslog -------------------------------------------------------------
