@@ -24,6 +24,7 @@
 //! from running).
 
 use super::exit::{self, FERRY_ERROR as EXIT_FERRY_ERROR};
+use super::finish::{hash_reader, part_path, Part};
 use super::hosts::Host;
 use super::{command_of, io_text, resolve_addrs, Options};
 use crate::proto::auth::{self, Key};
@@ -166,10 +167,8 @@ enum Sink {
 }
 
 struct GetFile {
-    part: PathBuf,
+    part: Part,
     dest: PathBuf,
-    file: File,
-    hasher: Sha256,
     mode: Option<u32>,
     mtime: Option<i64>,
 }
@@ -371,8 +370,7 @@ impl<'a> Fan<'a> {
         }
         if let Some(g) = self.slots[i].get.take() {
             // A get cut short keeps no .part: there is no -c with -H.
-            drop(g.file);
-            let _ = fs::remove_file(&g.part);
+            g.part.discard();
         }
         self.flush_decoders(i);
         let slot = &mut self.slots[i];
@@ -671,9 +669,8 @@ impl<'a> Fan<'a> {
             Sink::Stderr => self.output(i, msg::Stream::Stderr, bytes),
             Sink::File => {
                 let Some(g) = &mut self.slots[i].get else { return };
-                g.hasher.update(bytes);
-                if let Err(e) = g.file.write_all(bytes) {
-                    let m = format!("{}: {}", g.part.display(), io_text(&e));
+                if let Err(e) = g.part.out.write_all(bytes) {
+                    let m = format!("{}: {}", g.part.path.display(), io_text(&e));
                     self.finish(i, Outcome::FileError(m));
                 }
             }
@@ -837,23 +834,22 @@ impl<'a> Fan<'a> {
                 let Some(g) = self.slots[i].get.take() else {
                     return self.finish(i, Outcome::Error("protocol error: done before file".into()));
                 };
-                let ours = auth::to_hex(&g.hasher.clone().finalize());
+                let ours = g.part.out.sha256_hex();
                 match h.str("sha256") {
                     Some(theirs) if theirs.eq_ignore_ascii_case(&ours) => {}
                     Some(theirs) => {
-                        let _ = fs::remove_file(&g.part);
+                        g.part.discard();
                         let m = format!("{remote}: digest mismatch: received sha256 {ours}, the server's {theirs}");
                         return self.finish(i, Outcome::FileError(m));
                     }
                     None => {
-                        let _ = fs::remove_file(&g.part);
+                        g.part.discard();
                         return self.finish(i, Outcome::Error("protocol error: done without sha256".into()));
                     }
                 }
-                let dest = g.dest.clone();
-                match finish_get(g) {
+                match g.part.finish(&g.dest, g.mode, g.mtime) {
                     Ok(()) => self.finish(i, Outcome::Done),
-                    Err(e) => self.finish(i, Outcome::FileError(format!("{}: {}", dest.display(), io_text(&e)))),
+                    Err(e) => self.finish(i, Outcome::FileError(format!("{}: {}", g.dest.display(), io_text(&e)))),
                 }
             }
             (Op::Put { .. } | Op::Get { .. }, Reply::Error(e)) if !e.code.is_fatal() => {
@@ -869,19 +865,16 @@ impl<'a> Fan<'a> {
         let Op::Get { dir, name, .. } = self.op else { return };
         let host_dir = dir.join(&self.slots[i].host.name);
         let dest = host_dir.join(name);
-        let mut part = dest.clone().into_os_string();
-        part.push(".part");
-        let part = PathBuf::from(part);
-        let opened = fs::create_dir_all(&host_dir).and_then(|()| File::create(&part));
-        let file = match opened {
-            Ok(f) => f,
-            Err(e) => return self.finish(i, Outcome::FileError(format!("{}: {}", part.display(), io_text(&e)))),
+        let part = match fs::create_dir_all(&host_dir).and_then(|()| Part::create(&dest)) {
+            Ok(p) => p,
+            Err(e) => {
+                let m = format!("{}: {}", part_path(&dest).display(), io_text(&e));
+                return self.finish(i, Outcome::FileError(m));
+            }
         };
         self.slots[i].get = Some(GetFile {
             part,
             dest,
-            file,
-            hasher: Sha256::new(),
             mode: h.fields.get("mode").and_then(Value::as_u64).and_then(|m| u32::try_from(m).ok()),
             mtime: h.fields.get("mtime").and_then(Value::as_i64),
         });
@@ -1098,23 +1091,6 @@ fn decode_into(d: &mut encoding_rs::Decoder, mut bytes: &[u8], last: bool, out: 
     }
 }
 
-/// A checked get: mode, mtime, synced, renamed into place.
-fn finish_get(g: GetFile) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(mode) = g.mode {
-        g.file.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
-    }
-    if let Some(t) = g.mtime {
-        let abs = Duration::from_secs(t.unsigned_abs());
-        let epoch = std::time::UNIX_EPOCH;
-        let when = if t >= 0 { epoch.checked_add(abs) } else { epoch.checked_sub(abs) };
-        g.file.set_modified(when.unwrap_or(epoch))?;
-    }
-    g.file.sync_all()?;
-    drop(g.file);
-    fs::rename(&g.part, &g.dest)
-}
-
 /// Runs `op` on every host of `plan`; the exit status (see the module doc).
 pub fn run(plan: &Plan, op: &Op, key: &Key, opts: &Options) -> i32 {
     raise_nofile();
@@ -1156,18 +1132,7 @@ pub fn put_op(local: &str, remote: Option<&str>) -> Result<Op, String> {
         .ok_or_else(|| format!("{local:?} names no file to name a remote one after"))?
         .to_string();
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("{local}: {}", io_text(&e))),
-        };
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
+    let size = hash_reader(&mut file, &mut hasher, &mut |_| {}).map_err(|e| format!("{local}: {}", io_text(&e)))?;
     Ok(Op::Put {
         file,
         size,

@@ -17,6 +17,7 @@ pub mod encoding;
 pub mod exit;
 pub mod fanout;
 pub mod files;
+pub mod finish;
 pub mod format;
 pub mod hosts;
 pub mod target;
