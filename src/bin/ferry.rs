@@ -5,7 +5,8 @@
 //! for the file commands 0, or 1 for a remote or local file error.
 
 use clap::{Args, Parser, Subcommand};
-use ferry::client::{cli, encoding, exit, fanout, hosts, transfer, udp, Family, Options, Target};
+use ferry::client::fanout::{self, hosts};
+use ferry::client::{cli, encoding, exit, transfer, udp, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

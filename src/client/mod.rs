@@ -10,7 +10,7 @@
 //! The file requests (`get`, `put`, `list`, `stat`) are in `files`; the
 //! `ferry` subcommands built on them in `cli` and `transfer`; `--encoding`'s
 //! output decoders in `encoding`; datagram mode (`ping -u`, `run -u`) in `udp`;
-//! `-H` fan-out to many hosts in `fanout`, its HOSTS syntax in `hosts`.
+//! `-H` fan-out to many hosts in `fanout` (its HOSTS syntax in `fanout::hosts`).
 
 pub mod cli;
 pub mod encoding;
@@ -19,7 +19,6 @@ pub mod fanout;
 pub mod files;
 pub mod finish;
 pub mod format;
-pub mod hosts;
 pub mod target;
 pub mod transfer;
 pub mod udp;
