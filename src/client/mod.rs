@@ -1,16 +1,31 @@
-//! A blocking client on `std::net`, built on `proto`.
+//! The client: `ferry`'s single commands, its line session, datagram mode
+//! and fan-out, all on one core built on `proto` (frames, the handshake
+//! state machine, datagrams).
 //!
-//! `Session::connect` resolves the target, connects, and runs the mutual
-//! handshake (refusing a server whose `welcome` MAC is wrong). After that the
-//! session sends requests and reads reply frames; `exec` streams a command's
-//! output to two writers and returns its exit. The writing half is shareable
-//! (`Writer`), so another thread can forward stdin or signals while the main
-//! thread reads output: the two directions never wait on each other.
+//! This file is that core for TCP: `Session::connect` resolves the target,
+//! connects, and runs `proto::handshake` (refusing a server whose `welcome`
+//! MAC is wrong). After that the session sends requests and reads reply
+//! frames; `exec` streams a command's output to two writers and returns its
+//! exit. The writing half is shareable (`Writer`), so another thread can
+//! forward stdin or signals while the main thread reads output: the two
+//! directions never wait on each other.
 //!
-//! The file requests (`get`, `put`, `list`, `stat`) are in `files`; the
-//! `ferry` subcommands built on them in `cli` and `transfer`; `--encoding`'s
-//! output decoders in `encoding`; datagram mode (`ping -u`, `run -u`) in `udp`;
-//! `-H` fan-out to many hosts in `fanout` (its HOSTS syntax in `fanout::hosts`).
+//! What lives here, and what each may import (never a module that imports
+//! it back):
+//! - `exit`: every exit status and its mappings. Imports nothing.
+//! - `finish`: a get's local file (`.part`, hashing, mode, mtime, rename).
+//!   Imports nothing from the client.
+//! - `encoding`, `format`, `target`: `--encoding` decoders, `ls`/`stat`
+//!   formatting, HOST[:PORT]. Import nothing from the client.
+//! - `files`: the file requests (`get`, `put`, `list`, `stat`) on a `Session`.
+//! - `transfer`: the file subcommands (`exit`, `files`, `finish`, `format`).
+//! - `cli`: the other subcommands and the line session (`exit`, `transfer`).
+//! - `udp`: datagram mode, one `Request` state machine for `run -u`,
+//!   `ping -u` and fan-out (`exit`, `encoding`).
+//! - `fanout/`: `-H` to many hosts (`exit`, `finish`, `udp`); see its doc.
+//!
+//! Each may use this file's `Session`, `Error`, `Options` and helpers; this
+//! file uses only `exit` and `target`.
 
 pub mod cli;
 pub mod encoding;
@@ -234,11 +249,16 @@ fn copy_at(file: &File, offset: &mut u64, len: u64, mut sock: &TcpStream) -> io:
 }
 
 fn trace(dir: &str, header: &Map<String, Value>) {
+    eprintln!("ferry: {dir} {}", redacted(header));
+}
+
+/// A header as `--trace` shows it: any MAC redacted.
+pub(crate) fn redacted(header: &Map<String, Value>) -> Value {
     let mut h = header.clone();
     if h.contains_key("mac") {
         h.insert("mac".into(), Value::from("<redacted>"));
     }
-    eprintln!("ferry: {dir} {}", Value::Object(h));
+    Value::Object(h)
 }
 
 /// An authenticated connection.
@@ -455,4 +475,23 @@ fn connect_tcp(target: &Target, opts: &Options) -> Result<TcpStream, Error> {
     }
     let e = last.expect("at least one address was tried");
     Err(Error::Connect(format!("cannot connect to {target}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::msg::Command;
+
+    #[test]
+    fn commands_are_one_shell_word_or_argv() {
+        assert_eq!(command_of(&["echo hi".into()]), Command::Shell("echo hi".into()));
+        assert_eq!(command_of(&["echo".into(), "hi".into()]), Command::Argv(vec!["echo".into(), "hi".into()]));
+    }
+
+    #[test]
+    fn traces_never_show_a_mac() {
+        let h = msg::auth("k", "00", "secretmac");
+        assert_eq!(redacted(&h)["mac"], "<redacted>");
+        assert_eq!(redacted(&h)["key_id"], "k");
+    }
 }

@@ -6,7 +6,7 @@
 use super::hosts::Host;
 use super::outcome::Outcome;
 use super::output::{self, Lines, Out};
-use crate::client::Options;
+use crate::client::{redacted, Options};
 use crate::proto::auth::Key;
 use crate::proto::msg::Stream;
 use encoding_rs::Encoding;
@@ -166,11 +166,7 @@ impl<'a> Fan<'a> {
     /// `--trace`: a frame header to or from host `i`, MACs redacted.
     pub(super) fn trace(&self, i: usize, dir: &str, header: &Map<String, Value>) {
         if self.opts.trace {
-            let mut h = header.clone();
-            if h.contains_key("mac") {
-                h.insert("mac".into(), Value::from("<redacted>"));
-            }
-            eprintln!("ferry: {}: {dir} {}", self.slots[i].host.name, Value::Object(h));
+            eprintln!("ferry: {}: {dir} {}", self.slots[i].host.name, redacted(header));
         }
     }
 
