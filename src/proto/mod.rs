@@ -1,4 +1,5 @@
-//! The wire protocol, pure: no sockets, no files, no clock.
+//! The wire protocol, pure: no sockets, no files, no clock. Imports nothing
+//! from the rest of the crate; the server, the client and ferry-bench build on it.
 //!
 //! - `frame`: the codec (length, JSON header, body) and its validity rules.
 //! - `msg`: the vocabulary (requests, replies, error codes).
