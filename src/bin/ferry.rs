@@ -5,7 +5,8 @@
 //! for the file commands 0, or 1 for a remote or local file error.
 
 use clap::{Args, Parser, Subcommand};
-use ferry::client::{cli, encoding, fanout, hosts, transfer, udp, Family, Options, Target};
+use ferry::client::fanout::{self, hosts};
+use ferry::client::{cli, encoding, exit, transfer, udp, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -292,7 +293,7 @@ fn real_main(cli: Cli) -> i32 {
         Ok(k) => k,
         Err(e) => {
             eprintln!("ferry: {e}");
-            return cli::EXIT_FERRY_ERROR;
+            return exit::FERRY_ERROR;
         }
     };
     match cli.cmd {
@@ -416,7 +417,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
                 Ok(op) => op,
                 Err(e) => {
                     eprintln!("ferry: {e}");
-                    return transfer::EXIT_FAILED;
+                    return exit::FAILED;
                 }
             }
         }
@@ -429,7 +430,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
         Ok(k) => k,
         Err(e) => {
             eprintln!("ferry: {e}");
-            return cli::EXIT_FERRY_ERROR;
+            return exit::FERRY_ERROR;
         }
     };
     let plan = fanout::Plan { hosts, fanout: fleet.fanout, mode, quiet: o.quiet, encoding };
@@ -451,7 +452,7 @@ fn udp_fleet(
         Ok(k) => k,
         Err(e) => {
             eprintln!("ferry: {e}");
-            return cli::EXIT_FERRY_ERROR;
+            return exit::FERRY_ERROR;
         }
     };
     let plan = fanout::Plan { hosts, fanout, mode, quiet, encoding };

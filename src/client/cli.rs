@@ -4,6 +4,7 @@
 //! subcommands (`get`, `put`, `ls`, `stat`) are in `transfer`.
 
 use super::encoding::Output;
+use super::exit::{self, fail};
 use super::{command_of, transfer, Error, Options, Session, Target, Writer};
 use crate::keys;
 use crate::proto::auth::Key;
@@ -16,17 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const EXIT_FERRY_ERROR: i32 = 255;
-/// The remote program could not be started (as a shell says "not found").
-pub const EXIT_SPAWN_FAILED: i32 = 127;
-/// Our own stdout went away (`| head`): what a shell reports for SIGPIPE.
-const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
-
-/// Prints `ferry: MSG` on stderr and gives 255.
-fn fail(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("ferry: {msg}");
-    EXIT_FERRY_ERROR
-}
 
 /// The key to use: `-k FILE` (else the default search) and `-i ID` (else the first).
 pub fn load_key(file: Option<&Path>, id: Option<&str>) -> Result<Key, String> {
@@ -44,10 +34,10 @@ pub fn load_key(file: Option<&Path>, id: Option<&str>) -> Result<Key, String> {
 /// Exit status for an error that ended a command.
 fn exit_for(e: &Error) -> i32 {
     match e {
-        Error::Local(io) if io.kind() == io::ErrorKind::BrokenPipe => EXIT_BROKEN_PIPE,
+        Error::Local(io) if io.kind() == io::ErrorKind::BrokenPipe => exit::BROKEN_PIPE,
         Error::Remote(p) if p.code == ErrorCode::SpawnFailed => {
             eprintln!("ferry: {}", p.message);
-            EXIT_SPAWN_FAILED
+            exit::SPAWN_FAILED
         }
         e => fail(e),
     }
@@ -182,7 +172,7 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
             Ok(status) => status.shell_code(),
             Err(Error::Remote(e)) if !e.code.is_fatal() => {
                 eprintln!("ferry: {}", e.message);
-                if e.code == ErrorCode::SpawnFailed { EXIT_SPAWN_FAILED } else { EXIT_FERRY_ERROR }
+                if e.code == ErrorCode::SpawnFailed { exit::SPAWN_FAILED } else { exit::FERRY_ERROR }
             }
             Err(e) => return exit_for(&e),
         };

@@ -1,29 +1,46 @@
-//! A blocking client on `std::net`, built on `proto`.
+//! The client: `ferry`'s single commands, its line session, datagram mode
+//! and fan-out, all on one core built on `proto` (frames, the handshake
+//! state machine, datagrams).
 //!
-//! `Session::connect` resolves the target, connects, and runs the mutual
-//! handshake (refusing a server whose `welcome` MAC is wrong). After that the
-//! session sends requests and reads reply frames; `exec` streams a command's
-//! output to two writers and returns its exit. The writing half is shareable
-//! (`Writer`), so another thread can forward stdin or signals while the main
-//! thread reads output: the two directions never wait on each other.
+//! This file is that core for TCP: `Session::connect` resolves the target,
+//! connects, and runs `proto::handshake` (refusing a server whose `welcome`
+//! MAC is wrong). After that the session sends requests and reads reply
+//! frames; `exec` streams a command's output to two writers and returns its
+//! exit. The writing half is shareable (`Writer`), so another thread can
+//! forward stdin or signals while the main thread reads output: the two
+//! directions never wait on each other.
 //!
-//! The file requests (`get`, `put`, `list`, `stat`) are in `files`; the
-//! `ferry` subcommands built on them in `cli` and `transfer`; `--encoding`'s
-//! output decoders in `encoding`; datagram mode (`ping -u`, `run -u`) in `udp`;
-//! `-H` fan-out to many hosts in `fanout`, its HOSTS syntax in `hosts`.
+//! What lives here, and what each may import (never a module that imports
+//! it back):
+//! - `exit`: every exit status and its mappings. Imports nothing.
+//! - `finish`: a get's local file (`.part`, hashing, mode, mtime, rename).
+//!   Imports nothing from the client.
+//! - `encoding`, `format`, `target`: `--encoding` decoders, `ls`/`stat`
+//!   formatting, HOST[:PORT]. Import nothing from the client.
+//! - `files`: the file requests (`get`, `put`, `list`, `stat`) on a `Session`.
+//! - `transfer`: the file subcommands (`exit`, `files`, `finish`, `format`).
+//! - `cli`: the other subcommands and the line session (`exit`, `transfer`).
+//! - `udp`: datagram mode, one `Request` state machine for `run -u`,
+//!   `ping -u` and fan-out (`exit`, `encoding`).
+//! - `fanout/`: `-H` to many hosts (`exit`, `finish`, `udp`); see its doc.
+//!
+//! Each may use this file's `Session`, `Error`, `Options` and helpers; this
+//! file uses only `exit` and `target`.
 
 pub mod cli;
 pub mod encoding;
+pub mod exit;
 pub mod fanout;
 pub mod files;
+pub mod finish;
 pub mod format;
-pub mod hosts;
 pub mod target;
 pub mod transfer;
 pub mod udp;
 
 use crate::proto::auth::{self, Key};
 use crate::proto::frame::parse_header;
+use crate::proto::handshake::{self, Handshake, Step};
 use crate::proto::msg::{self, Reply, SignalName, Stream};
 use crate::proto::{encode_frame, encode_head, ErrorCode, Header, ProtoError, MAX_HEADER};
 use serde_json::{Map, Value};
@@ -75,6 +92,21 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl Error {
+    /// A failed handshake as the client reports it: a refused key or a
+    /// server without the key is `Auth`, another error frame `Remote`.
+    pub(crate) fn from_handshake(e: handshake::Error, key: &Key) -> Error {
+        match e {
+            handshake::Error::Refused(e) if e.code == ErrorCode::AuthFailed => {
+                Error::Auth(format!("the server refused key {:?}", key.id))
+            }
+            handshake::Error::Refused(e) => Error::Remote(e),
+            e @ handshake::Error::BadServerMac => Error::Auth(e.to_string()),
+            e => Error::Protocol(e.to_string()),
+        }
+    }
+}
+
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
         Error::Io(e)
@@ -110,11 +142,7 @@ pub struct ExitStatus {
 impl ExitStatus {
     /// The status a shell would give: the code, or 128 + signal.
     pub fn shell_code(&self) -> i32 {
-        match (self.code, self.signal) {
-            (Some(c), _) => c,
-            (None, Some(s)) => 128 + s,
-            (None, None) => 255,
-        }
+        exit::shell(self.code, self.signal)
     }
 }
 
@@ -155,12 +183,7 @@ impl Writer {
     pub fn send_head(&self, header: Map<String, Value>, size: u64) -> io::Result<()> {
         let mut head = Vec::with_capacity(128);
         encode_head(&mut head, header, size);
-        if self.trace {
-            if let Ok(h) = parse_header(&head[4..]) {
-                trace(">", &h.fields);
-            }
-        }
-        self.lock().write_all(&head)
+        self.send_raw(&head)
     }
 
     /// Sends up to `len` bytes of `file` from `*offset` to the socket with
@@ -184,6 +207,16 @@ impl Writer {
             }
         }
         Ok(sent)
+    }
+
+    /// Sends one already encoded frame.
+    fn send_raw(&self, frame: &[u8]) -> io::Result<()> {
+        if self.trace {
+            if let Ok(h) = parse_header(&frame[4..]) {
+                trace(">", &h.fields);
+            }
+        }
+        self.lock().write_all(frame)
     }
 
     pub fn stdin(&self, bytes: &[u8]) -> io::Result<()> {
@@ -216,11 +249,16 @@ fn copy_at(file: &File, offset: &mut u64, len: u64, mut sock: &TcpStream) -> io:
 }
 
 fn trace(dir: &str, header: &Map<String, Value>) {
+    eprintln!("ferry: {dir} {}", redacted(header));
+}
+
+/// A header as `--trace` shows it: any MAC redacted.
+pub(crate) fn redacted(header: &Map<String, Value>) -> Value {
     let mut h = header.clone();
     if h.contains_key("mac") {
         h.insert("mac".into(), Value::from("<redacted>"));
     }
-    eprintln!("ferry: {dir} {}", Value::Object(h));
+    Value::Object(h)
 }
 
 /// An authenticated connection.
@@ -251,30 +289,19 @@ impl Session {
     }
 
     fn handshake(&mut self, key: &Key) -> Result<(), Error> {
-        let hello = self.recv_header()?;
-        let server_nonce = match Reply::from_header(&hello) {
-            Reply::Hello { nonce } if auth::is_nonce_hex(&nonce) => nonce,
-            Reply::Hello { .. } => return Err(Error::Protocol("hello without a valid nonce".into())),
-            Reply::Error(e) => return Err(Error::Remote(e)),
-            _ => return Err(Error::Protocol(format!("expected hello, got {:?}", hello.kind))),
-        };
-        self.server = hello.str("server").unwrap_or("?").to_string();
-        if hello.fields.get("proto").and_then(Value::as_u64) != Some(msg::PROTO_VERSION) {
-            return Err(Error::Protocol(format!("server speaks protocol {:?}, not 1", hello.fields.get("proto"))));
-        }
-        let client_nonce = auth::to_hex(&auth::fresh_nonce());
-        let secret = key.secret.as_bytes();
-        let mac = auth::client_mac(secret, &server_nonce, &client_nonce);
-        self.writer.send(msg::auth(&key.id, &client_nonce, &mac), &[])?;
-        let reply = self.recv_header()?;
-        match Reply::from_header(&reply) {
-            Reply::Welcome { mac } if auth::verify_server_mac(secret, &client_nonce, &server_nonce, &mac) => Ok(()),
-            Reply::Welcome { .. } => Err(Error::Auth("the server could not prove it knows the key".into())),
-            Reply::Error(e) if e.code == ErrorCode::AuthFailed => {
-                Err(Error::Auth(format!("the server refused key {:?}", key.id)))
+        let mut hs = Handshake::new(key, auth::fresh_nonce());
+        loop {
+            let h = self.recv_header()?;
+            let body = self.read_body(h.size)?;
+            match hs.on_frame(&h, &body) {
+                Step::Send(bytes) => self.writer.send_raw(&bytes)?,
+                Step::NeedMore => {}
+                Step::Done(est) => {
+                    self.server = est.server;
+                    return Ok(());
+                }
+                Step::Failed(e) => return Err(Error::from_handshake(e, key)),
             }
-            Reply::Error(e) => Err(Error::Remote(e)),
-            _ => Err(Error::Protocol(format!("expected welcome, got {:?}", reply.kind))),
         }
     }
 
@@ -448,4 +475,23 @@ fn connect_tcp(target: &Target, opts: &Options) -> Result<TcpStream, Error> {
     }
     let e = last.expect("at least one address was tried");
     Err(Error::Connect(format!("cannot connect to {target}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::msg::Command;
+
+    #[test]
+    fn commands_are_one_shell_word_or_argv() {
+        assert_eq!(command_of(&["echo hi".into()]), Command::Shell("echo hi".into()));
+        assert_eq!(command_of(&["echo".into(), "hi".into()]), Command::Argv(vec!["echo".into(), "hi".into()]));
+    }
+
+    #[test]
+    fn traces_never_show_a_mac() {
+        let h = msg::auth("k", "00", "secretmac");
+        assert_eq!(redacted(&h)["mac"], "<redacted>");
+        assert_eq!(redacted(&h)["key_id"], "k");
+    }
 }

@@ -12,9 +12,11 @@
 //! digest that differs, or a local file that cannot be read or written; 2
 //! usage; 255 a ferry error (connection, authentication, protocol).
 
-use super::files::{FileInfo, OnLocalError};
+use super::files::OnLocalError;
+use super::finish::{hash_reader, part_path, Hashing, Part};
 use super::format;
-use super::{cli, io_text, Error, Options, Session, Target};
+use super::exit;
+use super::{io_text, Error, Options, Session, Target};
 use crate::proto::auth::{to_hex, Key};
 use crate::proto::msg::{Digest, Entry, Kind};
 use crate::proto::ErrorCode;
@@ -24,16 +26,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// Status for a remote error, a digest mismatch or a local file error.
-pub const EXIT_FAILED: i32 = 1;
-/// Status for a command line that cannot work.
-pub const EXIT_USAGE: i32 = 2;
-/// Our own stdout went away (`| head`): what a shell reports for SIGPIPE.
-const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
-/// Read size when hashing a local file.
-const HASH_CHUNK: usize = 256 * 1024;
 
 /// How the commands talk to the user: progress bars only on a terminal.
 #[derive(Debug, Clone, Copy)]
@@ -93,16 +87,16 @@ impl Failure {
         match self {
             Failure::Usage(m) => {
                 eprintln!("ferry: {m}");
-                EXIT_USAGE
+                exit::USAGE
             }
             Failure::Failed(m) => {
                 eprintln!("ferry: {m}");
-                EXIT_FAILED
+                exit::FAILED
             }
-            Failure::BrokenPipe => EXIT_BROKEN_PIPE,
+            Failure::BrokenPipe => exit::BROKEN_PIPE,
             Failure::Ferry(e) => {
                 eprintln!("ferry: {e}");
-                cli::EXIT_FERRY_ERROR
+                exit::FERRY_ERROR
             }
         }
     }
@@ -188,96 +182,17 @@ fn get_dest(remote: &str, local: Option<&str>) -> Result<Dest, Failure> {
     })
 }
 
-fn part_path(dest: &Path) -> PathBuf {
-    let mut p = dest.as_os_str().to_owned();
-    p.push(".part");
-    PathBuf::from(p)
-}
-
-/// Writes to `inner`, hashing what is written and counting it on a bar.
-struct Hashing<'a, W: Write> {
-    inner: W,
-    hasher: Sha256,
-    bar: &'a ProgressBar,
-}
-
-impl<W: Write> Write for Hashing<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bar.inc(n as u64);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Feeds `hasher` with everything `r` yields; the byte count.
-fn hash_reader(r: &mut dyn Read, hasher: &mut Sha256, bar: &ProgressBar) -> io::Result<u64> {
-    let mut buf = vec![0u8; HASH_CHUNK];
-    let mut total = 0;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        bar.inc(n as u64);
-        total += n as u64;
-    }
-}
-
-/// The `.part` to write: fresh, or (`resume`) the existing one, hashed,
-/// with its length as the offset to ask for. Also whether it was there.
-fn open_part(part: &Path, resume: bool) -> Result<(File, u64, Sha256, bool), Failure> {
-    let existed = part.symlink_metadata().is_ok();
-    let mut hasher = Sha256::new();
-    if !resume {
-        let f = OpenOptions::new().write(true).create(true).truncate(true).open(part);
-        return Ok((f.map_err(|e| Failure::local(&part.display(), &e))?, 0, hasher, existed));
-    }
-    let mut f = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(part)
-        .map_err(|e| Failure::local(&part.display(), &e))?;
-    let have =
-        hash_reader(&mut f, &mut hasher, &ProgressBar::hidden()).map_err(|e| Failure::local(&part.display(), &e))?;
-    Ok((f, have, hasher, existed))
-}
-
 /// Compares our digest of the whole file with the server's.
-fn check_digest(remote: &str, ours: Sha256, theirs: Option<String>) -> Result<(), Failure> {
+fn check_digest(remote: &str, ours: &str, theirs: Option<String>) -> Result<(), Failure> {
     let Some(theirs) = theirs else {
         return Err(Failure::Ferry(Error::Protocol("done without the sha256 asked for".into())));
     };
-    let ours = to_hex(&ours.finalize());
     if ours.eq_ignore_ascii_case(&theirs) {
         return Ok(());
     }
     Err(Failure::Failed(format!(
         "{remote}: digest mismatch: the received file has sha256 {ours}, the server's {theirs}"
     )))
-}
-
-/// Mode and mtime from the `file` header, then durably in place.
-fn finish_part(file: File, part: &Path, dest: &Path, info: &FileInfo) -> io::Result<()> {
-    if let Some(mode) = info.mode {
-        file.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
-    }
-    if let Some(t) = info.mtime {
-        let abs = Duration::from_secs(t.unsigned_abs());
-        let when = if t >= 0 { UNIX_EPOCH.checked_add(abs) } else { UNIX_EPOCH.checked_sub(abs) };
-        file.set_modified(when.unwrap_or(SystemTime::UNIX_EPOCH))?;
-    }
-    file.sync_all()?;
-    drop(file);
-    fs::rename(part, dest)
 }
 
 /// A `get` into `dest` through its `.part`.
@@ -289,34 +204,34 @@ fn get_file(
     resume: bool,
     on_local: OnLocalError,
 ) -> Result<(), Failure> {
-    let part = part_path(dest);
-    let (file, offset, hasher, existed) = open_part(&part, resume)?;
-    let info = match s.get_start(remote, offset, Digest::Sha256) {
+    let opened = if resume { Part::resume(dest) } else { Part::create(dest) };
+    let mut part = opened.map_err(|e| Failure::local(&part_path(dest).display(), &e))?;
+    let info = match s.get_start(remote, part.offset, Digest::Sha256) {
         Ok(info) => info,
         Err(e) => {
-            if !(resume && existed) {
-                let _ = fs::remove_file(&part);
+            let f = Failure::from_error(e, &part.path.display());
+            if !(resume && part.existed) {
+                part.discard();
             }
-            return Err(Failure::from_error(e, &part.display()));
+            return Err(f);
         }
     };
-    let bar = ui.bar(info.file_size, offset, &dest.display().to_string());
-    let mut out = Hashing { inner: file, hasher, bar: &bar };
+    let bar = ui.bar(info.file_size, part.offset, &dest.display().to_string());
     // A cut transfer keeps its .part, for -c.
-    let theirs = s.get_body(&info, &mut out, on_local).map_err(|e| {
+    let theirs = s.get_body(&info, &mut bar.wrap_write(&mut part.out), on_local).map_err(|e| {
         bar.abandon();
-        Failure::from_error(e, &part.display())
+        Failure::from_error(e, &part.path.display())
     })?;
-    let Hashing { inner: file, hasher, .. } = out;
-    if let Err(f) = check_digest(remote, hasher, theirs) {
+    if let Err(f) = check_digest(remote, &part.out.sha256_hex(), theirs) {
         bar.abandon();
-        let _ = fs::remove_file(&part);
+        let name = part.path.display().to_string();
+        part.discard();
         return Err(match f {
-            Failure::Failed(m) => Failure::Failed(format!("{m}; removed {}", part.display())),
+            Failure::Failed(m) => Failure::Failed(format!("{m}; removed {name}")),
             f => f,
         });
     }
-    finish_part(file, &part, dest, &info).map_err(|e| Failure::local(&dest.display(), &e))?;
+    part.finish(dest, info.mode, info.mtime).map_err(|e| Failure::local(&dest.display(), &e))?;
     bar.finish();
     Ok(())
 }
@@ -334,10 +249,10 @@ fn get_stream(
 ) -> Result<(), Failure> {
     let info = s.get_start(remote, 0, Digest::Sha256).map_err(|e| Failure::from_error(e, &name))?;
     let bar = ui.bar(info.file_size, 0, remote);
-    let mut out = Hashing { inner: out, hasher: Sha256::new(), bar: &bar };
+    let mut out = Hashing::new(bar.wrap_write(out));
     let theirs = s.get_body(&info, &mut out, on_local).map_err(|e| Failure::from_error(e, &name));
     let flushed = out.flush().map_err(|e| Failure::local(&name, &e));
-    let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, out.hasher, t)));
+    let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, &out.sha256_hex(), t)));
     if r.is_ok() {
         bar.finish()
     } else {
@@ -434,7 +349,7 @@ fn run_put(s: &mut Session, ui: &Ui, local: &str, remote: Option<&str>) -> Resul
     let bar = ui.bar(meta.len(), 0, &format!("{local} (checksum)"));
     let mut hasher = Sha256::new();
     // The size sent is what was hashed, so a growing file is sent as hashed.
-    let size = hash_reader(&mut file, &mut hasher, &bar).map_err(|e| Failure::local(&local, &e))?;
+    let size = hash_reader(&mut file, &mut hasher, &mut |n| bar.inc(n)).map_err(|e| Failure::local(&local, &e))?;
     let sha = to_hex(&hasher.finalize());
     bar.reset();
     bar.set_length(size);

@@ -14,7 +14,7 @@
 //! signal), 127 for `spawn-failed`, 255 for no reply, any other error reply
 //! (`not-allowed`, `busy`, `clock-skew`, `replayed`...) or a local failure.
 
-use super::cli::{EXIT_FERRY_ERROR, EXIT_SPAWN_FAILED};
+use super::exit::{self, fail};
 use super::encoding::Output;
 use super::{command_of, resolve_addrs, ExitStatus, Options, Target};
 use crate::proto::auth::Key;
@@ -23,16 +23,16 @@ use crate::proto::msg::{Exec, Reply};
 use crate::proto::{ErrorCode, ProtoError};
 use encoding_rs::Encoding;
 use serde_json::{Map, Value};
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use crate::sys::unix_now;
+use std::time::{Duration, Instant};
 
 /// How long to wait for a reply without `-w`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first retransmission interval; it doubles after each.
 pub const FIRST_RETRY: Duration = Duration::from_millis(200);
-/// Our stdout went away: what a shell reports for SIGPIPE.
-const EXIT_BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
 
 /// Why an exchange got no usable reply.
 #[derive(Debug)]
@@ -91,10 +91,6 @@ pub struct Exchange {
     pub ts: i64,
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 fn trace(dir: &str, header: &Map<String, Value>, note: &str) {
     eprintln!("ferry: {dir} {}{note}", Value::Object(header.clone()));
 }
@@ -113,46 +109,137 @@ pub fn send_times(timeout: Duration) -> impl Iterator<Item = Duration> {
     })
 }
 
-/// Sends the request `header` (made by `datagram::request::*` with `nonce`),
-/// retransmitting it unchanged, and waits for the reply that answers it.
-pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, Value>, nonce: &str) -> Result<Exchange, UdpError> {
-    let ts = header.get("ts").and_then(Value::as_i64).unwrap_or_else(unix_now);
+/// One request datagram and its retransmission schedule, without a
+/// socket: `exchange` drives one for a single host, fan-out one per host
+/// over a shared socket.
+#[derive(Debug)]
+pub struct Request {
+    pub peer: SocketAddr,
+    /// The request's nonce, which its reply echoes.
+    pub nonce: String,
+    /// The sealed datagram, sent unchanged each time.
+    pub bytes: Vec<u8>,
+    /// When to send (again), earliest first.
+    schedule: VecDeque<Instant>,
+    pub first: Instant,
+    pub deadline: Instant,
+    pub sent: u32,
+    /// The host answered "port unreachable" (ICMP) at least once.
+    pub refused: bool,
+    /// The last send did not fit the socket buffer: try again soon.
+    pub blocked: bool,
+    /// Our clock when the request was made, Unix seconds (its `ts`).
+    pub ts: i64,
+    exec: bool,
+}
+
+/// What became of one send.
+pub enum Sent {
+    Ok,
+    /// The socket buffer is full; `Request::due` stays true.
+    Blocked,
+}
+
+impl Request {
+    /// Seals `header` (from `exec_header` or `ping_header`) for `peer`,
+    /// the first send due at `now`, the last reply accepted until `timeout`
+    /// after it.
+    pub fn new(key: &Key, header: Map<String, Value>, peer: SocketAddr, timeout: Option<Duration>, now: Instant) -> Request {
+        let nonce = header.get("nonce").and_then(Value::as_str).unwrap_or_default().to_string();
+        let ts = header.get("ts").and_then(Value::as_i64).unwrap_or_else(unix_now);
+        let exec = header.get("type").and_then(Value::as_str) == Some("exec");
+        let bytes = datagram::encode_request(&key.id, key.secret.as_bytes(), header, &[]);
+        let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let schedule = send_times(timeout).map(|at| now + at).collect();
+        let deadline = now + timeout;
+        Request { peer, nonce, bytes, schedule, first: now, deadline, sent: 0, refused: false, blocked: false, ts, exec }
+    }
+
+    /// Whether a send is due.
+    pub fn due(&self, now: Instant) -> bool {
+        self.blocked || self.schedule.front().is_some_and(|&at| at <= now)
+    }
+
+    /// Records the result of a send; an error that ends the exchange
+    /// comes back. ICMP errors of earlier sends surface here: they count.
+    pub fn on_send(&mut self, r: io::Result<usize>) -> io::Result<Sent> {
+        match r {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS) => {
+                self.blocked = true;
+                return Ok(Sent::Blocked);
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => self.refused = true,
+            Err(e) => return Err(e),
+        }
+        self.sent += 1;
+        self.blocked = false;
+        self.schedule.pop_front();
+        Ok(Sent::Ok)
+    }
+
+    /// When something is next to do: a send, or giving up.
+    pub fn wake(&self) -> Instant {
+        self.schedule.front().map_or(self.deadline, |&at| at.min(self.deadline))
+    }
+
+    /// Past the deadline with nothing left to send: `no_reply`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.deadline <= now && !self.blocked
+    }
+
+    pub fn no_reply(&self, now: Instant) -> UdpError {
+        UdpError::NoReply { peer: self.peer, waited: now - self.first, sent: self.sent, refused: self.refused, exec: self.exec }
+    }
+}
+
+/// A fresh exec request header for `command` (as `run` sends it).
+pub fn exec_header(command: &[String]) -> Map<String, Value> {
+    let req = Exec { command: command_of(command), env: Default::default(), cwd: None, stdin: false, timeout: None };
+    datagram::request::exec(&req, &datagram::fresh_udp_nonce(), unix_now())
+}
+
+/// A fresh ping request header.
+pub fn ping_header() -> Map<String, Value> {
+    datagram::request::ping(&datagram::fresh_udp_nonce(), unix_now())
+}
+
+/// The unbound local address of `peer`'s family.
+pub fn any_addr(peer: SocketAddr) -> SocketAddr {
+    if peer.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    }
+}
+
+/// Sends the request `header`, retransmitting it unchanged, and waits for
+/// the reply that answers it.
+pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, Value>) -> Result<Exchange, UdpError> {
     let peer = resolve_addrs(target, opts.family).map_err(UdpError::Resolve)?[0];
-    let local: SocketAddr = if peer.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
-    let sock = UdpSocket::bind(local).map_err(UdpError::Io)?;
+    let sock = UdpSocket::bind(any_addr(peer)).map_err(UdpError::Io)?;
     // Connected: the kernel drops datagrams from anyone else, and reports
     // ICMP port unreachable to us.
     sock.connect(peer).map_err(UdpError::Io)?;
-    let secret = key.secret.as_bytes();
     let mut traced = header.clone();
-    let bytes = datagram::encode_request(&key.id, secret, header, &[]);
     traced.insert("key_id".into(), Value::from(key.id.as_str()));
-    let timeout = opts.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let start = Instant::now();
-    let deadline = start + timeout;
-    let mut schedule = send_times(timeout).map(|at| start + at).peekable();
+    let mut req = Request::new(key, header, peer, opts.timeout, Instant::now());
+    let secret = key.secret.as_bytes();
     let mut buf = vec![0u8; datagram::MAX_DATAGRAM + 1];
-    let (mut sent, mut refused) = (0u32, false);
     loop {
         let now = Instant::now();
-        if schedule.next_if(|&at| at <= now).is_some() {
+        if req.due(now) {
             if opts.trace {
-                trace(">", &traced, if sent > 0 { " (again)" } else { "" });
+                trace(">", &traced, if req.sent > 0 { " (again)" } else { "" });
             }
-            match sock.send(&bytes) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => refused = true,
-                Err(e) => return Err(UdpError::Io(e)),
-            }
-            sent += 1;
+            let r = sock.send(&req.bytes);
+            req.on_send(r).map_err(UdpError::Io)?;
             continue;
         }
-        if now >= deadline {
-            let exec = traced.get("type").and_then(Value::as_str) == Some("exec");
-            return Err(UdpError::NoReply { peer, waited: now - start, sent, refused, exec });
+        if now >= req.deadline {
+            return Err(req.no_reply(now));
         }
-        let wake = schedule.peek().copied().unwrap_or(deadline).min(deadline);
-        sock.set_read_timeout(Some(wake.saturating_duration_since(now).max(Duration::from_millis(1))))
+        sock.set_read_timeout(Some(req.wake().saturating_duration_since(now).max(Duration::from_millis(1))))
             .map_err(UdpError::Io)?;
         let n = match sock.recv(&mut buf) {
             Ok(n) => n,
@@ -160,17 +247,17 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
                 continue
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                refused = true;
+                req.refused = true;
                 continue;
             }
             Err(e) => return Err(UdpError::Io(e)),
         };
         match datagram::decode_reply(secret, &buf[..n]) {
-            Ok(reply) if reply.answers(nonce) => {
+            Ok(reply) if reply.answers(&req.nonce) => {
                 if opts.trace {
                     trace("<", &reply.header.fields, "");
                 }
-                return Ok(Exchange { reply, peer, elapsed: start.elapsed(), sent, ts });
+                return Ok(Exchange { reply, peer, elapsed: req.first.elapsed(), sent: req.sent, ts: req.ts });
             }
             Ok(reply) => {
                 if opts.trace {
@@ -186,12 +273,6 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
     }
 }
 
-/// Prints `ferry: MSG` on stderr and gives 255.
-fn fail(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("ferry: {msg}");
-    EXIT_FERRY_ERROR
-}
-
 /// The status and message for an error reply, as `ferry run` gives them over
 /// TCP: 127 for `spawn-failed`, 255 for the rest. `clock-skew` says by how
 /// much the clocks differ.
@@ -199,7 +280,7 @@ fn error_reply(e: &ProtoError, ex: &Exchange) -> i32 {
     match e.code {
         ErrorCode::SpawnFailed => {
             eprintln!("ferry: {}", e.message);
-            EXIT_SPAWN_FAILED
+            exit::SPAWN_FAILED
         }
         ErrorCode::ClockSkew => {
             let server = ex.reply.header.fields.get("ts").and_then(Value::as_i64);
@@ -221,9 +302,7 @@ fn unexpected(ex: &Exchange) -> i32 {
 
 /// `ferry run -u`: one exec request; its output and status.
 pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, encoding: Option<&'static Encoding>) -> i32 {
-    let req = Exec { command: command_of(&command), env: Default::default(), cwd: None, stdin: false, timeout: None };
-    let nonce = datagram::fresh_udp_nonce();
-    let ex = match exchange(target, key, opts, datagram::request::exec(&req, &nonce, unix_now()), &nonce) {
+    let ex = match exchange(target, key, opts, exec_header(&command)) {
         Ok(ex) => ex,
         Err(e) => return fail(e),
     };
@@ -236,7 +315,7 @@ pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, enc
         },
     };
     if let Err(e) = write_result(&result, encoding) {
-        return if e.kind() == io::ErrorKind::BrokenPipe { EXIT_BROKEN_PIPE } else { fail(format_args!("local output: {e}")) };
+        return if e.kind() == io::ErrorKind::BrokenPipe { exit::BROKEN_PIPE } else { fail(format_args!("local output: {e}")) };
     }
     if result.truncated {
         eprintln!(
@@ -270,8 +349,7 @@ pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Du
         if i > 0 {
             std::thread::sleep(interval);
         }
-        let nonce = datagram::fresh_udp_nonce();
-        let ex = match exchange(target, key, opts, datagram::request::ping(&nonce, unix_now()), &nonce) {
+        let ex = match exchange(target, key, opts, ping_header()) {
             Ok(ex) => ex,
             Err(e) => return fail(e),
         };

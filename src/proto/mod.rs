@@ -1,13 +1,16 @@
-//! The wire protocol, pure: no sockets, no files, no clock.
+//! The wire protocol, pure: no sockets, no files, no clock. Imports nothing
+//! from the rest of the crate; the server, the client and ferry-bench build on it.
 //!
 //! - `frame`: the codec (length, JSON header, body) and its validity rules.
 //! - `msg`: the vocabulary (requests, replies, error codes).
 //! - `auth`: nonces, the handshake MACs, the keys-file format.
+//! - `handshake`: the client's handshake as a state machine (frames in, steps out).
 //! - `datagram`: the UDP codec (tag, length, JSON header, body) and its messages.
 
 pub mod auth;
 pub mod datagram;
 pub mod frame;
+pub mod handshake;
 pub mod msg;
 
 pub use frame::{encode_frame, encode_head, Decoder, FrameError, Header, Item, MAX_HEADER};

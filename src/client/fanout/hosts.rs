@@ -10,7 +10,7 @@
 //! every name it expands to; a name also matches the same host and port
 //! written another way (`web1` and `web1:7075`).
 
-use super::Target;
+use crate::client::Target;
 
 /// The most names one set of specs may expand to: a typo such as
 /// `n[1-99999999]` is an error, not an exhausted memory.

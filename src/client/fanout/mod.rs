@@ -1,0 +1,110 @@
+//! Fan-out: `ferry run|ping|put|get -H HOSTS`, every host driven by one
+//! `mio` event loop, over TCP or (`-u`) datagrams. No thread per host.
+//!
+//! What lives here, each module importing only those listed before it:
+//! - `hosts`: the HOSTS syntax (ranges, lists, files, exclusions) and folding
+//!   names back into ranges.
+//! - `outcome`: how one host ended, and its status, category and reason.
+//! - `output`: `HOST: line` lines, `-b` groups, `json` objects, the summary.
+//! - `fan`: what every transport shares: plan, operation, slots, finishing.
+//! - `poll_loop`: the one event loop and the `Transport` it drives.
+//! - `tcp`: the per-host connection state machine (connect, handshake,
+//!   request, replies, a get's `.part`, a put's sendfile).
+//! - `udp`: one `client::udp::Request` per host, matched by nonce.
+//!
+//! From the rest of the client they use `exit`, `finish`, `udp` and the
+//! helpers of `client` itself; nothing outside `bin/ferry.rs` uses them
+//! but through this file.
+//!
+//! Output (for `run`): each complete line is written as `HOST: line` as it
+//! arrives, a host's stdout to stdout and its stderr to stderr; what is left
+//! without a newline when the command ends is written with one. `gather`
+//! prints each distinct stdout once under the hosts that produced it (stderr
+//! still streams with prefixes); `json` prints one object per host as it
+//! finishes. A summary goes to stderr at the end.
+//!
+//! Exit status: 0 when every host succeeded; 255 when any host could not
+//! be reached, authenticated, timed out or failed in the protocol; else the
+//! largest status of the hosts (the remote status for `run`, 128 + signal,
+//! 127 spawn-failed, 1 for a file error, 130 for a host the interrupt kept
+//! from running).
+
+mod fan;
+pub mod hosts;
+mod outcome;
+mod output;
+mod poll_loop;
+mod tcp;
+mod udp;
+
+pub use fan::{Mode, Op, Plan};
+
+use super::exit;
+use super::finish::hash_reader;
+use super::{io_text, Options};
+use crate::proto::auth::{self, Key};
+use fan::Fan;
+use sha2::{Digest as _, Sha256};
+use std::fs::File;
+
+/// Hosts connecting and authenticating at once, by default.
+pub const DEFAULT_FANOUT: usize = 64;
+
+/// Runs `op` on every host of `plan` over TCP; the exit status (see the
+/// module doc).
+pub fn run(plan: &Plan, op: &Op, key: &Key, opts: &Options) -> i32 {
+    // A socket per host.
+    crate::sys::raise_nofile(None);
+    fan_out(plan, op, key, opts, |fan| {
+        poll_loop::drive(fan, &mut tcp::Tcp::new(fan.slots.len())).map_err(|e| format!("event loop: {e}"))
+    })
+}
+
+/// `run -u` and `ping -u` with `-H`: every request datagram sent at once,
+/// each retransmitted on its own schedule (as `client::udp` does for one
+/// host). The exit status as for `run`.
+pub fn run_udp(plan: &Plan, op: &Op, key: &Key, opts: &Options) -> i32 {
+    fan_out(plan, op, key, opts, |fan| {
+        let mut t = udp::Udp::new(fan).map_err(|e| e.to_string())?;
+        poll_loop::drive(fan, &mut t).map_err(|e| e.to_string())
+    })
+}
+
+/// Makes the `Fan`, lets `drive` take every host to its outcome, then
+/// prints the `-b` groups and the summary; the exit status.
+fn fan_out(plan: &Plan, op: &Op, key: &Key, opts: &Options, drive: impl FnOnce(&mut Fan) -> Result<(), String>) -> i32 {
+    let mut fan = match Fan::new(plan, op, key, opts) {
+        Ok(f) => f,
+        Err(e) => return exit::fail(e),
+    };
+    if let Err(e) = drive(&mut fan) {
+        return exit::fail(e);
+    }
+    fan.report()
+}
+
+/// Opens and hashes the one local file a fan-out `put` sends (read once;
+/// the hosts then get it from the page cache). Errors are for status 1.
+pub fn put_op(local: &str, remote: Option<&str>) -> Result<Op, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = File::open(local).map_err(|e| format!("{local}: {}", io_text(&e)))?;
+    let meta = file.metadata().map_err(|e| format!("{local}: {}", io_text(&e)))?;
+    if !meta.is_file() {
+        return Err(format!("{local}: not a regular file (a put to several hosts sends a regular file)"));
+    }
+    let name = std::path::Path::new(local)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| format!("{local:?} names no file to name a remote one after"))?
+        .to_string();
+    let mut hasher = Sha256::new();
+    let size = hash_reader(&mut file, &mut hasher, &mut |_| {}).map_err(|e| format!("{local}: {}", io_text(&e)))?;
+    Ok(Op::Put {
+        file,
+        size,
+        sha256: auth::to_hex(&hasher.finalize()),
+        mode: meta.permissions().mode() & 0o777,
+        name,
+        remote: remote.map(str::to_string),
+    })
+}

@@ -1,0 +1,57 @@
+//! The one event loop of a fan-out, whatever the transport: sleep until the
+//! nearest deadline or an event, hand each event to the transport, turn INT
+//! and TERM into the transport's interrupt, sweep. A transport (`tcp`, `udp`)
+//! implements `Transport`; the loop never looks inside a host. Imports `fan`.
+
+use super::fan::Fan;
+use mio::event::Event;
+use mio::{Events, Interest, Token};
+use std::io;
+use std::time::Duration;
+
+/// The signal source's token; transports use the tokens below it.
+pub(super) const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// What the loop asks of a transport each turn.
+pub(super) trait Transport {
+    /// Starts or sends what is due; how long the loop may then sleep
+    /// (None: until an event).
+    fn prepare(&mut self, fan: &mut Fan) -> Option<Duration>;
+    /// One readiness event for one of the transport's tokens.
+    fn on_event(&mut self, fan: &mut Fan, ev: &Event);
+    /// INT or TERM arrived.
+    fn on_signal(&mut self, fan: &mut Fan, sig: i32);
+    /// After the batch of events: expired deadlines.
+    fn sweep(&mut self, fan: &mut Fan);
+}
+
+/// Runs until every host has its outcome.
+pub(super) fn drive(fan: &mut Fan, t: &mut impl Transport) -> io::Result<()> {
+    let mut signals = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
+    fan.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+    let mut events = Events::with_capacity(1024);
+    while !fan.all_done() {
+        let timeout = t.prepare(fan);
+        if fan.all_done() {
+            break;
+        }
+        fan.out.flush();
+        if let Err(e) = fan.poll.poll(&mut events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        for ev in events.iter() {
+            if ev.token() == SIGNALS {
+                for sig in signals.pending() {
+                    t.on_signal(fan, sig);
+                }
+            } else {
+                t.on_event(fan, ev);
+            }
+        }
+        t.sweep(fan);
+    }
+    fan.out.flush();
+    Ok(())
+}

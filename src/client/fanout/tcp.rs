@@ -1,0 +1,619 @@
+//! Fan-out over TCP: for each host a small non-blocking state machine
+//! (connect, `proto::handshake`, the request, its reply frames) driven by
+//! `poll_loop`. No thread per host.
+//!
+//! At most `fanout` hosts are connecting or authenticating at once; a host
+//! whose request has been sent no longer counts, so a command that hangs on
+//! some hosts never holds up the others. Each host has its own deadlines:
+//! the handshake (`-w`, else 30 s) and, with `-w`, the time without a byte
+//! from it; a host past its deadline is dropped (the server ends a command
+//! whose client went away) and the others go on.
+//!
+//! Imports `fan`, `outcome`, `poll_loop` and, from the client, `finish`
+//! (the `.part` of a get) and the shared helpers of `client`.
+
+use super::fan::{Fan, Op, Pong};
+use super::outcome::Outcome;
+use super::poll_loop::Transport;
+use crate::client::finish::{part_path, Part};
+use crate::client::{command_of, io_text, resolve_addrs, Error};
+use crate::proto::auth;
+use crate::proto::frame::Header;
+use crate::proto::handshake::{Handshake, Step};
+use crate::proto::msg::{self, Digest, ErrorCode, Exec, Reply, SignalName, Stream};
+use crate::proto::{encode_frame, encode_head, Decoder, Item};
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use serde_json::{Map, Value};
+use std::collections::VecDeque;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The handshake's bound without `-w`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a connection is. The handshake is `proto::handshake`'s; the two
+/// variants only say which of its frames is awaited, for the messages.
+enum Phase {
+    Connect,
+    Hello(Handshake),
+    Welcome(Handshake),
+    /// `put`: the stat that says whether REMOTE is a directory.
+    Stat,
+    /// The request is sent; its replies are read.
+    Request,
+}
+
+impl Phase {
+    fn in_handshake(&self) -> bool {
+        matches!(self, Phase::Connect | Phase::Hello(_) | Phase::Welcome(_))
+    }
+}
+
+/// Where the current frame's body goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    Skip,
+    Stdout,
+    Stderr,
+    File,
+}
+
+struct GetFile {
+    part: Part,
+    dest: PathBuf,
+    mode: Option<u32>,
+    mtime: Option<i64>,
+}
+
+struct Conn {
+    sock: TcpStream,
+    /// Addresses still to try if this one fails.
+    addrs: Vec<SocketAddr>,
+    phase: Phase,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    dec: Decoder,
+    sink: Sink,
+    /// A `put` body still to send with sendfile: (offset, end).
+    sendfile: Option<(u64, u64)>,
+    last_io: Instant,
+}
+
+/// One host's TCP state, beside its `Slot`.
+#[derive(Default)]
+struct Host {
+    conn: Option<Conn>,
+    /// Counts against `fanout` (connecting or authenticating).
+    holds_slot: bool,
+    get: Option<GetFile>,
+    put_path: String,
+    ping_sent: Option<Instant>,
+    ping_next: Option<Instant>,
+}
+
+pub(super) struct Tcp {
+    hosts: Vec<Host>,
+    /// Hosts not started yet, in order.
+    queue: VecDeque<usize>,
+    connecting: usize,
+}
+
+impl Tcp {
+    pub(super) fn new(n: usize) -> Tcp {
+        Tcp { hosts: (0..n).map(|_| Host::default()).collect(), queue: (0..n).collect(), connecting: 0 }
+    }
+
+    fn conn(&mut self, i: usize) -> &mut Conn {
+        self.hosts[i].conn.as_mut().expect("a connection")
+    }
+
+    /// Starts connecting host `i`. False when out of file descriptors (the
+    /// host stays queued).
+    fn start(&mut self, fan: &mut Fan, i: usize) -> bool {
+        let slot = &mut fan.slots[i];
+        slot.started.get_or_insert_with(Instant::now);
+        match resolve_addrs(&slot.host.target, fan.opts.family) {
+            Ok(addrs) => self.connect_next(fan, i, addrs, None),
+            Err(e) => {
+                self.finish(fan, i, Outcome::Unreachable(e));
+                true
+            }
+        }
+    }
+
+    /// Tries the next address of host `i`; `last` is why the previous failed.
+    fn connect_next(&mut self, fan: &mut Fan, i: usize, mut addrs: Vec<SocketAddr>, last: Option<io::Error>) -> bool {
+        if let Some(mut c) = self.hosts[i].conn.take() {
+            let _ = fan.poll.registry().deregister(&mut c.sock);
+        }
+        if addrs.is_empty() {
+            let why = last.map_or("no address".to_string(), |e| io_text(&e));
+            let m = format!("cannot connect to {}: {why}", fan.slots[i].host.target);
+            self.finish(fan, i, Outcome::Unreachable(m));
+            return true;
+        }
+        let addr = addrs.remove(0);
+        let mut sock = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE) => {
+                addrs.insert(0, addr);
+                if self.connecting == 0 && self.hosts.iter().all(|h| h.conn.is_none()) {
+                    self.finish(fan, i, Outcome::Error(format!("cannot open a socket: {}", io_text(&e))));
+                    return true;
+                }
+                return false;
+            }
+            Err(e) => return self.connect_next(fan, i, addrs, Some(e)),
+        };
+        if let Err(e) = fan.poll.registry().register(&mut sock, Token(i), Interest::READABLE | Interest::WRITABLE) {
+            return self.connect_next(fan, i, addrs, Some(e));
+        }
+        if !self.hosts[i].holds_slot {
+            self.hosts[i].holds_slot = true;
+            self.connecting += 1;
+        }
+        self.hosts[i].conn = Some(Conn {
+            sock,
+            addrs,
+            phase: Phase::Connect,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            dec: Decoder::default(),
+            sink: Sink::Skip,
+            sendfile: None,
+            last_io: Instant::now(),
+        });
+        true
+    }
+
+    fn release_slot(&mut self, i: usize) {
+        if self.hosts[i].holds_slot {
+            self.hosts[i].holds_slot = false;
+            self.connecting -= 1;
+        }
+    }
+
+    /// Host `i` is over: its connection closed, a get's `.part` removed
+    /// (there is no -c with -H), then the fan's finish.
+    fn finish(&mut self, fan: &mut Fan, i: usize, outcome: Outcome) {
+        if fan.slots[i].outcome.is_some() {
+            return;
+        }
+        self.release_slot(i);
+        if let Some(mut c) = self.hosts[i].conn.take() {
+            let _ = fan.poll.registry().deregister(&mut c.sock);
+        }
+        if let Some(g) = self.hosts[i].get.take() {
+            g.part.discard();
+        }
+        fan.finish(i, outcome);
+    }
+
+    /// Queues a frame for host `i` and writes what the socket takes.
+    fn send(&mut self, fan: &mut Fan, i: usize, header: Map<String, Value>, body: &[u8]) {
+        fan.trace(i, ">", &header);
+        if let Some(c) = &mut self.hosts[i].conn {
+            encode_frame(&mut c.out, header, body);
+        }
+        self.flush_out(fan, i);
+    }
+
+    /// Writes what host `i` has queued, then any sendfile body; fails the
+    /// host on a socket error.
+    fn flush_out(&mut self, fan: &mut Fan, i: usize) {
+        let Some(c) = &mut self.hosts[i].conn else { return };
+        let r = match write_out(c) {
+            Ok(true) => match (&mut c.sendfile, fan.op) {
+                (Some((offset, end)), Op::Put { file, .. }) => send_file(&c.sock, file, offset, *end, &mut c.last_io),
+                _ => Ok(true),
+            },
+            r => r,
+        };
+        match r {
+            Ok(true) => c.sendfile = None,
+            Ok(false) => {}
+            Err(e) => self.finish(fan, i, Outcome::Error(format!("connection lost: {}", io_text(&e)))),
+        }
+    }
+
+    /// Reads what host `i` has sent and handles every frame in it.
+    fn read_all(&mut self, fan: &mut Fan, i: usize) {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let Some(c) = &mut self.hosts[i].conn else { return };
+            match c.sock.read(&mut buf) {
+                Ok(0) => {
+                    self.handle_input(fan, i);
+                    let lost = match self.hosts[i].conn.as_ref().map(|c| &c.phase) {
+                        Some(Phase::Hello(_) | Phase::Connect) => "the server closed the connection before its hello",
+                        Some(_) => "connection closed by the server",
+                        None => return,
+                    };
+                    return self.finish(fan, i, Outcome::Error(lost.into()));
+                }
+                Ok(n) => {
+                    c.last_io = Instant::now();
+                    c.inbuf.extend_from_slice(&buf[..n]);
+                    self.handle_input(fan, i);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.handle_input(fan, i);
+                    return self.finish(fan, i, Outcome::Error(format!("connection lost: {}", io_text(&e))));
+                }
+            }
+        }
+    }
+
+    /// Decodes the frames in host `i`'s input buffer.
+    fn handle_input(&mut self, fan: &mut Fan, i: usize) {
+        let Some(c) = &mut self.hosts[i].conn else { return };
+        let input = std::mem::take(&mut c.inbuf);
+        let mut used = 0;
+        loop {
+            let Some(c) = &mut self.hosts[i].conn else { return };
+            match c.dec.decode(&input[used..]) {
+                Ok(Some((Item::Header(h), n))) => {
+                    used += n;
+                    self.on_frame(fan, i, h);
+                }
+                Ok(Some((Item::Body { range, .. }, n))) => {
+                    let (sink, start) = (c.sink, used);
+                    used += n;
+                    self.on_body(fan, i, sink, &input[start + range.start..start + range.end]);
+                }
+                Ok(None) => break,
+                Err(e) => return self.finish(fan, i, Outcome::Error(format!("protocol error: {e}"))),
+            }
+        }
+        if let Some(c) = &mut self.hosts[i].conn {
+            c.inbuf = input;
+            c.inbuf.drain(..used);
+        }
+    }
+
+    fn on_body(&mut self, fan: &mut Fan, i: usize, sink: Sink, bytes: &[u8]) {
+        match sink {
+            Sink::Skip => {}
+            Sink::Stdout => fan.output(i, Stream::Stdout, bytes),
+            Sink::Stderr => fan.output(i, Stream::Stderr, bytes),
+            Sink::File => {
+                let Some(g) = &mut self.hosts[i].get else { return };
+                if let Err(e) = g.part.out.write_all(bytes) {
+                    let m = format!("{}: {}", g.part.path.display(), io_text(&e));
+                    self.finish(fan, i, Outcome::FileError(m));
+                }
+            }
+        }
+    }
+
+    fn set_sink(&mut self, i: usize, h: &Header, sink: Sink) {
+        if let Some(c) = &mut self.hosts[i].conn {
+            c.sink = if h.size > 0 { sink } else { Sink::Skip };
+        }
+    }
+
+    fn on_frame(&mut self, fan: &mut Fan, i: usize, h: Header) {
+        fan.trace(i, "<", &h.fields);
+        self.set_sink(i, &h, Sink::Skip);
+        let c = self.conn(i);
+        let step = match &mut c.phase {
+            Phase::Connect => return,
+            Phase::Hello(hs) | Phase::Welcome(hs) => hs.on_frame(&h, &[]),
+            Phase::Stat => return self.on_stat(fan, i, &h),
+            Phase::Request => return self.on_reply(fan, i, &h, Reply::from_header(&h)),
+        };
+        self.on_handshake(fan, i, step);
+    }
+
+    fn on_handshake(&mut self, fan: &mut Fan, i: usize, step: Step) {
+        match step {
+            Step::Send(bytes) => {
+                let c = self.conn(i);
+                if let Phase::Hello(hs) = std::mem::replace(&mut c.phase, Phase::Connect) {
+                    c.phase = Phase::Welcome(hs);
+                }
+                if let Ok(h) = crate::proto::frame::parse_header(&bytes[4..]) {
+                    fan.trace(i, ">", &h.fields);
+                }
+                c.out.extend_from_slice(&bytes);
+                self.flush_out(fan, i);
+            }
+            Step::NeedMore => {}
+            Step::Failed(e) => self.finish(fan, i, Outcome::from_error(Error::from_handshake(e, fan.key))),
+            Step::Done(_) if fan.interrupted > 0 => self.finish(fan, i, Outcome::Cancelled),
+            Step::Done(_) => {
+                self.release_slot(i);
+                self.request(fan, i);
+            }
+        }
+    }
+
+    /// Sends host `i` its request (authenticated, or after the put's stat).
+    fn request(&mut self, fan: &mut Fan, i: usize) {
+        self.conn(i).phase = Phase::Request;
+        match fan.op {
+            Op::Run { command } => {
+                let req =
+                    Exec { command: command_of(command), env: Default::default(), cwd: None, stdin: false, timeout: None };
+                self.send(fan, i, msg::request::exec(&req), &[]);
+            }
+            Op::Ping { .. } => {
+                self.hosts[i].ping_sent = Some(Instant::now());
+                self.send(fan, i, msg::request::ping(), &[]);
+            }
+            Op::Put { remote: Some(r), .. } if !r.ends_with('/') && self.hosts[i].put_path.is_empty() => {
+                self.conn(i).phase = Phase::Stat;
+                self.send(fan, i, msg::request::stat(r), &[]);
+            }
+            Op::Put { size, sha256, mode, name, remote, .. } => {
+                let h = &mut self.hosts[i];
+                if h.put_path.is_empty() {
+                    h.put_path = match remote {
+                        None => name.clone(),
+                        Some(r) => format!("{r}{name}"),
+                    };
+                }
+                let header = msg::request::put(&h.put_path, Some(*mode), Some(sha256), false);
+                fan.trace(i, ">", &header);
+                let c = self.conn(i);
+                encode_head(&mut c.out, header, *size);
+                c.sendfile = (*size > 0).then_some((0, *size));
+                self.flush_out(fan, i);
+            }
+            Op::Get { remote, .. } => self.send(fan, i, msg::request::get(remote, 0, Digest::Sha256), &[]),
+        }
+    }
+
+    fn on_stat(&mut self, fan: &mut Fan, i: usize, h: &Header) {
+        let Op::Put { name, remote: Some(r), .. } = fan.op else { return };
+        let is_dir = match Reply::from_header(h) {
+            Reply::Error(e) if !e.code.is_fatal() => false,
+            Reply::Error(e) => return self.finish(fan, i, Outcome::server_error(&e)),
+            _ => h.str("kind") == Some("dir"),
+        };
+        self.hosts[i].put_path = match (is_dir, r.trim_end_matches('/')) {
+            (false, _) => r.clone(),
+            (true, ".") => name.clone(),
+            (true, d) => format!("{d}/{name}"),
+        };
+        self.request(fan, i);
+    }
+
+    fn on_reply(&mut self, fan: &mut Fan, i: usize, h: &Header, reply: Reply) {
+        match (fan.op, reply) {
+            (Op::Run { .. }, Reply::Output(s)) => {
+                self.set_sink(i, h, if s == Stream::Stdout { Sink::Stdout } else { Sink::Stderr })
+            }
+            (Op::Run { .. }, Reply::Exit { code, signal }) => self.finish(fan, i, Outcome::Exited { code, signal }),
+            (Op::Run { .. }, Reply::Error(e)) if e.code == ErrorCode::SpawnFailed => {
+                self.finish(fan, i, Outcome::SpawnFailed(e.message))
+            }
+            (Op::Ping { interval, .. }, Reply::Pong) => {
+                let rtt = self.hosts[i].ping_sent.take().map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
+                match fan.on_pong(i, rtt, "") {
+                    Pong::Again => self.hosts[i].ping_next = Some(Instant::now() + *interval),
+                    Pong::Last => self.finish(fan, i, Outcome::Done),
+                }
+            }
+            (Op::Put { .. }, Reply::Other(k)) if k == "ok" => self.finish(fan, i, Outcome::Done),
+            (Op::Get { .. }, Reply::Other(k)) if k == "file" => self.on_get_file(fan, i, h),
+            (Op::Get { remote, .. }, Reply::Other(k)) if k == "done" => {
+                let outcome = match self.hosts[i].get.take() {
+                    Some(g) => finish_get(g, remote, h.str("sha256")),
+                    None => Outcome::Error("protocol error: done before file".into()),
+                };
+                self.finish(fan, i, outcome)
+            }
+            (Op::Put { .. } | Op::Get { .. }, Reply::Error(e)) if !e.code.is_fatal() => {
+                let m = if e.message.is_empty() { e.code.as_str().to_string() } else { e.message };
+                self.finish(fan, i, Outcome::FileError(m))
+            }
+            (_, Reply::Error(e)) => self.finish(fan, i, Outcome::server_error(&e)),
+            _ => {}
+        }
+    }
+
+    fn on_get_file(&mut self, fan: &mut Fan, i: usize, h: &Header) {
+        let Op::Get { dir, name, .. } = fan.op else { return };
+        let host_dir = dir.join(&fan.slots[i].host.name);
+        let dest = host_dir.join(name);
+        let part = match fs::create_dir_all(&host_dir).and_then(|()| Part::create(&dest)) {
+            Ok(p) => p,
+            Err(e) => {
+                let m = format!("{}: {}", part_path(&dest).display(), io_text(&e));
+                return self.finish(fan, i, Outcome::FileError(m));
+            }
+        };
+        self.hosts[i].get = Some(GetFile {
+            part,
+            dest,
+            mode: h.fields.get("mode").and_then(Value::as_u64).and_then(|m| u32::try_from(m).ok()),
+            mtime: h.fields.get("mtime").and_then(Value::as_i64),
+        });
+        self.set_sink(i, h, Sink::File);
+    }
+
+    /// The earliest deadline of host `i` (handshake, idle, next ping).
+    fn deadline(&self, fan: &Fan, i: usize) -> Option<Instant> {
+        let h = &self.hosts[i];
+        let c = h.conn.as_ref()?;
+        let t = if c.phase.in_handshake() {
+            Some(fan.slots[i].started? + fan.opts.timeout.unwrap_or(HANDSHAKE_TIMEOUT))
+        } else {
+            fan.opts.timeout.map(|t| c.last_io + t)
+        };
+        match (t, h.ping_next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Writes `c.out` until it is empty (true) or the socket is full (false).
+fn write_out(c: &mut Conn) -> io::Result<bool> {
+    while !c.out.is_empty() {
+        match c.sock.write(&c.out) {
+            Ok(n) => {
+                c.out.drain(..n);
+                c.last_io = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Sends `file` from `*offset` to `end` with sendfile(2): true when all
+/// of it went, false when the socket is full.
+fn send_file(sock: &TcpStream, file: &fs::File, offset: &mut u64, end: u64, last_io: &mut Instant) -> io::Result<bool> {
+    while *offset < end {
+        let want = (end - *offset).min(1 << 30) as usize;
+        match rustix::fs::sendfile(sock, file, Some(offset), want) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent")),
+            Ok(_) => *last_io = Instant::now(),
+            Err(rustix::io::Errno::AGAIN) => return Ok(false),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
+}
+
+/// A get's `done`: the digest checked against ours, then the file in place.
+fn finish_get(g: GetFile, remote: &str, theirs: Option<&str>) -> Outcome {
+    let ours = g.part.out.sha256_hex();
+    match theirs {
+        Some(theirs) if theirs.eq_ignore_ascii_case(&ours) => {}
+        Some(theirs) => {
+            g.part.discard();
+            return Outcome::FileError(format!("{remote}: digest mismatch: received sha256 {ours}, the server's {theirs}"));
+        }
+        None => {
+            g.part.discard();
+            return Outcome::Error("protocol error: done without sha256".into());
+        }
+    }
+    match g.part.finish(&g.dest, g.mode, g.mtime) {
+        Ok(()) => Outcome::Done,
+        Err(e) => Outcome::FileError(format!("{}: {}", g.dest.display(), io_text(&e))),
+    }
+}
+
+impl Transport for Tcp {
+    fn prepare(&mut self, fan: &mut Fan) -> Option<Duration> {
+        if fan.interrupted > 0 {
+            while let Some(i) = self.queue.pop_front() {
+                self.finish(fan, i, Outcome::Cancelled);
+            }
+        }
+        while self.connecting < fan.plan.fanout.max(1) {
+            let Some(i) = self.queue.pop_front() else { break };
+            if !self.start(fan, i) {
+                self.queue.push_front(i);
+                break;
+            }
+        }
+        let next = (0..self.hosts.len()).filter_map(|i| self.deadline(fan, i)).min();
+        let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
+        // With hosts waiting on descriptors, look again soon.
+        match (timeout, self.queue.is_empty()) {
+            (t, true) => t,
+            (Some(t), false) => Some(t.min(Duration::from_millis(50))),
+            (None, false) => Some(Duration::from_millis(50)),
+        }
+    }
+
+    fn on_event(&mut self, fan: &mut Fan, ev: &Event) {
+        let i = ev.token().0;
+        let Some(c) = self.hosts.get_mut(i).and_then(|h| h.conn.as_mut()) else { return };
+        if matches!(c.phase, Phase::Connect) {
+            let err = match c.sock.take_error() {
+                Ok(Some(e)) | Err(e) => Some(e),
+                Ok(None) if ev.is_error() || ev.is_read_closed() => Some(io::Error::from(io::ErrorKind::ConnectionRefused)),
+                Ok(None) => None,
+            };
+            let err = match (err, c.sock.peer_addr()) {
+                (Some(e), _) => Some(e),
+                (None, Ok(_)) => {
+                    let _ = c.sock.set_nodelay(true);
+                    c.phase = Phase::Hello(Handshake::new(fan.key, auth::fresh_nonce()));
+                    c.last_io = Instant::now();
+                    None
+                }
+                (None, Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
+                (None, Err(e)) => Some(e),
+            };
+            if let Some(e) = err {
+                let addrs = std::mem::take(&mut c.addrs);
+                if !self.connect_next(fan, i, addrs, Some(e)) {
+                    // Out of descriptors: back to the queue.
+                    self.hosts[i].conn = None;
+                    self.release_slot(i);
+                    self.queue.push_front(i);
+                }
+                return;
+            }
+        }
+        if ev.is_writable() {
+            self.flush_out(fan, i);
+        }
+        self.read_all(fan, i);
+    }
+
+    /// The first Ctrl-C: INT to every running command, nothing new starts;
+    /// the second: every connection closed (the server ends what runs).
+    fn on_signal(&mut self, fan: &mut Fan, sig: i32) {
+        fan.interrupted += 1;
+        let run = matches!(fan.op, Op::Run { .. });
+        for i in 0..self.hosts.len() {
+            if fan.slots[i].outcome.is_some() {
+                continue;
+            }
+            match self.hosts[i].conn.as_ref().map(|c| &c.phase) {
+                Some(Phase::Request) if run && fan.interrupted == 1 => {
+                    let name = if sig == libc::SIGTERM { SignalName::TERM } else { SignalName::INT };
+                    self.send(fan, i, msg::request::signal(name), &[]);
+                }
+                Some(Phase::Request | Phase::Stat) => {
+                    self.finish(fan, i, Outcome::Error(format!("interrupted (signal {sig}) while it ran")))
+                }
+                _ => self.finish(fan, i, Outcome::Cancelled),
+            }
+        }
+    }
+
+    fn sweep(&mut self, fan: &mut Fan) {
+        let now = Instant::now();
+        for i in 0..self.hosts.len() {
+            if self.hosts[i].ping_next.is_some_and(|next| next <= now) {
+                let h = &mut self.hosts[i];
+                h.ping_next = None;
+                h.ping_sent = Some(now);
+                if let Some(c) = &mut h.conn {
+                    c.last_io = now;
+                }
+                self.send(fan, i, msg::request::ping(), &[]);
+            }
+            let Some(c) = &self.hosts[i].conn else { continue };
+            if self.deadline(fan, i).map_or(true, |d| d > now) {
+                continue;
+            }
+            let secs = fan.opts.timeout.unwrap_or(HANDSHAKE_TIMEOUT).as_secs_f64();
+            let m = match c.phase {
+                Phase::Connect => format!("cannot connect to {}: timed out after {secs} s", fan.slots[i].host.target),
+                Phase::Hello(_) | Phase::Welcome(_) => format!("no handshake in {secs} s"),
+                _ => format!("nothing from the server for {secs} s"),
+            };
+            self.finish(fan, i, Outcome::TimedOut(m));
+        }
+    }
+}

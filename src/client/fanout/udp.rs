@@ -1,0 +1,186 @@
+//! Fan-out in datagram mode (`run -u`, `ping -u` with `-H`): one
+//! `client::udp::Request` per host, all sent at once over one socket per
+//! address family, each retransmitted on its own schedule; replies matched
+//! to hosts by nonce. Driven by `poll_loop`. Imports `fan`, `outcome`,
+//! `poll_loop` and `client::udp`.
+
+use super::fan::{Fan, Op, Pong};
+use super::outcome::Outcome;
+use super::poll_loop::Transport;
+use crate::client::udp::{self, any_addr, Request, Sent};
+use crate::client::{io_text, resolve_addrs};
+use crate::proto::datagram::{self, ExecResult};
+use crate::proto::msg::{ErrorCode, Reply, Stream};
+use mio::event::Event;
+use mio::net::UdpSocket;
+use mio::{Interest, Token};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const UDP4: Token = Token(usize::MAX - 2);
+const UDP6: Token = Token(usize::MAX - 3);
+
+pub(super) struct Udp {
+    /// Each host's request in flight (None once it has its outcome).
+    reqs: Vec<Option<Request>>,
+    by_nonce: HashMap<String, usize>,
+    v4: Option<UdpSocket>,
+    v6: Option<UdpSocket>,
+    buf: Vec<u8>,
+}
+
+impl Udp {
+    /// Resolves every host and opens the sockets; a host that does not
+    /// resolve is finished at once.
+    pub(super) fn new(fan: &mut Fan) -> io::Result<Udp> {
+        let mut u = Udp { reqs: Vec::new(), by_nonce: HashMap::new(), v4: None, v6: None, buf: vec![0; datagram::MAX_DATAGRAM + 1] };
+        let now = Instant::now();
+        for i in 0..fan.slots.len() {
+            fan.slots[i].started = Some(now);
+            let peer = match resolve_addrs(&fan.slots[i].host.target, fan.opts.family) {
+                Ok(a) => a[0],
+                Err(e) => {
+                    fan.finish(i, Outcome::Unreachable(e));
+                    u.reqs.push(None);
+                    continue;
+                }
+            };
+            let (sock, token) = if peer.is_ipv4() { (&mut u.v4, UDP4) } else { (&mut u.v6, UDP6) };
+            if sock.is_none() {
+                let mut s = UdpSocket::bind(any_addr(peer))?;
+                fan.poll.registry().register(&mut s, token, Interest::READABLE)?;
+                *sock = Some(s);
+            }
+            let r = request(fan, peer, now);
+            u.by_nonce.insert(r.nonce.clone(), i);
+            u.reqs.push(Some(r));
+        }
+        Ok(u)
+    }
+
+    fn finish(&mut self, fan: &mut Fan, i: usize, outcome: Outcome) {
+        if let Some(r) = self.reqs[i].take() {
+            self.by_nonce.remove(&r.nonce);
+        }
+        fan.finish(i, outcome);
+    }
+
+    /// A reply datagram for host `i`.
+    fn on_reply(&mut self, fan: &mut Fan, i: usize, reply: datagram::Reply) {
+        let Some(req) = self.reqs[i].take() else { return };
+        self.by_nonce.remove(&req.nonce);
+        let outcome = match (fan.op, reply.kind()) {
+            (Op::Ping { interval, .. }, Reply::Pong) => {
+                let rtt = req.first.elapsed().as_secs_f64() * 1000.0;
+                let again = if req.sent > 1 { format!(" ({} datagrams sent)", req.sent) } else { String::new() };
+                if fan.on_pong(i, rtt, &again) == Pong::Last {
+                    Outcome::Done
+                } else {
+                    let next = request(fan, req.peer, Instant::now() + *interval);
+                    self.by_nonce.insert(next.nonce.clone(), i);
+                    self.reqs[i] = Some(next);
+                    return;
+                }
+            }
+            (Op::Run { .. }, Reply::Other(k)) if k == "result" => match ExecResult::from_reply(&reply) {
+                Some(r) => {
+                    fan.output(i, Stream::Stdout, &r.stdout);
+                    fan.output(i, Stream::Stderr, &r.stderr);
+                    if r.truncated && !fan.plan.quiet {
+                        let m = format!(
+                            "ferry: {}: output truncated to fit one datagram: {} of {} stdout bytes and {} of {} stderr bytes\n",
+                            fan.slots[i].host.name,
+                            r.stdout.len(),
+                            r.stdout_total,
+                            r.stderr.len(),
+                            r.stderr_total
+                        );
+                        fan.out.stderr(m.as_bytes());
+                    }
+                    Outcome::Exited { code: r.code, signal: r.signal }
+                }
+                None => Outcome::Error("protocol error: a result whose counts do not match its body".into()),
+            },
+            (Op::Run { .. }, Reply::Error(e)) if e.code == ErrorCode::SpawnFailed => Outcome::SpawnFailed(e.message),
+            (_, Reply::Error(e)) => Outcome::server_error(&e),
+            (_, _) => Outcome::Error(format!("protocol error: unexpected {:?} reply", reply.header.kind)),
+        };
+        self.finish(fan, i, outcome);
+    }
+}
+
+/// A fresh request (a new nonce each time) to `peer`, first sent at `at`.
+fn request(fan: &Fan, peer: SocketAddr, at: Instant) -> Request {
+    let header = match fan.op {
+        Op::Run { command } => udp::exec_header(command),
+        _ => udp::ping_header(),
+    };
+    Request::new(fan.key, header, peer, fan.opts.timeout, at)
+}
+
+/// Sends what `r` has due on `sock`; why the host is over, if it is.
+fn send_due(r: &mut Request, sock: &UdpSocket, now: Instant) -> Option<String> {
+    while r.due(now) {
+        match r.on_send(sock.send_to(&r.bytes, r.peer)) {
+            Ok(Sent::Ok) => {}
+            Ok(Sent::Blocked) => break,
+            Err(e) => return Some(format!("cannot send to {}: {}", r.peer, io_text(&e))),
+        }
+    }
+    r.expired(now).then(|| r.no_reply(now).to_string())
+}
+
+impl Transport for Udp {
+    /// Sends what is due and gives up on what is past its deadline.
+    fn prepare(&mut self, fan: &mut Fan) -> Option<Duration> {
+        let now = Instant::now();
+        for i in 0..self.reqs.len() {
+            let Udp { reqs, v4, v6, .. } = &mut *self;
+            let Some(r) = reqs[i].as_mut() else { continue };
+            let sock = if r.peer.is_ipv4() { v4.as_ref() } else { v6.as_ref() };
+            if let Some(m) = send_due(r, sock.expect("bound for every family resolved"), now) {
+                self.finish(fan, i, Outcome::Unreachable(m));
+            }
+        }
+        let live = self.reqs.iter().flatten();
+        let next = live.clone().map(Request::wake).min();
+        let mut timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
+        if live.clone().any(|r| r.blocked) {
+            timeout = Some(timeout.map_or(Duration::from_millis(5), |t| t.min(Duration::from_millis(5))));
+        }
+        timeout
+    }
+
+    fn on_event(&mut self, fan: &mut Fan, ev: &Event) {
+        let key = fan.key;
+        let secret = key.secret.as_bytes();
+        loop {
+            let sock = if ev.token() == UDP4 { self.v4.as_ref() } else { self.v6.as_ref() };
+            let Some(sock) = sock else { return };
+            let n = match sock.recv_from(&mut self.buf) {
+                Ok((n, _)) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => continue,
+            };
+            let Ok(reply) = datagram::decode_reply(secret, &self.buf[..n]) else { continue };
+            let Some(nonce) = reply.header.str("nonce") else { continue };
+            let Some(&i) = self.by_nonce.get(nonce) else { continue };
+            if self.reqs[i].as_ref().is_some_and(|r| r.nonce == nonce) {
+                self.on_reply(fan, i, reply);
+            }
+        }
+    }
+
+    fn on_signal(&mut self, fan: &mut Fan, _sig: i32) {
+        fan.interrupted += 1;
+        for i in 0..self.reqs.len() {
+            if self.reqs[i].is_some() {
+                self.finish(fan, i, Outcome::Cancelled);
+            }
+        }
+    }
+
+    fn sweep(&mut self, _fan: &mut Fan) {}
+}
