@@ -2,8 +2,8 @@
 //! scanning without allocation, and the non-blocking connect + handshake state
 //! machine that opens many authenticated connections at once.
 
-use crate::proto::auth::{self, Key};
-use crate::proto::{encode_frame, msg};
+use ferry::proto::auth::{self, Key};
+use ferry::proto::{encode_frame, msg};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use serde::Deserialize;
@@ -76,7 +76,7 @@ pub fn next_header(buf: &[u8]) -> Result<Option<(&[u8], usize)>, String> {
         return Ok(None);
     }
     let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if len == 0 || len > crate::proto::MAX_HEADER {
+    if len == 0 || len > ferry::proto::MAX_HEADER {
         return Err(format!("bad frame from the server: header length {len}"));
     }
     if buf.len() < 4 + len {
@@ -384,4 +384,3 @@ pub fn poll_events(poll: &mut Poll, events: &mut Events, timeout: Duration) -> R
         Err(e) => Err(format!("poll: {e}")),
     }
 }
-
