@@ -3,11 +3,13 @@
 //! - `frame`: the codec (length, JSON header, body) and its validity rules.
 //! - `msg`: the vocabulary (requests, replies, error codes).
 //! - `auth`: nonces, the handshake MACs, the keys-file format.
+//! - `handshake`: the client's handshake as a state machine (frames in, steps out).
 //! - `datagram`: the UDP codec (tag, length, JSON header, body) and its messages.
 
 pub mod auth;
 pub mod datagram;
 pub mod frame;
+pub mod handshake;
 pub mod msg;
 
 pub use frame::{encode_frame, encode_head, Decoder, FrameError, Header, Item, MAX_HEADER};
