@@ -7,13 +7,12 @@
 //! bytes (no allocation) and only errors allocate, on their way out.
 
 use crate::hist::Histogram;
-use crate::net::{self, error_text, is_would_block, min_header, next_header, Proto};
+use crate::net::{self, error_text, is_would_block, next_header, Proto};
 use crate::report::{cpu_row, grouped, latency_json, latency_row, plural, push_notes, round3, Common, Report, Window};
 use crate::sys;
 use ferry::proto::msg;
 use mio::net::TcpStream;
 use mio::{Events, Poll};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -68,13 +67,6 @@ struct Conn {
     sent: VecDeque<Instant>,
 }
 
-/// Exit frame fields (slow path only).
-#[derive(Deserialize)]
-struct ExitFields {
-    code: Option<i64>,
-    signal: Option<i64>,
-}
-
 /// Scans replies at the front of `buf`. Returns (bytes used, replies, failed).
 #[inline]
 fn scan(kind: Reply, expected: &[u8], buf: &[u8], body_left: &mut u64) -> Result<(usize, u32, u32), String> {
@@ -110,15 +102,14 @@ fn scan(kind: Reply, expected: &[u8], buf: &[u8], body_left: &mut u64) -> Result
             }
             continue;
         }
-        let Some((h, used)) = next_header(rest)? else { break };
-        let head = min_header(h)?;
-        match (kind, head.kind) {
+        let Some((head, h, used)) = next_header(rest)? else { break };
+        match (kind, head.kind.as_ref()) {
             (Reply::Pong, "pong") => done += 1,
             (Reply::Exit, "stdout" | "stderr") => {}
             (Reply::Exit, "exit") => {
-                let e: ExitFields = serde_json::from_slice(h).map_err(|e| format!("bad exit frame: {e}"))?;
+                let msg::Reply::Exit { code, signal } = net::reply(h)? else { unreachable!("an exit header") };
                 done += 1;
-                if e.code != Some(0) || e.signal.is_some() {
+                if code != Some(0) || signal.is_some() {
                     failed += 1;
                 }
             }

@@ -5,9 +5,10 @@
 //!
 //! Each ferry request is made as it is sent: a fresh nonce (16 random bytes;
 //! getrandom fills a pool of them at a time) and the current `ts`, written
-//! into the slot's buffer in the field order `encode_request` uses, then
-//! tagged. A reply counts once its tag checks with the key and its nonce is
-//! one in flight; any other datagram is ignored, as the protocol says.
+//! and tagged into the slot's buffer by `datagram::PingEncoder` (the bytes
+//! `encode_request` makes, without its map). A reply counts once its tag
+//! checks with the key (`datagram::Tagger`) and its nonce is one in flight;
+//! any other datagram is ignored, as the protocol says.
 //!
 //! Loss: a request with no reply after `rto` is sent again unchanged (same
 //! nonce: ferryd answers a retransmission from its reply cache), the wait
@@ -19,23 +20,19 @@ use crate::hist::Histogram;
 use crate::net;
 use crate::report::{cpu_row, grouped, latency_json, latency_row, push_notes, round3, Common, Report, Window};
 use ferry::proto::auth::Key;
-use ferry::proto::datagram::{self, MAX_DATAGRAM, NONCE_BYTES, OVERHEAD, REPLY_LABEL, REQUEST_LABEL, TAG_LEN};
+use ferry::proto::datagram::{self, Direction, PingEncoder, Tagger, MAX_DATAGRAM, NONCE_BYTES};
 use ferry::proto::msg;
 use ferry::proto::ErrorCode;
 use ferry::sys::unix_now;
-use hmac::{Hmac, Mac};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{self, Write as _};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// Who answers.
 pub enum Target {
@@ -108,42 +105,28 @@ enum Answer {
     Stray,
 }
 
-/// The keyed MAC states and the encoded key id of a ferry target.
+/// A ferry target's key, ready for the fast paths: pings are written by
+/// `datagram::PingEncoder`, reply tags checked with a keyed `Tagger`.
 struct Ferry {
-    request_mac: HmacSha256,
-    reply_mac: HmacSha256,
-    key_id_json: String,
+    pinger: PingEncoder,
+    reply: Tagger,
     secret: Vec<u8>,
 }
 
 impl Ferry {
     fn new(key: &Key) -> Ferry {
-        let keyed = |label: &str| {
-            let mut m = HmacSha256::new_from_slice(key.secret.as_bytes()).expect("HMAC takes keys of any length");
-            m.update(label.as_bytes());
-            m
-        };
+        let secret = key.secret.as_bytes();
         Ferry {
-            request_mac: keyed(REQUEST_LABEL),
-            reply_mac: keyed(REPLY_LABEL),
-            key_id_json: serde_json::to_string(&key.id).expect("a string serializes"),
-            secret: key.secret.as_bytes().to_vec(),
+            pinger: PingEncoder::new(&key.id, secret),
+            reply: Tagger::new(Direction::Reply, secret),
+            secret: secret.to_vec(),
         }
     }
 
-    /// The ping request datagram for `nonce` and `ts`, into `buf`: the bytes
-    /// `datagram::encode_request` makes, without the map and its allocations.
+    /// The ping request datagram for `nonce` and `ts`, into `buf`. The nonce's
+    /// bytes are big-endian, so its hex is `{nonce:032x}` (see `nonce_key`).
     fn ping(&self, buf: &mut Vec<u8>, nonce: u128, ts: i64) {
-        buf.clear();
-        buf.resize(OVERHEAD, 0);
-        write!(buf, r#"{{"key_id":{},"nonce":"{nonce:032x}","ts":{ts},"type":"ping"}}"#, self.key_id_json)
-            .expect("writing to a Vec");
-        let len = (buf.len() - OVERHEAD) as u32;
-        buf[TAG_LEN..OVERHEAD].copy_from_slice(&len.to_be_bytes());
-        let mut m = self.request_mac.clone();
-        m.update(&buf[TAG_LEN..]);
-        let tag = m.finalize().into_bytes();
-        buf[..TAG_LEN].copy_from_slice(&tag);
+        self.pinger.encode(buf, &nonce.to_be_bytes(), ts);
     }
 
     /// Reads a reply. The fast path is a pong: no body, the tag checked with
@@ -157,17 +140,12 @@ impl Ferry {
             #[serde(borrow)]
             nonce: &'a str,
         }
-        if bytes.len() <= OVERHEAD || bytes.len() > MAX_DATAGRAM {
-            return Answer::Stray;
-        }
-        let len = u32::from_be_bytes(bytes[TAG_LEN..OVERHEAD].try_into().expect("4 bytes")) as usize;
-        if OVERHEAD + len == bytes.len() {
-            let mut m = self.reply_mac.clone();
-            m.update(&bytes[TAG_LEN..]);
-            if m.verify_slice(&bytes[..TAG_LEN]).is_err() {
+        let Ok((head, body)) = datagram::split(bytes) else { return Answer::Stray };
+        if body.is_empty() {
+            if !self.reply.check(bytes) {
                 return Answer::Stray;
             }
-            if let Ok(p) = serde_json::from_slice::<Pong>(&bytes[OVERHEAD..]) {
+            if let Ok(p) = serde_json::from_slice::<Pong>(head) {
                 if p.kind == "pong" {
                     return nonce_key(p.nonce).map_or(Answer::Stray, Answer::Reply);
                 }

@@ -7,13 +7,13 @@
 //! server sends a SHA-256 (as `ferry get` does), and checks the digest.
 
 use crate::hist::Histogram;
-use crate::net::{self, error_text, is_would_block, min_header, next_header, Proto};
+use crate::net::{self, error_text, is_would_block, next_header, Proto};
 use crate::report::{cpu_row, grouped, latency_json, latency_row, plural, push_notes, round3, Common, Report};
 use ferry::proto::encode_head;
+use ferry::proto::frame::parse_header;
 use ferry::proto::msg::{self, Digest};
 use mio::net::TcpStream;
 use mio::{Events, Poll};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
@@ -332,9 +332,8 @@ fn frames(c: &mut Conn, op: &Op, buf: &[u8], out: &mut Outcome) -> Result<usize,
                 return Ok(p);
             }
         }
-        let Some((h, used)) = next_header(&buf[p..])? else { return Ok(p) };
-        let head = min_header(h)?;
-        match (op, head.kind) {
+        let Some((head, h, used)) = next_header(&buf[p..])? else { return Ok(p) };
+        match (op, head.kind.as_ref()) {
             (_, "error") => return Err(format!("the server answered {}", error_text(h))),
             (Op::Put { size, .. }, "ok") if c.state == State::Answer => finish(c, out, *size),
             (Op::Get { .. }, "file") if c.state == State::Answer => {
@@ -343,17 +342,11 @@ fn frames(c: &mut Conn, op: &Op, buf: &[u8], out: &mut Outcome) -> Result<usize,
             }
             (Op::Get { verify, .. }, "done") if c.state == State::Answer => {
                 if *verify {
-                    #[derive(Deserialize)]
-                    struct Done {
-                        sha256: Option<String>,
-                    }
-                    let d: Done = serde_json::from_slice(h).map_err(|e| format!("bad done frame: {e}"))?;
+                    let done = parse_header(h).map_err(|e| format!("bad done frame: {e}"))?;
+                    let theirs = done.str("sha256");
                     let ours = ferry::proto::auth::to_hex(&std::mem::take(&mut c.hasher).finalize());
-                    if d.sha256.as_deref() != Some(ours.as_str()) {
-                        return Err(format!(
-                            "digest mismatch: the server says {:?}, the bytes hash to {ours}",
-                            d.sha256
-                        ));
+                    if theirs != Some(ours.as_str()) {
+                        return Err(format!("digest mismatch: the server says {theirs:?}, the bytes hash to {ours}"));
                     }
                 }
                 let got = c.got;
