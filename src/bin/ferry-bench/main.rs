@@ -8,7 +8,7 @@
 //!
 //! Modules (each depends only on those listed before it):
 //! - `sys`: /proc and getrusage: CPU time, RSS, fds, who listens on a port.
-//! - `hist`: the latency histogram.
+//! - `hist`: the latency histogram (an adapter over `hdrhistogram`).
 //! - `net`: loopback resolution, frame scanning, opening authenticated connections.
 //! - `report`: the options every mode shares, the measured window, the report.
 //! - `load` (ping, exec), `xfer` (get, put), `idle`, `udp`: one module per mode,
