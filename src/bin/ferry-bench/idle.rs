@@ -1,5 +1,6 @@
-//! Holding idle connections: watches that the server keeps them, and waits
-//! for the server to let go of them after they are closed.
+//! The `idle` mode: holds idle connections, watching that the server keeps
+//! them, waits for the server to let go of them after they are closed, and
+//! reports the server's RSS and fds per connection (`measure`).
 
 use crate::net::{self, is_would_block, Proto};
 use crate::report::{grouped, plural, push_notes, round3, Common, Report};

@@ -5,6 +5,7 @@
 //! sending never copies or allocates. Replies are recognised by comparing
 //! bytes with the expected reply first; anything else is parsed from borrowed
 //! bytes (no allocation) and only errors allocate, on their way out.
+//! `measure` spreads the connections over threads and reports the run.
 
 use crate::hist::Histogram;
 use crate::net::{self, error_text, is_would_block, next_header, Proto};

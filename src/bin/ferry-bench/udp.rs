@@ -19,6 +19,7 @@
 use crate::hist::Histogram;
 use crate::net;
 use crate::report::{cpu_row, grouped, latency_json, latency_row, push_notes, round3, Common, Report, Window};
+use crate::sys;
 use ferry::proto::auth::Key;
 use ferry::proto::datagram::{self, Direction, PingEncoder, Tagger, MAX_DATAGRAM, NONCE_BYTES};
 use ferry::proto::msg;
@@ -325,7 +326,7 @@ pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32
     let mut events = Events::with_capacity(64);
     let mut in_flight = depth;
     let (mut stopping, mut cpu0, mut last_progress) = (false, None, now);
-    let sample = || (crate::sys::self_cpu(), server_pid.and_then(crate::sys::proc_cpu));
+    let sample = || (sys::self_cpu(), server_pid.and_then(sys::proc_cpu));
     for i in 0..depth {
         r.fresh(i)?;
     }

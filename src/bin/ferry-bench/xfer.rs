@@ -1,5 +1,6 @@
-//! `get` and `put` transfers over already authenticated connections, one
-//! transfer at a time per connection, all connections in one event loop.
+//! The `get` and `put` modes: transfers over already authenticated
+//! connections, one transfer at a time per connection, all connections in
+//! one event loop; `measure` opens them and reports throughput and CPU/GiB.
 //!
 //! A put sends its pre-encoded header, then the body: from a generated 1 MiB
 //! block sent again and again, or with `sendfile(2)` from a file. A get reads
@@ -9,6 +10,7 @@
 use crate::hist::Histogram;
 use crate::net::{self, error_text, is_would_block, next_header, Proto};
 use crate::report::{cpu_row, grouped, latency_json, latency_row, plural, push_notes, round3, Common, Report};
+use crate::sys;
 use ferry::proto::encode_head;
 use ferry::proto::frame::parse_header;
 use ferry::proto::msg::{self, Digest};
@@ -163,7 +165,7 @@ pub fn run(
     let warm_until = Instant::now() + warmup;
     let mut measuring = warmup.is_zero();
     let mut t0 = Instant::now();
-    let mut cpu0 = (crate::sys::self_cpu(), server_pid.and_then(crate::sys::proc_cpu));
+    let mut cpu0 = (sys::self_cpu(), server_pid.and_then(sys::proc_cpu));
     let mut last_progress = Instant::now();
 
     loop {
@@ -198,8 +200,8 @@ pub fn run(
         if busy == 0 {
             if measuring {
                 out.elapsed = now.duration_since(t0);
-                out.client_cpu = crate::sys::self_cpu().saturating_sub(cpu0.0);
-                out.server_cpu = match (cpu0.1, server_pid.and_then(crate::sys::proc_cpu)) {
+                out.client_cpu = sys::self_cpu().saturating_sub(cpu0.0);
+                out.server_cpu = match (cpu0.1, server_pid.and_then(sys::proc_cpu)) {
                     (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                     _ => None,
                 };
@@ -208,7 +210,7 @@ pub fn run(
             // The warm-up is over and every connection is idle: measure from here.
             measuring = true;
             t0 = Instant::now();
-            cpu0 = (crate::sys::self_cpu(), server_pid.and_then(crate::sys::proc_cpu));
+            cpu0 = (sys::self_cpu(), server_pid.and_then(sys::proc_cpu));
             continue;
         }
         if now.duration_since(last_progress) > stall {
