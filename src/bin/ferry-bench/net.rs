@@ -43,11 +43,14 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     })
 }
 
+/// A frame header's `type` and `size`, its bytes, and where its body starts.
+pub type Peeked<'a> = (HeaderRef<'a>, &'a [u8], usize);
+
 /// The next whole frame header at the front of `buf`: its `type` and `size`,
 /// its bytes (for the slow paths), and where the body starts. `Ok(None)` when
 /// more bytes are needed. Allocates nothing (`proto::frame::peek_header`).
 #[inline]
-pub fn next_header(buf: &[u8]) -> Result<Option<(HeaderRef<'_>, &[u8], usize)>, String> {
+pub fn next_header(buf: &[u8]) -> Result<Option<Peeked<'_>>, String> {
     let Some((h, used)) = peek_header(buf).map_err(|e| format!("bad frame from the server: {e}"))? else {
         return Ok(None);
     };
