@@ -16,7 +16,6 @@
 //! - `timefmt`: UTC times as ferry prints them (jiff does the calendar).
 //! - `logger`: the `log` backends (stderr, timestamped unless journald reads it; syslog).
 
-pub mod bench;
 pub mod client;
 pub mod config;
 pub mod keys;
