@@ -40,17 +40,18 @@
 
 use super::access;
 use super::buf::Buf;
+use super::io::{interrupted, would_block, Socket};
 use super::ops::get::Progress;
 use super::ops::{list, stat, Ctx, Exec, Get, Op, Put};
 use super::token::Role;
-use super::Config;
+use crate::config::Config;
 use crate::proto::auth::{self, to_hex};
 use crate::proto::msg::{self, Request};
 use crate::proto::{encode_frame, Decoder, ErrorCode, Header, Item, ProtoError, MAX_HEADER};
 use log::{debug, info, warn};
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
+use std::io;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -63,41 +64,6 @@ pub const BUDGET: usize = 256 * 1024;
 /// How long a closing connection waits, without progress, for its peer to read
 /// what it is owed and hang up.
 pub const LINGER: Duration = Duration::from_secs(5);
-
-/// What the socket must offer besides reading and writing.
-pub trait Socket: Read + Write {
-    fn shutdown_write(&mut self) -> io::Result<()>;
-
-    /// Writes up to `len` bytes of `file` from `*offset`, advancing it. The
-    /// default reads and writes (for in-memory test sockets, whose writes are
-    /// all or nothing); a real socket uses `sendfile(2)`.
-    fn send_file(&mut self, file: &std::fs::File, offset: &mut u64, len: usize) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0; len.min(64 * 1024)];
-        let n = file.read_at(&mut buf, *offset)?;
-        let n = self.write(&buf[..n])?;
-        *offset += n as u64;
-        Ok(n)
-    }
-}
-
-impl Socket for mio::net::TcpStream {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
-    }
-
-    fn send_file(&mut self, file: &std::fs::File, offset: &mut u64, len: usize) -> io::Result<usize> {
-        Ok(rustix::fs::sendfile(&*self, file, Some(offset), len)?)
-    }
-}
-
-pub fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
-}
-
-pub fn interrupted(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::Interrupted
-}
 
 /// Where a connection stands. See the module doc for the transitions.
 pub enum Phase {
@@ -408,11 +374,24 @@ impl<S: Socket> Conn<S> {
                 }
             }
         }
+        // A transport with bytes of its own to push (TLS records) gets them out
+        // before the connection counts its output as sent.
+        if self.sock_write && self.out.is_empty() && self.sock.wants_write() {
+            match self.sock.flush() {
+                Ok(()) => {}
+                Err(e) if would_block(&e) => self.sock_write = false,
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    self.close_io(&e);
+                    return total;
+                }
+            }
+        }
         if total > 0 {
             self.last_active = self.now;
         }
         if let Phase::Closing { shut: shut @ false, .. } = &mut self.phase {
-            if self.out.is_empty() {
+            if self.out.is_empty() && !self.sock.wants_write() {
                 // Half-close: the peer reads what it is owed, then EOF.
                 let _ = self.sock.shutdown_write();
                 *shut = true;
@@ -959,7 +938,7 @@ mod tests {
         let mac = client_mac(SECRET.as_bytes(), &sn, CLIENT_NONCE);
         send(h, &mut c, &frame(json!({"type":"auth","key_id":"k","nonce":CLIENT_NONCE,"mac":mac}), b""));
         let w = written(&mut c);
-        assert_eq!(w[0]["type"], "welcome");
+        assert_eq!(w[0]["type"], msg::WELCOME);
         assert_eq!(w[0]["mac"], server_mac(SECRET.as_bytes(), CLIENT_NONCE, &sn));
         c
     }
@@ -969,7 +948,7 @@ mod tests {
         let mut h = Harness::new();
         let a = written(&mut h.conn()).remove(0);
         let b = written(&mut h.conn()).remove(0);
-        assert_eq!(a["type"], "hello");
+        assert_eq!(a["type"], msg::HELLO);
         assert_eq!(a["proto"], 1);
         assert_eq!(a["auth"], json!(["hmac-sha256"]));
         assert!(auth::is_nonce_hex(a["nonce"].as_str().unwrap()));
@@ -1282,7 +1261,7 @@ mod tests {
         let mut c = authed(&mut h);
         let script = "cat; printf %s 12345 >&2; exit 3";
         let mut bytes = frame(json!({"type":"exec","argv":["sh","-c",script],"stdin":true,"id":1}), b"");
-        bytes.extend(frame(json!({"type":"stdin"}), b"hello"));
+        bytes.extend(frame(json!({"type":"stdin"}), b"howdy"));
         // A bad signal frame is answered, but the command's result stays its exit.
         bytes.extend(frame(json!({"type":"signal","signal":"BOGUS"}), b""));
         bytes.extend(frame(json!({"type":"stdin"}), b""));

@@ -41,7 +41,8 @@ use super::access;
 use super::ops::exec::{effective_timeout, Exec};
 use super::ops::{stat, Ctx};
 use super::token::{self, Source};
-use super::Config;
+use crate::config::Config;
+use crate::sys::unix_now;
 use crate::proto::datagram::{self, reply, DatagramError, ExecOutcome, MAX_DATAGRAM};
 use crate::proto::frame::Header;
 use crate::proto::msg::{self, Request, Stream};
@@ -57,7 +58,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Datagrams read in one reactor turn, at most.
 pub const MAX_DATAGRAMS_PER_TURN: usize = 64;
@@ -141,53 +142,6 @@ impl Strangers {
     }
 }
 
-/// The `[udp]` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UdpConfig {
-    /// Addresses to bind; empty: datagram mode is off.
-    pub listen: Vec<SocketAddr>,
-    /// The largest reply datagram, tag included.
-    pub max_reply: usize,
-    /// How far a request's `ts` may be from our clock.
-    pub window: Duration,
-    /// A ceiling on a datagram exec's timeout (and the timeout of those that give none).
-    pub exec_timeout: Duration,
-    /// `(key_id, nonce)` pairs remembered at most.
-    pub seen_max: usize,
-    /// Replies cached at most, in entries and in bytes.
-    pub cache_max: usize,
-    pub cache_bytes: usize,
-    /// Datagrams that fail the checks handled a second, at most.
-    pub max_rejects: usize,
-}
-
-impl UdpConfig {
-    pub const DEFAULT_MAX_REPLY: usize = 1400;
-    /// Room for any error reply: a nonce, an id of `MAX_ID_JSON` bytes, a message.
-    pub const MIN_MAX_REPLY: usize = 512;
-    pub const DEFAULT_WINDOW: u64 = 30;
-    pub const DEFAULT_EXEC_TIMEOUT: u64 = 10;
-    pub const DEFAULT_SEEN_MAX: usize = 131_072;
-    pub const DEFAULT_CACHE_MAX: usize = 4096;
-    pub const DEFAULT_CACHE_BYTES: usize = 4 * 1024 * 1024;
-    pub const DEFAULT_MAX_REJECTS: usize = 20_000;
-}
-
-impl Default for UdpConfig {
-    fn default() -> Self {
-        UdpConfig {
-            listen: Vec::new(),
-            max_reply: Self::DEFAULT_MAX_REPLY,
-            window: Duration::from_secs(Self::DEFAULT_WINDOW),
-            exec_timeout: Duration::from_secs(Self::DEFAULT_EXEC_TIMEOUT),
-            seen_max: Self::DEFAULT_SEEN_MAX,
-            cache_max: Self::DEFAULT_CACHE_MAX,
-            cache_bytes: Self::DEFAULT_CACHE_BYTES,
-            max_rejects: Self::DEFAULT_MAX_REJECTS,
-        }
-    }
-}
-
 /// Binds every `udp.listen` address. Errors name the address.
 pub fn bind(cfg: &Config) -> Result<Vec<UdpSocket>, String> {
     if cfg.udp.listen.len() > token::MAX_UDP_SOCKETS {
@@ -199,10 +153,6 @@ pub fn bind(cfg: &Config) -> Result<Vec<UdpSocket>, String> {
         out.push(s);
     }
     Ok(out)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 // ---- the seen set and the reply cache ---------------------------------------
@@ -943,7 +893,7 @@ mod tests {
         let nonce = "00112233445566778899aabbccddeeff";
         let id = json!("i".repeat(60));
         let long = ProtoError::new(ErrorCode::NotAllowed, "é".repeat(2000));
-        for max in [UdpConfig::MIN_MAX_REPLY, 1400] {
+        for max in [crate::config::UdpConfig::MIN_MAX_REPLY, 1400] {
             let bytes = error_datagram(b"key", max, &long, nonce, Some(&id), None);
             assert!(bytes.len() <= max, "{} > {max}", bytes.len());
             let r = datagram::decode_reply(b"key", &bytes).unwrap();

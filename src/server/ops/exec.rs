@@ -22,7 +22,7 @@ use super::super::token::{self, Role};
 use super::Ctx;
 use crate::proto::msg::{self, Command, SignalName, Stream};
 use crate::proto::{encode_frame, ErrorCode, ProtoError};
-use crate::server::Config;
+use crate::config::Config;
 use mio::unix::pipe::{Receiver, Sender};
 use mio::{Interest, Registry, Token};
 use serde_json::Value;

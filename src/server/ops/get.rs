@@ -13,7 +13,7 @@
 //! rather than padded (`Progress::Short`), and the client sees a cut frame.
 
 use super::super::buf::Buf;
-use super::super::conn::{interrupted, would_block, Socket};
+use super::super::io::{interrupted, would_block, Socket};
 use super::Ctx;
 use crate::paths::{self, RelPath};
 use crate::proto::auth::to_hex;

@@ -12,7 +12,7 @@ pub use exec::Exec;
 pub use get::Get;
 pub use put::Put;
 
-use super::Config;
+use crate::config::Config;
 use mio::Registry;
 use std::collections::VecDeque;
 use std::time::Instant;
