@@ -38,11 +38,10 @@
 //! buffer is full (`IN_CAP`) it stops reading the socket. Requests that arrive
 //! while an exec runs wait in the input buffer, in order.
 
-use super::access;
 use super::buf::Buf;
 use super::io::{interrupted, would_block, Socket};
-use super::ops::get::Progress;
-use super::ops::{list, stat, Ctx, Exec, Get, Op, Put};
+use super::ops::access::Access;
+use super::ops::{self, Ctx, FrameUse, Op, Progress, Reply, Start, Via};
 use super::token::Role;
 use crate::config::Config;
 use crate::proto::auth::{self, to_hex};
@@ -50,7 +49,6 @@ use crate::proto::msg::{self, Request};
 use crate::proto::{encode_frame, Decoder, ErrorCode, Header, Item, ProtoError, MAX_HEADER};
 use log::{debug, info, warn};
 use serde_json::{Map, Value};
-use std::fmt::Write as _;
 use std::io;
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -92,51 +90,12 @@ pub enum Step {
     Close,
 }
 
-/// The request in flight, for its one access line (see the module doc).
-struct Access {
-    kind: &'static str,
-    /// ` argv=[...]`, ` cmd="..."`, ` path="..."`, ` type="..."` or empty.
-    detail: String,
-    start: Instant,
-    bytes_in: u64,
-    bytes_out: u64,
-    /// Set by the first error reply, or by the exec's exit.
-    result: Option<String>,
-}
-
-impl Access {
-    fn new(h: &Header, req: &Result<Request, ProtoError>, now: Instant) -> Access {
-        let (kind, detail) = access::describe(h, req);
-        Access { kind, detail, start: now, bytes_in: 0, bytes_out: 0, result: None }
-    }
-
-    /// Records the request's outcome unless one is already known.
-    fn set_result(&mut self, result: impl FnOnce() -> String) {
-        self.result.get_or_insert_with(result);
-    }
-
-    /// The line, for the connection `name` (`#N peer`) authenticated as `key`.
-    fn line(&self, name: &str, key: Option<&str>, now: Instant, default_result: &str) -> String {
-        let mut l = format!("access: {name} key=");
-        access::push_key(&mut l, key);
-        let dur = now.saturating_duration_since(self.start).as_secs_f64();
-        let result = self.result.as_deref().unwrap_or(default_result);
-        let _ = write!(
-            l,
-            " {}{} in={} out={} dur={dur:.3}s result={result}",
-            self.kind, self.detail, self.bytes_in, self.bytes_out
-        );
-        l
-    }
-}
-
-
 /// Where the body of the frame being decoded goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Sink {
     Discard,
-    Stdin,
-    Put,
+    /// The op in flight's; `ends_op` when it is the request's own body (a sized put).
+    Op { ends_op: bool },
 }
 
 pub struct Conn<S> {
@@ -231,20 +190,17 @@ impl<S: Socket> Conn<S> {
     }
 
     pub fn on_pipe_event(&mut self, role: Role) {
-        if let Phase::Running(Op::Exec(e)) = &mut self.phase {
-            e.on_event(role);
+        if let Phase::Running(op) = &mut self.phase {
+            op.on_pipe_event(role);
         }
     }
 
     /// Reaps this connection's child if it exited. True when one was reaped.
     pub fn reap(&mut self, ctx: &mut Ctx) -> bool {
-        if let Phase::Running(Op::Exec(e)) = &mut self.phase {
-            if e.try_reap() {
-                *ctx.children -= 1;
-                return true;
-            }
+        match &mut self.phase {
+            Phase::Running(op) => op.try_reap(ctx.children),
+            _ => false,
         }
-        false
     }
 
     /// The child a close left behind, if any.
@@ -291,9 +247,7 @@ impl<S: Socket> Conn<S> {
             Phase::AwaitAuth { deadline, .. } => Some(*deadline),
             Phase::Ready if cfg.idle_timeout.is_zero() => None,
             Phase::Ready => Some(self.last_active + cfg.idle_timeout),
-            Phase::Running(Op::Exec(e)) => e.deadline(),
-            Phase::Running(_) if cfg.idle_timeout.is_zero() => None,
-            Phase::Running(_) => Some(self.last_active + cfg.idle_timeout),
+            Phase::Running(op) => op.deadline((!cfg.idle_timeout.is_zero()).then(|| self.last_active + cfg.idle_timeout)),
             Phase::Closing { since, .. } => Some((*since).max(self.last_active) + LINGER),
             Phase::Queued { .. } | Phase::Closed => None,
         }
@@ -311,9 +265,10 @@ impl<S: Socket> Conn<S> {
                 self.begin_close(format!("no authentication within {}s", ctx.cfg.auth_timeout.as_secs()))
             }
             Phase::Ready => self.begin_close(format!("idle for {}s", ctx.cfg.idle_timeout.as_secs())),
-            Phase::Running(Op::Exec(e)) => e.on_deadline(ctx.now),
-            Phase::Running(_) => {
-                self.begin_close(format!("transfer idle for {}s", ctx.cfg.idle_timeout.as_secs()))
+            Phase::Running(op) => {
+                if !op.on_deadline(ctx.now) {
+                    self.begin_close(format!("transfer idle for {}s", ctx.cfg.idle_timeout.as_secs()))
+                }
             }
             Phase::Closing { .. } => self.close_now("peer did not hang up"),
             Phase::Queued { .. } | Phase::Closed => {}
@@ -331,22 +286,22 @@ impl<S: Socket> Conn<S> {
 
     /// The drain timeout is over: TERM the child in flight (KILL follows at exit).
     pub fn term_child(&mut self) {
-        if let Phase::Running(Op::Exec(e)) = &self.phase {
-            e.signal(crate::proto::msg::SignalName::TERM);
+        if let Phase::Running(op) = &self.phase {
+            op.signal(msg::SignalName::TERM);
         }
     }
 
     /// The daemon is exiting: KILL and reap the child in flight.
     pub fn kill_and_reap_child(&mut self) {
-        if let Phase::Running(Op::Exec(e)) = &mut self.phase {
-            e.kill_and_reap();
+        if let Phase::Running(op) = &mut self.phase {
+            op.kill_and_reap();
         }
     }
 
     /// Pid of the running child, if any.
     pub fn child_pid(&self) -> Option<i32> {
         match &self.phase {
-            Phase::Running(Op::Exec(e)) => Some(e.pid()),
+            Phase::Running(op) => op.pid(),
             _ => None,
         }
     }
@@ -444,11 +399,7 @@ impl<S: Socket> Conn<S> {
         }
         match &self.phase {
             Phase::AwaitAuth { .. } | Phase::Ready => true,
-            Phase::Running(Op::Exec(e)) => self.held.is_none() && !e.stdin_backlog(),
-            // A get's body goes out over many turns and nothing may be queued
-            // inside it (a bad frame's error would be): the next frame waits.
-            Phase::Running(Op::Get(_)) => false,
-            Phase::Running(_) => self.held.is_none(),
+            Phase::Running(op) => self.held.is_none() && op.takes_frames(),
             Phase::Queued { .. } | Phase::Closing { .. } | Phase::Closed => false,
         }
     }
@@ -471,26 +422,22 @@ impl<S: Socket> Conn<S> {
                     self.on_header(h, ctx);
                 }
                 Ok(Some((Item::Body { range, last }, n))) => {
-                    if let (Sink::Stdin | Sink::Put, Some(a)) = (self.sink, &mut self.access) {
-                        a.bytes_in += range.len() as u64;
-                    }
                     let chunk = &self.inbuf[used + range.start..used + range.end];
                     let mut failed = None;
-                    let mut put_done = false;
-                    match (self.sink, &mut self.phase) {
-                        (Sink::Stdin, Phase::Running(Op::Exec(e))) => e.push_stdin(chunk),
-                        (Sink::Put, Phase::Running(Op::Put(p))) => {
-                            failed = p.on_body(chunk).map(|err| (err, p.id().cloned()));
-                            put_done = last && !p.is_stream();
+                    let mut ended = false;
+                    if let (Sink::Op { ends_op }, Phase::Running(op)) = (self.sink, &mut self.phase) {
+                        if let Some(a) = &mut self.access {
+                            a.bytes_in += chunk.len() as u64;
                         }
-                        _ => {}
+                        failed = op.on_body(chunk).map(|err| (err, op.id().cloned()));
+                        ended = last && ends_op;
                     }
                     used += n;
                     if let Some((err, id)) = failed {
                         self.fail(err, id);
                     }
-                    if put_done {
-                        self.finish_put();
+                    if ended {
+                        self.end_body();
                     }
                 }
                 Err(e) => {
@@ -514,35 +461,21 @@ impl<S: Socket> Conn<S> {
         match &mut self.phase {
             Phase::AwaitAuth { .. } => self.on_auth(h, ctx),
             Phase::Ready => self.on_request(h, ctx),
-            Phase::Running(Op::Put(p)) if p.is_stream() => {
-                if h.kind == "data" && h.size == 0 {
-                    self.finish_put();
-                } else if h.kind == "data" {
-                    self.sink = Sink::Put;
-                } else {
-                    // Only an empty `data` frame ends a streaming put: this one fails.
-                    let id = p.id().cloned();
+            Phase::Running(op) => match op.on_frame(&h) {
+                FrameUse::Body => self.sink = Sink::Op { ends_op: false },
+                FrameUse::End => self.end_body(),
+                FrameUse::Used => debug!("{}: {:?} frame to pid {:?}", self.name, h.kind, op.pid()),
+                FrameUse::Answer(err) => self.send_error(err, h.id),
+                FrameUse::Interrupt(err) => {
+                    let id = op.id().cloned();
                     self.phase = Phase::Ready;
-                    let err = format!("streaming put ended by a {:?} frame, not an empty data frame", h.kind);
-                    self.fail(ProtoError::new(ErrorCode::BadRequest, err), id);
+                    self.fail(err, id);
                     self.end_access("ok");
                     self.on_header(h, ctx);
                 }
-            }
-            Phase::Running(Op::Exec(e)) if h.kind == "stdin" || h.kind == "signal" => {
-                match Request::from_header(&h) {
-                    Ok(Request::Stdin) if h.size == 0 => e.close_stdin(),
-                    Ok(Request::Stdin) if e.takes_stdin() => self.sink = Sink::Stdin,
-                    Ok(Request::Signal(sig)) => {
-                        debug!("{}: signal {} to pid {}", self.name, sig.as_str(), e.pid());
-                        e.signal(sig);
-                    }
-                    Ok(_) => {}
-                    // A bad stdin or signal frame is answered; the command's result is its exit.
-                    Err(err) => self.send_error(err, h.id),
-                }
-            }
-            // Anything else waits until the command is done.
+                FrameUse::Hold => self.held = Some(Box::new(h)),
+            },
+            // Anything else waits until the request in flight is done.
             _ => self.held = Some(Box::new(h)),
         }
     }
@@ -592,7 +525,7 @@ impl<S: Socket> Conn<S> {
         if self.draining {
             self.fail(ProtoError::new(ErrorCode::ShuttingDown, "the server is shutting down"), id);
         } else {
-            self.serve(req, id, ctx);
+            self.serve(&h, req, id, ctx);
         }
         // A request answered at once ends here; one in flight ends in `op_done`
         // (or when the connection goes).
@@ -601,71 +534,55 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    fn serve(&mut self, req: Result<Request, ProtoError>, id: Option<Value>, ctx: &mut Ctx) {
-        match req {
+    fn serve(&mut self, h: &Header, req: Result<Request, ProtoError>, id: Option<Value>, ctx: &mut Ctx) {
+        match ops::start(req, id.as_ref(), &h.kind, Via::Tcp { key: self.key }, ctx) {
             Err(e) => self.fail(e, id),
-            Ok(Request::Ping) => msg::encode_pong(self.out.tail(), id.as_ref()),
-            Ok(Request::Bye | Request::Stdin | Request::Signal(_)) => {}
-            Ok(Request::Auth(_)) => self.fail(ProtoError::new(ErrorCode::BadRequest, "already authenticated"), id),
-            Ok(Request::Data) => {
-                self.fail(ProtoError::new(ErrorCode::BadRequest, "a data frame outside a streaming put"), id)
+            Ok(Start::Nothing) => {}
+            Ok(Start::Reply(Reply::Pong)) => msg::encode_pong(self.out.tail(), id.as_ref()),
+            Ok(Start::Reply(Reply::Frame(header, body))) => {
+                self.count_out(body.len());
+                self.queue(header, &body)
             }
-            Ok(Request::List(req)) => match list::list(&req, id.as_ref(), ctx) {
-                Ok((header, body)) => {
-                    self.count_out(body.len());
-                    self.queue(header, &body)
-                }
-                Err(e) => self.fail(e, id),
-            },
-            Ok(Request::Stat(req)) => match stat::stat(&req, id.as_ref(), ctx) {
-                Ok(header) => self.queue(header, &[]),
-                Err(e) => self.fail(e, id),
-            },
-            Ok(Request::Get(req)) => match Get::start(&req, id.clone(), ctx, &mut self.out) {
-                Ok(g) => {
-                    debug!("{}: get {:?} from {}", self.name, req.path, req.offset);
-                    self.phase = Phase::Running(Op::Get(Box::new(g)));
-                }
-                Err(e) => self.fail(e, id),
-            },
-            Ok(Request::Put(req)) => {
-                debug!("{}: put {:?} ({:?} bytes)", self.name, req.path, req.size);
-                let (put, err) = Put::start(&req, id.clone(), ctx);
-                self.phase = Phase::Running(Op::Put(Box::new(put)));
-                if let Some(e) = err {
-                    self.fail(e, id);
-                }
-                match req.size {
-                    Some(0) => self.finish_put(),
-                    Some(_) => self.sink = Sink::Put,
-                    None => {}
-                }
+            Ok(Start::Queued(req)) => {
+                debug!("{}: exec waits for a free child slot", self.name);
+                self.phase = Phase::Queued { req, id };
             }
-            Ok(Request::Unknown(t)) => {
-                self.fail(ProtoError::new(ErrorCode::UnknownType, format!("unknown request type {t:?}")), id)
+            Ok(Start::Running(op)) => {
+                debug!("{}: {} started{}", self.name, h.kind, op.pid().map(|p| format!(" as pid {p}")).unwrap_or_default());
+                self.begin_op(op, h.size);
             }
-            Ok(Request::Exec(req)) => {
-                // The policy answers at once, even when every child slot is busy
-                // (it is checked again at the spawn, with the config of that moment).
-                if let Err(e) = super::ops::exec::authorize(&req, ctx.cfg) {
-                    return self.fail(e, id);
-                }
-                if *ctx.children >= ctx.cfg.max_children {
-                    debug!("{}: exec waits for a free child slot", self.name);
-                    ctx.waiters.push_back(self.key);
-                    self.phase = Phase::Queued { req: Box::new(req), id };
+            Ok(Start::Refused(op, e)) => {
+                self.phase = Phase::Running(op);
+                self.fail(e, id);
+                self.begin_body(h.size);
+            }
+        }
+    }
+
+    fn begin_op(&mut self, op: Op, size: u64) {
+        self.phase = Phase::Running(op);
+        self.begin_body(size);
+    }
+
+    /// A sized put's body is its own frame's: it ends now if it is empty.
+    fn begin_body(&mut self, size: u64) {
+        if let Phase::Running(op) = &self.phase {
+            if op.body_in_request() {
+                if size == 0 {
+                    self.end_body();
                 } else {
-                    self.spawn(req, id, ctx);
+                    self.sink = Sink::Op { ends_op: true };
                 }
             }
         }
     }
 
-    fn spawn(&mut self, req: msg::Exec, id: Option<Value>, ctx: &mut Ctx) {
-        match Exec::start(&req, id.clone(), self.key, ctx) {
-            Ok(e) => {
-                debug!("{}: exec {:?} as pid {}", self.name, req.command, e.pid());
-                self.phase = Phase::Running(Op::Exec(Box::new(e)));
+    /// Spawns a queued exec once its slot is free.
+    fn resume(&mut self, req: &msg::Exec, id: Option<Value>, ctx: &mut Ctx) {
+        match ops::resume(req, id.clone(), Via::Tcp { key: self.key }, ctx) {
+            Ok(op) => {
+                debug!("{}: exec started as pid {:?}", self.name, op.pid());
+                self.phase = Phase::Running(op);
             }
             Err(err) => {
                 self.phase = Phase::Ready;
@@ -682,36 +599,21 @@ impl<S: Socket> Conn<S> {
                 let Phase::Queued { req, id } = std::mem::replace(&mut self.phase, Phase::Ready) else {
                     unreachable!()
                 };
-                self.spawn(*req, id, ctx);
+                self.resume(&req, id, ctx);
                 1
             }
-            Phase::Running(Op::Exec(e)) => {
-                let mut moved = e.pump_stdin();
-                let output = e.pump_output(&mut self.out, HIGH_WATER, budget, ctx.scratch);
-                moved += output;
-                if let Some(a) = &mut self.access {
-                    a.bytes_out += output as u64;
-                }
-                if e.is_finished() {
-                    let frame = e.exit_frame();
-                    if let Some(a) = &mut self.access {
-                        a.set_result(|| exit_result(&frame));
-                    }
-                    self.queue(frame, &[]);
-                    self.op_done();
-                    moved += 1;
-                }
-                moved
-            }
-            Phase::Running(Op::Get(g)) => {
+            Phase::Running(op) => {
                 let (sock, writable) = (&mut self.sock, &mut self.sock_write);
-                let progress = g.pump(sock, writable, &mut self.out, HIGH_WATER, budget, ctx.scratch);
+                let progress = op.pump(sock, writable, &mut self.out, HIGH_WATER, budget, ctx.scratch);
                 if let Some(a) = &mut self.access {
-                    a.bytes_out = g.sent();
+                    a.bytes_out = op.bytes_out();
                 }
                 match progress {
                     Ok(Progress::Moved(n)) => n,
                     Ok(Progress::Done) => {
+                        if let (Some(r), Some(a)) = (op.result(), &mut self.access) {
+                            a.set_result(|| r);
+                        }
                         self.op_done();
                         1
                     }
@@ -743,14 +645,12 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// The put in flight has its whole body: commit it and answer.
-    fn finish_put(&mut self) {
-        let Phase::Running(Op::Put(p)) = std::mem::replace(&mut self.phase, Phase::Ready) else { return };
-        let id = p.id().cloned();
-        match p.finish() {
-            None => {}
-            Some(Ok(reply)) => self.queue(reply, &[]),
-            Some(Err(e)) => self.fail(e, id),
+    /// The op in flight has its whole body (a put): it answers, and is done.
+    fn end_body(&mut self) {
+        let Phase::Running(op) = std::mem::replace(&mut self.phase, Phase::Ready) else { return };
+        let id = op.id().cloned();
+        if let Err(e) = op.end_body(&mut self.out) {
+            self.fail(e, id);
         }
         self.op_done();
     }
@@ -819,12 +719,7 @@ impl<S: Socket> Conn<S> {
     /// unless one was recorded.
     fn end_access(&mut self, result: &str) {
         if let Some(a) = self.access.take() {
-            // Pings are liveness probes, often sent by the thousand: their
-            // lines are debug, so an info log shows the work that was done.
-            let level = if a.kind == "ping" { log::Level::Debug } else { log::Level::Info };
-            if log::log_enabled!(level) {
-                log::log!(level, "{}", a.line(&self.name, self.key_id.as_deref(), self.now, result));
-            }
+            a.log(&self.name, self.key_id.as_deref(), self.now, result);
         }
     }
 
@@ -852,29 +747,14 @@ impl<S: Socket> Conn<S> {
     /// and left for the reactor to reap.
     fn abandon_op(&mut self) {
         match std::mem::replace(&mut self.phase, Phase::Ready) {
-            Phase::Running(Op::Exec(e)) => {
-                debug!("{}: abandoning pid {}", self.name, e.pid());
-                self.orphan = e.abandon();
+            Phase::Running(op) => {
+                debug!("{}: abandoning the request in flight (pid {:?})", self.name, op.pid());
+                self.orphan = op.abandon();
             }
-            // Dropping a put removes its temporary file.
-            Phase::Running(Op::Put(_)) => debug!("{}: abandoning a put", self.name),
             other => self.phase = other,
         }
         self.end_access("aborted");
     }
-}
-
-/// An exec's access result from its `exit` frame: `exit:CODE` or `signal:N`.
-fn exit_result(frame: &Map<String, Value>) -> String {
-    let mut r = match (frame.get("code").and_then(Value::as_i64), frame.get("signal").and_then(Value::as_i64)) {
-        (Some(code), _) => format!("exit:{code}"),
-        (None, Some(sig)) => format!("signal:{sig}"),
-        (None, None) => "exit:?".to_string(),
-    };
-    if frame.get("timed_out") == Some(&Value::Bool(true)) {
-        r.push_str(" timed_out=true");
-    }
-    r
 }
 
 #[cfg(test)]
@@ -1408,7 +1288,8 @@ mod tests {
             timeout: None,
         }));
         let a = Access::new(&h, &req, Instant::now());
-        assert!(a.detail.len() <= access::MAX_DETAIL + 3 && a.detail.ends_with("..."), "{}", a.detail.len());
+        let detail = a.detail().1;
+        assert!(detail.len() <= ops::access::MAX_DETAIL + 3 && detail.ends_with("..."), "{}", detail.len());
     }
 }
 #[cfg(test)]

@@ -11,7 +11,6 @@
 //! connections, and move the shutdown along. Datagram mode (`udp.rs`) lives in
 //! the same loop: its sockets and its execs' pipes are one more event source.
 
-mod access;
 mod buf;
 pub mod conn;
 pub mod io;
