@@ -18,8 +18,8 @@
 //! `authorize` and `check_program` for the allow-list's matching rule.
 
 use super::super::buf::Buf;
-use super::super::token::{self, Role};
-use super::{Ctx, FrameUse, Op, Start, Via};
+use super::super::token::Role;
+use super::ctx::{Ctx, FrameUse, Via};
 use crate::proto::msg::{self, Command, Request, SignalName, Stream};
 use crate::proto::{encode_frame, ErrorCode, Header, ProtoError};
 use crate::config::Config;
@@ -470,34 +470,6 @@ impl Exec {
             kill_group(self.pgid, libc::SIGKILL);
         }
     }
-}
-
-/// Admits an `exec`: the policy answers at once, even when every child slot
-/// is busy. A connection's exec then runs, or waits for a slot; a datagram's
-/// runs now or is `busy` (it has no queue, and a TCP exec waiting comes first).
-pub fn admit(mut req: msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Start, ProtoError> {
-    match via {
-        Via::Tcp { key } => {
-            authorize(&req, ctx.cfg)?;
-            if *ctx.children >= ctx.cfg.max_children {
-                ctx.waiters.push_back(key);
-                return Ok(Start::Queued(Box::new(req)));
-            }
-        }
-        Via::Udp { running, .. } => {
-            if req.stdin {
-                return Err(ProtoError::new(ErrorCode::BadRequest, "exec: no stdin over UDP"));
-            }
-            authorize(&req, ctx.cfg)?;
-            if *ctx.children >= ctx.cfg.max_children || !ctx.waiters.is_empty() || running >= token::MAX_UDP_EXECS {
-                return Err(ProtoError::new(ErrorCode::Busy, "every child slot is taken; try again later"));
-            }
-            let t = effective_timeout(req.timeout, Some(ctx.cfg.udp.exec_timeout));
-            req.timeout = t.map(|t| t.as_secs_f64());
-        }
-    }
-    let e = Exec::start(&req, id.cloned(), via, ctx)?;
-    Ok(Start::Running(Op::Exec(Box::new(e))))
 }
 
 /// Takes the child's pipes, makes them non-blocking (mio's `From` conversions

@@ -14,7 +14,7 @@
 
 use super::super::buf::Buf;
 use super::super::io::{interrupted, would_block, Socket};
-use super::{Ctx, Progress};
+use super::ctx::{Ctx, Progress};
 use crate::paths::{self, RelPath};
 use crate::proto::auth::to_hex;
 use crate::proto::msg::{self, Digest};

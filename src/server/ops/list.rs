@@ -4,7 +4,7 @@
 //! the root. Names that are not UTF-8 are shown with U+FFFD in place of the
 //! bad bytes.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::paths::{self, RelPath};
 use crate::proto::msg::{self, Entry, Kind};
 use crate::proto::ProtoError;

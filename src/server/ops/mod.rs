@@ -13,12 +13,14 @@
 //! `proto`. Not `conn`, not `udp`: they import this.
 
 pub mod access;
+mod ctx;
 pub mod exec;
 pub mod get;
 pub mod list;
 pub mod put;
 pub mod stat;
 
+pub use ctx::{Ctx, FrameUse, Progress, Via};
 pub use exec::Exec;
 pub use get::Get;
 pub use put::Put;
@@ -26,47 +28,11 @@ pub use put::Put;
 use super::buf::Buf;
 use super::io::Socket;
 use super::token::{self, Role};
-use crate::config::Config;
 use crate::proto::msg::{self, Request, SignalName};
 use crate::proto::{ErrorCode, Header, ProtoError};
-use mio::{Registry, Token};
 use serde_json::{Map, Value};
-use std::collections::VecDeque;
 use std::process::Child;
 use std::time::Instant;
-
-/// What a connection may use of the server while it handles an event.
-pub struct Ctx<'a> {
-    pub registry: &'a Registry,
-    pub cfg: &'a Config,
-    pub now: Instant,
-    /// Children running now, across all connections.
-    pub children: &'a mut usize,
-    /// Connections whose `exec` waits for a free child slot, in arrival order.
-    pub waiters: &'a mut VecDeque<usize>,
-    /// A shared buffer for socket and pipe reads.
-    pub scratch: &'a mut [u8],
-}
-
-/// Which transport a request came by: what it may ask for, and whose tokens
-/// an exec's pipes register under.
-#[derive(Debug, Clone, Copy)]
-pub enum Via {
-    /// The connection with this slab key: every op; an exec may wait for a slot.
-    Tcp { key: usize },
-    /// A datagram: `ping`, `stat` and `exec` (no stdin, no queue). `slot` is
-    /// the exec slot it would take, `running` the datagram execs running.
-    Udp { slot: usize, running: usize },
-}
-
-impl Via {
-    pub fn token(self, role: Role) -> Token {
-        match self {
-            Via::Tcp { key } => token::conn(key, role),
-            Via::Udp { slot, .. } => token::udp_exec(slot, role),
-        }
-    }
-}
 
 /// An answer made at once.
 pub enum Reply {
@@ -100,7 +66,7 @@ pub fn start(
     match req? {
         Request::Ping => Ok(Start::Reply(Reply::Pong)),
         Request::Stat(p) => Ok(Start::Reply(Reply::Frame(stat::stat(&p, id, ctx)?, Vec::new()))),
-        Request::Exec(e) => exec::admit(e, id, via, ctx),
+        Request::Exec(e) => admit(e, id, via, ctx),
         Request::Unknown(t) => Err(ProtoError::new(ErrorCode::UnknownType, format!("unknown request type {t:?}"))),
         _ if !tcp => Err(ProtoError::new(
             ErrorCode::UnknownType,
@@ -121,36 +87,37 @@ pub fn start(
     }
 }
 
+/// Admits an `exec`: the policy answers at once, even when every child slot
+/// is busy. A connection's exec then runs, or waits for a slot; a datagram's
+/// runs now or is `busy` (it has no queue, and a TCP exec waiting comes first).
+fn admit(mut req: msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Start, ProtoError> {
+    match via {
+        Via::Tcp { key } => {
+            exec::authorize(&req, ctx.cfg)?;
+            if *ctx.children >= ctx.cfg.max_children {
+                ctx.waiters.push_back(key);
+                return Ok(Start::Queued(Box::new(req)));
+            }
+        }
+        Via::Udp { running, .. } => {
+            if req.stdin {
+                return Err(ProtoError::new(ErrorCode::BadRequest, "exec: no stdin over UDP"));
+            }
+            exec::authorize(&req, ctx.cfg)?;
+            if *ctx.children >= ctx.cfg.max_children || !ctx.waiters.is_empty() || running >= token::MAX_UDP_EXECS {
+                return Err(ProtoError::new(ErrorCode::Busy, "every child slot is taken; try again later"));
+            }
+            let t = exec::effective_timeout(req.timeout, Some(ctx.cfg.udp.exec_timeout));
+            req.timeout = t.map(|t| t.as_secs_f64());
+        }
+    }
+    let e = Exec::start(&req, id.cloned(), via, ctx)?;
+    Ok(Start::Running(Op::Exec(Box::new(e))))
+}
+
 /// Spawns a queued exec once a child slot is free.
 pub fn resume(req: &msg::Exec, id: Option<Value>, via: Via, ctx: &mut Ctx) -> Result<Op, ProtoError> {
     Ok(Op::Exec(Box::new(Exec::start(req, id, via, ctx)?)))
-}
-
-/// What a frame that arrives while an op runs is to it.
-pub enum FrameUse {
-    /// Its body is the op's (stdin, a streaming put's data).
-    Body,
-    /// It ends the op's body (an empty `data`): call `end_body`.
-    End,
-    /// Taken (a signal, stdin's EOF); nothing to answer.
-    Used,
-    /// Answered with this error; the op goes on.
-    Answer(ProtoError),
-    /// The op fails with this error, and the frame is then served as a request.
-    Interrupt(ProtoError),
-    /// Not the op's: it waits until the op is done.
-    Hold,
-}
-
-/// What a turn of `pump` achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
-    /// Things done (0: waiting for the socket, a pipe or the output buffer).
-    Moved(usize),
-    /// The whole answer is queued: the op is over.
-    Done,
-    /// A get's file ended before the size its header promised.
-    Short,
 }
 
 /// A request in flight.

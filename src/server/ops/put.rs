@@ -11,7 +11,7 @@
 //! peer gone, the daemon stopping) removes its temporary file too: that is
 //! `Target`'s `Drop`.
 
-use super::{Ctx, FrameUse};
+use super::ctx::{Ctx, FrameUse};
 use crate::paths::{self, RelPath};
 use crate::proto::auth::{fresh_nonce, to_hex};
 use crate::proto::msg;

@@ -2,7 +2,7 @@
 //! the root (so `stat` describes what `get` would fetch).
 
 use super::list::entry;
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::paths::{self, RelPath};
 use crate::proto::msg;
 use crate::proto::ProtoError;
