@@ -3,13 +3,25 @@
 //! `Server` owns the poll, the listeners, the connections, the signal source,
 //! the count of running children and the children left behind by closed
 //! connections. It knows nothing of frames: each event is recorded on the
-//! connection that owns the token and the connection is pumped (`conn.rs`).
+//! connection that owns the token and the connection is pumped (`conn`).
 //!
 //! The loop (`run`): sleep until an event or the nearest deadline, dispatch
 //! the events, then sweep: pump connections that ran out of budget, fire
 //! expired deadlines, hand free child slots to waiting execs, remove closed
-//! connections, and move the shutdown along. Datagram mode (`udp.rs`) lives in
+//! connections, and move the shutdown along. Datagram mode (`udp`) lives in
 //! the same loop: its sockets and its execs' pipes are one more event source.
+//!
+//! What lives here, from the bottom up (each imports only what is above it
+//! in this list, plus `proto`, `config`, `paths` and `sys`):
+//! - `buf`: the output buffer; `io`: the `Socket` trait and the error-kind
+//!   predicates; `token`: reserved tokens and the token ↔ source mapping.
+//! - `ops`: where a request becomes work, for both transports: policy, child
+//!   slots, the access line, and one module per operation.
+//! - `conn`: a TCP connection's phases, buffers and flow control; `udp`: the
+//!   datagram loop and its replay protection.
+//! - `testing`: an in-memory socket and a stand-in reactor for unit tests
+//!   and the fuzz targets.
+//! - this file: `Server`, the loop and the sweep, `bind` for the listeners.
 
 mod buf;
 pub mod conn;

@@ -4,7 +4,12 @@
 //! the request in flight. The reactor records readiness (`on_socket_event`,
 //! `on_pipe_event`) and then calls `pump`, which does all the work that
 //! readiness allows and answers with a `Step`. `Conn` is generic over the
-//! socket so the state machine is unit-tested on an in-memory stream.
+//! socket so the state machine is unit-tested on an in-memory stream. It
+//! does not know what an op does: `ops::start` turns each request into a
+//! reply or an `Op`, and the connection feeds it frames and pumps it.
+//! Files: this one (phases and the reactor's API), `wire.rs` (the socket
+//! side), `serve.rs` (frames, requests and the access line), `tests.rs`.
+//! May import `buf`, `io`, `ops` and `token`; never `udp`.
 //!
 //! LIFECYCLE (`Phase`)
 //! - `AwaitAuth` --valid `auth`--> `Ready`; anything else --> `Closing` (auth-required / auth-failed);

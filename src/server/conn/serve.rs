@@ -6,7 +6,7 @@
 use super::{Conn, Phase, Sink, HIGH_WATER};
 use crate::server::io::Socket;
 use crate::server::ops::access::Access;
-use crate::server::ops::{self, Ctx, FrameUse, Op, Progress, Reply, Start, Via};
+use crate::server::ops::{self, Ctx, FrameUse, Op, Output, Progress, Reply, Start, Via};
 use crate::proto::auth;
 use crate::proto::msg::{self, Request};
 use crate::proto::{encode_frame, ErrorCode, Header, Item, ProtoError};
@@ -225,8 +225,14 @@ impl<S: Socket> Conn<S> {
                 1
             }
             Phase::Running(op) => {
-                let (sock, writable) = (&mut self.sock, &mut self.sock_write);
-                let progress = op.pump(sock, writable, &mut self.out, HIGH_WATER, budget, ctx.scratch);
+                let progress = op.pump(Output {
+                    sock: &mut self.sock,
+                    writable: &mut self.sock_write,
+                    out: &mut self.out,
+                    high_water: HIGH_WATER,
+                    budget,
+                    scratch: ctx.scratch,
+                });
                 if let Some(a) = &mut self.access {
                     a.bytes_out = op.bytes_out();
                 }

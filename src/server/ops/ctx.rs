@@ -3,6 +3,7 @@
 //! share, kept apart so that no op imports the module that dispatches to it.
 
 use crate::config::Config;
+use crate::server::buf::Buf;
 use crate::proto::ProtoError;
 use crate::server::token::{self, Role};
 use mio::{Registry, Token};
@@ -67,4 +68,17 @@ pub enum Progress {
     Done,
     /// A get's file ended before the size its header promised.
     Short,
+}
+
+/// Where an op's output goes in one turn: the connection's output buffer
+/// (kept below `high_water`), or straight to its socket (a get's sendfile,
+/// while `*writable`), `budget` bytes at most.
+pub struct Output<'a, S> {
+    pub sock: &'a mut S,
+    /// The socket's stored write readiness, cleared on `WouldBlock`.
+    pub writable: &'a mut bool,
+    pub out: &'a mut Buf,
+    pub high_water: usize,
+    pub budget: usize,
+    pub scratch: &'a mut [u8],
 }

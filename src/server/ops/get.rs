@@ -12,9 +12,8 @@
 //! while it is sent can no longer fill the frame: the connection is closed
 //! rather than padded (`Progress::Short`), and the client sees a cut frame.
 
-use super::super::buf::Buf;
 use super::super::io::{interrupted, would_block, Socket};
-use super::ctx::{Ctx, Progress};
+use super::ctx::{Ctx, Output, Progress};
 use crate::paths::{self, RelPath};
 use crate::proto::auth::to_hex;
 use crate::proto::msg::{self, Digest};
@@ -88,15 +87,8 @@ impl Get {
     /// Moves up to `budget` bytes of the body: into `out` (digest path, while
     /// it is below `high_water`) or into `sock` (sendfile path, once `out` is
     /// empty and while `*writable`).
-    pub fn pump<S: Socket>(
-        &mut self,
-        sock: &mut S,
-        writable: &mut bool,
-        out: &mut Buf,
-        high_water: usize,
-        budget: usize,
-        scratch: &mut [u8],
-    ) -> std::io::Result<Progress> {
+    pub fn pump<S: Socket>(&mut self, o: Output<S>) -> std::io::Result<Progress> {
+        let Output { sock, writable, out, high_water, budget, scratch } = o;
         // The header counts as one thing done, so the connection flushes it.
         let mut moved = 0;
         if let Some((header, size)) = self.head.take() {

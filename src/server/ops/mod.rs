@@ -20,7 +20,7 @@ pub mod list;
 pub mod put;
 pub mod stat;
 
-pub use ctx::{Ctx, FrameUse, Progress, Via};
+pub use ctx::{Ctx, FrameUse, Output, Progress, Via};
 pub use exec::Exec;
 pub use get::Get;
 pub use put::Put;
@@ -190,27 +190,18 @@ impl Op {
         }
     }
 
-    /// Moves output into `out` (below `high_water`) or straight to `sock`
-    /// (a get's sendfile, while `*writable`), up to `budget` bytes.
-    pub fn pump<S: Socket>(
-        &mut self,
-        sock: &mut S,
-        writable: &mut bool,
-        out: &mut Buf,
-        high_water: usize,
-        budget: usize,
-        scratch: &mut [u8],
-    ) -> std::io::Result<Progress> {
+    /// Moves what the op has to say, as `o` allows (see `Output`).
+    pub fn pump<S: Socket>(&mut self, o: Output<S>) -> std::io::Result<Progress> {
         match self {
             Op::Exec(e) => {
-                let moved = e.pump_stdin() + e.pump_output(out, high_water, budget, scratch);
+                let moved = e.pump_stdin() + e.pump_output(o.out, o.high_water, o.budget, o.scratch);
                 if !e.is_finished() {
                     return Ok(Progress::Moved(moved));
                 }
-                crate::proto::encode_frame(out.tail(), e.exit().frame(e.id()), &[]);
+                crate::proto::encode_frame(o.out.tail(), e.exit().frame(e.id()), &[]);
                 Ok(Progress::Done)
             }
-            Op::Get(g) => g.pump(sock, writable, out, high_water, budget, scratch),
+            Op::Get(g) => g.pump(o),
             Op::Put(_) => Ok(Progress::Moved(0)),
         }
     }

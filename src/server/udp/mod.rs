@@ -3,7 +3,11 @@
 //! `Udp` owns the UDP sockets, the seen set, the reply cache and the execs
 //! started by datagrams. The reactor hands it socket and pipe events
 //! (`on_event`), calls `sweep` while it has a backlog, `reap` on SIGCHLD and
-//! `on_deadline` for exec timeouts; the codec is `proto::datagram`.
+//! `on_deadline` for exec timeouts; the codec is `proto::datagram`. What a
+//! request is answered with is decided by `ops::start`, as for TCP; this
+//! file judges the datagram, encodes the answer and keeps the execs' output.
+//! `replay.rs` holds the seen set, the reply cache and the strangers' budget.
+//! May import `ops`, `token` and `replay`; never `conn`.
 //!
 //! A datagram is read and judged in this order; the first that applies wins:
 //! 1. malformed, unknown key id, wrong tag: silence (counted; a debug line at
