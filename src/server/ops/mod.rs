@@ -19,6 +19,8 @@ pub mod get;
 pub mod list;
 pub mod put;
 pub mod stat;
+#[cfg(test)]
+mod tests;
 
 pub use ctx::{Ctx, FrameUse, Output, Progress, Via};
 pub use exec::Exec;
