@@ -118,7 +118,7 @@ pub struct Conn<S> {
     out: Buf,
     decoder: Decoder,
     sink: Sink,
-    /// A request that arrived while an exec runs, waiting its turn.
+    /// A request that arrived while an op runs, waiting its turn.
     held: Option<Box<Header>>,
     phase: Phase,
     sock_read: bool,
@@ -257,7 +257,10 @@ impl<S: Socket> Conn<S> {
             Phase::AwaitAuth { deadline, .. } => Some(*deadline),
             Phase::Ready if cfg.idle_timeout.is_zero() => None,
             Phase::Ready => Some(self.last_active + cfg.idle_timeout),
-            Phase::Running(op) => op.deadline((!cfg.idle_timeout.is_zero()).then(|| self.last_active + cfg.idle_timeout)),
+            Phase::Running(op) => {
+                let idle = (!cfg.idle_timeout.is_zero()).then(|| self.last_active + cfg.idle_timeout);
+                op.deadline(idle)
+            }
             Phase::Closing { since, .. } => Some((*since).max(self.last_active) + LINGER),
             Phase::Queued { .. } | Phase::Closed => None,
         }

@@ -170,7 +170,7 @@ impl<S: Socket> Conn<S> {
                 self.phase = Phase::Queued { req, id };
             }
             Ok(Start::Running(op)) => {
-                debug!("{}: {} started{}", self.name, h.kind, op.pid().map(|p| format!(" as pid {p}")).unwrap_or_default());
+                debug!("{}: {} started (pid {:?})", self.name, h.kind, op.pid());
                 self.begin_op(op, h.size);
             }
             Ok(Start::Refused(op, e)) => {

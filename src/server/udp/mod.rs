@@ -440,7 +440,9 @@ impl Udp {
                 self.inflight.insert(fp, slot);
                 return;
             }
-            Ok(Start::Reply(Reply::Pong)) => Ok(datagram::encode_reply(&secret, reply::pong(&req.nonce, unix_now(), id.as_ref()), b"")),
+            Ok(Start::Reply(Reply::Pong)) => {
+                Ok(datagram::encode_reply(&secret, reply::pong(&req.nonce, unix_now(), id.as_ref()), b""))
+            }
             Ok(Start::Reply(Reply::Frame(h, body))) => {
                 let r = datagram::encode_reply(&secret, reply::with_nonce(h, &req.nonce), &body);
                 if r.len() <= max_reply {
