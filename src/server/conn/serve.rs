@@ -201,7 +201,7 @@ impl<S: Socket> Conn<S> {
 
     /// Spawns a queued exec once its slot is free.
     pub(super) fn resume(&mut self, req: &msg::Exec, id: Option<Value>, ctx: &mut Ctx) {
-        match ops::resume(req, id.clone(), Via::Tcp { key: self.key }, ctx) {
+        match ops::resume(req, id.as_ref(), Via::Tcp { key: self.key }, ctx) {
             Ok(op) => {
                 debug!("{}: exec started as pid {:?}", self.name, op.pid());
                 self.phase = Phase::Running(op);

@@ -170,7 +170,7 @@ impl Exec {
     /// of `via` (a connection's, or a datagram exec slot's). The exec policy
     /// is checked first, with the config of this moment: nothing is spawned
     /// for a request it refuses.
-    pub fn start(req: &msg::Exec, id: Option<Value>, via: Via, ctx: &mut Ctx) -> Result<Exec, ProtoError> {
+    pub fn start(req: &msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Exec, ProtoError> {
         let program = authorize(req, ctx.cfg)?;
         let cwd = match &req.cwd {
             Some(rel) => crate::paths::resolve_existing(&ctx.cfg.root, rel)?,
@@ -227,7 +227,7 @@ impl Exec {
         Ok(Exec {
             child,
             pgid,
-            id,
+            id: id.cloned(),
             stdout: Output::new(Some(out), Stream::Stdout),
             stderr: Output::new(Some(err), Stream::Stderr),
             stdin,

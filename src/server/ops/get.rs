@@ -46,7 +46,7 @@ pub struct Get {
 
 impl Get {
     /// Opens the file; its `file` header goes out with the first `pump`.
-    pub fn start(req: &msg::Get, id: Option<Value>, ctx: &Ctx) -> Result<Get, ProtoError> {
+    pub fn start(req: &msg::Get, id: Option<&Value>, ctx: &Ctx) -> Result<Get, ProtoError> {
         let p = RelPath::parse(&req.path)?;
         let root = paths::open_root(&ctx.cfg.root)?;
         // O_NONBLOCK: opening a FIFO must not stall the reactor (it is refused below).
@@ -62,10 +62,10 @@ impl Get {
             let msg = format!("offset {} is beyond the end of {:?} ({file_size} bytes)", req.offset, req.path);
             return Err(ProtoError::new(ErrorCode::BadRequest, msg));
         }
-        let header = msg::file(&req.path, file_size, st.st_mode & 0o7777, st.st_mtime, req.offset, id.as_ref());
+        let header = msg::file(&req.path, file_size, st.st_mode & 0o7777, st.st_mtime, req.offset, id);
         Ok(Get {
             head: Some((header, file_size - req.offset)),
-            id,
+            id: id.cloned(),
             file: File::from(fd),
             pos: req.offset,
             end: file_size,

@@ -24,7 +24,7 @@ pub fn entry(name: String, st: &Stat) -> Entry {
 }
 
 /// The `listing` header and its body.
-pub fn list(req: &msg::PathReq, id: Option<&Value>, ctx: &Ctx) -> Result<(Map<String, Value>, Vec<u8>), ProtoError> {
+pub fn start(req: &msg::PathReq, id: Option<&Value>, ctx: &Ctx) -> Result<(Map<String, Value>, Vec<u8>), ProtoError> {
     let p = RelPath::parse(&req.path)?;
     let root = paths::open_root(&ctx.cfg.root)?;
     let dir = paths::open(root.as_fd(), &p, OFlags::RDONLY | OFlags::DIRECTORY)?;

@@ -3,7 +3,10 @@
 //! child slots, and answers with a `Start`: a reply now, an `Op` in flight,
 //! or an exec waiting for a slot. The transports only encode what it says.
 //!
-//! Every op has the same surface, behind the `Op` enum (no boxing per frame,
+//! Each op module starts the same way, `start(req, id, ctx)` (exec also takes
+//! the `Via` its pipes register under): an answer for `list` and `stat`, the
+//! op in flight for `exec`, `get` and `put`. Every op in flight has the same
+//! surface, behind the `Op` enum (no boxing per frame,
 //! no trait objects): frames and body in (`on_frame`, `on_body`, `end_body`),
 //! output out under a budget (`pump`), and the child's lifecycle for `exec`
 //! (`on_pipe_event`, `try_reap`, `deadline`, `abandon`). One module per
@@ -67,7 +70,7 @@ pub fn start(
     let tcp = matches!(via, Via::Tcp { .. });
     match req? {
         Request::Ping => Ok(Start::Reply(Reply::Pong)),
-        Request::Stat(p) => Ok(Start::Reply(Reply::Frame(stat::stat(&p, id, ctx)?, Vec::new()))),
+        Request::Stat(p) => Ok(Start::Reply(Reply::Frame(stat::start(&p, id, ctx)?, Vec::new()))),
         Request::Exec(e) => admit(e, id, via, ctx),
         Request::Unknown(t) => Err(ProtoError::new(ErrorCode::UnknownType, format!("unknown request type {t:?}"))),
         _ if !tcp => Err(ProtoError::new(
@@ -75,11 +78,11 @@ pub fn start(
             format!("{kind:?} is not served over UDP (ping, stat and exec are; the rest is TCP's)"),
         )),
         Request::List(p) => {
-            let (header, body) = list::list(&p, id, ctx)?;
+            let (header, body) = list::start(&p, id, ctx)?;
             Ok(Start::Reply(Reply::Frame(header, body)))
         }
-        Request::Get(g) => Ok(Start::Running(Op::Get(Box::new(Get::start(&g, id.cloned(), ctx)?)))),
-        Request::Put(p) => match Put::start(&p, id.cloned(), ctx) {
+        Request::Get(g) => Ok(Start::Running(Op::Get(Box::new(Get::start(&g, id, ctx)?)))),
+        Request::Put(p) => match Put::start(&p, id, ctx) {
             (put, None) => Ok(Start::Running(Op::Put(Box::new(put)))),
             (put, Some(e)) => Ok(Start::Refused(Op::Put(Box::new(put)), e)),
         },
@@ -113,12 +116,12 @@ fn admit(mut req: msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Res
             req.timeout = t.map(|t| t.as_secs_f64());
         }
     }
-    let e = Exec::start(&req, id.cloned(), via, ctx)?;
+    let e = Exec::start(&req, id, via, ctx)?;
     Ok(Start::Running(Op::Exec(Box::new(e))))
 }
 
 /// Spawns a queued exec once a child slot is free.
-pub fn resume(req: &msg::Exec, id: Option<Value>, via: Via, ctx: &mut Ctx) -> Result<Op, ProtoError> {
+pub fn resume(req: &msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Op, ProtoError> {
     Ok(Op::Exec(Box::new(Exec::start(req, id, via, ctx)?)))
 }
 

@@ -60,9 +60,9 @@ pub struct Put {
 impl Put {
     /// Starts a put. The put is returned even when it cannot proceed, since
     /// its body must still be consumed; the error is to be reported now.
-    pub fn start(req: &msg::Put, id: Option<Value>, ctx: &Ctx) -> (Put, Option<ProtoError>) {
+    pub fn start(req: &msg::Put, id: Option<&Value>, ctx: &Ctx) -> (Put, Option<ProtoError>) {
         let mut put = Put {
-            id,
+            id: id.cloned(),
             path: req.path.clone(),
             stream: req.size.is_none(),
             target: None,

@@ -10,7 +10,8 @@ use rustix::fd::AsFd;
 use rustix::fs::OFlags;
 use serde_json::{Map, Value};
 
-pub fn stat(req: &msg::PathReq, id: Option<&Value>, ctx: &Ctx) -> Result<Map<String, Value>, ProtoError> {
+/// The `stat` header.
+pub fn start(req: &msg::PathReq, id: Option<&Value>, ctx: &Ctx) -> Result<Map<String, Value>, ProtoError> {
     let p = RelPath::parse(&req.path)?;
     let root = paths::open_root(&ctx.cfg.root)?;
     let fd = paths::open(root.as_fd(), &p, OFlags::PATH)?;
