@@ -6,11 +6,12 @@
 //! Each op module starts the same way, `start(req, id, ctx)` (exec also takes
 //! the `Via` its pipes register under): an answer for `list` and `stat`, the
 //! op in flight for `exec`, `get` and `put`. Every op in flight has the same
-//! surface, behind the `Op` enum (no boxing per frame,
-//! no trait objects): frames and body in (`on_frame`, `on_body`, `end_body`),
-//! output out under a budget (`pump`), and the child's lifecycle for `exec`
-//! (`on_pipe_event`, `try_reap`, `deadline`, `abandon`). One module per
-//! operation; `ping` stays inline here, `bye` is the connection's.
+//! surface, behind the `Op` enum (no boxing per frame, no trait objects):
+//! frames and body in (`on_frame`, `on_body`, `end_body`), output out under
+//! a budget (`pump`), and the child's lifecycle for `exec` (`on_pipe_event`,
+//! `try_reap`, `deadline`, `abandon`). One module per operation; `ping`
+//! stays inline here, `bye` is the connection's. `access` is the one access
+//! line both transports write; `ctx` what every op is given and answers with.
 //!
 //! May import: `buf`, `io` and `token` of the server, `config`, `paths` and
 //! `proto`. Not `conn`, not `udp`: they import this.
