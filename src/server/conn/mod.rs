@@ -25,6 +25,8 @@
 //! - Any phase --fatal error, `bye`, server drain, peer EOF--> `Closing`: terminate a running
 //!   command (TERM, KILL later; the reactor reaps it), flush the output,
 //!   shut down our write side, discard input until the peer's EOF or `LINGER`, then `Closed`.
+//!   When the server is stopping and nothing was unread, `Closed` as soon as the output is out
+//!   and a last read finds nothing: an idle client does not hold up a stop.
 //! - Any phase --socket error--> `Closed` at once. The reactor removes `Closed`
 //!   connections after the event batch.
 //!
@@ -84,8 +86,11 @@ pub enum Phase {
     /// A request in flight.
     Running(Op),
     /// Flushing what is owed, then waiting for the peer to hang up.
-    /// `shut` once our write side is shut down.
-    Closing { since: Instant, shut: bool },
+    /// `shut` once our write side is shut down. `prompt` when the server is
+    /// stopping and nothing was unread: once the output is out and a last read
+    /// finds nothing, the socket closes at once instead of lingering (a close
+    /// with unread input would send RST, which is what `LINGER` protects from).
+    Closing { since: Instant, shut: bool, prompt: bool },
     Closed,
 }
 
@@ -228,6 +233,7 @@ impl<S: Socket> Conn<S> {
             moved += self.fill(ctx.scratch);
             moved += self.parse(ctx);
             moved += self.on_peer_eof();
+            self.close_if_nothing_unread(ctx.scratch);
             if self.is_closed() {
                 return Step::Close;
             }
@@ -325,7 +331,21 @@ impl<S: Socket> Conn<S> {
         self.reason.get_or_insert_with(|| reason.into());
         self.abandon_op();
         self.held = None;
-        self.phase = Phase::Closing { since: self.now, shut: false };
+        // Stopping with nothing unread: no request of the peer's can be cut.
+        let prompt = self.draining && self.inbuf.is_empty();
+        self.phase = Phase::Closing { since: self.now, shut: false, prompt };
+    }
+
+    /// A prompt close (see `Phase::Closing`): after our half-close, one more
+    /// read, whatever the stored readiness says. Nothing there: close now. Bytes
+    /// there: they are discarded and the connection lingers as any other.
+    fn close_if_nothing_unread(&mut self, scratch: &mut [u8]) {
+        let Phase::Closing { shut: true, prompt: true, .. } = self.phase else { return };
+        self.sock_read = true;
+        // Bytes read here clear `prompt` (see `fill`); an EOF closes as usual.
+        if self.fill(scratch) == 0 && !self.is_closed() && !self.peer_eof {
+            self.close_now("the server is shutting down");
+        }
     }
 
     fn close_now(&mut self, reason: &str) {

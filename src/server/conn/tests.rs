@@ -546,3 +546,55 @@ fn a_connection_stays_small() {
     let size = std::mem::size_of::<Conn<mio::net::TcpStream>>();
     assert!(size <= 512, "Conn is {size} bytes; box what only busy connections need");
 }
+
+#[test]
+fn a_stop_closes_an_idle_connection_once_its_frame_is_out() {
+    let mut h = Harness::new();
+    let mut c = authed(&mut h);
+    c.drain();
+    assert_eq!(c.pump(&mut h.ctx()), Step::Close);
+    assert!(c.sock.shut, "half-closed before the close");
+    let w = written(&mut c);
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0]["code"], "shutting-down");
+}
+
+#[test]
+fn a_stop_waits_for_a_peer_that_cannot_read_yet() {
+    let mut h = Harness::new();
+    let mut c = authed(&mut h);
+    c.sock.write_blocked = true;
+    c.drain();
+    assert_eq!(c.pump(&mut h.ctx()), Step::Idle, "the frame is not out: no close yet");
+    c.sock.write_blocked = false;
+    c.on_socket_event(false, true);
+    assert_eq!(c.pump(&mut h.ctx()), Step::Close);
+    assert_eq!(written(&mut c)[0]["code"], "shutting-down");
+}
+
+#[test]
+fn a_stop_lingers_where_input_is_unread() {
+    let mut h = Harness::new();
+    let mut c = authed(&mut h);
+    // Half a frame buffered: the peer is mid-request.
+    let f = frame(json!({"type":"ping"}), b"");
+    send(&mut h, &mut c, &f[..3]);
+    c.drain();
+    assert_eq!(c.pump(&mut h.ctx()), Step::Idle);
+    assert!(matches!(c.phase, Phase::Closing { shut: true, .. }));
+    // Bytes that arrive after our half-close also mean lingering.
+    let mut h2 = Harness::new();
+    let mut d = authed(&mut h2);
+    d.sock.write_blocked = true;
+    d.drain();
+    d.pump(&mut h2.ctx());
+    d.sock.write_blocked = false;
+    d.sock.input.extend_from_slice(&f);
+    d.on_socket_event(true, true);
+    assert_eq!(d.pump(&mut h2.ctx()), Step::Idle);
+    assert!(matches!(d.phase, Phase::Closing { shut: true, prompt: false, .. }));
+    // ...until the peer hangs up.
+    d.sock.eof = true;
+    d.on_socket_event(true, false);
+    assert_eq!(d.pump(&mut h2.ctx()), Step::Close);
+}

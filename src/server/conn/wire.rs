@@ -74,6 +74,9 @@ impl<S: Socket> Conn<S> {
                 Ok(n) => {
                     if !discard {
                         self.inbuf.extend_from_slice(&scratch[..n]);
+                    } else if let Phase::Closing { prompt, .. } = &mut self.phase {
+                        // The peer is still talking: close only once it hangs up.
+                        *prompt = false;
                     }
                     self.last_active = self.now;
                     return n;
