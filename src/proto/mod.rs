@@ -9,6 +9,8 @@ pub mod auth;
 pub mod datagram;
 pub mod frame;
 pub mod msg;
+pub mod sealed;
+pub mod sniff;
 
 pub use frame::{encode_frame, encode_head, Decoder, FrameError, Header, Item, MAX_HEADER};
 pub use msg::{ErrorCode, ProtoError, Reply, Request};
