@@ -4,6 +4,8 @@
 //! - `msg`: the vocabulary (requests, replies, error codes).
 //! - `auth`: nonces, the handshake MACs, the keys-file format.
 //! - `datagram`: the UDP codec (tag, length, JSON header, body) and its messages.
+//! - `sealed`: sealed datagrams (AES-256-GCM, key id in clear) and how to tell them from v1.
+//! - `sniff`: TLS or v1 frames, from a TCP client's first byte.
 
 pub mod auth;
 pub mod datagram;

@@ -53,7 +53,8 @@ pub struct DatagramKeys {
 
 impl DatagramKeys {
     pub fn new(request: &[u8; 32], reply: &[u8; 32]) -> DatagramKeys {
-        let key = |k: &[u8; 32]| LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k).expect("32 bytes is an AES-256 key"));
+        let key =
+            |k: &[u8; 32]| LessSafeKey::new(UnboundKey::new(&AES_256_GCM, k).expect("32 bytes is an AES-256 key"));
         DatagramKeys { request: key(request), reply: key(reply) }
     }
 
@@ -196,7 +197,12 @@ fn seal(
 
 /// A request sealed with `keys` under `nonce` (use `fresh_nonce`; a client
 /// that retransmits sends the same bytes again, it does not seal again).
-pub fn seal_request(keys: &DatagramKeys, key_id: &str, nonce: [u8; NONCE_LEN], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+pub fn seal_request(
+    keys: &DatagramKeys,
+    key_id: &str,
+    nonce: [u8; NONCE_LEN],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
     seal(Dir::Request, keys, key_id, nonce, None, plaintext)
 }
 
@@ -241,7 +247,12 @@ fn parse(dir: Dir, bytes: &[u8]) -> Result<Parts<'_>, SealError> {
     })
 }
 
-fn open(dir: Dir, key: &LessSafeKey, p: &Parts<'_>, request_nonce: Option<&[u8; NONCE_LEN]>) -> Result<Vec<u8>, SealError> {
+fn open(
+    dir: Dir,
+    key: &LessSafeKey,
+    p: &Parts<'_>,
+    request_nonce: Option<&[u8; NONCE_LEN]>,
+) -> Result<Vec<u8>, SealError> {
     let mut buf = p.ciphertext.to_vec();
     key.open_in_place_separate_tag(
         Nonce::assume_unique_for_key(p.nonce),
