@@ -374,6 +374,32 @@ mod tests {
     }
 
     #[test]
+    fn sealed_datagram_known_answers() {
+        use crate::proto::sealed;
+        let keys = datagram_keys(&example());
+        let nonce: [u8; 12] = std::array::from_fn(|i| i as u8);
+        let reply_nonce: [u8; 12] = std::array::from_fn(|i| 12 + i as u8);
+        let mut ping = 31u32.to_be_bytes().to_vec();
+        ping.extend_from_slice(br#"{"type":"ping","ts":1700000000}"#);
+        let req = sealed::seal_request(&keys, "example", nonce, &ping).unwrap();
+        assert_eq!(
+            to_hex(&req),
+            "46535131000102030405060708090a0b0f5158721d514e2dc6d58830262a468a076578616d706c658e30607b\
+             e88d2f1e2d0252c065590a0c13c5a9b1ceb97c898990a09f5bf0a9269a19ba"
+        );
+        let mut pong = 31u32.to_be_bytes().to_vec();
+        pong.extend_from_slice(br#"{"type":"pong","ts":1700000001}"#);
+        let rep = sealed::seal_reply(&keys, "example", &nonce, reply_nonce, &pong).unwrap();
+        assert_eq!(
+            to_hex(&rep),
+            "465352310c0d0e0f101112131415161755a10c0c012cac723a79a2017db3e3b6076578616d706c65168f3505\
+             f3456d2fd7612818be8378d626e17f7ba41743e9953ac6bb23b3302ca9bf0b"
+        );
+        assert_eq!(sealed::open_request(&req, |_| Some(&keys)).unwrap().plaintext, ping);
+        assert_eq!(sealed::open_reply(&keys, "example", &nonce, &rep).unwrap(), pong);
+    }
+
+    #[test]
     fn the_key_id_and_the_label_both_change_everything() {
         let s = b"one secret for all of them";
         let all = [
