@@ -37,9 +37,12 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(p)
 }
 
-fn certified(provider: &CryptoProvider, id: &Identity) -> Result<Arc<CertifiedKey>, Error> {
-    let signer = provider.key_provider.load_private_key(PrivateKeyDer::Pkcs8(id.pkcs8()))?;
-    Ok(Arc::new(CertifiedKey::new(vec![id.cert()], signer)))
+fn certified(provider: &CryptoProvider, id: &Identity) -> Arc<CertifiedKey> {
+    let signer = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(id.pkcs8()))
+        .expect("the provider loads the Ed25519 keys we encode");
+    Arc::new(CertifiedKey::new(vec![id.cert()], signer))
 }
 
 /// The SNI name a client sends for `key_id` (see `identity::sni_name`).
@@ -48,23 +51,27 @@ pub fn server_name(key_id: &str) -> ServerName<'static> {
 }
 
 /// A client's configuration for `key`: its client identity, and the
-/// server pinned to the key's server identity.
-pub fn client_config(key: &Key) -> Result<Arc<ClientConfig>, Error> {
+/// server pinned to the key's server identity. Infallible: every secret
+/// derives valid keys, and the provider supports what is asked of it
+/// (the `expect`s are checked by every test that connects).
+pub fn client_config(key: &Key) -> Arc<ClientConfig> {
     let server = Identity::derive(key, Role::Server);
     let client = Identity::derive(key, Role::Client);
     let mut cfg = ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("the provider has TLS 1.3 suites")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedServer::new(*server.public_key())))
-        .with_client_auth_cert(vec![client.cert()], PrivateKeyDer::Pkcs8(client.pkcs8()))?;
+        .with_client_auth_cert(vec![client.cert()], PrivateKeyDer::Pkcs8(client.pkcs8()))
+        .expect("the provider loads the Ed25519 keys we encode");
     cfg.resumption = Resumption::disabled();
-    Ok(Arc::new(cfg))
+    Arc::new(cfg)
 }
 
 /// A client connection for `key` (the configuration built each time; keep
 /// `client_config`'s `Arc` to connect many times).
 pub fn connect(key: &Key) -> Result<ClientConnection, Error> {
-    ClientConnection::new(client_config(key)?, server_name(&key.id))
+    ClientConnection::new(client_config(key), server_name(&key.id))
 }
 
 /// What the server holds for one key.
@@ -117,18 +124,18 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
-    /// Derives every key's identities.
-    pub fn new(keys: &Keys) -> Result<ServerTls, Error> {
+    /// Derives every key's identities. Infallible, as `client_config` is.
+    pub fn new(keys: &Keys) -> ServerTls {
         ServerTls::build(keys, None)
     }
 
     /// The configuration for a reloaded keys file: unchanged keys keep the
     /// identities already derived.
-    pub fn reload(&self, keys: &Keys) -> Result<ServerTls, Error> {
+    pub fn reload(&self, keys: &Keys) -> ServerTls {
         ServerTls::build(keys, Some(&self.table))
     }
 
-    fn build(keys: &Keys, old: Option<&Table>) -> Result<ServerTls, Error> {
+    fn build(keys: &Keys, old: Option<&Table>) -> ServerTls {
         let provider = provider();
         let mut table = Table::default();
         for key in &keys.keys {
@@ -138,7 +145,7 @@ impl ServerTls {
                 None => Arc::new(Entry {
                     id: key.id.clone(),
                     secret: key.secret.clone(),
-                    server: certified(&provider, &Identity::derive(key, Role::Server))?,
+                    server: certified(&provider, &Identity::derive(key, Role::Server)),
                     client_public: *Identity::derive(key, Role::Client).public_key(),
                 }),
             };
@@ -148,13 +155,14 @@ impl ServerTls {
         let table = Arc::new(table);
         let verifier = KnownClients::new(table.by_id.values().map(|e| e.client_public));
         let mut cfg = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("the provider has TLS 1.3 suites")
             .with_client_cert_verifier(Arc::new(verifier))
             .with_cert_resolver(Arc::new(Resolver(table.clone())));
         cfg.ignore_client_order = true;
         cfg.session_storage = Arc::new(NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;
-        Ok(ServerTls { config: Arc::new(cfg), table })
+        ServerTls { config: Arc::new(cfg), table }
     }
 
     pub fn config(&self) -> Arc<ServerConfig> {
@@ -298,8 +306,11 @@ mod tests {
 
     #[test]
     fn the_right_key_connects_with_aes128_and_the_hybrid_group() {
-        let tls = ServerTls::new(&server_keys()).unwrap();
-        let (mut c, mut s, out) = handshake(client_config(&alice()).unwrap(), server_name("alice"), &tls);
+        let tls = ServerTls::new(&server_keys());
+        let mut hello = Vec::new();
+        connect(&alice()).unwrap().write_tls(&mut hello).unwrap();
+        assert_eq!(crate::proto::sniff::sniff(&hello), Ok(Some(crate::proto::sniff::Transport::Tls)));
+        let (mut c, mut s, out) = handshake(client_config(&alice()), server_name("alice"), &tls);
         assert!(out.client.is_none() && out.server.is_none(), "{out:?}");
         assert!(!c.is_handshaking() && !s.is_handshaking());
         assert_eq!(c.negotiated_cipher_suite().unwrap().suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
@@ -322,7 +333,7 @@ mod tests {
 
     #[test]
     fn plain_x25519_is_the_fallback() {
-        let tls = ServerTls::new(&server_keys()).unwrap();
+        let tls = ServerTls::new(&server_keys());
         let mut p = (*provider()).clone();
         p.kx_groups = vec![aws_lc_rs::kx_group::X25519];
         let client = Identity::derive(&alice(), Role::Client);
@@ -343,8 +354,8 @@ mod tests {
 
     #[test]
     fn a_server_with_another_secret_fails_on_the_client_with_a_clear_message() {
-        let tls = ServerTls::new(&Keys { keys: vec![key("alice", "the-server-has-another-secret")] }).unwrap();
-        let (_c, s, out) = handshake(client_config(&alice()).unwrap(), server_name("alice"), &tls);
+        let tls = ServerTls::new(&Keys { keys: vec![key("alice", "the-server-has-another-secret")] });
+        let (_c, s, out) = handshake(client_config(&alice()), server_name("alice"), &tls);
         let err = out.client.expect("the client refuses the server");
         assert_eq!(IdentityError::of(&err), Some(IdentityError::ServerMismatch));
         let e = TlsError::on_client("alice", err);
@@ -358,7 +369,7 @@ mod tests {
 
     #[test]
     fn a_wrong_client_identity_fails_on_the_server() {
-        let tls = ServerTls::new(&server_keys()).unwrap();
+        let tls = ServerTls::new(&server_keys());
         let stranger = key("alice", "a-client-with-a-wrong-secret");
         let (_c, s, out) = handshake(client_presenting(&alice(), &stranger), server_name("alice"), &tls);
         let err = out.server.expect("the server refuses the client");
@@ -374,7 +385,7 @@ mod tests {
     fn another_keys_client_identity_is_caught_after_the_handshake() {
         // bob's client identity is one the server knows, so the verifier
         // (which does not see SNI) lets it through; peer_key_id does not.
-        let tls = ServerTls::new(&server_keys()).unwrap();
+        let tls = ServerTls::new(&server_keys());
         let bob = key("bob", "bob-secret-0123456789");
         let (_c, s, out) = handshake(client_presenting(&alice(), &bob), server_name("alice"), &tls);
         assert!(out.client.is_none() && out.server.is_none(), "{out:?}");
@@ -383,9 +394,9 @@ mod tests {
 
     #[test]
     fn an_unknown_key_id_fails() {
-        let tls = ServerTls::new(&server_keys()).unwrap();
+        let tls = ServerTls::new(&server_keys());
         let mallory = key("mallory", "mallory-secret-0123456789");
-        let (_c, s, out) = handshake(client_config(&mallory).unwrap(), server_name("mallory"), &tls);
+        let (_c, s, out) = handshake(client_config(&mallory), server_name("mallory"), &tls);
         let e = tls.handshake_error(&s, out.server.expect("no certificate for that name"));
         assert!(matches!(&e, TlsError::UnknownKeyId { name: Some(n) } if n == "nvqwy3dpoj4q.k.ferry"), "{e:?}");
         let e = TlsError::on_client("mallory", out.client.expect("the client sees the alert"));
@@ -394,18 +405,18 @@ mod tests {
 
     #[test]
     fn no_server_name_fails() {
-        let tls = ServerTls::new(&server_keys()).unwrap();
+        let tls = ServerTls::new(&server_keys());
         let ip = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
-        let (_c, s, out) = handshake(client_config(&alice()).unwrap(), ip, &tls);
+        let (_c, s, out) = handshake(client_config(&alice()), ip, &tls);
         let e = tls.handshake_error(&s, out.server.unwrap());
         assert!(matches!(e, TlsError::UnknownKeyId { name: None }), "{e:?}");
     }
 
     #[test]
     fn a_long_key_id_goes_by_its_digest() {
-        let tls = ServerTls::new(&server_keys()).unwrap();
+        let tls = ServerTls::new(&server_keys());
         let long = key(&"L".repeat(200), "long-id-secret-0123456789");
-        let (_c, s, out) = handshake(client_config(&long).unwrap(), server_name(&long.id), &tls);
+        let (_c, s, out) = handshake(client_config(&long), server_name(&long.id), &tls);
         assert!(out.client.is_none() && out.server.is_none(), "{out:?}");
         assert!(s.server_name().unwrap().ends_with(".h.ferry"));
         assert_eq!(tls.peer_key_id(&s).unwrap(), long.id);
@@ -413,19 +424,18 @@ mod tests {
 
     #[test]
     fn reload_keeps_unchanged_keys_and_rederives_changed_ones() {
-        let tls = ServerTls::new(&server_keys()).unwrap();
+        let tls = ServerTls::new(&server_keys());
         let mut keys = server_keys();
         keys.keys[1].secret = "bob-has-a-new-secret-now".into();
         keys.keys.push(key("carol", "carol-secret-0123456789"));
-        let next = tls.reload(&keys).unwrap();
+        let next = tls.reload(&keys);
         assert!(Arc::ptr_eq(&tls.table.by_id["alice"], &next.table.by_id["alice"]));
         assert!(!Arc::ptr_eq(&tls.table.by_id["bob"], &next.table.by_id["bob"]));
-        let (_c, s, out) = handshake(client_config(&keys.keys[3]).unwrap(), server_name("carol"), &next);
+        let (_c, s, out) = handshake(client_config(&keys.keys[3]), server_name("carol"), &next);
         assert!(out.server.is_none(), "{out:?}");
         assert_eq!(next.peer_key_id(&s).unwrap(), "carol");
         // bob's old secret no longer works on the new configuration.
-        let (_c, _s, out) =
-            handshake(client_config(&key("bob", "bob-secret-0123456789")).unwrap(), server_name("bob"), &next);
+        let (_c, _s, out) = handshake(client_config(&key("bob", "bob-secret-0123456789")), server_name("bob"), &next);
         assert!(out.client.is_some());
     }
 }
