@@ -149,7 +149,10 @@ impl ServerTls {
                     client_public: *Identity::derive(key, Role::Client).public_key(),
                 }),
             };
-            table.by_digest.insert(id_digest(&key.id), entry.clone());
+            // Only ids too long to spell out go by digest, as the protocol says.
+            if matches!(parse_sni(&sni_name(&key.id)), Some(SniKey::Digest(_))) {
+                table.by_digest.insert(id_digest(&key.id), entry.clone());
+            }
             table.by_id.insert(key.id.clone(), entry);
         }
         let table = Arc::new(table);
@@ -420,6 +423,16 @@ mod tests {
         assert!(out.client.is_none() && out.server.is_none(), "{out:?}");
         assert!(s.server_name().unwrap().ends_with(".h.ferry"));
         assert_eq!(tls.peer_key_id(&s).unwrap(), long.id);
+    }
+
+    #[test]
+    fn a_short_key_id_is_not_accepted_by_digest() {
+        let tls = ServerTls::new(&server_keys());
+        let name =
+            format!("{}{}", crate::tls::identity::base32(&id_digest("alice")), crate::tls::identity::SNI_DIGEST_SUFFIX);
+        let name = ServerName::try_from(name).unwrap();
+        let (_c, s, out) = handshake(client_config(&alice()), name, &tls);
+        assert!(matches!(tls.handshake_error(&s, out.server.unwrap()), TlsError::UnknownKeyId { .. }));
     }
 
     #[test]
