@@ -22,6 +22,7 @@ use crate::proto::frame::{parse_header, peek_header};
 use crate::proto::msg::Reply;
 use crate::proto::sniff::TLS_HANDSHAKE;
 use crate::tls::{client_config, server_name, TlsError};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -146,7 +147,13 @@ impl TlsClient {
     /// A client with a configuration already built for the key `key_id`
     /// (fan-out and ferry-bench build it once for many connections).
     pub fn with_config(config: Arc<ClientConfig>, key_id: &str) -> TlsClient {
-        let conn = ClientConnection::new(config, server_name(key_id)).expect("a TLS 1.3 client config connects");
+        TlsClient::with_name(config, server_name(key_id), key_id)
+    }
+
+    /// A client of any configuration and server name (ferry-bench's RESP
+    /// peer); `key_id` only names the key in failure messages.
+    pub fn with_name(config: Arc<ClientConfig>, name: ServerName<'static>, key_id: &str) -> TlsClient {
+        let conn = ClientConnection::new(config, name).expect("a TLS 1.3 client config connects");
         TlsClient { conn, key_id: key_id.to_string(), greeting: Greeting::Maybe, rx: Vec::new(), rx_pos: 0, eof: false }
     }
 

@@ -36,11 +36,13 @@ pub struct Common {
     pub server_pid: Option<u32>,
     /// Why there is no server pid, when there is none.
     pub server_note: Option<String>,
+    /// `--tls`: every connection over TLS (ferry's, or to a RESP server).
+    pub tls: Option<crate::sock::TlsSetup>,
 }
 
 impl Common {
     pub fn setup(&self, probe: bool) -> SetupOpts {
-        SetupOpts { timeout: self.timeout, parallel: self.setup_parallel, probe }
+        SetupOpts { timeout: self.timeout, parallel: self.setup_parallel, probe, tls: self.tls.clone() }
     }
 
     /// The fields every report has.
