@@ -293,6 +293,8 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     let tls = match (&proto, o.tls, o.tls_insecure) {
         (_, false, _) => None,
+        // Datagrams are sealed instead (udp::Spec::sealed).
+        _ if is_udp => None,
         (net::Proto::Resp, true, true) => Some(sock::TlsSetup::insecure(&o.host)),
         (net::Proto::Resp, true, false) => {
             return Err("--resp --tls needs --tls-insecure: ferry-bench cannot check a RESP server's certificate".into())
@@ -346,7 +348,10 @@ fn run(cli: Cli) -> Result<(), String> {
             let net::Proto::Ferry(key) = &common.proto else { unreachable!("udp speaks ferry or bare") };
             let target =
                 if *bare { udp::Target::Bare { size: udp::ping_size(key) } } else { udp::Target::Ferry(key.clone()) };
-            let spec = udp::Spec { target, pipeline: (*pipeline).max(1), rto, retries: *retries };
+            if *bare && o.tls {
+                return Err("--bare sends no ferry datagrams to seal (--tls)".into());
+            }
+            let spec = udp::Spec { target, sealed: o.tls, pipeline: (*pipeline).max(1), rto, retries: *retries };
             udp::measure(&common, &spec)?
         }
     };
