@@ -297,3 +297,48 @@ fn udp_without_an_answer_fails_in_one_line_and_in_bounded_time() {
     c.args(["--port", &port, "-k"]).arg(&d.keys_path).args(["udp", "-c", "2"]);
     fails(c, "-P sets the requests in flight");
 }
+
+/// True when the ferryd under test speaks TLS (the server half merged).
+fn tls_ferryd() -> bool {
+    let out = Command::new(common::ferryd_bin()).arg("--help").output().unwrap();
+    let yes = String::from_utf8_lossy(&out.stdout).contains("--plaintext-from");
+    if !yes {
+        eprintln!("SKIPPED: this ferryd does not speak TLS yet (no --plaintext-from)");
+    }
+    yes
+}
+
+#[test]
+fn every_mode_runs_over_tls_with_the_same_client() {
+    if !tls_ferryd() {
+        return;
+    }
+    let d = Daemon::start();
+    let v = bench(&d, &["--tls", "ping", "-c", "2", "-P", "2", "-d", "0.5", "--warmup", "0.1"]);
+    assert_eq!(v["tls"], true);
+    assert!(num(&v, "ops") > 0.0, "{v}");
+    check_latency(&v);
+    let v = bench(&d, &["--tls", "exec", "-d", "0.5", "--warmup", "0.1"]);
+    assert!(num(&v, "ops") > 0.0, "{v}");
+    let v = bench(&d, &["--tls", "put", "--size", "1M", "-n", "2"]);
+    assert_eq!(v["transfers"], 2, "{v}");
+    let v = bench(&d, &["--tls", "get", "--size", "1M", "-n", "2"]);
+    assert_eq!(v["transfers"], 2, "{v}");
+    let v = bench(&d, &["--tls", "idle", "-c", "3", "-d", "0.3"]);
+    assert_eq!(v["connections"], 3, "{v}");
+    let v = bench(&d, &["ping", "-d", "0.3", "--warmup", "0"]);
+    assert_eq!(v["tls"], false, "plaintext unless --tls");
+
+    let u = Daemon::start_udp(&[]);
+    let port = u.udp_addr().port();
+    let v = bench_udp(port, &u.keys_path, &["--tls", "-d", "0.5", "--warmup", "0.1", "-P", "2"]);
+    assert_eq!(v["tls"], true);
+    assert!(num(&v, "requests") > 0.0, "{v}");
+}
+
+#[test]
+fn tls_to_resp_needs_the_insecure_switch_and_ferry_refuses_it() {
+    let mut c = bench_bin();
+    c.args(["--port", "1", "--tls", "ping", "--resp"]);
+    fails(c, "--tls-insecure");
+}

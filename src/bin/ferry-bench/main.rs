@@ -304,6 +304,7 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     let common = Common {
         tls,
+        secure: o.tls,
         host: o.host.clone(),
         addr,
         proto,
