@@ -17,7 +17,8 @@
 //!   becomes work (TCP and UDP), `server::udp` the datagram loop. Imports `proto`,
 //!   `config`, `paths`, `logger`, `sys`.
 //! - `client`: one client core on `std::net` for single commands, the line
-//!   session and fan-out. Imports `proto`, `keys`, `sys`, `timefmt`.
+//!   session and fan-out, in clear or over TLS. Imports `proto`, `keys`,
+//!   `sys`, `timefmt`, `tls`.
 //! - `config`: every ferryd setting type: defaults, the TOML config file, the flags.
 //! - `keys`: finding, creating and loading keys files (permissions checked).
 //! - `paths`: resolving request paths inside the served root.
