@@ -195,6 +195,14 @@ fn check_digest(remote: &str, ours: &str, theirs: Option<String>) -> Result<(), 
     )))
 }
 
+/// A local file error of a get: `finish`'s own refusals name their path.
+fn part_failure(dest: &Path, e: &io::Error) -> Failure {
+    match e.raw_os_error() {
+        Some(_) => Failure::local(&part_path(dest).display(), e),
+        None => Failure::Failed(e.to_string()),
+    }
+}
+
 /// A `get` into `dest` through its `.part`.
 fn get_file(
     s: &mut Session,
@@ -205,7 +213,7 @@ fn get_file(
     on_local: OnLocalError,
 ) -> Result<(), Failure> {
     let opened = if resume { Part::resume(dest) } else { Part::create(dest) };
-    let mut part = opened.map_err(|e| Failure::local(&part_path(dest).display(), &e))?;
+    let mut part = opened.map_err(|e| part_failure(dest, &e))?;
     let info = match s.get_start(remote, part.offset, Digest::Sha256) {
         Ok(info) => info,
         Err(e) => {
@@ -231,7 +239,7 @@ fn get_file(
             f => f,
         });
     }
-    part.finish(dest, info.mode, info.mtime).map_err(|e| Failure::local(&dest.display(), &e))?;
+    part.finish(dest, info.mode, info.mtime).map_err(|e| part_failure(dest, &e))?;
     bar.finish();
     Ok(())
 }

@@ -427,7 +427,10 @@ impl Tcp {
         let part = match fs::create_dir_all(&host_dir).and_then(|()| Part::create(&dest)) {
             Ok(p) => p,
             Err(e) => {
-                let m = format!("{}: {}", part_path(&dest).display(), io_text(&e));
+                let m = match e.raw_os_error() {
+                    Some(_) => format!("{}: {}", part_path(&dest).display(), io_text(&e)),
+                    None => e.to_string(),
+                };
                 return self.finish(fan, i, Outcome::FileError(m));
             }
         };
@@ -504,6 +507,7 @@ fn finish_get(g: GetFile, remote: &str, theirs: Option<&str>) -> Outcome {
     }
     match g.part.finish(&g.dest, g.mode, g.mtime) {
         Ok(()) => Outcome::Done,
+        Err(e) if e.raw_os_error().is_none() => Outcome::FileError(e.to_string()),
         Err(e) => Outcome::FileError(format!("{}: {}", g.dest.display(), io_text(&e))),
     }
 }
