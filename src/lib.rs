@@ -13,6 +13,7 @@
 //! - `keys`: finding, creating and loading keys files (permissions checked).
 //! - `paths`: resolving request paths inside the served root.
 //! - `sys`: the wall clock in Unix seconds and the open-files limit.
+//! - `term`: checked writes to stdout and stderr, and escaping untrusted text for a terminal.
 //! - `timefmt`: UTC times as ferry prints them (jiff does the calendar).
 //! - `logger`: the `log` backends (stderr, timestamped unless journald reads it; syslog).
 
@@ -25,4 +26,5 @@ pub mod paths;
 pub mod proto;
 pub mod server;
 pub mod sys;
+pub mod term;
 pub mod timefmt;
