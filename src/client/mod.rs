@@ -249,7 +249,7 @@ fn copy_at(file: &File, offset: &mut u64, len: u64, mut sock: &TcpStream) -> io:
 }
 
 fn trace(dir: &str, header: &Map<String, Value>) {
-    eprintln!("ferry: {dir} {}", redacted(header));
+    crate::errln!("ferry: {dir} {}", redacted(header));
 }
 
 /// A header as `--trace` shows it: any MAC redacted.
