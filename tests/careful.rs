@@ -99,6 +99,14 @@ fn directory_destinations_and_long_names() {
     assert_status(&out, 1);
     assert!(text(&out.stderr).contains("into/g.txt: is a directory"), "{}", text(&out.stderr));
     assert!(!here.path().join("into/g.txt.part").exists());
+    // Fan-out: DIR/HOST/NAME a directory fails the same way, nothing asked for.
+    fs::create_dir_all(here.path().join("fleet").join(&t).join("g.txt")).unwrap();
+    let out = ferry(&["get", "-H", &t, "g.txt", "fleet"]);
+    assert_status(&out, 1);
+    assert!(text(&out.stderr).contains("g.txt: is a directory"), "{}", text(&out.stderr));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(d.log.count("f.txt") > 0, "the access log names what was fetched");
+    assert_eq!(d.log.count("g.txt"), 0, "g.txt was asked for:\n{}", d.log.text());
     // A name of 253 bytes: its .part would not fit in 255.
     assert_status(&ferry(&["get", &t, &long]), 0);
     assert_eq!(fs::read(here.path().join(&long)).unwrap(), b"long\n");
