@@ -76,10 +76,7 @@ fn no_link(path: &Path, e: io::Error) -> io::Error {
 /// replaced, never followed). A directory or a device is refused.
 pub fn check_dest(dest: &Path) -> io::Result<()> {
     match dest.symlink_metadata() {
-        Ok(m) if m.is_dir() => Err(io::Error::new(
-            io::ErrorKind::IsADirectory,
-            format!("{}: is a directory", dest.display()),
-        )),
+        Ok(m) if m.is_dir() => Err(io::Error::other(format!("{}: is a directory", dest.display()))),
         Ok(m) if !m.is_file() && !m.file_type().is_symlink() => Err(refuse(dest, "exists and is not a regular file")),
         _ => Ok(()),
     }
@@ -327,7 +324,7 @@ mod tests {
     fn a_directory_destination_is_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
         let e = Part::create(dir.path()).map(drop).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::IsADirectory);
+        assert!(e.to_string().ends_with(": is a directory"), "{e}");
     }
 
     #[test]
