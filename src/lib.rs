@@ -24,6 +24,7 @@
 //! - `sys`: the wall clock in Unix seconds and the open-files limit.
 //! - `term`: checked writes to stdout and stderr, and escaping untrusted text
 //!   for a terminal. Imports nothing else of the crate.
+//! - `tls`: TLS 1.3 keyed by the shared key: derived Ed25519 identities, pinned verifiers, configs.
 //! - `timefmt`: UTC times as ferry prints them (jiff does the calendar).
 //! - `logger`: the `log` backends (stderr, timestamped unless journald reads it;
 //!   a file of ferryd's own; syslog).
@@ -40,4 +41,5 @@ pub mod proto;
 pub mod server;
 pub mod sys;
 pub mod term;
+pub mod tls;
 pub mod timefmt;
