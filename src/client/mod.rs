@@ -12,7 +12,8 @@
 //!
 //! What lives here, and what each may import (never a module that imports
 //! it back):
-//! - `exit`: every exit status and its mappings. Imports nothing.
+//! - `exit`: every exit status and its mappings, and `say` for messages.
+//!   Imports only `crate::term`.
 //! - `finish`: a get's local file (`.part`, hashing, mode, mtime, rename).
 //!   Imports nothing from the client.
 //! - `encoding`, `format`, `target`: `--encoding` decoders, `ls`/`stat`
@@ -283,7 +284,7 @@ fn copy_at(file: &File, offset: &mut u64, len: u64, sock: &mut dyn Write, chunk:
 }
 
 fn trace(dir: &str, header: &Map<String, Value>) {
-    eprintln!("ferry: {dir} {}", redacted(header));
+    crate::errln!("ferry: {dir} {}", redacted(header));
 }
 
 /// A header as `--trace` shows it: any MAC redacted.
@@ -455,9 +456,15 @@ impl Session {
         }
     }
 
-    /// The authenticated socket, for callers that speak frames themselves
-    /// (None over TLS). Call it between requests, when no reply is in flight.
-    pub fn into_raw(self) -> Option<TcpStream> {
+    /// The authenticated socket of a session in clear, for callers that
+    /// speak frames themselves. Call it between requests, when no reply is
+    /// in flight. Panics over TLS (see `try_into_raw`).
+    pub fn into_raw(self) -> TcpStream {
+        self.try_into_raw().expect("into_raw: the session is in clear")
+    }
+
+    /// As `into_raw`; None over TLS, whose socket carries records, not frames.
+    pub fn try_into_raw(self) -> Option<TcpStream> {
         debug_assert!(self.reader.buffer().is_empty(), "reply bytes would be lost");
         match self.reader.into_inner() {
             Link::Plain(s) => Some(s),

@@ -571,7 +571,7 @@ mod tests {
     #[test]
     fn the_hand_made_request_is_the_codecs() {
         let k = key();
-        let f = Ferry::new(&k);
+        let f = Ferry::new(&k, false);
         let mut buf = Vec::new();
         for (nonce, ts) in [(0u128, 1_700_000_000), (u128::MAX, 1_764_000_000), (0x0102_0304, -5)] {
             f.ping(&mut buf, nonce, ts);
@@ -589,7 +589,7 @@ mod tests {
     #[test]
     fn replies_are_checked_and_matched() {
         let k = key();
-        let f = Ferry::new(&k);
+        let f = Ferry::new(&k, false);
         let nonce = "00000000000000000000000001020304";
         let pong = datagram::encode_reply(k.secret.as_bytes(), reply::pong(nonce, 42, None), b"");
         assert_eq!(f.answer(&pong), Answer::Reply(0x0102_0304));
@@ -611,6 +611,24 @@ mod tests {
             Answer::Fatal(m) => assert!(m.contains("clock-skew: ts is 99s off") && m.contains("clock"), "{m}"),
             a => panic!("{a:?}"),
         }
+    }
+
+    #[test]
+    fn sealed_pings_open_on_the_server_and_their_pongs_here() {
+        let k = key();
+        let f = Ferry::new(&k, true);
+        let keys = ferry::tls::datagram_keys(&k);
+        let nonce: u128 = 0x0102_0304_0506_0708_090a_0b0c_0000_0000;
+        let mut buf = Vec::new();
+        f.sealed_ping(&keys, &mut buf, nonce, 1_700_000_000).unwrap();
+        let req = sealed::open_request(&buf, |id| (id == k.id).then_some(&keys)).unwrap();
+        assert_eq!(req.nonce, seal_nonce(nonce));
+        let mut plain = Vec::new();
+        ferry::proto::encode_frame(&mut plain, msg::pong(None), b"");
+        let reply = sealed::seal_reply(&keys, &k.id, &req.nonce, [9; 12], &plain).unwrap();
+        let flying = [7u128 << 32, nonce];
+        assert!(matches!(f.open_sealed(&keys, &reply, flying.iter()), Answer::Reply(n) if n == nonce));
+        assert!(matches!(f.open_sealed(&keys, &reply, [7u128 << 32].iter()), Answer::Stray));
     }
 
     #[test]
