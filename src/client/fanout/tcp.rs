@@ -505,6 +505,14 @@ impl Tcp {
 
 /// A connection error as the host's outcome (a TLS failure says why).
 fn lost(e: io::Error) -> Outcome {
+    use crate::tls::TlsError;
+    // A key the server does not share is an authentication failure, as in v1.
+    if let Some(
+        t @ (TlsError::ServerIdentityMismatch { .. } | TlsError::RefusedByServer { .. } | TlsError::UnknownToServer { .. }),
+    ) = crate::client::transport::tls_error(&e)
+    {
+        return Outcome::AuthFailed(format!("TLS: {t}"));
+    }
     match Error::from(e) {
         Error::Io(e) => Outcome::Error(format!("connection lost: {}", io_text(&e))),
         e => Outcome::from_error(e),
