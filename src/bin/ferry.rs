@@ -232,6 +232,16 @@ fn real_main(cli: Cli) -> i32 {
             return 2;
         }
     };
+    // Local commands: no transport to choose.
+    if let Some(Cmd::Keygen { id, file }) = &cli.cmd {
+        return cli::keygen(file, id, o.quiet);
+    }
+    if let Some(Cmd::ExportTls { dir }) = &cli.cmd {
+        return match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
+            Ok(key) => cli::export_tls(&key, dir, o.quiet),
+            Err(e) => exit::fail(e),
+        };
+    }
     let env = std::env::var(transport::ENV).ok();
     let choice = match transport::Choice::from_flags(o.tls, o.plaintext, env.as_deref()) {
         Ok(c) => c,
@@ -243,18 +253,6 @@ fn real_main(cli: Cli) -> i32 {
         trace: o.verbose,
         transport: choice,
     };
-    if let Some(Cmd::Keygen { id, file }) = &cli.cmd {
-        return cli::keygen(file, id, o.quiet);
-    }
-    if let Some(Cmd::ExportTls { dir }) = &cli.cmd {
-        return match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
-            Ok(key) => cli::export_tls(&key, dir, o.quiet),
-            Err(e) => {
-                eprintln!("ferry: {e}");
-                exit::FERRY_ERROR
-            }
-        };
-    }
     let fleet = match &cli.cmd {
         Some(Cmd::Run { fleet, .. } | Cmd::Ping { fleet, .. } | Cmd::Get { fleet, .. } | Cmd::Put { fleet, .. }) => Some(fleet),
         _ => None,

@@ -269,14 +269,14 @@ pub fn export_tls(key: &Key, dir: &Path, quiet: bool) -> i32 {
     match result {
         Ok((c, k, s)) => {
             if !quiet {
-                eprintln!(
-                    "ferry: wrote {}, {} and {} (key {:?}, TLS name {})",
+                exit::say(format_args!(
+                    "wrote {}, {} and {} (key {:?}, TLS name {})",
                     c.display(),
                     k.display(),
                     s.display(),
                     key.id,
                     crate::tls::sni_name(&key.id)
-                );
+                ));
             }
             0
         }

@@ -323,7 +323,7 @@ impl Session {
             Link::Plain(tcp)
         };
         if opts.trace {
-            eprintln!("ferry: {peer}: {}", stream.describe());
+            exit::say(format_args!("{peer}: {}", stream.describe()));
         }
         stream.set_read_timeout(Some(bound))?;
         let writer = Writer { sock: Arc::new(Mutex::new(stream.try_clone()?)), trace: opts.trace };

@@ -306,7 +306,7 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
     let keys = opts.transport.tls_for(&peer).then(|| crate::tls::datagram_keys(key));
     if opts.trace {
         let how = if keys.is_some() { "sealed (AES-256-GCM)" } else { "tagged v1 (HMAC, in clear)" };
-        eprintln!("ferry: {peer}/udp: {how}");
+        exit::say(format_args!("{peer}/udp: {how}"));
     }
     let mut req = Request::new(key, header, peer, opts.timeout, Instant::now(), keys.as_ref())?;
     let mut buf = vec![0u8; datagram::MAX_DATAGRAM + 1];

@@ -173,7 +173,7 @@ impl<'a> Fan<'a> {
     /// With `-v`, a line about host `i` (its transport).
     pub(super) fn trace_note(&self, i: usize, note: &str) {
         if self.opts.trace {
-            eprintln!("ferry: {}: {note}", self.slots[i].host.name);
+            crate::errln!("ferry: {}: {note}", crate::term::escape(&self.slots[i].host.name));
         }
     }
 
