@@ -164,12 +164,9 @@ fn an_unknown_key_id_is_named() {
     let mut c = TlsClient::new(&key("alice", "s"));
     let mut msg = String::new();
     for _ in 0..5 {
-        match stub.round(&mut c) {
-            Err(e) => {
-                msg = tls_error(&e).expect("a TlsError").to_string();
-                break;
-            }
-            Ok(_) => {}
+        if let Err(e) = stub.round(&mut c) {
+            msg = tls_error(&e).expect("a TlsError").to_string();
+            break;
         }
     }
     assert_eq!(msg, "the server does not know key alice");
