@@ -249,3 +249,84 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::auth::Keys;
+    use crate::proto::{encode_frame, msg};
+    use crate::tls::ServerTls;
+    use std::net::TcpListener;
+
+    /// A stub ferryd over a real socket: greets in clear as ferryd does a
+    /// loopback peer, then echoes everything inside TLS until close_notify.
+    fn echo_server(key: &Key) -> (std::net::SocketAddr, std::thread::JoinHandle<u64>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let tls = ServerTls::new(&Keys { keys: vec![key.clone()] });
+        let h = std::thread::spawn(move || {
+            let (mut sock, _) = l.accept().unwrap();
+            let mut greeting = Vec::new();
+            encode_frame(&mut greeting, msg::hello("stub", &"ab".repeat(32)), &[]);
+            sock.write_all(&greeting).unwrap();
+            let mut s = rustls::StreamOwned::new(tls.accept().unwrap(), sock);
+            let mut buf = vec![0u8; 100_000];
+            let mut echoed = 0u64;
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        s.write_all(&buf[..n]).unwrap();
+                        echoed += n as u64;
+                    }
+                    Err(_) => break,
+                }
+            }
+            s.conn.send_close_notify();
+            let _ = s.flush();
+            echoed
+        });
+        (addr, h)
+    }
+
+    #[test]
+    fn a_writer_thread_and_a_reader_share_one_tls_connection() {
+        let key = Key { id: "k".into(), secret: "s3cret".into() };
+        let (addr, server) = echo_server(&key);
+        let tcp = TcpStream::connect(addr).unwrap();
+        let mut reader = Link::tls(tcp, &key, Duration::from_secs(10)).unwrap();
+        assert!(reader.describe().starts_with("TLS 1.3, TLS13_AES_128_GCM_SHA256"), "{}", reader.describe());
+        reader.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut writer = reader.try_clone().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let sent = data.clone();
+        // The writer outruns what the server echoes: both directions fill,
+        // and neither thread may wait on the other.
+        let w = std::thread::spawn(move || {
+            for c in sent.chunks(50_000) {
+                writer.write_all(c).unwrap();
+            }
+            writer.flush().unwrap();
+            writer
+        });
+        let mut got = vec![0u8; data.len()];
+        reader.read_exact(&mut got).unwrap();
+        assert!(got == data, "3 MB echoed intact");
+        let writer = w.join().unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(server.join().unwrap(), data.len() as u64);
+    }
+
+    #[test]
+    fn a_silent_server_times_the_handshake_out() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let key = Key { id: "k".into(), secret: "s".into() };
+        let e = Link::tls(tcp, &key, Duration::from_millis(200)).err().expect("no handshake");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        drop(l);
+    }
+}
