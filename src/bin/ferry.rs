@@ -101,6 +101,9 @@ enum Cmd {
         /// Do not forward stdin (the command reads /dev/null)
         #[arg(short = 'n')]
         no_stdin: bool,
+        /// Send COMMAND as argv, even one word (no shell; what an exec allow-list of programs takes)
+        #[arg(short = 'a', long = "argv")]
+        argv: bool,
         /// One authenticated UDP datagram each way (no stdin; output cut to fit the reply)
         #[arg(short = 'u', long = "udp")]
         udp: bool,
@@ -297,8 +300,8 @@ fn real_main(cli: Cli) -> i32 {
         }
     };
     match cli.cmd {
-        Some(Cmd::Run { udp: true, command, .. }) => udp::run(&target, &key, &opts, command, encoding),
-        Some(Cmd::Run { no_stdin, command, .. }) => cli::run(&target, &key, &opts, command, !no_stdin, encoding),
+        Some(Cmd::Run { udp: true, command, argv, .. }) => udp::run(&target, &key, &opts, command, argv, encoding),
+        Some(Cmd::Run { no_stdin, command, argv, .. }) => cli::run(&target, &key, &opts, command, argv, !no_stdin, encoding),
         Some(Cmd::Ping { count, interval, udp, .. }) => match seconds(interval, "--interval") {
             Ok(i) if udp => udp::ping(&target, &key, &opts, count, i, o.quiet),
             Ok(i) => cli::ping(&target, &key, &opts, count, i, o.quiet),
@@ -357,7 +360,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     };
     let mut encoding = None;
     let op = match &cli.cmd {
-        Some(Cmd::Run { host, command, encoding: label, udp, .. }) => {
+        Some(Cmd::Run { host, command, encoding: label, udp, argv, .. }) => {
             let words: Vec<String> = host.iter().chain(command).cloned().collect();
             if words.is_empty() {
                 return usage("missing COMMAND; see ferry run --help");
@@ -368,9 +371,9 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
                 Err(e) => return usage(e),
             }
             if *udp {
-                return udp_fleet(hosts, mode, o.quiet, encoding, opts, fanout::Op::Run { command: words }, fleet.fanout, o);
+                return udp_fleet(hosts, mode, o.quiet, encoding, opts, fanout::Op::Run { command: words, argv: *argv }, fleet.fanout, o);
             }
-            fanout::Op::Run { command: words }
+            fanout::Op::Run { command: words, argv: *argv }
         }
         Some(Cmd::Ping { host: Some(h), .. }) => return usage(format_args!("{h:?}: give HOST or -H, not both")),
         Some(Cmd::Ping { count, interval, udp, .. }) => {

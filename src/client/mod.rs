@@ -409,6 +409,37 @@ impl Session {
         }
     }
 
+    /// The socket's descriptor, to poll(2) it between requests.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.reader.get_ref().as_fd()
+    }
+
+    /// Whether reply bytes are already buffered (poll would not see them).
+    pub fn buffered(&self) -> bool {
+        !self.reader.buffer().is_empty()
+    }
+
+    /// Another handle on the socket, to shut it down from another thread
+    /// (which interrupts a request blocked reading it).
+    pub fn socket_handle(&self) -> io::Result<TcpStream> {
+        self.reader.get_ref().try_clone()
+    }
+
+    /// Between requests the socket turned readable: what the server sent
+    /// unasked, as the error that ends the session (an error frame such as
+    /// `shutting-down`, or the close itself).
+    pub fn unasked(&mut self) -> Error {
+        let h = match self.recv_header() {
+            Ok(h) => h,
+            Err(e) => return e,
+        };
+        match Reply::from_header(&h) {
+            Reply::Error(e) => Error::Remote(e),
+            _ => Error::Protocol(format!("unexpected {:?} frame between requests", h.kind)),
+        }
+    }
+
     /// The authenticated socket, for callers that speak frames themselves.
     /// Call it between requests, when no reply is in flight.
     pub fn into_raw(self) -> TcpStream {
@@ -452,10 +483,11 @@ pub(crate) fn io_text(e: &io::Error) -> String {
     }
 }
 
-/// The command `run` sends: one word through `sh -c`, several as argv.
-pub(crate) fn command_of(words: &[String]) -> msg::Command {
+/// The command `run` sends: one word through `sh -c`, several as argv;
+/// with `argv` (`run --argv`), argv always, even for one word.
+pub(crate) fn command_of(words: &[String], argv: bool) -> msg::Command {
     match words {
-        [one] => msg::Command::Shell(one.clone()),
+        [one] if !argv => msg::Command::Shell(one.clone()),
         _ => msg::Command::Argv(words.to_vec()),
     }
 }
@@ -484,8 +516,9 @@ mod tests {
 
     #[test]
     fn commands_are_one_shell_word_or_argv() {
-        assert_eq!(command_of(&["echo hi".into()]), Command::Shell("echo hi".into()));
-        assert_eq!(command_of(&["echo".into(), "hi".into()]), Command::Argv(vec!["echo".into(), "hi".into()]));
+        assert_eq!(command_of(&["echo hi".into()], false), Command::Shell("echo hi".into()));
+        assert_eq!(command_of(&["echo".into(), "hi".into()], false), Command::Argv(vec!["echo".into(), "hi".into()]));
+        assert_eq!(command_of(&["echo".into()], true), Command::Argv(vec!["echo".into()]));
     }
 
     #[test]

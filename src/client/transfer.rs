@@ -433,27 +433,71 @@ pub enum Line {
     NotMine,
     /// Done, with this status; the session goes on.
     Status(i32),
+    /// Ctrl-C cancelled it; the connection was shut down to stop it, so the
+    /// session must reconnect.
+    Interrupted,
     /// The session cannot go on: exit with this status.
     End(i32),
 }
 
-/// Runs a session line if it is a file command: `get REMOTE [LOCAL]`,
+/// The session's file lines and their usage.
+const GET_USAGE: &str = "usage: get [-c] REMOTE [LOCAL]";
+const PUT_USAGE: &str = "usage: put LOCAL [REMOTE]";
+
+/// Runs a session line if it is a file command: `get [-c] REMOTE [LOCAL]`,
 /// `put LOCAL [REMOTE]`, or `ls` with no word or one not starting with `-`
-/// (so `ls -la` stays a shell command). Words split on whitespace.
-pub fn session_line(s: &mut Session, ui: &Ui, line: &str) -> Line {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let r = match words.as_slice() {
-        ["get", remote, rest @ ..] if rest.len() <= 1 => {
-            get_dest(remote, rest.first().copied()).and_then(|d| run_get(s, ui, remote, &d, false, OnLocalError::Drain))
+/// (so `ls -la` stays a shell command). Words split with shell quoting
+/// (`get "a file.txt"`); a `get` or `put` with the wrong words gets its
+/// usage (status 2). `cancelled` is set by Ctrl-C, which shuts the socket
+/// down: the line then ends as `Interrupted`, a get's `.part` kept for `-c`.
+pub fn session_line(s: &mut Session, ui: &Ui, line: &str, cancelled: &std::sync::atomic::AtomicBool) -> Line {
+    let first = line.split_whitespace().next().unwrap_or("");
+    if !matches!(first, "get" | "put" | "ls") {
+        return Line::NotMine;
+    }
+    let Some(words) = shlex::split(line) else {
+        if first == "ls" {
+            return Line::NotMine;
         }
+        let usage = if first == "get" { GET_USAGE } else { PUT_USAGE };
+        return Line::Status(Failure::Usage(format!("{line}: unbalanced quotes ({usage})")).report());
+    };
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let mut part = None;
+    let r = match words.as_slice() {
+        ["get", "-c", remote, rest @ ..] | ["get", remote, rest @ ..] if rest.len() <= 1 && !remote.starts_with('-') => {
+            let resume = words[1] == "-c";
+            match get_dest(remote, rest.first().copied()) {
+                Ok(Dest::File(p)) => {
+                    part = Some((part_path(&p), remote.to_string(), rest.first().map(|l| l.to_string())));
+                    run_get(s, ui, remote, &Dest::File(p), resume, OnLocalError::Drain)
+                }
+                Ok(_) if resume => Err(Failure::Usage("-c resumes a get into a file only".into())),
+                Ok(d) => run_get(s, ui, remote, &d, false, OnLocalError::Drain),
+                Err(f) => Err(f),
+            }
+        }
+        ["get", ..] => Err(Failure::Usage(GET_USAGE.into())),
         ["put", "-", ..] if words.len() <= 3 => {
             Err(Failure::Usage("put -: stdin carries the session's commands; use `ferry put HOST - REMOTE`".into()))
         }
         ["put", local, rest @ ..] if rest.len() <= 1 => run_put(s, ui, local, rest.first().copied()),
+        ["put", ..] => Err(Failure::Usage(PUT_USAGE.into())),
         ["ls"] => run_ls(s, ".", false),
         ["ls", path] if !path.starts_with('-') => run_ls(s, path, false),
         _ => return Line::NotMine,
     };
+    if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+        match part {
+            Some((p, remote, local)) if p.exists() => {
+                let local = local.map(|l| format!(" {}", shlex::try_quote(&l).unwrap_or_default())).unwrap_or_default();
+                let remote = shlex::try_quote(&remote).unwrap_or_default();
+                eprintln!("ferry: interrupted; kept {} (`get -c {remote}{local}` resumes)", p.display());
+            }
+            _ => eprintln!("ferry: interrupted"),
+        }
+        return Line::Interrupted;
+    }
     match r {
         Ok(()) => Line::Status(0),
         Err(f) if f.is_fatal() => Line::End(f.report()),

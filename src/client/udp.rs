@@ -194,8 +194,8 @@ impl Request {
 }
 
 /// A fresh exec request header for `command` (as `run` sends it).
-pub fn exec_header(command: &[String]) -> Map<String, Value> {
-    let req = Exec { command: command_of(command), env: Default::default(), cwd: None, stdin: false, timeout: None };
+pub fn exec_header(command: &[String], argv: bool) -> Map<String, Value> {
+    let req = Exec { command: command_of(command, argv), env: Default::default(), cwd: None, stdin: false, timeout: None };
     datagram::request::exec(&req, &datagram::fresh_udp_nonce(), unix_now())
 }
 
@@ -301,8 +301,15 @@ fn unexpected(ex: &Exchange) -> i32 {
 }
 
 /// `ferry run -u`: one exec request; its output and status.
-pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, encoding: Option<&'static Encoding>) -> i32 {
-    let ex = match exchange(target, key, opts, exec_header(&command)) {
+pub fn run(
+    target: &Target,
+    key: &Key,
+    opts: &Options,
+    command: Vec<String>,
+    argv: bool,
+    encoding: Option<&'static Encoding>,
+) -> i32 {
+    let ex = match exchange(target, key, opts, exec_header(&command, argv)) {
         Ok(ex) => ex,
         Err(e) => return fail(e),
     };
