@@ -22,7 +22,13 @@ const EX_CONFIG: u8 = 78;
 
 /// The ferry daemon: runs commands and moves files for authenticated clients over a framed protocol.
 #[derive(Parser, Debug)]
-#[command(name = "ferryd", version, about, long_about = None)]
+#[command(
+    name = "ferryd",
+    version,
+    about,
+    long_about = None,
+    override_usage = "ferryd [-d | -f] [-c FILE] [-k FILE] [-l ADDR:PORT]... [-r DIR] [--auth-timeout SECS]\n              [--check-config] [--drain-timeout SECS] [--idle-timeout SECS] [--log-level LEVEL]\n              [--max-children N] [--max-connections N] [--max-header BYTES] [--max-upload BYTES]\n              [--no-exec] [--pidfile FILE] [--read-only] [--udp ADDR:PORT]..."
+)]
 struct Cli {
     /// Config file [default: /etc/ferry/ferryd.toml when it exists]; flags override it
     #[arg(short = 'c', long, value_name = "FILE")]
@@ -61,7 +67,7 @@ struct Cli {
     pidfile: Option<PathBuf>,
 
     /// Log level: off, error, warn, info, debug or trace [default: info]
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", value_parser = log_level)]
     log_level: Option<LevelFilter>,
 
     /// Most connections at once; one more is refused with too-many-connections [default: 4096]
@@ -136,6 +142,11 @@ fn absolute(p: &Path) -> PathBuf {
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("ferryd: {msg}");
     ExitCode::from(code)
+}
+
+/// `--log-level`: one of the names, listed when it is not.
+fn log_level(s: &str) -> Result<LevelFilter, String> {
+    s.parse().map_err(|_| "give one of off, error, warn, info, debug, trace".to_string())
 }
 
 fn main() -> ExitCode {

@@ -26,7 +26,13 @@ pub fn load_key(file: Option<&Path>, id: Option<&str>) -> Result<Key, String> {
         Some(p) => p.to_path_buf(),
         None => keys::client_path().ok_or("no keys file: give -k FILE or set FERRY_KEYS")?,
     };
-    let keys = keys::load(&path)?;
+    let keys = keys::load(&path).map_err(|e| {
+        if path.exists() {
+            e
+        } else {
+            format!("{e}: give -k FILE, set FERRY_KEYS, or make one with `ferry keygen {}`", path.display())
+        }
+    })?;
     match id {
         Some(id) => keys.get(id).cloned().ok_or_else(|| format!("keys file {} has no key {id:?}", path.display())),
         None => Ok(keys.first().cloned().expect("a parsed keys file has a key")),

@@ -79,18 +79,28 @@ impl std::fmt::Display for Error {
             Error::Auth(s) => write!(f, "authentication failed: {s}"),
             Error::Protocol(s) => write!(f, "protocol error: {s}"),
             Error::Remote(e) => write!(f, "server error {}: {}", e.code.as_str(), e.message),
-            Error::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                write!(f, "timed out")
-            }
+            // Timeouts `Session` saw carry the host and the stage.
+            Error::Io(e) if is_timeout(e) && e.get_ref().is_some() => write!(f, "{e}"),
+            Error::Io(e) if is_timeout(e) => write!(f, "timed out"),
             Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => write!(f, "connection closed by the server"),
-            Error::Io(e) => write!(f, "{e}"),
-            Error::Local(e) => write!(f, "local output: {e}"),
-            Error::LocalRead(e) => write!(f, "local input: {e}"),
+            Error::Io(e) => write!(f, "{}", io_text(e)),
+            Error::Local(e) => write!(f, "local output: {}", io_text(e)),
+            Error::LocalRead(e) => write!(f, "local input: {}", io_text(e)),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+/// A read timeout as the user should read it: which host, which stage.
+fn timed_out(peer: &SocketAddr, stage: &str, after: Option<Duration>) -> Error {
+    let after = after.map(|d| format!(" within {}s", d.as_secs_f64())).unwrap_or_default();
+    Error::Io(io::Error::new(io::ErrorKind::TimedOut, format!("{peer}: timed out waiting for {stage}{after} (-w sets the limit)")))
+}
 
 impl Error {
     /// A failed handshake as the client reports it: a refused key or a
@@ -281,7 +291,12 @@ impl Session {
         stream.set_read_timeout(Some(opts.timeout.unwrap_or(Duration::from_secs(30))))?;
         let writer = Writer { sock: Arc::new(Mutex::new(stream.try_clone()?)), trace: opts.trace };
         let mut s = Session { reader: BufReader::with_capacity(64 * 1024, stream), writer, server: String::new(), peer, trace: opts.trace };
-        s.handshake(key)?;
+        s.handshake(key).map_err(|e| match e {
+            Error::Io(io) if is_timeout(&io) => {
+                timed_out(&peer, "the handshake", Some(opts.timeout.unwrap_or(Duration::from_secs(30))))
+            }
+            e => e,
+        })?;
         s.reader.get_ref().set_read_timeout(opts.timeout)?;
         // -w bounds a stalled upload as it bounds a silent server.
         s.reader.get_ref().set_write_timeout(opts.timeout)?;
@@ -317,7 +332,15 @@ impl Session {
     /// Reads the next frame header. Its body (`size` bytes) must be read next.
     pub fn recv_header(&mut self) -> Result<Header, Error> {
         let mut len = [0u8; 4];
-        self.reader.read_exact(&mut len)?;
+        if let Err(e) = self.reader.read_exact(&mut len) {
+            if is_timeout(&e) && self.server.is_empty() {
+                return Err(Error::Io(e));
+            }
+            if is_timeout(&e) {
+                return Err(timed_out(&self.peer, "a reply", self.reader.get_ref().read_timeout().ok().flatten()));
+            }
+            return Err(Error::Io(e));
+        }
         let len = u32::from_be_bytes(len) as usize;
         if len == 0 || len > MAX_HEADER {
             return Err(Error::Protocol(format!("frame header length {len}")));
@@ -475,7 +498,7 @@ pub(crate) fn resolve_addrs(target: &Target, family: Family) -> Result<Vec<Socke
 }
 
 /// An I/O error as `ls` would say it: without "(os error N)".
-pub(crate) fn io_text(e: &io::Error) -> String {
+pub fn io_text(e: &io::Error) -> String {
     let s = e.to_string();
     match s.find(" (os error ") {
         Some(i) => s[..i].to_string(),
@@ -506,7 +529,8 @@ fn connect_tcp(target: &Target, opts: &Options) -> Result<TcpStream, Error> {
         }
     }
     let e = last.expect("at least one address was tried");
-    Err(Error::Connect(format!("cannot connect to {target}: {e}")))
+    let what = if is_timeout(&e) { "timed out".to_string() } else { io_text(&e) };
+    Err(Error::Connect(format!("cannot connect to {target}: {what}")))
 }
 
 #[cfg(test)]

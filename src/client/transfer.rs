@@ -280,6 +280,18 @@ fn run_get(
     }
 }
 
+/// A `get` command line that cannot work, checked before any key is read
+/// or connection made: the message for status 2.
+pub fn get_usage(remote: &str, local: Option<&str>, resume: bool) -> Option<String> {
+    match get_dest(remote, local) {
+        Ok(Dest::Stdout) if resume => Some("-c cannot resume a get to stdout".into()),
+        Ok(Dest::Special(p)) if resume => Some(format!("-c cannot resume a get into {}, which is not a file", p.display())),
+        Ok(_) => None,
+        Err(Failure::Usage(m)) => Some(m),
+        Err(_) => None,
+    }
+}
+
 /// `ferry get [-c] HOST REMOTE [LOCAL]`.
 pub fn get(target: &Target, key: &Key, opts: &Options, ui: Ui, remote: &str, local: Option<&str>, resume: bool) -> i32 {
     let dest = match get_dest(remote, local) {
