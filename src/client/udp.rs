@@ -41,6 +41,8 @@ pub enum UdpError {
     Resolve(String),
     /// The socket failed.
     Io(io::Error),
+    /// The host answered ICMP port unreachable: nothing listens there.
+    Unreachable(SocketAddr),
     /// Nothing acceptable came back before the deadline.
     NoReply {
         peer: SocketAddr,
@@ -57,7 +59,11 @@ impl std::fmt::Display for UdpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UdpError::Resolve(s) => write!(f, "{s}"),
-            UdpError::Io(e) => write!(f, "{e}"),
+            UdpError::Io(e) => write!(f, "{}", super::io_text(e)),
+            UdpError::Unreachable(peer) => write!(
+                f,
+                "no UDP listener at {peer} (the host answered port unreachable): is ferryd started with --udp, on that port?"
+            ),
             UdpError::NoReply { peer, waited, sent, refused, exec } => {
                 let datagrams = if *sent == 1 { "datagram" } else { "datagrams" };
                 write!(f, "no reply from {peer}/udp in {:.1} s ({sent} {datagrams} sent", waited.as_secs_f64())?;
@@ -234,6 +240,9 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
             }
             let r = sock.send(&req.bytes);
             req.on_send(r).map_err(UdpError::Io)?;
+            if req.refused {
+                return Err(UdpError::Unreachable(peer));
+            }
             continue;
         }
         if now >= req.deadline {
@@ -246,10 +255,8 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
                 continue
             }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                req.refused = true;
-                continue;
-            }
+            // ICMP port unreachable: no one listens, so say so at once.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(UdpError::Unreachable(peer)),
             Err(e) => return Err(UdpError::Io(e)),
         };
         match datagram::decode_reply(secret, &buf[..n]) {
