@@ -23,10 +23,16 @@ struct Pty {
 }
 
 impl Pty {
-    fn start(mut cmd: Command) -> Pty {
+    fn start(cmd: Command) -> Pty {
+        Pty::sized(cmd, 80)
+    }
+
+    /// On a terminal `cols` columns wide.
+    fn sized(mut cmd: Command, cols: u16) -> Pty {
         let (mut m, mut s) = (-1, -1);
-        // SAFETY: openpty fills two descriptors; no name, termios or size.
-        let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+        let ws = libc::winsize { ws_row: 24, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: openpty fills two descriptors; no name or termios.
+        let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
         assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: both were just opened and are owned here.
         let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
@@ -165,4 +171,47 @@ fn ctrl_c_during_a_get_cancels_only_the_get_and_keeps_the_part() {
     t.send(b"quit\n");
     assert_eq!(t.wait(), 0, "{}", t.screen());
     let _ = std::fs::remove_file(&part);
+}
+
+#[test]
+fn the_progress_bar_fits_a_narrow_terminal_and_ends_with_time_and_rate() {
+    let d = Daemon::start();
+    std::fs::write(d.path("a-rather-long-file-name-for-a-narrow-terminal.bin"), vec![7u8; 3 << 20]).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let mut cmd = d.ferry();
+    cmd.args(["get", &d.target(), "a-rather-long-file-name-for-a-narrow-terminal.bin", "out.bin"]).current_dir(local.path());
+    let mut t = Pty::sized(cmd, 50);
+    assert_eq!(t.wait(), 0, "{}", t.screen());
+    // Let the reader catch the last bytes.
+    std::thread::sleep(Duration::from_millis(200));
+    let s = t.screen();
+    // Each redraw starts at \r or a new line; none may be wider than the terminal.
+    let plain = strip_ansi(&s);
+    for piece in plain.split(['\r', '\n']) {
+        assert!(piece.chars().count() <= 50, "{:?} is wider than 50 columns in {plain:?}", piece);
+    }
+    let last = plain.split(['\r', '\n']).map(str::trim_end).filter(|p| !p.is_empty()).last().unwrap_or("");
+    assert!(last.starts_with("out.bin: 3.00 MiB in ") && last.ends_with("/s)"), "{last:?}");
+    assert!(!last.contains("ETA"), "the last line gives the elapsed time, not an ETA: {last:?}");
+}
+
+/// `s` without terminal escape sequences (CSI ... letter).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }

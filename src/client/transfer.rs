@@ -42,15 +42,18 @@ impl Ui {
     }
 
     /// A bar for a transfer of `len` bytes, `pos` of them already there.
+    /// It fills the terminal's width (the name is shortened to leave the
+    /// bar room), so it never wraps.
     fn bar(&self, len: u64, pos: u64, name: &str) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();
         }
-        let style =
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-                .expect("a valid template")
-                .progress_chars("=> ");
-        ProgressBar::new(len).with_style(style).with_position(pos).with_message(name.to_string())
+        let style = ProgressStyle::with_template("{msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+            .expect("a valid template")
+            .progress_chars("=> ");
+        let bar = ProgressBar::new(len).with_style(style).with_position(pos).with_message(short_name(name));
+        bar.reset_elapsed();
+        bar
     }
 
     /// A counter for a stream of unknown length.
@@ -64,6 +67,49 @@ impl Ui {
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
+}
+
+/// The terminal's width in columns (80 when it cannot be told).
+fn columns() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// `name` cut from the left to at most a third of the width, so that the
+/// sizes, the rate and some bar fit on one line.
+fn short_name(name: &str) -> String {
+    let max = (columns() / 3).max(8);
+    let n = name.chars().count();
+    if n <= max {
+        return name.to_string();
+    }
+    let tail: String = name.chars().skip(n - (max - 1)).collect();
+    format!("…{tail}")
+}
+
+/// Ends a bar with what was moved, the elapsed time and the average rate,
+/// in place of the ETA: `name: 1.00 GiB in 3.2s (320.00 MiB/s)`. `from`
+/// is where it started (a resumed get counts only what moved now).
+fn finish_bar(bar: &ProgressBar, from: u64) {
+    if bar.is_hidden() {
+        return;
+    }
+    let moved = bar.position().saturating_sub(from);
+    let secs = bar.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 { (moved as f64 / secs) as u64 } else { moved };
+    let name = bar.message();
+    bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+    bar.finish_with_message(format!(
+        "{name}: {} in {secs:.1}s ({}/s)",
+        indicatif::BinaryBytes(moved),
+        indicatif::BinaryBytes(rate)
+    ));
 }
 
 /// Why a file command failed; `report` prints it and gives the status.
@@ -217,6 +263,7 @@ fn get_file(
         }
     };
     let bar = ui.bar(info.file_size, part.offset, &dest.display().to_string());
+    let resumed_from = part.offset;
     // A cut transfer keeps its .part, for -c.
     let theirs = s.get_body(&info, &mut bar.wrap_write(&mut part.out), on_local).map_err(|e| {
         bar.abandon();
@@ -232,7 +279,7 @@ fn get_file(
         });
     }
     part.finish(dest, info.mode, info.mtime).map_err(|e| Failure::local(&dest.display(), &e))?;
-    bar.finish();
+    finish_bar(&bar, resumed_from);
     Ok(())
 }
 
@@ -254,7 +301,7 @@ fn get_stream(
     let flushed = out.flush().map_err(|e| Failure::local(&name, &e));
     let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, &out.sha256_hex(), t)));
     if r.is_ok() {
-        bar.finish()
+        finish_bar(&bar, 0)
     } else {
         bar.abandon()
     }
@@ -336,7 +383,7 @@ fn put_reader(s: &mut Session, ui: &Ui, input: &mut dyn Read, what: &str, remote
     let mut counted = bar.wrap_read(input);
     let r = s.put_stream(remote, None, &mut counted).map(drop).map_err(|e| Failure::from_error(e, &what));
     if r.is_ok() {
-        bar.finish()
+        finish_bar(&bar, 0)
     } else {
         bar.abandon()
     }
@@ -358,19 +405,19 @@ fn run_put(s: &mut Session, ui: &Ui, local: &str, remote: Option<&str>) -> Resul
     if !meta.is_file() {
         return put_reader(s, ui, &mut file, local, &remote);
     }
-    let bar = ui.bar(meta.len(), 0, &format!("{local} (checksum)"));
+    let bar = ui.bar(meta.len(), 0, &format!("{} (checksum)", short_name(local)));
     let mut hasher = Sha256::new();
     // The size sent is what was hashed, so a growing file is sent as hashed.
     let size = hash_reader(&mut file, &mut hasher, &mut |n| bar.inc(n)).map_err(|e| Failure::local(&local, &e))?;
     let sha = to_hex(&hasher.finalize());
     bar.reset();
     bar.set_length(size);
-    bar.set_message(local.to_string());
+    bar.set_message(short_name(local));
     let mode = meta.permissions().mode() & 0o777;
     let r = s.put_file(&remote, &file, size, Some(mode), Some(&sha), &mut |n| bar.inc(n));
     match r {
         Ok(_) => {
-            bar.finish();
+            finish_bar(&bar, 0);
             Ok(())
         }
         Err(e) => {
