@@ -141,3 +141,14 @@ fn session_file_lines_take_quotes_and_give_usage() {
     assert!(!err.contains("not found"), "a bare get is not sent to the shell: {err}");
     assert_eq!(out.status.code(), Some(2), "{err}");
 }
+
+#[test]
+fn verbose_shows_the_size_of_frames_sent_and_received() {
+    let d = Daemon::start();
+    let mut cmd = d.ferry();
+    cmd.args(["-v", "run", &d.target(), "--", "cat"]);
+    let out = common::run_with_input(cmd, b"hello\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().any(|l| l.starts_with("ferry: > ") && l.contains("\"size\":6") && l.contains("stdin")), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("ferry: < ") && l.contains("\"size\":6") && l.contains("stdout")), "{err}");
+}

@@ -202,6 +202,8 @@ enum Cmd {
         path: String,
     },
     /// Append a new random key to a keys file (created with mode 0600)
+    ///
+    /// Connects to nothing: -k, -i, -w, -v, -4 and -6 are accepted and ignored; -q applies.
     Keygen {
         /// The new key's id
         #[arg(long = "id", value_name = "ID", default_value = "default")]

@@ -174,7 +174,12 @@ impl Writer {
 
     pub fn send(&self, header: Map<String, Value>, body: &[u8]) -> io::Result<()> {
         if self.trace {
-            trace(">", &header);
+            // As it goes on the wire: with the body's size, as received frames show it.
+            let mut shown = header.clone();
+            if !body.is_empty() {
+                shown.insert("size".into(), Value::from(body.len()));
+            }
+            trace(">", &shown);
         }
         if body.len() > COALESCE_BODY {
             let mut head = Vec::with_capacity(128);
