@@ -223,6 +223,8 @@ fn get_dest(remote: &str, local: Option<&str>) -> Result<Dest, Failure> {
         Some("-") => Dest::Stdout,
         None => Dest::File(PathBuf::from(base()?)),
         Some(l) if Path::new(l).is_dir() => Dest::File(Path::new(l).join(base()?)),
+        // `dir/` names a directory, never a file called `dir/.part`.
+        Some(l) if l.ends_with('/') => return Err(Failure::Failed(format!("{l}: no such directory here"))),
         Some(l) if fs::metadata(l).is_ok_and(|m| !m.is_file()) => Dest::Special(PathBuf::from(l)),
         Some(l) => Dest::File(PathBuf::from(l)),
     })
