@@ -8,9 +8,8 @@
 //! line, so flags keep overriding the file after a reload.
 
 use crate::keys;
-use crate::proto::auth::Keys;
-use crate::server::udp::UdpConfig;
-use crate::server::Config;
+use crate::proto::auth::{fresh_nonce, Keys};
+use crate::proto::MAX_HEADER;
 use log::LevelFilter;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -87,6 +86,135 @@ pub struct Overrides {
     /// `--foreground`: not a daemon, whatever the file says.
     pub foreground: bool,
     pub pidfile: Option<PathBuf>,
+}
+
+// ---- what the server uses ------------------------------------------------
+
+/// Everything the daemon is told. Built by `ferryd` from its flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    /// The served root, canonical (absolute, no links).
+    pub root: PathBuf,
+    pub keys: Keys,
+    pub max_connections: usize,
+    /// Children running at once; further execs wait their turn.
+    pub max_children: usize,
+    pub auth_timeout: Duration,
+    /// Zero disables the idle timeout.
+    pub idle_timeout: Duration,
+    /// How long running requests may take to finish after TERM.
+    pub drain_timeout: Duration,
+    /// The largest frame header accepted (at most 65536).
+    pub max_header: usize,
+    pub allow_exec: bool,
+    /// Refuse `put` (`read-only`).
+    pub read_only: bool,
+    /// The largest `put` accepted, in bytes; None for no limit.
+    pub max_upload: Option<u64>,
+    /// What runs `cmd` strings, as `SHELL -c CMD`.
+    pub shell: PathBuf,
+    /// Programs an `exec` may run: names (matched against argv[0], or the
+    /// shell for `cmd`) or absolute paths. Empty: any program.
+    pub exec_allowed: Vec<String>,
+    /// Run children with only PATH, HOME, LANG and the request's `env`.
+    pub exec_env_clear: bool,
+    /// A ceiling on every exec's timeout (and the timeout of those that give none).
+    pub exec_timeout: Option<Duration>,
+    /// The log level, applied again on reload.
+    pub log_level: log::LevelFilter,
+    /// Sent in `hello`.
+    pub server_name: String,
+    /// A random key that unknown key ids are checked against (see `conn::on_auth`).
+    pub decoy_key: [u8; 32],
+    /// Datagram mode (`[udp]`).
+    pub udp: UdpConfig,
+}
+
+impl Config {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+    pub const DEFAULT_MAX_CHILDREN: usize = 64;
+    pub const DEFAULT_AUTH_TIMEOUT: u64 = 10;
+    pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
+    pub const DEFAULT_DRAIN_TIMEOUT: u64 = 30;
+
+    /// The defaults, serving `root` with `keys`.
+    pub fn new(root: PathBuf, keys: Keys) -> Config {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], crate::proto::DEFAULT_PORT))],
+            root,
+            keys,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_children: Self::DEFAULT_MAX_CHILDREN,
+            auth_timeout: Duration::from_secs(Self::DEFAULT_AUTH_TIMEOUT),
+            idle_timeout: Duration::from_secs(Self::DEFAULT_IDLE_TIMEOUT),
+            drain_timeout: Duration::from_secs(Self::DEFAULT_DRAIN_TIMEOUT),
+            max_header: MAX_HEADER,
+            allow_exec: true,
+            read_only: false,
+            max_upload: None,
+            shell: PathBuf::from("/bin/sh"),
+            exec_allowed: Vec::new(),
+            exec_env_clear: false,
+            exec_timeout: None,
+            log_level: log::LevelFilter::Info,
+            server_name: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
+            decoy_key: fresh_nonce(),
+            udp: UdpConfig::default(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn for_tests(root: PathBuf) -> Config {
+        Config::new(root, Keys::default())
+    }
+}
+
+/// The `[udp]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpConfig {
+    /// Addresses to bind; empty: datagram mode is off.
+    pub listen: Vec<SocketAddr>,
+    /// The largest reply datagram, tag included.
+    pub max_reply: usize,
+    /// How far a request's `ts` may be from our clock.
+    pub window: Duration,
+    /// A ceiling on a datagram exec's timeout (and the timeout of those that give none).
+    pub exec_timeout: Duration,
+    /// `(key_id, nonce)` pairs remembered at most.
+    pub seen_max: usize,
+    /// Replies cached at most, in entries and in bytes.
+    pub cache_max: usize,
+    pub cache_bytes: usize,
+    /// Datagrams that fail the checks handled a second, at most.
+    pub max_rejects: usize,
+}
+
+impl UdpConfig {
+    pub const DEFAULT_MAX_REPLY: usize = 1400;
+    /// Room for any error reply: a nonce, an id of `MAX_ID_JSON` bytes, a message.
+    pub const MIN_MAX_REPLY: usize = 512;
+    pub const DEFAULT_WINDOW: u64 = 30;
+    pub const DEFAULT_EXEC_TIMEOUT: u64 = 10;
+    pub const DEFAULT_SEEN_MAX: usize = 131_072;
+    pub const DEFAULT_CACHE_MAX: usize = 4096;
+    pub const DEFAULT_CACHE_BYTES: usize = 4 * 1024 * 1024;
+    pub const DEFAULT_MAX_REJECTS: usize = 20_000;
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            listen: Vec::new(),
+            max_reply: Self::DEFAULT_MAX_REPLY,
+            window: Duration::from_secs(Self::DEFAULT_WINDOW),
+            exec_timeout: Duration::from_secs(Self::DEFAULT_EXEC_TIMEOUT),
+            seen_max: Self::DEFAULT_SEEN_MAX,
+            cache_max: Self::DEFAULT_CACHE_MAX,
+            cache_bytes: Self::DEFAULT_CACHE_BYTES,
+            max_rejects: Self::DEFAULT_MAX_REJECTS,
+        }
+    }
 }
 
 // ---- the file --------------------------------------------------------------

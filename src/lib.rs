@@ -6,17 +6,29 @@
 //! in `man/ferry-protocol.7`.
 //!
 //! # Layout
-//! - `proto`: the pure protocol: frame codec, messages, handshake MACs, keys format.
-//! - `server`: the daemon: one `mio` reactor, connections as state machines in a slab.
-//! - `client`: a blocking client on `std::net`, used by the `ferry` binary.
-//! - `config`: ferryd's settings: defaults, the TOML config file, the flags.
+//! Each module may import only what is listed beside it (checked by
+//! `.ci/layout.py`: no import cycle between files, no file over 700 lines of
+//! non-test code, no wire word spelled outside `proto`).
+//! - `proto`: the pure protocol: frame codec, messages, handshake MACs and the
+//!   client's handshake state machine, datagrams, keys format. Imports nothing
+//!   else of the crate.
+//! - `server`: the daemon: one `mio` reactor, connections as state machines in a
+//!   slab; `server::io` is the socket seam, `server::ops` the only place a request
+//!   becomes work (TCP and UDP), `server::udp` the datagram loop. Imports `proto`,
+//!   `config`, `paths`, `logger`, `sys`.
+//! - `client`: one client core on `std::net` for single commands, the line
+//!   session and fan-out. Imports `proto`, `keys`, `sys`, `timefmt`.
+//! - `config`: every ferryd setting type: defaults, the TOML config file, the flags.
 //! - `keys`: finding, creating and loading keys files (permissions checked).
 //! - `paths`: resolving request paths inside the served root.
 //! - `sys`: the wall clock in Unix seconds and the open-files limit.
 //! - `timefmt`: UTC times as ferry prints them (jiff does the calendar).
-//! - `logger`: the `log` backends (stderr, timestamped unless journald reads it; syslog).
+//! - `logger`: the `log` backends (stderr, timestamped unless journald reads it;
+//!   a file of ferryd's own; syslog).
+//!
+//! The binaries (`src/bin`) are thin: flags in, exit statuses out. ferry-bench
+//! (`src/bin/ferry-bench/`) is a binary of its own, not library API.
 
-pub mod bench;
 pub mod client;
 pub mod config;
 pub mod keys;

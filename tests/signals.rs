@@ -40,6 +40,47 @@ fn term_lets_a_running_command_finish() {
     assert_eq!(d.wait_exit(WAIT), Some(0));
 }
 
+/// Issue 17: an idle client that holds its connection and never reads nor
+/// hangs up (a line session waiting for input, a monitoring client) must not
+/// hold up a stop: nothing is owed to it but the `shutting-down` frame.
+#[test]
+fn term_with_idle_clients_that_never_hang_up_exits_within_a_second() {
+    let mut d = Daemon::start();
+    let mut idle = d.authed();
+    idle.ping();
+    let _unauthed = d.raw();
+    let t = Instant::now();
+    d.signal(libc::SIGTERM);
+    let status = d.wait_exit(WAIT);
+    let took = t.elapsed();
+    assert_eq!(status, Some(0), "{}", d.log.text());
+    assert!(took < Duration::from_secs(1), "TERM to exit took {took:?} with only idle clients");
+    // The client was told why, then saw an orderly end of stream.
+    assert_eq!(idle.frame().0["code"], "shutting-down");
+    assert!(idle.closed());
+}
+
+/// The prompt close is for idle connections only: a running command still
+/// finishes and gets its output and exit, while an idle neighbour goes at once.
+#[test]
+fn term_closes_the_idle_at_once_and_lets_a_sleep_2_finish() {
+    let mut d = Daemon::start();
+    let mut busy = d.authed();
+    let mut idle = d.authed();
+    busy.send(json!({"type":"exec","cmd":"sleep 2; echo finished"}), b"");
+    eventually("command started", WAIT, || !children_of(d.pid()).is_empty());
+    let t = Instant::now();
+    d.signal(libc::SIGTERM);
+    assert_eq!(idle.frame().0["code"], "shutting-down");
+    assert!(idle.closed());
+    assert!(t.elapsed() < Duration::from_millis(1500), "the idle client waited {:?}", t.elapsed());
+    let (out, _, exit) = busy.exec_output();
+    assert_eq!(out, b"finished\n");
+    assert_eq!(exit["code"], 0);
+    assert_eq!(busy.frame().0["code"], "shutting-down");
+    assert_eq!(d.wait_exit(WAIT), Some(0));
+}
+
 #[test]
 fn the_drain_timeout_kills_what_is_left() {
     let mut d = Daemon::start_with(&["--drain-timeout", "1"]);

@@ -439,22 +439,14 @@ fn reopen_check(who: &str) {
 /// past the hard limit. Running short is not fatal: accept errors are logged.
 fn raise_fd_limit(max_connections: usize) {
     let want = (max_connections as u64).saturating_mul(4).saturating_add(64);
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass, nothing else.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= want as libc::rlim_t {
-            return;
-        }
-        let old = lim.rlim_cur;
-        lim.rlim_cur = (want as libc::rlim_t).min(lim.rlim_max);
-        if lim.rlim_cur > old && libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-            log::debug!("open files limit raised from {old} to {}", lim.rlim_cur);
-        }
-        if lim.rlim_cur < want as libc::rlim_t {
-            log::warn!(
-                "open files limit {} is low for {max_connections} connections; raise it (ulimit -n) or lower --max-connections",
-                lim.rlim_cur
-            );
-        }
+    let lim = ferry::sys::raise_nofile(Some(want));
+    if lim.now > lim.old {
+        log::debug!("open files limit raised from {} to {}", lim.old, lim.now);
+    }
+    if lim.now < want {
+        log::warn!(
+            "open files limit {} is low for {max_connections} connections; raise it (ulimit -n) or lower --max-connections",
+            lim.now
+        );
     }
 }

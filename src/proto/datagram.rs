@@ -140,19 +140,8 @@ impl<'a> Datagram<'a> {
     /// Checks the framing: the tag, `L`, a JSON object header with a string
     /// `type` and a valid `size`, and a body of exactly `size` bytes to the end.
     pub fn parse(bytes: &'a [u8]) -> Result<Datagram<'a>, Malformed> {
-        if bytes.len() > MAX_DATAGRAM {
-            return Err(Malformed::TooLong);
-        }
-        if bytes.len() < OVERHEAD + 1 {
-            return Err(Malformed::Short);
-        }
+        let (head, body) = split(bytes)?;
         let (tag, signed) = bytes.split_at(TAG_LEN);
-        let len = u32::from_be_bytes([signed[0], signed[1], signed[2], signed[3]]);
-        let rest = &signed[4..];
-        if len == 0 || len as usize > rest.len() {
-            return Err(Malformed::BadLength(len));
-        }
-        let (head, body) = rest.split_at(len as usize);
         let header = parse_header(head).map_err(Malformed::Header)?;
         match header.size.cmp(&(body.len() as u64)) {
             std::cmp::Ordering::Greater => return Err(Malformed::ShortBody),
@@ -164,20 +153,103 @@ impl<'a> Datagram<'a> {
 
     /// True when the tag is `secret`'s for this direction (constant time).
     pub fn verify(&self, dir: Direction, secret: &[u8]) -> bool {
-        mac(dir, secret, self.signed).verify_slice(self.tag).is_ok()
+        Tagger::new(dir, secret).over(self.signed).verify_slice(self.tag).is_ok()
     }
 }
 
-fn mac(dir: Direction, secret: &[u8], signed: &[u8]) -> HmacSha256 {
-    let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    m.update(dir.label());
-    m.update(signed);
-    m
+/// A datagram's header and body, cut where its `L` says: the framing checks
+/// of `Datagram::parse` (size, `L`) without reading the header or the tag.
+/// For a reader that checks the tag with a `Tagger` and reads the header its
+/// own way; the body runs to the end, whatever the header's `size` says.
+pub fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), Malformed> {
+    if bytes.len() > MAX_DATAGRAM {
+        return Err(Malformed::TooLong);
+    }
+    if bytes.len() < OVERHEAD + 1 {
+        return Err(Malformed::Short);
+    }
+    let len = u32::from_be_bytes(bytes[TAG_LEN..OVERHEAD].try_into().expect("four bytes"));
+    let rest = &bytes[OVERHEAD..];
+    if len == 0 || len as usize > rest.len() {
+        return Err(Malformed::BadLength(len));
+    }
+    Ok(rest.split_at(len as usize))
+}
+
+/// The tag of one direction under one key, keyed once: a sender or reader of
+/// many datagrams clones the keyed state instead of keying HMAC each time.
+#[derive(Clone)]
+pub struct Tagger(HmacSha256);
+
+impl Tagger {
+    pub fn new(dir: Direction, secret: &[u8]) -> Tagger {
+        let mut m = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+        m.update(dir.label());
+        Tagger(m)
+    }
+
+    fn over(&self, signed: &[u8]) -> HmacSha256 {
+        let mut m = self.0.clone();
+        m.update(signed);
+        m
+    }
+
+    /// The tag of `signed` (everything after the tag).
+    pub fn tag(&self, signed: &[u8]) -> [u8; TAG_LEN] {
+        self.over(signed).finalize().into_bytes().into()
+    }
+
+    /// Writes the tag of `datagram[TAG_LEN..]` into `datagram[..TAG_LEN]`.
+    pub fn seal(&self, datagram: &mut [u8]) {
+        let t = self.tag(&datagram[TAG_LEN..]);
+        datagram[..TAG_LEN].copy_from_slice(&t);
+    }
+
+    /// True when `datagram` starts with the tag of the rest (constant time);
+    /// false for anything shorter than a tag.
+    pub fn check(&self, datagram: &[u8]) -> bool {
+        datagram.len() >= TAG_LEN && self.over(&datagram[TAG_LEN..]).verify_slice(&datagram[..TAG_LEN]).is_ok()
+    }
 }
 
 /// The tag of `signed` (everything after the tag) for `dir`.
 pub fn tag(dir: Direction, secret: &[u8], signed: &[u8]) -> [u8; TAG_LEN] {
-    mac(dir, secret, signed).finalize().into_bytes().into()
+    Tagger::new(dir, secret).tag(signed)
+}
+
+/// Ping requests for one key, written into a reused buffer without building
+/// a map: the bytes `encode_request(key_id, secret, request::ping(..), b"")`
+/// gives (serde_json writes a map's keys in order). For a load generator.
+pub struct PingEncoder {
+    tagger: Tagger,
+    key_id_json: String,
+}
+
+impl PingEncoder {
+    pub fn new(key_id: &str, secret: &[u8]) -> PingEncoder {
+        PingEncoder {
+            tagger: Tagger::new(Direction::Request, secret),
+            key_id_json: serde_json::to_string(key_id).expect("a string serializes"),
+        }
+    }
+
+    /// Replaces `out` with the ping for `nonce` (as `to_hex` writes it) and `ts`.
+    pub fn encode(&self, out: &mut Vec<u8>, nonce: &[u8; NONCE_BYTES], ts: i64) {
+        use std::io::Write as _;
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        out.clear();
+        out.resize(OVERHEAD, 0);
+        out.extend_from_slice(br#"{"key_id":"#);
+        out.extend_from_slice(self.key_id_json.as_bytes());
+        out.extend_from_slice(br#","nonce":""#);
+        for b in nonce {
+            out.extend_from_slice(&[DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]]);
+        }
+        write!(out, r#"","ts":{ts},"type":"ping"}}"#).expect("writing to a Vec");
+        let len = (out.len() - OVERHEAD) as u32;
+        out[TAG_LEN..OVERHEAD].copy_from_slice(&len.to_be_bytes());
+        self.tagger.seal(out);
+    }
 }
 
 /// True for a nonce as the protocol writes it: 32 lowercase hex digits.
@@ -529,6 +601,51 @@ mod tests {
         m.update(b"ferry-udp-request|");
         m.update(&bytes[TAG_LEN..]);
         assert_eq!(&bytes[..TAG_LEN], &m.finalize().into_bytes()[..]);
+    }
+
+    #[test]
+    fn the_tagger_seals_and_checks_what_the_codec_makes() {
+        let bytes = ping();
+        let request = Tagger::new(Direction::Request, SECRET);
+        assert!(request.check(&bytes));
+        assert_eq!(request.tag(&bytes[TAG_LEN..]), tag(Direction::Request, SECRET, &bytes[TAG_LEN..]));
+        let mut resealed = bytes.clone();
+        resealed[..TAG_LEN].fill(0);
+        request.seal(&mut resealed);
+        assert_eq!(resealed, bytes);
+        assert!(!Tagger::new(Direction::Reply, SECRET).check(&bytes));
+        assert!(!Tagger::new(Direction::Request, b"another key").check(&bytes));
+        assert!(!request.check(&bytes[..TAG_LEN - 1]));
+        let mut bad = bytes.clone();
+        bad[TAG_LEN + 5] ^= 1;
+        assert!(!request.check(&bad));
+    }
+
+    #[test]
+    fn the_ping_encoder_writes_the_codecs_bytes() {
+        let nonce: [u8; NONCE_BYTES] = core::array::from_fn(|i| i as u8);
+        let enc = PingEncoder::new("k", SECRET);
+        let mut out = b"left over".to_vec();
+        enc.encode(&mut out, &nonce, 1_700_000_000);
+        assert_eq!(out, ping());
+        for (id, ts) in [("a \"quoted\" id é", -5), ("k", 0), ("k", i64::MAX)] {
+            let nonce = [0xab; NONCE_BYTES];
+            PingEncoder::new(id, SECRET).encode(&mut out, &nonce, ts);
+            assert_eq!(out, encode_request(id, SECRET, request::ping(&to_hex(&nonce), ts), b""), "{id} {ts}");
+        }
+    }
+
+    #[test]
+    fn split_cuts_at_l_and_checks_only_the_framing() {
+        let bytes = ping();
+        let (head, body) = split(&bytes).unwrap();
+        assert_eq!((head, body), (&bytes[OVERHEAD..], &b""[..]));
+        let with_body = raw(b"{not json", b"xyz", Some(9));
+        assert_eq!(split(&with_body).unwrap(), (&b"{not json"[..], &b"xyz"[..]));
+        assert_eq!(split(&bytes[..OVERHEAD]), Err(Malformed::Short));
+        assert_eq!(split(&raw(b"{}", b"", Some(3))), Err(Malformed::BadLength(3)));
+        assert_eq!(split(&raw(b"{}", b"", Some(0))), Err(Malformed::BadLength(0)));
+        assert_eq!(split(&vec![0; MAX_DATAGRAM + 1]), Err(Malformed::TooLong));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! as they arrive, so a body never has to fit in memory.
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// The largest header the protocol allows (the `L` of a frame).
@@ -135,28 +136,86 @@ impl Decoder {
                 Ok(Some((Item::Body { range: 0..n, last: left == 0 }, n)))
             }
             State::Len => {
-                if input.len() < 4 {
-                    return Ok(None);
-                }
-                let len = u32::from_be_bytes([input[0], input[1], input[2], input[3]]);
-                // The length is judged before a single header byte is buffered.
-                if len == 0 {
-                    return Err(FrameError::EmptyHeader);
-                }
-                if len as usize > self.max_header {
-                    return Err(FrameError::TooLarge(len));
-                }
-                let end = 4 + len as usize;
-                if input.len() < end {
-                    return Ok(None);
-                }
-                let header = parse_header(&input[4..end])?;
+                let Some((head, end)) = split_header(input, self.max_header)? else { return Ok(None) };
+                let header = parse_header(head)?;
                 if header.size > 0 {
                     self.state = State::Body(header.size);
                 }
                 Ok(Some((Item::Header(header), end)))
             }
         }
+    }
+}
+
+/// The header bytes of the frame at the front of `input` and where its body
+/// starts, without parsing the header: for a caller that keeps its own input
+/// buffer and skips bodies itself (ferry-bench's fast path). `Ok(None)` until
+/// the length and the whole header have arrived. The length is judged as
+/// `Decoder` judges it, from the first four bytes alone.
+pub fn peek_header(input: &[u8]) -> Result<Option<(&[u8], usize)>, FrameError> {
+    split_header(input, MAX_HEADER)
+}
+
+fn split_header(input: &[u8], max_header: usize) -> Result<Option<(&[u8], usize)>, FrameError> {
+    let Some(len) = input.get(..4) else { return Ok(None) };
+    let len = u32::from_be_bytes(len.try_into().expect("four bytes"));
+    // The length is judged before a single header byte is buffered.
+    if len == 0 {
+        return Err(FrameError::EmptyHeader);
+    }
+    if len as usize > max_header {
+        return Err(FrameError::TooLarge(len));
+    }
+    let end = 4 + len as usize;
+    Ok(input.get(4..end).map(|head| (head, end)))
+}
+
+/// A header's `type` and `size`, read without copying the rest: what a
+/// client counting replies needs from most frames. It checks less than
+/// `parse_header`: duplicate keys other than `type` and `size` go unnoticed.
+/// An invalid header gets `parse_header`'s error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRef<'a> {
+    pub kind: Cow<'a, str>,
+    pub size: u64,
+}
+
+impl<'a> HeaderRef<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<HeaderRef<'a>, FrameError> {
+        #[derive(serde::Deserialize)]
+        struct Raw<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<Kind<'a>>,
+            size: Option<u64>,
+        }
+        match serde_json::from_slice::<Raw>(bytes) {
+            Ok(Raw { kind: Some(Kind(kind)), size }) => Ok(HeaderRef { kind, size: size.unwrap_or(0) }),
+            Ok(_) => Err(FrameError::NoType),
+            Err(e) => Err(parse_header(bytes).err().unwrap_or_else(|| FrameError::NotJson(e.to_string()))),
+        }
+    }
+}
+
+/// A string borrowed from the input unless it has escapes (serde's own `Cow`
+/// always copies).
+struct Kind<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Kind<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Kind<'a>, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Kind<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Kind<'a>, E> {
+                Ok(Kind(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Kind<'a>, E> {
+                Ok(Kind(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
@@ -384,6 +443,44 @@ mod tests {
             }
             assert_eq!(got.code().as_str(), "bad-frame");
         }
+    }
+
+    #[test]
+    fn peek_judges_the_length_first_and_waits_for_the_whole_header() {
+        let bytes = raw(r#"{"type":"file","size":3}"#, b"abc");
+        let end = bytes.len() - 3;
+        for cut in 0..end {
+            assert_eq!(peek_header(&bytes[..cut]), Ok(None), "cut at {cut}");
+        }
+        assert_eq!(peek_header(&bytes[..end]), Ok(Some((&bytes[4..end], end))));
+        assert_eq!(peek_header(&bytes), Ok(Some((&bytes[4..end], end))));
+        assert_eq!(peek_header(&[0, 0, 0, 0, b'{']), Err(FrameError::EmptyHeader));
+        assert_eq!(peek_header(&[0, 1, 0, 1]), Err(FrameError::TooLarge(65537)));
+        assert_eq!(peek_header(&[0, 1, 0, 0]), Ok(None));
+        // Not JSON: peeking does not look inside.
+        assert_eq!(peek_header(b"\0\0\0\x02{x"), Ok(Some((&b"{x"[..], 6))));
+    }
+
+    #[test]
+    fn header_ref_reads_type_and_size_and_names_what_is_wrong() {
+        let h = HeaderRef::parse(br#"{"type":"file","size":3,"sha256":null,"x":{"y":[1]}}"#).unwrap();
+        assert_eq!((h.kind.as_ref(), h.size), ("file", 3));
+        assert!(matches!(h.kind, Cow::Borrowed(_)));
+        let h = HeaderRef::parse(br#"{"type":"p\u006fng"}"#).unwrap();
+        assert_eq!((h.kind.as_ref(), h.size), ("pong", 0));
+        let cases: &[(&[u8], FrameError)] = &[
+            (b"{}", FrameError::NoType),
+            (br#"{"type":null}"#, FrameError::NoType),
+            (br#"{"type":3}"#, FrameError::NoType),
+            (br#"{"type":"ping","size":-1}"#, FrameError::BadSize),
+            (br#"{"type":"ping","size":"3"}"#, FrameError::BadSize),
+            (b"[1]", FrameError::NotObject),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(&HeaderRef::parse(bytes).unwrap_err(), want, "{}", String::from_utf8_lossy(bytes));
+        }
+        assert!(matches!(HeaderRef::parse(b"{\"type\":"), Err(FrameError::NotJson(_))));
+        assert!(matches!(HeaderRef::parse(br#"{"type":"a","type":"b"}"#), Err(FrameError::NotJson(_))));
     }
 
     #[test]

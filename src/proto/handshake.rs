@@ -17,7 +17,7 @@
 //! (ferry-bench's pre-encoded fast path).
 
 use super::auth::{self, Key, NONCE_LEN};
-use super::frame::{encode_frame, parse_header, FrameError, Header, MAX_HEADER};
+use super::frame::{encode_frame, parse_header, peek_header, FrameError, Header};
 use super::msg::{self, ErrorCode, ProtoError, Reply, PROTO_VERSION};
 use serde_json::Value;
 
@@ -153,21 +153,17 @@ impl Handshake {
     /// Feeds raw input. Takes at most one whole frame (header and body) from
     /// the front of `input`; the count of bytes taken, and the step.
     pub fn on_bytes(&mut self, input: &[u8]) -> (Step, usize) {
-        let Some(len) = input.get(..4) else { return (Step::NeedMore, 0) };
-        let len = u32::from_be_bytes(len.try_into().expect("four bytes"));
-        if len == 0 {
-            return self.fail(Error::Frame(FrameError::EmptyHeader));
-        }
-        if len as usize > MAX_HEADER {
-            return self.fail(Error::Frame(FrameError::TooLarge(len)));
-        }
-        let Some(head) = input.get(4..4 + len as usize) else { return (Step::NeedMore, 0) };
+        let (head, start) = match peek_header(input) {
+            Ok(Some(split)) => split,
+            Ok(None) => return (Step::NeedMore, 0),
+            Err(e) => return self.fail(Error::Frame(e)),
+        };
         let h = match parse_header(head) {
             Ok(h) => h,
             Err(e) => return self.fail(Error::Frame(e)),
         };
-        let end = 4 + len as usize + h.size.min(usize::MAX as u64) as usize;
-        let Some(body) = input.get(4 + len as usize..end) else { return (Step::NeedMore, 0) };
+        let end = start.saturating_add(h.size.min(usize::MAX as u64) as usize);
+        let Some(body) = input.get(start..end) else { return (Step::NeedMore, 0) };
         (self.on_frame(&h, body), end)
     }
 

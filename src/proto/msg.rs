@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 pub const PROTO_VERSION: u64 = 1;
 /// The one authentication scheme of protocol v1.
 pub const AUTH_SCHEME: &str = "hmac-sha256";
+/// The `type` of the server's greeting and of its answer to a good `auth`.
+pub const HELLO: &str = "hello";
+pub const WELCOME: &str = "welcome";
 
 /// Error codes, as sent in `{"type":"error","code":...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,27 +3,40 @@
 //! `Server` owns the poll, the listeners, the connections, the signal source,
 //! the count of running children and the children left behind by closed
 //! connections. It knows nothing of frames: each event is recorded on the
-//! connection that owns the token and the connection is pumped (`conn.rs`).
+//! connection that owns the token and the connection is pumped (`conn`).
 //!
 //! The loop (`run`): sleep until an event or the nearest deadline, dispatch
 //! the events, then sweep: pump connections that ran out of budget, fire
 //! expired deadlines, hand free child slots to waiting execs, remove closed
-//! connections, and move the shutdown along. Datagram mode (`udp.rs`) lives in
+//! connections, and move the shutdown along. Datagram mode (`udp`) lives in
 //! the same loop: its sockets and its execs' pipes are one more event source.
+//!
+//! What lives here, from the bottom up (each imports only what is above it
+//! in this list, plus `proto`, `config`, `paths` and `sys`):
+//! - `buf`: the output buffer; `io`: the `Socket` trait and the error-kind
+//!   predicates; `token`: reserved tokens and the token ↔ source mapping.
+//! - `ops`: where a request becomes work, for both transports: policy, child
+//!   slots, the access line, and one module per operation.
+//! - `conn`: a TCP connection's phases, buffers and flow control; `udp`: the
+//!   datagram loop and its replay protection.
+//! - `testing`: an in-memory socket and a stand-in reactor for unit tests
+//!   and the fuzz targets.
+//! - this file: `Server`, the loop and the sweep, `bind` for the listeners.
 
-mod access;
 mod buf;
 pub mod conn;
+pub mod io;
 pub mod ops;
 #[doc(hidden)]
 pub mod testing;
 pub mod token;
 pub mod udp;
 
-use crate::proto::auth::{fresh_nonce, Keys};
+pub use crate::config::{Config, UdpConfig};
 use crate::proto::msg;
-use crate::proto::{encode_frame, ErrorCode, ProtoError, MAX_HEADER};
-use conn::{interrupted, would_block, Conn, Step};
+use crate::proto::{encode_frame, ErrorCode, ProtoError};
+use conn::{Conn, Step};
+use io::{interrupted, would_block};
 use log::{error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll};
@@ -33,92 +46,11 @@ use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 use token::{Role, Source};
-
-/// Everything the daemon is told. Built by `ferryd` from its flags.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: Vec<SocketAddr>,
-    /// The served root, canonical (absolute, no links).
-    pub root: PathBuf,
-    pub keys: Keys,
-    pub max_connections: usize,
-    /// Children running at once; further execs wait their turn.
-    pub max_children: usize,
-    pub auth_timeout: Duration,
-    /// Zero disables the idle timeout.
-    pub idle_timeout: Duration,
-    /// How long running requests may take to finish after TERM.
-    pub drain_timeout: Duration,
-    /// The largest frame header accepted (at most 65536).
-    pub max_header: usize,
-    pub allow_exec: bool,
-    /// Refuse `put` (`read-only`).
-    pub read_only: bool,
-    /// The largest `put` accepted, in bytes; None for no limit.
-    pub max_upload: Option<u64>,
-    /// What runs `cmd` strings, as `SHELL -c CMD`.
-    pub shell: PathBuf,
-    /// Programs an `exec` may run: names (matched against argv[0], or the
-    /// shell for `cmd`) or absolute paths. Empty: any program.
-    pub exec_allowed: Vec<String>,
-    /// Run children with only PATH, HOME, LANG and the request's `env`.
-    pub exec_env_clear: bool,
-    /// A ceiling on every exec's timeout (and the timeout of those that give none).
-    pub exec_timeout: Option<Duration>,
-    /// The log level, applied again on reload.
-    pub log_level: log::LevelFilter,
-    /// Sent in `hello`.
-    pub server_name: String,
-    /// A random key that unknown key ids are checked against (see `conn::on_auth`).
-    pub decoy_key: [u8; 32],
-    /// Datagram mode (`[udp]`).
-    pub udp: udp::UdpConfig,
-}
-
-impl Config {
-    pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
-    pub const DEFAULT_MAX_CHILDREN: usize = 64;
-    pub const DEFAULT_AUTH_TIMEOUT: u64 = 10;
-    pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
-    pub const DEFAULT_DRAIN_TIMEOUT: u64 = 30;
-
-    /// The defaults, serving `root` with `keys`.
-    pub fn new(root: PathBuf, keys: Keys) -> Config {
-        Config {
-            listen: vec![SocketAddr::from(([127, 0, 0, 1], crate::proto::DEFAULT_PORT))],
-            root,
-            keys,
-            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
-            max_children: Self::DEFAULT_MAX_CHILDREN,
-            auth_timeout: Duration::from_secs(Self::DEFAULT_AUTH_TIMEOUT),
-            idle_timeout: Duration::from_secs(Self::DEFAULT_IDLE_TIMEOUT),
-            drain_timeout: Duration::from_secs(Self::DEFAULT_DRAIN_TIMEOUT),
-            max_header: MAX_HEADER,
-            allow_exec: true,
-            read_only: false,
-            max_upload: None,
-            shell: PathBuf::from("/bin/sh"),
-            exec_allowed: Vec::new(),
-            exec_env_clear: false,
-            exec_timeout: None,
-            log_level: log::LevelFilter::Info,
-            server_name: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
-            decoy_key: fresh_nonce(),
-            udp: udp::UdpConfig::default(),
-        }
-    }
-
-    #[cfg(test)]
-    pub fn for_tests(root: PathBuf) -> Config {
-        Config::new(root, Keys::default())
-    }
-}
 
 /// Connections the kernel may queue before ferryd accepts them.
 pub const LISTEN_BACKLOG: i32 = 1024;
@@ -137,7 +69,7 @@ pub fn bind(cfg: &Config) -> Result<Vec<TcpListener>, String> {
         let l = TcpListener::bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         // SAFETY: listen(2) on a socket we own; no memory is shared.
         if unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), LISTEN_BACKLOG) } != 0 {
-            return Err(format!("cannot listen on {addr}: {}", io::Error::last_os_error()));
+            return Err(format!("cannot listen on {addr}: {}", std::io::Error::last_os_error()));
         }
         out.push(l);
     }
@@ -226,7 +158,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 impl Server {
     /// Sets up the poll and registers the listeners and signals.
-    pub fn new(cfg: Config, mut listeners: Vec<TcpListener>, reload: Option<Reload>) -> io::Result<Server> {
+    pub fn new(cfg: Config, mut listeners: Vec<TcpListener>, reload: Option<Reload>) -> std::io::Result<Server> {
         let poll = Poll::new()?;
         for (i, l) in listeners.iter_mut().enumerate() {
             poll.registry().register(l, token::listener(i), Interest::READABLE)?;
@@ -258,7 +190,7 @@ impl Server {
     }
 
     /// Adds the UDP sockets `udp::bind` made.
-    pub fn with_udp(mut self, sockets: Vec<mio::net::UdpSocket>) -> io::Result<Server> {
+    pub fn with_udp(mut self, sockets: Vec<mio::net::UdpSocket>) -> std::io::Result<Server> {
         self.udp.add_sockets(self.poll.registry(), sockets)?;
         Ok(self)
     }
@@ -274,7 +206,7 @@ impl Server {
     }
 
     /// Runs until a TERM or INT has been handled. Errors only when the poll itself fails.
-    pub fn run(mut self) -> io::Result<()> {
+    pub fn run(mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(1024);
         while self.shutdown != Shutdown::Done {
             let timeout = self.timeout(Instant::now());

@@ -3,9 +3,10 @@
 //! (the `Ctx` a connection is pumped with). Shared by `conn`'s unit tests and
 //! the fuzz targets in `tests/fuzz`; not part of the daemon's API.
 
-use super::conn::{Conn, Socket, Step};
+use super::conn::{Conn, Step};
+use super::io::Socket;
 use super::ops::Ctx;
-use super::Config;
+use crate::config::Config;
 use crate::proto::auth::{client_mac, server_mac, Key, Keys};
 use crate::proto::{encode_frame, Decoder, FrameError, Header, Item};
 use serde_json::Value;
@@ -157,7 +158,7 @@ impl Harness {
         self.send(&mut c, &frame(auth, b""));
         let out = std::mem::take(&mut c.socket_mut().output);
         let (frames, _) = decode_all(&out).expect("welcome is a frame");
-        assert_eq!(frames.first().map(|f| f.0.kind.as_str()), Some("welcome"), "{frames:?}");
+        assert_eq!(frames.first().map(|f| f.0.kind.as_str()), Some(crate::proto::msg::WELCOME), "{frames:?}");
         assert_eq!(frames[0].0.str("mac"), Some(server_mac(SECRET.as_bytes(), CLIENT_NONCE, &sn).as_str()));
         c
     }

@@ -18,11 +18,11 @@
 //! `authorize` and `check_program` for the allow-list's matching rule.
 
 use super::super::buf::Buf;
-use super::super::token::{self, Role};
-use super::Ctx;
-use crate::proto::msg::{self, Command, SignalName, Stream};
-use crate::proto::{encode_frame, ErrorCode, ProtoError};
-use crate::server::Config;
+use super::super::token::Role;
+use super::ctx::{Ctx, FrameUse, Via};
+use crate::proto::msg::{self, Command, Request, SignalName, Stream};
+use crate::proto::{encode_frame, ErrorCode, Header, ProtoError};
+use crate::config::Config;
 use mio::unix::pipe::{Receiver, Sender};
 use mio::{Interest, Registry, Token};
 use serde_json::Value;
@@ -128,23 +128,49 @@ pub struct Exec {
     /// When a TERM already sent is followed by KILL.
     kill_at: Option<Instant>,
     timed_out: bool,
+    /// Output bytes framed so far.
+    out_total: u64,
+}
+
+/// How a child ended: its exit code or the signal that killed it, and
+/// whether the request's timeout had sent it TERM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+}
+
+impl Exit {
+    /// The `exit` frame's header.
+    pub fn frame(&self, id: Option<&Value>) -> serde_json::Map<String, Value> {
+        let mut m = msg::exit(self.code, self.signal, id);
+        if self.timed_out {
+            m.insert("timed_out".into(), Value::Bool(true));
+        }
+        m
+    }
+
+    /// The access line's result: `exit:CODE` or `signal:N`, and ` timed_out=true`.
+    pub fn result(&self) -> String {
+        let mut r = match (self.code, self.signal) {
+            (Some(c), _) => format!("exit:{c}"),
+            (None, Some(s)) => format!("signal:{s}"),
+            (None, None) => "exit:?".to_string(),
+        };
+        if self.timed_out {
+            r.push_str(" timed_out=true");
+        }
+        r
+    }
 }
 
 impl Exec {
-    /// Spawns the child for `req` and registers its pipes under `key`'s tokens.
-    /// The exec policy is checked first: nothing is spawned for a request it refuses.
-    pub fn start(req: &msg::Exec, id: Option<Value>, key: usize, ctx: &mut Ctx) -> Result<Exec, ProtoError> {
-        Exec::start_with(req, id, |role| token::conn(key, role), ctx)
-    }
-
-    /// As `start`, with the pipes registered under `token_of(role)` (a
-    /// datagram exec has no connection: its tokens are `token::udp_exec`).
-    pub fn start_with(
-        req: &msg::Exec,
-        id: Option<Value>,
-        token_of: impl Fn(Role) -> Token,
-        ctx: &mut Ctx,
-    ) -> Result<Exec, ProtoError> {
+    /// Spawns the child for `req` and registers its pipes under the tokens
+    /// of `via` (a connection's, or a datagram exec slot's). The exec policy
+    /// is checked first, with the config of this moment: nothing is spawned
+    /// for a request it refuses.
+    pub fn start(req: &msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Exec, ProtoError> {
         let program = authorize(req, ctx.cfg)?;
         let cwd = match &req.cwd {
             Some(rel) => crate::paths::resolve_existing(&ctx.cfg.root, rel)?,
@@ -188,7 +214,7 @@ impl Exec {
             ProtoError::new(ErrorCode::SpawnFailed, format!("cannot run {what:?}: {e}"))
         })?;
         let pgid = child.id() as i32;
-        let pipes = register_pipes(&mut child, token_of, ctx.registry);
+        let pipes = register_pipes(&mut child, |role| via.token(role), ctx.registry);
         let (out, err, stdin) = match pipes {
             Ok(p) => p,
             Err(e) => {
@@ -201,7 +227,7 @@ impl Exec {
         Ok(Exec {
             child,
             pgid,
-            id,
+            id: id.cloned(),
             stdout: Output::new(Some(out), Stream::Stdout),
             stderr: Output::new(Some(err), Stream::Stderr),
             stdin,
@@ -213,11 +239,16 @@ impl Exec {
             term_at: effective_timeout(req.timeout, ctx.cfg.exec_timeout).map(|t| ctx.now + t),
             kill_at: None,
             timed_out: false,
+            out_total: 0,
         })
     }
 
     pub fn pid(&self) -> i32 {
         self.pgid
+    }
+
+    pub fn id(&self) -> Option<&Value> {
+        self.id.as_ref()
     }
 
     /// Records readiness for one of the child's pipes.
@@ -293,6 +324,7 @@ impl Exec {
             let room = high_water.saturating_sub(out.len()).min(budget.saturating_sub(moved + n));
             let m = self.stderr.pump(out, self.id.as_ref(), room, scratch);
             moved += n + m;
+            self.out_total += (n + m) as u64;
             if n + m == 0 {
                 return moved;
             }
@@ -343,14 +375,32 @@ impl Exec {
         self.status.is_some() && self.stdout.at_eof() && self.stderr.at_eof()
     }
 
-    /// The final frame, once `is_finished`.
-    pub fn exit_frame(&self) -> serde_json::Map<String, Value> {
-        let status = self.status.expect("exit_frame after the child was reaped");
-        let mut m = msg::exit(status.code(), status.signal(), self.id.as_ref());
-        if self.timed_out {
-            m.insert("timed_out".into(), Value::Bool(true));
+    /// How the child ended, once `is_finished`.
+    pub fn exit(&self) -> Exit {
+        let status = self.status.expect("exit after the child was reaped");
+        Exit { code: status.code(), signal: status.signal(), timed_out: self.timed_out }
+    }
+
+    /// Child output framed so far, in bytes (for the access line).
+    pub fn bytes_out(&self) -> u64 {
+        self.out_total
+    }
+
+    /// Takes a frame that arrived while the command runs: `stdin` (its body
+    /// goes to the child; empty: EOF) and `signal`. Anything else waits.
+    pub fn on_frame(&mut self, h: &Header) -> FrameUse {
+        if h.kind != "stdin" && h.kind != "signal" {
+            return FrameUse::Hold;
         }
-        m
+        match Request::from_header(h) {
+            Ok(Request::Stdin) if h.size == 0 => self.close_stdin(),
+            Ok(Request::Stdin) if self.takes_stdin() => return FrameUse::Body,
+            Ok(Request::Signal(sig)) => self.signal(sig),
+            Ok(_) => {}
+            // A bad stdin or signal frame is answered; the command's result is its exit.
+            Err(err) => return FrameUse::Answer(err),
+        }
+        FrameUse::Used
     }
 
     pub fn signal(&self, sig: SignalName) {

@@ -12,16 +12,15 @@
 //! while it is sent can no longer fill the frame: the connection is closed
 //! rather than padded (`Progress::Short`), and the client sees a cut frame.
 
-use super::super::buf::Buf;
-use super::super::conn::{interrupted, would_block, Socket};
-use super::Ctx;
+use super::super::io::{interrupted, would_block, Socket};
+use super::ctx::{Ctx, Output, Progress};
 use crate::paths::{self, RelPath};
 use crate::proto::auth::to_hex;
 use crate::proto::msg::{self, Digest};
 use crate::proto::{encode_head, ErrorCode, ProtoError};
 use rustix::fd::AsFd;
 use rustix::fs::{FileType, OFlags};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -29,20 +28,11 @@ use std::os::unix::fs::FileExt;
 /// The largest read from the file at once on the digest path.
 pub const CHUNK: usize = 256 * 1024;
 
-/// What a turn of `pump` achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
-    /// Bytes moved (0: waiting for the socket or the output buffer).
-    Moved(usize),
-    /// The whole body is out and `done` is queued.
-    Done,
-    /// The file ended before the size the header promised.
-    Short,
-}
-
 /// A `get` in flight.
 pub struct Get {
     id: Option<Value>,
+    /// The `file` header and its body size, queued by the first `pump`.
+    head: Option<(Map<String, Value>, u64)>,
     file: File,
     /// The next byte of the file to send, and the end of the body.
     pos: u64,
@@ -55,8 +45,8 @@ pub struct Get {
 }
 
 impl Get {
-    /// Opens the file and queues the `file` header in `out`.
-    pub fn start(req: &msg::Get, id: Option<Value>, ctx: &Ctx, out: &mut Buf) -> Result<Get, ProtoError> {
+    /// Opens the file; its `file` header goes out with the first `pump`.
+    pub fn start(req: &msg::Get, id: Option<&Value>, ctx: &Ctx) -> Result<Get, ProtoError> {
         let p = RelPath::parse(&req.path)?;
         let root = paths::open_root(&ctx.cfg.root)?;
         // O_NONBLOCK: opening a FIFO must not stall the reactor (it is refused below).
@@ -72,10 +62,10 @@ impl Get {
             let msg = format!("offset {} is beyond the end of {:?} ({file_size} bytes)", req.offset, req.path);
             return Err(ProtoError::new(ErrorCode::BadRequest, msg));
         }
-        let header = msg::file(&req.path, file_size, st.st_mode & 0o7777, st.st_mtime, req.offset, id.as_ref());
-        encode_head(out.tail(), header, file_size - req.offset);
+        let header = msg::file(&req.path, file_size, st.st_mode & 0o7777, st.st_mtime, req.offset, id);
         Ok(Get {
-            id,
+            head: Some((header, file_size - req.offset)),
+            id: id.cloned(),
             file: File::from(fd),
             pos: req.offset,
             end: file_size,
@@ -83,6 +73,10 @@ impl Get {
             hashed: 0,
             offset: req.offset,
         })
+    }
+
+    pub fn id(&self) -> Option<&Value> {
+        self.id.as_ref()
     }
 
     /// Body bytes produced so far (queued or sent), for the access log.
@@ -93,16 +87,14 @@ impl Get {
     /// Moves up to `budget` bytes of the body: into `out` (digest path, while
     /// it is below `high_water`) or into `sock` (sendfile path, once `out` is
     /// empty and while `*writable`).
-    pub fn pump<S: Socket>(
-        &mut self,
-        sock: &mut S,
-        writable: &mut bool,
-        out: &mut Buf,
-        high_water: usize,
-        budget: usize,
-        scratch: &mut [u8],
-    ) -> std::io::Result<Progress> {
+    pub fn pump<S: Socket>(&mut self, o: Output<S>) -> std::io::Result<Progress> {
+        let Output { sock, writable, out, high_water, budget, scratch } = o;
+        // The header counts as one thing done, so the connection flushes it.
         let mut moved = 0;
+        if let Some((header, size)) = self.head.take() {
+            encode_head(out.tail(), header, size);
+            moved = 1;
+        }
         if let Some(h) = &mut self.hasher {
             // A resumed get hashes the prefix it does not send.
             while self.hashed < self.offset && moved < budget {

@@ -4,7 +4,7 @@
 //! the root. Names that are not UTF-8 are shown with U+FFFD in place of the
 //! bad bytes.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::paths::{self, RelPath};
 use crate::proto::msg::{self, Entry, Kind};
 use crate::proto::ProtoError;
@@ -24,7 +24,7 @@ pub fn entry(name: String, st: &Stat) -> Entry {
 }
 
 /// The `listing` header and its body.
-pub fn list(req: &msg::PathReq, id: Option<&Value>, ctx: &Ctx) -> Result<(Map<String, Value>, Vec<u8>), ProtoError> {
+pub fn start(req: &msg::PathReq, id: Option<&Value>, ctx: &Ctx) -> Result<(Map<String, Value>, Vec<u8>), ProtoError> {
     let p = RelPath::parse(&req.path)?;
     let root = paths::open_root(&ctx.cfg.root)?;
     let dir = paths::open(root.as_fd(), &p, OFlags::RDONLY | OFlags::DIRECTORY)?;

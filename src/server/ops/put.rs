@@ -11,11 +11,11 @@
 //! peer gone, the daemon stopping) removes its temporary file too: that is
 //! `Target`'s `Drop`.
 
-use super::Ctx;
+use super::ctx::{Ctx, FrameUse};
 use crate::paths::{self, RelPath};
 use crate::proto::auth::{fresh_nonce, to_hex};
 use crate::proto::msg;
-use crate::proto::{ErrorCode, ProtoError};
+use crate::proto::{ErrorCode, Header, ProtoError};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use serde_json::{Map, Value};
@@ -60,9 +60,9 @@ pub struct Put {
 impl Put {
     /// Starts a put. The put is returned even when it cannot proceed, since
     /// its body must still be consumed; the error is to be reported now.
-    pub fn start(req: &msg::Put, id: Option<Value>, ctx: &Ctx) -> (Put, Option<ProtoError>) {
+    pub fn start(req: &msg::Put, id: Option<&Value>, ctx: &Ctx) -> (Put, Option<ProtoError>) {
         let mut put = Put {
-            id,
+            id: id.cloned(),
             path: req.path.clone(),
             stream: req.size.is_none(),
             target: None,
@@ -84,6 +84,21 @@ impl Put {
 
     pub fn is_stream(&self) -> bool {
         self.stream
+    }
+
+    /// A frame while a streaming put runs: only `data` frames carry its body,
+    /// and only an empty one ends it; any other frame fails the put (and is
+    /// then served). A sized put's body is its own frame's: others wait.
+    pub fn on_frame(&mut self, h: &Header) -> FrameUse {
+        match (self.stream, h.kind.as_str(), h.size) {
+            (false, ..) => FrameUse::Hold,
+            (true, "data", 0) => FrameUse::End,
+            (true, "data", _) => FrameUse::Body,
+            (true, kind, _) => FrameUse::Interrupt(ProtoError::new(
+                ErrorCode::BadRequest,
+                format!("streaming put ended by a {kind:?} frame, not an empty data frame"),
+            )),
+        }
     }
 
     /// Writes a piece of the body. An error is returned once, to be reported;

@@ -2,7 +2,7 @@
 //! the root (so `stat` describes what `get` would fetch).
 
 use super::list::entry;
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::paths::{self, RelPath};
 use crate::proto::msg;
 use crate::proto::ProtoError;
@@ -10,7 +10,8 @@ use rustix::fd::AsFd;
 use rustix::fs::OFlags;
 use serde_json::{Map, Value};
 
-pub fn stat(req: &msg::PathReq, id: Option<&Value>, ctx: &Ctx) -> Result<Map<String, Value>, ProtoError> {
+/// The `stat` header.
+pub fn start(req: &msg::PathReq, id: Option<&Value>, ctx: &Ctx) -> Result<Map<String, Value>, ProtoError> {
     let p = RelPath::parse(&req.path)?;
     let root = paths::open_root(&ctx.cfg.root)?;
     let fd = paths::open(root.as_fd(), &p, OFlags::PATH)?;

@@ -5,14 +5,20 @@
 //! sending never copies or allocates. Replies are recognised by comparing
 //! bytes with the expected reply first; anything else is parsed from borrowed
 //! bytes (no allocation) and only errors allocate, on their way out.
+//! `measure` spreads the connections over threads and reports the run.
 
-use super::hist::Histogram;
-use super::net::{error_text, is_would_block, min_header, next_header};
+use crate::hist::Histogram;
+use crate::net::{self, error_text, is_would_block, next_header, Proto};
+use crate::report::{cpu_row, grouped, latency_json, latency_row, plural, push_notes, round3, Common, Report, Window};
+use crate::sys;
+use ferry::proto::msg;
 use mio::net::TcpStream;
 use mio::{Events, Poll};
-use serde::Deserialize;
+use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What completes a request.
@@ -34,17 +40,6 @@ pub struct Spec {
     pub expected: Vec<u8>,
     pub reply: Reply,
     pub pipeline: usize,
-}
-
-/// When the run starts counting and when it stops sending.
-#[derive(Clone, Copy, Debug)]
-pub struct Window {
-    pub from: Instant,
-    pub to: Instant,
-    /// No reply on a busy thread for this long is an error.
-    pub stall: Duration,
-    /// How long to wait for replies still in flight at `to` (not counted).
-    pub drain: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -71,13 +66,6 @@ struct Conn {
     wpend: usize,
     /// Send times of the requests in flight, oldest first.
     sent: VecDeque<Instant>,
-}
-
-/// Exit frame fields (slow path only).
-#[derive(Deserialize)]
-struct ExitFields {
-    code: Option<i64>,
-    signal: Option<i64>,
 }
 
 /// Scans replies at the front of `buf`. Returns (bytes used, replies, failed).
@@ -115,15 +103,14 @@ fn scan(kind: Reply, expected: &[u8], buf: &[u8], body_left: &mut u64) -> Result
             }
             continue;
         }
-        let Some((h, used)) = next_header(rest)? else { break };
-        let head = min_header(h)?;
-        match (kind, head.kind) {
+        let Some((head, h, used)) = next_header(rest)? else { break };
+        match (kind, head.kind.as_ref()) {
             (Reply::Pong, "pong") => done += 1,
             (Reply::Exit, "stdout" | "stderr") => {}
             (Reply::Exit, "exit") => {
-                let e: ExitFields = serde_json::from_slice(h).map_err(|e| format!("bad exit frame: {e}"))?;
+                let msg::Reply::Exit { code, signal } = net::reply(h)? else { unreachable!("an exit header") };
                 done += 1;
-                if e.code != Some(0) || e.signal.is_some() {
+                if code != Some(0) || signal.is_some() {
                     failed += 1;
                 }
             }
@@ -186,7 +173,7 @@ pub fn run(poll: &mut Poll, socks: Vec<TcpStream>, spec: &Spec, window: Window) 
         }
         let wake = if stopping { window.to + window.drain } else { window.to };
         let timeout = wake.saturating_duration_since(now).min(Duration::from_millis(100));
-        super::net::poll_events(poll, &mut events, timeout)?;
+        net::poll_events(poll, &mut events, timeout)?;
         for ev in events.iter() {
             let i = ev.token().0;
             let c = &mut conns[i];
@@ -268,11 +255,168 @@ fn flush(c: &mut Conn, batch: &[u8], len: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// What `exec` runs.
+#[derive(Clone, Debug)]
+pub enum ExecCommand {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+/// Ping or exec: `connections` split over `threads`, each thread with its own
+/// poll, opened in parallel, then the closed loop for warm-up + duration.
+pub fn measure(common: &Common, pipeline: usize, exec: Option<&ExecCommand>) -> Result<Report, String> {
+    let (spec, mode) = match (&common.proto, exec) {
+        (Proto::Resp, None) => (
+            Spec { request: b"PING\r\n".to_vec(), expected: b"+PONG\r\n".to_vec(), reply: Reply::Resp, pipeline },
+            "ping",
+        ),
+        (Proto::Resp, Some(_)) => return Err("exec speaks ferry only (--resp is for ping and idle)".into()),
+        (Proto::Ferry(_), None) => (
+            Spec {
+                request: net::frame(msg::request::ping()),
+                expected: net::frame(msg::pong(None)),
+                reply: Reply::Pong,
+                pipeline,
+            },
+            "ping",
+        ),
+        (Proto::Ferry(_), Some(cmd)) => {
+            let command = match cmd {
+                ExecCommand::Argv(a) => msg::Command::Argv(a.clone()),
+                ExecCommand::Shell(s) => msg::Command::Shell(s.clone()),
+            };
+            let req = msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None };
+            (
+                Spec {
+                    request: net::frame(msg::request::exec(&req)),
+                    expected: net::frame(msg::exit(Some(0), None, None)),
+                    reply: Reply::Exit,
+                    pipeline,
+                },
+                "exec",
+            )
+        }
+    };
+    let threads = common.threads.clamp(1, common.connections.max(1));
+    let spec = Arc::new(spec);
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let go = Arc::new(Barrier::new(threads + 1));
+    let start_at: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+    let abort = Arc::new(AtomicBool::new(false));
+    let t_setup = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let n = common.connections / threads + usize::from(t < common.connections % threads);
+        let (common, spec, barrier, go, start_at, abort) =
+            (common.clone(), spec.clone(), barrier.clone(), go.clone(), start_at.clone(), abort.clone());
+        handles.push(std::thread::spawn(move || -> Result<Option<Outcome>, String> {
+            // Every thread reaches both barriers, whatever happens in its setup.
+            let ready = net::open(common.addr, &common.proto, n, common.setup(false));
+            if ready.is_err() {
+                abort.store(true, Ordering::SeqCst);
+            }
+            barrier.wait();
+            go.wait();
+            let (mut poll, socks) = ready?;
+            if abort.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let start = *start_at.get().expect("set before the go barrier");
+            run(&mut poll, socks, &spec, common.window(start)).map(Some)
+        }));
+    }
+    barrier.wait();
+    let setup = t_setup.elapsed();
+    let start = Instant::now();
+    start_at.set(start).expect("set once");
+    go.wait();
+    let aborted = abort.load(Ordering::SeqCst);
+    let mut cpu = None;
+    if !aborted {
+        let from = start + common.warmup;
+        std::thread::sleep(from.saturating_duration_since(Instant::now()));
+        let c0 = (sys::self_cpu(), common.server_pid.and_then(sys::proc_cpu));
+        std::thread::sleep((from + common.duration).saturating_duration_since(Instant::now()));
+        let c1 = (sys::self_cpu(), common.server_pid.and_then(sys::proc_cpu));
+        cpu = Some((c1.0.saturating_sub(c0.0), c0.1.zip(c1.1).map(|(a, b)| b.saturating_sub(a))));
+    }
+    let mut total = Outcome::default();
+    let mut first_err = None;
+    for h in handles {
+        match h.join().map_err(|_| "a load thread panicked".to_string()).and_then(|r| r) {
+            Ok(Some(o)) => {
+                total.hist.merge(&o.hist);
+                total.ops += o.ops;
+                total.failed += o.failed;
+                total.replies += o.replies;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let (client_cpu, server_cpu) = cpu.expect("measured when nothing failed");
+    let secs = common.duration.as_secs_f64();
+    let rate = total.ops as f64 / secs;
+    let mut m = common.base(mode);
+    m.insert("threads".into(), json!(threads));
+    m.insert("pipeline".into(), json!(pipeline));
+    m.insert("warmup_s".into(), json!(common.warmup.as_secs_f64()));
+    m.insert("duration_s".into(), json!(secs));
+    m.insert("setup_s".into(), json!(round3(setup.as_secs_f64())));
+    m.insert("ops".into(), json!(total.ops));
+    m.insert("ops_per_s".into(), json!(round3(rate)));
+    m.insert("latency_us".into(), latency_json(&total.hist));
+    m.insert("replies_total".into(), json!(total.replies));
+    m.insert("client_cpu_s".into(), json!(round3(client_cpu.as_secs_f64())));
+    m.insert("server_cpu_s".into(), json!(server_cpu.map(|d| round3(d.as_secs_f64()))));
+    // CPU per operation is steadier than rates on a shared machine.
+    let per_op = |d: Duration| (total.ops > 0).then(|| round3(d.as_secs_f64() * 1e6 / total.ops as f64));
+    m.insert("client_cpu_us_per_op".into(), json!(per_op(client_cpu)));
+    m.insert("server_cpu_us_per_op".into(), json!(server_cpu.and_then(per_op)));
+    let what = if mode == "exec" { "executions" } else { "requests" };
+    let mut rows = vec![
+        (
+            "setup".to_string(),
+            format!("{:.2} s to open {}", setup.as_secs_f64(), plural(common.connections, "connection")),
+        ),
+        ("measured".to_string(), format!("{secs:.2} s after {:.2} s of warm-up", common.warmup.as_secs_f64())),
+        (what.to_string(), format!("{} ({}/s)", grouped(total.ops), grouped(rate.round() as u64))),
+    ];
+    if let Some(cmd) = exec {
+        m.insert(
+            "command".into(),
+            match cmd {
+                ExecCommand::Argv(a) => json!(a),
+                ExecCommand::Shell(s) => json!(s),
+            },
+        );
+        m.insert("failed".into(), json!(total.failed));
+        rows.push(("failed".into(), format!("{} (non-zero exit or signal)", grouped(total.failed))));
+    }
+    rows.push(("latency".into(), latency_row(&total.hist)));
+    let unit = if mode == "exec" { "execution" } else { "request" };
+    rows.push(("cpu".into(), cpu_row(client_cpu, server_cpu, common.server_pid, Some((unit, total.ops as f64)))));
+    push_notes(common.notes(), &mut m, &mut rows);
+    let title = format!(
+        "ferry-bench {mode}: {} {}, {}, {}, pipeline {pipeline}",
+        common.proto.name(),
+        common.addr,
+        plural(common.connections, "connection"),
+        plural(threads, "thread")
+    );
+    Ok(Report { json: Value::Object(m), title, rows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::net::frame;
-    use crate::proto::msg;
+    use crate::net::frame;
+    use ferry::proto::msg;
 
     #[test]
     fn scan_counts_pongs_across_splits_and_skips_bodies() {
@@ -286,7 +430,7 @@ mod tests {
         let exit0 = frame(msg::exit(Some(0), None, None));
         stream.clear();
         let mut out = Vec::new();
-        crate::proto::encode_frame(&mut out, msg::output(msg::Stream::Stdout, None), b"hello world");
+        ferry::proto::encode_frame(&mut out, msg::output(msg::Stream::Stdout, None), b"hello world");
         stream.extend_from_slice(&out);
         stream.extend_from_slice(&exit0);
         stream.extend_from_slice(&frame(msg::exit(Some(3), None, None)));
@@ -296,7 +440,7 @@ mod tests {
         let (used, done, failed) = scan(Reply::Exit, &exit0, &stream[out.len() - 4..], &mut left).unwrap();
         assert_eq!((used, done, failed, left), (stream.len() - out.len() + 4, 2, 1, 0));
 
-        let err = frame(msg::error(&crate::proto::ProtoError::new(crate::proto::ErrorCode::ExecDisabled, "no"), None));
+        let err = frame(msg::error(&ferry::proto::ProtoError::new(ferry::proto::ErrorCode::ExecDisabled, "no"), None));
         assert!(scan(Reply::Exit, &exit0, &err, &mut left).unwrap_err().contains("exec-disabled: no"));
     }
 

@@ -1,6 +1,6 @@
 //! What ferry-bench reads about processes: RSS, open fds and CPU time from
 //! /proc, its own CPU time from getrusage, the process listening on a TCP
-//! port or bound to a UDP one, and the open-files limit.
+//! port or bound to a UDP one. (The open-files limit is `ferry::sys`.)
 
 use std::fs;
 use std::time::Duration;
@@ -43,24 +43,6 @@ pub fn self_cpu() -> Duration {
 /// Our own VmRSS in KiB.
 pub fn self_rss_kib() -> Option<u64> {
     rss_kib(std::process::id())
-}
-
-/// Raises the soft open-files limit to the hard limit; returns the new soft limit.
-pub fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                lim = want;
-            }
-        }
-    }
-    lim.rlim_cur
 }
 
 /// Inodes of sockets on local `port` in `state` (hex, as /proc/net/* spells

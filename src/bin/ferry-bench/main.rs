@@ -5,14 +5,34 @@
 //! (the table then goes to stderr). Exit status: 0; 1 with one line on stderr
 //! for any failure (refused connection, authentication, a server error, a
 //! stall); 2 for a usage error.
+//!
+//! Modules (each depends only on those listed before it):
+//! - `sys`: /proc and getrusage: CPU time, RSS, fds, who listens on a port.
+//! - `hist`: the latency histogram (an adapter over `hdrhistogram`).
+//! - `net`: loopback resolution, frame scanning, opening authenticated connections.
+//! - `report`: the options every mode shares, the measured window, the report.
+//! - `load` (ping, exec), `xfer` (get, put), `idle`, `udp`: one module per mode,
+//!   each with its engine and the `measure` that turns a run into a `Report`.
+//! - `main` (this file): flags → `Common` → one mode's `measure` → print.
 
 use clap::{Args, Parser, Subcommand};
-use ferry::bench::{self, net, udp, Common, ExecCommand, Transfer};
+mod hist;
+mod idle;
+mod load;
+mod net;
+mod report;
+mod sys;
+mod udp;
+mod xfer;
+
 use ferry::proto::auth::Key;
 use ferry::proto::msg::Digest;
+use load::ExecCommand;
+use report::Common;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use xfer::Transfer;
 
 /// Load generator for ferryd: many non-blocking connections per thread,
 /// requests encoded once, latencies in a histogram. Loopback servers only.
@@ -226,7 +246,7 @@ fn run(cli: Cli) -> Result<(), String> {
     } else {
         net::Proto::Ferry(ferry::client::cli::load_key(o.keys.as_deref(), o.key_id.as_deref())?)
     };
-    let limit = bench::sys::raise_nofile();
+    let limit = ferry::sys::raise_nofile(None).now;
     if connections as u64 + 64 > limit {
         return Err(format!(
             "{connections} connections need more open files than the limit of {limit} (raise ulimit -Hn)"
@@ -246,8 +266,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Some(pid) if std::path::Path::new(&format!("/proc/{pid}")).exists() => (Some(pid), None),
         Some(pid) => return Err(format!("--server-pid {pid}: no such process")),
         None => {
-            let found =
-                if is_udp { bench::sys::pid_bound_udp(port) } else { bench::sys::pid_listening_on(port) };
+            let found = if is_udp { sys::pid_bound_udp(port) } else { sys::pid_listening_on(port) };
             match found {
                 Some(pid) => (Some(pid), None),
                 None => (
@@ -274,7 +293,7 @@ fn run(cli: Cli) -> Result<(), String> {
         server_note,
     };
     let report = match &cli.mode {
-        Mode::Ping { pipeline, .. } => bench::load(&common, (*pipeline).max(1), None)?,
+        Mode::Ping { pipeline, .. } => load::measure(&common, (*pipeline).max(1), None)?,
         Mode::Exec { pipeline, cmd, argv, rest } => {
             let command = match (cmd, argv) {
                 (Some(_), _) if !rest.is_empty() => return Err("exec takes --cmd or an argv, not both".into()),
@@ -283,7 +302,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 (None, None) if !rest.is_empty() => ExecCommand::Argv(rest.clone()),
                 (None, None) => ExecCommand::Argv(vec!["true".into()]),
             };
-            bench::load(&common, (*pipeline).max(1), Some(&command))?
+            load::measure(&common, (*pipeline).max(1), Some(&command))?
         }
         Mode::Get { t } | Mode::Put { t, .. } => {
             let (put, file) = match &cli.mode {
@@ -294,22 +313,19 @@ fn run(cli: Cli) -> Result<(), String> {
                 return Err("put takes --size or --file, not both".into());
             }
             let spec = Transfer { put, path: t.path.clone(), size: t.size, file, digest: t.digest, count: t.count };
-            bench::transfer(&common, &spec)?
+            xfer::measure(&common, &spec)?
         }
-        Mode::Idle { .. } => bench::idle(&common)?,
+        Mode::Idle { .. } => idle::measure(&common)?,
         Mode::Udp { pipeline, bare, rto, retries } => {
             let rto = secs(rto / 1000.0, "--rto")?;
             if rto.is_zero() {
                 return Err("--rto must be above 0".into());
             }
             let net::Proto::Ferry(key) = &common.proto else { unreachable!("udp speaks ferry or bare") };
-            let target = if *bare {
-                udp::Target::Bare { size: udp::ping_size(key) }
-            } else {
-                udp::Target::Ferry(key.clone())
-            };
+            let target =
+                if *bare { udp::Target::Bare { size: udp::ping_size(key) } } else { udp::Target::Ferry(key.clone()) };
             let spec = udp::Spec { target, pipeline: (*pipeline).max(1), rto, retries: *retries };
-            bench::udp(&common, &spec)?
+            udp::measure(&common, &spec)?
         }
     };
     if o.json {

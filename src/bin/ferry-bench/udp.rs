@@ -5,9 +5,10 @@
 //!
 //! Each ferry request is made as it is sent: a fresh nonce (16 random bytes;
 //! getrandom fills a pool of them at a time) and the current `ts`, written
-//! into the slot's buffer in the field order `encode_request` uses, then
-//! tagged. A reply counts once its tag checks with the key and its nonce is
-//! one in flight; any other datagram is ignored, as the protocol says.
+//! and tagged into the slot's buffer by `datagram::PingEncoder` (the bytes
+//! `encode_request` makes, without its map). A reply counts once its tag
+//! checks with the key (`datagram::Tagger`) and its nonce is one in flight;
+//! any other datagram is ignored, as the protocol says.
 //!
 //! Loss: a request with no reply after `rto` is sent again unchanged (same
 //! nonce: ferryd answers a retransmission from its reply cache), the wait
@@ -15,24 +16,24 @@
 //! its slot sends a fresh request. A lost datagram costs a slot some time,
 //! never the run; a run with no reply at all for `stall` is an error.
 
-use super::hist::Histogram;
-use super::load::Window;
-use crate::proto::auth::Key;
-use crate::proto::datagram::{self, MAX_DATAGRAM, NONCE_BYTES, OVERHEAD, REPLY_LABEL, REQUEST_LABEL, TAG_LEN};
-use crate::proto::msg;
-use crate::proto::ErrorCode;
-use hmac::{Hmac, Mac};
+use crate::hist::Histogram;
+use crate::net;
+use crate::report::{cpu_row, grouped, latency_json, latency_row, push_notes, round3, Common, Report, Window};
+use crate::sys;
+use ferry::proto::auth::Key;
+use ferry::proto::datagram::{self, Direction, PingEncoder, Tagger, MAX_DATAGRAM, NONCE_BYTES};
+use ferry::proto::msg;
+use ferry::proto::ErrorCode;
+use ferry::sys::unix_now;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use serde::Deserialize;
-use sha2::Sha256;
+use serde_json::{json, Value};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{self, Write as _};
+use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-type HmacSha256 = Hmac<Sha256>;
+use std::time::{Duration, Instant};
 
 /// Who answers.
 pub enum Target {
@@ -105,42 +106,28 @@ enum Answer {
     Stray,
 }
 
-/// The keyed MAC states and the encoded key id of a ferry target.
+/// A ferry target's key, ready for the fast paths: pings are written by
+/// `datagram::PingEncoder`, reply tags checked with a keyed `Tagger`.
 struct Ferry {
-    request_mac: HmacSha256,
-    reply_mac: HmacSha256,
-    key_id_json: String,
+    pinger: PingEncoder,
+    reply: Tagger,
     secret: Vec<u8>,
 }
 
 impl Ferry {
     fn new(key: &Key) -> Ferry {
-        let keyed = |label: &str| {
-            let mut m = HmacSha256::new_from_slice(key.secret.as_bytes()).expect("HMAC takes keys of any length");
-            m.update(label.as_bytes());
-            m
-        };
+        let secret = key.secret.as_bytes();
         Ferry {
-            request_mac: keyed(REQUEST_LABEL),
-            reply_mac: keyed(REPLY_LABEL),
-            key_id_json: serde_json::to_string(&key.id).expect("a string serializes"),
-            secret: key.secret.as_bytes().to_vec(),
+            pinger: PingEncoder::new(&key.id, secret),
+            reply: Tagger::new(Direction::Reply, secret),
+            secret: secret.to_vec(),
         }
     }
 
-    /// The ping request datagram for `nonce` and `ts`, into `buf`: the bytes
-    /// `datagram::encode_request` makes, without the map and its allocations.
+    /// The ping request datagram for `nonce` and `ts`, into `buf`. The nonce's
+    /// bytes are big-endian, so its hex is `{nonce:032x}` (see `nonce_key`).
     fn ping(&self, buf: &mut Vec<u8>, nonce: u128, ts: i64) {
-        buf.clear();
-        buf.resize(OVERHEAD, 0);
-        write!(buf, r#"{{"key_id":{},"nonce":"{nonce:032x}","ts":{ts},"type":"ping"}}"#, self.key_id_json)
-            .expect("writing to a Vec");
-        let len = (buf.len() - OVERHEAD) as u32;
-        buf[TAG_LEN..OVERHEAD].copy_from_slice(&len.to_be_bytes());
-        let mut m = self.request_mac.clone();
-        m.update(&buf[TAG_LEN..]);
-        let tag = m.finalize().into_bytes();
-        buf[..TAG_LEN].copy_from_slice(&tag);
+        self.pinger.encode(buf, &nonce.to_be_bytes(), ts);
     }
 
     /// Reads a reply. The fast path is a pong: no body, the tag checked with
@@ -154,17 +141,12 @@ impl Ferry {
             #[serde(borrow)]
             nonce: &'a str,
         }
-        if bytes.len() <= OVERHEAD || bytes.len() > MAX_DATAGRAM {
-            return Answer::Stray;
-        }
-        let len = u32::from_be_bytes(bytes[TAG_LEN..OVERHEAD].try_into().expect("4 bytes")) as usize;
-        if OVERHEAD + len == bytes.len() {
-            let mut m = self.reply_mac.clone();
-            m.update(&bytes[TAG_LEN..]);
-            if m.verify_slice(&bytes[..TAG_LEN]).is_err() {
+        let Ok((head, body)) = datagram::split(bytes) else { return Answer::Stray };
+        if body.is_empty() {
+            if !self.reply.check(bytes) {
                 return Answer::Stray;
             }
-            if let Ok(p) = serde_json::from_slice::<Pong>(&bytes[OVERHEAD..]) {
+            if let Ok(p) = serde_json::from_slice::<Pong>(head) {
                 if p.kind == "pong" {
                     return nonce_key(p.nonce).map_or(Answer::Stray, Answer::Reply);
                 }
@@ -219,10 +201,6 @@ impl Nonces {
     }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 /// The size of a ferry ping request with `key` (they all have it while `ts`
 /// has 10 digits): what the bare mode sends.
 pub fn ping_size(key: &Key) -> usize {
@@ -267,9 +245,7 @@ impl Run<'_> {
             Ok(_) => Ok(()),
             // A full send buffer loses the datagram, as the network may: the timer resends it.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                Err(refused(self.addr, self.ferry.is_none()))
-            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Err(refused(self.addr, self.ferry.is_none())),
             Err(e) => Err(format!("send: {e}")),
         }
     }
@@ -318,7 +294,8 @@ impl Run<'_> {
 /// Runs the loop against `addr` until `window.to`, then drains for at most
 /// `window.drain`. `server_pid` is sampled for CPU time at the window's edges.
 pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32>) -> Result<Outcome, String> {
-    let local: SocketAddr = if addr.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { (std::net::Ipv6Addr::LOCALHOST, 0).into() };
+    let local: SocketAddr =
+        if addr.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { (std::net::Ipv6Addr::LOCALHOST, 0).into() };
     let mut sock = UdpSocket::bind(local).map_err(|e| format!("udp socket: {e}"))?;
     // Connected: datagrams from anyone else never reach us, and an ICMP port
     // unreachable comes back as ECONNREFUSED.
@@ -349,7 +326,7 @@ pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32
     let mut events = Events::with_capacity(64);
     let mut in_flight = depth;
     let (mut stopping, mut cpu0, mut last_progress) = (false, None, now);
-    let sample = || (super::sys::self_cpu(), server_pid.and_then(super::sys::proc_cpu));
+    let sample = || (sys::self_cpu(), server_pid.and_then(sys::proc_cpu));
     for i in 0..depth {
         r.fresh(i)?;
     }
@@ -413,7 +390,7 @@ pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32
         };
         let wake = r.timers.peek().map_or(edge, |Reverse((at, _, _))| (*at).min(edge));
         let timeout = wake.saturating_duration_since(now).min(Duration::from_millis(100));
-        super::net::poll_events(&mut poll, &mut events, timeout)?;
+        net::poll_events(&mut poll, &mut events, timeout)?;
         if events.is_empty() {
             continue;
         }
@@ -422,9 +399,7 @@ pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    return Err(refused(addr, r.ferry.is_none()))
-                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(refused(addr, r.ferry.is_none())),
                 Err(e) => return Err(format!("recv: {e}")),
             };
             let now = Instant::now();
@@ -463,11 +438,76 @@ pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32
     Ok(r.out)
 }
 
+/// Datagrams: ferryd's UDP ping, or with `Target::Bare` an echo, on one
+/// socket with `spec.pipeline` requests in flight, for warm-up + duration.
+pub fn measure(common: &Common, spec: &Spec) -> Result<Report, String> {
+    let bare = matches!(spec.target, Target::Bare { .. });
+    let o = run(common.addr, spec, common.window(Instant::now()), common.server_pid)?;
+    let secs = common.duration.as_secs_f64();
+    let rate = o.ops as f64 / secs;
+    let protocol = if bare { "udp-echo" } else { "ferry-udp" };
+    let mut m = common.base("udp");
+    m.insert("protocol".into(), json!(protocol));
+    m.remove("connections");
+    m.insert("pipeline".into(), json!(spec.pipeline));
+    m.insert("request_bytes".into(), json!(o.request_bytes));
+    m.insert("reply_bytes".into(), json!(o.reply_bytes));
+    m.insert("warmup_s".into(), json!(common.warmup.as_secs_f64()));
+    m.insert("duration_s".into(), json!(secs));
+    m.insert("rto_ms".into(), json!(round3(spec.rto.as_secs_f64() * 1000.0)));
+    m.insert("retries".into(), json!(spec.retries));
+    m.insert("ops".into(), json!(o.ops));
+    m.insert("ops_per_s".into(), json!(round3(rate)));
+    m.insert("latency_us".into(), latency_json(&o.hist));
+    m.insert("replies_total".into(), json!(o.replies));
+    m.insert("requests".into(), json!(o.requests));
+    m.insert("datagrams_sent".into(), json!(o.datagrams));
+    m.insert("retransmits".into(), json!(o.retransmits));
+    m.insert("lost".into(), json!(o.lost));
+    m.insert("replayed".into(), json!(o.replayed));
+    m.insert("stray".into(), json!(o.stray));
+    m.insert("client_cpu_s".into(), json!(round3(o.client_cpu.as_secs_f64())));
+    m.insert("server_cpu_s".into(), json!(o.server_cpu.map(|d| round3(d.as_secs_f64()))));
+    let per_op = |d: Duration| (o.ops > 0).then(|| round3(d.as_secs_f64() * 1e6 / o.ops as f64));
+    m.insert("client_cpu_us_per_op".into(), json!(per_op(o.client_cpu)));
+    m.insert("server_cpu_us_per_op".into(), json!(o.server_cpu.and_then(per_op)));
+    let what = if bare { "echoes" } else { "pings" };
+    let mut rows = vec![
+        ("measured".to_string(), format!("{secs:.2} s after {:.2} s of warm-up", common.warmup.as_secs_f64())),
+        (what.to_string(), format!("{} ({}/s)", grouped(o.ops), grouped(rate.round() as u64))),
+        ("latency".into(), latency_row(&o.hist)),
+        (
+            "datagrams".into(),
+            format!(
+                "{} sent ({} bytes each, replies {} bytes), {} retransmitted, {} requests lost, {} replayed, {} stray",
+                grouped(o.datagrams),
+                o.request_bytes,
+                o.reply_bytes,
+                grouped(o.retransmits),
+                grouped(o.lost),
+                grouped(o.replayed),
+                grouped(o.stray)
+            ),
+        ),
+        ("cpu".into(), cpu_row(o.client_cpu, o.server_cpu, common.server_pid, Some(("request", o.ops as f64)))),
+    ];
+    push_notes(common.notes(), &mut m, &mut rows);
+    let title = format!(
+        "ferry-bench udp: {} {}/udp, pipeline {}, retransmit after {} ms (doubling) up to {} times",
+        if bare { "bare echo" } else { "ferry" },
+        common.addr,
+        spec.pipeline,
+        spec.rto.as_millis(),
+        spec.retries
+    );
+    Ok(Report { json: Value::Object(m), title, rows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::datagram::{reply, request};
-    use crate::proto::ProtoError;
+    use ferry::proto::datagram::{reply, request};
+    use ferry::proto::ProtoError;
 
     fn key() -> Key {
         Key { id: "bench".into(), secret: "a-secret-for-the-tests".into() }

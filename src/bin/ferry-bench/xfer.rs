@@ -1,16 +1,22 @@
-//! `get` and `put` transfers over already authenticated connections, one
-//! transfer at a time per connection, all connections in one event loop.
+//! The `get` and `put` modes: transfers over already authenticated
+//! connections, one transfer at a time per connection, all connections in
+//! one event loop; `measure` opens them and reports throughput and CPU/GiB.
 //!
 //! A put sends its pre-encoded header, then the body: from a generated 1 MiB
 //! block sent again and again, or with `sendfile(2)` from a file. A get reads
 //! the body into one scratch buffer and drops it, hashing it first when the
 //! server sends a SHA-256 (as `ferry get` does), and checks the digest.
 
-use super::hist::Histogram;
-use super::net::{error_text, is_would_block, min_header, next_header};
+use crate::hist::Histogram;
+use crate::net::{self, error_text, is_would_block, next_header, Proto};
+use crate::report::{cpu_row, grouped, latency_json, latency_row, plural, push_notes, round3, Common, Report};
+use crate::sys;
+use ferry::proto::encode_head;
+use ferry::proto::frame::parse_header;
+use ferry::proto::msg::{self, Digest};
 use mio::net::TcpStream;
 use mio::{Events, Poll};
-use serde::Deserialize;
+use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -42,7 +48,7 @@ pub fn pattern_sha256(block: &[u8], size: u64) -> String {
         h.update(&block[..n]);
         left -= n as u64;
     }
-    crate::proto::auth::to_hex(&h.finalize())
+    ferry::proto::auth::to_hex(&h.finalize())
 }
 
 /// SHA-256 (hex) and size of a file.
@@ -59,7 +65,7 @@ pub fn file_sha256(file: &File) -> io::Result<(String, u64)> {
         h.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((crate::proto::auth::to_hex(&h.finalize()), size))
+    Ok((ferry::proto::auth::to_hex(&h.finalize()), size))
 }
 
 /// Where a put's body comes from.
@@ -159,7 +165,7 @@ pub fn run(
     let warm_until = Instant::now() + warmup;
     let mut measuring = warmup.is_zero();
     let mut t0 = Instant::now();
-    let mut cpu0 = (super::sys::self_cpu(), server_pid.and_then(super::sys::proc_cpu));
+    let mut cpu0 = (sys::self_cpu(), server_pid.and_then(sys::proc_cpu));
     let mut last_progress = Instant::now();
 
     loop {
@@ -194,8 +200,8 @@ pub fn run(
         if busy == 0 {
             if measuring {
                 out.elapsed = now.duration_since(t0);
-                out.client_cpu = super::sys::self_cpu().saturating_sub(cpu0.0);
-                out.server_cpu = match (cpu0.1, server_pid.and_then(super::sys::proc_cpu)) {
+                out.client_cpu = sys::self_cpu().saturating_sub(cpu0.0);
+                out.server_cpu = match (cpu0.1, server_pid.and_then(sys::proc_cpu)) {
                     (Some(a), Some(b)) => Some(b.saturating_sub(a)),
                     _ => None,
                 };
@@ -204,13 +210,13 @@ pub fn run(
             // The warm-up is over and every connection is idle: measure from here.
             measuring = true;
             t0 = Instant::now();
-            cpu0 = (super::sys::self_cpu(), server_pid.and_then(super::sys::proc_cpu));
+            cpu0 = (sys::self_cpu(), server_pid.and_then(sys::proc_cpu));
             continue;
         }
         if now.duration_since(last_progress) > stall {
             return Err(format!("no transfer progress for {:.1} s", stall.as_secs_f64()));
         }
-        super::net::poll_events(poll, &mut events, Duration::from_millis(100))?;
+        net::poll_events(poll, &mut events, Duration::from_millis(100))?;
         for ev in events.iter() {
             let i = ev.token().0;
             let c = &mut conns[i];
@@ -328,9 +334,8 @@ fn frames(c: &mut Conn, op: &Op, buf: &[u8], out: &mut Outcome) -> Result<usize,
                 return Ok(p);
             }
         }
-        let Some((h, used)) = next_header(&buf[p..])? else { return Ok(p) };
-        let head = min_header(h)?;
-        match (op, head.kind) {
+        let Some((head, h, used)) = next_header(&buf[p..])? else { return Ok(p) };
+        match (op, head.kind.as_ref()) {
             (_, "error") => return Err(format!("the server answered {}", error_text(h))),
             (Op::Put { size, .. }, "ok") if c.state == State::Answer => finish(c, out, *size),
             (Op::Get { .. }, "file") if c.state == State::Answer => {
@@ -339,17 +344,11 @@ fn frames(c: &mut Conn, op: &Op, buf: &[u8], out: &mut Outcome) -> Result<usize,
             }
             (Op::Get { verify, .. }, "done") if c.state == State::Answer => {
                 if *verify {
-                    #[derive(Deserialize)]
-                    struct Done {
-                        sha256: Option<String>,
-                    }
-                    let d: Done = serde_json::from_slice(h).map_err(|e| format!("bad done frame: {e}"))?;
-                    let ours = crate::proto::auth::to_hex(&std::mem::take(&mut c.hasher).finalize());
-                    if d.sha256.as_deref() != Some(ours.as_str()) {
-                        return Err(format!(
-                            "digest mismatch: the server says {:?}, the bytes hash to {ours}",
-                            d.sha256
-                        ));
+                    let done = parse_header(h).map_err(|e| format!("bad done frame: {e}"))?;
+                    let theirs = done.str("sha256");
+                    let ours = ferry::proto::auth::to_hex(&std::mem::take(&mut c.hasher).finalize());
+                    if theirs != Some(ours.as_str()) {
+                        return Err(format!("digest mismatch: the server says {theirs:?}, the bytes hash to {ours}"));
                     }
                 }
                 let got = c.got;
@@ -359,4 +358,146 @@ fn frames(c: &mut Conn, op: &Op, buf: &[u8], out: &mut Outcome) -> Result<usize,
         }
         p += used;
     }
+}
+
+/// Options of `get` and `put`.
+pub struct Transfer {
+    pub put: bool,
+    pub path: String,
+    /// Put: the size of the generated body. Get: if given, a file of this
+    /// size is first stored at `path` (not measured).
+    pub size: Option<u64>,
+    pub file: Option<std::path::PathBuf>,
+    pub digest: Digest,
+    pub count: Option<u64>,
+}
+
+fn put_op(path: &str, size: u64, digest: Digest, file: Option<std::fs::File>) -> Result<Op, String> {
+    let (source, sha) = match file {
+        Some(f) => {
+            let sha = if digest == Digest::Sha256 {
+                Some(file_sha256(&f).map_err(|e| format!("reading the file: {e}"))?.0)
+            } else {
+                None
+            };
+            (Source::File(f), sha)
+        }
+        None => {
+            let block = pattern_block();
+            let sha = (digest == Digest::Sha256).then(|| pattern_sha256(&block, size));
+            (Source::Pattern(block), sha)
+        }
+    };
+    let mut header = Vec::new();
+    encode_head(&mut header, msg::request::put(path, None, sha.as_deref(), false), size);
+    Ok(Op::Put { header, size, source })
+}
+
+/// Get or put: `connections` transfers at a time, one thread.
+pub fn measure(common: &Common, t: &Transfer) -> Result<Report, String> {
+    if matches!(common.proto, Proto::Resp) {
+        return Err("get and put speak ferry only".into());
+    }
+    let gib = (1u64 << 30) as f64;
+    let (op, size_label, source_label) = if t.put {
+        let (size, file) = match &t.file {
+            Some(p) => {
+                let f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                let len = f.metadata().map_err(|e| format!("{}: {e}", p.display()))?.len();
+                (len, Some(f))
+            }
+            None => (t.size.unwrap_or(64 << 20), None),
+        };
+        let label = t.file.as_ref().map_or("generated".to_string(), |p| p.display().to_string());
+        (put_op(&t.path, size, t.digest, file)?, Some(size), label)
+    } else {
+        if let Some(size) = t.size {
+            // Store the file to fetch first, on a connection of its own (not measured).
+            let (mut poll, socks) = net::open(common.addr, &common.proto, 1, common.setup(false))?;
+            let op = put_op(&t.path, size, Digest::Sha256, None)?;
+            run(&mut poll, socks, &op, Duration::ZERO, Amount::Count(1), common.timeout, None)
+                .map_err(|e| format!("storing the file to get: {e}"))?;
+        }
+        let request = net::frame(msg::request::get(&t.path, 0, t.digest));
+        (Op::Get { request, verify: t.digest == Digest::Sha256 }, t.size, String::new())
+    };
+    let t_setup = Instant::now();
+    let (mut poll, socks) = net::open(common.addr, &common.proto, common.connections, common.setup(false))?;
+    let setup = t_setup.elapsed();
+    let amount = match t.count {
+        Some(n) => Amount::Count(n.max(1)),
+        None => Amount::For(common.duration),
+    };
+    let o = run(&mut poll, socks, &op, common.warmup, amount, common.timeout, common.server_pid)?;
+    let mode = if t.put { "put" } else { "get" };
+    let secs = o.elapsed.as_secs_f64().max(1e-9);
+    let gibs = o.bytes as f64 / gib;
+    let per_gib = |d: Duration| if gibs > 0.0 { Some(round3(d.as_secs_f64() / gibs)) } else { None };
+    let size = size_label.or_else(|| (o.transfers > 0).then(|| o.bytes / o.transfers));
+    let mut m = common.base(mode);
+    m.insert("path".into(), json!(t.path));
+    m.insert("size_bytes".into(), json!(size));
+    m.insert("digest".into(), json!(if t.digest == Digest::Sha256 { "sha256" } else { "none" }));
+    if t.put {
+        m.insert("source".into(), json!(source_label));
+    }
+    m.insert("warmup_s".into(), json!(common.warmup.as_secs_f64()));
+    m.insert("setup_s".into(), json!(round3(setup.as_secs_f64())));
+    m.insert("transfers".into(), json!(o.transfers));
+    m.insert("bytes".into(), json!(o.bytes));
+    m.insert("elapsed_s".into(), json!(round3(secs)));
+    m.insert("ops".into(), json!(o.transfers));
+    m.insert("ops_per_s".into(), json!(round3(o.transfers as f64 / secs)));
+    m.insert("mb_per_s".into(), json!(round3(o.bytes as f64 / secs / 1e6)));
+    m.insert("mib_per_s".into(), json!(round3(o.bytes as f64 / secs / (1u64 << 20) as f64)));
+    m.insert("latency_us".into(), latency_json(&o.hist));
+    m.insert("client_cpu_s".into(), json!(round3(o.client_cpu.as_secs_f64())));
+    m.insert("server_cpu_s".into(), json!(o.server_cpu.map(|d| round3(d.as_secs_f64()))));
+    m.insert("client_cpu_s_per_gib".into(), json!(per_gib(o.client_cpu)));
+    m.insert("server_cpu_s_per_gib".into(), json!(o.server_cpu.and_then(per_gib)));
+    let mut notes = common.notes();
+    if t.put && t.digest == Digest::Sha256 {
+        notes.push("the put's SHA-256 is computed once before the run; the server hashes every put".into());
+    }
+    let mut rows = vec![
+        (
+            "setup".to_string(),
+            format!("{:.2} s to open {}", setup.as_secs_f64(), plural(common.connections, "connection")),
+        ),
+        (
+            "transfers".to_string(),
+            format!(
+                "{} of {} bytes in {secs:.3} s ({:.2} transfers/s)",
+                grouped(o.transfers),
+                grouped(size.unwrap_or(0)),
+                o.transfers as f64 / secs
+            ),
+        ),
+        (
+            "throughput".to_string(),
+            format!(
+                "{:.1} MB/s ({:.1} MiB/s)",
+                o.bytes as f64 / secs / 1e6,
+                o.bytes as f64 / secs / (1u64 << 20) as f64
+            ),
+        ),
+        ("transfer time".to_string(), latency_row(&o.hist)),
+    ];
+    let mut cpu = cpu_row(o.client_cpu, o.server_cpu, common.server_pid, None);
+    if gibs > 0.0 {
+        cpu.push_str(&format!("; per GiB: client {:.3} s", o.client_cpu.as_secs_f64() / gibs));
+        if let Some(d) = o.server_cpu {
+            cpu.push_str(&format!(", server {:.3} s", d.as_secs_f64() / gibs));
+        }
+    }
+    rows.push(("cpu".into(), cpu));
+    push_notes(notes, &mut m, &mut rows);
+    let title = format!(
+        "ferry-bench {mode}: ferry {}, {}, path {:?}, digest {}",
+        common.addr,
+        plural(common.connections, "connection"),
+        t.path,
+        if t.digest == Digest::Sha256 { "sha256" } else { "none" }
+    );
+    Ok(Report { json: Value::Object(m), title, rows })
 }

@@ -1,11 +1,68 @@
-//! The pieces of an access line that TCP (`conn`) and UDP (`udp`) share:
-//! the request's kind and detail, quoted so nothing in a command or a path
-//! can forge a line, and the key id.
+//! The access line, one per request served, for TCP (`conn`) and UDP (`udp`)
+//! alike: the request's kind and detail, quoted so nothing in a command or a
+//! path can forge a line, the key id, the byte counts, the duration and the
+//! result. The transport says who asked (`#12 PEER` or `udp PEER`).
 
 use crate::proto::frame::Header;
 use crate::proto::msg::{self, Request};
 use crate::proto::ProtoError;
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
+use std::time::Instant;
+
+/// The request in flight, for its one access line.
+pub struct Access {
+    kind: &'static str,
+    /// ` argv=[...]`, ` cmd="..."`, ` path="..."`, ` type="..."` or empty.
+    detail: String,
+    start: Instant,
+    /// Request body bytes (stdin, the upload) and reply body bytes (output,
+    /// the file, the listing).
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Set by the first error reply, or by the exec's exit.
+    result: Option<String>,
+}
+
+impl Access {
+    pub fn new(h: &Header, req: &Result<Request, ProtoError>, now: Instant) -> Access {
+        let (kind, detail) = describe(h, req);
+        Access { kind, detail, start: now, bytes_in: 0, bytes_out: 0, result: None }
+    }
+
+    /// Records the request's outcome unless one is already known.
+    pub fn set_result(&mut self, result: impl FnOnce() -> String) {
+        self.result.get_or_insert_with(result);
+    }
+
+    /// The line for a request from `who`, authenticated as `key`; `default_result`
+    /// unless one was recorded.
+    pub fn line(&self, who: impl Display, key: Option<&str>, now: Instant, default_result: &str) -> String {
+        let mut l = format!("access: {who} key=");
+        push_key(&mut l, key);
+        let dur = now.saturating_duration_since(self.start).as_secs_f64();
+        let result = self.result.as_deref().unwrap_or(default_result);
+        let _ = write!(
+            l,
+            " {}{} in={} out={} dur={dur:.3}s result={result}",
+            self.kind, self.detail, self.bytes_in, self.bytes_out
+        );
+        l
+    }
+
+    /// Logs the line. Pings are liveness probes, often sent by the thousand:
+    /// their lines are debug, so an info log shows the work that was done.
+    pub fn log(&self, who: impl Display, key: Option<&str>, now: Instant, default_result: &str) {
+        let level = if self.kind == "ping" { log::Level::Debug } else { log::Level::Info };
+        if log::log_enabled!(level) {
+            log::log!(level, "{}", self.line(who, key, now, default_result));
+        }
+    }
+
+    #[cfg(test)]
+    pub fn detail(&self) -> (&'static str, &str) {
+        (self.kind, &self.detail)
+    }
+}
 
 /// Details longer than this (quoted) are cut: a log line stays a log line.
 pub const MAX_DETAIL: usize = 1024;

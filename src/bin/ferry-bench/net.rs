@@ -1,12 +1,15 @@
 //! Connections for the load generator: loopback address resolution, frame
-//! scanning without allocation, and the non-blocking connect + handshake state
-//! machine that opens many authenticated connections at once.
+//! scanning without allocation, and the non-blocking connect + setup state
+//! machine that opens many authenticated connections at once. The wire
+//! itself is `proto`'s: frame lengths (`frame::peek_header`), the handshake
+//! (`proto::handshake`, fed raw bytes), replies (`msg::Reply`).
 
-use crate::proto::auth::{self, Key};
-use crate::proto::{encode_frame, msg};
+use ferry::proto::auth::{self, Key};
+use ferry::proto::frame::{parse_header, peek_header, HeaderRef};
+use ferry::proto::handshake::{self, Handshake, Step};
+use ferry::proto::{encode_frame, msg, ErrorCode};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use serde::Deserialize;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -40,49 +43,34 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
     })
 }
 
-/// The smallest view of a frame header: its type and body size. Parsing it
-/// borrows from the input and allocates nothing (other fields are skipped).
-#[derive(Deserialize)]
-pub struct MinHeader<'a> {
-    #[serde(rename = "type", borrow)]
-    pub kind: &'a str,
-    #[serde(default)]
-    pub size: u64,
+/// A frame header's `type` and `size`, its bytes, and where its body starts.
+pub type Peeked<'a> = (HeaderRef<'a>, &'a [u8], usize);
+
+/// The next whole frame header at the front of `buf`: its `type` and `size`,
+/// its bytes (for the slow paths), and where the body starts. `Ok(None)` when
+/// more bytes are needed. Allocates nothing (`proto::frame::peek_header`).
+#[inline]
+pub fn next_header(buf: &[u8]) -> Result<Option<Peeked<'_>>, String> {
+    let Some((h, used)) = peek_header(buf).map_err(|e| format!("bad frame from the server: {e}"))? else {
+        return Ok(None);
+    };
+    let head = HeaderRef::parse(h)
+        .map_err(|e| format!("bad frame header from the server ({e}): {}", String::from_utf8_lossy(h)))?;
+    Ok(Some((head, h, used)))
 }
 
-pub fn min_header(h: &[u8]) -> Result<MinHeader<'_>, String> {
-    serde_json::from_slice(h)
-        .map_err(|e| format!("bad frame header from the server ({e}): {}", String::from_utf8_lossy(h)))
+/// A header as `proto::msg` reads a reply. For the slow paths: it copies.
+pub fn reply(h: &[u8]) -> Result<msg::Reply, String> {
+    let header = parse_header(h).map_err(|e| format!("bad frame header from the server ({e})"))?;
+    Ok(msg::Reply::from_header(&header))
 }
 
 /// `CODE: MESSAGE` of an error frame's header.
 pub fn error_text(h: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct E {
-        code: Option<String>,
-        message: Option<String>,
+    match reply(h) {
+        Ok(msg::Reply::Error(e)) => e.to_string(),
+        _ => String::from_utf8_lossy(h).into_owned(),
     }
-    match serde_json::from_slice::<E>(h) {
-        Ok(e) => format!("{}: {}", e.code.as_deref().unwrap_or("?"), e.message.as_deref().unwrap_or("")),
-        Err(_) => String::from_utf8_lossy(h).into_owned(),
-    }
-}
-
-/// The next complete frame header at the front of `buf`: the header bytes and
-/// where the body starts. `Ok(None)` when more bytes are needed.
-#[inline]
-pub fn next_header(buf: &[u8]) -> Result<Option<(&[u8], usize)>, String> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    if len == 0 || len > crate::proto::MAX_HEADER {
-        return Err(format!("bad frame from the server: header length {len}"));
-    }
-    if buf.len() < 4 + len {
-        return Ok(None);
-    }
-    Ok(Some((&buf[4..4 + len], 4 + len)))
 }
 
 /// One frame, encoded.
@@ -107,13 +95,32 @@ pub struct SetupOpts {
     pub probe: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Where a connection is in its setup:
+/// Connecting → Handshake (ferry) → Probe (with `probe`) → Ready;
+/// RESP skips the handshake.
 enum Stage {
     Connecting,
-    Hello,
-    Welcome,
+    /// `proto::handshake` owns the exchange; `answered` once our half of
+    /// it (the auth frame) is sent, so a timeout can say which side is late.
+    Handshake {
+        hs: Handshake,
+        answered: bool,
+    },
+    /// One ping (PING) sent, its pong (+PONG) awaited.
     Probe,
     Ready,
+}
+
+impl Stage {
+    /// What the connection waits for, for a timeout's message.
+    fn awaited(&self) -> &'static str {
+        match self {
+            Stage::Connecting => "connect",
+            Stage::Handshake { answered: false, .. } => "greeting from the server",
+            Stage::Handshake { answered: true, .. } => "answer to authentication",
+            Stage::Probe | Stage::Ready => "reply to the first ping",
+        }
+    }
 }
 
 struct Pending {
@@ -122,8 +129,6 @@ struct Pending {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     wpos: usize,
-    client_nonce: String,
-    server_nonce: String,
     deadline: Instant,
 }
 
@@ -151,7 +156,7 @@ impl Pending {
 
     /// Moves the connection as far as it can go; true once it is ready.
     fn advance(&mut self, proto: &Proto, probe: bool) -> Result<bool, String> {
-        if self.stage == Stage::Connecting {
+        if matches!(self.stage, Stage::Connecting) {
             if let Some(e) = self.sock.take_error().map_err(|e| e.to_string())? {
                 return Err(connect_error(&e));
             }
@@ -162,7 +167,7 @@ impl Pending {
             }
             let _ = self.sock.set_nodelay(true);
             self.stage = match proto {
-                Proto::Ferry(_) => Stage::Hello,
+                Proto::Ferry(key) => Stage::Handshake { hs: Handshake::new(key, auth::fresh_nonce()), answered: false },
                 Proto::Resp if probe => {
                     self.send(RESP_PING)?;
                     Stage::Probe
@@ -185,7 +190,7 @@ impl Pending {
                 Err(e) => return Err(format!("connection failed during the handshake: {e}")),
             }
         }
-        while self.stage != Stage::Ready {
+        while !matches!(self.stage, Stage::Ready) {
             let progressed = match proto {
                 Proto::Ferry(key) => self.ferry_step(key, probe)?,
                 Proto::Resp => self.resp_step()?,
@@ -194,7 +199,7 @@ impl Pending {
                 break;
             }
         }
-        if self.stage == Stage::Ready {
+        if matches!(self.stage, Stage::Ready) {
             if !self.rbuf.is_empty() {
                 return Err(format!(
                     "the server sent unexpected bytes after the handshake: {:?}",
@@ -205,80 +210,49 @@ impl Pending {
         }
         if eof {
             return Err(match self.stage {
-                Stage::Hello => "the server closed the connection before its hello".into(),
-                Stage::Welcome => "the server closed the connection during authentication".into(),
+                Stage::Handshake { answered: false, .. } => "the server closed the connection before greeting".into(),
+                Stage::Handshake { answered: true, .. } => {
+                    "the server closed the connection during authentication".into()
+                }
                 _ => "the server closed the connection".into(),
             });
         }
         Ok(false)
     }
 
-    /// Consumes one frame of the handshake if a whole one is there.
+    /// Consumes one frame of the handshake or the probe if a whole one is there.
     fn ferry_step(&mut self, key: &Key, probe: bool) -> Result<bool, String> {
-        let Some((h, used)) = next_header(&self.rbuf)? else { return Ok(false) };
-        let head = min_header(h)?;
-        if head.size > 0 {
-            return Err(format!("unexpected {} frame with a body during the handshake", head.kind));
-        }
-        if head.kind == "error" {
-            let text = error_text(h);
-            return Err(if text.starts_with("auth-failed") {
-                format!("authentication failed with key id {:?}: the server said {text}", key.id)
-            } else if text.starts_with("too-many-connections") {
-                format!("the server refused the connection: {text} (ferryd --max-connections sets the limit)")
-            } else {
-                format!("the server refused the connection: {text}")
-            });
-        }
-        match (self.stage, head.kind) {
-            (Stage::Hello, "hello") => {
-                #[derive(Deserialize)]
-                struct Hello {
-                    proto: Option<u64>,
-                    #[serde(default)]
-                    auth: Vec<String>,
-                    nonce: Option<String>,
+        if let Stage::Handshake { hs, answered } = &mut self.stage {
+            let (step, used) = hs.on_bytes(&self.rbuf);
+            self.rbuf.drain(..used);
+            match step {
+                Step::NeedMore => return Ok(false),
+                Step::Send(bytes) => {
+                    *answered = true;
+                    self.send(&bytes)?;
                 }
-                let hello: Hello = serde_json::from_slice(h).map_err(|e| format!("bad hello: {e}"))?;
-                if hello.proto != Some(1) || !hello.auth.iter().any(|a| a == "hmac-sha256") {
-                    return Err(format!("the server speaks another protocol: {}", String::from_utf8_lossy(h)));
-                }
-                self.server_nonce = hello.nonce.ok_or("hello without a nonce")?;
-                self.client_nonce = auth::to_hex(&auth::fresh_nonce());
-                let mac = auth::client_mac(key.secret.as_bytes(), &self.server_nonce, &self.client_nonce);
-                let bytes = frame(msg::auth(&key.id, &self.client_nonce, &mac));
-                self.rbuf.drain(..used);
-                self.stage = Stage::Welcome;
-                self.send(&bytes)?;
-            }
-            (Stage::Welcome, "welcome") => {
-                #[derive(Deserialize)]
-                struct Welcome {
-                    mac: Option<String>,
-                }
-                let w: Welcome = serde_json::from_slice(h).map_err(|e| format!("bad welcome: {e}"))?;
-                let mac = w.mac.unwrap_or_default();
-                if !auth::verify_server_mac(key.secret.as_bytes(), &self.client_nonce, &self.server_nonce, &mac) {
-                    return Err(format!(
-                        "the server's welcome MAC is wrong for key id {:?}: not the same secret",
-                        key.id
-                    ));
-                }
-                self.rbuf.drain(..used);
-                if probe {
+                Step::Done(_) if probe => {
                     self.stage = Stage::Probe;
                     self.send(&frame(msg::request::ping()))?;
-                } else {
-                    self.stage = Stage::Ready;
                 }
+                Step::Done(_) => self.stage = Stage::Ready,
+                Step::Failed(e) => return Err(handshake_error(e, key)),
             }
-            (Stage::Probe, "pong") => {
+            return Ok(true);
+        }
+        let Some((head, h, used)) = next_header(&self.rbuf)? else { return Ok(false) };
+        if head.size > 0 {
+            return Err(format!("unexpected {} frame with a body after the handshake", head.kind));
+        }
+        match reply(h)? {
+            msg::Reply::Pong => {
                 self.rbuf.drain(..used);
                 self.stage = Stage::Ready;
+                Ok(true)
             }
-            (stage, kind) => return Err(format!("unexpected {kind} frame from the server while in {stage:?}")),
+            msg::Reply::Error(e) => Err(format!("the server answered the first ping with {e}")),
+            _ => Err(format!("unexpected {} frame from the server instead of a pong", head.kind)),
         }
-        Ok(true)
     }
 
     fn resp_step(&mut self) -> Result<bool, String> {
@@ -290,6 +264,23 @@ impl Pending {
         self.rbuf.drain(..end + 2);
         self.stage = Stage::Ready;
         Ok(true)
+    }
+}
+
+/// A failed handshake as one line, with a hint where one helps.
+fn handshake_error(e: handshake::Error, key: &Key) -> String {
+    match e {
+        handshake::Error::Refused(e) if e.code == ErrorCode::AuthFailed => {
+            format!("authentication failed with key id {:?}: the server said {e}", key.id)
+        }
+        handshake::Error::Refused(e) if e.code == ErrorCode::TooManyConnections => {
+            format!("the server refused the connection: {e} (ferryd --max-connections sets the limit)")
+        }
+        handshake::Error::Refused(e) => format!("the server refused the connection: {e}"),
+        handshake::Error::BadServerMac => {
+            format!("authentication failed with key id {:?}: {e}: not the same secret", key.id)
+        }
+        e => format!("the server speaks another protocol: {e}"),
     }
 }
 
@@ -338,8 +329,6 @@ pub fn establish(
                 rbuf: Vec::new(),
                 wbuf: Vec::new(),
                 wpos: 0,
-                client_nonce: String::new(),
-                server_nonce: String::new(),
                 deadline: Instant::now() + opts.timeout,
             });
             active.push(next);
@@ -349,12 +338,7 @@ pub fn establish(
         for &i in &active {
             let p = pending[i].as_ref().expect("active connections are pending");
             if now >= p.deadline {
-                let what = match p.stage {
-                    Stage::Connecting => "connect",
-                    Stage::Hello => "hello",
-                    Stage::Welcome => "welcome",
-                    _ => "reply to the first ping",
-                };
+                let what = p.stage.awaited();
                 return Err(fail(i, format!("no {what} within {:.1} s", opts.timeout.as_secs_f64())));
             }
         }
@@ -384,4 +368,3 @@ pub fn poll_events(poll: &mut Poll, events: &mut Events, timeout: Duration) -> R
         Err(e) => Err(format!("poll: {e}")),
     }
 }
-

@@ -3,7 +3,11 @@
 //! `Udp` owns the UDP sockets, the seen set, the reply cache and the execs
 //! started by datagrams. The reactor hands it socket and pipe events
 //! (`on_event`), calls `sweep` while it has a backlog, `reap` on SIGCHLD and
-//! `on_deadline` for exec timeouts; the codec is `proto::datagram`.
+//! `on_deadline` for exec timeouts; the codec is `proto::datagram`. What a
+//! request is answered with is decided by `ops::start`, as for TCP; this
+//! file judges the datagram, encodes the answer and keeps the execs' output.
+//! `replay.rs` holds the seen set, the reply cache and the strangers' budget.
+//! May import `ops`, `token` and `replay`; never `conn`.
 //!
 //! A datagram is read and judged in this order; the first that applies wins:
 //! 1. malformed, unknown key id, wrong tag: silence (counted; a debug line at
@@ -37,27 +41,26 @@
 //! (`Strangers`). Good requests are not limited, but one caught in a flood
 //! waits for the slice's end, or is lost and retransmitted by its client.
 
-use super::access;
-use super::ops::exec::{effective_timeout, Exec};
-use super::ops::{stat, Ctx};
+mod replay;
+
+use super::ops::access::Access;
+use super::ops::{self, Ctx, Exec, Op, Reply, Start, Via};
 use super::token::{self, Source};
-use super::Config;
+use crate::config::Config;
 use crate::proto::datagram::{self, reply, DatagramError, ExecOutcome, MAX_DATAGRAM};
-use crate::proto::frame::Header;
 use crate::proto::msg::{self, Request, Stream};
 use crate::proto::{ErrorCode, ProtoError};
+use crate::sys::unix_now;
 use log::{debug, info, warn};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
+use replay::{due, Cache, Cached, Seen, Strangers};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use slab::Slab;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
-use std::fmt::Write as _;
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Datagrams read in one reactor turn, at most.
 pub const MAX_DATAGRAMS_PER_TURN: usize = 64;
@@ -71,122 +74,6 @@ pub const MAX_ID_JSON: usize = 64;
 /// How often the "dropped" debug line and the "seen set full" warning may come.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(1);
 const FULL_WARN_EVERY: Duration = Duration::from_secs(10);
-/// The unit of the strangers' budget (`udp.max_rejects` a second).
-pub const SLICE: Duration = Duration::from_millis(100);
-/// How often the "reading paused" warning may come.
-const PAUSE_WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// Whether a line rate-limited to one per `every` may go out at `now`
-/// (the first always may); if so, `last` becomes `now`.
-fn due(last: &mut Option<Instant>, now: Instant, every: Duration) -> bool {
-    if last.is_some_and(|t| now < t + every) {
-        return false;
-    }
-    *last = Some(now);
-    true
-}
-
-/// The budget of datagrams that fail the checks (malformed, unknown key id,
-/// wrong tag): a tenth of `udp.max_rejects` (rounded up) per `SLICE`, then
-/// reading pauses until the slice ends.
-#[derive(Default)]
-struct Strangers {
-    slice_start: Option<Instant>,
-    used: usize,
-    paused_until: Option<Instant>,
-    /// Slices that ran out, since the last warning.
-    pauses: u64,
-    warned: Option<Instant>,
-}
-
-impl Strangers {
-    /// Counts one failed datagram at `now`; true when the slice's budget is
-    /// spent and reading must pause (until `paused_until`).
-    fn count(&mut self, now: Instant, per_second: usize) -> bool {
-        let start = match self.slice_start {
-            Some(t) if now < t + SLICE => t,
-            _ => {
-                self.used = 0;
-                self.slice_start = Some(now);
-                now
-            }
-        };
-        self.used += 1;
-        if self.used < per_second.div_ceil(10) {
-            return false;
-        }
-        self.paused_until = Some(start + SLICE);
-        self.pauses += 1;
-        if due(&mut self.warned, now, PAUSE_WARN_EVERY) {
-            warn!(
-                "udp: more than {per_second} datagrams a second fail the checks (udp.max_rejects); reading pauses until the end of each {} ms that fills ({} times since the last warning)",
-                SLICE.as_millis(),
-                self.pauses
-            );
-            self.pauses = 0;
-        }
-        true
-    }
-
-    /// Whether reading is paused at `now`; a pause that has ended is cleared.
-    fn paused(&mut self, now: Instant) -> bool {
-        match self.paused_until {
-            Some(t) if now < t => true,
-            Some(_) => {
-                self.paused_until = None;
-                false
-            }
-            None => false,
-        }
-    }
-}
-
-/// The `[udp]` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UdpConfig {
-    /// Addresses to bind; empty: datagram mode is off.
-    pub listen: Vec<SocketAddr>,
-    /// The largest reply datagram, tag included.
-    pub max_reply: usize,
-    /// How far a request's `ts` may be from our clock.
-    pub window: Duration,
-    /// A ceiling on a datagram exec's timeout (and the timeout of those that give none).
-    pub exec_timeout: Duration,
-    /// `(key_id, nonce)` pairs remembered at most.
-    pub seen_max: usize,
-    /// Replies cached at most, in entries and in bytes.
-    pub cache_max: usize,
-    pub cache_bytes: usize,
-    /// Datagrams that fail the checks handled a second, at most.
-    pub max_rejects: usize,
-}
-
-impl UdpConfig {
-    pub const DEFAULT_MAX_REPLY: usize = 1400;
-    /// Room for any error reply: a nonce, an id of `MAX_ID_JSON` bytes, a message.
-    pub const MIN_MAX_REPLY: usize = 512;
-    pub const DEFAULT_WINDOW: u64 = 30;
-    pub const DEFAULT_EXEC_TIMEOUT: u64 = 10;
-    pub const DEFAULT_SEEN_MAX: usize = 131_072;
-    pub const DEFAULT_CACHE_MAX: usize = 4096;
-    pub const DEFAULT_CACHE_BYTES: usize = 4 * 1024 * 1024;
-    pub const DEFAULT_MAX_REJECTS: usize = 20_000;
-}
-
-impl Default for UdpConfig {
-    fn default() -> Self {
-        UdpConfig {
-            listen: Vec::new(),
-            max_reply: Self::DEFAULT_MAX_REPLY,
-            window: Duration::from_secs(Self::DEFAULT_WINDOW),
-            exec_timeout: Duration::from_secs(Self::DEFAULT_EXEC_TIMEOUT),
-            seen_max: Self::DEFAULT_SEEN_MAX,
-            cache_max: Self::DEFAULT_CACHE_MAX,
-            cache_bytes: Self::DEFAULT_CACHE_BYTES,
-            max_rejects: Self::DEFAULT_MAX_REJECTS,
-        }
-    }
-}
 
 /// Binds every `udp.listen` address. Errors name the address.
 pub fn bind(cfg: &Config) -> Result<Vec<UdpSocket>, String> {
@@ -201,123 +88,11 @@ pub fn bind(cfg: &Config) -> Result<Vec<UdpSocket>, String> {
     Ok(out)
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-// ---- the seen set and the reply cache ---------------------------------------
-
-/// `(key_id, nonce)` pairs within their window, as fingerprints.
-#[derive(Default)]
-struct Seen {
-    set: HashSet<u128>,
-    /// (monotonic expiry in ms since `Udp::epoch`, ts, fingerprint), soonest first.
-    expiry: BinaryHeap<Reverse<(u64, i64, u128)>>,
-}
-
-impl Seen {
-    /// Forgets pairs whose `ts` is out of the window on both clocks.
-    fn purge(&mut self, now_ms: u64, now_wall: i64, window: i64) {
-        while let Some(Reverse((at, ts, fp))) = self.expiry.peek().copied() {
-            if at > now_ms || now_wall <= ts.saturating_add(window) {
-                break;
-            }
-            self.expiry.pop();
-            self.set.remove(&fp);
-        }
-    }
-
-    fn insert(&mut self, fp: u128, ts: i64, now_ms: u64, now_wall: i64, window: i64) {
-        let left = ts.saturating_add(window).saturating_sub(now_wall).max(0) as u64;
-        let at = now_ms.saturating_add(left.saturating_add(1).saturating_mul(1000));
-        if self.set.insert(fp) {
-            self.expiry.push(Reverse((at, ts, fp)));
-        }
-    }
-}
-
-struct Cached {
-    reply: Vec<u8>,
-    peer: SocketAddr,
-    /// Monotonic ms (since `Udp::epoch`) after which it may go.
-    until: u64,
-}
-
-/// Replies by fingerprint, oldest evicted first.
-#[derive(Default)]
-struct Cache {
-    map: HashMap<u128, Cached>,
-    order: VecDeque<u128>,
-    bytes: usize,
-}
-
-impl Cache {
-    fn evict_oldest(&mut self) {
-        if let Some(fp) = self.order.pop_front() {
-            if let Some(c) = self.map.remove(&fp) {
-                self.bytes -= c.reply.len();
-            }
-        }
-    }
-
-    fn purge(&mut self, now_ms: u64) {
-        while let Some(fp) = self.order.front() {
-            if self.map.get(fp).is_some_and(|c| c.until > now_ms) {
-                break;
-            }
-            self.evict_oldest();
-        }
-    }
-
-    fn insert(&mut self, fp: u128, c: Cached, max: usize, max_bytes: usize) {
-        if c.reply.len() > max_bytes || max == 0 {
-            return;
-        }
-        while !self.order.is_empty() && (self.map.len() >= max || self.bytes + c.reply.len() > max_bytes) {
-            self.evict_oldest();
-        }
-        self.bytes += c.reply.len();
-        self.order.push_back(fp);
-        self.map.insert(fp, c);
-    }
-}
-
-// ---- the access line ---------------------------------------------------------
-
-/// A request's access line, in the shape of `conn`'s: `access: udp PEER
-/// key=K KIND DETAIL in=0 out=N dur=D result=R`.
-struct Access {
-    kind: &'static str,
-    detail: String,
-    start: Instant,
-}
-
-impl Access {
-    fn new(h: &Header, req: &Result<Request, ProtoError>, now: Instant) -> Access {
-        let (kind, detail) = access::describe(h, req);
-        Access { kind, detail, start: now }
-    }
-
-    fn log(&self, peer: SocketAddr, key: &str, out: usize, now: Instant, result: &str) {
-        // Pings are liveness probes: debug, as on TCP.
-        let level = if self.kind == "ping" { log::Level::Debug } else { log::Level::Info };
-        if !log::log_enabled!(level) {
-            return;
-        }
-        let mut l = format!("access: udp {peer} key=");
-        access::push_key(&mut l, Some(key));
-        let dur = now.saturating_duration_since(self.start).as_secs_f64();
-        let _ = write!(l, " {}{} in=0 out={out} dur={dur:.3}s result={result}", self.kind, self.detail);
-        log::log!(level, "{l}");
-    }
-}
-
-
 // ---- the execs -----------------------------------------------------------------
 
 /// An exec started by a datagram, until its reply goes out.
 struct Running {
-    exec: Exec,
+    exec: Box<Exec>,
     fp: u128,
     key_id: String,
     /// The request's key: the reply is tagged with it even if a reload drops it meanwhile.
@@ -367,14 +142,6 @@ pub struct Udp {
     draining: bool,
     /// The socket the next turn starts reading at (round robin).
     next_sock: usize,
-}
-
-/// What a served request leads to.
-enum Outcome {
-    /// A reply to send and cache, and the access result.
-    Reply(Vec<u8>, String),
-    /// An exec that may run: started by the caller, answered when it ends.
-    Exec(msg::Exec),
 }
 
 impl Udp {
@@ -573,16 +340,6 @@ impl Udp {
         }
     }
 
-    fn fingerprint(&self, key_id: &str, nonce: &str) -> u128 {
-        let mut h = Sha256::new();
-        h.update(self.salt);
-        h.update(key_id.as_bytes());
-        h.update([0]);
-        h.update(datagram::nonce_bytes(nonce));
-        let d = h.finalize();
-        u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
-    }
-
     fn send(&self, sock: usize, peer: SocketAddr, bytes: &[u8]) {
         let Some(s) = self.sockets.get(sock) else { return };
         match s.sock.send_to(bytes, peer) {
@@ -621,14 +378,14 @@ impl Udp {
             );
             let r = error_datagram(&secret, max_reply, &err, &req.nonce, id.as_ref(), Some(now_wall));
             self.send(sock, peer, &r);
-            access.log(peer, &req.key_id, 0, ctx.now, "error:clock-skew");
+            access.log(format_args!("udp {peer}"), Some(&req.key_id), ctx.now, "error:clock-skew");
             return;
         }
 
         let now_ms = self.now_ms(ctx.now);
         self.seen.purge(now_ms, now_wall, window);
         self.cache.purge(now_ms);
-        let fp = self.fingerprint(&req.key_id, &req.nonce);
+        let fp = replay::fingerprint(&self.salt, &req.key_id, &req.nonce);
         if self.seen.set.contains(&fp) {
             if self.inflight.contains_key(&fp) {
                 debug!("udp {peer}: nonce {} is running; its reply comes when it ends", req.nonce);
@@ -639,7 +396,7 @@ impl Udp {
                 let err = ProtoError::new(ErrorCode::Replayed, "already served");
                 let r = error_datagram(&secret, max_reply, &err, &req.nonce, id.as_ref(), None);
                 self.send(sock, peer, &r);
-                access.log(peer, &req.key_id, 0, ctx.now, "error:replayed");
+                access.log(format_args!("udp {peer}"), Some(&req.key_id), ctx.now, "error:replayed");
             }
             return;
         }
@@ -654,50 +411,60 @@ impl Udp {
         }
         self.seen.insert(fp, req.ts, now_ms, now_wall, window);
 
-        let outcome = match (id_err, self.draining) {
+        let started = match (id_err, self.draining) {
             (Some(e), _) => Err(e),
             (None, true) => Err(ProtoError::new(ErrorCode::ShuttingDown, "the server is shutting down")),
-            (None, false) => self.serve(parsed, &req.header, &secret, id.as_ref(), ctx),
+            (None, false) => {
+                let via = Via::Udp { slot: self.execs.vacant_key(), running: self.execs.len() };
+                ops::start(parsed, id.as_ref(), &req.header.kind, via, ctx)
+            }
         };
-        let outcome = match outcome {
-            Ok(Outcome::Exec(e)) => {
-                let slot = self.execs.vacant_key();
-                match Exec::start_with(&e, None, |role| token::udp_exec(slot, role), ctx) {
-                    Ok(exec) => {
-                        debug!("udp {peer}: exec {:?} as pid {}", e.command, exec.pid());
-                        self.inflight.insert(fp, slot);
-                        self.execs.insert(Running {
-                            exec,
-                            fp,
-                            key_id: req.key_id,
-                            secret,
-                            nonce: req.nonce,
-                            id,
-                            peer,
-                            sock,
-                            stdout: Vec::new(),
-                            stderr: Vec::new(),
-                            totals: [0, 0],
-                            keep: max_reply,
-                            access,
-                        });
-                        return;
-                    }
-                    Err(e) => Err(e),
+        let reply = match started {
+            Ok(Start::Running(Op::Exec(exec))) => {
+                debug!("udp {peer}: exec as pid {}", exec.pid());
+                let slot = self.execs.insert(Running {
+                    exec,
+                    fp,
+                    key_id: req.key_id,
+                    secret,
+                    nonce: req.nonce,
+                    id,
+                    peer,
+                    sock,
+                    stdout: Vec::new(),
+                    stderr: Vec::new(),
+                    totals: [0, 0],
+                    keep: max_reply,
+                    access,
+                });
+                self.inflight.insert(fp, slot);
+                return;
+            }
+            Ok(Start::Reply(Reply::Pong)) => {
+                Ok(datagram::encode_reply(&secret, reply::pong(&req.nonce, unix_now(), id.as_ref()), b""))
+            }
+            Ok(Start::Reply(Reply::Frame(h, body))) => {
+                let r = datagram::encode_reply(&secret, reply::with_nonce(h, &req.nonce), &body);
+                if r.len() <= max_reply {
+                    Ok(r)
+                } else {
+                    let m = format!("the reply would be over udp.max_reply ({max_reply} bytes)");
+                    Err(ProtoError::new(ErrorCode::TooLarge, m))
                 }
             }
-            other => other,
+            // `ops::start` answers nothing else for a datagram.
+            Ok(_) => Err(ProtoError::new(ErrorCode::UnknownType, "not served over UDP")),
+            Err(e) => Err(e),
         };
-        let (reply, result) = match outcome {
-            Ok(Outcome::Reply(bytes, result)) => (bytes, result),
-            Ok(Outcome::Exec(_)) => unreachable!("started above"),
+        let (reply, result) = match reply {
+            Ok(r) => (r, "ok".to_string()),
             Err(e) => {
                 let r = error_datagram(&secret, max_reply, &e, &req.nonce, id.as_ref(), None);
                 (r, format!("error:{}", e.code.as_str()))
             }
         };
         self.send(sock, peer, &reply);
-        access.log(peer, &req.key_id, 0, ctx.now, &result);
+        access.log(format_args!("udp {peer}"), Some(&req.key_id), ctx.now, &result);
         self.cache_reply(fp, reply, peer, now_ms, ctx.cfg);
     }
 
@@ -705,56 +472,6 @@ impl Udp {
         // As long as a retransmission could pass the window check.
         let until = now_ms.saturating_add(cfg.udp.window.as_millis() as u64 * 2 + 1000);
         self.cache.insert(fp, Cached { reply, peer, until }, cfg.udp.cache_max, cfg.udp.cache_bytes);
-    }
-
-    /// Serves a fresh request: a reply now, or an exec to start.
-    fn serve(
-        &mut self,
-        parsed: Result<Request, ProtoError>,
-        header: &Header,
-        secret: &[u8],
-        id: Option<&Value>,
-        ctx: &mut Ctx,
-    ) -> Result<Outcome, ProtoError> {
-        let nonce = header.str("nonce").unwrap_or_default();
-        let max_reply = ctx.cfg.udp.max_reply;
-        match parsed? {
-            Request::Ping => {
-                let r = datagram::encode_reply(secret, reply::pong(nonce, unix_now(), id), b"");
-                Ok(Outcome::Reply(r, "ok".into()))
-            }
-            Request::Stat(p) => {
-                let h = reply::with_nonce(stat::stat(&p, id, ctx)?, nonce);
-                let r = datagram::encode_reply(secret, h, b"");
-                if r.len() > max_reply {
-                    let m = format!("the reply would be over udp.max_reply ({max_reply} bytes)");
-                    return Err(ProtoError::new(ErrorCode::TooLarge, m));
-                }
-                Ok(Outcome::Reply(r, "ok".into()))
-            }
-            Request::Exec(mut e) => {
-                if e.stdin {
-                    return Err(ProtoError::new(ErrorCode::BadRequest, "exec: no stdin over UDP"));
-                }
-                super::ops::exec::authorize(&e, ctx.cfg)?;
-                // No queue: a datagram exec runs now or is refused. A TCP exec
-                // waiting for a slot comes first.
-                if *ctx.children >= ctx.cfg.max_children
-                    || !ctx.waiters.is_empty()
-                    || self.execs.len() >= token::MAX_UDP_EXECS
-                {
-                    return Err(ProtoError::new(ErrorCode::Busy, "every child slot is taken; try again later"));
-                }
-                let t = effective_timeout(e.timeout, Some(ctx.cfg.udp.exec_timeout));
-                e.timeout = t.map(|t| t.as_secs_f64());
-                Ok(Outcome::Exec(e))
-            }
-            Request::Unknown(t) => Err(ProtoError::new(ErrorCode::UnknownType, format!("unknown request type {t:?}"))),
-            _ => Err(ProtoError::new(
-                ErrorCode::UnknownType,
-                format!("{:?} is not served over UDP (ping, stat and exec are; the rest is TCP's)", header.kind),
-            )),
-        }
     }
 
     // ---- running execs ----------------------------------------------------------
@@ -783,14 +500,13 @@ impl Udp {
     }
 
     fn finish(&mut self, slot: usize, ctx: &mut Ctx) {
-        let r = self.execs.remove(slot);
+        let mut r = self.execs.remove(slot);
         self.inflight.remove(&r.fp);
-        let frame = r.exec.exit_frame();
-        let int = |k: &str| frame.get(k).and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok());
+        let exit = r.exec.exit();
         let o = ExecOutcome {
-            code: int("code"),
-            signal: int("signal"),
-            timed_out: frame.get("timed_out") == Some(&Value::Bool(true)),
+            code: exit.code,
+            signal: exit.signal,
+            timed_out: exit.timed_out,
             stdout: &r.stdout,
             stderr: &r.stderr,
             stdout_total: r.totals[0],
@@ -799,19 +515,13 @@ impl Udp {
         let bytes = datagram::encode_result(&r.secret, ctx.cfg.udp.max_reply, &r.nonce, r.id.as_ref(), &o);
         let head = u32::from_be_bytes(bytes[datagram::TAG_LEN..datagram::OVERHEAD].try_into().expect("4 bytes"));
         let out = bytes.len() - datagram::OVERHEAD - head as usize;
-        let mut result = match (o.code, o.signal) {
-            (Some(c), _) => format!("exit:{c}"),
-            (None, Some(s)) => format!("signal:{s}"),
-            (None, None) => "exit:?".to_string(),
-        };
-        if o.timed_out {
-            result.push_str(" timed_out=true");
-        }
+        let mut result = exit.result();
         if (out as u64) < o.stdout_total + o.stderr_total {
             result.push_str(" truncated=true");
         }
         self.send(r.sock, r.peer, &bytes);
-        r.access.log(r.peer, &r.key_id, out, ctx.now, &result);
+        r.access.bytes_out = out as u64;
+        r.access.log(format_args!("udp {}", r.peer), Some(&r.key_id), ctx.now, &result);
         let now_ms = self.now_ms(ctx.now);
         self.cache_reply(r.fp, bytes, r.peer, now_ms, ctx.cfg);
     }
@@ -856,94 +566,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const W: i64 = 30;
-
-    #[test]
-    fn the_seen_set_forgets_a_nonce_only_once_its_ts_is_out_of_the_window_on_both_clocks() {
-        let mut s = Seen::default();
-        let (t0, ms0) = (1_000_000, 5_000);
-        s.insert(1, t0, ms0, t0, W);
-        s.insert(2, t0 + W, ms0, t0, W);
-        s.insert(1, t0, ms0, t0, W);
-        assert_eq!((s.set.len(), s.expiry.len()), (2, 2), "inserted once");
-        // The wall clock is past ts + window, but the monotonic clock is not:
-        // a clock stepped forward lets nothing back in.
-        s.purge(ms0 + 1000, t0 + W + 1, W);
-        assert!(s.set.contains(&1));
-        s.purge(ms0 + (W as u64 + 1) * 1000, t0 + W + 1, W);
-        assert!(!s.set.contains(&1) && s.set.contains(&2));
-        // A clock stepped back keeps it, monotonic time or not.
-        s.purge(u64::MAX, t0 + 2 * W, W);
-        assert!(s.set.contains(&2));
-        s.purge(u64::MAX, t0 + 2 * W + 1, W);
-        assert!(s.set.is_empty() && s.expiry.is_empty());
-    }
-
-    fn cached(n: usize, until: u64) -> Cached {
-        Cached { reply: vec![0; n], peer: SocketAddr::from(([127, 0, 0, 1], 9)), until }
-    }
-
-    #[test]
-    fn the_cache_is_bounded_in_entries_and_bytes_oldest_out_first() {
-        let mut c = Cache::default();
-        for fp in 0..10 {
-            c.insert(fp, cached(100, 50), 4, 1000);
-        }
-        assert_eq!(c.order, [6, 7, 8, 9]);
-        assert_eq!(c.bytes, 400);
-        c.insert(10, cached(901, 60), 4, 1000);
-        assert_eq!((c.order.iter().copied().collect::<Vec<_>>(), c.bytes), (vec![10], 901));
-        c.insert(11, cached(1001, 60), 4, 1000);
-        assert!(!c.map.contains_key(&11), "a reply larger than the cache is not cached");
-        c.insert(12, cached(1, 60), 0, 1000);
-        assert!(!c.map.contains_key(&12), "cache_max 0: nothing is cached");
-        c.purge(59);
-        assert!(c.map.contains_key(&10));
-        c.purge(60);
-        assert!(c.map.is_empty() && c.order.is_empty() && c.bytes == 0);
-    }
-
-    #[test]
-    fn strangers_past_the_budget_pause_reading_until_the_slice_ends() {
-        let mut s = Strangers::default();
-        let t0 = Instant::now();
-        assert!(!s.paused(t0));
-        for i in 0..1999 {
-            assert!(!s.count(t0 + Duration::from_millis(i % 90), 20_000), "budget spent early at {i}");
-        }
-        assert!(s.count(t0 + Duration::from_millis(95), 20_000));
-        assert_eq!(s.paused_until, Some(t0 + SLICE));
-        assert!(s.paused(t0 + Duration::from_millis(99)));
-        assert!(!s.paused(t0 + SLICE));
-        assert_eq!(s.paused_until, None);
-        // A new slice starts with a full budget.
-        assert!(!s.count(t0 + SLICE + Duration::from_millis(1), 20_000));
-        assert_eq!(s.used, 1);
-    }
-
-    #[test]
-    fn strangers_spread_over_slices_never_pause() {
-        let mut s = Strangers::default();
-        let t0 = Instant::now();
-        // Just under the rate, for ten seconds.
-        for k in 0..100u32 {
-            for _ in 1..2000 {
-                assert!(!s.count(t0 + SLICE * k, 20_000));
-            }
-        }
-        assert_eq!(s.pauses, 0);
-        // A rate under ten a second still lets one through each slice.
-        let mut s = Strangers::default();
-        assert!(s.count(t0, 1));
-        assert_eq!(s.paused_until, Some(t0 + SLICE));
-    }
-
     #[test]
     fn error_replies_are_cut_to_fit() {
         let nonce = "00112233445566778899aabbccddeeff";
         let id = json!("i".repeat(60));
         let long = ProtoError::new(ErrorCode::NotAllowed, "é".repeat(2000));
-        for max in [UdpConfig::MIN_MAX_REPLY, 1400] {
+        for max in [crate::config::UdpConfig::MIN_MAX_REPLY, 1400] {
             let bytes = error_datagram(b"key", max, &long, nonce, Some(&id), None);
             assert!(bytes.len() <= max, "{} > {max}", bytes.len());
             let r = datagram::decode_reply(b"key", &bytes).unwrap();
@@ -959,9 +587,9 @@ mod tests {
     fn access_details_are_quoted_as_on_tcp() {
         let h = crate::proto::frame::parse_header(br#"{"type":"exec","cmd":"a\nb \"c\""}"#).unwrap();
         let a = Access::new(&h, &Request::from_header(&h), Instant::now());
-        assert_eq!((a.kind, a.detail.as_str()), ("exec", r#" cmd="a\nb \"c\"""#));
+        assert_eq!(a.detail(), ("exec", r#" cmd="a\nb \"c\"""#));
         let h = crate::proto::frame::parse_header(br#"{"type":"fr\u0007ob"}"#).unwrap();
         let a = Access::new(&h, &Request::from_header(&h), Instant::now());
-        assert_eq!((a.kind, a.detail.as_str()), ("unknown", r#" type="fr\u0007ob""#));
+        assert_eq!(a.detail(), ("unknown", r#" type="fr\u0007ob""#));
     }
 }

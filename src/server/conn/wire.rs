@@ -1,0 +1,96 @@
+//! The socket side of a connection: queued output written until `WouldBlock`,
+//! input read into the buffer (or discarded while closing), readiness
+//! cleared when the socket says so.
+
+use super::{Conn, Phase, IN_CAP};
+use crate::server::io::{interrupted, would_block, Socket};
+
+impl<S: Socket> Conn<S> {
+
+    /// Writes queued output until `WouldBlock`. Returns bytes written.
+    pub(super) fn flush(&mut self) -> usize {
+        let mut total = 0;
+        while self.sock_write && !self.out.is_empty() {
+            match self.sock.write(self.out.pending()) {
+                Ok(0) => {
+                    self.close_now("socket write returned 0");
+                    return total;
+                }
+                Ok(n) => {
+                    self.out.consume(n);
+                    total += n;
+                }
+                Err(e) if would_block(&e) => self.sock_write = false,
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    self.close_io(&e);
+                    return total;
+                }
+            }
+        }
+        // A transport with bytes of its own to push (TLS records) gets them out
+        // before the connection counts its output as sent.
+        if self.sock_write && self.out.is_empty() && self.sock.wants_write() {
+            match self.sock.flush() {
+                Ok(()) => {}
+                Err(e) if would_block(&e) => self.sock_write = false,
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    self.close_io(&e);
+                    return total;
+                }
+            }
+        }
+        if total > 0 {
+            self.last_active = self.now;
+        }
+        if let Phase::Closing { shut: shut @ false, .. } = &mut self.phase {
+            if self.out.is_empty() && !self.sock.wants_write() {
+                // Half-close: the peer reads what it is owed, then EOF.
+                let _ = self.sock.shutdown_write();
+                *shut = true;
+                total += 1;
+            }
+        }
+        total
+    }
+
+    /// Reads the socket into the input buffer (or, when closing, discards).
+    pub(super) fn fill(&mut self, scratch: &mut [u8]) -> usize {
+        if !self.sock_read || self.peer_eof || self.is_closed() {
+            return 0;
+        }
+        let discard = matches!(self.phase, Phase::Closing { .. });
+        let room = if discard { scratch.len() } else { IN_CAP.saturating_sub(self.inbuf.len()).min(scratch.len()) };
+        if room == 0 {
+            return 0;
+        }
+        loop {
+            match self.sock.read(&mut scratch[..room]) {
+                Ok(0) => {
+                    self.peer_eof = true;
+                    return 1;
+                }
+                Ok(n) => {
+                    if !discard {
+                        self.inbuf.extend_from_slice(&scratch[..n]);
+                    } else if let Phase::Closing { prompt, .. } = &mut self.phase {
+                        // The peer is still talking: close only once it hangs up.
+                        *prompt = false;
+                    }
+                    self.last_active = self.now;
+                    return n;
+                }
+                Err(e) if would_block(&e) => {
+                    self.sock_read = false;
+                    return 0;
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    self.close_io(&e);
+                    return 0;
+                }
+            }
+        }
+    }
+}
