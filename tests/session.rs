@@ -85,7 +85,7 @@ fn run_with_stdin_open_ends_when_the_server_dies() {
     let mut cmd = d.ferry();
     cmd.args(["run", &d.target(), "--", "cat"]);
     let (mut child, _stdin) = held_open(cmd);
-    assert!(d.log.wait_for(" as pid ", WAIT).is_some(), "{}", d.log.text());
+    assert!(d.log.wait_for("pid ", WAIT).is_some(), "the exec started: {}", d.log.text());
     d.signal(libc::SIGKILL);
     let (code, err) = exits_within(&mut child, Duration::from_secs(1), "ferry run");
     assert_eq!(code, 255, "{err}");
