@@ -5,7 +5,7 @@
 
 use super::encoding::Output;
 use super::exit::{self, fail};
-use super::{command_of, transfer, Error, Options, Session, Target, Writer};
+use super::{command_of, transfer, Error, Options, Session, Target, Writer, ARGV_HINT};
 use crate::keys;
 use crate::proto::auth::Key;
 use crate::proto::msg::{Command, Exec, SignalName};
@@ -297,9 +297,6 @@ fn gone_text(peer: &SocketAddr, e: &Error, idle: Duration) -> String {
     }
 }
 
-/// Hint for a `not-allowed` reply to a shell command line.
-pub(crate) const ARGV_HINT: &str =
-    "the server's exec allow-list does not take shell commands here: send argv with `ferry run --argv` (`!PROG ARGS` in the session)";
 
 /// The command of a session line: `!PROG ARGS` is argv (words split with
 /// shell quoting), anything else a shell command line.

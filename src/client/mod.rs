@@ -511,6 +511,10 @@ pub fn io_text(e: &io::Error) -> String {
     }
 }
 
+/// What to do about a `not-allowed` reply to a one-word (shell) command.
+pub(crate) const ARGV_HINT: &str =
+    "the server's exec allow-list does not take shell commands here: send argv with `ferry run --argv` (`!PROG ARGS` in the session)";
+
 /// The command `run` sends: one word through `sh -c`, several as argv;
 /// with `argv` (`run --argv`), argv always, even for one word.
 pub(crate) fn command_of(words: &[String], argv: bool) -> msg::Command {

@@ -321,6 +321,10 @@ pub fn run(
         Err(e) => return fail(e),
     };
     let result = match ex.reply.kind() {
+        Reply::Error(e) if e.code == ErrorCode::NotAllowed && !argv && command.len() == 1 => {
+            eprintln!("ferry: server error {}: {}", e.code.as_str(), e.message);
+            return fail(super::ARGV_HINT);
+        }
         Reply::Error(e) => return error_reply(&e, &ex),
         _ if ex.reply.header.kind != "result" => return unexpected(&ex),
         _ => match ExecResult::from_reply(&ex.reply) {
