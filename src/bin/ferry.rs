@@ -221,7 +221,7 @@ fn seconds(s: f64, what: &str) -> Result<Duration, String> {
 /// A number of seconds, 0 or more (clap names the option in the error).
 fn secs(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 && v < 1e12 => Ok(v),
+        Ok(v) if (0.0..1e12).contains(&v) => Ok(v),
         _ => Err("give a number of seconds, 0 or more (1, 0.5)".into()),
     }
 }

@@ -139,6 +139,8 @@ pub fn run(
 const IDLE: u8 = 0;
 const EXEC: u8 = 1;
 const FILE: u8 = 2;
+/// A file line that INT cancelled: its socket is (being) shut down.
+const CANCELLED: u8 = 3;
 
 /// The line session's signals. INT: during a command, sent to it; during
 /// a file line, cancels that line (the socket is shut down, which ends the
@@ -178,11 +180,21 @@ impl Signals {
                         }
                     }
                     (SIGINT, FILE) if interactive => {
-                        cancelled.store(true, Ordering::SeqCst);
-                        if let Some(s) = socket.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                            let _ = s.shutdown(std::net::Shutdown::Both);
+                        // Under the socket's lock, so that a line ending at
+                        // this moment sees CANCELLED and reconnects only
+                        // after the old socket is shut down.
+                        let held = socket.lock().unwrap_or_else(|p| p.into_inner());
+                        if state.compare_exchange(FILE, CANCELLED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                            cancelled.store(true, Ordering::SeqCst);
+                            if let Some(s) = held.as_ref() {
+                                let _ = s.shutdown(std::net::Shutdown::Both);
+                            }
+                        } else if state.load(Ordering::SeqCst) == IDLE {
+                            let _ = wake_tx.write_all(&[1]);
                         }
                     }
+                    // Again while the cancelled line winds up: once is enough.
+                    (SIGINT, CANCELLED) if interactive => {}
                     (SIGINT, IDLE) if interactive => {
                         let _ = wake_tx.write_all(&[1]);
                     }
@@ -325,11 +337,8 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
         eprintln!("ferry: connected to {} ({}); type commands, `quit` or Ctrl-D to end", session.peer, session.server);
     }
     let signals = Signals::start(&session, interactive);
-    let set_state = |s: u8| {
-        if let Some(sig) = &signals {
-            sig.state.store(s, Ordering::SeqCst);
-        }
-    };
+    // The state before: a file line's end may find it CANCELLED.
+    let set_state = |s: u8| signals.as_ref().map_or(IDLE, |sig| sig.state.swap(s, Ordering::SeqCst));
     let ui = transfer::Ui::new(quiet);
     let mut last = 0;
     let mut input = Input { buf: Vec::new(), eof: false };
@@ -368,9 +377,13 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
         }
         let cancelled = signals.as_ref().map(|s| s.cancelled.clone()).unwrap_or_default();
         cancelled.store(false, Ordering::SeqCst);
-        set_state(FILE);
-        let r = transfer::session_line(&mut session, &ui, cmd, &cancelled);
-        set_state(IDLE);
+        let _ = set_state(FILE);
+        let mut r = transfer::session_line(&mut session, &ui, cmd, &cancelled);
+        if set_state(IDLE) == CANCELLED && r != transfer::Line::Interrupted {
+            // INT came as the line ended: it is done, but its socket is shut.
+            eprintln!("ferry: interrupted");
+            r = transfer::Line::Interrupted;
+        }
         idle_since = Instant::now();
         match r {
             transfer::Line::NotMine => {}
@@ -402,10 +415,10 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
         };
         let shell = matches!(command, Command::Shell(_));
         let req = Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None };
-        set_state(EXEC);
+        let _ = set_state(EXEC);
         let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
         let result = session.exec(&req, &mut out, &mut err);
-        set_state(IDLE);
+        let _ = set_state(IDLE);
         idle_since = Instant::now();
         // Each command's output ends with it: a character it left cut is U+FFFD.
         let finished = finish_outputs(&mut out, &mut err);
