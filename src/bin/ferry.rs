@@ -104,6 +104,7 @@ impl Fleet {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run one command and exit with its status
+    #[command(override_usage = "ferry run [OPTIONS] HOST[:PORT] [--] COMMAND [ARGS]...\n       ferry run [OPTIONS] -H HOSTS | --hostfile FILE [--] COMMAND [ARGS]...")]
     Run {
         /// Do not forward stdin (the command reads /dev/null)
         #[arg(short = 'n')]
@@ -130,6 +131,7 @@ enum Cmd {
         command: Vec<String>,
     },
     /// Measure the round trip to a server
+    #[command(override_usage = "ferry ping [OPTIONS] HOST[:PORT]\n       ferry ping [OPTIONS] -H HOSTS | --hostfile FILE")]
     Ping {
         /// Number of pings
         #[arg(short = 'c', long = "count", value_name = "N", default_value_t = 1, value_parser = count::<u32>, allow_negative_numbers = true)]
@@ -147,6 +149,7 @@ enum Cmd {
         host: Option<String>,
     },
     /// Fetch a remote file (to LOCAL.part, checked, then renamed)
+    #[command(override_usage = "ferry get [OPTIONS] HOST[:PORT] REMOTE [LOCAL]\n       ferry get [OPTIONS] -H HOSTS | --hostfile FILE REMOTE [DIR]")]
     Get {
         /// Resume from the size of an existing LOCAL.part
         #[arg(short = 'c', long = "continue")]
@@ -164,6 +167,7 @@ enum Cmd {
         local: Option<String>,
     },
     /// Send a file (checked by the server, replaced atomically)
+    #[command(override_usage = "ferry put [OPTIONS] HOST[:PORT] LOCAL [REMOTE]\n       ferry put [OPTIONS] -H HOSTS | --hostfile FILE LOCAL [REMOTE]")]
     Put {
         #[command(flatten)]
         fleet: Fleet,
