@@ -504,6 +504,17 @@ pub(crate) fn resolve_addrs(target: &Target, family: Family) -> Result<Vec<Socke
 
 /// An I/O error as `ls` would say it: without "(os error N)".
 pub fn io_text(e: &io::Error) -> String {
+    // Where the errno's name is what a user searches for, it leads.
+    let named = match e.raw_os_error() {
+        Some(libc::ENOSPC) => Some("ENOSPC: no space left on device"),
+        Some(libc::EDQUOT) => Some("EDQUOT: disk quota exceeded"),
+        Some(libc::EROFS) => Some("EROFS: read-only file system"),
+        Some(libc::EMFILE) => Some("EMFILE: too many open files"),
+        _ => None,
+    };
+    if let Some(n) = named {
+        return n.to_string();
+    }
     let s = e.to_string();
     match s.find(" (os error ") {
         Some(i) => s[..i].to_string(),

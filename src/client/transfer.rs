@@ -594,5 +594,6 @@ mod tests {
     #[test]
     fn io_errors_read_like_ls() {
         assert_eq!(io_text(&io::Error::from_raw_os_error(libc::ENOENT)), "No such file or directory");
+        assert_eq!(io_text(&io::Error::from_raw_os_error(libc::ENOSPC)), "ENOSPC: no space left on device");
     }
 }
