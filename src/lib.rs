@@ -22,6 +22,7 @@
 //! - `keys`: finding, creating and loading keys files (permissions checked).
 //! - `paths`: resolving request paths inside the served root.
 //! - `sys`: the wall clock in Unix seconds and the open-files limit.
+//! - `tls`: TLS 1.3 keyed by the shared key: derived Ed25519 identities, pinned verifiers, configs.
 //! - `timefmt`: UTC times as ferry prints them (jiff does the calendar).
 //! - `logger`: the `log` backends (stderr, timestamped unless journald reads it;
 //!   a file of ferryd's own; syslog).
@@ -37,4 +38,5 @@ pub mod paths;
 pub mod proto;
 pub mod server;
 pub mod sys;
+pub mod tls;
 pub mod timefmt;

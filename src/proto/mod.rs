@@ -6,12 +6,16 @@
 //! - `auth`: nonces, the handshake MACs, the keys-file format.
 //! - `handshake`: the client's handshake as a state machine (frames in, steps out).
 //! - `datagram`: the UDP codec (tag, length, JSON header, body) and its messages.
+//! - `sealed`: sealed datagrams (AES-256-GCM, key id in clear) and how to tell them from v1.
+//! - `sniff`: TLS or v1 frames, from a TCP client's first byte.
 
 pub mod auth;
 pub mod datagram;
 pub mod frame;
 pub mod handshake;
 pub mod msg;
+pub mod sealed;
+pub mod sniff;
 
 pub use frame::{encode_frame, encode_head, Decoder, FrameError, Header, Item, MAX_HEADER};
 pub use msg::{ErrorCode, ProtoError, Reply, Request};
