@@ -302,7 +302,7 @@ fn gone_text(peer: &SocketAddr, e: &Error, idle: Duration) -> String {
         }
         Error::Remote(p) => format!("{peer} closed the connection: {} ({})", p.message, p.code.as_str()),
         Error::Io(io) if matches!(io.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => format!(
-            "{peer} closed the connection after {:.0}s idle (the server's idle timeout; ferryd --idle-timeout sets it)",
+            "{peer} closed the connection after {:.0}s idle (likely the server's idle timeout, ferryd --idle-timeout)",
             idle.as_secs_f64()
         ),
         e => format!("{peer}: {e}"),
