@@ -29,7 +29,7 @@ pub fn client_path() -> Option<PathBuf> {
 
 /// Reads and parses a keys file, refusing one that group or others can read.
 pub fn load(path: &Path) -> Result<Keys, String> {
-    let meta = fs::metadata(path).map_err(|e| format!("keys file {}: {}", path.display(), plain(&e)))?;
+    let meta = fs::metadata(path).map_err(|e| format!("keys file {}: {}", path.display(), crate::term::io_text(&e)))?;
     if meta.is_dir() {
         return Err(format!("keys file {} is a directory: name the keys file itself", path.display()));
     }
@@ -42,17 +42,8 @@ pub fn load(path: &Path) -> Result<Keys, String> {
             path.display()
         ));
     }
-    let text = fs::read_to_string(path).map_err(|e| format!("keys file {}: {}", path.display(), plain(&e)))?;
+    let text = fs::read_to_string(path).map_err(|e| format!("keys file {}: {}", path.display(), crate::term::io_text(&e)))?;
     Keys::parse(&text).map_err(|e| format!("keys file {}: {e}", path.display()))
-}
-
-/// An I/O error in plain words: without Rust's " (os error N)".
-fn plain(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }
 
 /// Appends a new random key named `id` to `path`, creating the file (mode 0600)

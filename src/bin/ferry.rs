@@ -256,7 +256,10 @@ fn subcommand_named() -> Option<String> {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => e.exit(),
+        // --help and --version: to stdout, checked.
+        Err(e) if !e.use_stderr() => {
+            return ExitCode::from(ferry::term::clap_exit("ferry", &e, exit::USAGE, exit::FERRY_ERROR) as u8)
+        }
         Err(e) => {
             // One line: what was wrong, naming the argument, and where to look.
             let text = e.to_string();
@@ -268,7 +271,7 @@ fn main() -> ExitCode {
                 Some(sub) => format!("ferry {sub} --help"),
                 None => "ferry --help".into(),
             };
-            eprintln!("ferry: {first} (see `{help}`)");
+            ferry::errln!("ferry: {first} (see `{help}`)");
             return ExitCode::from(exit::USAGE as u8);
         }
     };
@@ -284,7 +287,7 @@ fn real_main(cli: Cli) -> i32 {
     let timeout = match o.timeout.map(|t| seconds(t, "-w")).transpose() {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("ferry: {e}");
+            exit::say(&e);
             return 2;
         }
     };
@@ -335,7 +338,7 @@ fn real_main(cli: Cli) -> i32 {
     let target = match Target::parse(host, port) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("ferry: {e}");
+            exit::say(&e);
             return 2;
         }
     };
@@ -344,7 +347,7 @@ fn real_main(cli: Cli) -> i32 {
         Some(Cmd::Run { encoding, .. }) => Some(encoding.as_deref().or(cli.encoding.as_deref())),
         None => Some(cli.encoding.as_deref()),
         Some(_) if cli.encoding.is_some() => {
-            eprintln!("ferry: --encoding applies to run and the session only");
+            exit::say("--encoding applies to run and the session only");
             return 2;
         }
         Some(_) => None,
@@ -355,7 +358,7 @@ fn real_main(cli: Cli) -> i32 {
             match encoding::choose(flag, env.as_deref()) {
                 Ok(e) => e,
                 Err(e) => {
-                    eprintln!("ferry: {e}");
+                    exit::say(&e);
                     return 2;
                 }
             }
@@ -375,7 +378,7 @@ fn real_main(cli: Cli) -> i32 {
     let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("ferry: {e}");
+            exit::say(&e);
             return exit::FERRY_ERROR;
         }
     };
@@ -386,7 +389,7 @@ fn real_main(cli: Cli) -> i32 {
             Ok(i) if udp => udp::ping(&target, &key, &opts, count, i, o.quiet),
             Ok(i) => cli::ping(&target, &key, &opts, count, i, o.quiet),
             Err(e) => {
-                eprintln!("ferry: {e}");
+                exit::say(&e);
                 2
             }
         },
@@ -405,7 +408,7 @@ fn real_main(cli: Cli) -> i32 {
 }
 
 fn usage(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("ferry: {msg}");
+    exit::say(msg);
     2
 }
 
@@ -505,7 +508,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
             match fanout::put_op(local, remote) {
                 Ok(op) => op,
                 Err(e) => {
-                    eprintln!("ferry: {e}");
+                    exit::say(&e);
                     return exit::FAILED;
                 }
             }
@@ -518,7 +521,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("ferry: {e}");
+            exit::say(&e);
             return exit::FERRY_ERROR;
         }
     };
@@ -540,7 +543,7 @@ fn udp_fleet(
     let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("ferry: {e}");
+            exit::say(&e);
             return exit::FERRY_ERROR;
         }
     };

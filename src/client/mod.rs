@@ -12,7 +12,8 @@
 //!
 //! What lives here, and what each may import (never a module that imports
 //! it back):
-//! - `exit`: every exit status and its mappings. Imports nothing.
+//! - `exit`: every exit status and its mappings, and `say` for messages.
+//!   Imports only `crate::term`.
 //! - `finish`: a get's local file (`.part`, hashing, mode, mtime, rename).
 //!   Imports nothing from the client.
 //! - `encoding`, `format`, `target`: `--encoding` decoders, `ls`/`stat`
@@ -264,7 +265,7 @@ fn copy_at(file: &File, offset: &mut u64, len: u64, mut sock: &TcpStream) -> io:
 }
 
 fn trace(dir: &str, header: &Map<String, Value>) {
-    eprintln!("ferry: {dir} {}", redacted(header));
+    crate::errln!("ferry: {dir} {}", redacted(header));
 }
 
 /// A header as `--trace` shows it: any MAC redacted.
@@ -504,22 +505,7 @@ pub(crate) fn resolve_addrs(target: &Target, family: Family) -> Result<Vec<Socke
 
 /// An I/O error as `ls` would say it: without "(os error N)".
 pub fn io_text(e: &io::Error) -> String {
-    // Where the errno's name is what a user searches for, it leads.
-    let named = match e.raw_os_error() {
-        Some(libc::ENOSPC) => Some("ENOSPC: no space left on device"),
-        Some(libc::EDQUOT) => Some("EDQUOT: disk quota exceeded"),
-        Some(libc::EROFS) => Some("EROFS: read-only file system"),
-        Some(libc::EMFILE) => Some("EMFILE: too many open files"),
-        _ => None,
-    };
-    if let Some(n) = named {
-        return n.to_string();
-    }
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
+    crate::term::io_text(e)
 }
 
 /// What to do about a `not-allowed` reply to a one-word (shell) command.
