@@ -136,7 +136,7 @@ class FerryError(Exception):
     """
 
     FATAL = frozenset({"bad-frame", "frame-too-large", "auth-required", "auth-failed",
-                       "too-many-connections", "shutting-down", "protocol"})
+                       "too-many-connections", "shutting-down", "idle-timeout", "protocol"})
 
     def __init__(self, code, message="", header=None):
         super().__init__(f"{code}: {message}" if message else code)
