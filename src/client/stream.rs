@@ -127,6 +127,13 @@ impl Link {
         }
     }
 
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        match self {
+            Link::Plain(s) => s.read_timeout(),
+            Link::Tls(s) => Ok(*lock(&s.read_timeout)),
+        }
+    }
+
     pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {
             Link::Plain(s) => s.set_write_timeout(t),
@@ -156,11 +163,36 @@ impl Link {
         matches!(self, Link::Tls(_))
     }
 
+    /// A second descriptor on the TCP socket itself (to shut it down).
+    pub fn tcp_clone(&self) -> io::Result<TcpStream> {
+        match self {
+            Link::Plain(s) => s.try_clone(),
+            Link::Tls(s) => s.sock.try_clone(),
+        }
+    }
+
+    /// Bytes TLS holds that a poll(2) on the socket would not show.
+    pub fn buffered(&self) -> bool {
+        match self {
+            Link::Plain(_) => false,
+            Link::Tls(s) => lock(&s.tls).buffered(),
+        }
+    }
+
     /// What `-v` says of the transport.
     pub fn describe(&self) -> String {
         match self {
             Link::Plain(_) => "plaintext v1 (no TLS)".into(),
             Link::Tls(s) => lock(&s.tls).describe(),
+        }
+    }
+}
+
+impl std::os::fd::AsFd for Link {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Link::Plain(s) => s.as_fd(),
+            Link::Tls(s) => s.sock.as_fd(),
         }
     }
 }

@@ -286,6 +286,15 @@ impl TlsClient {
         }
     }
 
+    /// Whether bytes wait here (ciphertext not yet processed, or plaintext
+    /// not yet taken) that a poll(2) on the socket would not show.
+    pub fn buffered(&mut self) -> bool {
+        if self.rx_pos < self.rx.len() {
+            return true;
+        }
+        self.conn.process_new_packets().map_or(true, |s| s.plaintext_bytes_to_read() > 0)
+    }
+
     /// Plaintext queued at once (it is encrypted as it is queued once the
     /// handshake is done): the count taken, 0 when the send buffer is full.
     pub fn send(&mut self, data: &[u8]) -> io::Result<usize> {

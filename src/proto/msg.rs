@@ -45,6 +45,8 @@ pub enum ErrorCode {
     ClockSkew,
     /// Datagram mode: a request already served whose reply is no longer cached.
     Replayed,
+    /// The connection was idle for the server's idle timeout and is closed.
+    IdleTimeout,
 }
 
 impl ErrorCode {
@@ -74,6 +76,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::ClockSkew => "clock-skew",
             ErrorCode::Replayed => "replayed",
+            ErrorCode::IdleTimeout => "idle-timeout",
         }
     }
 
@@ -87,6 +90,7 @@ impl ErrorCode {
                 | ErrorCode::AuthFailed
                 | ErrorCode::TooManyConnections
                 | ErrorCode::ShuttingDown
+                | ErrorCode::IdleTimeout
         )
     }
 }
@@ -596,7 +600,7 @@ impl Reply {
     }
 }
 
-pub const ALL_CODES: [ErrorCode; 24] = [
+pub const ALL_CODES: [ErrorCode; 25] = [
     ErrorCode::BadFrame,
     ErrorCode::FrameTooLarge,
     ErrorCode::AuthRequired,
@@ -621,6 +625,7 @@ pub const ALL_CODES: [ErrorCode; 24] = [
     ErrorCode::Busy,
     ErrorCode::ClockSkew,
     ErrorCode::Replayed,
+    ErrorCode::IdleTimeout,
 ];
 
 #[cfg(test)]
@@ -637,7 +642,7 @@ mod tests {
         let fatal: Vec<_> = ALL_CODES.iter().filter(|c| c.is_fatal()).map(|c| c.as_str()).collect();
         assert_eq!(
             fatal,
-            ["bad-frame", "frame-too-large", "auth-required", "auth-failed", "too-many-connections", "shutting-down"]
+            ["bad-frame", "frame-too-large", "auth-required", "auth-failed", "too-many-connections", "shutting-down", "idle-timeout"]
         );
         for c in ALL_CODES {
             assert!(c.as_str().chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'));

@@ -138,7 +138,7 @@ impl Udp {
 /// sealed with `keys` where the transport rule says TLS.
 fn request(fan: &Fan, keys: &DatagramKeys, peer: SocketAddr, at: Instant) -> Result<Request, udp::UdpError> {
     let header = match fan.op {
-        Op::Run { command } => udp::exec_header(command),
+        Op::Run { command, argv } => udp::exec_header(command, *argv),
         _ => udp::ping_header(),
     };
     let seal = fan.opts.transport.tls_for(&peer).then_some(keys);
