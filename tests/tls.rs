@@ -255,3 +255,123 @@ fn slow_and_half_open_handshakes_end_at_the_auth_timeout() {
     assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     assert!(d.log.wait_for("no TLS handshake within 1s", WAIT).is_some(), "{}", d.log.text());
 }
+
+// ---- sealed datagrams -------------------------------------------------------
+
+mod sealed_datagrams {
+    use super::*;
+    use ferry::proto::datagram;
+    use ferry::proto::sealed::{self, DatagramKeys};
+    use std::net::UdpSocket;
+
+    fn now() -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+
+    fn udp_socket() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+        s
+    }
+
+    /// A sealed request for `header` under `key`: (bytes, request nonce).
+    fn sealed_request(key: &Key, header: Value, body: &[u8]) -> (Vec<u8>, [u8; 12]) {
+        let mut plain = Vec::new();
+        let Value::Object(m) = header else { panic!() };
+        ferry::proto::encode_frame(&mut plain, m, body);
+        let nonce = sealed::fresh_nonce();
+        let keys: DatagramKeys = ferry::tls::datagram_keys(key);
+        (sealed::seal_request(&keys, &key.id, nonce, &plain).unwrap(), nonce)
+    }
+
+    fn answer(s: &UdpSocket) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 65536];
+        s.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+    }
+
+    fn open(key: &Key, nonce: &[u8; 12], reply: &[u8]) -> Value {
+        let plain = sealed::open_reply(&ferry::tls::datagram_keys(key), &key.id, nonce, reply).expect("the reply opens");
+        let (h, _) = sealed::parse_plaintext(&plain).unwrap();
+        assert!(h.fields.get("nonce").is_none(), "a sealed reply's header has no nonce");
+        let mut v = serde_json::Value::Object(h.fields.clone());
+        v["type"] = json!(h.kind);
+        v
+    }
+
+    #[test]
+    fn a_sealed_exec_and_ping_round_trip_and_replies_are_sealed() {
+        let d = Daemon::start_with(&["--udp", "127.0.0.1:0"]);
+        let addr = d.udp_addr();
+        let s = udp_socket();
+        s.connect(addr).unwrap();
+        let (req, nonce) = sealed_request(&d.key, json!({"type":"ping","ts":now()}), b"");
+        s.send(&req).unwrap();
+        let reply = answer(&s).expect("a sealed pong");
+        assert_eq!(&reply[..4], b"FSR1");
+        assert_eq!(open(&d.key, &nonce, &reply)["type"], "pong");
+
+        let (req, nonce) = sealed_request(&d.key, json!({"type":"exec","cmd":"echo sealed","ts":now()}), b"");
+        s.send(&req).unwrap();
+        let reply = answer(&s).expect("a sealed result");
+        let plain = sealed::open_reply(&ferry::tls::datagram_keys(&d.key), &d.key.id, &nonce, &reply).unwrap();
+        let (h, body) = sealed::parse_plaintext(&plain).unwrap();
+        assert_eq!((h.kind.as_str(), body), ("result", &b"sealed\n"[..]));
+        assert!(!reply.windows(6).any(|w| w == b"sealed"), "no plaintext on the wire");
+
+        // The same bytes again: the cached reply, still opening under the request.
+        s.send(&req).unwrap();
+        let again = answer(&s).expect("the cached reply");
+        assert!(sealed::open_reply(&ferry::tls::datagram_keys(&d.key), &d.key.id, &nonce, &again).is_ok());
+    }
+
+    #[test]
+    fn tampered_wrong_key_and_replayed_from_elsewhere_get_silence_or_replayed() {
+        let d = Daemon::start_with(&["--udp", "127.0.0.1:0"]);
+        let addr = d.udp_addr();
+        let s = udp_socket();
+        s.connect(addr).unwrap();
+        let (req, _) = sealed_request(&d.key, json!({"type":"exec","cmd":"touch pwned","ts":now()}), b"");
+        for i in [0, 5, 20, 33, req.len() - 1] {
+            let mut bad = req.clone();
+            bad[i] ^= 0x40;
+            s.send(&bad).unwrap();
+            assert!(answer(&s).is_none(), "a datagram flipped at {i} gets silence");
+        }
+        let wrong = Key { id: d.key.id.clone(), secret: "another-secret-entirely-0123456789".into() };
+        let (w, _) = sealed_request(&wrong, json!({"type":"ping","ts":now()}), b"");
+        s.send(&w).unwrap();
+        assert!(answer(&s).is_none(), "another secret: silence");
+        let stranger = Key { id: "nobody".into(), secret: d.key.secret.clone() };
+        let (w, _) = sealed_request(&stranger, json!({"type":"ping","ts":now()}), b"");
+        s.send(&w).unwrap();
+        assert!(answer(&s).is_none(), "an unknown key id: silence");
+        assert!(!d.path("pwned").exists());
+
+        // Replayed from another address: `replayed`, sealed; the command ran once.
+        let (req, nonce) = sealed_request(&d.key, json!({"type":"exec","cmd":"echo x >> once","ts":now()}), b"");
+        s.send(&req).unwrap();
+        answer(&s).expect("the first answer");
+        let other = udp_socket();
+        other.connect(addr).unwrap();
+        other.send(&req).unwrap();
+        let r = answer(&other).expect("replayed");
+        assert_eq!(open(&d.key, &nonce, &r)["code"], "replayed");
+        assert_eq!(std::fs::read(d.path("once")).unwrap(), b"x\n");
+    }
+
+    #[test]
+    fn tagged_datagrams_only_from_plaintext_from() {
+        let d = Daemon::start_with(&["--udp", "127.0.0.1:0", "--plaintext-from", "none"]);
+        let addr = d.udp_addr();
+        let s = udp_socket();
+        s.connect(addr).unwrap();
+        let mut h = ferry::proto::msg::request::ping();
+        h.insert("nonce".into(), json!(datagram::fresh_udp_nonce()));
+        h.insert("ts".into(), json!(now()));
+        s.send(&datagram::encode_request(&d.key.id, d.key.secret.as_bytes(), h, b"")).unwrap();
+        assert!(answer(&s).is_none(), "a v1 datagram from outside plaintext_from: silence");
+        let (req, nonce) = sealed_request(&d.key, json!({"type":"ping","ts":now()}), b"");
+        s.send(&req).unwrap();
+        assert_eq!(open(&d.key, &nonce, &answer(&s).expect("sealed is served")).get("type").unwrap(), "pong");
+    }
+}
