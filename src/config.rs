@@ -234,7 +234,11 @@ impl std::str::FromStr for Cidr {
 
 impl std::fmt::Display for Cidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.bits)
+        let full = if self.addr.is_ipv4() { 32 } else { 128 };
+        match self.bits == full {
+            true => write!(f, "{}", self.addr),
+            false => write!(f, "{}/{}", self.addr, self.bits),
+        }
     }
 }
 
@@ -824,7 +828,8 @@ mod tests {
         assert!(c("10.1.2.3").contains(ip("10.1.2.3")) && !c("10.1.2.3").contains(ip("10.1.2.4")));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nope".parse::<Cidr>().is_err());
-        assert_eq!(c("::1").to_string(), "::1/128");
+        assert_eq!(c("::1").to_string(), "::1");
+        assert_eq!(c("10.0.0.0/8").to_string(), "10.0.0.0/8");
         let d = Config::for_tests(PathBuf::from("/"));
         assert!(d.plaintext_allowed(ip("127.0.0.1")) && d.plaintext_allowed(ip("::1")));
         assert!(!d.plaintext_allowed(ip("192.0.2.1")));
