@@ -375,3 +375,89 @@ mod sealed_datagrams {
         assert_eq!(open(&d.key, &nonce, &answer(&s).expect("sealed is served")).get("type").unwrap(), "pong");
     }
 }
+
+/// Daemon RSS per idle authenticated connection, TLS and v1 in clear, in one
+/// run: `FERRY_IDLE_N=10000 cargo test --release --test tls idle -- --ignored --nocapture`.
+/// Not a pass/fail test: it prints the figures.
+#[test]
+#[ignore]
+fn idle_memory_per_connection() {
+    let n: usize = std::env::var("FERRY_IDLE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let d = Daemon::start_with(&["--max-connections", "20000", "--idle-timeout", "0"]);
+    let cfg = ferry::tls::client_config(&d.key);
+    let tls_one = || {
+        let mut t = tcp(d.addr);
+        let mut conn = ClientConnection::new(cfg.clone(), ferry::tls::server_name(&d.key.id)).unwrap();
+        while conn.wants_write() {
+            conn.write_tls(&mut t).unwrap();
+        }
+        let (h, _) = read_frame(&mut t).unwrap();
+        assert_eq!(h["type"], "hello");
+        let mut s = StreamOwned::new(conn, t);
+        let (h, _) = read_frame(&mut s).unwrap();
+        let w = auth_as(&mut s, h["nonce"].as_str().unwrap(), &d.key);
+        assert_eq!(w["type"], "welcome");
+        s
+    };
+    // Warm up: allocator arenas, the key table, slab growth to a first size.
+    let warm: Vec<_> = (0..200).map(|_| tls_one()).collect();
+    let plain_warm: Vec<_> = (0..200).map(|_| d.authed()).collect();
+    drop((warm, plain_warm));
+    std::thread::sleep(Duration::from_millis(500));
+    let base = d.rss_kib();
+    let t0 = Instant::now();
+    let tls: Vec<_> = (0..n).map(|_| tls_one()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let with_tls = d.rss_kib();
+    println!(
+        "idle TLS: {n} connections in {:.1}s, {} B each ({} KiB -> {} KiB)",
+        t0.elapsed().as_secs_f64(),
+        (with_tls - base) * 1024 / n as u64,
+        base,
+        with_tls
+    );
+    // As many as the test's own file limit leaves room for.
+    let m = n.min(4000);
+    let plain: Vec<_> = (0..m).map(|_| d.authed()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let with_plain = d.rss_kib();
+    println!("idle v1 in clear: {m} connections, {} B each", (with_plain - with_tls) * 1024 / m as u64);
+    drop((tls, plain));
+}
+
+/// Throughput of a get over TLS from the page cache to memory, best of 3:
+/// `FERRY_GET_MIB=512 cargo test --release --test tls get_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn get_throughput_over_tls() {
+    let mib: usize = std::env::var("FERRY_GET_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let d = Daemon::start();
+    let chunk: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    {
+        let mut f = std::fs::File::create(d.path("big")).unwrap();
+        for _ in 0..mib {
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let mut s = tls_authed(d.addr, &d.key);
+    let mut best = 0f64;
+    let mut buf = vec![0u8; 256 * 1024];
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        write_frame(&mut s, json!({"type":"get","path":"big"}), b"");
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).unwrap();
+        let mut h = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut h).unwrap();
+        let h: Value = serde_json::from_slice(&h).unwrap();
+        let mut left = h["size"].as_u64().unwrap() as usize;
+        while left > 0 {
+            let n = s.read(&mut buf[..left.min(256 * 1024)]).unwrap();
+            assert!(n > 0);
+            left -= n;
+        }
+        assert_eq!(read_frame(&mut s).unwrap().0["type"], "done");
+        best = best.max((mib * 1024 * 1024) as f64 / t0.elapsed().as_secs_f64() / 1e9);
+    }
+    println!("get over TLS: {mib} MiB, best {best:.2} GB/s (chunk {} KiB)", ferry::server::transport::TLS_CHUNK / 1024);
+}
