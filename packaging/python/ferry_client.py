@@ -5,7 +5,7 @@ frames (u32 big-endian header length, JSON header, raw body), a mutual
 HMAC-SHA256 handshake, exec with stdin and signals, get/put/list/stat, and the
 datagram (UDP) mode.
 
-    from ferry_client import Client
+    from ferry_client import Client, udp_ping
 
     with Client("127.0.0.1", 7075, keys="~/.config/ferry/keys") as c:
         r = c.run(["uname", "-a"])             # argv, no shell
@@ -14,13 +14,16 @@ datagram (UDP) mode.
         c.put(b"hello\\n", "greeting.txt", mode=0o644)
         c.get("greeting.txt", "/tmp/greeting.txt")
 
-    udp_ping("127.0.0.1", 7075, keys="...")     # one datagram each way
+    udp_ping("127.0.0.1", 7075, keys="~/.config/ferry/keys")  # one datagram each way (ferryd --udp)
 
 Errors from the server, and failures of the client's own checks (a digest
 that does not match, a server that cannot prove it holds the key), raise
-FerryError(code, message).  Connection failures raise OSError, as sockets do.
+FerryError(code, message); its status is the exit status ferry(1) gives for
+the same error (127 for spawn-failed, 1 for a file error, 255 otherwise).
+Connection failures raise OSError, as sockets do.
 """
 
+import errno
 import hashlib
 import hmac
 import io
@@ -44,6 +47,83 @@ MAX_HEADER = 65536
 SIGNALS = ("TERM", "KILL", "INT", "HUP")
 
 
+NAME_MAX = 255
+
+
+def _local_dest(remote, local):
+    """LOCAL as cp and scp read it: an existing directory (or a path ending
+    in /) means REMOTE's name inside it.  The result is checked before
+    anything is fetched: a directory or device there is refused."""
+    if local.endswith("/") or os.path.isdir(local):
+        name = os.path.basename(os.fsdecode(remote).rstrip("/"))
+        if name in ("", ".", ".."):
+            raise FerryError("bad-path", f"{remote!r} names no file to name a local one after")
+        local = os.path.join(local, name)
+    _check_dest(local)
+    return local
+
+
+def _check_dest(local):
+    """A destination is absent, a regular file, or a symbolic link that the
+    finished file replaces (never follows)."""
+    try:
+        st = os.lstat(local)
+    except FileNotFoundError:
+        return
+    if _stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", local)
+    if not (_stat.S_ISREG(st.st_mode) or _stat.S_ISLNK(st.st_mode)):
+        raise FerryError("bad-path", f"{local}: exists and is not a regular file; not touching it")
+
+
+def _part_path(local):
+    """LOCAL.part, or for a name too long for that, the name cut short with
+    a hash of the whole name (the same as the ferry CLI's)."""
+    head, name = os.path.split(local)
+    b = os.fsencode(name)
+    if len(b) + 5 > NAME_MAX:
+        digest = hashlib.sha256(b).hexdigest()[:16].encode()
+        b = b[: NAME_MAX - 1 - 16 - 5] + b"~" + digest
+    return os.path.join(head, os.fsdecode(b + b".part"))
+
+
+def _open_own(path, flags):
+    """Opens an existing file with O_NOFOLLOW and checks it is a regular
+    file of ours."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise FerryError("bad-path", f"{path}: is a symbolic link; not touching it") from None
+        raise
+    st = os.fstat(fd)
+    if not _stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        os.close(fd)
+        raise FerryError("bad-path", f"{path}: not a regular file of ours; not touching it")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _create_part(part):
+    """A new .part: O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600.  A stale one of
+    ours is replaced; a link or another user's file is refused."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(part, flags, 0o600)
+    except FileExistsError:
+        if _stat.S_ISLNK(os.lstat(part).st_mode):
+            raise FerryError("bad-path", f"{part}: is a symbolic link; not touching it") from None
+        os.close(_open_own(part, os.O_WRONLY))
+        os.unlink(part)
+        return os.open(part, flags, 0o600)
+
+
+def _default_mode():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 class FerryError(Exception):
     """An error reply of the server, or a failed check of the client.
 
@@ -56,7 +136,7 @@ class FerryError(Exception):
     """
 
     FATAL = frozenset({"bad-frame", "frame-too-large", "auth-required", "auth-failed",
-                       "too-many-connections", "shutting-down", "protocol"})
+                       "too-many-connections", "shutting-down", "idle-timeout", "protocol"})
 
     def __init__(self, code, message="", header=None):
         super().__init__(f"{code}: {message}" if message else code)
@@ -64,9 +144,27 @@ class FerryError(Exception):
         self.message = message
         self.header = header or {}
 
+    #: Codes for which ferry(1) exits 1: a file request's remote error, or a
+    #: digest that does not match.
+    FILE_ERRORS = frozenset({"bad-path", "not-found", "permission-denied", "is-a-directory",
+                             "not-a-directory", "digest-mismatch", "too-large", "read-only",
+                             "no-space", "io-error"})
+
     @property
     def fatal(self):
         return self.code in self.FATAL
+
+    @property
+    def status(self):
+        """The exit status ferry(1) gives for this error: 127 for
+        spawn-failed (as a shell says "not found"), 1 for a file error
+        (FILE_ERRORS), 255 for the rest (connection, authentication,
+        protocol, a refused exec)."""
+        if self.code == "spawn-failed":
+            return 127
+        if self.code in self.FILE_ERRORS:
+            return 1
+        return 255
 
 
 class Result:
@@ -493,12 +591,12 @@ class Client:
         own = not hasattr(local, "write")
         part = None
         if own:
-            local = os.fspath(local)
+            local = _local_dest(remote, os.fspath(local))
             if offset:
-                f = open(local, "r+b")
+                f = os.fdopen(_open_own(local, os.O_RDWR), "r+b")
             else:
-                part = local + ".part"
-                f = open(part, "wb")
+                part = _part_path(local)
+                f = os.fdopen(_create_part(part), "wb")
         else:
             f = local
         try:
@@ -544,8 +642,11 @@ class Client:
                         pass
             raise
         if own:
+            if part is not None:
+                os.fchmod(f.fileno(), _default_mode())
             f.close()
             if part is not None:
+                _check_dest(local)
                 os.replace(part, local)
         return header
 

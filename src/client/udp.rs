@@ -41,6 +41,8 @@ pub enum UdpError {
     Resolve(String),
     /// The socket failed.
     Io(io::Error),
+    /// The host answered ICMP port unreachable: nothing listens there.
+    Unreachable(SocketAddr),
     /// Nothing acceptable came back before the deadline.
     NoReply {
         peer: SocketAddr,
@@ -57,7 +59,11 @@ impl std::fmt::Display for UdpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UdpError::Resolve(s) => write!(f, "{s}"),
-            UdpError::Io(e) => write!(f, "{e}"),
+            UdpError::Io(e) => write!(f, "{}", super::io_text(e)),
+            UdpError::Unreachable(peer) => write!(
+                f,
+                "no UDP listener at {peer} (the host answered port unreachable): is ferryd started with --udp, on that port?"
+            ),
             UdpError::NoReply { peer, waited, sent, refused, exec } => {
                 let datagrams = if *sent == 1 { "datagram" } else { "datagrams" };
                 write!(f, "no reply from {peer}/udp in {:.1} s ({sent} {datagrams} sent", waited.as_secs_f64())?;
@@ -92,7 +98,7 @@ pub struct Exchange {
 }
 
 fn trace(dir: &str, header: &Map<String, Value>, note: &str) {
-    eprintln!("ferry: {dir} {}{note}", Value::Object(header.clone()));
+    crate::errln!("ferry: {dir} {}{note}", Value::Object(header.clone()));
 }
 
 /// When to send each datagram, from the first: 0, 200 ms, 600 ms, 1.4 s,
@@ -194,8 +200,8 @@ impl Request {
 }
 
 /// A fresh exec request header for `command` (as `run` sends it).
-pub fn exec_header(command: &[String]) -> Map<String, Value> {
-    let req = Exec { command: command_of(command), env: Default::default(), cwd: None, stdin: false, timeout: None };
+pub fn exec_header(command: &[String], argv: bool) -> Map<String, Value> {
+    let req = Exec { command: command_of(command, argv), env: Default::default(), cwd: None, stdin: false, timeout: None };
     datagram::request::exec(&req, &datagram::fresh_udp_nonce(), unix_now())
 }
 
@@ -234,6 +240,9 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
             }
             let r = sock.send(&req.bytes);
             req.on_send(r).map_err(UdpError::Io)?;
+            if req.refused {
+                return Err(UdpError::Unreachable(peer));
+            }
             continue;
         }
         if now >= req.deadline {
@@ -246,10 +255,8 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
                 continue
             }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                req.refused = true;
-                continue;
-            }
+            // ICMP port unreachable: no one listens, so say so at once.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(UdpError::Unreachable(peer)),
             Err(e) => return Err(UdpError::Io(e)),
         };
         match datagram::decode_reply(secret, &buf[..n]) {
@@ -266,7 +273,7 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
             }
             Err(e) => {
                 if opts.trace {
-                    eprintln!("ferry: < {n} bytes ignored: {e}");
+                    exit::say(format_args!("< {n} bytes ignored: {e}"));
                 }
             }
         }
@@ -279,7 +286,7 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
 fn error_reply(e: &ProtoError, ex: &Exchange) -> i32 {
     match e.code {
         ErrorCode::SpawnFailed => {
-            eprintln!("ferry: {}", e.message);
+            exit::say(&e.message);
             exit::SPAWN_FAILED
         }
         ErrorCode::ClockSkew => {
@@ -301,12 +308,23 @@ fn unexpected(ex: &Exchange) -> i32 {
 }
 
 /// `ferry run -u`: one exec request; its output and status.
-pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, encoding: Option<&'static Encoding>) -> i32 {
-    let ex = match exchange(target, key, opts, exec_header(&command)) {
+pub fn run(
+    target: &Target,
+    key: &Key,
+    opts: &Options,
+    command: Vec<String>,
+    argv: bool,
+    encoding: Option<&'static Encoding>,
+) -> i32 {
+    let ex = match exchange(target, key, opts, exec_header(&command, argv)) {
         Ok(ex) => ex,
         Err(e) => return fail(e),
     };
     let result = match ex.reply.kind() {
+        Reply::Error(e) if e.code == ErrorCode::NotAllowed && !argv && command.len() == 1 => {
+            exit::say(format_args!("server error {}: {}", e.code.as_str(), e.message));
+            return fail(super::ARGV_HINT);
+        }
         Reply::Error(e) => return error_reply(&e, &ex),
         _ if ex.reply.header.kind != "result" => return unexpected(&ex),
         _ => match ExecResult::from_reply(&ex.reply) {
@@ -315,19 +333,19 @@ pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, enc
         },
     };
     if let Err(e) = write_result(&result, encoding) {
-        return if e.kind() == io::ErrorKind::BrokenPipe { exit::BROKEN_PIPE } else { fail(format_args!("local output: {e}")) };
+        return exit::stdout_failed(&e);
     }
     if result.truncated {
-        eprintln!(
-            "ferry: output truncated to fit one datagram: {} of {} stdout bytes and {} of {} stderr bytes shown (run without -u for all of it)",
+        exit::say(format_args!(
+            "output truncated to fit one datagram: {} of {} stdout bytes and {} of {} stderr bytes shown (run without -u for all of it)",
             result.stdout.len(),
             result.stdout_total,
             result.stderr.len(),
             result.stderr_total
-        );
+        ));
     }
     if result.timed_out {
-        eprintln!("ferry: the server stopped the command at its time limit for datagram requests (udp.exec_timeout)");
+        exit::say("the server stopped the command at its time limit for datagram requests (udp.exec_timeout)");
     }
     ExitStatus { code: result.code, signal: result.signal }.shell_code()
 }
@@ -361,7 +379,9 @@ pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Du
         let ms = ex.elapsed.as_secs_f64() * 1000.0;
         if !quiet {
             let again = if ex.sent > 1 { format!(" ({} datagrams sent)", ex.sent) } else { String::new() };
-            println!("pong from {}/udp: seq={} time={ms:.3} ms{again}", ex.peer, i + 1);
+            if let Err(e) = crate::outln!("pong from {}/udp: seq={} time={ms:.3} ms{again}", ex.peer, i + 1) {
+                return exit::stdout_failed(&e);
+            }
         }
         times.push(ms);
     }
@@ -369,7 +389,9 @@ pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Du
         let min = times.iter().copied().fold(f64::INFINITY, f64::min);
         let max = times.iter().copied().fold(0.0, f64::max);
         let avg = times.iter().sum::<f64>() / times.len() as f64;
-        println!("{count} pings: min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms");
+        if let Err(e) = crate::outln!("{count} pings: min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms") {
+            return exit::stdout_failed(&e);
+        }
     }
     0
 }

@@ -45,6 +45,8 @@ pub enum ErrorCode {
     ClockSkew,
     /// Datagram mode: a request already served whose reply is no longer cached.
     Replayed,
+    /// The connection was idle for the server's idle timeout and is closed.
+    IdleTimeout,
     /// A peer outside `plaintext_from` spoke v1 in clear (or nothing) where
     /// only TLS is accepted.
     TlsRequired,
@@ -77,6 +79,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::ClockSkew => "clock-skew",
             ErrorCode::Replayed => "replayed",
+            ErrorCode::IdleTimeout => "idle-timeout",
             ErrorCode::TlsRequired => "tls-required",
         }
     }
@@ -91,6 +94,7 @@ impl ErrorCode {
                 | ErrorCode::AuthFailed
                 | ErrorCode::TooManyConnections
                 | ErrorCode::ShuttingDown
+                | ErrorCode::IdleTimeout
                 | ErrorCode::TlsRequired
         )
     }
@@ -601,7 +605,7 @@ impl Reply {
     }
 }
 
-pub const ALL_CODES: [ErrorCode; 25] = [
+pub const ALL_CODES: [ErrorCode; 26] = [
     ErrorCode::BadFrame,
     ErrorCode::FrameTooLarge,
     ErrorCode::AuthRequired,
@@ -626,6 +630,7 @@ pub const ALL_CODES: [ErrorCode; 25] = [
     ErrorCode::Busy,
     ErrorCode::ClockSkew,
     ErrorCode::Replayed,
+    ErrorCode::IdleTimeout,
     ErrorCode::TlsRequired,
 ];
 
@@ -650,6 +655,7 @@ mod tests {
                 "auth-failed",
                 "too-many-connections",
                 "shutting-down",
+                "idle-timeout",
                 "tls-required"
             ]
         );

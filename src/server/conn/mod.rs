@@ -375,9 +375,13 @@ impl<S: Socket> Conn<S> {
             Phase::AwaitAuth { .. } | Phase::Sniff { .. } => {
                 self.begin_close(format!("no authentication within {}s", ctx.cfg.auth_timeout.as_secs()))
             }
-            Phase::Ready => self.begin_close(format!("idle for {}s", ctx.cfg.idle_timeout.as_secs())),
+            Phase::Ready => {
+                let why = format!("idle for {}s", ctx.cfg.idle_timeout.as_secs());
+                self.fail(ProtoError::new(ErrorCode::IdleTimeout, why), None)
+            }
             Phase::Running(op) => {
                 if !op.on_deadline(ctx.now) {
+                    // No frame: a get may be cut in the middle of its body.
                     self.begin_close(format!("transfer idle for {}s", ctx.cfg.idle_timeout.as_secs()))
                 }
             }
