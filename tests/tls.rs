@@ -125,7 +125,7 @@ fn a_tls_session_runs_a_command_and_moves_files_both_ways() {
 fn a_wrong_key_fails_the_handshake_with_no_frame_and_the_server_logs_the_key_id() {
     let d = Daemon::start();
     let wrong = Key { id: d.key.id.clone(), secret: "not-the-secret-at-all-0123456789".into() };
-    let err = tls_hello(d.addr, &wrong).err().expect("the handshake fails");
+    let Err(err) = tls_hello(d.addr, &wrong) else { panic!("the handshake fails") };
     assert!(err.to_string().contains("server") || err.kind() == std::io::ErrorKind::InvalidData, "{err}");
     let line = d.log.wait_for("TLS handshake failed", WAIT).unwrap_or_else(|| panic!("{}", d.log.text()));
     assert!(line.contains("key test") && line.contains("127.0.0.1"), "{line}");

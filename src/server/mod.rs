@@ -12,9 +12,11 @@
 //! the same loop: its sockets and its execs' pipes are one more event source.
 //!
 //! What lives here, from the bottom up (each imports only what is above it
-//! in this list, plus `proto`, `config`, `paths` and `sys`):
+//! in this list, plus `proto`, `config`, `paths`, `sys` and `tls`):
 //! - `buf`: the output buffer; `io`: the `Socket` trait and the error-kind
-//!   predicates; `token`: reserved tokens and the token ↔ source mapping.
+//!   predicates; `token`: reserved tokens and the token ↔ source mapping;
+//!   `transport`: a connection's stream in clear or under TLS (rustls), one
+//!   `Socket` (imports `io` and `crate::tls`).
 //! - `ops`: where a request becomes work, for both transports: policy, child
 //!   slots, the access line, and one module per operation.
 //! - `conn`: a TCP connection's phases, buffers and flow control; `udp`: the

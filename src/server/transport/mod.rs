@@ -243,6 +243,9 @@ impl<T: Socket> Tls<T> {
                 }
             }
         }
+        if self.clear.capacity() > 0 && self.clear.is_empty() {
+            self.clear = Vec::new();
+        }
         while self.conn.wants_write() {
             if self.conn.write_tls(&mut self.inner)? == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
