@@ -141,6 +141,9 @@ impl From<io::Error> for Error {
         if let Some(n) = e.get_ref().and_then(|i| i.downcast_ref::<transport::NotTls>()) {
             return Error::Tls(n.to_string());
         }
+        if let Some(r) = e.get_ref().and_then(|i| i.downcast_ref::<transport::RefusedInClear>()) {
+            return Error::Remote(r.0.clone());
+        }
         Error::Io(e)
     }
 }

@@ -20,6 +20,7 @@
 use crate::proto::auth::Key;
 use crate::proto::frame::{parse_header, peek_header};
 use crate::proto::msg::Reply;
+use crate::proto::ProtoError;
 use crate::proto::sniff::TLS_HANDSHAKE;
 use crate::tls::{client_config, server_name, TlsError};
 use rustls::pki_types::ServerName;
@@ -133,6 +134,19 @@ impl std::fmt::Display for NotTls {
 }
 
 impl std::error::Error for NotTls {}
+
+/// The server refused the connection in clear before TLS began (say
+/// `too-many-connections`): its error, as the I/O error's inner value.
+#[derive(Debug, Clone)]
+pub struct RefusedInClear(pub ProtoError);
+
+impl std::fmt::Display for RefusedInClear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the server refused the connection: {}", self.0)
+    }
+}
+
+impl std::error::Error for RefusedInClear {}
 
 fn not_tls(m: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, NotTls(m))
@@ -263,6 +277,8 @@ impl TlsClient {
                 self.greeting = Greeting::Dropped;
                 self.skip_greeting()
             }
+            // An error before reading anything (too-many-connections) ends the connection.
+            (Greeting::Maybe, Reply::Error(e)) => Err(io::Error::new(io::ErrorKind::ConnectionRefused, RefusedInClear(e))),
             (_, Reply::Error(e)) => Err(not_tls(format!("the server answered in clear: {e} (it does not speak TLS?)"))),
             (_, _) => Err(not_tls(format!("the server does not speak TLS: it sent a {:?} frame in clear", h.kind))),
         }

@@ -184,6 +184,15 @@ fn a_server_without_tls_is_told_apart() {
     let m = e.get_ref().unwrap().to_string();
     assert!(m.contains("answered in clear") && m.contains("frame-too-large"), "{m}");
 
+    // A server that refuses before reading anything says why in clear.
+    let busy = crate::proto::ProtoError::new(crate::proto::ErrorCode::TooManyConnections, "1000 connections");
+    let mut refusal = Vec::new();
+    encode_frame(&mut refusal, msg::error(&busy, None), &[]);
+    let mut c = TlsClient::new(&key("k", "s"));
+    let e = c.read_from(&mut &refusal[..]).unwrap_err();
+    let r = e.get_ref().and_then(|i| i.downcast_ref::<RefusedInClear>()).expect("refused in clear");
+    assert_eq!(r.0.code, crate::proto::ErrorCode::TooManyConnections);
+
     let mut c = TlsClient::new(&key("k", "s"));
     let e = c.read_from(&mut &b"SSH-2.0-OpenSSH_9.2\r\n"[..]).unwrap_err();
     assert!(e.to_string().contains("0x53 starts neither TLS nor a ferry frame"), "{e}");
