@@ -256,3 +256,17 @@ fn export_tls_feeds_openssl_s_client() {
     let got = text(&o.stdout);
     assert!(got.contains("\"type\":\"hello\"") && got.contains("\"proto\":1"), "stdout {got:?}\nstderr {}", text(&o.stderr));
 }
+
+#[test]
+fn clear_to_a_tls_only_server_says_how_to_speak_tls() {
+    if !tls_ferryd() {
+        return;
+    }
+    let d = Daemon::start_with(&["--plaintext-from", "none"]);
+    let o = run(&d, &["run", &d.target(), "--", "true"]);
+    assert_eq!(o.status.code(), Some(255));
+    let err = text(&o.stderr);
+    assert!(err.contains("tls-required") && err.contains("--tls"), "{err}");
+    let o = run(&d, &["run", "--tls", &d.target(), "--", "echo", "ok"]);
+    assert_eq!(text(&o.stdout), "ok\n", "{}", text(&o.stderr));
+}

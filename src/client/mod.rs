@@ -124,6 +124,11 @@ impl Error {
             handshake::Error::Refused(e) if e.code == ErrorCode::AuthFailed => {
                 Error::Auth(format!("the server refused key {:?}", key.id))
             }
+            // We spoke in clear to a server that takes only TLS from us.
+            handshake::Error::Refused(mut e) if e.code == ErrorCode::TlsRequired => {
+                e.message = format!("{} (speak TLS: --tls, not --plaintext or {}=plaintext)", e.message, transport::ENV);
+                Error::Remote(e)
+            }
             handshake::Error::Refused(e) => Error::Remote(e),
             e @ handshake::Error::BadServerMac => Error::Auth(e.to_string()),
             e => Error::Protocol(e.to_string()),
