@@ -148,7 +148,7 @@ fn pending(c: &mut ServerConnection) -> Vec<u8> {
 }
 
 /// Runs test_ferry_tls.py with `envs`; fails with its output unless every
-/// test passed and none was skipped but those of the classes in `may_skip`.
+/// test passed and none was skipped but those whose line names one of `may_skip`.
 fn run_script(envs: &[(&str, String)], may_skip: &[&str]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/python");
     let mut python = Command::new(venv().join("bin/python3"));
@@ -166,7 +166,7 @@ fn run_script(envs: &[(&str, String)], may_skip: &[&str]) {
     assert!(out.status.success(), "the Python TLS tests failed ({}):\n{stderr}", out.status);
     assert!(stderr.contains("\nOK"), "unittest did not report OK:\n{stderr}");
     for line in stderr.lines().filter(|l| l.contains("... skipped")) {
-        assert!(may_skip.iter().any(|c| line.contains(&format!(".{c}."))), "no test may be skipped here: {line}\n{stderr}");
+        assert!(may_skip.iter().any(|c| line.contains(c)), "no test may be skipped here: {line}\n{stderr}");
     }
 }
 
@@ -184,6 +184,82 @@ fn python_tls_vectors_and_tls_through_a_rustls_front() {
         ("FERRY_TEST_ROOT", d.root.path().display().to_string()),
     ],
         // Nothing here takes sealed datagrams: that class runs against ferryd.
-        &["SealedUdpTests"],
+        &[".SealedUdpTests."],
     );
+}
+
+/// ferryd's own TLS (a TLS ClientHello on its one port, even from loopback)
+/// and sealed datagrams, with the library forced to them.
+#[test]
+#[ignore = "waits for ferryd to serve TLS and sealed datagrams (the server side of issue 18)"]
+fn python_tls_against_ferryd() {
+    let d = Daemon::start_with(&["--udp", "127.0.0.1:0"]);
+    let udp = d.udp_addr();
+    run_script(
+        &[
+            ("FERRY_TEST_HOST", "127.0.0.1".into()),
+            ("FERRY_TEST_TLS_PORT", d.addr.port().to_string()),
+            ("FERRY_TEST_PLAIN_PORT", d.addr.port().to_string()),
+            ("FERRY_TEST_SEALED_UDP_PORT", udp.port().to_string()),
+            ("FERRY_TEST_KEYS", d.keys_path.display().to_string()),
+            ("FERRY_TEST_ROOT", d.root.path().display().to_string()),
+        ],
+        // ferryd sends a loopback peer its hello first; the quiet case is
+        // covered by the front above.
+        &["test_a_server_that_sends_nothing_first"],
+    );
+}
+
+/// The connection plugin over TLS: `ansible_ferry_transport=tls` to a host on
+/// 127.0.0.1 (where auto means plaintext) reaches it through the TLS-only
+/// front; the same host without the override is unreachable there, and
+/// reachable with ANSIBLE_FERRY_TRANSPORT=tls.
+#[test]
+fn ansible_plugin_over_tls_with_the_transport_override() {
+    let venv = venv();
+    let d = Daemon::start();
+    let front = tls_front(&d, true);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.ini");
+    let host = |name: &str, extra: &str| {
+        format!(
+            "{name} ansible_host=127.0.0.1 ansible_port={} ansible_ferry_keys={} ansible_connection=ferry \
+             ansible_python_interpreter=/usr/bin/python3{extra}\n",
+            front.port(),
+            d.keys_path.display()
+        )
+    };
+    std::fs::write(&inv, host("overridden", " ansible_ferry_transport=tls") + &host("auto", "")).unwrap();
+    let ansible = |env_tls: bool| {
+        let mut cmd = Command::new(venv.join("bin/ansible"));
+        cmd.arg("all")
+            .arg("-i")
+            .arg(&inv)
+            .args(["-m", "command", "-a", "echo over-tls", "-o"])
+            .current_dir(dir.path())
+            .env("ANSIBLE_CONNECTION_PLUGINS", src.join("packaging/ansible/connection"))
+            .env("ANSIBLE_HOME", dir.path().join("ansible-home"))
+            .env("ANSIBLE_LOCAL_TEMP", dir.path().join("local-tmp"))
+            .env("ANSIBLE_CONFIG", dir.path().join("none.cfg"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_TIMEOUT", "5")
+            .env_remove("FERRY_KEYS")
+            .env_remove("FERRY_TRANSPORT");
+        if env_tls {
+            cmd.env("ANSIBLE_FERRY_TRANSPORT", "tls");
+        } else {
+            cmd.env_remove("ANSIBLE_FERRY_TRANSPORT");
+        }
+        let out = run_bounded(cmd, Duration::from_secs(120), "ansible");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("{text}");
+        text
+    };
+    let text = ansible(false);
+    let line = |name: &str| text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or("").to_string();
+    assert!(line("overridden").contains("CHANGED") && line("overridden").contains("over-tls"), "{text}");
+    assert!(line("auto").contains("UNREACHABLE"), "auto is plaintext to loopback:\n{text}");
+    let text = ansible(true);
+    assert_eq!(text.matches("over-tls").count(), 2, "ANSIBLE_FERRY_TRANSPORT=tls reaches both:\n{text}");
 }
