@@ -1,6 +1,8 @@
 """ferry_client: a client for ferryd, the ferry remote command and file daemon.
 
-Standard library only, Python 3.9 or later.  The protocol is ferry-protocol(7):
+Python 3.9 or later.  Standard library only, but for TLS and sealed datagrams
+(the default off loopback), which need the cryptography package.  The
+protocol is ferry-protocol(7):
 frames (u32 big-endian header length, JSON header, raw body), a mutual
 HMAC-SHA256 handshake, exec with stdin and signals, get/put/list/stat, and the
 datagram (UDP) mode.
@@ -46,6 +48,7 @@ import time
 __all__ = [
     "FerryError", "Result", "Client", "UdpClient", "load_key", "default_keys_path",
     "connect", "udp_ping", "udp_run", "udp_stat", "DEFAULT_PORT", "TRANSPORTS",
+    "derive_key", "sni_name", "tls_identity",
 ]
 
 DEFAULT_PORT = 7075
@@ -63,11 +66,15 @@ class FerryError(Exception):
     bytes do not match the server's SHA-256, or a put the server stored
     differently), auth-failed (the server's proof is wrong), protocol (an
     unexpected frame), bad-keys (an unusable keys file), timeout (no UDP
-    reply).  fatal is True when the server closes the connection after it.
+    reply), tls (a TLS handshake that failed, or a server without TLS),
+    tls-unavailable (TLS without the cryptography package).  A wrong key
+    over TLS is auth-failed ("the server's identity does not match key
+    ID: wrong key?").  fatal is True when the server closes the connection
+    after it.
     """
 
     FATAL = frozenset({"bad-frame", "frame-too-large", "auth-required", "auth-failed",
-                       "too-many-connections", "shutting-down", "protocol"})
+                       "too-many-connections", "shutting-down", "protocol", "tls", "tls-required"})
 
     def __init__(self, code, message="", header=None):
         super().__init__(f"{code}: {message}" if message else code)
@@ -381,6 +388,9 @@ class Client:
         except ssl.SSLError as e:  # (TLS) the server refused our identity after the handshake
             raise _tls_failure(e, self.key_id, f"{self.host}:{self.port}") from None
         if hello["type"] == "error":
+            if hello.get("code") == "tls-required":
+                raise FerryError("tls-required", f"{hello.get('message') or 'the server requires TLS'} "
+                                                 "(connect with transport='tls')", hello)
             self._raise(hello)
         if hello["type"] != "hello" or hello.get("proto") != PROTO or "hmac-sha256" not in (hello.get("auth") or []):
             raise FerryError("protocol", f"not a ferry protocol {PROTO} server: {hello}")
@@ -1032,7 +1042,10 @@ class _TlsSocket:
             self._flush()
             if done:
                 return
-            data = self._sock.recv(65536)
+            try:
+                data = self._sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
             if not data:
                 raise FerryError("tls", "the server closed the connection during the TLS handshake"
                                         + ("" if started else " (does it offer TLS?)"))

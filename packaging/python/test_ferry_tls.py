@@ -210,6 +210,67 @@ class SealedUdpClientTests(unittest.TestCase):
         self.assertEqual(e.exception.code, "timeout")
 
 
+class _OneShotServer(threading.Thread):
+    """Accepts one connection, sends `frames` (v1 frames, at once), reads
+    what comes for a moment, and closes."""
+
+    def __init__(self, *frames):
+        super().__init__(daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.frames = frames
+        self.first = None
+
+    def run(self):
+        conn, _ = self.listener.accept()
+        with conn:
+            for f in self.frames:
+                conn.sendall(ferry_client._encode_head(f))
+            conn.settimeout(0.5)
+            try:  # all of it, so that closing sends FIN, not RST
+                self.first = conn.recv(1)
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+        self.listener.close()
+
+
+HELLO = {"type": "hello", "proto": 1, "server": "ferryd", "nonce": "00" * 32, "auth": ["hmac-sha256"]}
+
+
+class ServersWithoutTlsTests(unittest.TestCase):
+    def connect(self, server, transport):
+        server.start()
+        try:
+            with self.assertRaises(FerryError) as e:
+                Client("127.0.0.1", server.port, key_id="k", secret="s" * 32, transport=transport, connect_timeout=5)
+        finally:
+            server.join(5)
+        return e.exception
+
+    def test_tls_required_says_what_to_do(self):
+        e = self.connect(_OneShotServer({"type": "error", "code": "tls-required", "message": "plaintext refused"}),
+                         "plaintext")
+        self.assertEqual(e.code, "tls-required")
+        self.assertIn("transport='tls'", e.message)
+        self.assertTrue(e.fatal)
+
+    def test_a_v1_only_server_answering_a_client_hello(self):
+        # As a ferryd without TLS: its hello at accept, then an error for
+        # the ClientHello it read as a frame.
+        server = _OneShotServer(HELLO, {"type": "error", "code": "frame-too-large", "message": "too long"})
+        e = self.connect(server, "tls")
+        self.assertEqual(e.code, "tls")
+        self.assertIn("does not offer TLS", e.message)
+        self.assertEqual(server.first, b"\x16", "the ClientHello goes first, without waiting")
+
+    def test_a_server_that_closes(self):
+        e = self.connect(_OneShotServer(HELLO), "tls")
+        self.assertEqual(e.code, "tls")
+        self.assertIn("closed the connection during the TLS handshake", e.message)
+
+
 def tls_client(port=None, **kw):
     kw.setdefault("keys", KEYS)
     return Client(HOST, port or TLS_PORT, connect_timeout=10, io_timeout=30, transport="tls", **kw)
