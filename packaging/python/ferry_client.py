@@ -812,13 +812,16 @@ SEALED_REPLY_MAGIC = b"FSR1"
 
 
 def _transport_mode(transport):
-    """The transport asked for: the argument, else FERRY_TRANSPORT, else auto."""
+    """The transport asked for: the argument, else FERRY_TRANSPORT (read as
+    ferry(1) reads it: case and spaces aside, "plain" for plaintext, empty
+    for auto), else auto."""
     source = "transport"
     if transport is None:
-        transport, source = os.environ.get("FERRY_TRANSPORT") or "auto", "FERRY_TRANSPORT"
-    mode = str(transport).strip().lower()
+        transport, source = os.environ.get("FERRY_TRANSPORT", ""), "FERRY_TRANSPORT"
+    mode = str(transport).strip().lower() or "auto"
+    mode = "plaintext" if mode == "plain" else mode
     if mode not in TRANSPORTS:
-        raise ValueError(f"{source}={transport!r}: one of {', '.join(TRANSPORTS)}")
+        raise ValueError(f"{source}={transport!r}: expected tls, plaintext or auto")
     return mode
 
 

@@ -134,7 +134,13 @@ class TransportChoiceTests(unittest.TestCase):
         with mock.patch.dict(os.environ, {"FERRY_TRANSPORT": "TLS"}):
             self.assertEqual(mode(None), "tls")
             self.assertEqual(mode("plaintext"), "plaintext")
-        with mock.patch.dict(os.environ, {"FERRY_TRANSPORT": ""}):
+        for empty in ("", "  "):
+            with mock.patch.dict(os.environ, {"FERRY_TRANSPORT": empty}):
+                self.assertEqual(mode(None), "auto")
+        with mock.patch.dict(os.environ, {"FERRY_TRANSPORT": " Plain "}):
+            self.assertEqual(mode(None), "plaintext")
+        with mock.patch.dict(os.environ):
+            os.environ.pop("FERRY_TRANSPORT", None)
             self.assertEqual(mode(None), "auto")
         with mock.patch.dict(os.environ, {"FERRY_TRANSPORT": "ssh"}):
             with self.assertRaises(ValueError) as e:
