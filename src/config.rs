@@ -519,7 +519,7 @@ fn load_keys(given: Option<PathBuf>) -> Result<(PathBuf, Keys), String> {
     let path = keys::user_path().ok_or("no keys file: give --keys FILE, keys = in the config, or set FERRY_KEYS")?;
     if !path.exists() {
         keys::generate(&path, "default")?;
-        eprintln!("ferryd: created keys file {} with a new key \"default\"", path.display());
+        crate::errln!("ferryd: created keys file {} with a new key \"default\"", path.display());
     }
     let keys = keys::load(&path)?;
     Ok((absolute(Some(path))?.expect("given"), keys))

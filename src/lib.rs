@@ -17,11 +17,13 @@
 //!   becomes work (TCP and UDP), `server::udp` the datagram loop. Imports `proto`,
 //!   `config`, `paths`, `logger`, `sys`.
 //! - `client`: one client core on `std::net` for single commands, the line
-//!   session and fan-out. Imports `proto`, `keys`, `sys`, `timefmt`.
+//!   session and fan-out. Imports `proto`, `keys`, `sys`, `term`, `timefmt`.
 //! - `config`: every ferryd setting type: defaults, the TOML config file, the flags.
 //! - `keys`: finding, creating and loading keys files (permissions checked).
 //! - `paths`: resolving request paths inside the served root.
 //! - `sys`: the wall clock in Unix seconds and the open-files limit.
+//! - `term`: checked writes to stdout and stderr, and escaping untrusted text
+//!   for a terminal. Imports nothing else of the crate.
 //! - `tls`: TLS 1.3 keyed by the shared key: derived Ed25519 identities, pinned verifiers, configs.
 //! - `timefmt`: UTC times as ferry prints them (jiff does the calendar).
 //! - `logger`: the `log` backends (stderr, timestamped unless journald reads it;
@@ -38,5 +40,6 @@ pub mod paths;
 pub mod proto;
 pub mod server;
 pub mod sys;
+pub mod term;
 pub mod tls;
 pub mod timefmt;

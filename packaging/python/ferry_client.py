@@ -31,6 +31,7 @@ environment's FERRY_TRANSPORT, as for ferry(1)) overrides the choice.
 """
 
 import base64
+import errno
 import hashlib
 import hmac
 import io
@@ -56,6 +57,83 @@ PROTO = 1
 CHUNK = 256 * 1024
 MAX_HEADER = 65536
 SIGNALS = ("TERM", "KILL", "INT", "HUP")
+
+
+NAME_MAX = 255
+
+
+def _local_dest(remote, local):
+    """LOCAL as cp and scp read it: an existing directory (or a path ending
+    in /) means REMOTE's name inside it.  The result is checked before
+    anything is fetched: a directory or device there is refused."""
+    if local.endswith("/") or os.path.isdir(local):
+        name = os.path.basename(os.fsdecode(remote).rstrip("/"))
+        if name in ("", ".", ".."):
+            raise FerryError("bad-path", f"{remote!r} names no file to name a local one after")
+        local = os.path.join(local, name)
+    _check_dest(local)
+    return local
+
+
+def _check_dest(local):
+    """A destination is absent, a regular file, or a symbolic link that the
+    finished file replaces (never follows)."""
+    try:
+        st = os.lstat(local)
+    except FileNotFoundError:
+        return
+    if _stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", local)
+    if not (_stat.S_ISREG(st.st_mode) or _stat.S_ISLNK(st.st_mode)):
+        raise FerryError("bad-path", f"{local}: exists and is not a regular file; not touching it")
+
+
+def _part_path(local):
+    """LOCAL.part, or for a name too long for that, the name cut short with
+    a hash of the whole name (the same as the ferry CLI's)."""
+    head, name = os.path.split(local)
+    b = os.fsencode(name)
+    if len(b) + 5 > NAME_MAX:
+        digest = hashlib.sha256(b).hexdigest()[:16].encode()
+        b = b[: NAME_MAX - 1 - 16 - 5] + b"~" + digest
+    return os.path.join(head, os.fsdecode(b + b".part"))
+
+
+def _open_own(path, flags):
+    """Opens an existing file with O_NOFOLLOW and checks it is a regular
+    file of ours."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise FerryError("bad-path", f"{path}: is a symbolic link; not touching it") from None
+        raise
+    st = os.fstat(fd)
+    if not _stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        os.close(fd)
+        raise FerryError("bad-path", f"{path}: not a regular file of ours; not touching it")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _create_part(part):
+    """A new .part: O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600.  A stale one of
+    ours is replaced; a link or another user's file is refused."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(part, flags, 0o600)
+    except FileExistsError:
+        if _stat.S_ISLNK(os.lstat(part).st_mode):
+            raise FerryError("bad-path", f"{part}: is a symbolic link; not touching it") from None
+        os.close(_open_own(part, os.O_WRONLY))
+        os.unlink(part)
+        return os.open(part, flags, 0o600)
+
+
+def _default_mode():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 class FerryError(Exception):
@@ -526,12 +604,12 @@ class Client:
         own = not hasattr(local, "write")
         part = None
         if own:
-            local = os.fspath(local)
+            local = _local_dest(remote, os.fspath(local))
             if offset:
-                f = open(local, "r+b")
+                f = os.fdopen(_open_own(local, os.O_RDWR), "r+b")
             else:
-                part = local + ".part"
-                f = open(part, "wb")
+                part = _part_path(local)
+                f = os.fdopen(_create_part(part), "wb")
         else:
             f = local
         try:
@@ -577,8 +655,11 @@ class Client:
                         pass
             raise
         if own:
+            if part is not None:
+                os.fchmod(f.fileno(), _default_mode())
             f.close()
             if part is not None:
+                _check_dest(local)
                 os.replace(part, local)
         return header
 

@@ -164,6 +164,34 @@ class TcpTests(unittest.TestCase):
             with open(local, "rb") as f:
                 self.assertEqual(f.read(), data)
 
+    def test_get_never_follows_a_link_at_the_part_or_the_file(self):
+        self.c.put(b"remote bytes", "s.txt", mode=0o644)
+        with tempfile.TemporaryDirectory() as d:
+            precious = os.path.join(d, "precious")
+            with open(precious, "wb") as f:
+                f.write(b"mine")
+            os.chmod(precious, 0o600)
+            local = os.path.join(d, "report.txt")
+            os.symlink(precious, local + ".part")
+            with self.assertRaises(FerryError) as e:
+                self.c.get("s.txt", local)
+            self.assertIn("symbolic link", e.exception.message)
+            os.unlink(local + ".part")
+            os.symlink(precious, local)
+            with self.assertRaises(FerryError):
+                self.c.get("s.txt", local, offset=2)
+            self.c.get("s.txt", local)
+            self.assertFalse(os.path.islink(local))
+            with open(precious, "rb") as f:
+                self.assertEqual(f.read(), b"mine")
+            self.assertEqual(stat.S_IMODE(os.stat(precious).st_mode), 0o600)
+            # A directory destination takes the file inside it, as cp does.
+            os.mkdir(os.path.join(d, "in"))
+            self.c.get("s.txt", os.path.join(d, "in"))
+            with open(os.path.join(d, "in", "s.txt"), "rb") as f:
+                self.assertEqual(f.read(), b"remote bytes")
+        self.assertEqual(self.c.run("echo still").stdout, b"still\n")
+
     def test_get_into_a_file_object_and_no_digest(self):
         self.c.put(b"abc" * 1000, "g.txt")
         buf = io.BytesIO()

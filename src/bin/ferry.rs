@@ -202,7 +202,10 @@ fn seconds(s: f64, what: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return ExitCode::from(ferry::term::clap_exit("ferry", &e, exit::USAGE, exit::FERRY_ERROR) as u8),
+    };
     ExitCode::from(real_main(cli).clamp(0, 255) as u8)
 }
 
@@ -211,7 +214,7 @@ fn real_main(cli: Cli) -> i32 {
     let timeout = match o.timeout.map(|t| seconds(t, "-w")).transpose() {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("ferry: {e}");
+            exit::say(&e);
             return 2;
         }
     };
@@ -261,7 +264,7 @@ fn real_main(cli: Cli) -> i32 {
     let target = match Target::parse(host, port) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("ferry: {e}");
+            exit::say(&e);
             return 2;
         }
     };
@@ -270,7 +273,7 @@ fn real_main(cli: Cli) -> i32 {
         Some(Cmd::Run { encoding, .. }) => Some(encoding.as_deref().or(cli.encoding.as_deref())),
         None => Some(cli.encoding.as_deref()),
         Some(_) if cli.encoding.is_some() => {
-            eprintln!("ferry: --encoding applies to run and the session only");
+            exit::say("--encoding applies to run and the session only");
             return 2;
         }
         Some(_) => None,
@@ -281,7 +284,7 @@ fn real_main(cli: Cli) -> i32 {
             match encoding::choose(flag, env.as_deref()) {
                 Ok(e) => e,
                 Err(e) => {
-                    eprintln!("ferry: {e}");
+                    exit::say(&e);
                     return 2;
                 }
             }
@@ -292,7 +295,7 @@ fn real_main(cli: Cli) -> i32 {
     let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("ferry: {e}");
+            exit::say(&e);
             return exit::FERRY_ERROR;
         }
     };
@@ -303,7 +306,7 @@ fn real_main(cli: Cli) -> i32 {
             Ok(i) if udp => udp::ping(&target, &key, &opts, count, i, o.quiet),
             Ok(i) => cli::ping(&target, &key, &opts, count, i, o.quiet),
             Err(e) => {
-                eprintln!("ferry: {e}");
+                exit::say(&e);
                 2
             }
         },
@@ -322,7 +325,7 @@ fn real_main(cli: Cli) -> i32 {
 }
 
 fn usage(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("ferry: {msg}");
+    exit::say(msg);
     2
 }
 
@@ -416,7 +419,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
             match fanout::put_op(local, remote) {
                 Ok(op) => op,
                 Err(e) => {
-                    eprintln!("ferry: {e}");
+                    exit::say(&e);
                     return exit::FAILED;
                 }
             }
@@ -429,7 +432,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("ferry: {e}");
+            exit::say(&e);
             return exit::FERRY_ERROR;
         }
     };
@@ -451,7 +454,7 @@ fn udp_fleet(
     let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
         Ok(k) => k,
         Err(e) => {
-            eprintln!("ferry: {e}");
+            exit::say(&e);
             return exit::FERRY_ERROR;
         }
     };

@@ -19,6 +19,8 @@ const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_SOFTWARE: u8 = 70;
 const EX_CONFIG: u8 = 78;
+/// Our own output could not be written (`--check-config >/dev/full`).
+const EX_IOERR: u8 = 74;
 
 /// The ferry daemon: runs commands and moves files for authenticated clients over a framed protocol.
 #[derive(Parser, Debug)]
@@ -134,22 +136,15 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("ferryd: {msg}");
+    ferry::term::say("ferryd", msg);
     ExitCode::from(code)
 }
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) if e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::from(EX_USAGE);
-        }
-        Err(e) => {
-            // --help and --version go to stdout and succeed.
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
+        // --help and --version go to stdout and succeed.
+        Err(e) => return ExitCode::from(ferry::term::clap_exit("ferryd", &e, EX_USAGE.into(), EX_IOERR.into()) as u8),
     };
     let overrides = cli.overrides();
     let settings = match config::load(&overrides) {
@@ -157,8 +152,10 @@ fn main() -> ExitCode {
         Err(e) => return fail(EX_CONFIG, e),
     };
     if cli.check_config {
-        print!("{}", settings.render());
-        return ExitCode::SUCCESS;
+        return match ferry::term::out(settings.render().as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => ExitCode::from(ferry::term::write_failed("ferryd", "stdout", &e, EX_IOERR.into()) as u8),
+        };
     }
     if let Err((code, e)) = init_logging(&settings) {
         return fail(code, e);

@@ -6,7 +6,7 @@
 use super::encoding::Output;
 use super::exit::{self, fail};
 use super::{command_of, transfer, Error, Options, Session, Target, Writer};
-use crate::keys;
+use crate::{keys, outln};
 use crate::proto::auth::Key;
 use crate::proto::msg::{Command, Exec, SignalName};
 use crate::proto::ErrorCode;
@@ -34,9 +34,9 @@ pub fn load_key(file: Option<&Path>, id: Option<&str>) -> Result<Key, String> {
 /// Exit status for an error that ended a command.
 fn exit_for(e: &Error) -> i32 {
     match e {
-        Error::Local(io) if io.kind() == io::ErrorKind::BrokenPipe => exit::BROKEN_PIPE,
+        Error::Local(io) => exit::stdout_failed(io),
         Error::Remote(p) if p.code == ErrorCode::SpawnFailed => {
-            eprintln!("ferry: {}", p.message);
+            exit::say(&p.message);
             exit::SPAWN_FAILED
         }
         e => fail(e),
@@ -125,7 +125,7 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
     };
     let interactive = io::stdin().is_terminal();
     if interactive && !quiet {
-        eprintln!("ferry: connected to {} ({}); type commands, `quit` or Ctrl-D to end", session.peer, session.server);
+        exit::say(format_args!("connected to {} ({}); type commands, `quit` or Ctrl-D to end", session.peer, session.server));
     }
     let running = Arc::new(AtomicBool::new(false));
     forward_signals(session.writer(), running.clone());
@@ -135,8 +135,7 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
     let mut line = String::new();
     loop {
         if interactive {
-            eprint!("ferry> ");
-            let _ = io::stderr().flush();
+            crate::term::err(b"ferry> ");
         }
         line.clear();
         match stdin.lock().read_line(&mut line) {
@@ -171,13 +170,13 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
         last = match result {
             Ok(status) => status.shell_code(),
             Err(Error::Remote(e)) if !e.code.is_fatal() => {
-                eprintln!("ferry: {}", e.message);
+                exit::say(&e.message);
                 if e.code == ErrorCode::SpawnFailed { exit::SPAWN_FAILED } else { exit::FERRY_ERROR }
             }
             Err(e) => return exit_for(&e),
         };
         if interactive && !quiet && last != 0 {
-            eprintln!("ferry: exit {last}");
+            exit::say(format_args!("exit {last}"));
         }
     }
     let _ = session.bye();
@@ -192,8 +191,11 @@ pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Du
         Err(e) => return fail(e),
     };
     let setup = t.elapsed();
+    let server = crate::term::escape(&session.server).into_owned();
     if !quiet {
-        println!("connected to {} ({}) in {:.3} ms", session.peer, session.server, ms(setup));
+        if let Err(e) = outln!("connected to {} ({server}) in {:.3} ms", session.peer, ms(setup)) {
+            return exit::stdout_failed(&e);
+        }
     }
     let mut times = Vec::new();
     for i in 0..count {
@@ -203,7 +205,9 @@ pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Du
         match session.ping() {
             Ok(rtt) => {
                 if !quiet {
-                    println!("pong from {}: seq={} time={:.3} ms", session.peer, i + 1, ms(rtt));
+                    if let Err(e) = outln!("pong from {}: seq={} time={:.3} ms", session.peer, i + 1, ms(rtt)) {
+                        return exit::stdout_failed(&e);
+                    }
                 }
                 times.push(ms(rtt));
             }
@@ -214,7 +218,9 @@ pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Du
         let min = times.iter().copied().fold(f64::INFINITY, f64::min);
         let max = times.iter().copied().fold(0.0, f64::max);
         let avg = times.iter().sum::<f64>() / times.len() as f64;
-        println!("{count} pings: min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms");
+        if let Err(e) = outln!("{count} pings: min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms") {
+            return exit::stdout_failed(&e);
+        }
     }
     let _ = session.bye();
     0
@@ -229,7 +235,7 @@ pub fn keygen(file: &Path, id: &str, quiet: bool) -> i32 {
     match keys::generate(file, id) {
         Ok(()) => {
             if !quiet {
-                eprintln!("ferry: wrote key {id:?} to {}", file.display());
+                exit::say(format_args!("wrote key {id:?} to {}", file.display()));
             }
             0
         }

@@ -18,7 +18,7 @@ pub const SPAWN_FAILED: i32 = 127;
 /// A ferry error: connection, authentication, protocol, no reply.
 pub const FERRY_ERROR: i32 = 255;
 /// Our own stdout went away (`| head`): what a shell reports for SIGPIPE.
-pub const BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
+pub const BROKEN_PIPE: i32 = crate::term::BROKEN_PIPE;
 /// A fan-out host the interrupt kept from running, as if ^C had ended it.
 pub const INTERRUPTED: i32 = 128 + libc::SIGINT;
 
@@ -32,10 +32,22 @@ pub fn shell(code: Option<i32>, signal: Option<i32>) -> i32 {
     }
 }
 
-/// Prints `ferry: MSG` on stderr and gives 255.
+/// Prints `ferry: MSG` on stderr (escaped: it may hold a server's words)
+/// and gives 255.
 pub fn fail(msg: impl std::fmt::Display) -> i32 {
-    eprintln!("ferry: {msg}");
+    say(msg);
     FERRY_ERROR
+}
+
+/// Prints `ferry: MSG` on stderr, escaped for the terminal; never panics.
+pub fn say(msg: impl std::fmt::Display) {
+    crate::term::say("ferry", msg);
+}
+
+/// A write to our stdout failed: `BROKEN_PIPE` quietly when its reader went
+/// away (as `cat` dies of SIGPIPE), else one line and 255.
+pub fn stdout_failed(e: &std::io::Error) -> i32 {
+    crate::term::write_failed("ferry", "stdout", e, FERRY_ERROR)
 }
 
 /// A fan-out's status from its hosts': SIGPIPE's if our stdout went away,

@@ -15,11 +15,82 @@ use std::time::{Duration, UNIX_EPOCH};
 /// Read size when hashing a local file.
 const HASH_CHUNK: usize = 256 * 1024;
 
-/// `dest` with `.part` appended.
+/// The longest file name most file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// `dest` with `.part` appended; when that name would not fit in
+/// `NAME_MAX` bytes, the name cut short and a hash of the whole name added
+/// (`NAME~HASH16.part`), the same every time so that `-c` finds it.
 pub fn part_path(dest: &Path) -> PathBuf {
-    let mut p = dest.as_os_str().to_owned();
-    p.push(".part");
-    PathBuf::from(p)
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let Some(name) = dest.file_name() else {
+        let mut p = dest.as_os_str().to_owned();
+        p.push(".part");
+        return PathBuf::from(p);
+    };
+    let bytes = name.as_bytes();
+    let mut part = if bytes.len() + ".part".len() <= NAME_MAX {
+        bytes.to_vec()
+    } else {
+        let hash = to_hex(&Sha256::digest(bytes));
+        // 255 = kept + "~" + 16 + ".part"
+        let mut kept = bytes[..NAME_MAX - 1 - 16 - 5].to_vec();
+        kept.push(b'~');
+        kept.extend_from_slice(&hash.as_bytes()[..16]);
+        kept
+    };
+    part.extend_from_slice(b".part");
+    dest.with_file_name(std::ffi::OsString::from_vec(part))
+}
+
+/// Why an existing path may not be written through or replaced.
+fn refuse(path: &Path, why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: {why}; not touching it", path.display()))
+}
+
+/// Checks an opened `.part`: a regular file of ours (the caller opened it
+/// with `O_NOFOLLOW`, so not a symbolic link).
+fn check_ours(path: &Path, file: &File) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    if !m.is_file() {
+        return Err(refuse(path, "exists and is not a regular file"));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if m.uid() != unsafe { libc::geteuid() } {
+        return Err(refuse(path, "exists and belongs to another user"));
+    }
+    Ok(())
+}
+
+/// An `O_NOFOLLOW` open that names a symbolic link says so in plain words.
+fn no_link(path: &Path, e: io::Error) -> io::Error {
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return refuse(path, "is a symbolic link");
+    }
+    e
+}
+
+/// Checks the destination before anything is fetched: absent, or a regular
+/// file or symbolic link that the finished file replaces (a link is
+/// replaced, never followed). A directory or a device is refused.
+pub fn check_dest(dest: &Path) -> io::Result<()> {
+    match dest.symlink_metadata() {
+        Ok(m) if m.is_dir() => Err(io::Error::other(format!("{}: is a directory", dest.display()))),
+        Ok(m) if !m.is_file() && !m.file_type().is_symlink() => Err(refuse(dest, "exists and is not a regular file")),
+        _ => Ok(()),
+    }
+}
+
+/// The mode a new file gets when the server gives none: 0666 less the umask.
+fn default_mode() -> u32 {
+    // SAFETY: umask has no preconditions; it is set back at once.
+    let mask = unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m
+    };
+    0o666 & !(mask as u32)
 }
 
 /// Feeds `hasher` with everything `r` yields, telling `progress` each
@@ -81,22 +152,49 @@ pub struct Part {
 }
 
 impl Part {
-    /// `dest.part`, empty: truncated if it was there.
+    /// `dest.part`, new and empty, mode 0600 until finished: created with
+    /// `O_CREAT | O_EXCL | O_NOFOLLOW`, so a link planted there is never
+    /// followed. A `.part` of ours left by an earlier get is replaced; one
+    /// that is a link, not a regular file, or another user's is refused.
     pub fn create(dest: &Path) -> io::Result<Part> {
+        check_dest(dest)?;
         let path = part_path(dest);
-        let existed = path.symlink_metadata().is_ok();
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&path)?;
+        let mut existed = false;
+        let file = loop {
+            match open_new(&path) {
+                Ok(f) => break f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !existed => {
+                    existed = true;
+                    let m = path.symlink_metadata()?;
+                    if m.file_type().is_symlink() {
+                        return Err(refuse(&path, "is a symbolic link"));
+                    }
+                    if !m.is_file() {
+                        return Err(refuse(&path, "exists and is not a regular file"));
+                    }
+                    drop(open_existing(&path)?);
+                    fs::remove_file(&path)?;
+                }
+                Err(e) => return Err(no_link(&path, e)),
+            }
+        };
         Ok(Part { path, out: Hashing::new(file), offset: 0, existed })
     }
 
-    /// `dest.part` to append to, what it holds already hashed.
+    /// `dest.part` to append to, what it holds already hashed: opened with
+    /// `O_NOFOLLOW` and checked to be a regular file of ours; created as
+    /// `create` does when there is none.
     pub fn resume(dest: &Path) -> io::Result<Part> {
+        check_dest(dest)?;
         let path = part_path(dest);
-        let existed = path.symlink_metadata().is_ok();
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        let mut file = match open_existing(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Part::create(dest),
+            Err(e) => return Err(e),
+        };
         let mut hasher = Sha256::new();
         let offset = hash_reader(&mut file, &mut hasher, &mut |_| {})?;
-        Ok(Part { path, out: Hashing { inner: file, hasher }, offset, existed })
+        Ok(Part { path, out: Hashing { inner: file, hasher }, offset, existed: true })
     }
 
     /// Removes the `.part`.
@@ -107,11 +205,14 @@ impl Part {
 
     /// Sets the mode and mtime the server gave, syncs, and renames the
     /// `.part` to `dest`.
+    /// The mode and mtime are set on the open `.part` (never through a
+    /// path), and a destination that is a symbolic link is replaced, not
+    /// followed.
     pub fn finish(self, dest: &Path, mode: Option<u32>, mtime: Option<i64>) -> io::Result<()> {
+        check_dest(dest)?;
         let file = self.out.inner;
-        if let Some(mode) = mode {
-            file.set_permissions(fs::Permissions::from_mode(mode & 0o777))?;
-        }
+        let mode = mode.map_or_else(default_mode, |m| m & 0o777);
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
         if let Some(t) = mtime {
             let abs = Duration::from_secs(t.unsigned_abs());
             let when = if t >= 0 { UNIX_EPOCH.checked_add(abs) } else { UNIX_EPOCH.checked_sub(abs) };
@@ -121,6 +222,31 @@ impl Part {
         drop(file);
         fs::rename(&self.path, dest)
     }
+}
+
+/// A new file: `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600.
+fn open_new(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// An existing `.part` to append to: `O_NOFOLLOW`, then checked.
+fn open_existing(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| no_link(path, e))?;
+    check_ours(path, &file)?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -150,5 +276,71 @@ mod tests {
         assert!(!part_path(&dest).exists());
         Part::create(&dest).unwrap().discard();
         assert!(!part_path(&dest).exists());
+    }
+
+    #[test]
+    fn a_new_part_is_0600_and_replaces_a_stale_one_of_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        fs::write(part_path(&dest), b"stale").unwrap();
+        let p = Part::create(&dest).unwrap();
+        assert!(p.existed);
+        assert_eq!(p.out.inner.metadata().unwrap().mode() & 0o777, 0o600);
+        assert_eq!(p.out.inner.metadata().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_link_at_the_part_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("precious");
+        fs::write(&precious, b"mine").unwrap();
+        fs::set_permissions(&precious, fs::Permissions::from_mode(0o600)).unwrap();
+        let dest = dir.path().join("f");
+        std::os::unix::fs::symlink(&precious, part_path(&dest)).unwrap();
+        for r in [Part::create(&dest).map(drop), Part::resume(&dest).map(drop)] {
+            let e = r.unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{e}");
+        }
+        assert_eq!(fs::read(&precious).unwrap(), b"mine");
+        assert_eq!(fs::metadata(&precious).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_link_at_the_destination_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("precious");
+        fs::write(&precious, b"mine").unwrap();
+        let dest = dir.path().join("f");
+        std::os::unix::fs::symlink(&precious, &dest).unwrap();
+        let mut p = Part::create(&dest).unwrap();
+        p.out.write_all(b"new").unwrap();
+        p.finish(&dest, Some(0o644), Some(0)).unwrap();
+        assert_eq!(fs::read(&precious).unwrap(), b"mine");
+        assert!(!fs::symlink_metadata(&dest).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_directory_destination_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Part::create(dir.path()).map(drop).unwrap_err();
+        assert!(e.to_string().ends_with(": is a directory"), "{e}");
+    }
+
+    #[test]
+    fn long_names_get_a_part_name_that_fits() {
+        let long = "x".repeat(253);
+        let p = part_path(&Path::new("d").join(&long));
+        let name = p.file_name().unwrap().len();
+        assert!(name <= NAME_MAX, "{name}");
+        assert!(p.to_str().unwrap().ends_with(".part") && p.starts_with("d"));
+        assert_eq!(p, part_path(&Path::new("d").join(&long)));
+        assert_ne!(p, part_path(&Path::new("d").join("x".repeat(254))));
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("y".repeat(255));
+        let mut part = Part::create(&dest).unwrap();
+        part.out.write_all(b"ok").unwrap();
+        part.finish(&dest, None, None).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"ok");
     }
 }

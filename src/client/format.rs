@@ -2,6 +2,7 @@
 //! times (`crate::timefmt`), and the listing table. Imports only `proto`.
 
 use crate::proto::msg::{Entry, Kind};
+use crate::term::escape;
 use crate::timefmt;
 
 /// The wire name of a kind: `file`, `dir`, `link` or `other`.
@@ -51,7 +52,7 @@ pub fn table(entries: &[Entry]) -> String {
             mode_string(e.kind, e.mode),
             e.file_size,
             timefmt::minutes(e.mtime),
-            e.name
+            escape(&e.name)
         ));
     }
     out
@@ -61,7 +62,7 @@ pub fn table(entries: &[Entry]) -> String {
 pub fn stat_lines(e: &Entry) -> String {
     format!(
         "path: {}\nkind: {}\nsize: {}\nmode: {:04o}\nmtime: {}\n",
-        e.name,
+        escape(&e.name),
         kind_name(e.kind),
         e.file_size,
         e.mode,

@@ -12,7 +12,8 @@
 //!
 //! What lives here, and what each may import (never a module that imports
 //! it back):
-//! - `exit`: every exit status and its mappings. Imports nothing.
+//! - `exit`: every exit status and its mappings, and `say` for messages.
+//!   Imports only `crate::term`.
 //! - `finish`: a get's local file (`.part`, hashing, mode, mtime, rename).
 //!   Imports nothing from the client.
 //! - `encoding`, `format`, `target`: `--encoding` decoders, `ls`/`stat`
@@ -249,7 +250,7 @@ fn copy_at(file: &File, offset: &mut u64, len: u64, mut sock: &TcpStream) -> io:
 }
 
 fn trace(dir: &str, header: &Map<String, Value>) {
-    eprintln!("ferry: {dir} {}", redacted(header));
+    crate::errln!("ferry: {dir} {}", redacted(header));
 }
 
 /// A header as `--trace` shows it: any MAC redacted.

@@ -73,6 +73,8 @@ enum Failure {
     /// Exit 1: a remote error, a digest mismatch, a local file error.
     Failed(String),
     BrokenPipe,
+    /// Exit 255: writing to our stdout failed (not a closed pipe).
+    Stdout(io::Error),
     /// Exit 255: the connection, the handshake or the protocol.
     Ferry(Error),
 }
@@ -80,24 +82,22 @@ enum Failure {
 impl Failure {
     /// Whether the session can go on after this.
     fn is_fatal(&self) -> bool {
-        matches!(self, Failure::BrokenPipe | Failure::Ferry(_))
+        matches!(self, Failure::BrokenPipe | Failure::Stdout(_) | Failure::Ferry(_))
     }
 
     fn report(self) -> i32 {
         match self {
             Failure::Usage(m) => {
-                eprintln!("ferry: {m}");
+                exit::say(m);
                 exit::USAGE
             }
             Failure::Failed(m) => {
-                eprintln!("ferry: {m}");
+                exit::say(m);
                 exit::FAILED
             }
             Failure::BrokenPipe => exit::BROKEN_PIPE,
-            Failure::Ferry(e) => {
-                eprintln!("ferry: {e}");
-                exit::FERRY_ERROR
-            }
+            Failure::Stdout(e) => exit::stdout_failed(&e),
+            Failure::Ferry(e) => exit::fail(e),
         }
     }
 
@@ -107,15 +107,20 @@ impl Failure {
             Error::Remote(p) if !p.code.is_fatal() => {
                 Failure::Failed(if p.message.is_empty() { p.code.as_str().to_string() } else { p.message })
             }
-            Error::Local(io) if io.kind() == io::ErrorKind::BrokenPipe => Failure::BrokenPipe,
-            Error::Local(io) | Error::LocalRead(io) => Failure::Failed(format!("{local}: {}", io_text(&io))),
+            Error::Local(io) => Failure::local(local, &io),
+            Error::LocalRead(io) => Failure::Failed(format!("{local}: {}", io_text(&io))),
             e => Failure::Ferry(e),
         }
     }
 
+    /// A local write failed: our stdout's reader gone (quiet, 141); another
+    /// error on our stdout (255); a local file's error (1).
     fn local(what: &dyn std::fmt::Display, e: &io::Error) -> Failure {
         if e.kind() == io::ErrorKind::BrokenPipe {
             return Failure::BrokenPipe;
+        }
+        if what.to_string() == "stdout" {
+            return Failure::Stdout(io::Error::new(e.kind(), io_text(e)));
         }
         Failure::Failed(format!("{what}: {}", io_text(e)))
     }
@@ -195,6 +200,14 @@ fn check_digest(remote: &str, ours: &str, theirs: Option<String>) -> Result<(), 
     )))
 }
 
+/// A local file error of a get: `finish`'s own refusals name their path.
+fn part_failure(dest: &Path, e: &io::Error) -> Failure {
+    match e.raw_os_error() {
+        Some(_) => Failure::local(&part_path(dest).display(), e),
+        None => Failure::Failed(e.to_string()),
+    }
+}
+
 /// A `get` into `dest` through its `.part`.
 fn get_file(
     s: &mut Session,
@@ -205,7 +218,7 @@ fn get_file(
     on_local: OnLocalError,
 ) -> Result<(), Failure> {
     let opened = if resume { Part::resume(dest) } else { Part::create(dest) };
-    let mut part = opened.map_err(|e| Failure::local(&part_path(dest).display(), &e))?;
+    let mut part = opened.map_err(|e| part_failure(dest, &e))?;
     let info = match s.get_start(remote, part.offset, Digest::Sha256) {
         Ok(info) => info,
         Err(e) => {
@@ -231,7 +244,7 @@ fn get_file(
             f => f,
         });
     }
-    part.finish(dest, info.mode, info.mtime).map_err(|e| Failure::local(&dest.display(), &e))?;
+    part.finish(dest, info.mode, info.mtime).map_err(|e| part_failure(dest, &e))?;
     bar.finish();
     Ok(())
 }
@@ -377,8 +390,7 @@ pub fn put(target: &Target, key: &Key, opts: &Options, ui: Ui, local: &str, remo
 }
 
 fn print(bytes: &[u8]) -> Result<(), Failure> {
-    let mut out = io::stdout().lock();
-    out.write_all(bytes).and_then(|()| out.flush()).map_err(|e| Failure::local(&"stdout", &e))
+    crate::term::out(bytes).map_err(|e| if e.kind() == io::ErrorKind::BrokenPipe { Failure::BrokenPipe } else { Failure::Stdout(e) })
 }
 
 /// `ls` of a path: a directory's entries, or the one entry a file is.

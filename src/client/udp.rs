@@ -92,7 +92,7 @@ pub struct Exchange {
 }
 
 fn trace(dir: &str, header: &Map<String, Value>, note: &str) {
-    eprintln!("ferry: {dir} {}{note}", Value::Object(header.clone()));
+    crate::errln!("ferry: {dir} {}{note}", Value::Object(header.clone()));
 }
 
 /// When to send each datagram, from the first: 0, 200 ms, 600 ms, 1.4 s,
@@ -266,7 +266,7 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
             }
             Err(e) => {
                 if opts.trace {
-                    eprintln!("ferry: < {n} bytes ignored: {e}");
+                    exit::say(format_args!("< {n} bytes ignored: {e}"));
                 }
             }
         }
@@ -279,7 +279,7 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
 fn error_reply(e: &ProtoError, ex: &Exchange) -> i32 {
     match e.code {
         ErrorCode::SpawnFailed => {
-            eprintln!("ferry: {}", e.message);
+            exit::say(&e.message);
             exit::SPAWN_FAILED
         }
         ErrorCode::ClockSkew => {
@@ -315,19 +315,19 @@ pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, enc
         },
     };
     if let Err(e) = write_result(&result, encoding) {
-        return if e.kind() == io::ErrorKind::BrokenPipe { exit::BROKEN_PIPE } else { fail(format_args!("local output: {e}")) };
+        return exit::stdout_failed(&e);
     }
     if result.truncated {
-        eprintln!(
-            "ferry: output truncated to fit one datagram: {} of {} stdout bytes and {} of {} stderr bytes shown (run without -u for all of it)",
+        exit::say(format_args!(
+            "output truncated to fit one datagram: {} of {} stdout bytes and {} of {} stderr bytes shown (run without -u for all of it)",
             result.stdout.len(),
             result.stdout_total,
             result.stderr.len(),
             result.stderr_total
-        );
+        ));
     }
     if result.timed_out {
-        eprintln!("ferry: the server stopped the command at its time limit for datagram requests (udp.exec_timeout)");
+        exit::say("the server stopped the command at its time limit for datagram requests (udp.exec_timeout)");
     }
     ExitStatus { code: result.code, signal: result.signal }.shell_code()
 }
@@ -361,7 +361,9 @@ pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Du
         let ms = ex.elapsed.as_secs_f64() * 1000.0;
         if !quiet {
             let again = if ex.sent > 1 { format!(" ({} datagrams sent)", ex.sent) } else { String::new() };
-            println!("pong from {}/udp: seq={} time={ms:.3} ms{again}", ex.peer, i + 1);
+            if let Err(e) = crate::outln!("pong from {}/udp: seq={} time={ms:.3} ms{again}", ex.peer, i + 1) {
+                return exit::stdout_failed(&e);
+            }
         }
         times.push(ms);
     }
@@ -369,7 +371,9 @@ pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Du
         let min = times.iter().copied().fold(f64::INFINITY, f64::min);
         let max = times.iter().copied().fold(0.0, f64::max);
         let avg = times.iter().sum::<f64>() / times.len() as f64;
-        println!("{count} pings: min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms");
+        if let Err(e) = crate::outln!("{count} pings: min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms") {
+            return exit::stdout_failed(&e);
+        }
     }
     0
 }

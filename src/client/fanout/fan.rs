@@ -153,7 +153,7 @@ impl<'a> Fan<'a> {
         slot.rtts.push(rtt);
         let seq = slot.rtts.len();
         if self.plan.mode != Mode::Json && !self.plan.quiet {
-            let line = format!("{}: pong seq={seq} time={rtt:.3} ms{note}\n", slot.host.name);
+            let line = format!("{}: pong seq={seq} time={rtt:.3} ms{note}\n", crate::term::escape(&slot.host.name));
             self.out.stdout(line.as_bytes());
         }
         if seq as u32 >= *count {
@@ -166,7 +166,7 @@ impl<'a> Fan<'a> {
     /// `--trace`: a frame header to or from host `i`, MACs redacted.
     pub(super) fn trace(&self, i: usize, dir: &str, header: &Map<String, Value>) {
         if self.opts.trace {
-            eprintln!("ferry: {}: {dir} {}", self.slots[i].host.name, redacted(header));
+            crate::errln!("ferry: {}: {dir} {}", crate::term::escape(&self.slots[i].host.name), redacted(header));
         }
     }
 
@@ -175,14 +175,18 @@ impl<'a> Fan<'a> {
         if self.plan.mode == Mode::Gather {
             let text = output::gathered(self.slots.iter().map(|s| (s.host.name.as_str(), &s.lines.out[..])));
             self.out.stdout(&text);
-            self.out.flush();
         }
+        self.out.flush();
         let outcomes = || self.slots.iter().map(|s| s.outcome.as_ref().expect("every host finished"));
         let worst = outcomes().map(Outcome::status).max().unwrap_or(0);
         let ferry_error = outcomes().any(Outcome::is_ferry_error);
         let hosts = self.slots.iter().map(|s| (s.host.name.as_str(), s.outcome.as_ref().expect("every host finished")));
         let text = output::summary(hosts, self.plan.quiet);
         self.out.stderr(text.as_bytes());
-        crate::client::exit::fleet(worst, ferry_error, self.out.broken)
+        match &self.out.failed {
+            // The summary said how the hosts did; this says the output was lost.
+            Some(e) => crate::client::exit::stdout_failed(e),
+            None => crate::client::exit::fleet(worst, ferry_error, false),
+        }
     }
 }

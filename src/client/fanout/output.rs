@@ -13,27 +13,32 @@ use std::io::{self, Write};
 /// A line longer than this without a newline is written as a line of its own.
 const MAX_LINE: usize = 64 * 1024;
 
-/// Our stdout (buffered; broken once a write fails) and stderr.
+/// Our stdout (buffered; given up once a write fails, the error kept for
+/// the exit status) and stderr.
 pub(super) struct Out {
     stdout: io::BufWriter<io::Stdout>,
-    pub(super) broken: bool,
+    /// The first error writing stdout: EPIPE (its reader went away) or
+    /// another (a full disk...).
+    pub(super) failed: Option<io::Error>,
 }
 
 impl Out {
     pub(super) fn new() -> Out {
-        Out { stdout: io::BufWriter::with_capacity(64 * 1024, io::stdout()), broken: false }
+        Out { stdout: io::BufWriter::with_capacity(64 * 1024, io::stdout()), failed: None }
     }
 
     pub(super) fn stdout(&mut self, bytes: &[u8]) {
-        if !self.broken && self.stdout.write_all(bytes).is_err() {
-            self.broken = true;
+        if self.failed.is_none() {
+            if let Err(e) = self.stdout.write_all(bytes) {
+                self.failed = Some(e);
+            }
         }
     }
 
     /// Stderr, after what stdout holds, so the two interleave as they came.
     pub(super) fn stderr(&mut self, bytes: &[u8]) {
-        let _ = self.stdout.flush();
-        let _ = io::stderr().lock().write_all(bytes);
+        self.flush();
+        crate::term::err(bytes);
     }
 
     pub(super) fn write(&mut self, stream: Stream, bytes: &[u8]) {
@@ -44,7 +49,11 @@ impl Out {
     }
 
     pub(super) fn flush(&mut self) {
-        let _ = self.stdout.flush();
+        if self.failed.is_none() {
+            if let Err(e) = self.stdout.flush() {
+                self.failed = Some(e);
+            }
+        }
     }
 }
 
@@ -101,7 +110,7 @@ impl Lines {
         if cut == 0 {
             return None;
         }
-        let prefix = format!("{name}: ");
+        let prefix = format!("{}: ", crate::term::escape(name));
         let mut text = Vec::with_capacity(cut + 16);
         for line in buf[..cut].split_inclusive(|&b| b == b'\n') {
             text.extend_from_slice(prefix.as_bytes());
@@ -172,7 +181,7 @@ pub(super) fn gathered<'a>(hosts: impl Iterator<Item = (&'a str, &'a [u8])>) -> 
     }
     let mut text = Vec::new();
     for (out, names) in groups {
-        let title = format!("{} ({})", hosts::fold(&names), names.len());
+        let title = format!("{} ({})", crate::term::escape(&hosts::fold(&names)), names.len());
         let rule = "-".repeat(title.chars().count().clamp(15, 78));
         text.extend_from_slice(format!("{rule}\n{title}\n{rule}\n").as_bytes());
         text.extend_from_slice(out);
@@ -197,7 +206,9 @@ pub(super) fn summary<'a>(hosts: impl ExactSizeIterator<Item = (&'a str, &'a Out
             None => counts.push((cat, 1)),
         }
         if cat != "ok" {
-            lines.push_str(&format!("ferry: {cat}: {name}: {}\n", o.why().unwrap_or_default()));
+            let why = o.why().unwrap_or_default();
+            let (name, why) = (crate::term::escape(name), crate::term::escape(&why));
+            lines.push_str(&format!("ferry: {cat}: {name}: {why}\n"));
         }
         all_ok &= o.status() == 0;
     }

@@ -25,12 +25,20 @@ pub(super) trait Transport {
     fn sweep(&mut self, fan: &mut Fan);
 }
 
-/// Runs until every host has its outcome.
+/// Runs until every host has its outcome. Once our stdout fails (its reader
+/// gone, a full disk), the hosts are stopped as by one INT: their output
+/// has nowhere to go.
 pub(super) fn drive(fan: &mut Fan, t: &mut impl Transport) -> io::Result<()> {
     let mut signals = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
     fan.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
     let mut events = Events::with_capacity(1024);
+    let mut stopped = false;
     while !fan.all_done() {
+        if fan.out.failed.is_some() && !stopped {
+            stopped = true;
+            t.on_signal(fan, libc::SIGPIPE);
+            continue;
+        }
         let timeout = t.prepare(fan);
         if fan.all_done() {
             break;

@@ -367,7 +367,13 @@ impl Tcp {
                 c.sendfile = (*size > 0).then_some((0, *size));
                 self.flush_out(fan, i);
             }
-            Op::Get { remote, .. } => self.send(fan, i, msg::request::get(remote, 0, Digest::Sha256), &[]),
+            Op::Get { remote, .. } => {
+                // The local file first: one that cannot be written fails
+                // before anything is fetched.
+                if self.open_part(fan, i) {
+                    self.send(fan, i, msg::request::get(remote, 0, Digest::Sha256), &[]);
+                }
+            }
         }
     }
 
@@ -420,23 +426,34 @@ impl Tcp {
         }
     }
 
-    fn on_get_file(&mut self, fan: &mut Fan, i: usize, h: &Header) {
-        let Op::Get { dir, name, .. } = fan.op else { return };
+    /// Creates host `i`'s `DIR/HOST/NAME.part`; false (the host finished
+    /// with a file error) when it cannot be.
+    fn open_part(&mut self, fan: &mut Fan, i: usize) -> bool {
+        let Op::Get { dir, name, .. } = fan.op else { return false };
         let host_dir = dir.join(&fan.slots[i].host.name);
         let dest = host_dir.join(name);
-        let part = match fs::create_dir_all(&host_dir).and_then(|()| Part::create(&dest)) {
-            Ok(p) => p,
-            Err(e) => {
-                let m = format!("{}: {}", part_path(&dest).display(), io_text(&e));
-                return self.finish(fan, i, Outcome::FileError(m));
+        match fs::create_dir_all(&host_dir).and_then(|()| Part::create(&dest)) {
+            Ok(part) => {
+                self.hosts[i].get = Some(GetFile { part, dest, mode: None, mtime: None });
+                true
             }
+            Err(e) => {
+                let m = match e.raw_os_error() {
+                    Some(_) => format!("{}: {}", part_path(&dest).display(), io_text(&e)),
+                    None => e.to_string(),
+                };
+                self.finish(fan, i, Outcome::FileError(m));
+                false
+            }
+        }
+    }
+
+    fn on_get_file(&mut self, fan: &mut Fan, i: usize, h: &Header) {
+        let Some(g) = self.hosts[i].get.as_mut() else {
+            return self.finish(fan, i, Outcome::Error("protocol error: a file reply to no get".into()));
         };
-        self.hosts[i].get = Some(GetFile {
-            part,
-            dest,
-            mode: h.fields.get("mode").and_then(Value::as_u64).and_then(|m| u32::try_from(m).ok()),
-            mtime: h.fields.get("mtime").and_then(Value::as_i64),
-        });
+        g.mode = h.fields.get("mode").and_then(Value::as_u64).and_then(|m| u32::try_from(m).ok());
+        g.mtime = h.fields.get("mtime").and_then(Value::as_i64);
         self.set_sink(i, h, Sink::File);
     }
 
@@ -504,6 +521,7 @@ fn finish_get(g: GetFile, remote: &str, theirs: Option<&str>) -> Outcome {
     }
     match g.part.finish(&g.dest, g.mode, g.mtime) {
         Ok(()) => Outcome::Done,
+        Err(e) if e.raw_os_error().is_none() => Outcome::FileError(e.to_string()),
         Err(e) => Outcome::FileError(format!("{}: {}", g.dest.display(), io_text(&e))),
     }
 }

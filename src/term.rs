@@ -1,0 +1,181 @@
+//! What `ferry` and `ferryd` write for a person to read: checked writes to
+//! stdout and stderr (never `print!`, which panics when the stream is
+//! closed or full), the status a failed write ends with, and the one
+//! escaping function for text a server or a peer chose (file names, error
+//! messages, server strings), so that it never reaches a terminal raw.
+//! Imports nothing from the rest of the crate.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+/// The status of a program whose stdout went away (`| head`): what a shell
+/// reports for one killed by SIGPIPE, as `cat` would be.
+pub const BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
+
+/// `bytes` on stdout, flushed. The error is the caller's to report
+/// (`write_failed`).
+pub fn out(bytes: &[u8]) -> io::Result<()> {
+    let mut o = io::stdout().lock();
+    o.write_all(bytes)?;
+    o.flush()
+}
+
+/// `bytes` on stderr, best effort: when stderr itself fails there is
+/// nowhere left to say so.
+pub fn err(bytes: &[u8]) {
+    let mut e = io::stderr().lock();
+    let _ = e.write_all(bytes).and_then(|()| e.flush());
+}
+
+/// A formatted line on stdout (`outln!`): `Err` when it could not be written.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::term::out(format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
+}
+
+/// A formatted line on stderr (`errln!`), best effort.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::term::err(format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
+}
+
+/// `PROG: MSG` on stderr, MSG escaped.
+pub fn say(prog: &str, msg: impl std::fmt::Display) {
+    err(format!("{prog}: {}\n", escape(&msg.to_string())).as_bytes());
+}
+
+/// An I/O error without Rust's "(os error N)".
+pub fn io_text(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Whether `e` says the reader of our output went away.
+pub fn is_broken_pipe(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
+}
+
+/// A write to `what` (stdout) failed: quietly `BROKEN_PIPE` when the reader
+/// went away, else one line on stderr and `status`.
+pub fn write_failed(prog: &str, what: &str, e: &io::Error, status: i32) -> i32 {
+    if is_broken_pipe(e) {
+        return BROKEN_PIPE;
+    }
+    say(prog, format_args!("cannot write {what}: {}", io_text(e)));
+    status
+}
+
+/// A clap outcome that is not a parsed command line: `--help` and
+/// `--version` written to stdout with a check (status 0, or as
+/// `write_failed` with `fail_status`), a usage error printed on stderr
+/// (`usage_status`).
+pub fn clap_exit(prog: &str, e: &clap::Error, usage_status: i32, fail_status: i32) -> i32 {
+    if e.use_stderr() {
+        let _ = e.print();
+        return usage_status;
+    }
+    match out(e.render().to_string().as_bytes()) {
+        Ok(()) => 0,
+        Err(w) => write_failed(prog, "stdout", &w, fail_status),
+    }
+}
+
+/// `s` safe for a terminal, as `ls -b` (GNU `--quoting-style=escape`) shows
+/// a name: `\n`, `\t` and the other C escapes, other control characters
+/// (C0, DEL, C1) and the Unicode bidirectional controls as octal bytes
+/// (`\033`), a backslash as `\\`. Printable text, UTF-8 included, is kept.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        push_char(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+/// As `escape`, for bytes that may not be UTF-8: each invalid byte as
+/// octal (`\377`).
+pub fn escape_bytes(b: &[u8]) -> Cow<'_, str> {
+    if let Ok(s) = std::str::from_utf8(b) {
+        return escape(s);
+    }
+    let mut out = String::with_capacity(b.len() + 8);
+    let mut rest = b;
+    while !rest.is_empty() {
+        let (valid, bad) = match std::str::from_utf8(rest) {
+            Ok(s) => (s, 0),
+            Err(e) => {
+                let ok = std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default();
+                (ok, e.error_len().unwrap_or(rest.len() - e.valid_up_to()))
+            }
+        };
+        for c in valid.chars() {
+            push_char(&mut out, c);
+        }
+        for byte in &rest[valid.len()..valid.len() + bad] {
+            let _ = write!(out, "\\{byte:03o}");
+        }
+        rest = &rest[valid.len() + bad..];
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c == '\\' || c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn push_char(out: &mut String, c: char) {
+    if !needs_escape(c) {
+        out.push(c);
+        return;
+    }
+    match c {
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        '\r' => out.push_str("\\r"),
+        '\u{7}' => out.push_str("\\a"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{b}' => out.push_str("\\v"),
+        '\u{c}' => out.push_str("\\f"),
+        c => {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "\\{byte:03o}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_and_bad_utf8_are_escaped_as_ls_b_does() {
+        assert_eq!(escape("plain name.txt"), "plain name.txt");
+        assert_eq!(escape("héllo ✓"), "héllo ✓");
+        assert_eq!(escape("\u{1b}[31mred"), "\\033[31mred");
+        assert_eq!(escape("a\nb\tc\\d"), "a\\nb\\tc\\\\d");
+        assert_eq!(escape("\u{7f}\u{9b}"), "\\177\\302\\233");
+        assert_eq!(escape("x\u{202e}y"), "x\\342\\200\\256y");
+        assert_eq!(escape_bytes(b"ok\xff\n"), "ok\\377\\n");
+        assert_eq!(escape_bytes(b"fine"), "fine");
+    }
+
+    #[test]
+    fn a_write_to_a_closed_pipe_is_141() {
+        assert_eq!(BROKEN_PIPE, 141);
+        assert_eq!(write_failed("ferry", "stdout", &io::ErrorKind::BrokenPipe.into(), 255), 141);
+    }
+}
