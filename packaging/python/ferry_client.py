@@ -347,8 +347,9 @@ class Client:
     commands).  transport: "auto" (the default, or FERRY_TRANSPORT when set):
     plaintext to a loopback address, TLS to any other; "tls" or "plaintext"
     forces one.  After connecting, transport says which was used, and cipher
-    the TLS cipher suite (None in plaintext).  Requests are served one at a time; signal() may be called
-    from another thread (or an output callback) while run() waits.
+    the TLS cipher suite (None in plaintext).  Requests are served one at a
+    time; signal() may be called from another thread (or an output callback)
+    while run() waits.
     """
 
     def __init__(self, host, port=DEFAULT_PORT, keys=None, key_id=None, secret=None,
@@ -956,8 +957,14 @@ _CERT_HEAD = bytes.fromhex(
 _CERT_SIG_HEAD = bytes.fromhex("300506032b6570034100")
 
 
+_CRYPTO = None
+
+
 def _crypto():
     """The parts of cryptography that TLS and sealed datagrams use."""
+    global _CRYPTO
+    if _CRYPTO is not None:
+        return _CRYPTO
     try:
         from cryptography import x509
         from cryptography.exceptions import InvalidTag
@@ -971,7 +978,8 @@ def _crypto():
                          "to a ferryd on loopback, transport='plaintext' needs none") from None
     ns = dict(x509=x509, InvalidTag=InvalidTag, serialization=serialization,
               Ed25519PrivateKey=Ed25519PrivateKey, Ed25519PublicKey=Ed25519PublicKey, AESGCM=AESGCM)
-    return type("crypto", (), ns)
+    _CRYPTO = type("crypto", (), ns)
+    return _CRYPTO
 
 
 def tls_identity(key_id, secret, role):
