@@ -29,7 +29,10 @@ pub fn client_path() -> Option<PathBuf> {
 
 /// Reads and parses a keys file, refusing one that group or others can read.
 pub fn load(path: &Path) -> Result<Keys, String> {
-    let meta = fs::metadata(path).map_err(|e| format!("keys file {}: {e}", path.display()))?;
+    let meta = fs::metadata(path).map_err(|e| format!("keys file {}: {}", path.display(), crate::term::io_text(&e)))?;
+    if meta.is_dir() {
+        return Err(format!("keys file {} is a directory: name the keys file itself", path.display()));
+    }
     let mode = meta.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -39,7 +42,7 @@ pub fn load(path: &Path) -> Result<Keys, String> {
             path.display()
         ));
     }
-    let text = fs::read_to_string(path).map_err(|e| format!("keys file {}: {e}", path.display()))?;
+    let text = fs::read_to_string(path).map_err(|e| format!("keys file {}: {}", path.display(), crate::term::io_text(&e)))?;
     Keys::parse(&text).map_err(|e| format!("keys file {}: {e}", path.display()))
 }
 

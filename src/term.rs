@@ -49,8 +49,19 @@ pub fn say(prog: &str, msg: impl std::fmt::Display) {
     err(format!("{prog}: {}\n", escape(&msg.to_string())).as_bytes());
 }
 
-/// An I/O error without Rust's "(os error N)".
+/// An I/O error without Rust's "(os error N)"; where the errno's name is
+/// what a user searches for, it leads (`ENOSPC: no space left on device`).
 pub fn io_text(e: &io::Error) -> String {
+    let named = match e.raw_os_error() {
+        Some(libc::ENOSPC) => Some("ENOSPC: no space left on device"),
+        Some(libc::EDQUOT) => Some("EDQUOT: disk quota exceeded"),
+        Some(libc::EROFS) => Some("EROFS: read-only file system"),
+        Some(libc::EMFILE) => Some("EMFILE: too many open files"),
+        _ => None,
+    };
+    if let Some(n) = named {
+        return n.to_string();
+    }
     let s = e.to_string();
     match s.find(" (os error ") {
         Some(i) => s[..i].to_string(),

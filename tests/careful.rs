@@ -243,7 +243,7 @@ fn no_subcommand_panics_on_a_closed_cut_or_full_output() {
             if redir == ">/dev/full" && *outputs {
                 assert_eq!(out.status.code(), Some(if argv[0] == ferryd_bin() { 74 } else { 255 }), "{what} {redir}");
                 let err = text(&out.stderr);
-                assert!(err.lines().any(|l| l.ends_with("cannot write stdout: No space left on device")), "{what}: {err}");
+                assert!(err.lines().any(|l| l.ends_with("cannot write stdout: ENOSPC: no space left on device")), "{what}: {err}");
             }
         }
         let out = to_gone_reader(argv, input);

@@ -179,11 +179,18 @@ fn a_wrong_key_gets_silence_and_exits_255_within_w() {
 }
 
 #[test]
-fn no_udp_server_exits_255_within_w() {
-    let d = Daemon::start(); // TCP only
-    let mut c = d.ferry();
-    c.args(["-w", "0.8", "ping", "-u", &d.target()]);
-    assert_no_reply(c, 0.8);
+fn no_udp_listener_is_reported_at_once() {
+    // TCP only: the host answers ICMP port unreachable, which ends the wait
+    // at once, naming the address, not the key.
+    let d = Daemon::start();
+    let t = Instant::now();
+    let o = d.ferry().args(["-w", "5", "ping", "-u", &d.target()]).output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "waited {:?}", t.elapsed());
+    assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("ferry: no UDP listener at {}", d.target())), "{err}");
+    assert!(!err.contains("key"), "{err}");
 }
 
 #[test]

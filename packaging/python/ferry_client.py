@@ -7,7 +7,7 @@ frames (u32 big-endian header length, JSON header, raw body), a mutual
 HMAC-SHA256 handshake, exec with stdin and signals, get/put/list/stat, and the
 datagram (UDP) mode.
 
-    from ferry_client import Client
+    from ferry_client import Client, udp_ping
 
     with Client("127.0.0.1", 7075, keys="~/.config/ferry/keys") as c:
         r = c.run(["uname", "-a"])             # argv, no shell
@@ -16,11 +16,13 @@ datagram (UDP) mode.
         c.put(b"hello\\n", "greeting.txt", mode=0o644)
         c.get("greeting.txt", "/tmp/greeting.txt")
 
-    udp_ping("127.0.0.1", 7075, keys="...")     # one datagram each way
+    udp_ping("127.0.0.1", 7075, keys="~/.config/ferry/keys")  # one datagram each way (ferryd --udp)
 
 Errors from the server, and failures of the client's own checks (a digest
 that does not match, a server that cannot prove it holds the key), raise
-FerryError(code, message).  Connection failures raise OSError, as sockets do.
+FerryError(code, message); its status is the exit status ferry(1) gives for
+the same error (127 for spawn-failed, 1 for a file error, 255 otherwise).
+Connection failures raise OSError, as sockets do.
 
 Transports (ferry-protocol(7), TLS and Sealed datagrams): to a loopback
 address the session runs in clear and datagrams are HMAC-tagged, with the
@@ -160,9 +162,27 @@ class FerryError(Exception):
         self.message = message
         self.header = header or {}
 
+    #: Codes for which ferry(1) exits 1: a file request's remote error, or a
+    #: digest that does not match.
+    FILE_ERRORS = frozenset({"bad-path", "not-found", "permission-denied", "is-a-directory",
+                             "not-a-directory", "digest-mismatch", "too-large", "read-only",
+                             "no-space", "io-error"})
+
     @property
     def fatal(self):
         return self.code in self.FATAL
+
+    @property
+    def status(self):
+        """The exit status ferry(1) gives for this error: 127 for
+        spawn-failed (as a shell says "not found"), 1 for a file error
+        (FILE_ERRORS), 255 for the rest (connection, authentication,
+        protocol, a refused exec)."""
+        if self.code == "spawn-failed":
+            return 127
+        if self.code in self.FILE_ERRORS:
+            return 1
+        return 255
 
 
 class Result:

@@ -137,6 +137,7 @@ class TcpTests(unittest.TestCase):
         with self.assertRaises(FerryError) as e:
             self.c.run(["/nonexistent/program"])
         self.assertEqual(e.exception.code, "spawn-failed")
+        self.assertEqual(e.exception.status, 127, "as ferry(1) exits")
         self.assertFalse(e.exception.fatal)
         self.assertEqual(self.c.run("exit 7").code, 7)
 
@@ -360,3 +361,35 @@ class UdpTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(PORT and UDP_PORT and KEYS, "needs a ferryd: run through cargo test --test python_client")
+class DocTests(unittest.TestCase):
+    def test_statuses_match_the_cli(self):
+        self.assertEqual(FerryError("spawn-failed").status, 127)
+        self.assertEqual(FerryError("not-found").status, 1)
+        self.assertEqual(FerryError("not-allowed").status, 255)
+        self.assertEqual(FerryError("auth-failed").status, 255)
+
+    def test_the_module_example_runs_as_written(self):
+        # The example from the module's docstring, with only the address,
+        # the keys file and the local path replaced.
+        doc = ferry_client.__doc__
+        start = doc.index("    from ferry_client import")
+        end = doc.index("\n\n", doc.index("udp_ping(", start))
+        code = "\n".join(line[4:] for line in doc[start:end].splitlines())
+        with tempfile.TemporaryDirectory() as tmp:
+            code = (code.replace('"127.0.0.1", 7075', f"{HOST!r}, {PORT}", 1)
+                    .replace('"127.0.0.1", 7075', f"{HOST!r}, {UDP_PORT}", 1)
+                    .replace('"~/.config/ferry/keys"', repr(KEYS))
+                    .replace('"/tmp/greeting.txt"', repr(os.path.join(tmp, "greeting.txt"))))
+            out = io.StringIO()
+            real = sys.stdout
+            sys.stdout = out
+            try:
+                exec(compile(code, "ferry_client.__doc__", "exec"), {})
+            finally:
+                sys.stdout = real
+            with open(os.path.join(tmp, "greeting.txt"), "rb") as f:
+                self.assertEqual(f.read(), b"hello\n")
+        self.assertIn("0 b'", out.getvalue())

@@ -14,9 +14,16 @@ use std::time::Duration;
 /// Run commands and move files on a ferryd server over a framed, authenticated protocol.
 ///
 /// With HOST [PORT] and no subcommand, ferry reads commands from stdin, one a
-/// line, runs each in turn and exits with the last one's status.
+/// line, runs each in turn and exits with the last one's status. With a
+/// subcommand, the subcommand comes first and HOST after it:
+/// `ferry run HOST -- CMD`, `ferry get HOST REMOTE`.
 #[derive(Parser, Debug)]
-#[command(name = "ferry", version, subcommand_negates_reqs = true)]
+#[command(
+    name = "ferry",
+    version,
+    subcommand_negates_reqs = true,
+    override_usage = "ferry [OPTIONS] HOST[:PORT] [PORT]\n       ferry [OPTIONS] <COMMAND> [COMMAND OPTIONS] HOST[:PORT] [ARGS]...\n       ferry [OPTIONS] <COMMAND> [COMMAND OPTIONS] -H HOSTS [ARGS]..."
+)]
 struct Cli {
     #[command(flatten)]
     opts: Opts,
@@ -47,8 +54,8 @@ struct Opts {
     #[arg(short = 'i', long = "key-id", value_name = "ID", global = true)]
     key_id: Option<String>,
 
-    /// Connect and idle timeout in seconds
-    #[arg(short = 'w', long = "timeout", value_name = "SECS", global = true)]
+    /// Connect and idle timeout in seconds, more than 0 [default: none; the handshake waits 30 s at most]
+    #[arg(short = 'w', long = "timeout", value_name = "SECS", global = true, value_parser = positive_secs, allow_negative_numbers = true)]
     timeout: Option<f64>,
 
     /// Trace protocol frames on stderr (MACs redacted)
@@ -81,7 +88,7 @@ struct Fleet {
     #[arg(short = 'x', long = "exclude", value_name = "HOSTS")]
     exclude: Vec<String>,
     /// At most N hosts connecting and authenticating at once
-    #[arg(short = 'f', long = "fanout", value_name = "N", default_value_t = fanout::DEFAULT_FANOUT)]
+    #[arg(short = 'f', long = "fanout", value_name = "N", default_value_t = fanout::DEFAULT_FANOUT, value_parser = count::<usize>)]
     fanout: usize,
     /// Print one JSON object per host (host, status, code, signal, stdout, stderr, duration, error)
     #[arg(long = "json")]
@@ -97,10 +104,14 @@ impl Fleet {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run one command and exit with its status
+    #[command(override_usage = "ferry run [OPTIONS] HOST[:PORT] [--] COMMAND [ARGS]...\n       ferry run [OPTIONS] -H HOSTS | --hostfile FILE [--] COMMAND [ARGS]...")]
     Run {
         /// Do not forward stdin (the command reads /dev/null)
         #[arg(short = 'n')]
         no_stdin: bool,
+        /// Send COMMAND as argv, even one word (no shell; what an exec allow-list of programs takes)
+        #[arg(short = 'a', long = "argv")]
+        argv: bool,
         /// One authenticated UDP datagram each way (no stdin; output cut to fit the reply)
         #[arg(short = 'u', long = "udp")]
         udp: bool,
@@ -120,12 +131,13 @@ enum Cmd {
         command: Vec<String>,
     },
     /// Measure the round trip to a server
+    #[command(override_usage = "ferry ping [OPTIONS] HOST[:PORT]\n       ferry ping [OPTIONS] -H HOSTS | --hostfile FILE")]
     Ping {
         /// Number of pings
-        #[arg(short = 'c', long = "count", value_name = "N", default_value_t = 1)]
+        #[arg(short = 'c', long = "count", value_name = "N", default_value_t = 1, value_parser = count::<u32>, allow_negative_numbers = true)]
         count: u32,
         /// Seconds between pings
-        #[arg(long = "interval", value_name = "SECS", default_value_t = 1.0)]
+        #[arg(long = "interval", value_name = "SECS", default_value_t = 1.0, value_parser = secs, allow_negative_numbers = true)]
         interval: f64,
         /// Ping over UDP: one authenticated datagram each way
         #[arg(short = 'u', long = "udp")]
@@ -137,6 +149,7 @@ enum Cmd {
         host: Option<String>,
     },
     /// Fetch a remote file (to LOCAL.part, checked, then renamed)
+    #[command(override_usage = "ferry get [OPTIONS] HOST[:PORT] REMOTE [LOCAL]\n       ferry get [OPTIONS] -H HOSTS | --hostfile FILE REMOTE [DIR]")]
     Get {
         /// Resume from the size of an existing LOCAL.part
         #[arg(short = 'c', long = "continue")]
@@ -154,6 +167,7 @@ enum Cmd {
         local: Option<String>,
     },
     /// Send a file (checked by the server, replaced atomically)
+    #[command(override_usage = "ferry put [OPTIONS] HOST[:PORT] LOCAL [REMOTE]\n       ferry put [OPTIONS] -H HOSTS | --hostfile FILE LOCAL [REMOTE]")]
     Put {
         #[command(flatten)]
         fleet: Fleet,
@@ -172,8 +186,10 @@ enum Cmd {
         /// Print the server's listing as a JSON array
         #[arg(long = "json")]
         json: bool,
+        /// The server
         #[arg(value_name = "HOST[:PORT]")]
         host: String,
+        /// The directory (or file), relative to the served root
         #[arg(value_name = "PATH", default_value = ".")]
         path: String,
     },
@@ -182,16 +198,21 @@ enum Cmd {
         /// Print the stat fields as a JSON object
         #[arg(long = "json")]
         json: bool,
+        /// The server
         #[arg(value_name = "HOST[:PORT]")]
         host: String,
+        /// The path, relative to the served root
         #[arg(value_name = "PATH")]
         path: String,
     },
     /// Append a new random key to a keys file (created with mode 0600)
+    ///
+    /// Connects to nothing: -k, -i, -w, -v, -4 and -6 are accepted and ignored; -q applies.
     Keygen {
         /// The new key's id
         #[arg(long = "id", value_name = "ID", default_value = "default")]
         id: String,
+        /// The keys file to append to (created 0600 if missing)
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
@@ -201,16 +222,68 @@ fn seconds(s: f64, what: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|_| format!("{what} must be a non-negative number of seconds"))
 }
 
+/// A number of seconds, 0 or more (clap names the option in the error).
+fn secs(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..1e12).contains(&v) => Ok(v),
+        _ => Err("give a number of seconds, 0 or more (1, 0.5)".into()),
+    }
+}
+
+/// A number of seconds, more than 0.
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match secs(s) {
+        Ok(v) if v > 0.0 => Ok(v),
+        _ => Err("give a number of seconds greater than 0 (1, 0.5)".into()),
+    }
+}
+
+/// A whole number, 1 or more.
+fn count<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(s: &str) -> Result<T, String> {
+    let one = T::try_from(1u8).map_err(|_| String::new())?;
+    match s.trim().parse::<T>() {
+        Ok(v) if v >= one => Ok(v),
+        _ => Err("give a whole number, 1 or more".into()),
+    }
+}
+
+/// The subcommand named on the command line, for the pointer to its help.
+fn subcommand_named() -> Option<String> {
+    const NAMES: [&str; 7] = ["run", "ping", "get", "put", "ls", "stat", "keygen"];
+    std::env::args().skip(1).find(|a| NAMES.contains(&a.as_str()))
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => return ExitCode::from(ferry::term::clap_exit("ferry", &e, exit::USAGE, exit::FERRY_ERROR) as u8),
+        Ok(cli) => cli,
+        // --help and --version: to stdout, checked.
+        Err(e) if !e.use_stderr() => {
+            return ExitCode::from(ferry::term::clap_exit("ferry", &e, exit::USAGE, exit::FERRY_ERROR) as u8)
+        }
+        Err(e) => {
+            // One line: what was wrong, naming the argument, and where to look.
+            let text = e.to_string();
+            let para = text.split("\n\n").next().unwrap_or("");
+            let words: Vec<&str> = para.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let first = words.join(" ");
+            let first = first.trim_start_matches("error: ");
+            let help = match subcommand_named() {
+                Some(sub) => format!("ferry {sub} --help"),
+                None => "ferry --help".into(),
+            };
+            ferry::errln!("ferry: {first} (see `{help}`)");
+            return ExitCode::from(exit::USAGE as u8);
+        }
     };
     ExitCode::from(real_main(cli).clamp(0, 255) as u8)
 }
 
 fn real_main(cli: Cli) -> i32 {
     let o = &cli.opts;
+    if let (Some(host), Some(cmd)) = (&cli.host, &cli.cmd) {
+        let sub = format!("{cmd:?}").split([' ', '{']).next().unwrap_or("").to_lowercase();
+        return usage(format_args!("the subcommand comes first, then HOST: `ferry {sub} {host} ...`, not `ferry {host} {sub} ...`"));
+    }
     let timeout = match o.timeout.map(|t| seconds(t, "-w")).transpose() {
         Ok(t) => t,
         Err(e) => {
@@ -248,7 +321,8 @@ fn real_main(cli: Cli) -> i32 {
         _ => None,
     };
     if let Some(what) = missing {
-        return usage(format_args!("missing {what}; see ferry --help"));
+        let sub = subcommand_named().unwrap_or_default();
+        return usage(format_args!("missing {what} (see `ferry {sub} --help`)"));
     }
     let (host, port) = match &cli.cmd {
         Some(
@@ -291,6 +365,15 @@ fn real_main(cli: Cli) -> i32 {
         }
         None => None,
     };
+    // Command lines that cannot work fail before the keys file is read.
+    let late = match &cli.cmd {
+        Some(Cmd::Get { remote: Some(r), local, resume, .. }) => transfer::get_usage(r, local.as_deref(), *resume),
+        Some(Cmd::Put { local: Some(l), remote: None, .. }) if l == "-" => Some("put from stdin (-) needs REMOTE".into()),
+        _ => None,
+    };
+    if let Some(m) = late {
+        return usage(m);
+    }
     let ui = transfer::Ui::new(o.quiet);
     let key = match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
         Ok(k) => k,
@@ -300,8 +383,8 @@ fn real_main(cli: Cli) -> i32 {
         }
     };
     match cli.cmd {
-        Some(Cmd::Run { udp: true, command, .. }) => udp::run(&target, &key, &opts, command, encoding),
-        Some(Cmd::Run { no_stdin, command, .. }) => cli::run(&target, &key, &opts, command, !no_stdin, encoding),
+        Some(Cmd::Run { udp: true, command, argv, .. }) => udp::run(&target, &key, &opts, command, argv, encoding),
+        Some(Cmd::Run { no_stdin, command, argv, .. }) => cli::run(&target, &key, &opts, command, argv, !no_stdin, encoding),
         Some(Cmd::Ping { count, interval, udp, .. }) => match seconds(interval, "--interval") {
             Ok(i) if udp => udp::ping(&target, &key, &opts, count, i, o.quiet),
             Ok(i) => cli::ping(&target, &key, &opts, count, i, o.quiet),
@@ -336,8 +419,14 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     let mut specs = fleet.hosts.clone();
     if let Some(path) = &fleet.hostfile {
         match std::fs::read_to_string(path) {
-            Ok(text) => specs.extend(hosts::file_specs(&text)),
-            Err(e) => return usage(format_args!("--hostfile {}: {e}", path.display())),
+            Ok(text) => {
+                let before = specs.len();
+                specs.extend(hosts::file_specs(&text));
+                if specs.len() == before && fleet.hosts.is_empty() {
+                    return usage(format_args!("--hostfile {}: no hosts in it (one or more a line, # comments)", path.display()));
+                }
+            }
+            Err(e) => return usage(format_args!("--hostfile {}: {}", path.display(), ferry::client::io_text(&e))),
         }
     }
     let hosts = match hosts::resolve(&specs, &fleet.exclude) {
@@ -360,7 +449,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     };
     let mut encoding = None;
     let op = match &cli.cmd {
-        Some(Cmd::Run { host, command, encoding: label, udp, .. }) => {
+        Some(Cmd::Run { host, command, encoding: label, udp, argv, .. }) => {
             let words: Vec<String> = host.iter().chain(command).cloned().collect();
             if words.is_empty() {
                 return usage("missing COMMAND; see ferry run --help");
@@ -371,9 +460,9 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
                 Err(e) => return usage(e),
             }
             if *udp {
-                return udp_fleet(hosts, mode, o.quiet, encoding, opts, fanout::Op::Run { command: words }, fleet.fanout, o);
+                return udp_fleet(hosts, mode, o.quiet, encoding, opts, fanout::Op::Run { command: words, argv: *argv }, fleet.fanout, o);
             }
-            fanout::Op::Run { command: words }
+            fanout::Op::Run { command: words, argv: *argv }
         }
         Some(Cmd::Ping { host: Some(h), .. }) => return usage(format_args!("{h:?}: give HOST or -H, not both")),
         Some(Cmd::Ping { count, interval, udp, .. }) => {

@@ -24,7 +24,13 @@ const EX_IOERR: u8 = 74;
 
 /// The ferry daemon: runs commands and moves files for authenticated clients over a framed protocol.
 #[derive(Parser, Debug)]
-#[command(name = "ferryd", version, about, long_about = None)]
+#[command(
+    name = "ferryd",
+    version,
+    about,
+    long_about = None,
+    override_usage = "ferryd [-d | -f] [-c FILE] [-k FILE] [-l ADDR:PORT]... [-r DIR] [--auth-timeout SECS]\n              [--check-config] [--drain-timeout SECS] [--idle-timeout SECS] [--log-level LEVEL]\n              [--max-children N] [--max-connections N] [--max-header BYTES] [--max-upload BYTES]\n              [--no-exec] [--pidfile FILE] [--read-only] [--udp ADDR:PORT]..."
+)]
 struct Cli {
     /// Config file [default: /etc/ferry/ferryd.toml when it exists]; flags override it
     #[arg(short = 'c', long, value_name = "FILE")]
@@ -63,31 +69,31 @@ struct Cli {
     pidfile: Option<PathBuf>,
 
     /// Log level: off, error, warn, info, debug or trace [default: info]
-    #[arg(long, value_name = "LEVEL")]
+    #[arg(long, value_name = "LEVEL", value_parser = log_level)]
     log_level: Option<LevelFilter>,
 
     /// Most connections at once; one more is refused with too-many-connections [default: 4096]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, value_name = "N", value_parser = whole::<1, { u32::MAX as u64 }>.map(|n| n as usize), allow_negative_numbers = true)]
     max_connections: Option<usize>,
 
     /// Most commands running at once; further exec requests wait their turn [default: 64]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, value_name = "N", value_parser = whole::<1, { u32::MAX as u64 }>.map(|n| n as usize), allow_negative_numbers = true)]
     max_children: Option<usize>,
 
     /// Seconds a client has to authenticate [default: 10]
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", value_parser = whole::<1, { u64::MAX }>, allow_negative_numbers = true)]
     auth_timeout: Option<u64>,
 
     /// Seconds an authenticated connection may sit idle, 0 for no limit [default: 300]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = whole::<0, { u64::MAX }>, allow_negative_numbers = true)]
     idle_timeout: Option<u64>,
 
     /// Seconds running requests get to finish after TERM or INT [default: 30]
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = whole::<0, { u64::MAX }>, allow_negative_numbers = true)]
     drain_timeout: Option<u64>,
 
     /// Largest frame header accepted, in bytes (64 to 65536) [default: 65536]
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(64..=65536).map(|n| n as usize))]
+    #[arg(long, value_name = "BYTES", value_parser = whole::<64, 65536>.map(|n| n as usize), allow_negative_numbers = true)]
     max_header: Option<usize>,
 
     /// Refuse exec requests (code exec-disabled)
@@ -99,7 +105,7 @@ struct Cli {
     read_only: bool,
 
     /// Largest file a put may upload, in bytes; larger ones get too-large [default: no limit]
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = whole::<0, { u64::MAX }>, allow_negative_numbers = true)]
     max_upload: Option<u64>,
 }
 
@@ -138,6 +144,24 @@ fn absolute(p: &Path) -> PathBuf {
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     ferry::term::say("ferryd", msg);
     ExitCode::from(code)
+}
+
+/// A whole number from MIN to MAX, said in words when it is not one.
+fn whole<const MIN: u64, const MAX: u64>(s: &str) -> Result<u64, String> {
+    let range = if MAX == u64::MAX || MAX == u32::MAX as u64 {
+        format!("{MIN} or more")
+    } else {
+        format!("from {MIN} to {MAX}")
+    };
+    match s.trim().parse::<u64>() {
+        Ok(n) if (MIN..=MAX).contains(&n) => Ok(n),
+        _ => Err(format!("give a whole number, {range}")),
+    }
+}
+
+/// `--log-level`: one of the names, listed when it is not.
+fn log_level(s: &str) -> Result<LevelFilter, String> {
+    s.parse().map_err(|_| "give one of off, error, warn, info, debug, trace".to_string())
 }
 
 fn main() -> ExitCode {

@@ -5,17 +5,19 @@
 
 use super::encoding::Output;
 use super::exit::{self, fail};
-use super::{command_of, transfer, Error, Options, Session, Target, Writer};
+use super::{command_of, transfer, Error, Options, Session, Target, Writer, ARGV_HINT};
 use crate::{keys, outln};
 use crate::proto::auth::Key;
 use crate::proto::msg::{Command, Exec, SignalName};
 use crate::proto::ErrorCode;
 use encoding_rs::Encoding;
-use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 
 /// The key to use: `-k FILE` (else the default search) and `-i ID` (else the first).
@@ -24,7 +26,13 @@ pub fn load_key(file: Option<&Path>, id: Option<&str>) -> Result<Key, String> {
         Some(p) => p.to_path_buf(),
         None => keys::client_path().ok_or("no keys file: give -k FILE or set FERRY_KEYS")?,
     };
-    let keys = keys::load(&path)?;
+    let keys = keys::load(&path).map_err(|e| {
+        if path.exists() {
+            e
+        } else {
+            format!("{e}: give -k FILE, set FERRY_KEYS, or make one with `ferry keygen {}`", path.display())
+        }
+    })?;
     match id {
         Some(id) => keys.get(id).cloned().ok_or_else(|| format!("keys file {} has no key {id:?}", path.display())),
         None => Ok(keys.first().cloned().expect("a parsed keys file has a key")),
@@ -90,6 +98,7 @@ pub fn run(
     key: &Key,
     opts: &Options,
     command: Vec<String>,
+    argv: bool,
     with_stdin: bool,
     encoding: Option<&'static Encoding>,
 ) -> i32 {
@@ -97,7 +106,9 @@ pub fn run(
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let req = Exec { command: command_of(&command), env: Default::default(), cwd: None, stdin: with_stdin, timeout: None };
+    let command = command_of(&command, argv);
+    let shell = matches!(command, Command::Shell(_));
+    let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None };
     forward_signals(session.writer(), Arc::new(AtomicBool::new(true)));
     if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
         return fail(e);
@@ -110,14 +121,212 @@ pub fn run(
     let finished = finish_outputs(&mut out, &mut err);
     match result.and_then(|status| finished.map(|()| status)) {
         Ok(status) => status.shell_code(),
+        Err(Error::Remote(p)) if p.code == ErrorCode::NotAllowed && shell => {
+            exit::say(&p.message);
+            fail(ARGV_HINT)
+        }
+        Err(Error::Remote(p)) if p.code.is_fatal() => {
+            fail(format_args!("{} closed the connection: {}", session.peer, p.message))
+        }
+        Err(Error::Io(e)) if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => {
+            fail(format_args!("{} closed the connection before the command's exit status came", session.peer))
+        }
         Err(e) => exit_for(&e),
     }
 }
 
+/// What the line session is doing, for its signal thread.
+const IDLE: u8 = 0;
+const EXEC: u8 = 1;
+const FILE: u8 = 2;
+/// A file line that INT cancelled: its socket is (being) shut down.
+const CANCELLED: u8 = 3;
+
+/// The line session's signals. INT: during a command, sent to it; during
+/// a file line, cancels that line (the socket is shut down, which ends the
+/// blocked read; the session reconnects); at an interactive prompt, wakes
+/// the input loop to clear the line. TERM during a command is sent to it.
+/// Anything else ends ferry as it would any program.
+struct Signals {
+    state: Arc<AtomicU8>,
+    cancelled: Arc<AtomicBool>,
+    writer: Arc<Mutex<Writer>>,
+    socket: Arc<Mutex<Option<TcpStream>>>,
+    /// Readable when INT came at the prompt.
+    wake: UnixStream,
+}
+
+impl Signals {
+    fn start(session: &Session, interactive: bool) -> Option<Signals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).ok()?;
+        let (wake, mut wake_tx) = UnixStream::pair().ok()?;
+        let me = Signals {
+            state: Arc::new(AtomicU8::new(IDLE)),
+            cancelled: Arc::new(AtomicBool::new(false)),
+            writer: Arc::new(Mutex::new(session.writer())),
+            socket: Arc::new(Mutex::new(session.socket_handle().ok())),
+            wake,
+        };
+        let (state, cancelled, writer, socket) = (me.state.clone(), me.cancelled.clone(), me.writer.clone(), me.socket.clone());
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                match (sig, state.load(Ordering::SeqCst)) {
+                    (SIGINT | SIGTERM, EXEC) => {
+                        let name = if sig == SIGINT { SignalName::INT } else { SignalName::TERM };
+                        let w = writer.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        if w.signal(name).is_err() {
+                            std::process::exit(128 + sig);
+                        }
+                    }
+                    (SIGINT, FILE) if interactive => {
+                        // Under the socket's lock, so that a line ending at
+                        // this moment sees CANCELLED and reconnects only
+                        // after the old socket is shut down.
+                        let held = socket.lock().unwrap_or_else(|p| p.into_inner());
+                        if state.compare_exchange(FILE, CANCELLED, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                            cancelled.store(true, Ordering::SeqCst);
+                            if let Some(s) = held.as_ref() {
+                                let _ = s.shutdown(std::net::Shutdown::Both);
+                            }
+                        } else if state.load(Ordering::SeqCst) == IDLE {
+                            let _ = wake_tx.write_all(&[1]);
+                        }
+                    }
+                    // Again while the cancelled line winds up: once is enough.
+                    (SIGINT, CANCELLED) if interactive => {}
+                    (SIGINT, IDLE) if interactive => {
+                        let _ = wake_tx.write_all(&[1]);
+                    }
+                    _ => std::process::exit(128 + sig),
+                }
+            }
+        });
+        Some(me)
+    }
+
+    /// A new connection after a cancelled line.
+    fn reconnected(&self, session: &Session) {
+        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = session.writer();
+        *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = session.socket_handle().ok();
+    }
+}
+
+/// What the session's input gave.
+enum Next {
+    Line(String),
+    Eof,
+    /// INT at the prompt: the line being typed is dropped.
+    Interrupt,
+    /// The server sent an error frame or closed the connection while we waited.
+    Gone(Error),
+    /// Reading stdin failed.
+    Failed(io::Error),
+}
+
+/// Stdin read in lines with poll(2), watching the socket (and the INT
+/// wake-up) while no request is in flight. It reads the descriptor itself,
+/// with no `BufReader`, so that poll never misses bytes already buffered.
+struct Input {
+    buf: Vec<u8>,
+    eof: bool,
+}
+
+impl Input {
+    fn next(&mut self, session: &mut Session, wake: Option<&UnixStream>) -> Next {
+        use std::os::fd::AsRawFd;
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Next::Line(String::from_utf8_lossy(&line[..i]).into_owned());
+            }
+            if self.eof {
+                if self.buf.is_empty() {
+                    return Next::Eof;
+                }
+                let rest = std::mem::take(&mut self.buf);
+                return Next::Line(String::from_utf8_lossy(&rest).into_owned());
+            }
+            if session.buffered() {
+                return Next::Gone(session.unasked());
+            }
+            let mut fds = [
+                libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: session.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: wake.map_or(-1, |w| w.as_raw_fd()), events: libc::POLLIN, revents: 0 },
+            ];
+            // SAFETY: three valid pollfd structs; a negative fd is ignored.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Next::Failed(e);
+            }
+            let ready = |f: &libc::pollfd| f.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+            if ready(&fds[2]) {
+                if let Some(mut w) = wake {
+                    let _ = w.read(&mut [0u8; 64]);
+                }
+                self.buf.clear();
+                return Next::Interrupt;
+            }
+            if ready(&fds[1]) {
+                return Next::Gone(session.unasked());
+            }
+            if ready(&fds[0]) || fds[0].revents & libc::POLLNVAL != 0 {
+                let mut chunk = [0u8; 64 * 1024];
+                // SAFETY: reading into a buffer of the length given.
+                let n = unsafe { libc::read(0, chunk.as_mut_ptr().cast(), chunk.len()) };
+                match n {
+                    0 => self.eof = true,
+                    n if n > 0 => self.buf.extend_from_slice(&chunk[..n as usize]),
+                    _ => {
+                        let e = io::Error::last_os_error();
+                        if e.kind() != io::ErrorKind::Interrupted {
+                            return Next::Failed(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Why the server ended a session that was waiting for input, in one line.
+fn gone_text(peer: &SocketAddr, e: &Error, idle: Duration) -> String {
+    match e {
+        Error::Remote(p) if p.code == ErrorCode::ShuttingDown => {
+            format!("{peer} closed the connection: the server is shutting down")
+        }
+        Error::Remote(p) => format!("{peer} closed the connection: {} ({})", p.message, p.code.as_str()),
+        Error::Io(io) if matches!(io.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => format!(
+            "{peer} closed the connection after {:.0}s idle (likely the server's idle timeout, ferryd --idle-timeout)",
+            idle.as_secs_f64()
+        ),
+        e => format!("{peer}: {e}"),
+    }
+}
+
+
+/// The command of a session line: `!PROG ARGS` is argv (words split with
+/// shell quoting), anything else a shell command line.
+fn line_command(line: &str) -> Result<Command, String> {
+    let Some(rest) = line.strip_prefix('!') else { return Ok(Command::Shell(line.to_string())) };
+    match shlex::split(rest) {
+        Some(words) if !words.is_empty() => Ok(Command::Argv(words)),
+        Some(_) => Err("usage: !PROG [ARGS...] runs PROG with ARGS, no shell".into()),
+        None => Err(format!("{line}: unbalanced quotes (usage: !PROG [ARGS...])")),
+    }
+}
+
 /// `ferry HOST [PORT]`: each line of stdin is a shell command, run in turn,
-/// except the file commands `transfer::session_line` takes. With
-/// `encoding`, each command's output is decoded as `run` does (the file
-/// commands' output is not).
+/// except the file commands `transfer::session_line` takes and `!PROG ARGS`
+/// argv lines. While it waits for a line it watches the socket: a server
+/// that closes or sends an error frame ends the session at once (255).
+/// With `encoding`, each command's output is decoded as `run` does (the
+/// file commands' output is not).
 pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding: Option<&'static Encoding>) -> i32 {
     let mut session = match Session::connect(target, key, opts) {
         Ok(s) => s,
@@ -127,42 +336,89 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
     if interactive && !quiet {
         exit::say(format_args!("connected to {} ({}); type commands, `quit` or Ctrl-D to end", session.peer, session.server));
     }
-    let running = Arc::new(AtomicBool::new(false));
-    forward_signals(session.writer(), running.clone());
+    let signals = Signals::start(&session, interactive);
+    // The state before: a file line's end may find it CANCELLED.
+    let set_state = |s: u8| signals.as_ref().map_or(IDLE, |sig| sig.state.swap(s, Ordering::SeqCst));
     let ui = transfer::Ui::new(quiet);
     let mut last = 0;
-    let stdin = io::stdin();
-    let mut line = String::new();
+    let mut input = Input { buf: Vec::new(), eof: false };
+    let mut idle_since = Instant::now();
     loop {
         if interactive {
             crate::term::err(b"ferry> ");
         }
-        line.clear();
-        match stdin.lock().read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => return fail(format!("reading stdin: {e}")),
-        }
-        let cmd = line.trim_end_matches(['\n', '\r']);
+        let line = match input.next(&mut session, signals.as_ref().map(|s| &s.wake)) {
+            Next::Line(l) => l,
+            Next::Eof => {
+                if interactive {
+                    crate::term::err(b"\n");
+                }
+                break;
+            }
+            Next::Interrupt => {
+                crate::term::err(b"\n");
+                continue;
+            }
+            Next::Gone(e) => {
+                if interactive {
+                    crate::term::err(b"\n");
+                }
+                return fail(gone_text(&session.peer, &e, idle_since.elapsed()));
+            }
+            Next::Failed(e) => return fail(format_args!("reading stdin: {}", super::io_text(&e))),
+        };
+        let cmd = line.trim_end_matches('\r');
         if cmd.trim().is_empty() {
             continue;
         }
         if cmd.trim() == "quit" {
             break;
         }
-        match transfer::session_line(&mut session, &ui, cmd) {
+        let cancelled = signals.as_ref().map(|s| s.cancelled.clone()).unwrap_or_default();
+        cancelled.store(false, Ordering::SeqCst);
+        let _ = set_state(FILE);
+        let mut r = transfer::session_line(&mut session, &ui, cmd, &cancelled);
+        if set_state(IDLE) == CANCELLED && r != transfer::Line::Interrupted {
+            // INT came as the line ended: it is done, but its socket is shut.
+            exit::say("interrupted");
+            r = transfer::Line::Interrupted;
+        }
+        idle_since = Instant::now();
+        match r {
             transfer::Line::NotMine => {}
             transfer::Line::Status(status) => {
                 last = status;
                 continue;
             }
+            transfer::Line::Interrupted => {
+                // The connection was shut down to stop the request: a new one.
+                session = match Session::connect(target, key, opts) {
+                    Ok(s) => s,
+                    Err(e) => return fail(format_args!("reconnecting after the interrupt: {e}")),
+                };
+                if let Some(sig) = &signals {
+                    sig.reconnected(&session);
+                }
+                last = exit::INTERRUPTED;
+                continue;
+            }
             transfer::Line::End(status) => return status,
         }
-        let req = Exec { command: Command::Shell(cmd.to_string()), env: Default::default(), cwd: None, stdin: false, timeout: None };
-        running.store(true, Ordering::SeqCst);
+        let command = match line_command(cmd) {
+            Ok(c) => c,
+            Err(m) => {
+                exit::say(&m);
+                last = exit::USAGE;
+                continue;
+            }
+        };
+        let shell = matches!(command, Command::Shell(_));
+        let req = Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None };
+        let _ = set_state(EXEC);
         let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
         let result = session.exec(&req, &mut out, &mut err);
-        running.store(false, Ordering::SeqCst);
+        let _ = set_state(IDLE);
+        idle_since = Instant::now();
         // Each command's output ends with it: a character it left cut is U+FFFD.
         let finished = finish_outputs(&mut out, &mut err);
         drop((out, err));
@@ -171,6 +427,9 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
             Ok(status) => status.shell_code(),
             Err(Error::Remote(e)) if !e.code.is_fatal() => {
                 exit::say(&e.message);
+                if e.code == ErrorCode::NotAllowed && shell {
+                    exit::say(ARGV_HINT);
+                }
                 if e.code == ErrorCode::SpawnFailed { exit::SPAWN_FAILED } else { exit::FERRY_ERROR }
             }
             Err(e) => return exit_for(&e),

@@ -80,18 +80,28 @@ impl std::fmt::Display for Error {
             Error::Auth(s) => write!(f, "authentication failed: {s}"),
             Error::Protocol(s) => write!(f, "protocol error: {s}"),
             Error::Remote(e) => write!(f, "server error {}: {}", e.code.as_str(), e.message),
-            Error::Io(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                write!(f, "timed out")
-            }
+            // Timeouts `Session` saw carry the host and the stage.
+            Error::Io(e) if is_timeout(e) && e.get_ref().is_some() => write!(f, "{e}"),
+            Error::Io(e) if is_timeout(e) => write!(f, "timed out"),
             Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => write!(f, "connection closed by the server"),
-            Error::Io(e) => write!(f, "{e}"),
-            Error::Local(e) => write!(f, "local output: {e}"),
-            Error::LocalRead(e) => write!(f, "local input: {e}"),
+            Error::Io(e) => write!(f, "{}", io_text(e)),
+            Error::Local(e) => write!(f, "local output: {}", io_text(e)),
+            Error::LocalRead(e) => write!(f, "local input: {}", io_text(e)),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+/// A read timeout as the user should read it: which host, which stage.
+fn timed_out(peer: &SocketAddr, stage: &str, after: Option<Duration>) -> Error {
+    let after = after.map(|d| format!(" within {}s", d.as_secs_f64())).unwrap_or_default();
+    Error::Io(io::Error::new(io::ErrorKind::TimedOut, format!("{peer}: timed out waiting for {stage}{after} (-w sets the limit)")))
+}
 
 impl Error {
     /// A failed handshake as the client reports it: a refused key or a
@@ -165,7 +175,12 @@ impl Writer {
 
     pub fn send(&self, header: Map<String, Value>, body: &[u8]) -> io::Result<()> {
         if self.trace {
-            trace(">", &header);
+            // As it goes on the wire: with the body's size, as received frames show it.
+            let mut shown = header.clone();
+            if !body.is_empty() {
+                shown.insert("size".into(), Value::from(body.len()));
+            }
+            trace(">", &shown);
         }
         if body.len() > COALESCE_BODY {
             let mut head = Vec::with_capacity(128);
@@ -282,7 +297,12 @@ impl Session {
         stream.set_read_timeout(Some(opts.timeout.unwrap_or(Duration::from_secs(30))))?;
         let writer = Writer { sock: Arc::new(Mutex::new(stream.try_clone()?)), trace: opts.trace };
         let mut s = Session { reader: BufReader::with_capacity(64 * 1024, stream), writer, server: String::new(), peer, trace: opts.trace };
-        s.handshake(key)?;
+        s.handshake(key).map_err(|e| match e {
+            Error::Io(io) if is_timeout(&io) => {
+                timed_out(&peer, "the handshake", Some(opts.timeout.unwrap_or(Duration::from_secs(30))))
+            }
+            e => e,
+        })?;
         s.reader.get_ref().set_read_timeout(opts.timeout)?;
         // -w bounds a stalled upload as it bounds a silent server.
         s.reader.get_ref().set_write_timeout(opts.timeout)?;
@@ -318,7 +338,15 @@ impl Session {
     /// Reads the next frame header. Its body (`size` bytes) must be read next.
     pub fn recv_header(&mut self) -> Result<Header, Error> {
         let mut len = [0u8; 4];
-        self.reader.read_exact(&mut len)?;
+        if let Err(e) = self.reader.read_exact(&mut len) {
+            if is_timeout(&e) && self.server.is_empty() {
+                return Err(Error::Io(e));
+            }
+            if is_timeout(&e) {
+                return Err(timed_out(&self.peer, "a reply", self.reader.get_ref().read_timeout().ok().flatten()));
+            }
+            return Err(Error::Io(e));
+        }
         let len = u32::from_be_bytes(len) as usize;
         if len == 0 || len > MAX_HEADER {
             return Err(Error::Protocol(format!("frame header length {len}")));
@@ -410,6 +438,37 @@ impl Session {
         }
     }
 
+    /// The socket's descriptor, to poll(2) it between requests.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.reader.get_ref().as_fd()
+    }
+
+    /// Whether reply bytes are already buffered (poll would not see them).
+    pub fn buffered(&self) -> bool {
+        !self.reader.buffer().is_empty()
+    }
+
+    /// Another handle on the socket, to shut it down from another thread
+    /// (which interrupts a request blocked reading it).
+    pub fn socket_handle(&self) -> io::Result<TcpStream> {
+        self.reader.get_ref().try_clone()
+    }
+
+    /// Between requests the socket turned readable: what the server sent
+    /// unasked, as the error that ends the session (an error frame such as
+    /// `shutting-down`, or the close itself).
+    pub fn unasked(&mut self) -> Error {
+        let h = match self.recv_header() {
+            Ok(h) => h,
+            Err(e) => return e,
+        };
+        match Reply::from_header(&h) {
+            Reply::Error(e) => Error::Remote(e),
+            _ => Error::Protocol(format!("unexpected {:?} frame between requests", h.kind)),
+        }
+    }
+
     /// The authenticated socket, for callers that speak frames themselves.
     /// Call it between requests, when no reply is in flight.
     pub fn into_raw(self) -> TcpStream {
@@ -445,18 +504,19 @@ pub(crate) fn resolve_addrs(target: &Target, family: Family) -> Result<Vec<Socke
 }
 
 /// An I/O error as `ls` would say it: without "(os error N)".
-pub(crate) fn io_text(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
+pub fn io_text(e: &io::Error) -> String {
+    crate::term::io_text(e)
 }
 
-/// The command `run` sends: one word through `sh -c`, several as argv.
-pub(crate) fn command_of(words: &[String]) -> msg::Command {
+/// What to do about a `not-allowed` reply to a one-word (shell) command.
+pub(crate) const ARGV_HINT: &str =
+    "the server's exec allow-list does not take shell commands here: send argv with `ferry run --argv` (`!PROG ARGS` in the session)";
+
+/// The command `run` sends: one word through `sh -c`, several as argv;
+/// with `argv` (`run --argv`), argv always, even for one word.
+pub(crate) fn command_of(words: &[String], argv: bool) -> msg::Command {
     match words {
-        [one] => msg::Command::Shell(one.clone()),
+        [one] if !argv => msg::Command::Shell(one.clone()),
         _ => msg::Command::Argv(words.to_vec()),
     }
 }
@@ -475,7 +535,8 @@ fn connect_tcp(target: &Target, opts: &Options) -> Result<TcpStream, Error> {
         }
     }
     let e = last.expect("at least one address was tried");
-    Err(Error::Connect(format!("cannot connect to {target}: {e}")))
+    let what = if is_timeout(&e) { "timed out".to_string() } else { io_text(&e) };
+    Err(Error::Connect(format!("cannot connect to {target}: {what}")))
 }
 
 #[cfg(test)]
@@ -485,8 +546,9 @@ mod tests {
 
     #[test]
     fn commands_are_one_shell_word_or_argv() {
-        assert_eq!(command_of(&["echo hi".into()]), Command::Shell("echo hi".into()));
-        assert_eq!(command_of(&["echo".into(), "hi".into()]), Command::Argv(vec!["echo".into(), "hi".into()]));
+        assert_eq!(command_of(&["echo hi".into()], false), Command::Shell("echo hi".into()));
+        assert_eq!(command_of(&["echo".into(), "hi".into()], false), Command::Argv(vec!["echo".into(), "hi".into()]));
+        assert_eq!(command_of(&["echo".into()], true), Command::Argv(vec!["echo".into()]));
     }
 
     #[test]

@@ -42,15 +42,18 @@ impl Ui {
     }
 
     /// A bar for a transfer of `len` bytes, `pos` of them already there.
+    /// It fills the terminal's width (the name is shortened to leave the
+    /// bar room), so it never wraps.
     fn bar(&self, len: u64, pos: u64, name: &str) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();
         }
-        let style =
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-                .expect("a valid template")
-                .progress_chars("=> ");
-        ProgressBar::new(len).with_style(style).with_position(pos).with_message(name.to_string())
+        let style = ProgressStyle::with_template("{msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+            .expect("a valid template")
+            .progress_chars("=> ");
+        let bar = ProgressBar::new(len).with_style(style).with_position(pos).with_message(short_name(name));
+        bar.reset_elapsed();
+        bar
     }
 
     /// A counter for a stream of unknown length.
@@ -64,6 +67,49 @@ impl Ui {
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
+}
+
+/// The terminal's width in columns (80 when it cannot be told).
+fn columns() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// `name` cut from the left to at most a third of the width, so that the
+/// sizes, the rate and some bar fit on one line.
+fn short_name(name: &str) -> String {
+    let max = (columns() / 3).max(8);
+    let n = name.chars().count();
+    if n <= max {
+        return name.to_string();
+    }
+    let tail: String = name.chars().skip(n - (max - 1)).collect();
+    format!("…{tail}")
+}
+
+/// Ends a bar with what was moved, the elapsed time and the average rate,
+/// in place of the ETA: `name: 1.00 GiB in 3.2s (320.00 MiB/s)`. `from`
+/// is where it started (a resumed get counts only what moved now).
+fn finish_bar(bar: &ProgressBar, from: u64) {
+    if bar.is_hidden() {
+        return;
+    }
+    let moved = bar.position().saturating_sub(from);
+    let secs = bar.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 { (moved as f64 / secs) as u64 } else { moved };
+    let name = bar.message();
+    bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+    bar.finish_with_message(format!(
+        "{name}: {} in {secs:.1}s ({}/s)",
+        indicatif::BinaryBytes(moved),
+        indicatif::BinaryBytes(rate)
+    ));
 }
 
 /// Why a file command failed; `report` prints it and gives the status.
@@ -182,6 +228,8 @@ fn get_dest(remote: &str, local: Option<&str>) -> Result<Dest, Failure> {
         Some("-") => Dest::Stdout,
         None => Dest::File(PathBuf::from(base()?)),
         Some(l) if Path::new(l).is_dir() => Dest::File(Path::new(l).join(base()?)),
+        // `dir/` names a directory, never a file called `dir/.part`.
+        Some(l) if l.ends_with('/') => return Err(Failure::Failed(format!("{l}: no such directory here"))),
         Some(l) if fs::metadata(l).is_ok_and(|m| !m.is_file()) => Dest::Special(PathBuf::from(l)),
         Some(l) => Dest::File(PathBuf::from(l)),
     })
@@ -230,6 +278,7 @@ fn get_file(
         }
     };
     let bar = ui.bar(info.file_size, part.offset, &dest.display().to_string());
+    let resumed_from = part.offset;
     // A cut transfer keeps its .part, for -c.
     let theirs = s.get_body(&info, &mut bar.wrap_write(&mut part.out), on_local).map_err(|e| {
         bar.abandon();
@@ -245,7 +294,7 @@ fn get_file(
         });
     }
     part.finish(dest, info.mode, info.mtime).map_err(|e| part_failure(dest, &e))?;
-    bar.finish();
+    finish_bar(&bar, resumed_from);
     Ok(())
 }
 
@@ -267,7 +316,7 @@ fn get_stream(
     let flushed = out.flush().map_err(|e| Failure::local(&name, &e));
     let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, &out.sha256_hex(), t)));
     if r.is_ok() {
-        bar.finish()
+        finish_bar(&bar, 0)
     } else {
         bar.abandon()
     }
@@ -290,6 +339,18 @@ fn run_get(
             get_stream(s, ui, remote, f, &name, on_local)
         }
         Dest::File(p) => get_file(s, ui, remote, p, resume, on_local),
+    }
+}
+
+/// A `get` command line that cannot work, checked before any key is read
+/// or connection made: the message for status 2.
+pub fn get_usage(remote: &str, local: Option<&str>, resume: bool) -> Option<String> {
+    match get_dest(remote, local) {
+        Ok(Dest::Stdout) if resume => Some("-c cannot resume a get to stdout".into()),
+        Ok(Dest::Special(p)) if resume => Some(format!("-c cannot resume a get into {}, which is not a file", p.display())),
+        Ok(_) => None,
+        Err(Failure::Usage(m)) => Some(m),
+        Err(_) => None,
     }
 }
 
@@ -337,7 +398,7 @@ fn put_reader(s: &mut Session, ui: &Ui, input: &mut dyn Read, what: &str, remote
     let mut counted = bar.wrap_read(input);
     let r = s.put_stream(remote, None, &mut counted).map(drop).map_err(|e| Failure::from_error(e, &what));
     if r.is_ok() {
-        bar.finish()
+        finish_bar(&bar, 0)
     } else {
         bar.abandon()
     }
@@ -359,19 +420,19 @@ fn run_put(s: &mut Session, ui: &Ui, local: &str, remote: Option<&str>) -> Resul
     if !meta.is_file() {
         return put_reader(s, ui, &mut file, local, &remote);
     }
-    let bar = ui.bar(meta.len(), 0, &format!("{local} (checksum)"));
+    let bar = ui.bar(meta.len(), 0, &format!("{} (checksum)", short_name(local)));
     let mut hasher = Sha256::new();
     // The size sent is what was hashed, so a growing file is sent as hashed.
     let size = hash_reader(&mut file, &mut hasher, &mut |n| bar.inc(n)).map_err(|e| Failure::local(&local, &e))?;
     let sha = to_hex(&hasher.finalize());
     bar.reset();
     bar.set_length(size);
-    bar.set_message(local.to_string());
+    bar.set_message(short_name(local));
     let mode = meta.permissions().mode() & 0o777;
     let r = s.put_file(&remote, &file, size, Some(mode), Some(&sha), &mut |n| bar.inc(n));
     match r {
         Ok(_) => {
-            bar.finish();
+            finish_bar(&bar, 0);
             Ok(())
         }
         Err(e) => {
@@ -445,27 +506,71 @@ pub enum Line {
     NotMine,
     /// Done, with this status; the session goes on.
     Status(i32),
+    /// Ctrl-C cancelled it; the connection was shut down to stop it, so the
+    /// session must reconnect.
+    Interrupted,
     /// The session cannot go on: exit with this status.
     End(i32),
 }
 
-/// Runs a session line if it is a file command: `get REMOTE [LOCAL]`,
+/// The session's file lines and their usage.
+const GET_USAGE: &str = "usage: get [-c] REMOTE [LOCAL]";
+const PUT_USAGE: &str = "usage: put LOCAL [REMOTE]";
+
+/// Runs a session line if it is a file command: `get [-c] REMOTE [LOCAL]`,
 /// `put LOCAL [REMOTE]`, or `ls` with no word or one not starting with `-`
-/// (so `ls -la` stays a shell command). Words split on whitespace.
-pub fn session_line(s: &mut Session, ui: &Ui, line: &str) -> Line {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let r = match words.as_slice() {
-        ["get", remote, rest @ ..] if rest.len() <= 1 => {
-            get_dest(remote, rest.first().copied()).and_then(|d| run_get(s, ui, remote, &d, false, OnLocalError::Drain))
+/// (so `ls -la` stays a shell command). Words split with shell quoting
+/// (`get "a file.txt"`); a `get` or `put` with the wrong words gets its
+/// usage (status 2). `cancelled` is set by Ctrl-C, which shuts the socket
+/// down: the line then ends as `Interrupted`, a get's `.part` kept for `-c`.
+pub fn session_line(s: &mut Session, ui: &Ui, line: &str, cancelled: &std::sync::atomic::AtomicBool) -> Line {
+    let first = line.split_whitespace().next().unwrap_or("");
+    if !matches!(first, "get" | "put" | "ls") {
+        return Line::NotMine;
+    }
+    let Some(words) = shlex::split(line) else {
+        if first == "ls" {
+            return Line::NotMine;
         }
+        let usage = if first == "get" { GET_USAGE } else { PUT_USAGE };
+        return Line::Status(Failure::Usage(format!("{line}: unbalanced quotes ({usage})")).report());
+    };
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let mut part = None;
+    let r = match words.as_slice() {
+        ["get", "-c", remote, rest @ ..] | ["get", remote, rest @ ..] if rest.len() <= 1 && !remote.starts_with('-') => {
+            let resume = words[1] == "-c";
+            match get_dest(remote, rest.first().copied()) {
+                Ok(Dest::File(p)) => {
+                    part = Some((part_path(&p), remote.to_string(), rest.first().map(|l| l.to_string())));
+                    run_get(s, ui, remote, &Dest::File(p), resume, OnLocalError::Drain)
+                }
+                Ok(_) if resume => Err(Failure::Usage("-c resumes a get into a file only".into())),
+                Ok(d) => run_get(s, ui, remote, &d, false, OnLocalError::Drain),
+                Err(f) => Err(f),
+            }
+        }
+        ["get", ..] => Err(Failure::Usage(GET_USAGE.into())),
         ["put", "-", ..] if words.len() <= 3 => {
             Err(Failure::Usage("put -: stdin carries the session's commands; use `ferry put HOST - REMOTE`".into()))
         }
         ["put", local, rest @ ..] if rest.len() <= 1 => run_put(s, ui, local, rest.first().copied()),
+        ["put", ..] => Err(Failure::Usage(PUT_USAGE.into())),
         ["ls"] => run_ls(s, ".", false),
         ["ls", path] if !path.starts_with('-') => run_ls(s, path, false),
         _ => return Line::NotMine,
     };
+    if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+        match part {
+            Some((p, remote, local)) if p.exists() => {
+                let local = local.map(|l| format!(" {}", shlex::try_quote(&l).unwrap_or_default())).unwrap_or_default();
+                let remote = shlex::try_quote(&remote).unwrap_or_default();
+                exit::say(format_args!("interrupted; kept {} (`get -c {remote}{local}` resumes)", p.display()));
+            }
+            _ => exit::say("interrupted"),
+        }
+        return Line::Interrupted;
+    }
     match r {
         Ok(()) => Line::Status(0),
         Err(f) if f.is_fatal() => Line::End(f.report()),
@@ -501,5 +606,6 @@ mod tests {
     #[test]
     fn io_errors_read_like_ls() {
         assert_eq!(io_text(&io::Error::from_raw_os_error(libc::ENOENT)), "No such file or directory");
+        assert_eq!(io_text(&io::Error::from_raw_os_error(libc::ENOSPC)), "ENOSPC: no space left on device");
     }
 }

@@ -41,6 +41,8 @@ pub enum UdpError {
     Resolve(String),
     /// The socket failed.
     Io(io::Error),
+    /// The host answered ICMP port unreachable: nothing listens there.
+    Unreachable(SocketAddr),
     /// Nothing acceptable came back before the deadline.
     NoReply {
         peer: SocketAddr,
@@ -57,7 +59,11 @@ impl std::fmt::Display for UdpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             UdpError::Resolve(s) => write!(f, "{s}"),
-            UdpError::Io(e) => write!(f, "{e}"),
+            UdpError::Io(e) => write!(f, "{}", super::io_text(e)),
+            UdpError::Unreachable(peer) => write!(
+                f,
+                "no UDP listener at {peer} (the host answered port unreachable): is ferryd started with --udp, on that port?"
+            ),
             UdpError::NoReply { peer, waited, sent, refused, exec } => {
                 let datagrams = if *sent == 1 { "datagram" } else { "datagrams" };
                 write!(f, "no reply from {peer}/udp in {:.1} s ({sent} {datagrams} sent", waited.as_secs_f64())?;
@@ -194,8 +200,8 @@ impl Request {
 }
 
 /// A fresh exec request header for `command` (as `run` sends it).
-pub fn exec_header(command: &[String]) -> Map<String, Value> {
-    let req = Exec { command: command_of(command), env: Default::default(), cwd: None, stdin: false, timeout: None };
+pub fn exec_header(command: &[String], argv: bool) -> Map<String, Value> {
+    let req = Exec { command: command_of(command, argv), env: Default::default(), cwd: None, stdin: false, timeout: None };
     datagram::request::exec(&req, &datagram::fresh_udp_nonce(), unix_now())
 }
 
@@ -234,6 +240,9 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
             }
             let r = sock.send(&req.bytes);
             req.on_send(r).map_err(UdpError::Io)?;
+            if req.refused {
+                return Err(UdpError::Unreachable(peer));
+            }
             continue;
         }
         if now >= req.deadline {
@@ -246,10 +255,8 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
                 continue
             }
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                req.refused = true;
-                continue;
-            }
+            // ICMP port unreachable: no one listens, so say so at once.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(UdpError::Unreachable(peer)),
             Err(e) => return Err(UdpError::Io(e)),
         };
         match datagram::decode_reply(secret, &buf[..n]) {
@@ -301,12 +308,23 @@ fn unexpected(ex: &Exchange) -> i32 {
 }
 
 /// `ferry run -u`: one exec request; its output and status.
-pub fn run(target: &Target, key: &Key, opts: &Options, command: Vec<String>, encoding: Option<&'static Encoding>) -> i32 {
-    let ex = match exchange(target, key, opts, exec_header(&command)) {
+pub fn run(
+    target: &Target,
+    key: &Key,
+    opts: &Options,
+    command: Vec<String>,
+    argv: bool,
+    encoding: Option<&'static Encoding>,
+) -> i32 {
+    let ex = match exchange(target, key, opts, exec_header(&command, argv)) {
         Ok(ex) => ex,
         Err(e) => return fail(e),
     };
     let result = match ex.reply.kind() {
+        Reply::Error(e) if e.code == ErrorCode::NotAllowed && !argv && command.len() == 1 => {
+            exit::say(format_args!("server error {}: {}", e.code.as_str(), e.message));
+            return fail(super::ARGV_HINT);
+        }
         Reply::Error(e) => return error_reply(&e, &ex),
         _ if ex.reply.header.kind != "result" => return unexpected(&ex),
         _ => match ExecResult::from_reply(&ex.reply) {

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 /// What every host is asked to do.
 pub enum Op {
-    Run { command: Vec<String> },
+    /// `argv`: send argv even for one word (`run --argv`).
+    Run { command: Vec<String>, argv: bool },
     Ping { count: u32, interval: Duration },
     /// One local file, hashed once here, sent to every host from the page cache.
     Put { file: File, size: u64, sha256: String, mode: u32, name: String, remote: Option<String> },

@@ -339,9 +339,9 @@ impl Tcp {
     fn request(&mut self, fan: &mut Fan, i: usize) {
         self.conn(i).phase = Phase::Request;
         match fan.op {
-            Op::Run { command } => {
+            Op::Run { command, argv } => {
                 let req =
-                    Exec { command: command_of(command), env: Default::default(), cwd: None, stdin: false, timeout: None };
+                    Exec { command: command_of(command, *argv), env: Default::default(), cwd: None, stdin: false, timeout: None };
                 self.send(fan, i, msg::request::exec(&req), &[]);
             }
             Op::Ping { .. } => {

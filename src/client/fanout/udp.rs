@@ -114,7 +114,7 @@ impl Udp {
 /// A fresh request (a new nonce each time) to `peer`, first sent at `at`.
 fn request(fan: &Fan, peer: SocketAddr, at: Instant) -> Request {
     let header = match fan.op {
-        Op::Run { command } => udp::exec_header(command),
+        Op::Run { command, argv } => udp::exec_header(command, *argv),
         _ => udp::ping_header(),
     };
     Request::new(fan.key, header, peer, fan.opts.timeout, at)

@@ -1,0 +1,217 @@
+//! The interactive line session on a real pseudo-terminal (openpty, the
+//! session's controlling terminal, so ^C is the terminal's INT): Ctrl-C at
+//! the prompt clears the line, Ctrl-C during a get cancels only the get and
+//! keeps its `.part`, Ctrl-D ends after a newline, and file lines take shell
+//! quoting.
+
+mod common;
+
+use common::{Daemon, WAIT};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `ferry HOST` on a fresh terminal, and everything it wrote there.
+struct Pty {
+    child: Child,
+    master: File,
+    screen: Arc<Mutex<String>>,
+}
+
+impl Pty {
+    fn start(cmd: Command) -> Pty {
+        Pty::sized(cmd, 80)
+    }
+
+    /// On a terminal `cols` columns wide.
+    fn sized(mut cmd: Command, cols: u16) -> Pty {
+        let (mut m, mut s) = (-1, -1);
+        let ws = libc::winsize { ws_row: 24, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: openpty fills two descriptors; no name or termios.
+        let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
+        assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both were just opened and are owned here.
+        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+        let fd = slave.as_raw_fd();
+        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        drop(cmd);
+        let master = File::from(master);
+        let screen = Arc::new(Mutex::new(String::new()));
+        let (mut reader, sink) = (master.try_clone().unwrap(), screen.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Pty { child, master, screen }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).unwrap();
+    }
+
+    fn screen(&self) -> String {
+        self.screen.lock().unwrap().clone()
+    }
+
+    /// Waits until the screen after `from` bytes holds `needle` `times` times.
+    fn wait_for(&self, needle: &str, times: usize) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.screen();
+            if s.matches(needle).count() >= times {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} x{times} on the terminal:\n{s}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait(&mut self) -> i32 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the session did not end:\n{}", self.screen());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ctrl_c_clears_the_line_quotes_work_and_ctrl_d_ends_on_a_new_line() {
+    let d = Daemon::start();
+    std::fs::write(d.path("a file.txt"), b"spaced\n").unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let mut cmd = d.ferry();
+    cmd.arg(d.target()).current_dir(local.path());
+    let mut t = Pty::start(cmd);
+    t.wait_for("ferry> ", 1);
+    // A half-typed line, then ^C: the line is gone, a fresh prompt comes,
+    // and the session is still there.
+    t.send(b"echo never-run");
+    t.wait_for("never-run", 1);
+    t.send(b"\x03");
+    t.wait_for("ferry> ", 2);
+    t.send(b"echo after-$((6*7))\n");
+    t.wait_for("after-42", 1);
+    t.wait_for("ferry> ", 3);
+    t.send(b"get 'a file.txt' \"copy 1.txt\"\n");
+    t.wait_for("ferry> ", 4);
+    assert_eq!(std::fs::read(local.path().join("copy 1.txt")).unwrap(), b"spaced\n", "{}", t.screen());
+    t.send(b"\x04");
+    assert_eq!(t.wait(), 0, "{}", t.screen());
+    let s = t.screen();
+    assert!(!s.contains("never-run\r\nnever") && !s.contains("after-42never"), "{s}");
+    assert!(s.matches("never-run").count() == 1, "the cleared line never ran: {s}");
+    assert!(s.trim_end_matches(['\r', '\n']).ends_with("ferry> "), "{s:?}");
+    assert!(s.ends_with("\n"), "Ctrl-D ends the prompt's line: {s:?}");
+}
+
+#[test]
+fn ctrl_c_during_a_get_cancels_only_the_get_and_keeps_the_part() {
+    let d = Daemon::start();
+    // A large sparse file: the server sends it fast, the test interrupts
+    // long before the end.
+    let big = File::create(d.path("big")).unwrap();
+    big.set_len(8 << 30).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let mut cmd = d.ferry();
+    cmd.arg(d.target()).current_dir(local.path());
+    let mut t = Pty::start(cmd);
+    t.wait_for("ferry> ", 1);
+    t.send(b"get big\n");
+    let part = local.path().join("big.part");
+    let deadline = Instant::now() + WAIT;
+    while std::fs::metadata(&part).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < deadline, "no .part:\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    t.send(b"\x03");
+    let s = t.wait_for("interrupted", 1);
+    assert!(s.contains("get -c big"), "{s}");
+    t.wait_for("ferry> ", 2);
+    let kept = std::fs::metadata(&part).expect("the .part is kept").len();
+    assert!(kept > 0 && kept < 8 << 30, "{kept}");
+    assert!(!local.path().join("big").exists());
+    // The session goes on, on a new connection.
+    t.send(b"echo still-$((1+1))\n");
+    t.wait_for("still-2", 1);
+    t.send(b"quit\n");
+    assert_eq!(t.wait(), 0, "{}", t.screen());
+    let _ = std::fs::remove_file(&part);
+}
+
+#[test]
+fn the_progress_bar_fits_a_narrow_terminal_and_ends_with_time_and_rate() {
+    let d = Daemon::start();
+    std::fs::write(d.path("a-rather-long-file-name-for-a-narrow-terminal.bin"), vec![7u8; 3 << 20]).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let mut cmd = d.ferry();
+    cmd.args(["get", &d.target(), "a-rather-long-file-name-for-a-narrow-terminal.bin", "out.bin"]).current_dir(local.path());
+    let mut t = Pty::sized(cmd, 50);
+    assert_eq!(t.wait(), 0, "{}", t.screen());
+    // Let the reader catch the last bytes.
+    std::thread::sleep(Duration::from_millis(200));
+    let s = t.screen();
+    // Each redraw starts at \r or a new line; none may be wider than the terminal.
+    let plain = strip_ansi(&s);
+    for piece in plain.split(['\r', '\n']) {
+        assert!(piece.chars().count() <= 50, "{:?} is wider than 50 columns in {plain:?}", piece);
+    }
+    let last = plain.split(['\r', '\n']).map(str::trim_end).rfind(|p| !p.is_empty()).unwrap_or("");
+    assert!(last.starts_with("out.bin: 3.00 MiB in ") && last.ends_with("/s)"), "{last:?}");
+    assert!(!last.contains("ETA"), "the last line gives the elapsed time, not an ETA: {last:?}");
+}
+
+/// `s` without terminal escape sequences (CSI ... letter).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
