@@ -58,7 +58,7 @@ fn a_session_ends_at_the_idle_timeout_without_waiting_for_stdin() {
     assert_eq!(code, 255, "{err}");
     let line = one_line(&err);
     assert!(line.starts_with(&format!("ferry: {} closed the connection", d.target())), "{line}");
-    assert!(line.contains("idle timeout"), "{line}");
+    assert!(line.contains("idle for 1s without a request (the server's idle timeout"), "{line}");
 }
 
 #[test]

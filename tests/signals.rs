@@ -152,6 +152,9 @@ fn idle_authenticated_connections_time_out() {
     let d = Daemon::start_with(&["--idle-timeout", "1"]);
     let mut c = d.authed();
     let t = Instant::now();
+    let (h, _) = c.frame();
+    assert_eq!((h["type"].as_str(), h["code"].as_str()), (Some("error"), Some("idle-timeout")), "{h}");
+    assert_eq!(h["message"], "idle for 1s");
     assert!(c.closed());
     assert!(t.elapsed() >= Duration::from_millis(900));
     assert!(d.log.wait_for("idle for 1s", WAIT).is_some());

@@ -154,7 +154,8 @@ class FerryError(Exception):
     """
 
     FATAL = frozenset({"bad-frame", "frame-too-large", "auth-required", "auth-failed",
-                       "too-many-connections", "shutting-down", "protocol", "tls", "tls-required"})
+                       "too-many-connections", "shutting-down", "idle-timeout", "protocol",
+                       "tls", "tls-required"})
 
     def __init__(self, code, message="", header=None):
         super().__init__(f"{code}: {message}" if message else code)

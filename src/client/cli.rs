@@ -300,6 +300,10 @@ fn gone_text(peer: &SocketAddr, e: &Error, idle: Duration) -> String {
         Error::Remote(p) if p.code == ErrorCode::ShuttingDown => {
             format!("{peer} closed the connection: the server is shutting down")
         }
+        Error::Remote(p) if p.code == ErrorCode::IdleTimeout => format!(
+            "{peer} closed the connection: {} without a request (the server's idle timeout, ferryd --idle-timeout)",
+            p.message
+        ),
         Error::Remote(p) => format!("{peer} closed the connection: {} ({})", p.message, p.code.as_str()),
         Error::Io(io) if matches!(io.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => format!(
             "{peer} closed the connection after {:.0}s idle (likely the server's idle timeout, ferryd --idle-timeout)",

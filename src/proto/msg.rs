@@ -45,6 +45,11 @@ pub enum ErrorCode {
     ClockSkew,
     /// Datagram mode: a request already served whose reply is no longer cached.
     Replayed,
+    /// The connection was idle for the server's idle timeout and is closed.
+    IdleTimeout,
+    /// A peer outside `plaintext_from` spoke v1 in clear (or nothing) where
+    /// only TLS is accepted.
+    TlsRequired,
 }
 
 impl ErrorCode {
@@ -74,6 +79,8 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::ClockSkew => "clock-skew",
             ErrorCode::Replayed => "replayed",
+            ErrorCode::IdleTimeout => "idle-timeout",
+            ErrorCode::TlsRequired => "tls-required",
         }
     }
 
@@ -87,6 +94,8 @@ impl ErrorCode {
                 | ErrorCode::AuthFailed
                 | ErrorCode::TooManyConnections
                 | ErrorCode::ShuttingDown
+                | ErrorCode::IdleTimeout
+                | ErrorCode::TlsRequired
         )
     }
 }
@@ -596,7 +605,7 @@ impl Reply {
     }
 }
 
-pub const ALL_CODES: [ErrorCode; 24] = [
+pub const ALL_CODES: [ErrorCode; 26] = [
     ErrorCode::BadFrame,
     ErrorCode::FrameTooLarge,
     ErrorCode::AuthRequired,
@@ -621,6 +630,8 @@ pub const ALL_CODES: [ErrorCode; 24] = [
     ErrorCode::Busy,
     ErrorCode::ClockSkew,
     ErrorCode::Replayed,
+    ErrorCode::IdleTimeout,
+    ErrorCode::TlsRequired,
 ];
 
 #[cfg(test)]
@@ -637,7 +648,16 @@ mod tests {
         let fatal: Vec<_> = ALL_CODES.iter().filter(|c| c.is_fatal()).map(|c| c.as_str()).collect();
         assert_eq!(
             fatal,
-            ["bad-frame", "frame-too-large", "auth-required", "auth-failed", "too-many-connections", "shutting-down"]
+            [
+                "bad-frame",
+                "frame-too-large",
+                "auth-required",
+                "auth-failed",
+                "too-many-connections",
+                "shutting-down",
+                "idle-timeout",
+                "tls-required"
+            ]
         );
         for c in ALL_CODES {
             assert!(c.as_str().chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'));
