@@ -14,8 +14,9 @@
 //!   nothing (as to any other peer);
 //! - the connection plugin over TLS: `ansible -m command` with
 //!   `ansible_ferry_transport=tls` through the front;
-//! - the same script against ferryd's own TLS and sealed datagrams
-//!   (`python_tls_against_ferryd`): ignored until ferryd serves TLS itself.
+//! - the same script against ferryd's own TLS (on loopback, where it sends
+//!   its hello first, and with `--plaintext-from none`, where it sends
+//!   nothing) and its sealed datagrams.
 mod common;
 
 use common::{frame, python_venv, run_bounded, Daemon};
@@ -192,7 +193,6 @@ fn python_tls_vectors_and_tls_through_a_rustls_front() {
 /// sends its hello first, then takes the ClientHello), and from a peer
 /// outside `plaintext_from` (`--plaintext-from none`: nothing first).
 #[test]
-#[ignore = "waits for ferryd to serve TLS (the server side of issue 18)"]
 fn python_tls_against_ferryd() {
     let d = Daemon::start();
     let quiet = Daemon::start_on("127.0.0.1:0", Some(&d), &["--plaintext-from", "none"]);
@@ -211,7 +211,6 @@ fn python_tls_against_ferryd() {
 
 /// ferryd's sealed datagrams, with the library forced to seal on loopback.
 #[test]
-#[ignore = "waits for ferryd to take sealed datagrams (the server side of issue 18)"]
 fn python_sealed_datagrams_against_ferryd() {
     let d = Daemon::start_with(&["--udp", "127.0.0.1:0"]);
     let udp = d.udp_addr();
