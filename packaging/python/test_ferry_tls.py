@@ -271,6 +271,11 @@ class ServersWithoutTlsTests(unittest.TestCase):
         self.assertIn("does not offer TLS", e.message)
         self.assertEqual(server.first, b"\x16", "the ClientHello goes first, without waiting")
 
+    def test_too_many_connections_before_tls(self):
+        # The one clear error a server sends before it reads anything.
+        e = self.connect(_OneShotServer({"type": "error", "code": "too-many-connections", "message": "full"}), "tls")
+        self.assertEqual((e.code, e.message, e.fatal), ("too-many-connections", "full", True))
+
     def test_a_server_that_closes(self):
         e = self.connect(_OneShotServer(HELLO), "tls")
         self.assertEqual(e.code, "tls")
