@@ -136,8 +136,7 @@ impl<T: Socket> Socket for Transport<T> {
             conn,
             incoming: first,
             unseen: true,
-            outgoing: Vec::new(),
-            clear,
+            outgoing: clear,
             plain: Vec::new(),
             sni: None,
             hello_read: false,
@@ -181,16 +180,15 @@ pub struct Tls<T> {
     /// `incoming` holds bytes rustls has not seen (the sniffed ones): run
     /// them before reading the socket.
     unseen: bool,
-    /// Records made that the socket did not take yet.
+    /// Bytes the socket did not take yet: at first those queued in clear
+    /// before the switch (a v1 greeting to a peer in `plaintext_from`, which
+    /// goes out before the first record), then records.
     outgoing: Vec<u8>,
-    /// Bytes queued in clear before the switch (a v1 greeting to a peer in
-    /// `plaintext_from`): they go out before the first record.
-    clear: Vec<u8>,
     /// Plaintext decrypted that the reader had no room for.
     plain: Vec<u8>,
     /// The server name the ClientHello carried, until the handshake's
     /// outcome is judged.
-    sni: Option<String>,
+    sni: Option<Box<str>>,
     hello_read: bool,
     /// Kept until the handshake's outcome is judged, for the key table.
     server: Option<ServerTls>,
@@ -256,9 +254,9 @@ fn write_out<T: Write>(inner: &mut T, buf: &mut Vec<u8>) -> io::Result<()> {
 /// Sends records just made: straight to the socket when nothing waits
 /// before them, the rest (or all) into `outgoing`. `WouldBlock` is no error:
 /// the bytes wait.
-fn send<T: Write>(inner: &mut T, clear: &mut Vec<u8>, outgoing: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
+fn send<T: Write>(inner: &mut T, outgoing: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
     let mut done = 0;
-    if clear.is_empty() && outgoing.is_empty() {
+    if outgoing.is_empty() {
         while done < bytes.len() {
             match inner.write(&bytes[done..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -295,7 +293,7 @@ impl<T: Socket> Tls<T> {
     ) -> (usize, io::Result<Stop>) {
         SCRATCH.with(|s| {
             let mut ob = s.output.borrow_mut();
-            let Tls { inner, conn, clear, outgoing, plain, notified, peer_closed, .. } = self;
+            let Tls { inner, conn, outgoing, plain, notified, peer_closed, .. } = self;
             let mut used = 0;
             let mut olen = 0;
             let failed = loop {
@@ -336,7 +334,7 @@ impl<T: Socket> Tls<T> {
                         }
                     },
                     ConnectionState::TransmitTlsData(t) => {
-                        if let Err(e) = send(inner, clear, outgoing, &ob[..olen]) {
+                        if let Err(e) = send(inner, outgoing, &ob[..olen]) {
                             return (used + discard, Err(e));
                         }
                         olen = 0;
@@ -355,7 +353,7 @@ impl<T: Socket> Tls<T> {
                                     Err(e) => return (used, Err(io::Error::other(e))),
                                 }
                             };
-                            return (used, send(inner, clear, outgoing, &ob[..n]).map(|()| Stop::Input));
+                            return (used, send(inner, outgoing, &ob[..n]).map(|()| Stop::Input));
                         }
                         let Some(data) = app.take() else { return (used, Ok(Stop::Input)) };
                         let data = &data[..data.len().min(TLS_CHUNK)];
@@ -370,7 +368,7 @@ impl<T: Socket> Tls<T> {
                                 Err(e) => return (used, Err(io::Error::other(e))),
                             }
                         };
-                        return (used, send(inner, clear, outgoing, &ob[..n]).map(|()| Stop::Sent(data.len())));
+                        return (used, send(inner, outgoing, &ob[..n]).map(|()| Stop::Sent(data.len())));
                     }
                     ConnectionState::BlockedHandshake => {
                         if close {
@@ -405,7 +403,7 @@ impl<T: Socket> Tls<T> {
                         }
                     }
                     Ok(ConnectionState::TransmitTlsData(t)) => {
-                        let _ = send(inner, clear, outgoing, &ob[..olen]).and_then(|()| write_out(inner, outgoing));
+                        let _ = send(inner, outgoing, &ob[..olen]).and_then(|()| write_out(inner, outgoing));
                         t.done();
                         break;
                     }
@@ -472,7 +470,7 @@ impl<T: Socket> Tls<T> {
                 }
                 if !self.hello_read {
                     if let Sni::Done(name) = client_hello_sni(&sc[..len]) {
-                        self.sni = name;
+                        self.sni = name.map(String::into_boxed_str);
                         self.hello_read = true;
                     }
                 }
@@ -506,13 +504,12 @@ impl<T: Socket> Tls<T> {
     }
 
     fn wants_write(&self) -> bool {
-        !self.clear.is_empty() || !self.outgoing.is_empty()
+        !self.outgoing.is_empty()
     }
 
-    /// Writes what waits (clear bytes, then records) until done or
-    /// `WouldBlock`; then the half-close a close asked for.
+    /// Writes what waits until done or `WouldBlock`; then the half-close a
+    /// close asked for.
     fn push(&mut self) -> io::Result<()> {
-        write_out(&mut self.inner, &mut self.clear)?;
         write_out(&mut self.inner, &mut self.outgoing)?;
         if self.notified && !self.shut {
             self.shut = true;
