@@ -382,7 +382,7 @@ mod sealed_datagrams {
 ///
 /// Measured (2 cores, rustls 0.23.48, aws-lc-rs, AES-128-GCM, X25519MLKEM768):
 /// the buffered `ServerConnection` 7,915 B at 2,000 and 8,668 B at 10,000;
-/// the unbuffered one with per-thread scratch buffers 4,208 B and 4,635 B
+/// the unbuffered one with per-thread scratch buffers 4,173 B and 4,601 B
 /// (v1 in clear about 505 B). The 2,000 figure is flattered by the warm-up's
 /// freed heap being reused; trust the 10,000 one. Of a TLS session's heap,
 /// about 3,000 B are rustls's own (the connection struct 1,080, the
