@@ -114,6 +114,27 @@ fn argv_runs_an_allowed_program_with_no_arguments() {
 }
 
 #[test]
+fn a_refused_shell_command_is_one_line() {
+    let d = allow_list();
+    let out = d.ferry().args(["run", "-n", &d.target(), "--", "ls"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = one_line(&err);
+    assert!(line.contains("allow-list") && line.contains("--argv"), "{line}");
+}
+
+#[test]
+fn server_named_paths_are_escaped_once_as_ls_b() {
+    let d = Daemon::start();
+    for (name, shown) in [("no\nx", r#""no\nx""#), ("a\\b", r#""a\\b""#), ("\u{1b}[2J", r#""\033[2J""#)] {
+        let out = d.ferry().args(["get", &d.target(), name]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(one_line(&err), format!("ferry: {shown}: no such file or directory"));
+    }
+}
+
+#[test]
 fn session_argv_lines_start_with_a_bang_and_split_with_quotes() {
     let d = allow_list();
     let mut cmd = d.ferry();

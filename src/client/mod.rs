@@ -109,7 +109,7 @@ impl Error {
     pub(crate) fn from_handshake(e: handshake::Error, key: &Key) -> Error {
         match e {
             handshake::Error::Refused(e) if e.code == ErrorCode::AuthFailed => {
-                Error::Auth(format!("the server refused key {:?}", key.id))
+                Error::Auth(format!("the server refused key \"{}\"", key.id))
             }
             handshake::Error::Refused(e) => Error::Remote(e),
             e @ handshake::Error::BadServerMac => Error::Auth(e.to_string()),
@@ -509,8 +509,13 @@ pub fn io_text(e: &io::Error) -> String {
 }
 
 /// What to do about a `not-allowed` reply to a one-word (shell) command.
-pub(crate) const ARGV_HINT: &str =
-    "the server's exec allow-list does not take shell commands here: send argv with `ferry run --argv` (`!PROG ARGS` in the session)";
+/// A shell command line the exec allow-list refused, as one line: the
+/// server's reason, then what to do (its own "(send argv)" is dropped, the
+/// hint says it).
+pub(crate) fn argv_refusal(server_message: &str) -> String {
+    let why = server_message.trim_end_matches(" (send argv)");
+    format!("{why}: send argv with `ferry run --argv` (`!PROG ARGS` in the session)")
+}
 
 /// The command `run` sends: one word through `sh -c`, several as argv;
 /// with `argv` (`run --argv`), argv always, even for one word.

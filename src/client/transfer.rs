@@ -222,7 +222,7 @@ enum Dest {
 fn get_dest(remote: &str, local: Option<&str>) -> Result<Dest, Failure> {
     let base = || {
         remote_basename(remote)
-            .ok_or_else(|| Failure::Usage(format!("{remote:?} names no file to name a local one after: give LOCAL")))
+            .ok_or_else(|| Failure::Usage(format!("\"{remote}\" names no file to name a local one after: give LOCAL")))
     };
     Ok(match local {
         Some("-") => Dest::Stdout,
@@ -372,7 +372,7 @@ pub fn get(target: &Target, key: &Key, opts: &Options, ui: Ui, remote: &str, loc
 fn put_target(s: &mut Session, local: &str, remote: Option<&str>) -> Result<String, Failure> {
     let base = || {
         local_basename(local)
-            .ok_or_else(|| Failure::Usage(format!("{local:?} names no file to name a remote one after: give REMOTE")))
+            .ok_or_else(|| Failure::Usage(format!("\"{local}\" names no file to name a remote one after: give REMOTE")))
     };
     let Some(remote) = remote else { return base() };
     let is_dir = remote.ends_with('/')

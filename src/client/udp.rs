@@ -322,8 +322,7 @@ pub fn run(
     };
     let result = match ex.reply.kind() {
         Reply::Error(e) if e.code == ErrorCode::NotAllowed && !argv && command.len() == 1 => {
-            exit::say(format_args!("server error {}: {}", e.code.as_str(), e.message));
-            return fail(super::ARGV_HINT);
+            return fail(super::argv_refusal(&e.message));
         }
         Reply::Error(e) => return error_reply(&e, &ex),
         _ if ex.reply.header.kind != "result" => return unexpected(&ex),

@@ -55,7 +55,7 @@ impl Get {
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {}
             FileType::Directory => return Err(p.error(rustix::io::Errno::ISDIR)),
-            _ => return Err(ProtoError::new(ErrorCode::BadPath, format!("{:?}: not a regular file", req.path))),
+            _ => return Err(ProtoError::new(ErrorCode::BadPath, format!("\"{}\": not a regular file", req.path))),
         }
         let file_size = st.st_size as u64;
         if req.offset > file_size {
