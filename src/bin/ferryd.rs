@@ -22,6 +22,9 @@ const EX_CONFIG: u8 = 78;
 /// Our own output could not be written (`--check-config >/dev/full`).
 const EX_IOERR: u8 = 74;
 
+/// The usage lines, after `Usage: ` in --help and `usage: ` after a usage error.
+const SYNOPSIS: &str = "ferryd [-d | -f] [-c FILE] [-k FILE] [-l ADDR:PORT]... [-r DIR] [--auth-timeout SECS]\n              [--check-config] [--drain-timeout SECS] [--idle-timeout SECS] [--log-level LEVEL]\n              [--max-children N] [--max-connections N] [--max-header BYTES] [--max-upload BYTES]\n              [--no-exec] [--pidfile FILE] [--read-only] [--udp ADDR:PORT]...";
+
 /// The ferry daemon: runs commands and moves files for authenticated clients over a framed protocol.
 #[derive(Parser, Debug)]
 #[command(
@@ -29,7 +32,7 @@ const EX_IOERR: u8 = 74;
     version,
     about,
     long_about = None,
-    override_usage = "ferryd [-d | -f] [-c FILE] [-k FILE] [-l ADDR:PORT]... [-r DIR] [--auth-timeout SECS]\n              [--check-config] [--drain-timeout SECS] [--idle-timeout SECS] [--log-level LEVEL]\n              [--max-children N] [--max-connections N] [--max-header BYTES] [--max-upload BYTES]\n              [--no-exec] [--pidfile FILE] [--read-only] [--udp ADDR:PORT]..."
+    override_usage = SYNOPSIS
 )]
 struct Cli {
     /// Config file [default: /etc/ferry/ferryd.toml when it exists]; flags override it
@@ -168,7 +171,20 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         // --help and --version go to stdout and succeed.
-        Err(e) => return ExitCode::from(ferry::term::clap_exit("ferryd", &e, EX_USAGE.into(), EX_IOERR.into()) as u8),
+        Err(e) if !e.use_stderr() => {
+            return ExitCode::from(ferry::term::clap_exit("ferryd", &e, EX_USAGE.into(), EX_IOERR.into()) as u8)
+        }
+        // A usage error: one line `ferryd: WHAT` naming the argument, then
+        // the synopsis (as ferryd(8) EXIT STATUS says).
+        Err(e) => {
+            let text = e.to_string();
+            let para = text.split("\n\n").next().unwrap_or("");
+            let words: Vec<&str> = para.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let what = words.join(" ");
+            let what = what.trim_start_matches("error: ");
+            ferry::errln!("ferryd: {what}\nusage: {SYNOPSIS}");
+            return ExitCode::from(EX_USAGE);
+        }
     };
     let overrides = cli.overrides();
     let settings = match config::load(&overrides) {
