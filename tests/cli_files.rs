@@ -182,6 +182,21 @@ fn get_continue_checks_the_whole_file_and_drops_a_bad_part() {
 }
 
 #[test]
+fn get_continue_with_a_part_longer_than_the_file_blames_the_part() {
+    let d = Daemon::start();
+    write_file(&d.path("small"), b"1234");
+    let here = tempfile::tempdir().unwrap();
+    write_file(&here.path().join("small.part"), b"123456789");
+    let out = ferry_in(&d, here.path(), &["get", "-c", &d.target(), "small"], b"");
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("small.part (9 bytes) is longer than the remote file \"small\""), "{err}");
+    assert!(err.contains("remove it, or get without -c"), "{err}");
+    assert!(here.path().join("small.part").exists(), "the .part is the user's to remove");
+}
+
+#[test]
 fn get_continue_to_stdout_is_a_usage_error() {
     let d = Daemon::start();
     assert_status(&ferry_in(&d, Path::new("."), &["get", "-c", &d.target(), "x", "-"], b""), 2);

@@ -269,6 +269,16 @@ fn get_file(
     let mut part = opened.map_err(|e| part_failure(dest, &e))?;
     let info = match s.get_start(remote, part.offset, Digest::Sha256) {
         Ok(info) => info,
+        // The server checks the offset against the file: a .part longer
+        // than the remote file cannot be resumed, and the .part is the one
+        // to blame.
+        Err(Error::Remote(p)) if resume && part.existed && p.code == ErrorCode::BadRequest && p.message.starts_with("offset ") => {
+            return Err(Failure::Failed(format!(
+                "the local {} ({} bytes) is longer than the remote file \"{remote}\": remove it, or get without -c",
+                part.path.display(),
+                part.offset
+            )));
+        }
         Err(e) => {
             let f = Failure::from_error(e, &part.path.display());
             if !(resume && part.existed) {

@@ -59,7 +59,7 @@ impl Get {
         }
         let file_size = st.st_size as u64;
         if req.offset > file_size {
-            let msg = format!("offset {} is beyond the end of {:?} ({file_size} bytes)", req.offset, req.path);
+            let msg = format!("offset {} is beyond the end of \"{}\" ({file_size} bytes)", req.offset, req.path);
             return Err(ProtoError::new(ErrorCode::BadRequest, msg));
         }
         let header = msg::file(&req.path, file_size, st.st_mode & 0o7777, st.st_mtime, req.offset, id);
