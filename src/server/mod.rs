@@ -492,8 +492,12 @@ impl Server {
 
     /// Last act: no child outlives the daemon.
     fn finish(&mut self) {
+        let now = Instant::now();
         for (_, c) in self.conns.iter_mut() {
             c.kill_and_reap_child();
+            // Every connection gets its access and closed lines, even these.
+            c.close_at_exit(now);
+            info!("{}: closed: {}", c.name(), c.reason());
         }
         for o in &mut self.orphans {
             kill_group(o.child.id() as i32, libc::SIGKILL);

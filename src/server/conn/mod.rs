@@ -321,6 +321,14 @@ impl<S: Socket> Conn<S> {
         }
     }
 
+    /// The daemon is exiting with this connection open (the drain timeout
+    /// ran out, or a second TERM): its request in flight gets its access
+    /// line (`aborted`), and the connection a reason for its "closed" line.
+    pub fn close_at_exit(&mut self, now: Instant) {
+        self.now = now;
+        self.close_now("the server exited");
+    }
+
     /// Pid of the running child, if any.
     pub fn child_pid(&self) -> Option<i32> {
         match &self.phase {
