@@ -173,3 +173,18 @@ fn verbose_shows_the_size_of_frames_sent_and_received() {
     assert!(err.lines().any(|l| l.starts_with("ferry: > ") && l.contains("\"size\":6") && l.contains("stdin")), "{err}");
     assert!(err.lines().any(|l| l.starts_with("ferry: < ") && l.contains("\"size\":6") && l.contains("stdout")), "{err}");
 }
+
+#[test]
+fn a_piped_session_stopped_by_the_drain_says_so_in_the_documented_words() {
+    let mut d = Daemon::start();
+    let mut cmd = d.ferry();
+    cmd.arg(d.target());
+    let (mut child, mut stdin) = held_open(cmd);
+    std::io::Write::write_all(&mut stdin, b"sleep 1\necho after\n").unwrap();
+    assert!(d.log.wait_for("pid ", WAIT).is_some(), "{}", d.log.text());
+    d.signal(libc::SIGTERM);
+    let (code, err) = exits_within(&mut child, WAIT, "the session");
+    assert_eq!(code, 255, "{err}");
+    assert_eq!(one_line(&err), format!("ferry: {} closed the connection: the server is shutting down", d.target()));
+    assert!(d.wait_exit(WAIT).is_some());
+}

@@ -436,6 +436,8 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
                 }
                 if e.code == ErrorCode::SpawnFailed { exit::SPAWN_FAILED } else { exit::FERRY_ERROR }
             }
+            // Drained or timed out between lines: as when waiting for one.
+            Err(e @ Error::Remote(_)) => return fail(gone_text(&session.peer, &e, Duration::ZERO)),
             Err(e) => return exit_for(&e),
         };
         if interactive && !quiet && last != 0 {
