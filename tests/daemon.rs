@@ -9,7 +9,7 @@ use common::*;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn ferryd(args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(ferryd_bin());
@@ -511,4 +511,23 @@ fn the_log_file_belongs_to_the_user_after_the_drop_and_a_hup_reopens_it_as_that_
     assert!(!std::fs::read_to_string(&log).unwrap().contains(&first), "a new file");
     unsafe { libc::kill(pid, libc::SIGTERM) };
     wait_in_file(&log, "TERM: stopped accepting");
+}
+
+/// ferryd.toml(5): a reload applies to open connections. A lowered
+/// idle_timeout counts from each connection's last request: one already
+/// idle longer is closed at once, saying how long it really was idle.
+#[test]
+fn hup_lowering_the_idle_timeout_applies_to_open_connections_at_once() {
+    let (d, file) = Daemon::start_config("idle_timeout = 60\n", &[], |_| {});
+    let mut c = d.authed();
+    c.ping();
+    std::thread::sleep(Duration::from_secs(3));
+    let text = std::fs::read_to_string(&file).unwrap().replace("idle_timeout = 60", "idle_timeout = 1");
+    std::fs::write(&file, text).unwrap();
+    let t = Instant::now();
+    d.signal(libc::SIGHUP);
+    let (h, _) = c.frame();
+    assert!(t.elapsed() < Duration::from_millis(800), "closed {:?} after the HUP", t.elapsed());
+    assert_eq!(h["code"], "idle-timeout", "{h}");
+    assert_eq!(h["message"], "idle for 3s", "{h}");
 }

@@ -386,6 +386,9 @@ impl Server {
                     if new.read_only { "read-only" } else { "read-write" }
                 );
                 self.cfg = new;
+                // Deadlines follow the new timeouts from each connection's
+                // last activity: those already past them fire now.
+                self.next_deadline = Some(Instant::now());
             }
             Err(e) => error!("HUP: {e}; keeping the running configuration"),
         }

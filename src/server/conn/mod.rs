@@ -284,7 +284,8 @@ impl<S: Socket> Conn<S> {
                 self.begin_close(format!("no authentication within {}s", ctx.cfg.auth_timeout.as_secs()))
             }
             Phase::Ready => {
-                let why = format!("idle for {}s", ctx.cfg.idle_timeout.as_secs());
+                // How long it really was (a reload may have lowered the timeout).
+                let why = format!("idle for {}s", ctx.now.saturating_duration_since(self.last_active).as_secs());
                 self.fail(ProtoError::new(ErrorCode::IdleTimeout, why), None)
             }
             Phase::Running(op) => {
