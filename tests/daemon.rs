@@ -462,9 +462,31 @@ fn auto_in_daemon_mode_without_syslog_refuses_and_names_the_file_target() {
     assert_eq!(out.status.code(), Some(69), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "one line on the terminal: {err}");
-    assert!(err.contains(&format!("cannot open the syslog socket {NO_SYSLOG}: ")), "{err}");
+    assert!(err.contains(&format!("no syslog socket at {NO_SYSLOG} ")), "{err}");
+    assert!(!err.contains("refused"), "{err}");
     assert!(err.contains("target = \"file\""), "{err}");
     assert!(!dir.path().join("d.pid").exists(), "it did not detach");
+    // --check-config with --daemon finds the same, as 78.
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--daemon", "--check-config"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("no syslog socket at {NO_SYSLOG} ")), "{}", text(&out.stderr));
+    // Without --daemon, auto is stderr: nothing to check.
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_config_finds_a_log_file_a_start_could_not_open_and_creates_nothing() {
+    let (dir, file) = config_dir("[log]\ntarget = \"file\"\npath = \"missing/dir/ferryd.log\"\n");
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--check-config"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot open the log file") && err.contains("missing/dir"), "{err}");
+    std::fs::create_dir_all(dir.path().join("missing/dir")).unwrap();
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!dir.path().join("missing/dir/ferryd.log").exists(), "the check created no log file");
 }
 
 #[test]

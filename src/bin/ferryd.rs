@@ -192,6 +192,10 @@ fn main() -> ExitCode {
         Err(e) => return fail(EX_CONFIG, e),
     };
     if cli.check_config {
+        // What a start would fail on: the log file or the syslog socket.
+        if let Err((_, e)) = log_target(&settings).and_then(|(t, code)| logger::check(&t).map_err(|e| explain_log_error(&settings, code, e))) {
+            return fail(EX_CONFIG, e);
+        }
         return match ferry::term::out(settings.render().as_bytes()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => ExitCode::from(ferry::term::write_failed("ferryd", "stdout", &e, EX_IOERR.into()) as u8),
@@ -221,6 +225,13 @@ fn main() -> ExitCode {
 /// log file that cannot be opened is a configuration error (78), a syslog
 /// that does not answer is unavailable (69).
 fn init_logging(s: &Settings) -> Result<(), (u8, String)> {
+    let (target, code) = log_target(s)?;
+    logger::init("ferryd", target, s.server.log_level).map_err(|e| explain_log_error(s, code, e))
+}
+
+/// The log backend the settings ask for, and the status a failure to open
+/// it gives.
+fn log_target(s: &Settings) -> Result<(logger::LogTarget, u8), (u8, String)> {
     let syslog = |s: &Settings| -> Result<logger::LogTarget, (u8, String)> {
         let facility = logger::parse_facility(&s.log_facility).map_err(|e| (EX_CONFIG, e))?;
         Ok(logger::LogTarget::Syslog { facility, socket: s.log_socket.clone() })
@@ -231,13 +242,17 @@ fn init_logging(s: &Settings) -> Result<(), (u8, String)> {
         LogTarget::Stderr | LogTarget::Auto => (logger::LogTarget::Stderr, EX_SOFTWARE),
         LogTarget::File => (logger::LogTarget::File(s.log_path.clone()), EX_CONFIG),
     };
-    logger::init("ferryd", target, s.server.log_level).map_err(|e| match s.log_target {
+    Ok((target, code))
+}
+
+fn explain_log_error(s: &Settings, code: u8, e: String) -> (u8, String) {
+    match s.log_target {
         // A detached daemon has no stderr: without syslog, it needs a file.
         LogTarget::Auto => {
             (code, format!("{e}; without syslog, a daemon logs to a file: set [log] target = \"file\" (and path)"))
         }
         _ => (code, e),
-    })
+    }
 }
 
 /// Daemon mode: the process the operator started waits for the detached
