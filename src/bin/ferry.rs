@@ -321,7 +321,7 @@ fn not_utf8_argument() -> String {
     use std::os::unix::ffi::OsStrExt;
     match std::env::args_os().skip(1).find(|a| a.to_str().is_none()) {
         Some(a) => format!(
-            "argument \"{}\" is not valid UTF-8: remote paths, hosts and commands must be UTF-8 (protocol v1 sends them as JSON strings; see ferry(1), NON-UTF-8 NAMES)",
+            "argument \"{}\" is not valid UTF-8: remote paths, hosts and commands must be UTF-8 (protocol v1 sends them as JSON strings; see ls in ferry(1))",
             ferry::term::escape_bytes(a.as_bytes())
         ),
         None => "an argument is not valid UTF-8".into(),

@@ -344,6 +344,7 @@ impl Session {
             file_size: u64_field(&h, "file_size")?,
             mode: mode_field(&h).unwrap_or(0),
             mtime: h.fields.get("mtime").and_then(Value::as_i64).unwrap_or(0),
+            name_hex: None,
         };
         let mut fields = h.fields;
         for k in ["type", "size", "id"] {
