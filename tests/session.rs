@@ -188,3 +188,15 @@ fn a_piped_session_stopped_by_the_drain_says_so_in_the_documented_words() {
     assert_eq!(one_line(&err), format!("ferry: {} closed the connection: the server is shutting down", d.target()));
     assert!(d.wait_exit(WAIT).is_some());
 }
+
+/// One form for a server's refusal: its message, then its code.
+#[test]
+fn a_server_error_reads_message_then_code() {
+    let d = Daemon::start_with(&["--no-exec"]);
+    let out = d.ferry().args(["run", "-n", &d.target(), "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = one_line(&err);
+    assert!(line.starts_with("ferry: ") && line.ends_with(" (exec-disabled)"), "{line}");
+    assert!(!line.contains("server error"), "{line}");
+}

@@ -79,7 +79,8 @@ impl std::fmt::Display for Error {
             Error::Connect(s) => write!(f, "{s}"),
             Error::Auth(s) => write!(f, "authentication failed: {s}"),
             Error::Protocol(s) => write!(f, "protocol error: {s}"),
-            Error::Remote(e) => write!(f, "server error {}: {}", e.code.as_str(), e.message),
+            // The server's words, then its code (what to search for).
+            Error::Remote(e) => write!(f, "{} ({})", e.message, e.code.as_str()),
             // Timeouts `Session` saw carry the host and the stage.
             Error::Io(e) if is_timeout(e) && e.get_ref().is_some() => write!(f, "{e}"),
             Error::Io(e) if is_timeout(e) => write!(f, "timed out"),

@@ -296,9 +296,9 @@ fn error_reply(e: &ProtoError, ex: &Exchange) -> i32 {
                 Some(d) => format!(" (the server's clock is {} s behind ours)", d.unsigned_abs()),
                 None => String::new(),
             };
-            fail(format_args!("server error {}: {}{by}", e.code.as_str(), e.message))
+            fail(format_args!("{}{by} ({})", e.message, e.code.as_str()))
         }
-        _ => fail(format_args!("server error {}: {}", e.code.as_str(), e.message)),
+        _ => fail(super::Error::Remote(e.clone())),
     }
 }
 

@@ -34,7 +34,7 @@ const CATEGORIES: [&str; 7] = ["ok", "failed", "unreachable", "auth-failed", "ti
 impl Outcome {
     /// A server's error reply.
     pub(super) fn server_error(e: &ProtoError) -> Outcome {
-        Outcome::Error(format!("server error {e}"))
+        Outcome::Error(Error::Remote(e.clone()).to_string())
     }
 
     /// A client error (from the handshake) as one host's outcome.
