@@ -298,7 +298,7 @@ fn unknown_subcommand(args: &[String]) -> Option<String> {
         }
     }
     let (first, next) = (words.first()?, words.get(1)?);
-    if SUBCOMMANDS.contains(&first.as_str()) || SUBCOMMANDS.contains(&next.as_str()) || first.contains([':', '.', '[', '/']) {
+    if first == "help" || SUBCOMMANDS.contains(&first.as_str()) || SUBCOMMANDS.contains(&next.as_str()) || first.contains([':', '.', '[', '/']) {
         return None;
     }
     if !next.is_empty() && next.bytes().all(|b| b.is_ascii_digit()) {
