@@ -86,6 +86,8 @@ pub struct Overrides {
     /// `--foreground`: not a daemon, whatever the file says.
     pub foreground: bool,
     pub pidfile: Option<PathBuf>,
+    /// `--plaintext-from`: replaces `plaintext_from` (`none` alone: empty).
+    pub plaintext_from: Option<Vec<Cidr>>,
 }
 
 // ---- what the server uses ------------------------------------------------
@@ -129,6 +131,9 @@ pub struct Config {
     pub decoy_key: [u8; 32],
     /// Datagram mode (`[udp]`).
     pub udp: UdpConfig,
+    /// Peers that may speak v1 in clear (TCP and tagged datagrams); every
+    /// other peer must use TLS (sealed datagrams). Empty: TLS for everyone.
+    pub plaintext_from: Vec<Cidr>,
 }
 
 impl Config {
@@ -161,12 +166,88 @@ impl Config {
             server_name: format!("ferryd {}", env!("CARGO_PKG_VERSION")),
             decoy_key: fresh_nonce(),
             udp: UdpConfig::default(),
+            plaintext_from: Cidr::loopback(),
         }
+    }
+
+    /// True when `peer` may speak v1 in clear.
+    pub fn plaintext_allowed(&self, peer: IpAddr) -> bool {
+        self.plaintext_from.iter().any(|c| c.contains(peer))
     }
 
     #[cfg(test)]
     pub fn for_tests(root: PathBuf) -> Config {
         Config::new(root, Keys::default())
+    }
+}
+
+/// An address block, `ADDR/BITS` or a bare address (all its bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// 127.0.0.0/8 and ::1: the default `plaintext_from`.
+    pub fn loopback() -> Vec<Cidr> {
+        vec![
+            Cidr { addr: IpAddr::from([127, 0, 0, 0]), bits: 8 },
+            Cidr { addr: IpAddr::from(std::net::Ipv6Addr::LOCALHOST), bits: 128 },
+        ]
+    }
+
+    /// True when `ip` is in the block. An IPv4-mapped IPv6 peer (a dual-stack
+    /// listener's) is judged as the IPv4 address it is.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let prefix = |a: u128, b: u128, width: u32| {
+            let bits = u32::from(self.bits);
+            bits == 0 || (a ^ b) >> (width - bits) == 0
+        };
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => prefix(u32::from(a).into(), u32::from(b).into(), 32),
+            (IpAddr::V6(a), IpAddr::V6(b)) => prefix(u128::from(a), u128::from(b), 128),
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an address block (expected ADDR/BITS)"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => match b.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{s:?}: prefix length must be 0 to {max}")),
+            },
+        };
+        Ok(Cidr { addr, bits })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = if self.addr.is_ipv4() { 32 } else { 128 };
+        match self.bits == full {
+            true => write!(f, "{}", self.addr),
+            false => write!(f, "{}/{}", self.addr, self.bits),
+        }
+    }
+}
+
+/// `--plaintext-from`'s value: a block, or `none` for the empty list.
+pub fn parse_plaintext_from(s: &str) -> Result<Option<Cidr>, String> {
+    if s == "none" {
+        Ok(None)
+    } else {
+        s.parse().map(Some)
     }
 }
 
@@ -236,6 +317,7 @@ struct FileConfig {
     allow_exec: Option<bool>,
     daemon: Option<bool>,
     pidfile: Option<PathBuf>,
+    plaintext_from: Option<Vec<CidrText>>,
     user: Option<Name>,
     group: Option<Name>,
     #[serde(default)]
@@ -298,6 +380,7 @@ macro_rules! checked {
 }
 
 checked!(Listen(String), "ADDR:PORT", |s| parse_listen(&s).map(|a| a.to_string()));
+checked!(CidrText(String), "ADDR/BITS or ADDR", |s| s.parse::<Cidr>().map(|_| s));
 checked!(HeaderLimit(usize), "a number of bytes from 64 to 65536", |n| if (64..=65536).contains(&n) {
     Ok(n)
 } else {
@@ -469,6 +552,11 @@ pub fn load(o: &Overrides) -> Result<Settings, String> {
     d.cache_max = u.cache_max.unwrap_or(d.cache_max);
     d.cache_bytes = u.cache_bytes.unwrap_or(d.cache_bytes);
     d.max_rejects = u.max_rejects.map_or(d.max_rejects, |n| n.0);
+    if let Some(p) = &o.plaintext_from {
+        c.plaintext_from = p.clone();
+    } else if let Some(p) = f.plaintext_from {
+        c.plaintext_from = p.iter().map(|c| c.0.parse().expect("checked while reading")).collect();
+    }
     let file_level = f.log.level.map(|l| l.0.parse().expect("checked while reading"));
     c.log_level = o.log_level.or(file_level).unwrap_or(LevelFilter::Info);
 
@@ -567,6 +655,8 @@ impl Settings {
         .ok();
         let _ = writeln!(out, "read_only = {}", c.read_only);
         let _ = writeln!(out, "allow_exec = {}", c.allow_exec);
+        let plain: Vec<String> = c.plaintext_from.iter().map(|b| q(&b.to_string())).collect();
+        let _ = writeln!(out, "plaintext_from = [{}]", plain.join(", "));
         let _ = writeln!(out, "daemon = {}", self.daemon);
         match &self.pidfile {
             Some(p) => writeln!(out, "pidfile = {}", q(&p.display().to_string())),
@@ -721,5 +811,37 @@ mod tests {
         assert_eq!(s.server.udp.listen, o.udp);
         assert!(s.render().contains("[udp]\nlisten = [\"127.0.0.1:9\"]\nmax_reply = 9000\nwindow = 5\n"), "{}", s.render());
         assert_eq!(UdpConfig::default().listen, [], "off by default");
+    }
+
+    #[test]
+    fn plaintext_from_blocks() {
+        let c = |s: &str| s.parse::<Cidr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(c("127.0.0.0/8").contains(ip("127.1.2.3")));
+        assert!(!c("127.0.0.0/8").contains(ip("128.0.0.1")));
+        assert!(c("127.0.0.0/8").contains(ip("::ffff:127.0.0.1")), "a mapped address is its IPv4 self");
+        assert!(c("::1").contains(ip("::1")));
+        assert!(!c("::1").contains(ip("::2")));
+        assert!(c("10.0.0.0/0").contains(ip("192.168.1.1")));
+        assert!(!c("10.0.0.0/0").contains(ip("::1")));
+        assert!(c("fd00::/8").contains(ip("fd12::1")));
+        assert!(c("10.1.2.3").contains(ip("10.1.2.3")) && !c("10.1.2.3").contains(ip("10.1.2.4")));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("nope".parse::<Cidr>().is_err());
+        assert_eq!(c("::1").to_string(), "::1");
+        assert_eq!(c("10.0.0.0/8").to_string(), "10.0.0.0/8");
+        let d = Config::for_tests(PathBuf::from("/"));
+        assert!(d.plaintext_allowed(ip("127.0.0.1")) && d.plaintext_allowed(ip("::1")));
+        assert!(!d.plaintext_allowed(ip("192.0.2.1")));
+        assert_eq!(parse_plaintext_from("none"), Ok(None));
+    }
+
+    #[test]
+    fn plaintext_from_in_the_file() {
+        let f = parse("plaintext_from = []\n").unwrap();
+        assert_eq!(f.plaintext_from.map(|v| v.len()), Some(0));
+        let f = parse("plaintext_from = [\"10.0.0.0/8\", \"::1\"]\n").unwrap();
+        assert_eq!(f.plaintext_from.map(|v| v.len()), Some(2));
+        assert!(parse("plaintext_from = [\"10.0.0.0/40\"]\n").is_err());
     }
 }

@@ -297,3 +297,98 @@ fn udp_without_an_answer_fails_in_one_line_and_in_bounded_time() {
     c.args(["--port", &port, "-k"]).arg(&d.keys_path).args(["udp", "-c", "2"]);
     fails(c, "-P sets the requests in flight");
 }
+
+/// True when the ferryd under test speaks TLS (the server half merged).
+fn tls_ferryd() -> bool {
+    let out = Command::new(common::ferryd_bin()).arg("--help").output().unwrap();
+    let yes = String::from_utf8_lossy(&out.stdout).contains("--plaintext-from");
+    if !yes {
+        eprintln!("SKIPPED: this ferryd does not speak TLS yet (no --plaintext-from)");
+    }
+    yes
+}
+
+#[test]
+fn every_mode_runs_over_tls_with_the_same_client() {
+    if !tls_ferryd() {
+        return;
+    }
+    let d = Daemon::start();
+    let v = bench(&d, &["--tls", "ping", "-c", "2", "-P", "2", "-d", "0.5", "--warmup", "0.1"]);
+    assert_eq!(v["tls"], true);
+    assert!(num(&v, "ops") > 0.0, "{v}");
+    check_latency(&v);
+    let v = bench(&d, &["--tls", "exec", "-d", "0.5", "--warmup", "0.1"]);
+    assert!(num(&v, "ops") > 0.0, "{v}");
+    let v = bench(&d, &["--tls", "put", "--size", "1M", "-n", "2"]);
+    assert_eq!(v["transfers"], 2, "{v}");
+    let v = bench(&d, &["--tls", "get", "--size", "1M", "-n", "2"]);
+    assert_eq!(v["transfers"], 2, "{v}");
+    let v = bench(&d, &["--tls", "idle", "-c", "3", "-d", "0.3"]);
+    assert_eq!(v["connections"], 3, "{v}");
+    let v = bench(&d, &["ping", "-d", "0.3", "--warmup", "0"]);
+    assert_eq!(v["tls"], false, "plaintext unless --tls");
+
+    let u = Daemon::start_udp(&[]);
+    let port = u.udp_addr().port();
+    let v = bench_udp(port, &u.keys_path, &["--tls", "-d", "0.5", "--warmup", "0.1", "-P", "2"]);
+    assert_eq!(v["tls"], true);
+    assert!(num(&v, "requests") > 0.0, "{v}");
+}
+
+#[test]
+fn tls_to_resp_needs_the_insecure_switch_and_ferry_refuses_it() {
+    let mut c = bench_bin();
+    c.args(["--port", "1", "--tls", "ping", "--resp"]);
+    fails(c, "--tls-insecure");
+}
+
+/// `--resp --tls --tls-insecure` against a real redis-server with a TLS
+/// port and a throwaway certificate, when redis-server and openssl are
+/// installed (skipped otherwise): the client compare.sh uses for both.
+#[test]
+fn resp_over_tls_to_redis_server_when_installed() {
+    let have = |bin: &str, arg: &str| Command::new(bin).arg(arg).output().is_ok_and(|o| o.status.success());
+    if !have("redis-server", "--version") || !have("openssl", "version") {
+        eprintln!("SKIPPED: needs redis-server and openssl");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("r.crt"), dir.path().join("r.key"));
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut redis = Command::new("redis-server")
+        .args(["--port", "0", "--tls-port", &port.to_string(), "--tls-auth-clients", "no", "--save", "", "--appendonly", "no"])
+        .arg("--tls-cert-file")
+        .arg(&crt)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--tls-ca-cert-file")
+        .arg(&crt)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let mut cmd = bench_bin();
+    cmd.args(["--port", &port.to_string(), "--json", "-w", "20", "--tls", "--tls-insecure"]);
+    cmd.args(["ping", "--resp", "-c", "2", "-d", "0.5", "--warmup", "0.1"]);
+    let out = run_with_input(cmd, b"");
+    let _ = redis.kill();
+    let _ = redis.wait();
+    assert!(up, "redis-server did not listen on {port}");
+    let v = json_of(out, &["ping", "--resp", "--tls"]);
+    assert_eq!(v["protocol"], "resp");
+    assert_eq!(v["tls"], true);
+    assert!(num(&v, "ops") > 0.0, "{v}");
+}

@@ -6,7 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use ferry::client::fanout::{self, hosts};
-use ferry::client::{cli, encoding, exit, transfer, udp, Family, Options, Target};
+use ferry::client::{cli, encoding, exit, transfer, transport, udp, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,9 +58,17 @@ struct Opts {
     #[arg(short = 'w', long = "timeout", value_name = "SECS", global = true, value_parser = positive_secs, allow_negative_numbers = true)]
     timeout: Option<f64>,
 
-    /// Trace protocol frames on stderr (MACs redacted)
+    /// Say which transport (TLS suite and key exchange, or plaintext) each connection uses, and trace protocol frames on stderr (MACs redacted)
     #[arg(short = 'v', long = "verbose", global = true)]
     verbose: bool,
+
+    /// Use TLS (sealed datagrams with -u), loopback included [default: $FERRY_TRANSPORT, else TLS to all but loopback]
+    #[arg(long = "tls", global = true, conflicts_with = "plaintext")]
+    tls: bool,
+
+    /// Speak v1 in clear (tagged datagrams with -u), even off loopback
+    #[arg(long = "plaintext", global = true)]
+    plaintext: bool,
 
     /// Print only errors of ferry's own
     #[arg(short = 'q', long = "quiet", global = true)]
@@ -204,6 +212,12 @@ enum Cmd {
         /// The path, relative to the served root
         #[arg(value_name = "PATH")]
         path: String,
+    },
+    /// Write the key's TLS client certificate and private key (DIR/ID.crt, DIR/ID.key, mode 0600) and its server certificate (DIR/ID-server.crt) for other TLS clients
+    ExportTls {
+        /// The directory to write into (created if missing)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
     /// Append a new random key to a keys file (created with mode 0600)
     ///
@@ -375,14 +389,27 @@ fn real_main(cli: Cli) -> i32 {
             return 2;
         }
     };
+    // Local commands: no transport to choose.
+    if let Some(Cmd::Keygen { id, file }) = &cli.cmd {
+        return cli::keygen(file, id, o.quiet);
+    }
+    if let Some(Cmd::ExportTls { dir }) = &cli.cmd {
+        return match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
+            Ok(key) => cli::export_tls(&key, dir, o.quiet),
+            Err(e) => exit::fail(e),
+        };
+    }
+    let env = std::env::var(transport::ENV).ok();
+    let choice = match transport::Choice::from_flags(o.tls, o.plaintext, env.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
     let opts = Options {
         timeout,
         family: if o.ipv4 { Family::V4 } else if o.ipv6 { Family::V6 } else { Family::Any },
         trace: o.verbose,
+        transport: choice,
     };
-    if let Some(Cmd::Keygen { id, file }) = &cli.cmd {
-        return cli::keygen(file, id, o.quiet);
-    }
     let fleet = match &cli.cmd {
         Some(Cmd::Run { fleet, .. } | Cmd::Ping { fleet, .. } | Cmd::Get { fleet, .. } | Cmd::Put { fleet, .. }) => Some(fleet),
         _ => None,
@@ -486,7 +513,7 @@ fn real_main(cli: Cli) -> i32 {
         Some(Cmd::Get { .. } | Cmd::Put { .. }) => unreachable!("checked above"),
         Some(Cmd::Ls { json, path, .. }) => transfer::ls(&target, &key, &opts, &path, json),
         Some(Cmd::Stat { json, path, .. }) => transfer::stat(&target, &key, &opts, &path, json),
-        Some(Cmd::Keygen { .. }) => unreachable!("handled above"),
+        Some(Cmd::Keygen { .. } | Cmd::ExportTls { .. }) => unreachable!("handled above"),
         None => cli::session(&target, &key, &opts, o.quiet, encoding),
     }
 }

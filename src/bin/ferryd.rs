@@ -51,6 +51,10 @@ struct Cli {
     #[arg(long = "udp", value_name = "ADDR:PORT", value_parser = config::parse_listen)]
     udp: Vec<SocketAddr>,
 
+    /// Peers that may speak v1 in clear, ADDR/BITS or ADDR (repeatable; replaces plaintext_from; none: TLS for all) [default: 127.0.0.0/8, ::1]
+    #[arg(long = "plaintext-from", value_name = "CIDR", value_parser = config::parse_plaintext_from)]
+    plaintext_from: Vec<Option<config::Cidr>>,
+
     /// Directory served to clients; commands run there [default: the current directory]
     #[arg(short = 'r', long, value_name = "DIR")]
     root: Option<PathBuf>,
@@ -136,6 +140,8 @@ impl Cli {
             daemon: self.daemon,
             foreground: self.foreground,
             pidfile: abs(&self.pidfile),
+            plaintext_from: (!self.plaintext_from.is_empty())
+                .then(|| self.plaintext_from.iter().flatten().copied().collect()),
         }
     }
 }

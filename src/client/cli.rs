@@ -519,3 +519,44 @@ pub fn keygen(file: &Path, id: &str, quiet: bool) -> i32 {
         Err(e) => fail(e),
     }
 }
+
+/// `ferry export-tls DIR`: the key's TLS client certificate and private
+/// key (`DIR/ID.crt`, `DIR/ID.key`, 0600) and its server certificate
+/// (`DIR/ID-server.crt`), as PEM, for `openssl s_client` and other clients.
+/// A key id that is no plain file name is written under its SNI label.
+pub fn export_tls(key: &Key, dir: &Path, quiet: bool) -> i32 {
+    use crate::tls::export::{client_cert_pem, client_key_pem, server_cert_pem};
+    use std::os::unix::fs::OpenOptionsExt;
+    let plain = !key.id.is_empty() && key.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+    let stem = if plain && !key.id.starts_with('.') { key.id.clone() } else { crate::tls::sni_name(&key.id) };
+    let write = |name: String, text: String, mode: u32| -> io::Result<std::path::PathBuf> {
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("export")));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(path)
+    };
+    let result = std::fs::create_dir_all(dir)
+        .and_then(|()| write(format!("{stem}.key"), client_key_pem(key), 0o600))
+        .and_then(|k| Ok((write(format!("{stem}.crt"), client_cert_pem(key), 0o600)?, k)))
+        .and_then(|(c, k)| Ok((c, k, write(format!("{stem}-server.crt"), server_cert_pem(key), 0o644)?)));
+    match result {
+        Ok((c, k, s)) => {
+            if !quiet {
+                exit::say(format_args!(
+                    "wrote {}, {} and {} (key {:?}, TLS name {})",
+                    c.display(),
+                    k.display(),
+                    s.display(),
+                    key.id,
+                    crate::tls::sni_name(&key.id)
+                ));
+            }
+            0
+        }
+        Err(e) => fail(format_args!("export-tls {}: {e}", dir.display())),
+    }
+}

@@ -10,6 +10,11 @@
 //! echoes our nonce: anything else (a forged or damaged reply, an answer to
 //! another request) is dropped as if it had been lost.
 //!
+//! Off loopback (or with `--tls`) the request is sealed (`proto::sealed`:
+//! AES-256-GCM under a key derived from the shared key, only the key id in
+//! clear) and only a sealed reply bound to it is accepted; to loopback (or
+//! with `--plaintext`) it is tagged v1, as TCP is TLS or clear.
+//!
 //! Exit statuses as for `ferry run` over TCP: the remote status (128 +
 //! signal), 127 for `spawn-failed`, 255 for no reply, any other error reply
 //! (`not-allowed`, `busy`, `clock-skew`, `replayed`...) or a local failure.
@@ -19,6 +24,8 @@ use super::encoding::Output;
 use super::{command_of, resolve_addrs, ExitStatus, Options, Target};
 use crate::proto::auth::Key;
 use crate::proto::datagram::{self, ExecResult};
+use crate::proto::frame::{encode_frame, parse_header, peek_header};
+use crate::proto::sealed::{self, DatagramKeys};
 use crate::proto::msg::{Exec, Reply};
 use crate::proto::{ErrorCode, ProtoError};
 use encoding_rs::Encoding;
@@ -52,7 +59,11 @@ pub enum UdpError {
         refused: bool,
         /// The request was an exec, which may simply still be running.
         exec: bool,
+        /// The request was sealed (an older ferryd drops those unanswered).
+        sealed: bool,
     },
+    /// The key cannot seal datagrams (an id over 255 bytes).
+    Seal(String),
 }
 
 impl std::fmt::Display for UdpError {
@@ -60,11 +71,12 @@ impl std::fmt::Display for UdpError {
         match self {
             UdpError::Resolve(s) => write!(f, "{s}"),
             UdpError::Io(e) => write!(f, "{}", super::io_text(e)),
+            UdpError::Seal(e) => write!(f, "{e}"),
             UdpError::Unreachable(peer) => write!(
                 f,
                 "no UDP listener at {peer} (the host answered port unreachable): is ferryd started with --udp, on that port?"
             ),
-            UdpError::NoReply { peer, waited, sent, refused, exec } => {
+            UdpError::NoReply { peer, waited, sent, refused, exec, sealed } => {
                 let datagrams = if *sent == 1 { "datagram" } else { "datagrams" };
                 write!(f, "no reply from {peer}/udp in {:.1} s ({sent} {datagrams} sent", waited.as_secs_f64())?;
                 if *refused {
@@ -75,6 +87,9 @@ impl std::fmt::Display for UdpError {
                     "): likely a wrong key (ferryd answers nothing to a key it does not hold: -k, -i), \
                      UDP not enabled on the server (ferryd --udp), or clock skew"
                 )?;
+                if *sealed {
+                    write!(f, "; or a server without sealed datagrams (--plaintext sends them tagged, in clear)")?;
+                }
                 if *exec {
                     write!(f, "; or the command still runs (a longer -w waits for it)")?;
                 }
@@ -137,6 +152,8 @@ pub struct Request {
     /// Our clock when the request was made, Unix seconds (its `ts`).
     pub ts: i64,
     exec: bool,
+    /// Sealed: the request's AEAD nonce, which its reply is bound to.
+    pub sealed: Option<[u8; sealed::NONCE_LEN]>,
 }
 
 /// What became of one send.
@@ -147,18 +164,74 @@ pub enum Sent {
 }
 
 impl Request {
-    /// Seals `header` (from `exec_header` or `ping_header`) for `peer`,
-    /// the first send due at `now`, the last reply accepted until `timeout`
-    /// after it.
-    pub fn new(key: &Key, header: Map<String, Value>, peer: SocketAddr, timeout: Option<Duration>, now: Instant) -> Request {
+    /// Tags `header` (from `exec_header` or `ping_header`) for `peer`, or
+    /// with `seal` seals it; the first send due at `now`, the last reply
+    /// accepted until `timeout` after it.
+    pub fn new(
+        key: &Key,
+        header: Map<String, Value>,
+        peer: SocketAddr,
+        timeout: Option<Duration>,
+        now: Instant,
+        seal: Option<&DatagramKeys>,
+    ) -> Result<Request, UdpError> {
         let nonce = header.get("nonce").and_then(Value::as_str).unwrap_or_default().to_string();
         let ts = header.get("ts").and_then(Value::as_i64).unwrap_or_else(unix_now);
         let exec = header.get("type").and_then(Value::as_str) == Some("exec");
-        let bytes = datagram::encode_request(&key.id, key.secret.as_bytes(), header, &[]);
+        let (bytes, sealed) = match seal {
+            None => (datagram::encode_request(&key.id, key.secret.as_bytes(), header, &[]), None),
+            Some(keys) => {
+                // key_id and nonce travel outside the sealed message.
+                let mut header = header;
+                header.remove("nonce");
+                let mut plain = Vec::with_capacity(128);
+                encode_frame(&mut plain, header, &[]);
+                let n = sealed::fresh_nonce();
+                let bytes = sealed::seal_request(keys, &key.id, n, &plain)
+                    .map_err(|e| UdpError::Seal(format!("cannot seal a datagram for key {:?}: {e}", key.id)))?;
+                (bytes, Some(n))
+            }
+        };
         let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
         let schedule = send_times(timeout).map(|at| now + at).collect();
         let deadline = now + timeout;
-        Request { peer, nonce, bytes, schedule, first: now, deadline, sent: 0, refused: false, blocked: false, ts, exec }
+        Ok(Request {
+            peer,
+            nonce,
+            bytes,
+            schedule,
+            first: now,
+            deadline,
+            sent: 0,
+            refused: false,
+            blocked: false,
+            ts,
+            exec,
+            sealed,
+        })
+    }
+
+    /// The reply in `bytes` if it is this request's: tagged with the key and
+    /// echoing our nonce, or (sealed) opening under our nonce. A sealed
+    /// reply's header gets our nonce added, so both read alike after.
+    pub fn accept(&self, key: &Key, seal: Option<&DatagramKeys>, bytes: &[u8]) -> Result<datagram::Reply, String> {
+        let (Some(n), Some(keys)) = (self.sealed, seal) else {
+            let reply = datagram::decode_reply(key.secret.as_bytes(), bytes).map_err(|e| e.to_string())?;
+            return match reply.answers(&self.nonce) {
+                true => Ok(reply),
+                false => Err("answers another request".into()),
+            };
+        };
+        let plain = sealed::open_reply(keys, &key.id, &n, bytes).map_err(|e| e.to_string())?;
+        let bad = |e: &dyn std::fmt::Display| format!("sealed reply: {e}");
+        let (head, used) = peek_header(&plain).map_err(|e| bad(&e))?.ok_or_else(|| bad(&"cut short"))?;
+        let mut header = parse_header(head).map_err(|e| bad(&e))?;
+        let body = plain[used..].to_vec();
+        if header.size != body.len() as u64 {
+            return Err(bad(&"body size differs from the header's"));
+        }
+        header.fields.insert("nonce".into(), Value::from(self.nonce.as_str()));
+        Ok(datagram::Reply { header, body })
     }
 
     /// Whether a send is due.
@@ -195,7 +268,14 @@ impl Request {
     }
 
     pub fn no_reply(&self, now: Instant) -> UdpError {
-        UdpError::NoReply { peer: self.peer, waited: now - self.first, sent: self.sent, refused: self.refused, exec: self.exec }
+        UdpError::NoReply {
+            peer: self.peer,
+            waited: now - self.first,
+            sent: self.sent,
+            refused: self.refused,
+            exec: self.exec,
+            sealed: self.sealed.is_some(),
+        }
     }
 }
 
@@ -229,8 +309,12 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
     sock.connect(peer).map_err(UdpError::Io)?;
     let mut traced = header.clone();
     traced.insert("key_id".into(), Value::from(key.id.as_str()));
-    let mut req = Request::new(key, header, peer, opts.timeout, Instant::now());
-    let secret = key.secret.as_bytes();
+    let keys = opts.transport.tls_for(&peer).then(|| crate::tls::datagram_keys(key));
+    if opts.trace {
+        let how = if keys.is_some() { "sealed (AES-256-GCM)" } else { "tagged v1 (HMAC, in clear)" };
+        exit::say(format_args!("{peer}/udp: {how}"));
+    }
+    let mut req = Request::new(key, header, peer, opts.timeout, Instant::now(), keys.as_ref())?;
     let mut buf = vec![0u8; datagram::MAX_DATAGRAM + 1];
     loop {
         let now = Instant::now();
@@ -259,17 +343,12 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(UdpError::Unreachable(peer)),
             Err(e) => return Err(UdpError::Io(e)),
         };
-        match datagram::decode_reply(secret, &buf[..n]) {
-            Ok(reply) if reply.answers(&req.nonce) => {
+        match req.accept(key, keys.as_ref(), &buf[..n]) {
+            Ok(reply) => {
                 if opts.trace {
                     trace("<", &reply.header.fields, "");
                 }
                 return Ok(Exchange { reply, peer, elapsed: req.first.elapsed(), sent: req.sent, ts: req.ts });
-            }
-            Ok(reply) => {
-                if opts.trace {
-                    trace("<", &reply.header.fields, " (ignored: answers another request)");
-                }
             }
             Err(e) => {
                 if opts.trace {
@@ -413,14 +492,14 @@ mod tests {
     #[test]
     fn the_no_reply_line_names_the_causes() {
         let peer = "127.0.0.1:7075".parse().unwrap();
-        let e = UdpError::NoReply { peer, waited: Duration::from_millis(5004), sent: 5, refused: false, exec: false };
+        let e = UdpError::NoReply { peer, waited: Duration::from_millis(5004), sent: 5, refused: false, exec: false, sealed: false };
         let s = e.to_string();
         assert!(s.starts_with("no reply from 127.0.0.1:7075/udp in 5.0 s (5 datagrams sent)"), "{s}");
         for cause in ["wrong key", "UDP not enabled", "clock skew"] {
             assert!(s.contains(cause), "{s}");
         }
         assert!(!s.contains('\n') && !s.contains("still runs"));
-        let e = UdpError::NoReply { peer, waited: Duration::from_millis(900), sent: 1, refused: true, exec: true };
+        let e = UdpError::NoReply { peer, waited: Duration::from_millis(900), sent: 1, refused: true, exec: true, sealed: false };
         let s = e.to_string();
         assert!(s.contains("(1 datagram sent; port unreachable)") && s.ends_with("or the command still runs (a longer -w waits for it)"), "{s}");
     }

@@ -47,6 +47,9 @@ pub enum ErrorCode {
     Replayed,
     /// The connection was idle for the server's idle timeout and is closed.
     IdleTimeout,
+    /// A peer outside `plaintext_from` spoke v1 in clear (or nothing) where
+    /// only TLS is accepted.
+    TlsRequired,
 }
 
 impl ErrorCode {
@@ -77,6 +80,7 @@ impl ErrorCode {
             ErrorCode::ClockSkew => "clock-skew",
             ErrorCode::Replayed => "replayed",
             ErrorCode::IdleTimeout => "idle-timeout",
+            ErrorCode::TlsRequired => "tls-required",
         }
     }
 
@@ -91,6 +95,7 @@ impl ErrorCode {
                 | ErrorCode::TooManyConnections
                 | ErrorCode::ShuttingDown
                 | ErrorCode::IdleTimeout
+                | ErrorCode::TlsRequired
         )
     }
 }
@@ -604,7 +609,7 @@ impl Reply {
     }
 }
 
-pub const ALL_CODES: [ErrorCode; 25] = [
+pub const ALL_CODES: [ErrorCode; 26] = [
     ErrorCode::BadFrame,
     ErrorCode::FrameTooLarge,
     ErrorCode::AuthRequired,
@@ -630,6 +635,7 @@ pub const ALL_CODES: [ErrorCode; 25] = [
     ErrorCode::ClockSkew,
     ErrorCode::Replayed,
     ErrorCode::IdleTimeout,
+    ErrorCode::TlsRequired,
 ];
 
 #[cfg(test)]
@@ -646,7 +652,16 @@ mod tests {
         let fatal: Vec<_> = ALL_CODES.iter().filter(|c| c.is_fatal()).map(|c| c.as_str()).collect();
         assert_eq!(
             fatal,
-            ["bad-frame", "frame-too-large", "auth-required", "auth-failed", "too-many-connections", "shutting-down", "idle-timeout"]
+            [
+                "bad-frame",
+                "frame-too-large",
+                "auth-required",
+                "auth-failed",
+                "too-many-connections",
+                "shutting-down",
+                "idle-timeout",
+                "tls-required"
+            ]
         );
         for c in ALL_CODES {
             assert!(c.as_str().chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'));

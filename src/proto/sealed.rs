@@ -31,7 +31,9 @@
 //!
 //! Pure: slices in, vectors out; `fresh_nonce` asks the OS for random bytes.
 
-use super::datagram::MAX_DATAGRAM;
+use super::datagram::{self, Malformed, MAX_DATAGRAM};
+use super::frame::{parse_header, Header};
+use serde_json::{Map, Value};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 pub const REQUEST_MAGIC: [u8; 4] = *b"FSQ1";
@@ -316,6 +318,47 @@ pub fn open_reply(
     open(Dir::Reply, &keys.reply, &p, Some(request_nonce))
 }
 
+/// The header and body of an opened request's plaintext (`L`, header,
+/// body), with the framing checks of a v1 datagram (`datagram::Datagram`).
+pub fn parse_plaintext(p: &[u8]) -> Result<(Header, &[u8]), Malformed> {
+    if p.len() < 5 {
+        return Err(Malformed::Short);
+    }
+    let len = u32::from_be_bytes(p[..4].try_into().expect("four bytes"));
+    let rest = &p[4..];
+    if len == 0 || len as usize > rest.len() {
+        return Err(Malformed::BadLength(len));
+    }
+    let (head, body) = rest.split_at(len as usize);
+    let header = parse_header(head).map_err(Malformed::Header)?;
+    match header.size.cmp(&(body.len() as u64)) {
+        std::cmp::Ordering::Greater => Err(Malformed::ShortBody),
+        std::cmp::Ordering::Less => Err(Malformed::Trailing),
+        std::cmp::Ordering::Equal => Ok((header, body)),
+    }
+}
+
+/// The plaintext of a sealed reply from the v1 reply datagram that says the
+/// same: its tag dropped and, from its header, the `nonce` (a sealed reply
+/// is bound to its request by the AAD instead). The header loses at least
+/// that field, so the plaintext is no longer than the v1 datagram less its
+/// tag. None if `v1` is not a well-formed reply datagram.
+pub fn plaintext_of_v1_reply(v1: &[u8]) -> Option<Vec<u8>> {
+    let (head, body) = datagram::split(v1).ok()?;
+    let mut map: Map<String, Value> = serde_json::from_slice(head).ok()?;
+    map.remove("nonce");
+    map.remove("size");
+    let mut out = Vec::with_capacity(v1.len());
+    super::frame::encode_frame(&mut out, map, body);
+    Some(out)
+}
+
+/// Bytes a sealed reply takes beyond the v1 one for the same message under
+/// key id `key_id`: its fixed part and key id, less the v1 tag.
+pub fn extra_over_v1(key_id: &str) -> usize {
+    FIXED_LEN + key_id.len() - datagram::TAG_LEN
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +464,35 @@ mod tests {
     #[test]
     fn fresh_nonces_differ() {
         assert_ne!(fresh_nonce(), fresh_nonce());
+    }
+
+    #[test]
+    fn plaintexts_parse_as_v1_datagrams_do() {
+        let (h, body) = parse_plaintext(PING).unwrap();
+        assert_eq!((h.kind.as_str(), body), ("ping", &b""[..]));
+        assert_eq!(parse_plaintext(b"\x00\x00"), Err(Malformed::Short));
+        assert_eq!(parse_plaintext(b"\x00\x00\x00\x00{}"), Err(Malformed::BadLength(0)));
+        assert_eq!(parse_plaintext(b"\x00\x00\x00\x20{}"), Err(Malformed::BadLength(32)));
+        assert!(matches!(parse_plaintext(b"\x00\x00\x00\x02{}"), Err(Malformed::Header(_))));
+        assert_eq!(parse_plaintext(b"\x00\x00\x00\x0f{\"type\":\"ping\"}x"), Err(Malformed::Trailing));
+    }
+
+    #[test]
+    fn a_v1_reply_becomes_a_plaintext_without_its_tag_and_nonce() {
+        let mut h = Map::new();
+        h.insert("type".into(), "pong".into());
+        h.insert("nonce".into(), "00ff".into());
+        h.insert("ts".into(), 1700000001.into());
+        let v1 = datagram::encode_reply(b"secret", h, b"");
+        let p = plaintext_of_v1_reply(&v1).unwrap();
+        assert_eq!(p, b"\x00\x00\x00\x1f{\"ts\":1700000001,\"type\":\"pong\"}".to_vec());
+        assert!(p.len() <= v1.len() - datagram::TAG_LEN);
+        assert_eq!(extra_over_v1("example"), 33 + 7 - 32);
+        let mut with_body = Map::new();
+        with_body.insert("type".into(), "result".into());
+        let v1 = datagram::encode_reply(b"secret", with_body, b"out");
+        let p = plaintext_of_v1_reply(&v1).unwrap();
+        let (h, body) = parse_plaintext(&p).unwrap();
+        assert_eq!((h.kind.as_str(), h.size, body), ("result", 3, &b"out"[..]));
     }
 }

@@ -2,13 +2,15 @@
 //! predicates every reader and writer in the server matches on.
 //!
 //! `Socket` is the seam between `conn` and the bytes on the wire: the plain
-//! `TcpStream` implements it here, the in-memory `Duplex` in `testing`, and a
-//! TLS session wrapping a `TcpStream` is meant to be one more implementation
-//! (its `Read`/`Write` move plaintext, `wants_write` reports records it still
-//! holds, `Write::flush` pushes them out, `send_file` falls back to the default
-//! copy). Imports nothing from the rest of the server.
+//! `TcpStream` implements it here, the in-memory `Duplex` in `testing`, and
+//! `transport::Transport` (plain, or a TLS session over either) the one the
+//! daemon uses: its `Read`/`Write` move plaintext, `wants_write` reports
+//! records it still holds, `Write::flush` pushes them out, `send_file` reads
+//! and encrypts in chunks. The TLS methods have defaults for a stream that
+//! cannot switch. Imports nothing from the rest of the server.
 
 use std::fs::File;
+use crate::tls::{ServerTls, TlsError};
 use std::io::{self, Read, Write};
 
 /// A connection's byte stream. `read` and `write` follow the non-blocking
@@ -36,6 +38,29 @@ pub trait Socket: Read + Write {
         let n = self.write(&buf[..n])?;
         *offset += n as u64;
         Ok(n)
+    }
+
+    /// Switches to TLS after the sniff: `first` are the client's bytes read
+    /// so far (the start of its ClientHello), `clear` output queued in clear
+    /// that must go out before the first record.
+    fn start_tls(&mut self, _tls: &ServerTls, _first: Vec<u8>, _clear: Vec<u8>) -> io::Result<()> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "this transport cannot switch to TLS"))
+    }
+
+    /// True while a TLS handshake is under way.
+    fn handshaking(&self) -> bool {
+        false
+    }
+
+    /// Once the handshake is done: the key the client proved (asked once;
+    /// None when the transport is not TLS).
+    fn peer_key_id(&mut self) -> Option<Result<String, TlsError>> {
+        None
+    }
+
+    /// Protocol, cipher suite and key exchange group, for the log.
+    fn tls_summary(&self) -> Option<String> {
+        None
     }
 }
 

@@ -12,9 +12,11 @@
 //! the same loop: its sockets and its execs' pipes are one more event source.
 //!
 //! What lives here, from the bottom up (each imports only what is above it
-//! in this list, plus `proto`, `config`, `paths` and `sys`):
+//! in this list, plus `proto`, `config`, `paths`, `sys` and `tls`):
 //! - `buf`: the output buffer; `io`: the `Socket` trait and the error-kind
-//!   predicates; `token`: reserved tokens and the token ↔ source mapping.
+//!   predicates; `token`: reserved tokens and the token ↔ source mapping;
+//!   `transport`: a connection's stream in clear or under TLS (rustls), one
+//!   `Socket` (imports `io` and `crate::tls`).
 //! - `ops`: where a request becomes work, for both transports: policy, child
 //!   slots, the access line, and one module per operation.
 //! - `conn`: a TCP connection's phases, buffers and flow control; `udp`: the
@@ -26,6 +28,7 @@
 mod buf;
 pub mod conn;
 pub mod io;
+pub mod transport;
 pub mod ops;
 #[doc(hidden)]
 pub mod testing;
@@ -51,6 +54,8 @@ use std::net::SocketAddr;
 use std::process::Child;
 use std::time::{Duration, Instant};
 use token::{Role, Source};
+use transport::Transport;
+use crate::tls::ServerTls;
 
 /// Connections the kernel may queue before ferryd accepts them.
 pub const LISTEN_BACKLOG: i32 = 1024;
@@ -113,7 +118,9 @@ pub struct Server {
     cfg: Config,
     reload: Option<Reload>,
     listeners: Vec<TcpListener>,
-    conns: Slab<Conn<TcpStream>>,
+    conns: Slab<Conn<Transport<TcpStream>>>,
+    /// Every key's TLS identities, derived again on reload.
+    tls: ServerTls,
     signals: Signals,
     children: usize,
     waiters: VecDeque<usize>,
@@ -141,6 +148,7 @@ macro_rules! ctx {
         Ctx {
             registry: $s.poll.registry(),
             cfg: &$s.cfg,
+            tls: &$s.tls,
             now: $now,
             children: &mut $s.children,
             waiters: &mut $s.waiters,
@@ -170,6 +178,7 @@ impl Server {
         poll.registry().register(&mut signals, token::SIGNALS, Interest::READABLE)?;
         Ok(Server {
             poll,
+            tls: ServerTls::new(&cfg.keys),
             cfg,
             reload,
             listeners,
@@ -328,7 +337,8 @@ impl Server {
                 continue;
             }
             info!("{name}: accepted");
-            let conn = Conn::new(sock, key, name, &mut ctx!(self, now));
+            let plain = self.cfg.plaintext_allowed(peer.ip());
+            let conn = Conn::new(Transport::Plain(sock), key, name, plain, &mut ctx!(self, now));
             self.conns.insert(conn);
             self.pump(key, now);
         }
@@ -379,6 +389,8 @@ impl Server {
                     new.udp.listen = self.cfg.udp.listen.clone();
                 }
                 crate::logger::set_level(new.log_level);
+                // New keys get identities; open sessions keep the config they began with.
+                self.tls = self.tls.reload(&new.keys);
                 info!(
                     "HUP: configuration reloaded: {} key(s), exec {}, {}",
                     new.keys.keys.len(),
@@ -447,7 +459,9 @@ impl Server {
         for key in std::mem::take(&mut self.closed) {
             if self.conns.get(key).is_some_and(|c| c.is_closed()) {
                 let mut conn = self.conns.remove(key);
-                let _ = self.poll.registry().deregister(conn.socket_mut());
+                if let Some(s) = conn.socket_mut().stream_mut() {
+                    let _ = self.poll.registry().deregister(s);
+                }
                 info!("{}: closed: {}", conn.name(), conn.reason());
             }
         }

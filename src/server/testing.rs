@@ -72,6 +72,8 @@ pub const CLIENT_NONCE: &str = "111111111111111111111111111111111111111111111111
 pub struct Harness {
     pub poll: mio::Poll,
     pub cfg: Config,
+    /// `cfg.keys`' TLS identities.
+    pub tls: crate::tls::ServerTls,
     pub children: usize,
     pub waiters: VecDeque<usize>,
     pub scratch: Vec<u8>,
@@ -91,6 +93,7 @@ impl Harness {
         let keys = Keys { keys: vec![Key { id: KEY_ID.into(), secret: SECRET.into() }] };
         Harness {
             poll: mio::Poll::new().expect("a mio poll"),
+            tls: crate::tls::ServerTls::new(&keys),
             cfg: Config::new(std::env::temp_dir(), keys),
             children: 0,
             waiters: VecDeque::new(),
@@ -110,6 +113,7 @@ impl Harness {
         Ctx {
             registry: self.poll.registry(),
             cfg: &self.cfg,
+            tls: &self.tls,
             now: self.now,
             children: &mut self.children,
             waiters: &mut self.waiters,
@@ -120,7 +124,7 @@ impl Harness {
     /// A new connection, pumped once: its `hello` is in its socket's output.
     pub fn conn(&mut self) -> Conn<Duplex> {
         let mut ctx = self.ctx();
-        let mut c = Conn::new(Duplex::default(), 0, "#1 test".into(), &mut ctx);
+        let mut c = Conn::new(Duplex::default(), 0, "#1 test".into(), true, &mut ctx);
         c.pump(&mut ctx);
         c
     }

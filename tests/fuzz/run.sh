@@ -2,7 +2,7 @@
 # Runs every fuzz target for a bounded time: tests/fuzz/run.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target (default 60); targets default to all of them (frame,
-# header, paths, conn, datagram). Builds with cargo-fuzz (libFuzzer, AddressSanitizer,
+# header, paths, conn, datagram, sniff, sealed). Builds with cargo-fuzz (libFuzzer, AddressSanitizer,
 # debug assertions) on the stable toolchain with RUSTC_BOOTSTRAP=1, which
 # lets stable rustc take the -Z flags cargo-fuzz passes. cargo-fuzz itself is
 # used when on PATH, else installed once into $FERRY_CACHE/cargo-fuzz
@@ -26,7 +26,7 @@ export CARGO_TERM_COLOR=never
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame header paths conn datagram)
+[ ${#targets[@]} -gt 0 ] || targets=(frame header paths conn datagram sniff sealed)
 case $secs in '' | *[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;; esac
 
 # cargo-fuzz: the one on PATH, else the cached one, else install it there.

@@ -5,7 +5,7 @@
 use crate::net::{self, is_would_block, Proto};
 use crate::report::{grouped, plural, push_notes, round3, Common, Report};
 use crate::sys;
-use mio::net::TcpStream;
+use crate::sock::Sock;
 use mio::{Events, Poll};
 use serde_json::{json, Value};
 use std::io::Read;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// Holds `socks` (registered in `poll`) for `hold`. Any byte or close from
 /// the server on one of them is an error: an idle connection hears nothing.
 /// Samples the RSS of `pid` about every 200 ms; returns the highest seen.
-pub fn hold(poll: &mut Poll, socks: &mut [TcpStream], hold: Duration, pid: Option<u32>) -> Result<Option<u64>, String> {
+pub fn hold(poll: &mut Poll, socks: &mut [Sock], hold: Duration, pid: Option<u32>) -> Result<Option<u64>, String> {
     let until = Instant::now() + hold;
     let mut events = Events::with_capacity(1024);
     let mut peak = pid.and_then(sys::rss_kib);

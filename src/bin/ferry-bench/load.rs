@@ -12,7 +12,7 @@ use crate::net::{self, error_text, is_would_block, next_header, Proto};
 use crate::report::{cpu_row, grouped, latency_json, latency_row, plural, push_notes, round3, Common, Report, Window};
 use crate::sys;
 use ferry::proto::msg;
-use mio::net::TcpStream;
+use crate::sock::Sock;
 use mio::{Events, Poll};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -55,7 +55,7 @@ pub struct Outcome {
 }
 
 struct Conn {
-    sock: TcpStream,
+    sock: Sock,
     /// Bytes of a reply that has not arrived whole (at most a header).
     carry: Vec<u8>,
     /// Body bytes of the current frame still to skip.
@@ -125,7 +125,7 @@ fn scan(kind: Reply, expected: &[u8], buf: &[u8], body_left: &mut u64) -> Result
 
 /// Runs the closed loop on `socks` (registered in `poll` as `Token(index)`)
 /// until `window.to`, then drains for at most `window.drain`.
-pub fn run(poll: &mut Poll, socks: Vec<TcpStream>, spec: &Spec, window: Window) -> Result<Outcome, String> {
+pub fn run(poll: &mut Poll, socks: Vec<Sock>, spec: &Spec, window: Window) -> Result<Outcome, String> {
     let len = spec.request.len();
     let depth = spec.pipeline.max(1);
     let batch: Vec<u8> = spec.request.repeat(depth + 1);
@@ -241,6 +241,8 @@ pub fn run(poll: &mut Poll, socks: Vec<TcpStream>, spec: &Spec, window: Window) 
 /// Sends what is queued, up to WouldBlock.
 #[inline]
 fn flush(c: &mut Conn, batch: &[u8], len: usize) -> Result<(), String> {
+    // TLS: ciphertext a full socket left queued goes first.
+    c.sock.flush_pending().map_err(|e| format!("write: {e}"))?;
     while c.wpend > 0 {
         match c.sock.write(&batch[c.wpos..c.wpos + c.wpend]) {
             Ok(n) => {

@@ -9,6 +9,7 @@
 //! Modules (each depends only on those listed before it):
 //! - `sys`: /proc and getrusage: CPU time, RSS, fds, who listens on a port.
 //! - `hist`: the latency histogram (an adapter over `hdrhistogram`).
+//! - `sock`: a connection's socket, TCP or TLS (`--tls`) behind one non-blocking Read/Write.
 //! - `net`: loopback resolution, frame scanning, opening authenticated connections.
 //! - `report`: the options every mode shares, the measured window, the report.
 //! - `load` (ping, exec), `xfer` (get, put), `idle`, `udp`: one module per mode,
@@ -21,6 +22,7 @@ mod idle;
 mod load;
 mod net;
 mod report;
+mod sock;
 mod sys;
 mod udp;
 mod xfer;
@@ -96,6 +98,16 @@ struct Opts {
     /// Print one JSON object on stdout (the human table goes to stderr)
     #[arg(long, global = true)]
     json: bool,
+
+    /// TLS 1.3 under the protocol: ferry's TLS keyed by the key (ping, exec, get, put,
+    /// idle), sealed datagrams (udp), or TLS to a RESP server (with --resp; see --tls-insecure)
+    #[arg(long, global = true)]
+    tls: bool,
+
+    /// With --resp --tls: accept whatever certificate the RESP server shows (redis's test
+    /// certificate). A benchmark switch: it gives up authenticating the server
+    #[arg(long, global = true, requires = "tls")]
+    tls_insecure: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -279,7 +291,20 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
     };
+    let tls = match (&proto, o.tls, o.tls_insecure) {
+        (_, false, _) => None,
+        // Datagrams are sealed instead (udp::Spec::sealed).
+        _ if is_udp => None,
+        (net::Proto::Resp, true, true) => Some(sock::TlsSetup::insecure(&o.host)),
+        (net::Proto::Resp, true, false) => {
+            return Err("--resp --tls needs --tls-insecure: ferry-bench cannot check a RESP server's certificate".into())
+        }
+        (net::Proto::Ferry(_), true, true) => return Err("--tls-insecure is for --resp only".into()),
+        (net::Proto::Ferry(key), true, false) => Some(sock::TlsSetup::ferry(key)),
+    };
     let common = Common {
+        tls,
+        secure: o.tls,
         host: o.host.clone(),
         addr,
         proto,
@@ -324,7 +349,10 @@ fn run(cli: Cli) -> Result<(), String> {
             let net::Proto::Ferry(key) = &common.proto else { unreachable!("udp speaks ferry or bare") };
             let target =
                 if *bare { udp::Target::Bare { size: udp::ping_size(key) } } else { udp::Target::Ferry(key.clone()) };
-            let spec = udp::Spec { target, pipeline: (*pipeline).max(1), rto, retries: *retries };
+            if *bare && o.tls {
+                return Err("--bare sends no ferry datagrams to seal (--tls)".into());
+            }
+            let spec = udp::Spec { target, sealed: o.tls, pipeline: (*pipeline).max(1), rto, retries: *retries };
             udp::measure(&common, &spec)?
         }
     };

@@ -8,6 +8,7 @@ use ferry::proto::auth::{self, Key};
 use ferry::proto::frame::{parse_header, peek_header, HeaderRef};
 use ferry::proto::handshake::{self, Handshake, Step};
 use ferry::proto::{encode_frame, msg, ErrorCode};
+use crate::sock::{Sock, TlsSetup};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read, Write};
@@ -85,7 +86,7 @@ pub fn is_would_block(e: &io::Error) -> bool {
 }
 
 /// How connections are opened.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct SetupOpts {
     /// Each connection's bound for connect + handshake (+ probe).
     pub timeout: Duration,
@@ -93,6 +94,8 @@ pub struct SetupOpts {
     pub parallel: usize,
     /// After the handshake, one ping (ferry) or PING (RESP) round trip.
     pub probe: bool,
+    /// TLS under the protocol (`--tls`).
+    pub tls: Option<TlsSetup>,
 }
 
 /// Where a connection is in its setup:
@@ -124,7 +127,7 @@ impl Stage {
 }
 
 struct Pending {
-    sock: TcpStream,
+    sock: Sock,
     stage: Stage,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -136,6 +139,7 @@ const RESP_PING: &[u8] = b"PING\r\n";
 
 impl Pending {
     fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush_pending()?;
         while self.wpos < self.wbuf.len() {
             match self.sock.write(&self.wbuf[self.wpos..]) {
                 Ok(n) => self.wpos += n,
@@ -155,17 +159,20 @@ impl Pending {
     }
 
     /// Moves the connection as far as it can go; true once it is ready.
-    fn advance(&mut self, proto: &Proto, probe: bool) -> Result<bool, String> {
+    fn advance(&mut self, proto: &Proto, probe: bool, tls: Option<&TlsSetup>) -> Result<bool, String> {
         if matches!(self.stage, Stage::Connecting) {
-            if let Some(e) = self.sock.take_error().map_err(|e| e.to_string())? {
+            if let Some(e) = self.sock.tcp.take_error().map_err(|e| e.to_string())? {
                 return Err(connect_error(&e));
             }
-            match self.sock.peer_addr() {
+            match self.sock.tcp.peer_addr() {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
                 Err(e) => return Err(connect_error(&e)),
             }
-            let _ = self.sock.set_nodelay(true);
+            let _ = self.sock.tcp.set_nodelay(true);
+            if let Some(t) = tls {
+                self.sock.start_tls(t.client());
+            }
             self.stage = match proto {
                 Proto::Ferry(key) => Stage::Handshake { hs: Handshake::new(key, auth::fresh_nonce()), answered: false },
                 Proto::Resp if probe => {
@@ -187,7 +194,10 @@ impl Pending {
                 Ok(n) => self.rbuf.extend_from_slice(&buf[..n]),
                 Err(e) if is_would_block(&e) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("connection failed during the handshake: {e}")),
+                Err(e) => match ferry::client::transport::tls_error(&e) {
+                    Some(t) => return Err(format!("TLS: {t}")),
+                    None => return Err(format!("connection failed during the handshake: {e}")),
+                },
             }
         }
         while !matches!(self.stage, Stage::Ready) {
@@ -293,7 +303,7 @@ fn connect_error(e: &io::Error) -> String {
 
 /// A fresh `Poll` and `n` connections registered in it, as `establish` opens
 /// them: what every TCP mode starts with.
-pub fn open(addr: SocketAddr, proto: &Proto, n: usize, opts: SetupOpts) -> Result<(Poll, Vec<TcpStream>), String> {
+pub fn open(addr: SocketAddr, proto: &Proto, n: usize, opts: SetupOpts) -> Result<(Poll, Vec<Sock>), String> {
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let socks = establish(&mut poll, addr, proto, n, opts)?;
     Ok((poll, socks))
@@ -309,9 +319,9 @@ pub fn establish(
     proto: &Proto,
     n: usize,
     opts: SetupOpts,
-) -> Result<Vec<TcpStream>, String> {
+) -> Result<Vec<Sock>, String> {
     let mut pending: Vec<Option<Pending>> = (0..n).map(|_| None).collect();
-    let mut ready: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    let mut ready: Vec<Option<Sock>> = (0..n).map(|_| None).collect();
     let mut active: Vec<usize> = Vec::new();
     let mut events = Events::with_capacity(1024);
     let (mut next, mut done) = (0usize, 0usize);
@@ -324,7 +334,7 @@ pub fn establish(
                 .register(&mut sock, Token(next), Interest::READABLE | Interest::WRITABLE)
                 .map_err(|e| fail(next, e.to_string()))?;
             pending[next] = Some(Pending {
-                sock,
+                sock: Sock::plain(sock),
                 stage: Stage::Connecting,
                 rbuf: Vec::new(),
                 wbuf: Vec::new(),
@@ -346,7 +356,7 @@ pub fn establish(
         for ev in events.iter() {
             let i = ev.token().0;
             let Some(p) = pending.get_mut(i).and_then(Option::as_mut) else { continue };
-            if p.advance(proto, opts.probe).map_err(|e| fail(i, e))? {
+            if p.advance(proto, opts.probe, opts.tls.as_ref()).map_err(|e| fail(i, e))? {
                 ready[i] = pending[i].take().map(|p| p.sock);
                 active.retain(|&a| a != i);
                 done += 1;

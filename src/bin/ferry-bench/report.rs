@@ -36,11 +36,15 @@ pub struct Common {
     pub server_pid: Option<u32>,
     /// Why there is no server pid, when there is none.
     pub server_note: Option<String>,
+    /// `--tls`: every connection over TLS (ferry's, or to a RESP server).
+    pub tls: Option<crate::sock::TlsSetup>,
+    /// `--tls` was given (udp: the datagrams are sealed).
+    pub secure: bool,
 }
 
 impl Common {
     pub fn setup(&self, probe: bool) -> SetupOpts {
-        SetupOpts { timeout: self.timeout, parallel: self.setup_parallel, probe }
+        SetupOpts { timeout: self.timeout, parallel: self.setup_parallel, probe, tls: self.tls.clone() }
     }
 
     /// The fields every report has.
@@ -50,6 +54,7 @@ impl Common {
         m.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
         m.insert("mode".into(), json!(mode));
         m.insert("protocol".into(), json!(self.proto.name()));
+        m.insert("tls".into(), json!(self.secure));
         m.insert("host".into(), json!(self.host));
         m.insert("port".into(), json!(self.addr.port()));
         m.insert("connections".into(), json!(self.connections));

@@ -10,6 +10,11 @@
 //! checks with the key (`datagram::Tagger`) and its nonce is one in flight;
 //! any other datagram is ignored, as the protocol says.
 //!
+//! With `--tls` the pings are sealed (`proto::sealed`, the keys from
+//! `tls::datagram_keys`): the first 12 bytes of the nonce are the seal's
+//! nonce, and a reply, whose nonce is not in clear, is opened under each
+//! request in flight until one opens it (one try at `-P 1`).
+//!
 //! Loss: a request with no reply after `rto` is sent again unchanged (same
 //! nonce: ferryd answers a retransmission from its reply cache), the wait
 //! doubling each time; after `retries` retransmissions it counts as lost and
@@ -22,6 +27,7 @@ use crate::report::{cpu_row, grouped, latency_json, latency_row, push_notes, rou
 use crate::sys;
 use ferry::proto::auth::Key;
 use ferry::proto::datagram::{self, Direction, PingEncoder, Tagger, MAX_DATAGRAM, NONCE_BYTES};
+use ferry::proto::sealed::{self, DatagramKeys};
 use ferry::proto::msg;
 use ferry::proto::ErrorCode;
 use ferry::sys::unix_now;
@@ -45,6 +51,8 @@ pub enum Target {
 
 pub struct Spec {
     pub target: Target,
+    /// Seal the pings (`--tls`).
+    pub sealed: bool,
     /// Requests in flight.
     pub pipeline: usize,
     /// The first retransmission comes this long after the first send; the wait doubles.
@@ -112,16 +120,47 @@ struct Ferry {
     pinger: PingEncoder,
     reply: Tagger,
     secret: Vec<u8>,
+    key_id: String,
+    /// `--tls`: the datagram keys that seal requests and open replies.
+    sealed: Option<DatagramKeys>,
 }
 
 impl Ferry {
-    fn new(key: &Key) -> Ferry {
+    fn new(key: &Key, sealed: bool) -> Ferry {
         let secret = key.secret.as_bytes();
         Ferry {
             pinger: PingEncoder::new(&key.id, secret),
             reply: Tagger::new(Direction::Reply, secret),
             secret: secret.to_vec(),
+            key_id: key.id.clone(),
+            sealed: sealed.then(|| ferry::tls::datagram_keys(key)),
         }
+    }
+
+    /// The sealed ping for `nonce` (its first 12 bytes are the seal's nonce).
+    fn sealed_ping(&self, keys: &DatagramKeys, buf: &mut Vec<u8>, nonce: u128, ts: i64) -> Result<(), String> {
+        let mut plain = Vec::with_capacity(64);
+        let mut header = msg::request::ping();
+        header.insert("ts".into(), json!(ts));
+        ferry::proto::encode_frame(&mut plain, header, b"");
+        *buf = sealed::seal_request(keys, &self.key_id, seal_nonce(nonce), &plain).map_err(|e| format!("seal: {e}"))?;
+        Ok(())
+    }
+
+    /// Opens a sealed reply under each request in flight; the one it answers.
+    fn open_sealed<'a>(&self, keys: &DatagramKeys, bytes: &[u8], flying: impl Iterator<Item = &'a u128>) -> Answer {
+        for &k in flying {
+            let Ok(plain) = sealed::open_reply(keys, &self.key_id, &seal_nonce(k), bytes) else { continue };
+            let Ok(Some((head, _))) = ferry::proto::frame::peek_header(&plain) else { return Answer::Stray };
+            let Ok(header) = ferry::proto::frame::parse_header(head) else { return Answer::Stray };
+            return match msg::Reply::from_header(&header) {
+                msg::Reply::Pong => Answer::Reply(k),
+                msg::Reply::Error(e) if e.code == ErrorCode::Replayed => Answer::Replayed(k),
+                msg::Reply::Error(e) => Answer::Fatal(format!("ferryd answered {}: {}", e.code.as_str(), e.message)),
+                _ => Answer::Fatal(format!("ferryd answered a ping with a {:?} reply", header.kind)),
+            };
+        }
+        Answer::Stray
     }
 
     /// The ping request datagram for `nonce` and `ts`, into `buf`. The nonce's
@@ -169,6 +208,11 @@ impl Ferry {
     }
 }
 
+/// The seal nonce of a request key: its first 12 big-endian bytes.
+fn seal_nonce(k: u128) -> [u8; sealed::NONCE_LEN] {
+    k.to_be_bytes()[..sealed::NONCE_LEN].try_into().expect("12 of 16 bytes")
+}
+
 /// A nonce's 32 hex digits as a number (the key replies are matched by).
 fn nonce_key(nonce: &str) -> Option<u128> {
     if !datagram::is_udp_nonce(nonce) {
@@ -205,7 +249,7 @@ impl Nonces {
 /// has 10 digits): what the bare mode sends.
 pub fn ping_size(key: &Key) -> usize {
     let mut buf = Vec::new();
-    Ferry::new(key).ping(&mut buf, 0, unix_now());
+    Ferry::new(key, false).ping(&mut buf, 0, unix_now());
     buf.len()
 }
 
@@ -254,8 +298,15 @@ impl Run<'_> {
     fn fresh(&mut self, i: usize) -> Result<(), String> {
         let key = match &self.ferry {
             Some(f) => {
-                let nonce = self.nonces.next()?;
-                f.ping(&mut self.slots[i].bytes, nonce, unix_now());
+                let mut nonce = self.nonces.next()?;
+                match &f.sealed {
+                    Some(keys) => {
+                        // Only the first 12 bytes are the seal's: the key is what they give.
+                        nonce &= !0u128 << 32;
+                        f.sealed_ping(keys, &mut self.slots[i].bytes, nonce, unix_now())?;
+                    }
+                    None => f.ping(&mut self.slots[i].bytes, nonce, unix_now()),
+                }
                 nonce
             }
             None => {
@@ -279,6 +330,10 @@ impl Run<'_> {
 
     fn answer(&self, bytes: &[u8]) -> Answer {
         match &self.ferry {
+            Some(Ferry { sealed: Some(keys), .. }) => {
+                let f = self.ferry.as_ref().expect("matched");
+                f.open_sealed(keys, bytes, self.flying.keys())
+            }
             Some(f) => f.answer(bytes),
             None => {
                 let s = &self.slots[0];
@@ -304,7 +359,7 @@ pub fn run(addr: SocketAddr, spec: &Spec, window: Window, server_pid: Option<u32
     poll.registry().register(&mut sock, Token(0), Interest::READABLE).map_err(|e| format!("poll: {e}"))?;
     let depth = spec.pipeline.max(1);
     let (ferry, size) = match &spec.target {
-        Target::Ferry(key) => (Some(Ferry::new(key)), 0),
+        Target::Ferry(key) => (Some(Ferry::new(key, spec.sealed)), 0),
         Target::Bare { size } => (None, (*size).clamp(16, MAX_DATAGRAM)),
     };
     let now = Instant::now();
@@ -516,7 +571,7 @@ mod tests {
     #[test]
     fn the_hand_made_request_is_the_codecs() {
         let k = key();
-        let f = Ferry::new(&k);
+        let f = Ferry::new(&k, false);
         let mut buf = Vec::new();
         for (nonce, ts) in [(0u128, 1_700_000_000), (u128::MAX, 1_764_000_000), (0x0102_0304, -5)] {
             f.ping(&mut buf, nonce, ts);
@@ -534,7 +589,7 @@ mod tests {
     #[test]
     fn replies_are_checked_and_matched() {
         let k = key();
-        let f = Ferry::new(&k);
+        let f = Ferry::new(&k, false);
         let nonce = "00000000000000000000000001020304";
         let pong = datagram::encode_reply(k.secret.as_bytes(), reply::pong(nonce, 42, None), b"");
         assert_eq!(f.answer(&pong), Answer::Reply(0x0102_0304));
@@ -556,6 +611,24 @@ mod tests {
             Answer::Fatal(m) => assert!(m.contains("clock-skew: ts is 99s off") && m.contains("clock"), "{m}"),
             a => panic!("{a:?}"),
         }
+    }
+
+    #[test]
+    fn sealed_pings_open_on_the_server_and_their_pongs_here() {
+        let k = key();
+        let f = Ferry::new(&k, true);
+        let keys = ferry::tls::datagram_keys(&k);
+        let nonce: u128 = 0x0102_0304_0506_0708_090a_0b0c_0000_0000;
+        let mut buf = Vec::new();
+        f.sealed_ping(&keys, &mut buf, nonce, 1_700_000_000).unwrap();
+        let req = sealed::open_request(&buf, |id| (id == k.id).then_some(&keys)).unwrap();
+        assert_eq!(req.nonce, seal_nonce(nonce));
+        let mut plain = Vec::new();
+        ferry::proto::encode_frame(&mut plain, msg::pong(None), b"");
+        let reply = sealed::seal_reply(&keys, &k.id, &req.nonce, [9; 12], &plain).unwrap();
+        let flying = [7u128 << 32, nonce];
+        assert!(matches!(f.open_sealed(&keys, &reply, flying.iter()), Answer::Reply(n) if n == nonce));
+        assert!(matches!(f.open_sealed(&keys, &reply, [7u128 << 32].iter()), Answer::Stray));
     }
 
     #[test]

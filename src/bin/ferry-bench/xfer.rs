@@ -14,7 +14,7 @@ use crate::sys;
 use ferry::proto::encode_head;
 use ferry::proto::frame::parse_header;
 use ferry::proto::msg::{self, Digest};
-use mio::net::TcpStream;
+use crate::sock::Sock;
 use mio::{Events, Poll};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -115,7 +115,7 @@ enum State {
 }
 
 struct Conn {
-    sock: TcpStream,
+    sock: Sock,
     state: State,
     /// Bytes of the request head sent.
     head_sent: usize,
@@ -136,7 +136,7 @@ struct Conn {
 /// then the measured phase. `server_pid` is sampled for CPU time at its edges.
 pub fn run(
     poll: &mut Poll,
-    socks: Vec<TcpStream>,
+    socks: Vec<Sock>,
     op: &Op,
     warmup: Duration,
     amount: Amount,
@@ -221,6 +221,7 @@ pub fn run(
             let i = ev.token().0;
             let c = &mut conns[i];
             let ctx = |e: String| format!("connection {}: {e}", i + 1);
+            c.sock.flush_pending().map_err(|e| ctx(format!("write: {e}")))?;
             if c.state == State::Sending {
                 let before = (c.head_sent, c.body_sent);
                 send(c, op).map_err(ctx)?;
@@ -260,11 +261,22 @@ fn send(c: &mut Conn, op: &Op) -> Result<(), String> {
                 let n = (block.len() - off).min(left as usize);
                 c.sock.write(&block[off..off + n])
             }
+            Op::Put { source: Source::File(f), .. } if c.sock.is_tls() => {
+                // Userspace TLS cannot sendfile: read and encrypt 64 KiB at a time.
+                use std::os::unix::fs::FileExt;
+                let mut chunk = [0u8; 64 * 1024];
+                let want = left.min(chunk.len() as u64) as usize;
+                match f.read_at(&mut chunk[..want], c.body_sent) {
+                    Ok(0) => return Err("the file is shorter than it was".into()),
+                    Ok(n) => c.sock.write(&chunk[..n]),
+                    Err(e) => Err(e),
+                }
+            }
             Op::Put { source: Source::File(f), .. } => {
                 let mut off = c.body_sent as libc::off_t;
                 let n = left.min(1 << 30) as usize;
                 // SAFETY: both descriptors are open; sendfile updates `off`.
-                let r = unsafe { libc::sendfile(c.sock.as_raw_fd(), f.as_raw_fd(), &mut off, n) };
+                let r = unsafe { libc::sendfile(c.sock.tcp.as_raw_fd(), f.as_raw_fd(), &mut off, n) };
                 match r {
                     0 => return Err("the file is shorter than it was".into()),
                     r if r > 0 => Ok(r as usize),

@@ -171,6 +171,13 @@ impl<'a> Fan<'a> {
         }
     }
 
+    /// With `-v`, a line about host `i` (its transport).
+    pub(super) fn trace_note(&self, i: usize, note: &str) {
+        if self.opts.trace {
+            crate::errln!("ferry: {}: {note}", crate::term::escape(&self.slots[i].host.name));
+        }
+    }
+
     /// Prints the `-b` groups (gather mode) and the summary; the exit status.
     pub(super) fn report(&mut self) -> i32 {
         if self.plan.mode == Mode::Gather {

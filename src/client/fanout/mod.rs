@@ -8,6 +8,8 @@
 //! - `output`: `HOST: line` lines, `-b` groups, `json` objects, the summary.
 //! - `fan`: what every transport shares: plan, operation, slots, finishing.
 //! - `poll_loop`: the one event loop and the `Transport` it drives.
+//! - `sock`: a TCP host's socket end: reads through TLS, put bodies by
+//!   sendfile(2) or through TLS.
 //! - `tcp`: the per-host connection state machine (connect, handshake,
 //!   request, replies, a get's `.part`, a put's sendfile).
 //! - `udp`: one `client::udp::Request` per host, matched by nonce.
@@ -34,6 +36,7 @@ pub mod hosts;
 mod outcome;
 mod output;
 mod poll_loop;
+mod sock;
 mod tcp;
 mod udp;
 

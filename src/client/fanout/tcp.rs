@@ -9,13 +9,20 @@
 //! from it; a host past its deadline is dropped (the server ends a command
 //! whose client went away) and the others go on.
 //!
+//! A host that is not loopback (or every host, with `--tls`) gets TLS: the
+//! same frames go through a `transport::TlsClient` between the buffers and
+//! the socket, and a put's body is read and encrypted in 64 KiB chunks
+//! instead of sent with sendfile(2).
+//!
 //! Imports `fan`, `outcome`, `poll_loop` and, from the client, `finish`
-//! (the `.part` of a get) and the shared helpers of `client`.
+//! (the `.part` of a get), `transport` and the shared helpers of `client`.
 
 use super::fan::{Fan, Op, Pong};
 use super::outcome::Outcome;
 use super::poll_loop::Transport;
+use super::sock::{read_tls, send_file, send_file_tls};
 use crate::client::finish::{part_path, Part};
+use crate::client::transport::TlsClient;
 use crate::client::{command_of, io_text, resolve_addrs, Error};
 use crate::proto::auth;
 use crate::proto::frame::Header;
@@ -82,6 +89,8 @@ struct Conn {
     /// A `put` body still to send with sendfile: (offset, end).
     sendfile: Option<(u64, u64)>,
     last_io: Instant,
+    /// TLS between the buffers and the socket, for a host that gets it.
+    tls: Option<TlsClient>,
 }
 
 /// One host's TCP state, beside its `Slot`.
@@ -98,6 +107,8 @@ struct Host {
 
 pub(super) struct Tcp {
     hosts: Vec<Host>,
+    /// The key's TLS configuration, built for the first host that needs it.
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Hosts not started yet, in order.
     queue: VecDeque<usize>,
     connecting: usize,
@@ -105,7 +116,7 @@ pub(super) struct Tcp {
 
 impl Tcp {
     pub(super) fn new(n: usize) -> Tcp {
-        Tcp { hosts: (0..n).map(|_| Host::default()).collect(), queue: (0..n).collect(), connecting: 0 }
+        Tcp { hosts: (0..n).map(|_| Host::default()).collect(), tls_config: None, queue: (0..n).collect(), connecting: 0 }
     }
 
     fn conn(&mut self, i: usize) -> &mut Conn {
@@ -167,6 +178,7 @@ impl Tcp {
             sink: Sink::Skip,
             sendfile: None,
             last_io: Instant::now(),
+            tls: None,
         });
         true
     }
@@ -208,8 +220,13 @@ impl Tcp {
     fn flush_out(&mut self, fan: &mut Fan, i: usize) {
         let Some(c) = &mut self.hosts[i].conn else { return };
         let r = match write_out(c) {
-            Ok(true) => match (&mut c.sendfile, fan.op) {
-                (Some((offset, end)), Op::Put { file, .. }) => send_file(&c.sock, file, offset, *end, &mut c.last_io),
+            Ok(true) => match (&mut c.sendfile, fan.op, &mut c.tls) {
+                (Some((offset, end)), Op::Put { file, .. }, None) => {
+                    send_file(&c.sock, file, offset, *end, &mut c.last_io)
+                }
+                (Some((offset, end)), Op::Put { file, .. }, Some(tls)) => {
+                    send_file_tls(tls, &mut c.sock, file, offset, *end, &mut c.last_io)
+                }
                 _ => Ok(true),
             },
             r => r,
@@ -217,7 +234,7 @@ impl Tcp {
         match r {
             Ok(true) => c.sendfile = None,
             Ok(false) => {}
-            Err(e) => self.finish(fan, i, Outcome::Error(format!("connection lost: {}", io_text(&e)))),
+            Err(e) => self.finish(fan, i, lost(e)),
         }
     }
 
@@ -226,7 +243,11 @@ impl Tcp {
         let mut buf = [0u8; 64 * 1024];
         loop {
             let Some(c) = &mut self.hosts[i].conn else { return };
-            match c.sock.read(&mut buf) {
+            let r = match &mut c.tls {
+                None => c.sock.read(&mut buf),
+                Some(tls) => read_tls(tls, &mut c.sock, &mut c.inbuf),
+            };
+            match r {
                 Ok(0) => {
                     self.handle_input(fan, i);
                     let lost = match self.hosts[i].conn.as_ref().map(|c| &c.phase) {
@@ -238,15 +259,21 @@ impl Tcp {
                 }
                 Ok(n) => {
                     c.last_io = Instant::now();
-                    c.inbuf.extend_from_slice(&buf[..n]);
+                    if c.tls.is_none() {
+                        c.inbuf.extend_from_slice(&buf[..n]);
+                    }
                     self.handle_input(fan, i);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.handle_input(fan, i);
-                    return self.finish(fan, i, Outcome::Error(format!("connection lost: {}", io_text(&e))));
+                    return self.finish(fan, i, lost(e));
                 }
+            }
+            // TLS may have records to answer (alerts, the handshake's next flight).
+            if self.hosts[i].conn.as_ref().is_some_and(|c| c.tls.as_ref().is_some_and(TlsClient::wants_write)) {
+                self.flush_out(fan, i);
             }
         }
     }
@@ -329,6 +356,9 @@ impl Tcp {
             Step::Failed(e) => self.finish(fan, i, Outcome::from_error(Error::from_handshake(e, fan.key))),
             Step::Done(_) if fan.interrupted > 0 => self.finish(fan, i, Outcome::Cancelled),
             Step::Done(_) => {
+                if let Some(tls) = self.hosts[i].conn.as_ref().and_then(|c| c.tls.as_ref()) {
+                    fan.trace_note(i, &tls.describe());
+                }
                 self.release_slot(i);
                 self.request(fan, i);
             }
@@ -473,8 +503,40 @@ impl Tcp {
     }
 }
 
+/// A connection error as the host's outcome (a TLS failure says why).
+fn lost(e: io::Error) -> Outcome {
+    use crate::tls::TlsError;
+    // A key the server does not share is an authentication failure, as in v1.
+    if let Some(
+        t @ (TlsError::ServerIdentityMismatch { .. } | TlsError::RefusedByServer { .. } | TlsError::UnknownToServer { .. }),
+    ) = crate::client::transport::tls_error(&e)
+    {
+        return Outcome::AuthFailed(format!("TLS: {t}"));
+    }
+    match Error::from(e) {
+        Error::Io(e) => Outcome::Error(format!("connection lost: {}", io_text(&e))),
+        e => Outcome::from_error(e),
+    }
+}
+
 /// Writes `c.out` until it is empty (true) or the socket is full (false).
 fn write_out(c: &mut Conn) -> io::Result<bool> {
+    if let Some(tls) = &mut c.tls {
+        loop {
+            if !c.out.is_empty() && !tls.is_handshaking() {
+                let n = tls.send(&c.out)?;
+                c.out.drain(..n);
+            }
+            let flushed = tls.write_to(&mut c.sock)?;
+            c.last_io = Instant::now();
+            if !flushed {
+                return Ok(false);
+            }
+            if c.out.is_empty() || tls.is_handshaking() {
+                return Ok(c.out.is_empty());
+            }
+        }
+    }
     while !c.out.is_empty() {
         match c.sock.write(&c.out) {
             Ok(n) => {
@@ -484,22 +546,6 @@ fn write_out(c: &mut Conn) -> io::Result<bool> {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
-/// Sends `file` from `*offset` to `end` with sendfile(2): true when all
-/// of it went, false when the socket is full.
-fn send_file(sock: &TcpStream, file: &fs::File, offset: &mut u64, end: u64, last_io: &mut Instant) -> io::Result<bool> {
-    while *offset < end {
-        let want = (end - *offset).min(1 << 30) as usize;
-        match rustix::fs::sendfile(sock, file, Some(offset), want) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent")),
-            Ok(_) => *last_io = Instant::now(),
-            Err(rustix::io::Errno::AGAIN) => return Ok(false),
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
         }
     }
     Ok(true)
@@ -561,10 +607,21 @@ impl Transport for Tcp {
             };
             let err = match (err, c.sock.peer_addr()) {
                 (Some(e), _) => Some(e),
-                (None, Ok(_)) => {
+                (None, Ok(peer)) => {
                     let _ = c.sock.set_nodelay(true);
                     c.phase = Phase::Hello(Handshake::new(fan.key, auth::fresh_nonce()));
                     c.last_io = Instant::now();
+                    if fan.opts.transport.tls_for(&peer) {
+                        let cfg = self.tls_config.get_or_insert_with(|| crate::tls::client_config(fan.key)).clone();
+                        let tls = TlsClient::with_config(cfg, &fan.key.id);
+                        if fan.opts.trace {
+                            fan.trace_note(i, &format!("TLS to {peer}"));
+                        }
+                        // Its ClientHello goes out with the flush below.
+                        c.tls = Some(tls);
+                    } else if fan.opts.trace {
+                        fan.trace_note(i, &format!("plaintext v1 to {peer}"));
+                    }
                     None
                 }
                 (None, Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -581,7 +638,8 @@ impl Transport for Tcp {
                 return;
             }
         }
-        if ev.is_writable() {
+        let tls_out = self.hosts[i].conn.as_ref().is_some_and(|c| c.tls.as_ref().is_some_and(TlsClient::wants_write));
+        if ev.is_writable() || tls_out {
             self.flush_out(fan, i);
         }
         self.read_all(fan, i);

@@ -1,7 +1,9 @@
 //! Fan-out in datagram mode (`run -u`, `ping -u` with `-H`): one
 //! `client::udp::Request` per host, all sent at once over one socket per
 //! address family, each retransmitted on its own schedule; replies matched
-//! to hosts by nonce. Driven by `poll_loop`. Imports `fan`, `outcome`,
+//! to hosts by nonce (tagged) or by address, then opened under each
+//! candidate's nonce (sealed: off loopback, or with `--tls`, as for one
+//! host). Driven by `poll_loop`. Imports `fan`, `outcome`,
 //! `poll_loop` and `client::udp`.
 
 use super::fan::{Fan, Op, Pong};
@@ -10,6 +12,7 @@ use super::poll_loop::Transport;
 use crate::client::udp::{self, any_addr, Request, Sent};
 use crate::client::{io_text, resolve_addrs};
 use crate::proto::datagram::{self, ExecResult};
+use crate::proto::sealed::{self, DatagramKeys, Kind};
 use crate::proto::msg::{ErrorCode, Reply, Stream};
 use mio::event::Event;
 use mio::net::UdpSocket;
@@ -29,13 +32,22 @@ pub(super) struct Udp {
     v4: Option<UdpSocket>,
     v6: Option<UdpSocket>,
     buf: Vec<u8>,
+    /// The key's datagram keys, for the hosts whose requests are sealed.
+    keys: DatagramKeys,
 }
 
 impl Udp {
     /// Resolves every host and opens the sockets; a host that does not
     /// resolve is finished at once.
     pub(super) fn new(fan: &mut Fan) -> io::Result<Udp> {
-        let mut u = Udp { reqs: Vec::new(), by_nonce: HashMap::new(), v4: None, v6: None, buf: vec![0; datagram::MAX_DATAGRAM + 1] };
+        let mut u = Udp {
+            reqs: Vec::new(),
+            by_nonce: HashMap::new(),
+            v4: None,
+            v6: None,
+            buf: vec![0; datagram::MAX_DATAGRAM + 1],
+            keys: crate::tls::datagram_keys(fan.key),
+        };
         let now = Instant::now();
         for i in 0..fan.slots.len() {
             fan.slots[i].started = Some(now);
@@ -54,9 +66,16 @@ impl Udp {
                 fan.poll.registry().register(&mut s, token, Interest::READABLE)?;
                 *sock = Some(s);
             }
-            let r = request(fan, peer, now);
-            u.by_nonce.insert(r.nonce.clone(), i);
-            u.reqs.push(Some(r));
+            match request(fan, &u.keys, peer, now) {
+                Ok(r) => {
+                    u.by_nonce.insert(r.nonce.clone(), i);
+                    u.reqs.push(Some(r));
+                }
+                Err(e) => {
+                    fan.finish(i, Outcome::Error(e.to_string()));
+                    u.reqs.push(None);
+                }
+            }
         }
         Ok(u)
     }
@@ -99,10 +118,14 @@ impl Udp {
                 if fan.on_pong(i, rtt, &again) == Pong::Last {
                     Outcome::Done
                 } else {
-                    let next = request(fan, req.peer, Instant::now() + *interval);
-                    self.by_nonce.insert(next.nonce.clone(), i);
-                    self.reqs[i] = Some(next);
-                    return;
+                    match request(fan, &self.keys, req.peer, Instant::now() + *interval) {
+                        Ok(next) => {
+                            self.by_nonce.insert(next.nonce.clone(), i);
+                            self.reqs[i] = Some(next);
+                            return;
+                        }
+                        Err(e) => Outcome::Error(e.to_string()),
+                    }
                 }
             }
             (Op::Run { .. }, Reply::Other(k)) if k == "result" => match ExecResult::from_reply(&reply) {
@@ -199,13 +222,15 @@ fn next_icmp_error(fd: std::os::fd::RawFd) -> Option<(SocketAddr, i32)> {
     Some((peer, errno))
 }
 
-/// A fresh request (a new nonce each time) to `peer`, first sent at `at`.
-fn request(fan: &Fan, peer: SocketAddr, at: Instant) -> Request {
+/// A fresh request (a new nonce each time) to `peer`, first sent at `at`;
+/// sealed with `keys` where the transport rule says TLS.
+fn request(fan: &Fan, keys: &DatagramKeys, peer: SocketAddr, at: Instant) -> Result<Request, udp::UdpError> {
     let header = match fan.op {
         Op::Run { command, argv } => udp::exec_header(command, *argv),
         _ => udp::ping_header(),
     };
-    Request::new(fan.key, header, peer, fan.opts.timeout, at)
+    let seal = fan.opts.transport.tls_for(&peer).then_some(keys);
+    Request::new(fan.key, header, peer, fan.opts.timeout, at, seal)
 }
 
 /// Sends what `r` has due on `sock`; why the host is over, if it is.
@@ -247,8 +272,8 @@ impl Transport for Udp {
         loop {
             let sock = if ev.token() == UDP4 { self.v4.as_ref() } else { self.v6.as_ref() };
             let Some(sock) = sock else { return };
-            let n = match sock.recv_from(&mut self.buf) {
-                Ok((n, _)) => n,
+            let (n, from) = match sock.recv_from(&mut self.buf) {
+                Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.on_icmp_errors(fan, ev.token());
                     return;
@@ -258,10 +283,23 @@ impl Transport for Udp {
                     continue;
                 }
             };
-            let Ok(reply) = datagram::decode_reply(secret, &self.buf[..n]) else { continue };
+            let bytes = &self.buf[..n];
+            if sealed::classify(bytes) == Some(Kind::Sealed) {
+                // No nonce in clear: the hosts at that address, each tried.
+                let hit = self.reqs.iter().enumerate().find_map(|(i, r)| {
+                    let r = r.as_ref().filter(|r| r.peer == from && r.sealed.is_some())?;
+                    r.accept(key, Some(&self.keys), bytes).ok().map(|reply| (i, reply))
+                });
+                if let Some((i, reply)) = hit {
+                    self.on_reply(fan, i, reply);
+                }
+                continue;
+            }
+            let Ok(reply) = datagram::decode_reply(secret, bytes) else { continue };
             let Some(nonce) = reply.header.str("nonce") else { continue };
             let Some(&i) = self.by_nonce.get(nonce) else { continue };
-            if self.reqs[i].as_ref().is_some_and(|r| r.nonce == nonce) {
+            // A tagged reply never answers a request that was sealed.
+            if self.reqs[i].as_ref().is_some_and(|r| r.nonce == nonce && r.sealed.is_none()) {
                 self.on_reply(fan, i, reply);
             }
         }

@@ -12,6 +12,12 @@
 //! May import `buf`, `io`, `ops` and `token`; never `udp`.
 //!
 //! LIFECYCLE (`Phase`)
+//! - `Sniff` (at accept) --first byte 0x16--> `Handshake` (any `hello` already sent is void);
+//!   a peer in `plaintext_from` got `hello` at accept: any other first byte --> `AwaitAuth`;
+//!   any other peer got nothing: another byte, or none within `SNIFF_GRACE` --> `Closing` (tls-required).
+//! - `Handshake` --TLS up and the client's key named--> `AwaitAuth` (`hello` sent inside TLS; the `auth`
+//!   must name that key); a failed handshake --> `Closed` (rustls sent its alert; no frame); the auth
+//!   timeout, which counts from accept --> `Closing`.
 //! - `AwaitAuth` --valid `auth`--> `Ready`; anything else --> `Closing` (auth-required / auth-failed);
 //!   the auth timeout --> `Closing`.
 //! - `Ready` --`exec`--> `Running`, or `Queued` when every child slot is taken;
@@ -58,8 +64,9 @@ use super::token::Role;
 use crate::config::Config;
 use crate::proto::auth::{self, to_hex};
 use crate::proto::msg;
+use crate::proto::sniff::{self, Transport};
 use crate::proto::{Decoder, ErrorCode, Header, ProtoError, MAX_HEADER};
-use log::{debug, warn};
+use log::{debug, info, warn};
 use serde_json::Value;
 use std::io;
 use std::process::Child;
@@ -75,8 +82,19 @@ pub const BUDGET: usize = 256 * 1024;
 /// what it is owed and hang up.
 pub const LINGER: Duration = Duration::from_secs(5);
 
+/// How long a peer outside `plaintext_from` has to send its first byte
+/// before it gets tls-required (a TLS client speaks first, at once).
+pub const SNIFF_GRACE: Duration = Duration::from_secs(1);
+
 /// Where a connection stands. See the module doc for the transitions.
 pub enum Phase {
+    /// Waiting for the client's first byte. `hello`: the nonce of the v1
+    /// greeting sent at accept (a peer in `plaintext_from`); None: nothing
+    /// was sent, and only TLS is accepted. `grace` bounds the wait for a
+    /// peer that was not greeted.
+    Sniff { hello: Option<String>, grace: Instant, deadline: Instant },
+    /// A TLS handshake under way, bounded by the auth timeout.
+    Handshake { deadline: Instant },
     /// `hello` sent; waiting for `auth` until `deadline`.
     AwaitAuth { nonce: String, deadline: Instant },
     /// Authenticated, between requests.
@@ -136,6 +154,8 @@ pub struct Conn<S> {
     last_active: Instant,
     now: Instant,
     key_id: Option<String>,
+    /// The key the client proved in the TLS handshake; its `auth` must name it.
+    tls_key: Option<Box<str>>,
     /// Why the connection closes, set once by whatever closed it first.
     reason: Option<String>,
     /// A child left behind by a close, for the reactor to reap.
@@ -145,9 +165,9 @@ pub struct Conn<S> {
 }
 
 impl<S: Socket> Conn<S> {
-    /// A new connection: `hello` is queued at once.
-    pub fn new(sock: S, key: usize, name: String, ctx: &mut Ctx) -> Conn<S> {
-        let nonce = to_hex(&auth::fresh_nonce());
+    /// A new connection: `hello` is queued at once for a peer that may speak
+    /// in clear (`plain`); any other waits for a TLS ClientHello.
+    pub fn new(sock: S, key: usize, name: String, plain: bool, ctx: &mut Ctx) -> Conn<S> {
         let mut conn = Conn {
             sock,
             key,
@@ -165,13 +185,75 @@ impl<S: Socket> Conn<S> {
             last_active: ctx.now,
             now: ctx.now,
             key_id: None,
+            tls_key: None,
             reason: None,
             orphan: None,
             access: None,
         };
-        conn.queue(msg::hello(&ctx.cfg.server_name, &nonce), &[]);
-        conn.phase = Phase::AwaitAuth { nonce, deadline: ctx.now + ctx.cfg.auth_timeout };
+        let deadline = ctx.now + ctx.cfg.auth_timeout;
+        let hello = plain.then(|| conn.greet(ctx));
+        conn.phase = Phase::Sniff { hello, grace: ctx.now + SNIFF_GRACE, deadline };
         conn
+    }
+
+    /// Queues `hello` with a fresh nonce; returns the nonce.
+    fn greet(&mut self, ctx: &Ctx) -> String {
+        let nonce = to_hex(&auth::fresh_nonce());
+        self.queue(msg::hello(&ctx.cfg.server_name, &nonce), &[]);
+        nonce
+    }
+
+    /// The sniff: the client's first byte picks the transport. Returns a
+    /// count of things done.
+    fn sniff(&mut self, ctx: &mut Ctx) -> usize {
+        let Phase::Sniff { hello, deadline, .. } = &mut self.phase else { return 0 };
+        let Some(&first) = self.inbuf.first() else { return 0 };
+        let deadline = *deadline;
+        match (sniff::sniff(&self.inbuf), hello.take()) {
+            (Ok(Some(Transport::Tls)), _) => {
+                // A greeting still queued goes first, in clear, as the client expects.
+                let clear = self.out.pending().to_vec();
+                self.out.consume(clear.len());
+                let first = std::mem::take(&mut self.inbuf);
+                if let Err(e) = self.sock.start_tls(ctx.tls, first, clear) {
+                    self.close_io(&e);
+                    return 1;
+                }
+                debug!("{}: TLS ClientHello", self.name);
+                self.phase = Phase::Handshake { deadline };
+                self.sock_read = true;
+            }
+            (_, Some(nonce)) => self.phase = Phase::AwaitAuth { nonce, deadline },
+            (_, None) => {
+                info!("{}: refused: first byte 0x{first:02x} is not TLS and the peer is outside plaintext_from", self.name);
+                self.inbuf.clear();
+                self.fail(ProtoError::new(ErrorCode::TlsRequired, "this server accepts only TLS from your address"), None);
+            }
+        }
+        1
+    }
+
+    /// After the TLS handshake: the key the client proved, then `hello`
+    /// inside TLS. Returns a count of things done.
+    fn on_handshake(&mut self, ctx: &mut Ctx) -> usize {
+        let Phase::Handshake { deadline } = self.phase else { return 0 };
+        if self.sock.handshaking() {
+            return 0;
+        }
+        match self.sock.peer_key_id() {
+            Some(Ok(id)) => {
+                info!("{}: TLS for key {} ({})", self.name, id, self.sock.tls_summary().unwrap_or_default());
+                self.tls_key = Some(id.into());
+                let nonce = self.greet(ctx);
+                self.phase = Phase::AwaitAuth { nonce, deadline };
+            }
+            Some(Err(e)) => {
+                warn!("{}: TLS handshake failed: {e}", self.name);
+                self.close_now("TLS handshake failed");
+            }
+            None => self.close_now("TLS handshake without TLS"),
+        }
+        1
     }
 
     pub fn name(&self) -> &str {
@@ -231,6 +313,7 @@ impl<S: Socket> Conn<S> {
             let mut moved = self.flush();
             moved += self.run_op(ctx, budget);
             moved += self.fill(ctx.scratch);
+            moved += self.sniff(ctx) + self.on_handshake(ctx);
             moved += self.parse(ctx);
             moved += self.on_peer_eof();
             self.close_if_nothing_unread(ctx.scratch);
@@ -251,7 +334,7 @@ impl<S: Socket> Conn<S> {
     /// A connection between requests with nothing buffered keeps no buffer:
     /// thousands of idle connections cost little more than their sockets.
     fn release_idle_buffers(&mut self) {
-        if matches!(self.phase, Phase::Ready | Phase::AwaitAuth { .. }) && self.inbuf.is_empty() {
+        if matches!(self.phase, Phase::Ready | Phase::AwaitAuth { .. } | Phase::Sniff { .. }) && self.inbuf.is_empty() {
             self.inbuf = Vec::new();
             self.out.release_if_empty();
         }
@@ -260,6 +343,8 @@ impl<S: Socket> Conn<S> {
     /// The next time `on_deadline` has something to do.
     pub fn deadline(&self, cfg: &Config) -> Option<Instant> {
         match &self.phase {
+            Phase::Sniff { hello: None, grace, deadline } => Some((*grace).min(*deadline)),
+            Phase::Sniff { deadline, .. } | Phase::Handshake { deadline } => Some(*deadline),
             Phase::AwaitAuth { deadline, .. } => Some(*deadline),
             Phase::Ready if cfg.idle_timeout.is_zero() => None,
             Phase::Ready => Some(self.last_active + cfg.idle_timeout),
@@ -280,7 +365,14 @@ impl<S: Socket> Conn<S> {
             return;
         }
         match &mut self.phase {
-            Phase::AwaitAuth { .. } => {
+            Phase::Sniff { hello: None, .. } => {
+                info!("{}: refused: no TLS ClientHello within {}s", self.name, SNIFF_GRACE.as_secs());
+                self.fail(ProtoError::new(ErrorCode::TlsRequired, "this server accepts only TLS from your address"), None)
+            }
+            Phase::Handshake { .. } => {
+                self.begin_close(format!("no TLS handshake within {}s", ctx.cfg.auth_timeout.as_secs()))
+            }
+            Phase::AwaitAuth { .. } | Phase::Sniff { .. } => {
                 self.begin_close(format!("no authentication within {}s", ctx.cfg.auth_timeout.as_secs()))
             }
             Phase::Ready => {
@@ -303,7 +395,14 @@ impl<S: Socket> Conn<S> {
     /// busy ones once their request is done.
     pub fn drain(&mut self) {
         self.draining = true;
-        if matches!(self.phase, Phase::AwaitAuth { .. } | Phase::Ready | Phase::Queued { .. }) {
+        // Nothing can be said in clear to a peer that did not get `hello`,
+        // nor in the middle of a handshake.
+        if matches!(self.phase, Phase::Sniff { hello: None, .. } | Phase::Handshake { .. }) {
+            self.begin_close("the server is shutting down");
+        } else if matches!(
+            self.phase,
+            Phase::Sniff { .. } | Phase::AwaitAuth { .. } | Phase::Ready | Phase::Queued { .. }
+        ) {
             self.fail(ProtoError::new(ErrorCode::ShuttingDown, "the server is shutting down"), None);
         }
     }
@@ -368,6 +467,11 @@ impl<S: Socket> Conn<S> {
     }
 
     fn close_io(&mut self, e: &io::Error) {
+        if matches!(self.phase, Phase::Handshake { .. }) {
+            // One line naming the key the client claimed, if it named one.
+            warn!("{}: TLS handshake failed: {}", self.name, e);
+            return self.close_now("TLS handshake failed");
+        }
         if !matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) {
             warn!("{}: socket error: {}", self.name, e);
         }

@@ -22,7 +22,11 @@ impl<S: Socket> Conn<S> {
         match &self.phase {
             Phase::AwaitAuth { .. } | Phase::Ready => true,
             Phase::Running(op) => self.held.is_none() && op.takes_frames(),
-            Phase::Queued { .. } | Phase::Closing { .. } | Phase::Closed => false,
+            Phase::Sniff { .. }
+            | Phase::Handshake { .. }
+            | Phase::Queued { .. }
+            | Phase::Closing { .. }
+            | Phase::Closed => false,
         }
     }
 
@@ -120,15 +124,23 @@ impl<S: Socket> Conn<S> {
         let key = ctx.cfg.keys.get(&req.key_id);
         let secret = key.map_or(&ctx.cfg.decoy_key[..], |k| k.secret.as_bytes());
         let mac_ok = auth::verify_client_mac(secret, nonce, &req.nonce, &req.mac);
-        if mac_ok && key.is_some() && auth::is_nonce_hex(&req.nonce) {
+        // Over TLS, the key named must be the one the handshake proved.
+        let same_key = self.tls_key.as_deref().map_or(true, |k| k == req.key_id);
+        if mac_ok && same_key && key.is_some() && auth::is_nonce_hex(&req.nonce) {
             let mac = auth::server_mac(secret, &req.nonce, nonce);
             self.queue(msg::welcome(&mac, h.id.as_ref()), &[]);
-            info!("{}: authenticated as {}", self.name, req.key_id);
+            let over = if self.tls_key.is_some() { " over TLS" } else { "" };
+            info!("{}: authenticated as {}{over}", self.name, req.key_id);
             self.key_id = Some(req.key_id);
             self.phase = Phase::Ready;
             self.last_active = self.now;
         } else {
-            warn!("{}: auth failed for key id {:?}", self.name, req.key_id);
+            match &self.tls_key {
+                Some(k) if **k != *req.key_id => {
+                    warn!("{}: auth failed: key id {:?} is not the TLS key {k}", self.name, req.key_id)
+                }
+                _ => warn!("{}: auth failed for key id {:?}", self.name, req.key_id),
+            }
             self.fail(ProtoError::new(ErrorCode::AuthFailed, "authentication failed"), h.id);
         }
     }
@@ -301,7 +313,7 @@ impl<S: Socket> Conn<S> {
                 self.begin_close("peer closed during a command");
                 1
             }
-            Phase::AwaitAuth { .. } | Phase::Ready => {
+            Phase::Sniff { .. } | Phase::Handshake { .. } | Phase::AwaitAuth { .. } | Phase::Ready => {
                 if self.inbuf.is_empty() {
                     self.begin_close("peer closed");
                 } else {

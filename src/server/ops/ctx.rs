@@ -3,6 +3,7 @@
 //! share, kept apart so that no op imports the module that dispatches to it.
 
 use crate::config::Config;
+use crate::tls::ServerTls;
 use crate::server::buf::Buf;
 use crate::proto::ProtoError;
 use crate::server::token::{self, Role};
@@ -14,6 +15,8 @@ use std::time::Instant;
 pub struct Ctx<'a> {
     pub registry: &'a Registry,
     pub cfg: &'a Config,
+    /// Every key's TLS identities (rebuilt on reload).
+    pub tls: &'a ServerTls,
     pub now: Instant,
     /// Children running now, across all connections.
     pub children: &'a mut usize,

@@ -10,8 +10,11 @@
 //! May import `ops`, `token` and `replay`; never `conn`.
 //!
 //! A datagram is read and judged in this order; the first that applies wins:
-//! 1. malformed, unknown key id, wrong tag: silence (counted; a debug line at
-//!    most once a second);
+//! 1. malformed, unknown key id, wrong tag, a sealed datagram that does not
+//!    open, a tagged (v1) datagram from a peer outside `plaintext_from`:
+//!    silence (counted; a debug line at most once a second); a sealed request
+//!    is judged from here on as the v1 request inside it (`sealed.rs`), and
+//!    every answer to it is sealed under a fresh nonce;
 //! 2. `ts` more than `udp.window` from our clock: `clock-skew`, with our time;
 //! 3. `(key_id, nonce)` seen: running, nothing; reply cached, the same reply
 //!    again (to the address the request came from; from another, `replayed`);
@@ -42,6 +45,7 @@
 //! waits for the slice's end, or is lost and retransmitted by its client.
 
 mod replay;
+mod sealed;
 
 use super::ops::access::Access;
 use super::ops::{self, Ctx, Exec, Op, Reply, Start, Via};
@@ -55,6 +59,7 @@ use log::{debug, info, warn};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
 use replay::{due, Cache, Cached, Seen, Strangers};
+use sealed::{KeyCache, Seal, Silence};
 use serde_json::Value;
 use slab::Slab;
 use std::collections::HashMap;
@@ -98,6 +103,8 @@ struct Running {
     /// The request's key: the reply is tagged with it even if a reload drops it meanwhile.
     secret: Vec<u8>,
     nonce: String,
+    /// How the reply is sealed (None: a v1 request).
+    seal: Option<Seal>,
     id: Option<Value>,
     peer: SocketAddr,
     sock: usize,
@@ -115,6 +122,8 @@ struct Drops {
     malformed: u64,
     unknown_key: u64,
     bad_tag: u64,
+    /// Tagged datagrams from peers outside `plaintext_from`.
+    clear: u64,
     last_log: Option<Instant>,
 }
 
@@ -142,6 +151,8 @@ pub struct Udp {
     draining: bool,
     /// The socket the next turn starts reading at (round robin).
     next_sock: usize,
+    /// Datagram keys of the keys sealed requests used.
+    keys: KeyCache,
 }
 
 impl Udp {
@@ -161,6 +172,7 @@ impl Udp {
             epoch: Instant::now(),
             draining: false,
             next_sock: 0,
+            keys: KeyCache::default(),
         }
     }
 
@@ -272,13 +284,14 @@ impl Udp {
             r.exec.kill_and_reap();
         }
         let d = &self.drops;
-        if d.malformed + d.unknown_key + d.bad_tag > 0 {
+        if d.malformed + d.unknown_key + d.bad_tag + d.clear > 0 {
             info!(
-                "udp: {} datagrams got no answer ({} malformed, {} unknown key id, {} wrong tag)",
-                d.malformed + d.unknown_key + d.bad_tag,
+                "udp: {} datagrams got no answer ({} malformed, {} unknown key id, {} wrong tag, {} in clear)",
+                d.malformed + d.unknown_key + d.bad_tag + d.clear,
                 d.malformed,
                 d.unknown_key,
-                d.bad_tag
+                d.bad_tag,
+                d.clear
             );
         }
     }
@@ -324,18 +337,19 @@ impl Udp {
 
     /// Counts a datagram that gets no answer, against the strangers' budget
     /// too; a debug line at most once a second.
-    fn drop_silently(&mut self, e: DatagramError, peer: SocketAddr, now: Instant, max_rejects: usize) {
+    fn drop_silently(&mut self, e: Silence, peer: SocketAddr, now: Instant, max_rejects: usize) {
         self.strangers.count(now, max_rejects);
         let d = &mut self.drops;
         match e {
-            DatagramError::Malformed(_) => d.malformed += 1,
-            DatagramError::UnknownKey => d.unknown_key += 1,
-            DatagramError::BadTag => d.bad_tag += 1,
+            Silence::Datagram(DatagramError::Malformed(_)) => d.malformed += 1,
+            Silence::Datagram(DatagramError::UnknownKey) => d.unknown_key += 1,
+            Silence::Datagram(DatagramError::BadTag) => d.bad_tag += 1,
+            Silence::Clear => d.clear += 1,
         }
         if due(&mut d.last_log, now, DROP_LOG_EVERY) {
             debug!(
-                "udp: no answer to {peer}: {e} (so far {} malformed, {} unknown key id, {} wrong tag)",
-                d.malformed, d.unknown_key, d.bad_tag
+                "udp: no answer to {peer}: {e} (so far {} malformed, {} unknown key id, {} wrong tag, {} in clear)",
+                d.malformed, d.unknown_key, d.bad_tag, d.clear
             );
         }
     }
@@ -351,14 +365,16 @@ impl Udp {
     }
 
     fn on_datagram(&mut self, sock: usize, bytes: &[u8], peer: SocketAddr, now_wall: i64, ctx: &mut Ctx) {
-        let keys = &ctx.cfg.keys;
-        let req = match datagram::decode_request(bytes, |id| keys.get(id).map(|k| k.secret.as_bytes())) {
+        let mut plain = Vec::new();
+        let (req, seal) = match sealed::read_request(bytes, &mut plain, peer, ctx.cfg, &mut self.keys) {
             Ok(r) => r,
             Err(e) => return self.drop_silently(e, peer, ctx.now, ctx.cfg.udp.max_rejects),
         };
-        let secret = keys.get(&req.key_id).expect("decode_request found it").secret.as_bytes().to_vec();
+        let keys = &ctx.cfg.keys;
+        let secret = keys.get(&req.key_id).expect("read_request found it").secret.as_bytes().to_vec();
         let ucfg = &ctx.cfg.udp;
-        let max_reply = ucfg.max_reply;
+        // v1 replies are made to fit what is left once sealed (see `sealed`).
+        let max_reply = ucfg.max_reply - Seal::extra(seal.as_ref());
         let window = ucfg.window.as_secs() as i64;
         // An id too long for a reply is refused, and not echoed.
         let (id, id_err) = match &req.header.id {
@@ -377,7 +393,7 @@ impl Udp {
                 format!("ts is {}s off (window {window}s)", req.ts.saturating_sub(now_wall)),
             );
             let r = error_datagram(&secret, max_reply, &err, &req.nonce, id.as_ref(), Some(now_wall));
-            self.send(sock, peer, &r);
+            self.send(sock, peer, &Seal::wrap(seal.as_ref(), r));
             access.log(format_args!("udp {peer}"), Some(&req.key_id), ctx.now, "error:clock-skew");
             return;
         }
@@ -395,7 +411,7 @@ impl Udp {
             } else {
                 let err = ProtoError::new(ErrorCode::Replayed, "already served");
                 let r = error_datagram(&secret, max_reply, &err, &req.nonce, id.as_ref(), None);
-                self.send(sock, peer, &r);
+                self.send(sock, peer, &Seal::wrap(seal.as_ref(), r));
                 access.log(format_args!("udp {peer}"), Some(&req.key_id), ctx.now, "error:replayed");
             }
             return;
@@ -428,6 +444,7 @@ impl Udp {
                     key_id: req.key_id,
                     secret,
                     nonce: req.nonce,
+                    seal,
                     id,
                     peer,
                     sock,
@@ -463,6 +480,7 @@ impl Udp {
                 (r, format!("error:{}", e.code.as_str()))
             }
         };
+        let reply = Seal::wrap(seal.as_ref(), reply);
         self.send(sock, peer, &reply);
         access.log(format_args!("udp {peer}"), Some(&req.key_id), ctx.now, &result);
         self.cache_reply(fp, reply, peer, now_ms, ctx.cfg);
@@ -512,9 +530,11 @@ impl Udp {
             stdout_total: r.totals[0],
             stderr_total: r.totals[1],
         };
-        let bytes = datagram::encode_result(&r.secret, ctx.cfg.udp.max_reply, &r.nonce, r.id.as_ref(), &o);
+        let max_reply = ctx.cfg.udp.max_reply - Seal::extra(r.seal.as_ref());
+        let bytes = datagram::encode_result(&r.secret, max_reply, &r.nonce, r.id.as_ref(), &o);
         let head = u32::from_be_bytes(bytes[datagram::TAG_LEN..datagram::OVERHEAD].try_into().expect("4 bytes"));
         let out = bytes.len() - datagram::OVERHEAD - head as usize;
+        let bytes = Seal::wrap(r.seal.as_ref(), bytes);
         let mut result = exit.result();
         if (out as u64) < o.stdout_total + o.stderr_total {
             result.push_str(" truncated=true");

@@ -1,0 +1,353 @@
+//! Which transport a connection or a datagram uses, and the one
+//! non-blocking TLS client every TCP path drives (the blocking `Session`,
+//! fan-out, ferry-bench).
+//!
+//! Selection: TLS 1.3 to any address that is not loopback, v1 in clear to
+//! loopback (127.0.0.0/8, ::1), unless `--tls`/`--plaintext` or
+//! `FERRY_TRANSPORT` says otherwise. Datagrams follow the same rule:
+//! sealed where TCP would use TLS, tagged v1 where it would be in clear.
+//!
+//! `TlsClient` wraps a rustls `ClientConnection` without owning a socket:
+//! the caller reads ciphertext into it (`read_from`), takes plaintext out
+//! (`plaintext`), queues plaintext (`send`) and writes ciphertext out
+//! (`write_to`), each call non-blocking. It also drops the one v1 greeting
+//! a ferryd sends at accept to a peer it would let speak in clear (the
+//! server sends it before it has seen our first byte, and voids it once it
+//! sees a ClientHello), so the callers hand rustls nothing but TLS.
+//!
+//! Imports `proto` and `tls` only.
+
+use crate::proto::auth::Key;
+use crate::proto::frame::{parse_header, peek_header};
+use crate::proto::msg::Reply;
+use crate::proto::ProtoError;
+use crate::proto::sniff::TLS_HANDSHAKE;
+use crate::tls::{client_config, server_name, TlsError};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// The environment variable that sets the transport (`tls`, `plaintext`, `auto`).
+pub const ENV: &str = "FERRY_TRANSPORT";
+
+/// What the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Choice {
+    /// TLS off loopback, clear on loopback.
+    #[default]
+    Auto,
+    /// TLS (sealed datagrams) everywhere, loopback included.
+    Tls,
+    /// v1 in clear (tagged datagrams) everywhere.
+    Plaintext,
+}
+
+impl Choice {
+    /// From the flags (`--tls`, `--plaintext`; clap keeps them exclusive),
+    /// else the environment's value, else `Auto`.
+    pub fn from_flags(tls: bool, plaintext: bool, env: Option<&str>) -> Result<Choice, String> {
+        match (tls, plaintext) {
+            (true, true) => return Err("--tls and --plaintext exclude each other".into()),
+            (true, false) => return Ok(Choice::Tls),
+            (false, true) => return Ok(Choice::Plaintext),
+            (false, false) => {}
+        }
+        match env.map(str::trim) {
+            None | Some("") => Ok(Choice::Auto),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "auto" => Ok(Choice::Auto),
+                "tls" => Ok(Choice::Tls),
+                "plaintext" | "plain" => Ok(Choice::Plaintext),
+                _ => Err(format!("{ENV}={v:?}: expected tls, plaintext or auto")),
+            },
+        }
+    }
+
+    /// Whether a connection to `addr` uses TLS (a datagram to it is sealed).
+    pub fn tls_for(self, addr: &SocketAddr) -> bool {
+        match self {
+            Choice::Tls => true,
+            Choice::Plaintext => false,
+            Choice::Auto => !is_loopback(addr.ip()),
+        }
+    }
+}
+
+/// 127.0.0.0/8, ::1, and 127.0.0.0/8 mapped into IPv6.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+/// Where the leading v1 greeting is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Greeting {
+    /// No byte from the server yet: a greeting may come first.
+    Maybe,
+    /// One greeting was dropped: what follows must be TLS.
+    Dropped,
+    /// TLS records flow to rustls.
+    Tls,
+}
+
+/// The first byte of a TLS alert record.
+const TLS_ALERT: u8 = 0x15;
+
+/// How much ciphertext one socket read takes: a few records at once, so a
+/// bulk transfer costs one read per 64 KiB rather than per record.
+const RX_CHUNK: usize = 64 * 1024;
+
+/// A ferry TLS client connection without a socket (see the module doc).
+pub struct TlsClient {
+    conn: ClientConnection,
+    key_id: String,
+    greeting: Greeting,
+    /// Ciphertext read from the socket that rustls has not taken yet.
+    rx: Vec<u8>,
+    rx_pos: usize,
+    /// The socket said end of file.
+    eof: bool,
+}
+
+/// An I/O error carrying a TLS failure (the `TlsError` inside, for `tls_error`).
+fn tls_io(e: TlsError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// The `TlsError` inside an I/O error made by this module, if any.
+pub fn tls_error(e: &io::Error) -> Option<&TlsError> {
+    e.get_ref().and_then(|i| i.downcast_ref::<TlsError>())
+}
+
+/// The server's bytes were no TLS: an error for the user, as an I/O error.
+#[derive(Debug, Clone)]
+pub struct NotTls(pub String);
+
+impl std::fmt::Display for NotTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotTls {}
+
+/// The server refused the connection in clear before TLS began (say
+/// `too-many-connections`): its error, as the I/O error's inner value.
+#[derive(Debug, Clone)]
+pub struct RefusedInClear(pub ProtoError);
+
+impl std::fmt::Display for RefusedInClear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the server refused the connection: {}", self.0)
+    }
+}
+
+impl std::error::Error for RefusedInClear {}
+
+fn not_tls(m: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, NotTls(m))
+}
+
+impl TlsClient {
+    /// A client for `key` (its configuration built here).
+    pub fn new(key: &Key) -> TlsClient {
+        TlsClient::with_config(client_config(key), &key.id)
+    }
+
+    /// A client with a configuration already built for the key `key_id`
+    /// (fan-out and ferry-bench build it once for many connections).
+    pub fn with_config(config: Arc<ClientConfig>, key_id: &str) -> TlsClient {
+        TlsClient::with_name(config, server_name(key_id), key_id)
+    }
+
+    /// A client of any configuration and server name (ferry-bench's RESP
+    /// peer); `key_id` only names the key in failure messages.
+    pub fn with_name(config: Arc<ClientConfig>, name: ServerName<'static>, key_id: &str) -> TlsClient {
+        let conn = ClientConnection::new(config, name).expect("a TLS 1.3 client config connects");
+        TlsClient { conn, key_id: key_id.to_string(), greeting: Greeting::Maybe, rx: Vec::new(), rx_pos: 0, eof: false }
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Ciphertext waits to be written.
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// One read from `sock` (Ok(0): end of file), then every whole record
+    /// processed. `WouldBlock` passes through. A failed handshake or a
+    /// broken record is an `InvalidData` error carrying a `TlsError`.
+    pub fn read_from(&mut self, sock: &mut dyn Read) -> io::Result<usize> {
+        if self.rx_pos == self.rx.len() {
+            self.rx.clear();
+            self.rx_pos = 0;
+        }
+        let start = self.rx.len();
+        self.rx.resize(start + RX_CHUNK, 0);
+        let r = sock.read(&mut self.rx[start..]);
+        let n = *r.as_ref().unwrap_or(&0);
+        self.rx.truncate(start + n);
+        let n = r?;
+        if n == 0 {
+            self.eof = true;
+        }
+        self.feed()?;
+        Ok(n)
+    }
+
+    /// Hands rustls what it can take of `rx` and processes it.
+    fn feed(&mut self) -> io::Result<()> {
+        if self.greeting != Greeting::Tls && !self.skip_greeting()? {
+            if self.eof {
+                let m = match self.greeting {
+                    Greeting::Maybe => "the server closed the connection before the TLS handshake",
+                    _ => "the server closed the connection after greeting in clear: it does not speak TLS",
+                };
+                return Err(not_tls(m.into()));
+            }
+            return Ok(());
+        }
+        loop {
+            let mut pending = &self.rx[self.rx_pos..];
+            if pending.is_empty() {
+                if self.eof {
+                    // Tells rustls the stream ended (a close without
+                    // close_notify is then UnexpectedEof for the reader).
+                    let _ = self.conn.read_tls(&mut pending);
+                    self.process()?;
+                }
+                return Ok(());
+            }
+            let before = pending.len();
+            match self.conn.read_tls(&mut pending) {
+                Ok(_) => {}
+                // The plaintext buffer is full: the caller takes it, then feeds again.
+                Err(e) if e.kind() == io::ErrorKind::Other => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            let took = before - pending.len();
+            self.rx_pos += took;
+            self.process()?;
+            if took == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn process(&mut self) -> io::Result<()> {
+        match self.conn.process_new_packets() {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // The alert that says why goes out before the caller closes.
+                Err(tls_io(TlsError::on_client(&self.key_id, e)))
+            }
+        }
+    }
+
+    /// Drops one leading v1 greeting frame; true once TLS bytes follow.
+    /// A second frame in clear means a server without TLS: its error, if
+    /// it sent one, is the message.
+    fn skip_greeting(&mut self) -> io::Result<bool> {
+        let pending = &self.rx[self.rx_pos..];
+        match pending.first() {
+            None => return Ok(false),
+            // A handshake record, or an alert (a server refusing our hello).
+            Some(&TLS_HANDSHAKE | &TLS_ALERT) => {
+                self.greeting = Greeting::Tls;
+                return Ok(true);
+            }
+            Some(0) => {}
+            Some(&b) if self.greeting == Greeting::Maybe => {
+                return Err(not_tls(format!("the server's first byte 0x{b:02x} starts neither TLS nor a ferry frame")))
+            }
+            Some(&b) => return Err(not_tls(format!("byte 0x{b:02x} after the greeting starts no TLS record"))),
+        }
+        let bad = |e: &dyn std::fmt::Display| not_tls(format!("the server sent a broken frame in clear: {e}"));
+        let Some((head, used)) = peek_header(pending).map_err(|e| bad(&e))? else { return Ok(false) };
+        let h = parse_header(head).map_err(|e| bad(&e))?;
+        match (self.greeting, Reply::from_header(&h)) {
+            (Greeting::Maybe, Reply::Hello { .. }) if h.size == 0 => {
+                self.rx_pos += used;
+                self.greeting = Greeting::Dropped;
+                self.skip_greeting()
+            }
+            // An error before reading anything (too-many-connections) ends the connection.
+            (Greeting::Maybe, Reply::Error(e)) => Err(io::Error::new(io::ErrorKind::ConnectionRefused, RefusedInClear(e))),
+            (_, Reply::Error(e)) => Err(not_tls(format!("the server answered in clear: {e} (it does not speak TLS?)"))),
+            (_, _) => Err(not_tls(format!("the server does not speak TLS: it sent a {:?} frame in clear", h.kind))),
+        }
+    }
+
+    /// Decrypted bytes into `out`: Ok(0) after the server's close_notify,
+    /// `WouldBlock` when none are here yet, `UnexpectedEof` when the
+    /// connection ended without close_notify.
+    pub fn plaintext(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(out) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.rx_pos < self.rx.len() => {
+                    let before = self.rx_pos;
+                    self.feed()?;
+                    if self.rx_pos == before {
+                        return Err(e);
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Whether bytes wait here (ciphertext not yet processed, or plaintext
+    /// not yet taken) that a poll(2) on the socket would not show.
+    pub fn buffered(&mut self) -> bool {
+        if self.rx_pos < self.rx.len() {
+            return true;
+        }
+        self.conn.process_new_packets().map_or(true, |s| s.plaintext_bytes_to_read() > 0)
+    }
+
+    /// Plaintext queued at once (it is encrypted as it is queued once the
+    /// handshake is done): the count taken, 0 when the send buffer is full.
+    pub fn send(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.conn.writer().write(data)
+    }
+
+    /// Writes queued ciphertext to `sock`: Ok(true) when none is left,
+    /// Ok(false) when the socket is full.
+    pub fn write_to(&mut self, sock: &mut dyn Write) -> io::Result<bool> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Queues a close_notify (write it out with `write_to`).
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
+    }
+
+    /// "TLS 1.3, TLS13_AES_128_GCM_SHA256, X25519MLKEM768" once negotiated.
+    pub fn describe(&self) -> String {
+        let version = match self.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
+            Some(v) => format!("{v:?}"),
+            None => "TLS (handshake not done)".to_string(),
+        };
+        let suite = self.conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+        let group = self.conn.negotiated_key_exchange_group().map(|g| format!("{:?}", g.name()));
+        [Some(version), suite, group].into_iter().flatten().collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+use super::*;
+use crate::proto::auth::Keys;
+use crate::proto::encode_frame;
+use crate::proto::msg;
+use crate::tls::ServerTls;
+use rustls::ServerConnection;
+
+fn key(id: &str, secret: &str) -> Key {
+    Key { id: id.into(), secret: secret.into() }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn loopback_is_plaintext_and_everything_else_tls() {
+    let auto = Choice::default();
+    assert_eq!(auto, Choice::Auto);
+    for a in ["127.0.0.1:7075", "127.9.8.7:1", "[::1]:7075", "[::ffff:127.0.0.1]:7075"] {
+        assert!(!auto.tls_for(&addr(a)), "{a} is loopback");
+    }
+    for a in ["10.0.0.1:7075", "192.168.1.5:7075", "8.8.8.8:53", "[fe80::1]:7075", "[2001:db8::1]:7075", "0.0.0.0:7075"] {
+        assert!(auto.tls_for(&addr(a)), "{a} is not loopback");
+    }
+    assert!(Choice::Tls.tls_for(&addr("127.0.0.1:7075")), "--tls forces TLS on loopback");
+    assert!(!Choice::Plaintext.tls_for(&addr("10.0.0.1:7075")), "--plaintext forces clear");
+}
+
+#[test]
+fn flags_beat_the_environment_which_beats_the_default() {
+    assert_eq!(Choice::from_flags(false, false, None), Ok(Choice::Auto));
+    assert_eq!(Choice::from_flags(false, false, Some("")), Ok(Choice::Auto));
+    assert_eq!(Choice::from_flags(false, false, Some("tls")), Ok(Choice::Tls));
+    assert_eq!(Choice::from_flags(false, false, Some("TLS")), Ok(Choice::Tls));
+    assert_eq!(Choice::from_flags(false, false, Some("plaintext")), Ok(Choice::Plaintext));
+    assert_eq!(Choice::from_flags(false, false, Some("auto")), Ok(Choice::Auto));
+    assert_eq!(Choice::from_flags(true, false, Some("plaintext")), Ok(Choice::Tls));
+    assert_eq!(Choice::from_flags(false, true, Some("tls")), Ok(Choice::Plaintext));
+    assert!(Choice::from_flags(true, true, None).is_err());
+    let e = Choice::from_flags(false, false, Some("ssl")).unwrap_err();
+    assert!(e.contains("FERRY_TRANSPORT") && e.contains("tls, plaintext or auto"), "{e}");
+    assert!(Choice::from_flags(true, false, Some("ssl")).is_ok(), "a flag makes a bad environment moot");
+}
+
+/// A stub ferryd side: a rustls server for `keys`, fed and drained through
+/// byte vectors, that may greet in clear first as ferryd does for a
+/// `plaintext_from` peer.
+struct Stub {
+    server: ServerConnection,
+    /// Bytes on their way to the client.
+    to_client: Vec<u8>,
+}
+
+impl Stub {
+    fn new(keys: &[Key], greet: bool) -> Stub {
+        let tls = ServerTls::new(&Keys { keys: keys.to_vec() });
+        let mut to_client = Vec::new();
+        if greet {
+            encode_frame(&mut to_client, msg::hello("ferryd-stub", &"ab".repeat(32)), &[]);
+        }
+        Stub { server: tls.accept().unwrap(), to_client }
+    }
+
+    /// One round: client → server → client. The server's error, if any.
+    fn round(&mut self, c: &mut TlsClient) -> io::Result<Result<(), rustls::Error>> {
+        let mut wire = Vec::new();
+        c.write_to(&mut wire)?;
+        let mut r = &wire[..];
+        while !r.is_empty() {
+            self.server.read_tls(&mut r).unwrap();
+            if let Err(e) = self.server.process_new_packets() {
+                self.server.write_tls(&mut self.to_client).unwrap();
+                // The alert reaches the client, whose error says why.
+                c.read_from(&mut &std::mem::take(&mut self.to_client)[..])?;
+                return Ok(Err(e));
+            }
+        }
+        while self.server.wants_write() {
+            self.server.write_tls(&mut self.to_client).unwrap();
+        }
+        if !self.to_client.is_empty() {
+            // In two pieces, so a greeting or a record cut anywhere is handled.
+            let all = std::mem::take(&mut self.to_client);
+            let cut = all.len() / 3;
+            c.read_from(&mut &all[..cut])?;
+            c.read_from(&mut &all[cut..])?;
+        }
+        Ok(Ok(()))
+    }
+
+    fn handshake(&mut self, c: &mut TlsClient) -> io::Result<()> {
+        for _ in 0..10 {
+            if let Err(e) = self.round(c)? {
+                panic!("server failed: {e}");
+            }
+            if !c.is_handshaking() && !self.server.is_handshaking() && !c.wants_write() {
+                return Ok(());
+            }
+        }
+        panic!("no handshake in 10 rounds");
+    }
+}
+
+fn exchange(greet: bool) {
+    let k = key("alice", "correct horse battery staple");
+    let mut stub = Stub::new(std::slice::from_ref(&k), greet);
+    let mut c = TlsClient::new(&k);
+    stub.handshake(&mut c).unwrap();
+    let d = c.describe();
+    assert!(d.starts_with("TLS 1.3, TLS13_AES_128_GCM_SHA256, "), "{d}");
+    assert!(d.contains("X25519"), "{d}");
+    // Inside TLS the server greets again, as v1 does; then both ways.
+    let mut inner = Vec::new();
+    encode_frame(&mut inner, msg::hello("ferryd-stub", &"cd".repeat(32)), &[]);
+    stub.server.writer().write_all(&inner).unwrap();
+    assert_eq!(c.send(b"request").unwrap(), 7);
+    stub.round(&mut c).unwrap().unwrap();
+    let mut got = vec![0u8; 200];
+    let n = c.plaintext(&mut got).unwrap();
+    assert_eq!(&got[..n], &inner[..], "the inner greeting is the v1 one, not dropped");
+    let mut srv = [0u8; 7];
+    stub.server.reader().read_exact(&mut srv).unwrap();
+    assert_eq!(&srv, b"request");
+    assert_eq!(c.plaintext(&mut got).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+}
+
+#[test]
+fn a_leading_greeting_in_clear_is_dropped() {
+    exchange(true);
+}
+
+#[test]
+fn no_greeting_goes_straight_to_tls() {
+    exchange(false);
+}
+
+#[test]
+fn a_wrong_key_fails_the_handshake_with_a_clear_message() {
+    let server_key = key("alice", "the server's secret");
+    let mut stub = Stub::new(&[server_key], true);
+    let mut c = TlsClient::new(&key("alice", "another secret"));
+    let mut err = None;
+    for _ in 0..5 {
+        match stub.round(&mut c) {
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+            Ok(Err(_)) => {}
+            Ok(Ok(())) => {}
+        }
+    }
+    let e = err.expect("the client refuses the server");
+    let t = tls_error(&e).expect("a TlsError inside");
+    let m = t.to_string();
+    assert!(m.contains("key alice") && m.ends_with("wrong key?"), "{m}");
+    assert!(!m.contains('\n'));
+}
+
+#[test]
+fn an_unknown_key_id_is_named() {
+    let mut stub = Stub::new(&[key("bob", "s")], false);
+    let mut c = TlsClient::new(&key("alice", "s"));
+    let mut msg = String::new();
+    for _ in 0..5 {
+        if let Err(e) = stub.round(&mut c) {
+            msg = tls_error(&e).expect("a TlsError").to_string();
+            break;
+        }
+    }
+    assert_eq!(msg, "the server does not know key alice");
+}
+
+#[test]
+fn a_server_without_tls_is_told_apart() {
+    // An old ferryd: greets, reads 0x16 0x03 as a frame length, answers in clear.
+    let mut wire = Vec::new();
+    encode_frame(&mut wire, msg::hello("old", &"ab".repeat(32)), &[]);
+    let err = crate::proto::ProtoError::new(crate::proto::ErrorCode::FrameTooLarge, "frame header too large");
+    encode_frame(&mut wire, msg::error(&err, None), &[]);
+    let mut c = TlsClient::new(&key("k", "s"));
+    let e = c.read_from(&mut &wire[..]).unwrap_err();
+    let m = e.get_ref().unwrap().to_string();
+    assert!(m.contains("answered in clear") && m.contains("frame-too-large"), "{m}");
+
+    // A server that refuses before reading anything says why in clear.
+    let busy = crate::proto::ProtoError::new(crate::proto::ErrorCode::TooManyConnections, "1000 connections");
+    let mut refusal = Vec::new();
+    encode_frame(&mut refusal, msg::error(&busy, None), &[]);
+    let mut c = TlsClient::new(&key("k", "s"));
+    let e = c.read_from(&mut &refusal[..]).unwrap_err();
+    let r = e.get_ref().and_then(|i| i.downcast_ref::<RefusedInClear>()).expect("refused in clear");
+    assert_eq!(r.0.code, crate::proto::ErrorCode::TooManyConnections);
+
+    let mut c = TlsClient::new(&key("k", "s"));
+    let e = c.read_from(&mut &b"SSH-2.0-OpenSSH_9.2\r\n"[..]).unwrap_err();
+    assert!(e.to_string().contains("0x53 starts neither TLS nor a ferry frame"), "{e}");
+
+    // A greeting cut short waits for the rest; the end of file then says so.
+    let mut c = TlsClient::new(&key("k", "s"));
+    assert_eq!(c.read_from(&mut &wire[..5]).unwrap(), 5);
+    let e = c.read_from(&mut &b""[..]).unwrap_err();
+    assert!(e.to_string().contains("closed the connection"), "{e}");
+}

@@ -1,0 +1,180 @@
+//! The sniff and the TLS transport without sockets: a `Conn` over
+//! `Transport<Duplex>`, a rustls client fed by hand.
+
+use super::*;
+use crate::proto::auth::{client_mac, Key};
+use crate::proto::{Decoder, Item};
+use crate::server::conn::{Conn, Phase, Step, SNIFF_GRACE};
+use crate::server::testing::{frame, Duplex, Harness, CLIENT_NONCE, KEY_ID, SECRET};
+use rustls::ClientConnection;
+use serde_json::{json, Value};
+
+type C = Conn<Transport<Duplex>>;
+
+fn conn(h: &mut Harness, plain: bool) -> C {
+    let mut ctx = h.ctx();
+    let mut c = Conn::new(Transport::Plain(Duplex::default()), 0, "#1 test".into(), plain, &mut ctx);
+    c.pump(&mut ctx);
+    c
+}
+
+fn duplex(c: &mut C) -> &mut Duplex {
+    c.socket_mut().stream_mut().unwrap()
+}
+
+fn send(h: &mut Harness, c: &mut C, bytes: &[u8]) -> Step {
+    duplex(c).input.extend_from_slice(bytes);
+    c.on_socket_event(true, true);
+    c.pump(&mut h.ctx())
+}
+
+/// Headers of the frames in `bytes`.
+fn frames(bytes: &[u8]) -> Vec<Value> {
+    let mut dec = Decoder::default();
+    let (mut out, mut pos) = (Vec::new(), 0);
+    while let Some((item, n)) = dec.decode(&bytes[pos..]).unwrap() {
+        if let Item::Header(h) = item {
+            out.push(Value::Object(h.fields));
+        }
+        pos += n;
+    }
+    out
+}
+
+fn key() -> Key {
+    Key { id: KEY_ID.into(), secret: SECRET.into() }
+}
+
+/// Moves records both ways until neither side has more; returns the
+/// plaintext the client read.
+fn shuttle(h: &mut Harness, c: &mut C, client: &mut ClientConnection) -> Vec<u8> {
+    let mut plain = Vec::new();
+    for _ in 0..20 {
+        let mut to_server = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut to_server).unwrap();
+        }
+        send(h, c, &to_server);
+        let out = std::mem::take(&mut duplex(c).output);
+        if to_server.is_empty() && out.is_empty() {
+            break;
+        }
+        let mut rd = &out[..];
+        while !rd.is_empty() {
+            client.read_tls(&mut rd).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        let _ = std::io::Read::read_to_end(&mut client.reader(), &mut plain);
+    }
+    plain
+}
+
+#[test]
+fn a_peer_outside_plaintext_from_hears_nothing_and_clear_bytes_get_tls_required() {
+    let mut h = Harness::new();
+    let mut c = conn(&mut h, false);
+    assert!(duplex(&mut c).output.is_empty(), "nothing is sent before the client speaks");
+    assert!(matches!(c.phase(), Phase::Sniff { hello: None, .. }));
+    send(&mut h, &mut c, &frame(json!({"type":"ping"}), b""));
+    let out = frames(&duplex(&mut c).output);
+    assert_eq!(out[0]["code"], "tls-required");
+    assert!(matches!(c.phase(), Phase::Closing { .. }));
+}
+
+#[test]
+fn silence_past_the_grace_gets_tls_required() {
+    let mut h = Harness::new();
+    let mut c = conn(&mut h, false);
+    assert_eq!(c.deadline(&h.cfg), Some(h.now + SNIFF_GRACE));
+    h.now += SNIFF_GRACE;
+    c.on_deadline(&mut h.ctx());
+    c.pump(&mut h.ctx());
+    assert_eq!(frames(&duplex(&mut c).output)[0]["code"], "tls-required");
+}
+
+#[test]
+fn a_plaintext_peer_is_greeted_at_once_and_v1_goes_on() {
+    let mut h = Harness::new();
+    let mut c = conn(&mut h, true);
+    let out = std::mem::take(&mut duplex(&mut c).output);
+    let hello = &frames(&out)[0];
+    assert_eq!(hello["type"], msg_hello());
+    let mac = client_mac(SECRET.as_bytes(), hello["nonce"].as_str().unwrap(), CLIENT_NONCE);
+    send(&mut h, &mut c, &frame(json!({"type":"auth","key_id":KEY_ID,"nonce":CLIENT_NONCE,"mac":mac}), b""));
+    assert!(matches!(c.phase(), Phase::Ready));
+}
+
+fn msg_hello() -> &'static str {
+    crate::proto::msg::HELLO
+}
+
+/// A TLS client on a plaintext peer's connection: the clear greeting comes
+/// first and is void; the session greets again inside TLS, and the `auth`
+/// there works; a ping is answered through TLS.
+#[test]
+fn tls_after_a_clear_greeting_handshakes_greets_inside_and_serves() {
+    let mut h = Harness::new();
+    let mut c = conn(&mut h, true);
+    let clear = std::mem::take(&mut duplex(&mut c).output);
+    assert_eq!(frames(&clear)[0]["type"], msg_hello());
+    let mut client = crate::tls::connect(&key()).unwrap();
+    let plain = shuttle(&mut h, &mut c, &mut client);
+    assert!(!client.is_handshaking());
+    assert!(c.socket_mut().is_tls());
+    let hello = &frames(&plain)[0];
+    assert_eq!(hello["type"], msg_hello());
+    let mac = client_mac(SECRET.as_bytes(), hello["nonce"].as_str().unwrap(), CLIENT_NONCE);
+    let auth = frame(json!({"type":"auth","key_id":KEY_ID,"nonce":CLIENT_NONCE,"mac":mac}), b"");
+    std::io::Write::write_all(&mut client.writer(), &auth).unwrap();
+    std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"ping","id":7}), b"")).unwrap();
+    let plain = shuttle(&mut h, &mut c, &mut client);
+    let got = frames(&plain);
+    assert_eq!(got[0]["type"], crate::proto::msg::WELCOME);
+    assert_eq!(got[1], json!({"type":"pong","id":7}));
+    // bye: close_notify, then the TCP half-close once it is out.
+    std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"bye"}), b"")).unwrap();
+    shuttle(&mut h, &mut c, &mut client);
+    assert!(duplex(&mut c).shut, "the write side is shut after close_notify");
+    let mut rest = Vec::new();
+    assert_eq!(std::io::Read::read_to_end(&mut client.reader(), &mut rest).ok(), Some(0), "a clean close_notify");
+}
+
+#[test]
+fn a_wrong_key_fails_the_handshake_without_a_frame() {
+    let mut h = Harness::new();
+    let mut c = conn(&mut h, false);
+    let wrong = Key { id: KEY_ID.into(), secret: "another secret entirely".into() };
+    let mut client = crate::tls::connect(&wrong).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    send(&mut h, &mut c, &hello);
+    assert!(matches!(c.phase(), Phase::Handshake { .. }));
+    let out = std::mem::take(&mut duplex(&mut c).output);
+    let mut rd = &out[..];
+    while !rd.is_empty() {
+        client.read_tls(&mut rd).unwrap();
+    }
+    assert!(client.process_new_packets().is_err(), "the client refuses the server's identity");
+    let mut alert = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut alert).unwrap();
+    }
+    assert_eq!(send(&mut h, &mut c, &alert), Step::Close);
+    assert_eq!(c.reason(), "TLS handshake failed");
+}
+
+#[test]
+fn a_half_open_handshake_ends_at_the_auth_timeout() {
+    let mut h = Harness::new();
+    let mut c = conn(&mut h, true);
+    let mut client = crate::tls::connect(&key()).unwrap();
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).unwrap();
+    // Half the ClientHello, then nothing.
+    send(&mut h, &mut c, &hello[..hello.len() / 2]);
+    assert!(matches!(c.phase(), Phase::Handshake { .. }));
+    h.now += h.cfg.auth_timeout;
+    c.on_deadline(&mut h.ctx());
+    assert!(matches!(c.phase(), Phase::Closing { .. } | Phase::Closed));
+    assert!(c.reason().starts_with("no TLS handshake within"), "{}", c.reason());
+}
