@@ -263,10 +263,14 @@ fn count<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(s: &str) -> Result<T, 
 
 /// The subcommand named on the command line, for the pointer to its help.
 fn subcommand_named() -> Option<String> {
-    std::env::args_os().skip(1).filter_map(|a| a.into_string().ok()).find(|a| SUBCOMMANDS.contains(&a.as_str()))
+    std::env::args_os().skip(1).filter_map(|a| a.into_string().ok()).find(|a| subcommands().contains(a))
 }
 
-const SUBCOMMANDS: [&str; 7] = ["run", "ping", "get", "put", "ls", "stat", "keygen"];
+/// The subcommands' names, as clap knows them (`export-tls` included).
+fn subcommands() -> Vec<String> {
+    use clap::CommandFactory;
+    Cli::command().get_subcommands().map(|s| s.get_name().to_string()).collect()
+}
 
 /// Options before the subcommand that take a value (the next word).
 const GLOBAL_VALUED: [&str; 7] = ["-k", "--keys", "-i", "--key-id", "-w", "--timeout", "--encoding"];
@@ -312,20 +316,21 @@ fn unknown_subcommand(args: &[String]) -> Option<String> {
         }
     }
     let (first, next) = (words.first()?, words.get(1)?);
-    if first == "help" || SUBCOMMANDS.contains(&first.as_str()) || SUBCOMMANDS.contains(&next.as_str()) || first.contains([':', '.', '[', '/']) {
+    let names = subcommands();
+    if first == "help" || names.contains(first) || names.contains(next) || first.contains([':', '.', '[', '/']) {
         return None;
     }
     if !next.is_empty() && next.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let near = SUBCOMMANDS
+    let near = names
         .iter()
-        .map(|s| (distance(first, s), *s))
+        .map(|s| (distance(first, s), s.as_str()))
         .filter(|(d, s)| *d <= if s.len() <= 3 { 1 } else { 2 })
         .min();
     let hint = match near {
         Some((_, s)) => format!(" (did you mean {s}?)"),
-        None => format!(" (subcommands: {}; a session takes HOST [PORT])", SUBCOMMANDS.join(", ")),
+        None => format!(" (subcommands: {}; a session takes HOST [PORT])", names.join(", ")),
     };
     Some(format!("unknown subcommand \"{first}\"{hint}"))
 }
@@ -528,7 +533,8 @@ fn host_word_before_dashes(word: &str) -> bool {
     ];
     let args: Vec<String> = std::env::args_os().skip(1).filter_map(|a| a.into_string().ok()).collect();
     let Some(dashes) = args.iter().position(|a| a == "--") else { return false };
-    let mut i = args.iter().position(|a| SUBCOMMANDS.contains(&a.as_str())).map_or(0, |p| p + 1);
+    let names = subcommands();
+    let mut i = args.iter().position(|a| names.contains(a)).map_or(0, |p| p + 1);
     while i < dashes {
         let a = &args[i];
         if VALUED.contains(&a.as_str()) {
