@@ -50,12 +50,12 @@ pub fn load(path: &Path) -> Result<Keys, String> {
 /// and its directory (mode 0700) when missing. Refuses an id already there.
 pub fn generate(path: &Path, id: &str) -> Result<(), String> {
     if id.is_empty() || id.chars().any(char::is_whitespace) {
-        return Err(format!("key id {id:?} must be one word"));
+        return Err(format!("key id \"{id}\" must be one word"));
     }
     if path.exists() {
         let existing = load(path)?;
         if existing.get(id).is_some() {
-            return Err(format!("keys file {} already has a key {id:?}", path.display()));
+            return Err(format!("keys file {} already has a key \"{id}\"", path.display()));
         }
     } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::DirBuilder::new()

@@ -184,7 +184,7 @@ struct FileLog {
 /// mode 0640 whatever the umask.
 fn open_log_file(path: &Path) -> Result<File, String> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let err = |e: io::Error| format!("cannot open the log file {}: {e}", path.display());
+    let err = |e: io::Error| format!("cannot open the log file {}: {}", path.display(), crate::term::io_text(&e));
     let mut o = std::fs::OpenOptions::new();
     o.append(true).custom_flags(libc::O_CLOEXEC).mode(0o640);
     match o.clone().create_new(true).open(path) {
@@ -238,7 +238,52 @@ impl Syslog {
     }
 }
 
+/// The paths the syslog crate tries when no socket is configured.
+const DEFAULT_SYSLOG_SOCKETS: [&str; 3] = ["/dev/log", "/var/run/syslog", "/var/run/log"];
+
+/// What `init` would fail on, found without installing anything or
+/// creating anything (`ferryd --check-config`): a log file that could not
+/// be opened for appending (its directory missing or not writable, the
+/// file not writable), a syslog socket that is missing or does not answer.
+pub fn check(target: &LogTarget) -> Result<(), String> {
+    match target {
+        LogTarget::Stderr => Ok(()),
+        LogTarget::File(path) => {
+            let err = |why: String| format!("cannot open the log file {}: {why}", path.display());
+            if path.exists() {
+                if path.is_dir() {
+                    return Err(err("is a directory".into()));
+                }
+                // Opening an existing file to append changes nothing in it.
+                return std::fs::OpenOptions::new().append(true).open(path).map(drop).map_err(|e| err(crate::term::io_text(&e)));
+            }
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            if !dir.is_dir() {
+                return Err(err(format!("no directory {}", dir.display())));
+            }
+            rustix::fs::access(dir, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK)
+                .map_err(|e| err(format!("cannot create it in {}: {}", dir.display(), crate::term::io_text(&e.into()))))
+        }
+        LogTarget::Syslog { facility, socket } => {
+            let formatter = Formatter3164 { facility: *facility, hostname: None, process: "ferryd".into(), pid: std::process::id() };
+            connect(&formatter, socket.as_deref()).map(drop)
+        }
+    }
+}
+
 fn connect(f: &Formatter3164, socket: Option<&Path>) -> Result<syslog::Logger<LoggerBackend, Formatter3164>, String> {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket());
+    let missing = match socket {
+        Some(p) => (!is_socket(p)).then(|| p.display().to_string()),
+        None => DEFAULT_SYSLOG_SOCKETS.iter().all(|p| !is_socket(Path::new(p))).then(|| "/dev/log".to_string()),
+    };
+    if let Some(at) = missing {
+        return Err(format!("no syslog socket at {at} (is a syslog daemon running?)"));
+    }
     let r = match socket {
         Some(p) => syslog::unix_custom(f.clone(), p),
         None => syslog::unix(f.clone()),
@@ -364,7 +409,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nope.sock");
         let Err(e) = Syslog::open("ferryd", Facility::LOG_DAEMON, Some(path.clone())) else { panic!("opened") };
-        assert!(e.starts_with(&format!("cannot open the syslog socket {}: ", path.display())), "{e}");
-        assert!(e.contains("No such file or directory"), "{e}");
+        assert_eq!(e, format!("no syslog socket at {} (is a syslog daemon running?)", path.display()));
     }
 }

@@ -29,7 +29,7 @@ pub struct RelPath<'a> {
 impl<'a> RelPath<'a> {
     /// Checks the spelling: no NUL, not absolute, no `..` component.
     pub fn parse(text: &'a str) -> Result<RelPath<'a>, ProtoError> {
-        let bad = |why: &str| ProtoError::new(ErrorCode::BadPath, format!("{text:?}: {why}"));
+        let bad = |why: &str| ProtoError::new(ErrorCode::BadPath, format!("\"{text}\": {why}"));
         if text.contains('\0') {
             return Err(bad("contains a NUL byte"));
         }
@@ -79,7 +79,7 @@ pub fn errno_error(path: &str, e: Errno) -> ProtoError {
         Errno::NOSPC | Errno::DQUOT | Errno::FBIG => (ErrorCode::NoSpace, format!("no space left: {e}")),
         e => (ErrorCode::IoError, std::io::Error::from(e).to_string()),
     };
-    ProtoError::new(code, format!("{path:?}: {what}"))
+    ProtoError::new(code, format!("\"{path}\": {what}"))
 }
 
 /// Opens the served root as a directory descriptor to resolve paths from.
@@ -143,11 +143,11 @@ pub fn join(root: &Path, rel: &str) -> Result<PathBuf, ProtoError> {
 pub fn resolve_existing(root: &Path, rel: &str) -> Result<PathBuf, ProtoError> {
     let joined = join(root, rel)?;
     let real = joined.canonicalize().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => ProtoError::new(ErrorCode::NotFound, format!("{rel:?}: no such file or directory")),
-        _ => ProtoError::new(ErrorCode::BadPath, format!("{rel:?}: {e}")),
+        std::io::ErrorKind::NotFound => ProtoError::new(ErrorCode::NotFound, format!("\"{rel}\": no such file or directory")),
+        _ => ProtoError::new(ErrorCode::BadPath, format!("\"{rel}\": {e}")),
     })?;
     if !real.starts_with(root) {
-        return Err(ProtoError::new(ErrorCode::BadPath, format!("{rel:?}: leads outside the served root")));
+        return Err(ProtoError::new(ErrorCode::BadPath, format!("\"{rel}\": leads outside the served root")));
     }
     Ok(real)
 }

@@ -102,6 +102,64 @@ fn ls_stat_keygen() {
     usage_error(&["stat", "-c", "1", "h", "p"], "-c");
     usage_error(&["keygen"], "FILE");
     usage_error(&["keygen", "--id"], "--id");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    usage_error(&["keygen", "--id", "a b", keys.to_str().unwrap()], "--id \"a b\"");
+    assert!(!keys.exists(), "nothing written for a bad id");
+}
+
+#[test]
+fn a_duplicate_key_id_is_a_file_error_and_leaves_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let k = keys.to_str().unwrap();
+    let ok = Command::new(common::ferry_bin()).args(["keygen", "-q", "--id", "ci", k]).output().unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    let before = std::fs::read(&keys).unwrap();
+    let out = Command::new(common::ferry_bin()).args(["keygen", "--id", "ci", k]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.lines().count() == 1 && err.contains("already has a key \"ci\""), "{err}");
+    assert_eq!(std::fs::read(&keys).unwrap(), before);
+}
+
+#[test]
+fn a_mistyped_subcommand_is_named_not_taken_for_a_host() {
+    let l = usage_error(&["rnu", "127.0.0.1:39281"], "unknown subcommand \"rnu\"");
+    assert!(l.ends_with("(did you mean run?)"), "{l}");
+    let l = usage_error(&["pnig", "127.0.0.1:39281"], "unknown subcommand \"pnig\"");
+    assert!(l.ends_with("(did you mean ping?)"), "{l}");
+    let l = usage_error(&["-w", "2", "stats", "h", "x"], "unknown subcommand \"stats\"");
+    assert!(l.ends_with("(did you mean stat?)"), "{l}");
+    // HOST PORT is still a session (which fails later, not as usage).
+    let out = Command::new(common::ferry_bin())
+        .args(["-w", "1", "127.0.0.1", "1"])
+        .env("FERRY_KEYS", "/nonexistent/keys")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_second_host_word_before_dashes_is_a_usage_error() {
+    let l = usage_error(&["run", "-H", "h1", "h2", "--", "true"], "\"h2\"");
+    assert!(l.contains("-H h1,h2"), "{l}");
+}
+
+#[test]
+fn an_argument_that_is_not_utf8_is_named() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(common::ferry_bin())
+        .arg("get")
+        .arg("h")
+        .arg(std::ffi::OsStr::from_bytes(b"dir/ab\xff"))
+        .env("FERRY_KEYS", "/nonexistent/keys")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("ferry: argument \"dir/ab\\377\"") && err.contains("must be UTF-8"), "{err}");
 }
 
 #[test]
@@ -119,11 +177,25 @@ fn help_goes_to_stdout_and_succeeds() {
     assert!(!text.contains("[HOST[:PORT]] [PORT] <COMMAND>"), "{text}");
 }
 
+/// ferryd's usage error: one line `ferryd: WHAT`, then the synopsis after
+/// `usage: ` (ferryd(8) EXIT STATUS), status 64.
 fn ferryd_usage(args: &[&str]) -> String {
     let out = Command::new(common::ferryd_bin()).args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(64), "ferryd {args:?}: {err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].starts_with("ferryd: "), "ferryd {args:?}: {err}");
+    assert!(lines[1].starts_with("usage: ferryd [-d | -f]"), "ferryd {args:?}: {err}");
+    assert!(lines[2..].iter().all(|l| l.starts_with("       ")), "ferryd {args:?}: only the synopsis follows: {err}");
+    assert!(!err.contains("error:") && !err.contains("For more information"), "{err}");
     err
+}
+
+#[test]
+fn ferryd_usage_errors_are_one_line_naming_the_argument() {
+    assert!(ferryd_usage(&["--bogus"]).lines().next().unwrap().contains("--bogus"));
+    assert!(ferryd_usage(&["-d", "-f"]).lines().next().unwrap().contains("--foreground"));
+    assert!(ferryd_usage(&["--max-children"]).lines().next().unwrap().contains("--max-children"));
 }
 
 #[test]

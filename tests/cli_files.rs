@@ -182,6 +182,21 @@ fn get_continue_checks_the_whole_file_and_drops_a_bad_part() {
 }
 
 #[test]
+fn get_continue_with_a_part_longer_than_the_file_blames_the_part() {
+    let d = Daemon::start();
+    write_file(&d.path("small"), b"1234");
+    let here = tempfile::tempdir().unwrap();
+    write_file(&here.path().join("small.part"), b"123456789");
+    let out = ferry_in(&d, here.path(), &["get", "-c", &d.target(), "small"], b"");
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("small.part (9 bytes) is longer than the remote file \"small\""), "{err}");
+    assert!(err.contains("remove it, or get without -c"), "{err}");
+    assert!(here.path().join("small.part").exists(), "the .part is the user's to remove");
+}
+
+#[test]
 fn get_continue_to_stdout_is_a_usage_error() {
     let d = Daemon::start();
     assert_status(&ferry_in(&d, Path::new("."), &["get", "-c", &d.target(), "x", "-"], b""), 2);
@@ -489,4 +504,26 @@ fn get_into_a_fifo_writes_through_it_and_leaves_it_a_fifo() {
     assert!(!here.path().join("pipe.part").exists());
     let out = ferry_in(&d, here.path(), &["get", "-c", &d.target(), "blob", "pipe"], b"");
     assert_status(&out, 2);
+}
+
+/// A server name that is not UTF-8 cannot travel in a v1 path (a JSON
+/// string): the listing shows it exactly all the same (`name_hex`), as
+/// `ls -b` would (`\377`), and `--json` carries its bytes.
+#[test]
+fn ls_shows_a_name_that_is_not_utf8_exactly() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = Daemon::start();
+    fs::create_dir(d.path("dir")).unwrap();
+    fs::write(d.path("dir").join(std::ffi::OsStr::from_bytes(b"ab\xff")), b"").unwrap();
+    fs::write(d.path("dir/plain"), b"").unwrap();
+    let out = ferry_in(&d, Path::new("."), &["ls", &d.target(), "dir"], b"");
+    assert_status(&out, 0);
+    let listing = text(&out.stdout);
+    assert!(listing.lines().any(|l| l.ends_with(" ab\\377")), "{listing}");
+    assert!(!listing.contains('\u{fffd}'), "{listing}");
+    let out = ferry_in(&d, Path::new("."), &["ls", "--json", &d.target(), "dir"], b"");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let odd = v.as_array().unwrap().iter().find(|e| e.get("name_hex").is_some()).expect("name_hex marks it");
+    assert_eq!(odd["name_hex"], "6162ff");
+    assert!(v.as_array().unwrap().iter().any(|e| e["name"] == "plain" && e.get("name_hex").is_none()), "{v}");
 }

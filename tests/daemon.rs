@@ -9,7 +9,7 @@ use common::*;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn ferryd(args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(ferryd_bin());
@@ -462,9 +462,31 @@ fn auto_in_daemon_mode_without_syslog_refuses_and_names_the_file_target() {
     assert_eq!(out.status.code(), Some(69), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "one line on the terminal: {err}");
-    assert!(err.contains(&format!("cannot open the syslog socket {NO_SYSLOG}: ")), "{err}");
+    assert!(err.contains(&format!("no syslog socket at {NO_SYSLOG} ")), "{err}");
+    assert!(!err.contains("refused"), "{err}");
     assert!(err.contains("target = \"file\""), "{err}");
     assert!(!dir.path().join("d.pid").exists(), "it did not detach");
+    // --check-config with --daemon finds the same, as 78.
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--daemon", "--check-config"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("no syslog socket at {NO_SYSLOG} ")), "{}", text(&out.stderr));
+    // Without --daemon, auto is stderr: nothing to check.
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_config_finds_a_log_file_a_start_could_not_open_and_creates_nothing() {
+    let (dir, file) = config_dir("[log]\ntarget = \"file\"\npath = \"missing/dir/ferryd.log\"\n");
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--check-config"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot open the log file") && err.contains("missing/dir"), "{err}");
+    std::fs::create_dir_all(dir.path().join("missing/dir")).unwrap();
+    let out = ferryd(&["--config", file.to_str().unwrap(), "--check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!dir.path().join("missing/dir/ferryd.log").exists(), "the check created no log file");
 }
 
 #[test]
@@ -511,4 +533,23 @@ fn the_log_file_belongs_to_the_user_after_the_drop_and_a_hup_reopens_it_as_that_
     assert!(!std::fs::read_to_string(&log).unwrap().contains(&first), "a new file");
     unsafe { libc::kill(pid, libc::SIGTERM) };
     wait_in_file(&log, "TERM: stopped accepting");
+}
+
+/// ferryd.toml(5): a reload applies to open connections. A lowered
+/// idle_timeout counts from each connection's last request: one already
+/// idle longer is closed at once, saying how long it really was idle.
+#[test]
+fn hup_lowering_the_idle_timeout_applies_to_open_connections_at_once() {
+    let (d, file) = Daemon::start_config("idle_timeout = 60\n", &[], |_| {});
+    let mut c = d.authed();
+    c.ping();
+    std::thread::sleep(Duration::from_secs(3));
+    let text = std::fs::read_to_string(&file).unwrap().replace("idle_timeout = 60", "idle_timeout = 1");
+    std::fs::write(&file, text).unwrap();
+    let t = Instant::now();
+    d.signal(libc::SIGHUP);
+    let (h, _) = c.frame();
+    assert!(t.elapsed() < Duration::from_millis(800), "closed {:?} after the HUP", t.elapsed());
+    assert_eq!(h["code"], "idle-timeout", "{h}");
+    assert_eq!(h["message"], "idle for 3s", "{h}");
 }

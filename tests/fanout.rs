@@ -324,14 +324,18 @@ fn datagrams_to_every_host_at_once() {
     assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
     assert_eq!(sorted_lines(&o.stdout), [format!("{ua}: hi"), format!("{ub}: hi")]);
 
+    // A closed UDP port answers port unreachable: said at once, per host,
+    // as a single `ping -u` says it, not after the whole -w.
     let spec = format!("{ua},{}", no_udp.target());
     let t = Instant::now();
-    let o = ferry(&a, &["-w", "0.7", "ping", "-u", "-H", &spec]);
-    assert!(t.elapsed() < Duration::from_secs(5));
+    let o = ferry(&a, &["-w", "3", "ping", "-u", "-H", &spec]);
+    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
     assert_eq!(o.status.code(), Some(255), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains(&format!("{ua}: pong seq=1")), "{}", text(&o.stdout));
     let err = text(&o.stderr);
-    assert!(err.contains(&format!("ferry: unreachable: {}: no reply from", no_udp.target())), "{err}");
+    let want = format!("ferry: unreachable: {}: no UDP listener at {}", no_udp.target(), no_udp.target());
+    assert!(err.contains(&want), "{err}");
+    assert!(!err.contains("wrong key"), "{err}");
 }
 
 #[test]
@@ -344,3 +348,55 @@ fn an_encoding_decodes_each_host_stream() {
     assert_eq!(sorted_lines(&o.stdout), [format!("{}: é", a.target()), format!("{}: é", b.target())]);
 }
 
+
+/// README: a closed pipe ends ferry with 141 quietly, as cat, -H too: no
+/// summary, whichever way the hosts were stopped.
+#[test]
+fn a_closed_stdout_is_141_without_a_summary() {
+    let a = on(2, None, &[]);
+    let b = on(3, Some(&a), &[]);
+    let all = hosts(&[&a, &b]);
+    for args in [&["run", "-H", &all, "--", "seq 1 100000"][..], &["ping", "-c", "50", "--interval", "0.01", "-H", &all]] {
+        let mut child = a.ferry().args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        // The reader is gone once the BufReader is dropped.
+        let st = wait_child(&mut child, "ferry did not end when its stdout closed");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(!first.is_empty());
+        assert_eq!(st.code(), Some(141), "{args:?}: {err}");
+        assert_eq!(err, "", "{args:?}: quietly");
+    }
+}
+
+/// ferry(1): an interrupt is 130. A second Ctrl-C closes the connections
+/// of commands that ignored the first: they count as interrupted.
+#[test]
+fn a_second_ctrl_c_counts_the_hosts_as_interrupted() {
+    let a = on(2, None, &[]);
+    let b = on(3, Some(&a), &[]);
+    let all = hosts(&[&a, &b]);
+    let mut child = a
+        .ferry()
+        .args(["run", "-H", &all, "--", "trap '' INT; echo started; sleep 5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..2 {
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = wait_child(&mut child, "ferry did not end after two Ctrl-C");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(st.code(), Some(130), "{err}");
+    assert!(err.contains("ferry: 2 hosts: 2 interrupted"), "{err}");
+    assert!(!err.contains("error"), "{err}");
+}

@@ -114,6 +114,27 @@ fn argv_runs_an_allowed_program_with_no_arguments() {
 }
 
 #[test]
+fn a_refused_shell_command_is_one_line() {
+    let d = allow_list();
+    let out = d.ferry().args(["run", "-n", &d.target(), "--", "ls"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = one_line(&err);
+    assert!(line.contains("allow-list") && line.contains("--argv"), "{line}");
+}
+
+#[test]
+fn server_named_paths_are_escaped_once_as_ls_b() {
+    let d = Daemon::start();
+    for (name, shown) in [("no\nx", r#""no\nx""#), ("a\\b", r#""a\\b""#), ("\u{1b}[2J", r#""\033[2J""#)] {
+        let out = d.ferry().args(["get", &d.target(), name]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(one_line(&err), format!("ferry: {shown}: no such file or directory"));
+    }
+}
+
+#[test]
 fn session_argv_lines_start_with_a_bang_and_split_with_quotes() {
     let d = allow_list();
     let mut cmd = d.ferry();
@@ -151,4 +172,31 @@ fn verbose_shows_the_size_of_frames_sent_and_received() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.lines().any(|l| l.starts_with("ferry: > ") && l.contains("\"size\":6") && l.contains("stdin")), "{err}");
     assert!(err.lines().any(|l| l.starts_with("ferry: < ") && l.contains("\"size\":6") && l.contains("stdout")), "{err}");
+}
+
+#[test]
+fn a_piped_session_stopped_by_the_drain_says_so_in_the_documented_words() {
+    let mut d = Daemon::start();
+    let mut cmd = d.ferry();
+    cmd.arg(d.target());
+    let (mut child, mut stdin) = held_open(cmd);
+    std::io::Write::write_all(&mut stdin, b"sleep 1\necho after\n").unwrap();
+    assert!(d.log.wait_for("pid ", WAIT).is_some(), "{}", d.log.text());
+    d.signal(libc::SIGTERM);
+    let (code, err) = exits_within(&mut child, WAIT, "the session");
+    assert_eq!(code, 255, "{err}");
+    assert_eq!(one_line(&err), format!("ferry: {} closed the connection: the server is shutting down", d.target()));
+    assert!(d.wait_exit(WAIT).is_some());
+}
+
+/// One form for a server's refusal: its message, then its code.
+#[test]
+fn a_server_error_reads_message_then_code() {
+    let d = Daemon::start_with(&["--no-exec"]);
+    let out = d.ferry().args(["run", "-n", &d.target(), "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = one_line(&err);
+    assert!(line.starts_with("ferry: ") && line.ends_with(" (exec-disabled)"), "{line}");
+    assert!(!line.contains("server error"), "{line}");
 }

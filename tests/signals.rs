@@ -224,3 +224,42 @@ fn has_listener(pid: i32) -> bool {
         f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9])
     })
 }
+
+/// A put still streaming when the drain runs out: ferryd logs its access
+/// line (`aborted`) and its `closed` line as it exits, and `ferry put -`,
+/// whose stdin stays open, ends at once with one line naming the host.
+#[test]
+fn a_put_cut_by_the_drain_is_logged_and_its_client_ends_at_once() {
+    use std::io::Write;
+    let mut d = Daemon::start_with(&["--drain-timeout", "1"]);
+    let mut child = d
+        .ferry()
+        .args(["put", &d.target(), "-", "x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"start\n").unwrap();
+    assert!(d.log.wait_for("authenticated as", WAIT).is_some(), "{}", d.log.text());
+    std::thread::sleep(Duration::from_millis(200));
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit(WAIT), Some(0), "{}", d.log.text());
+    let gone = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(gone.elapsed() < Duration::from_secs(1), "ferry put - still waits for stdin after ferryd exited");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let log = d.log.text();
+    assert!(log.lines().any(|l| l.contains("access: #1 ") && l.contains(" put ") && l.ends_with("result=aborted")), "{log}");
+    assert!(log.lines().any(|l| l.contains("#1 ") && l.contains(": closed: ")), "{log}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(255), "{err}");
+    assert_eq!(err, format!("ferry: {} closed the connection\n", d.target()));
+    drop(stdin);
+}

@@ -263,16 +263,105 @@ fn count<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(s: &str) -> Result<T, 
 
 /// The subcommand named on the command line, for the pointer to its help.
 fn subcommand_named() -> Option<String> {
-    const NAMES: [&str; 7] = ["run", "ping", "get", "put", "ls", "stat", "keygen"];
-    std::env::args().skip(1).find(|a| NAMES.contains(&a.as_str()))
+    std::env::args_os().skip(1).filter_map(|a| a.into_string().ok()).find(|a| subcommands().contains(a))
+}
+
+/// The subcommands' names, as clap knows them (`export-tls` included).
+fn subcommands() -> Vec<String> {
+    use clap::CommandFactory;
+    Cli::command().get_subcommands().map(|s| s.get_name().to_string()).collect()
+}
+
+/// Options before the subcommand that take a value (the next word).
+const GLOBAL_VALUED: [&str; 7] = ["-k", "--keys", "-i", "--key-id", "-w", "--timeout", "--encoding"];
+
+/// Edit distance with adjacent transpositions (`rnu` is 1 from `run`).
+fn distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// A first word that cannot be the session's HOST: it is not a subcommand,
+/// and the word after it is not a PORT (the session takes `HOST [PORT]`,
+/// so `ferry rnu 127.0.0.1:7075` or `ferry stats h x` meant a subcommand).
+/// A word with `:`, `.`, `[` or `/` in it reads as a host, never as a typo.
+fn unknown_subcommand(args: &[String]) -> Option<String> {
+    let mut words = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            words.extend(it.by_ref().cloned());
+            break;
+        }
+        if GLOBAL_VALUED.contains(&a.as_str()) {
+            it.next();
+        } else if !a.starts_with('-') || a == "-" {
+            words.push(a.clone());
+        }
+    }
+    let (first, next) = (words.first()?, words.get(1)?);
+    let names = subcommands();
+    if first == "help" || names.contains(first) || names.contains(next) || first.contains([':', '.', '[', '/']) {
+        return None;
+    }
+    if !next.is_empty() && next.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let near = names
+        .iter()
+        .map(|s| (distance(first, s), s.as_str()))
+        .filter(|(d, s)| *d <= if s.len() <= 3 { 1 } else { 2 })
+        .min();
+    let hint = match near {
+        Some((_, s)) => format!(" (did you mean {s}?)"),
+        None => format!(" (subcommands: {}; a session takes HOST [PORT])", names.join(", ")),
+    };
+    Some(format!("unknown subcommand \"{first}\"{hint}"))
+}
+
+/// An argument that is not UTF-8, named (escaped) with why it cannot be sent.
+fn not_utf8_argument() -> String {
+    use std::os::unix::ffi::OsStrExt;
+    match std::env::args_os().skip(1).find(|a| a.to_str().is_none()) {
+        Some(a) => format!(
+            "argument \"{}\" is not valid UTF-8: remote paths, hosts and commands must be UTF-8 (protocol v1 sends them as JSON strings; see ls in ferry(1))",
+            ferry::term::escape_bytes(a.as_bytes())
+        ),
+        None => "an argument is not valid UTF-8".into(),
+    }
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    if let Some(m) = unknown_subcommand(&args) {
+        ferry::errln!("ferry: {}", ferry::term::escape(&m));
+        return ExitCode::from(exit::USAGE as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version: to stdout, checked.
         Err(e) if !e.use_stderr() => {
             return ExitCode::from(ferry::term::clap_exit("ferry", &e, exit::USAGE, exit::FERRY_ERROR) as u8)
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::InvalidUtf8 => {
+            ferry::errln!("ferry: {}", not_utf8_argument());
+            return ExitCode::from(exit::USAGE as u8);
         }
         Err(e) => {
             // One line: what was wrong, naming the argument, and where to look.
@@ -434,6 +523,32 @@ fn real_main(cli: Cli) -> i32 {
     }
 }
 
+/// Whether `word` stands on its own before `--` after the subcommand (not
+/// as an option's value): with -H, a word there is a second host, not the
+/// command (`run -H h1 h2 -- true`).
+fn host_word_before_dashes(word: &str) -> bool {
+    const VALUED: [&str; 16] = [
+        "-H", "--hosts", "--hostfile", "-x", "--exclude", "-f", "--fanout", "--encoding", "-k", "--keys", "-i", "--key-id",
+        "-w", "--timeout", "-c", "--count",
+    ];
+    let args: Vec<String> = std::env::args_os().skip(1).filter_map(|a| a.into_string().ok()).collect();
+    let Some(dashes) = args.iter().position(|a| a == "--") else { return false };
+    let names = subcommands();
+    let mut i = args.iter().position(|a| names.contains(a)).map_or(0, |p| p + 1);
+    while i < dashes {
+        let a = &args[i];
+        if VALUED.contains(&a.as_str()) {
+            i += 2;
+            continue;
+        }
+        if a == word {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 fn usage(msg: impl std::fmt::Display) -> i32 {
     exit::say(msg);
     2
@@ -477,6 +592,11 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     let mut encoding = None;
     let op = match &cli.cmd {
         Some(Cmd::Run { host, command, encoding: label, udp, argv, .. }) => {
+            if let Some(h) = host.as_deref().filter(|h| host_word_before_dashes(h)) {
+                return usage(format_args!(
+                    "\"{h}\": a second host before --: give -H h1,h2 (comma-separated), a range (-H 'web[1-3]') or -H again"
+                ));
+            }
             let words: Vec<String> = host.iter().chain(command).cloned().collect();
             if words.is_empty() {
                 return usage("missing COMMAND; see ferry run --help");
@@ -491,7 +611,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
             }
             fanout::Op::Run { command: words, argv: *argv }
         }
-        Some(Cmd::Ping { host: Some(h), .. }) => return usage(format_args!("{h:?}: give HOST or -H, not both")),
+        Some(Cmd::Ping { host: Some(h), .. }) => return usage(format_args!("\"{h}\": give HOST or -H, not both")),
         Some(Cmd::Ping { count, interval, udp, .. }) => {
             let interval = match seconds(*interval, "--interval") {
                 Ok(i) => i,
@@ -518,7 +638,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
             }
             let name = remote.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
             if matches!(name.as_str(), "" | "." | "..") {
-                return usage(format_args!("{remote:?} names no file to name the local ones after"));
+                return usage(format_args!("\"{remote}\" names no file to name the local ones after"));
             }
             fanout::Op::Get { remote, dir: PathBuf::from(dir), name }
         }

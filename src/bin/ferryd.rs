@@ -22,6 +22,9 @@ const EX_CONFIG: u8 = 78;
 /// Our own output could not be written (`--check-config >/dev/full`).
 const EX_IOERR: u8 = 74;
 
+/// The usage lines, after `Usage: ` in --help and `usage: ` after a usage error.
+const SYNOPSIS: &str = "ferryd [-d | -f] [-c FILE] [-k FILE] [-l ADDR:PORT]... [-r DIR] [--auth-timeout SECS]\n              [--check-config] [--drain-timeout SECS] [--idle-timeout SECS] [--log-level LEVEL]\n              [--max-children N] [--max-connections N] [--max-header BYTES] [--max-upload BYTES]\n              [--no-exec] [--pidfile FILE] [--read-only] [--udp ADDR:PORT]...";
+
 /// The ferry daemon: runs commands and moves files for authenticated clients over a framed protocol.
 #[derive(Parser, Debug)]
 #[command(
@@ -29,7 +32,7 @@ const EX_IOERR: u8 = 74;
     version,
     about,
     long_about = None,
-    override_usage = "ferryd [-d | -f] [-c FILE] [-k FILE] [-l ADDR:PORT]... [-r DIR] [--auth-timeout SECS]\n              [--check-config] [--drain-timeout SECS] [--idle-timeout SECS] [--log-level LEVEL]\n              [--max-children N] [--max-connections N] [--max-header BYTES] [--max-upload BYTES]\n              [--no-exec] [--pidfile FILE] [--read-only] [--udp ADDR:PORT]..."
+    override_usage = SYNOPSIS
 )]
 struct Cli {
     /// Config file [default: /etc/ferry/ferryd.toml when it exists]; flags override it
@@ -174,7 +177,20 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         // --help and --version go to stdout and succeed.
-        Err(e) => return ExitCode::from(ferry::term::clap_exit("ferryd", &e, EX_USAGE.into(), EX_IOERR.into()) as u8),
+        Err(e) if !e.use_stderr() => {
+            return ExitCode::from(ferry::term::clap_exit("ferryd", &e, EX_USAGE.into(), EX_IOERR.into()) as u8)
+        }
+        // A usage error: one line `ferryd: WHAT` naming the argument, then
+        // the synopsis (as ferryd(8) EXIT STATUS says).
+        Err(e) => {
+            let text = e.to_string();
+            let para = text.split("\n\n").next().unwrap_or("");
+            let words: Vec<&str> = para.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let what = words.join(" ");
+            let what = what.trim_start_matches("error: ");
+            ferry::errln!("ferryd: {what}\nusage: {SYNOPSIS}");
+            return ExitCode::from(EX_USAGE);
+        }
     };
     let overrides = cli.overrides();
     let settings = match config::load(&overrides) {
@@ -182,6 +198,10 @@ fn main() -> ExitCode {
         Err(e) => return fail(EX_CONFIG, e),
     };
     if cli.check_config {
+        // What a start would fail on: the log file or the syslog socket.
+        if let Err((_, e)) = log_target(&settings).and_then(|(t, code)| logger::check(&t).map_err(|e| explain_log_error(&settings, code, e))) {
+            return fail(EX_CONFIG, e);
+        }
         return match ferry::term::out(settings.render().as_bytes()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => ExitCode::from(ferry::term::write_failed("ferryd", "stdout", &e, EX_IOERR.into()) as u8),
@@ -211,6 +231,13 @@ fn main() -> ExitCode {
 /// log file that cannot be opened is a configuration error (78), a syslog
 /// that does not answer is unavailable (69).
 fn init_logging(s: &Settings) -> Result<(), (u8, String)> {
+    let (target, code) = log_target(s)?;
+    logger::init("ferryd", target, s.server.log_level).map_err(|e| explain_log_error(s, code, e))
+}
+
+/// The log backend the settings ask for, and the status a failure to open
+/// it gives.
+fn log_target(s: &Settings) -> Result<(logger::LogTarget, u8), (u8, String)> {
     let syslog = |s: &Settings| -> Result<logger::LogTarget, (u8, String)> {
         let facility = logger::parse_facility(&s.log_facility).map_err(|e| (EX_CONFIG, e))?;
         Ok(logger::LogTarget::Syslog { facility, socket: s.log_socket.clone() })
@@ -221,13 +248,17 @@ fn init_logging(s: &Settings) -> Result<(), (u8, String)> {
         LogTarget::Stderr | LogTarget::Auto => (logger::LogTarget::Stderr, EX_SOFTWARE),
         LogTarget::File => (logger::LogTarget::File(s.log_path.clone()), EX_CONFIG),
     };
-    logger::init("ferryd", target, s.server.log_level).map_err(|e| match s.log_target {
+    Ok((target, code))
+}
+
+fn explain_log_error(s: &Settings, code: u8, e: String) -> (u8, String) {
+    match s.log_target {
         // A detached daemon has no stderr: without syslog, it needs a file.
         LogTarget::Auto => {
             (code, format!("{e}; without syslog, a daemon logs to a file: set [log] target = \"file\" (and path)"))
         }
         _ => (code, e),
-    })
+    }
 }
 
 /// Daemon mode: the process the operator started waits for the detached

@@ -5,7 +5,7 @@
 
 use super::encoding::Output;
 use super::exit::{self, fail};
-use super::{command_of, transfer, Error, Options, Session, Target, Writer, ARGV_HINT};
+use super::{command_of, transfer, Error, Options, Session, Target, Writer};
 use crate::{keys, outln};
 use crate::proto::auth::Key;
 use crate::proto::msg::{Command, Exec, SignalName};
@@ -34,7 +34,7 @@ pub fn load_key(file: Option<&Path>, id: Option<&str>) -> Result<Key, String> {
         }
     })?;
     match id {
-        Some(id) => keys.get(id).cloned().ok_or_else(|| format!("keys file {} has no key {id:?}", path.display())),
+        Some(id) => keys.get(id).cloned().ok_or_else(|| format!("keys file {} has no key \"{id}\"", path.display())),
         None => Ok(keys.first().cloned().expect("a parsed keys file has a key")),
     }
 }
@@ -122,8 +122,7 @@ pub fn run(
     match result.and_then(|status| finished.map(|()| status)) {
         Ok(status) => status.shell_code(),
         Err(Error::Remote(p)) if p.code == ErrorCode::NotAllowed && shell => {
-            exit::say(&p.message);
-            fail(ARGV_HINT)
+            fail(super::argv_refusal(&p.message))
         }
         Err(Error::Remote(p)) if p.code.is_fatal() => {
             fail(format_args!("{} closed the connection: {}", session.peer, p.message))
@@ -430,12 +429,15 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
         last = match result {
             Ok(status) => status.shell_code(),
             Err(Error::Remote(e)) if !e.code.is_fatal() => {
-                exit::say(&e.message);
                 if e.code == ErrorCode::NotAllowed && shell {
-                    exit::say(ARGV_HINT);
+                    exit::say(super::argv_refusal(&e.message));
+                } else {
+                    exit::say(&e.message);
                 }
                 if e.code == ErrorCode::SpawnFailed { exit::SPAWN_FAILED } else { exit::FERRY_ERROR }
             }
+            // Drained or timed out between lines: as when waiting for one.
+            Err(e @ Error::Remote(_)) => return fail(gone_text(&session.peer, &e, Duration::ZERO)),
             Err(e) => return exit_for(&e),
         };
         if interactive && !quiet && last != 0 {
@@ -494,11 +496,23 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// `ferry keygen`: appends a new key to FILE (created 0600).
+/// An id that is not one word is a usage error (2); an id the file already
+/// has is a file error (1): the file stays as it was.
 pub fn keygen(file: &Path, id: &str, quiet: bool) -> i32 {
+    if id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        exit::say(format_args!("--id \"{id}\": a key id is one word, without spaces (see `ferry keygen --help`)"));
+        return exit::USAGE;
+    }
+    if let Ok(existing) = keys::load(file) {
+        if existing.get(id).is_some() {
+            exit::say(format_args!("keys file {} already has a key \"{id}\": choose another --id", file.display()));
+            return exit::FAILED;
+        }
+    }
     match keys::generate(file, id) {
         Ok(()) => {
             if !quiet {
-                exit::say(format_args!("wrote key {id:?} to {}", file.display()));
+                exit::say(format_args!("wrote key \"{id}\" to {}", file.display()));
             }
             0
         }

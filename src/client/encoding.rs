@@ -18,7 +18,7 @@ pub const ENV: &str = "FERRY_ENCODING";
 /// all output into one U+FFFD, are refused like unknown ones.
 pub fn lookup(label: &str) -> Result<&'static Encoding, String> {
     Encoding::for_label_no_replacement(label.trim().as_bytes())
-        .ok_or_else(|| format!("unknown encoding {label:?} (expected a WHATWG label such as gbk, shift_jis, big5, euc-kr, windows-1252, utf-16le)"))
+        .ok_or_else(|| format!("unknown encoding \"{label}\" (expected a WHATWG label such as gbk, shift_jis, big5, euc-kr, windows-1252, utf-16le)"))
 }
 
 /// The encoding to decode output from: `--encoding` when given, else a
@@ -207,7 +207,7 @@ mod tests {
         }
         for bad in ["klingon", "", "iso-2022-kr", "hz-gb-2312"] {
             let e = lookup(bad).unwrap_err();
-            assert!(e.contains(&format!("{bad:?}")), "{e}");
+            assert!(e.contains(&format!("\"{bad}\"")), "{e}");
         }
         assert_eq!(choose(None, None).unwrap(), None);
         assert_eq!(choose(None, Some("")).unwrap(), None);

@@ -197,7 +197,17 @@ impl Session {
     /// Puts everything `input` yields at `path` as a streaming put, in
     /// `data` frames of at most `DATA_CHUNK` bytes. The server's digest is
     /// checked against what was sent: a difference is `digest-mismatch`.
-    pub fn put_stream(&mut self, path: &str, mode: Option<u32>, input: &mut dyn Read) -> Result<PutOk, Error> {
+    ///
+    /// With `input_fd` (the unbuffered descriptor `input` reads), the socket
+    /// is watched while the input has nothing: a server that closes or
+    /// answers ends the put at once, not when the input next yields.
+    pub fn put_stream(
+        &mut self,
+        path: &str,
+        mode: Option<u32>,
+        input: &mut dyn Read,
+        input_fd: Option<std::os::fd::RawFd>,
+    ) -> Result<PutOk, Error> {
         self.send(msg::request::put(path, mode, None, true), &[])?;
         let mut buf = vec![0u8; DATA_CHUNK];
         let mut hasher = Sha256::new();
@@ -205,6 +215,11 @@ impl Session {
             // An early error ends the stream now: the reply is already here.
             if self.reply_waiting() {
                 break;
+            }
+            if let Some(fd) = input_fd {
+                if !self.wait_for_input(fd)? {
+                    continue;
+                }
             }
             let n = match input.read(&mut buf) {
                 Ok(0) => break,
@@ -230,6 +245,37 @@ impl Session {
             return Err(Error::Remote(ProtoError::new(ErrorCode::DigestMismatch, m)));
         }
         Ok(ok)
+    }
+
+    /// Waits until `fd` has input (true) or the socket has something
+    /// (false: a reply to read); the server's close is `UnexpectedEof`.
+    fn wait_for_input(&self, fd: std::os::fd::RawFd) -> Result<bool, Error> {
+        use std::os::fd::AsRawFd;
+        let sock = self.reader.get_ref().as_raw_fd();
+        loop {
+            let mut fds = [
+                libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: sock, events: libc::POLLIN, revents: 0 },
+            ];
+            // SAFETY: two valid pollfd structs.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::LocalRead(e));
+            }
+            if fds[1].revents != 0 {
+                if self.reply_waiting() {
+                    return Ok(false);
+                }
+                return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            if fds[0].revents != 0 {
+                return Ok(true);
+            }
+        }
     }
 
     /// True when reply bytes have arrived (without blocking).
@@ -298,6 +344,7 @@ impl Session {
             file_size: u64_field(&h, "file_size")?,
             mode: mode_field(&h).unwrap_or(0),
             mtime: h.fields.get("mtime").and_then(Value::as_i64).unwrap_or(0),
+            name_hex: None,
         };
         let mut fields = h.fields;
         for k in ["type", "size", "id"] {

@@ -52,10 +52,19 @@ pub fn table(entries: &[Entry]) -> String {
             mode_string(e.kind, e.mode),
             e.file_size,
             timefmt::minutes(e.mtime),
-            escape(&e.name)
+            shown_name(e)
         ));
     }
     out
+}
+
+/// An entry's name for the terminal: a name that is not UTF-8 from its
+/// exact bytes (`name_hex`), invalid bytes in octal (`\377`).
+fn shown_name(e: &Entry) -> String {
+    match e.name_hex.as_deref().and_then(crate::proto::auth::from_hex) {
+        Some(bytes) => crate::term::escape_bytes(&bytes).into_owned(),
+        None => escape(&e.name).into_owned(),
+    }
 }
 
 /// `ferry stat`'s lines: path, kind, size, mode (octal), mtime.
@@ -88,9 +97,12 @@ mod tests {
 
     #[test]
     fn the_table_aligns_sizes() {
-        let e = |name: &str, kind, file_size| Entry { name: name.into(), kind, file_size, mode: 0o644, mtime: 0 };
+        let e = |name: &str, kind, file_size| Entry { name: name.into(), kind, file_size, mode: 0o644, mtime: 0, name_hex: None };
         let t = table(&[e("a", Kind::File, 5), e("bb", Kind::Dir, 4096)]);
         assert_eq!(t, "-rw-r--r--    5 1970-01-01 00:00 a\ndrw-r--r-- 4096 1970-01-01 00:00 bb\n");
         assert_eq!(table(&[]), "");
+        let mut odd = e("ab\u{fffd}", Kind::File, 1);
+        odd.name_hex = Some("6162ff".into());
+        assert!(table(&[odd]).ends_with(" ab\\377\n"));
     }
 }

@@ -92,7 +92,8 @@ impl std::fmt::Display for Error {
             Error::Auth(s) => write!(f, "authentication failed: {s}"),
             Error::Tls(s) => write!(f, "TLS: {s}"),
             Error::Protocol(s) => write!(f, "protocol error: {s}"),
-            Error::Remote(e) => write!(f, "server error {}: {}", e.code.as_str(), e.message),
+            // The server's words, then its code (what to search for).
+            Error::Remote(e) => write!(f, "{} ({})", e.message, e.code.as_str()),
             // Timeouts `Session` saw carry the host and the stage.
             Error::Io(e) if is_timeout(e) && e.get_ref().is_some() => write!(f, "{e}"),
             Error::Io(e) if is_timeout(e) => write!(f, "timed out"),
@@ -122,7 +123,7 @@ impl Error {
     pub(crate) fn from_handshake(e: handshake::Error, key: &Key) -> Error {
         match e {
             handshake::Error::Refused(e) if e.code == ErrorCode::AuthFailed => {
-                Error::Auth(format!("the server refused key {:?}", key.id))
+                Error::Auth(format!("the server refused key \"{}\"", key.id))
             }
             // We spoke in clear to a server that takes only TLS from us.
             handshake::Error::Refused(mut e) if e.code == ErrorCode::TlsRequired => {
@@ -578,8 +579,13 @@ pub fn io_text(e: &io::Error) -> String {
 }
 
 /// What to do about a `not-allowed` reply to a one-word (shell) command.
-pub(crate) const ARGV_HINT: &str =
-    "the server's exec allow-list does not take shell commands here: send argv with `ferry run --argv` (`!PROG ARGS` in the session)";
+/// A shell command line the exec allow-list refused, as one line: the
+/// server's reason, then what to do (its own "(send argv)" is dropped, the
+/// hint says it).
+pub(crate) fn argv_refusal(server_message: &str) -> String {
+    let why = server_message.trim_end_matches(" (send argv)");
+    format!("{why}: send argv with `ferry run --argv` (`!PROG ARGS` in the session)")
+}
 
 /// The command `run` sends: one word through `sh -c`, several as argv;
 /// with `argv` (`run --argv`), argv always, even for one word.

@@ -19,7 +19,7 @@ impl std::fmt::Display for Target {
 }
 
 fn port(s: &str) -> Result<u16, String> {
-    s.parse::<u16>().map_err(|_| format!("bad port {s:?}"))
+    s.parse::<u16>().map_err(|_| format!("bad port \"{s}\""))
 }
 
 impl Target {
@@ -27,10 +27,10 @@ impl Target {
     /// combined with a port inside `spec`.
     pub fn parse(spec: &str, extra_port: Option<&str>) -> Result<Target, String> {
         let (host, inner_port) = if let Some(rest) = spec.strip_prefix('[') {
-            let (h, after) = rest.split_once(']').ok_or_else(|| format!("{spec:?}: missing ]"))?;
+            let (h, after) = rest.split_once(']').ok_or_else(|| format!("\"{spec}\": missing ]"))?;
             match after {
                 "" => (h, None),
-                p => (h, Some(p.strip_prefix(':').ok_or_else(|| format!("{spec:?}: expected :PORT after ]"))?)),
+                p => (h, Some(p.strip_prefix(':').ok_or_else(|| format!("\"{spec}\": expected :PORT after ]"))?)),
             }
         } else if spec.matches(':').count() > 1 {
             (spec, None) // a bare IPv6 literal
@@ -41,10 +41,10 @@ impl Target {
             }
         };
         if host.is_empty() {
-            return Err(format!("{spec:?}: empty host"));
+            return Err(format!("\"{spec}\": empty host"));
         }
         let port = match (inner_port, extra_port) {
-            (Some(_), Some(_)) => return Err(format!("{spec:?}: port given twice")),
+            (Some(_), Some(_)) => return Err(format!("\"{spec}\": port given twice")),
             (Some(p), None) | (None, Some(p)) => port(p)?,
             (None, None) => DEFAULT_PORT,
         };

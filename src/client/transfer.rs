@@ -23,7 +23,7 @@ use crate::proto::ErrorCode;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -159,6 +159,23 @@ impl Failure {
         }
     }
 
+    /// A connection error, named with the host: the server closed the
+    /// connection (with the reason it sent, if any), so the line says who.
+    fn from_peer(self, peer: &std::net::SocketAddr) -> Failure {
+        match self {
+            Failure::Ferry(Error::Remote(p)) if p.code.is_fatal() => {
+                // `Connect` displays its text as it is.
+                Failure::Ferry(Error::Connect(format!("{peer} closed the connection: {}", p.message)))
+            }
+            Failure::Ferry(Error::Io(e))
+                if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) =>
+            {
+                Failure::Ferry(Error::Connect(format!("{peer} closed the connection")))
+            }
+            f => f,
+        }
+    }
+
     /// A local write failed: our stdout's reader gone (quiet, 141); another
     /// error on our stdout (255); a local file's error (1).
     fn local(what: &dyn std::fmt::Display, e: &io::Error) -> Failure {
@@ -187,7 +204,7 @@ fn with_session(
         Ok(s) => s,
         Err(e) => return Failure::Ferry(e).report(),
     };
-    let r = f(&mut session);
+    let r = f(&mut session).map_err(|f| f.from_peer(&session.peer));
     let fatal = r.as_ref().is_err_and(Failure::is_fatal);
     if !fatal {
         let _ = session.bye();
@@ -222,7 +239,7 @@ enum Dest {
 fn get_dest(remote: &str, local: Option<&str>) -> Result<Dest, Failure> {
     let base = || {
         remote_basename(remote)
-            .ok_or_else(|| Failure::Usage(format!("{remote:?} names no file to name a local one after: give LOCAL")))
+            .ok_or_else(|| Failure::Usage(format!("\"{remote}\" names no file to name a local one after: give LOCAL")))
     };
     Ok(match local {
         Some("-") => Dest::Stdout,
@@ -269,6 +286,16 @@ fn get_file(
     let mut part = opened.map_err(|e| part_failure(dest, &e))?;
     let info = match s.get_start(remote, part.offset, Digest::Sha256) {
         Ok(info) => info,
+        // The server checks the offset against the file: a .part longer
+        // than the remote file cannot be resumed, and the .part is the one
+        // to blame.
+        Err(Error::Remote(p)) if resume && part.existed && p.code == ErrorCode::BadRequest && p.message.starts_with("offset ") => {
+            return Err(Failure::Failed(format!(
+                "the local {} ({} bytes) is longer than the remote file \"{remote}\": remove it, or get without -c",
+                part.path.display(),
+                part.offset
+            )));
+        }
         Err(e) => {
             let f = Failure::from_error(e, &part.path.display());
             if !(resume && part.existed) {
@@ -372,7 +399,7 @@ pub fn get(target: &Target, key: &Key, opts: &Options, ui: Ui, remote: &str, loc
 fn put_target(s: &mut Session, local: &str, remote: Option<&str>) -> Result<String, Failure> {
     let base = || {
         local_basename(local)
-            .ok_or_else(|| Failure::Usage(format!("{local:?} names no file to name a remote one after: give REMOTE")))
+            .ok_or_else(|| Failure::Usage(format!("\"{local}\" names no file to name a remote one after: give REMOTE")))
     };
     let Some(remote) = remote else { return base() };
     let is_dir = remote.ends_with('/')
@@ -393,10 +420,12 @@ fn put_target(s: &mut Session, local: &str, remote: Option<&str>) -> Result<Stri
 }
 
 /// A streaming put of everything `input` yields.
-fn put_reader(s: &mut Session, ui: &Ui, input: &mut dyn Read, what: &str, remote: &str) -> Result<(), Failure> {
+fn put_reader(s: &mut Session, ui: &Ui, input: &mut File, what: &str, remote: &str) -> Result<(), Failure> {
+    use std::os::fd::AsRawFd;
+    let fd = input.as_raw_fd();
     let bar = ui.spinner(what);
     let mut counted = bar.wrap_read(input);
-    let r = s.put_stream(remote, None, &mut counted).map(drop).map_err(|e| Failure::from_error(e, &what));
+    let r = s.put_stream(remote, None, &mut counted, Some(fd)).map(drop).map_err(|e| Failure::from_error(e, &what));
     if r.is_ok() {
         finish_bar(&bar, 0)
     } else {
@@ -409,7 +438,10 @@ fn put_reader(s: &mut Session, ui: &Ui, input: &mut dyn Read, what: &str, remote
 fn run_put(s: &mut Session, ui: &Ui, local: &str, remote: Option<&str>) -> Result<(), Failure> {
     if local == "-" {
         let remote = remote.ok_or_else(|| Failure::Usage("put from stdin (-) needs REMOTE".into()))?;
-        return put_reader(s, ui, &mut io::stdin().lock(), "stdin", remote);
+        // Unbuffered (a dup of fd 0), so that polling it tells the truth.
+        use std::os::fd::AsFd;
+        let fd = io::stdin().as_fd().try_clone_to_owned().map_err(|e| Failure::local(&"stdin", &e))?;
+        return put_reader(s, ui, &mut File::from(fd), "stdin", remote);
     }
     let mut file = File::open(local).map_err(|e| Failure::local(&local, &e))?;
     let meta = file.metadata().map_err(|e| Failure::local(&local, &e))?;
@@ -571,7 +603,7 @@ pub fn session_line(s: &mut Session, ui: &Ui, line: &str, cancelled: &std::sync:
         }
         return Line::Interrupted;
     }
-    match r {
+    match r.map_err(|f| f.from_peer(&s.peer)) {
         Ok(()) => Line::Status(0),
         Err(f) if f.is_fatal() => Line::End(f.report()),
         Err(f) => Line::Status(f.report()),

@@ -375,9 +375,9 @@ fn error_reply(e: &ProtoError, ex: &Exchange) -> i32 {
                 Some(d) => format!(" (the server's clock is {} s behind ours)", d.unsigned_abs()),
                 None => String::new(),
             };
-            fail(format_args!("server error {}: {}{by}", e.code.as_str(), e.message))
+            fail(format_args!("{}{by} ({})", e.message, e.code.as_str()))
         }
-        _ => fail(format_args!("server error {}: {}", e.code.as_str(), e.message)),
+        _ => fail(super::Error::Remote(e.clone())),
     }
 }
 
@@ -401,8 +401,7 @@ pub fn run(
     };
     let result = match ex.reply.kind() {
         Reply::Error(e) if e.code == ErrorCode::NotAllowed && !argv && command.len() == 1 => {
-            exit::say(format_args!("server error {}: {}", e.code.as_str(), e.message));
-            return fail(super::ARGV_HINT);
+            return fail(super::argv_refusal(&e.message));
         }
         Reply::Error(e) => return error_reply(&e, &ex),
         _ if ex.reply.header.kind != "result" => return unexpected(&ex),

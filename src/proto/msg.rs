@@ -253,6 +253,10 @@ pub struct Entry {
     pub mode: u32,
     /// Modification time, Unix seconds.
     pub mtime: i64,
+    /// In a listing, a name that is not UTF-8: its bytes in lowercase hex
+    /// (`name` then has U+FFFD for what is not UTF-8). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_hex: Option<String>,
 }
 
 /// A request, read from a frame header.

@@ -398,6 +398,9 @@ impl Server {
                     if new.read_only { "read-only" } else { "read-write" }
                 );
                 self.cfg = new;
+                // Deadlines follow the new timeouts from each connection's
+                // last activity: those already past them fire now.
+                self.next_deadline = Some(Instant::now());
             }
             Err(e) => error!("HUP: {e}; keeping the running configuration"),
         }
@@ -506,8 +509,12 @@ impl Server {
 
     /// Last act: no child outlives the daemon.
     fn finish(&mut self) {
+        let now = Instant::now();
         for (_, c) in self.conns.iter_mut() {
             c.kill_and_reap_child();
+            // Every connection gets its access and closed lines, even these.
+            c.close_at_exit(now);
+            info!("{}: closed: {}", c.name(), c.reason());
         }
         for o in &mut self.orphans {
             kill_group(o.child.id() as i32, libc::SIGKILL);

@@ -185,6 +185,10 @@ impl<'a> Fan<'a> {
             self.out.stdout(&text);
         }
         self.out.flush();
+        // Our reader went away (`| head`): 141 without a word, as cat.
+        if self.out.failed.as_ref().is_some_and(crate::term::is_broken_pipe) {
+            return crate::client::exit::BROKEN_PIPE;
+        }
         let outcomes = || self.slots.iter().map(|s| s.outcome.as_ref().expect("every host finished"));
         let worst = outcomes().map(Outcome::status).max().unwrap_or(0);
         let ferry_error = outcomes().any(Outcome::is_ferry_error);

@@ -30,9 +30,9 @@ fn split_top(spec: &str) -> Result<Vec<&str>, String> {
     let (mut depth, mut start) = (0usize, 0);
     for (i, c) in spec.char_indices() {
         match c {
-            '[' if depth > 0 => return Err(format!("{spec:?}: nested '['")),
+            '[' if depth > 0 => return Err(format!("\"{spec}\": nested '['")),
             '[' => depth += 1,
-            ']' if depth == 0 => return Err(format!("{spec:?}: ']' without '['")),
+            ']' if depth == 0 => return Err(format!("\"{spec}\": ']' without '['")),
             ']' => depth -= 1,
             ',' if depth == 0 => {
                 parts.push(&spec[start..i]);
@@ -42,7 +42,7 @@ fn split_top(spec: &str) -> Result<Vec<&str>, String> {
         }
     }
     if depth > 0 {
-        return Err(format!("{spec:?}: '[' without ']'"));
+        return Err(format!("\"{spec}\": '[' without ']'"));
     }
     parts.push(&spec[start..]);
     Ok(parts)
@@ -55,12 +55,12 @@ fn range_values(body: &str, word: &str) -> Result<Vec<String>, String> {
         let (lo, hi) = item.split_once('-').unwrap_or((item, item));
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         if !digits(lo) || !digits(hi) {
-            return Err(format!("{word:?}: bad range [{body}]: expected numbers such as [1-5] or [01-10,12]"));
+            return Err(format!("\"{word}\": bad range [{body}]: expected numbers such as [1-5] or [01-10,12]"));
         }
-        let too_big = || format!("{word:?}: range [{body}] is too large");
+        let too_big = || format!("\"{word}\": range [{body}] is too large");
         let (a, b): (u64, u64) = (lo.parse().map_err(|_| too_big())?, hi.parse().map_err(|_| too_big())?);
         if a > b {
-            return Err(format!("{word:?}: range [{item}] goes backwards"));
+            return Err(format!("\"{word}\": range [{item}] goes backwards"));
         }
         if b - a >= MAX_HOSTS as u64 || out.len() + (b - a) as usize >= MAX_HOSTS {
             return Err(too_big());
@@ -95,7 +95,7 @@ fn expand_word(word: &str) -> Result<Vec<String>, String> {
         } else {
             let values = range_values(body, word)?;
             if names.len().saturating_mul(values.len()) > MAX_HOSTS {
-                return Err(format!("{word:?} expands to more than {MAX_HOSTS} hosts"));
+                return Err(format!("\"{word}\" expands to more than {MAX_HOSTS} hosts"));
             }
             names = names.iter().flat_map(|n| values.iter().map(move |v| format!("{n}{v}"))).collect();
         }

@@ -98,7 +98,7 @@ pub fn put_op(local: &str, remote: Option<&str>) -> Result<Op, String> {
     let name = std::path::Path::new(local)
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("{local:?} names no file to name a remote one after"))?
+        .ok_or_else(|| format!("\"{local}\" names no file to name a remote one after"))?
         .to_string();
     let mut hasher = Sha256::new();
     let size = hash_reader(&mut file, &mut hasher, &mut |_| {}).map_err(|e| format!("{local}: {}", io_text(&e)))?;

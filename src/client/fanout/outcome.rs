@@ -23,6 +23,9 @@ pub(super) enum Outcome {
     Error(String),
     /// The interrupt came before the request was sent.
     Cancelled,
+    /// A second interrupt closed the connection while the request ran (the
+    /// server ends what runs): 130, as for an interrupt.
+    Interrupted,
 }
 
 /// The summary categories, in the order the summary lists them.
@@ -31,7 +34,7 @@ const CATEGORIES: [&str; 7] = ["ok", "failed", "unreachable", "auth-failed", "ti
 impl Outcome {
     /// A server's error reply.
     pub(super) fn server_error(e: &ProtoError) -> Outcome {
-        Outcome::Error(format!("server error {e}"))
+        Outcome::Error(Error::Remote(e.clone()).to_string())
     }
 
     /// A client error (from the handshake) as one host's outcome.
@@ -49,7 +52,7 @@ impl Outcome {
             Outcome::Done => exit::OK,
             Outcome::SpawnFailed(_) => exit::SPAWN_FAILED,
             Outcome::FileError(_) => exit::FAILED,
-            Outcome::Cancelled => exit::INTERRUPTED,
+            Outcome::Cancelled | Outcome::Interrupted => exit::INTERRUPTED,
             Outcome::Unreachable(_) | Outcome::AuthFailed(_) | Outcome::TimedOut(_) | Outcome::Error(_) => {
                 exit::FERRY_ERROR
             }
@@ -70,7 +73,7 @@ impl Outcome {
             Outcome::AuthFailed(_) => "auth-failed",
             Outcome::TimedOut(_) => "timed-out",
             Outcome::Error(_) => "error",
-            Outcome::Cancelled => "interrupted",
+            Outcome::Cancelled | Outcome::Interrupted => "interrupted",
             Outcome::Done => "ok",
         }
     }
@@ -94,6 +97,7 @@ impl Outcome {
             | Outcome::TimedOut(m)
             | Outcome::Error(m) => Some(m.clone()),
             Outcome::Cancelled => Some("interrupted before it ran".into()),
+            Outcome::Interrupted => Some("interrupted while it ran".into()),
         }
     }
 }
@@ -117,6 +121,7 @@ mod tests {
             (Outcome::TimedOut("x".into()), 255, "timed-out"),
             (Outcome::Error("x".into()), 255, "error"),
             (Outcome::Cancelled, 130, "interrupted"),
+            (Outcome::Interrupted, 130, "interrupted"),
         ] {
             assert_eq!((o.status(), o.category()), (status, cat), "{o:?}");
             assert_eq!(o.why().is_none(), status == 0, "{o:?}");

@@ -659,9 +659,7 @@ impl Transport for Tcp {
                     let name = if sig == libc::SIGTERM { SignalName::TERM } else { SignalName::INT };
                     self.send(fan, i, msg::request::signal(name), &[]);
                 }
-                Some(Phase::Request | Phase::Stat) => {
-                    self.finish(fan, i, Outcome::Error(format!("interrupted (signal {sig}) while it ran")))
-                }
+                Some(Phase::Request | Phase::Stat) => self.finish(fan, i, Outcome::Interrupted),
                 _ => self.finish(fan, i, Outcome::Cancelled),
             }
         }

@@ -62,6 +62,7 @@ impl Udp {
             let (sock, token) = if peer.is_ipv4() { (&mut u.v4, UDP4) } else { (&mut u.v6, UDP6) };
             if sock.is_none() {
                 let mut s = UdpSocket::bind(any_addr(peer))?;
+                recv_errors(&s, peer.is_ipv4());
                 fan.poll.registry().register(&mut s, token, Interest::READABLE)?;
                 *sock = Some(s);
             }
@@ -84,6 +85,26 @@ impl Udp {
             self.by_nonce.remove(&r.nonce);
         }
         fan.finish(i, outcome);
+    }
+
+    /// The ICMP errors queued on the socket of `token` (IP_RECVERR): a
+    /// host that answered port unreachable is over at once, as a single
+    /// `ping -u` says, rather than after the whole timeout.
+    fn on_icmp_errors(&mut self, fan: &mut Fan, token: Token) {
+        use std::os::fd::AsRawFd;
+        let sock = if token == UDP4 { self.v4.as_ref() } else { self.v6.as_ref() };
+        let Some(fd) = sock.map(|s| s.as_raw_fd()) else { return };
+        while let Some((peer, errno)) = next_icmp_error(fd) {
+            let hit: Vec<usize> = (0..self.reqs.len()).filter(|&i| self.reqs[i].as_ref().is_some_and(|r| r.peer == peer)).collect();
+            for i in hit {
+                let m = if errno == libc::ECONNREFUSED {
+                    udp::UdpError::Unreachable(peer).to_string()
+                } else {
+                    format!("{peer}/udp: {}", io_text(&io::Error::from_raw_os_error(errno)))
+                };
+                self.finish(fan, i, Outcome::Unreachable(m));
+            }
+        }
     }
 
     /// A reply datagram for host `i`.
@@ -132,6 +153,73 @@ impl Udp {
         };
         self.finish(fan, i, outcome);
     }
+}
+
+/// Asks Linux to queue ICMP errors on the (unconnected, shared) socket,
+/// with the address each failed datagram was sent to. Best effort.
+fn recv_errors(s: &UdpSocket, v4: bool) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    let (level, name) = if v4 { (libc::IPPROTO_IP, libc::IP_RECVERR) } else { (libc::IPPROTO_IPV6, libc::IPV6_RECVERR) };
+    // SAFETY: setsockopt with a valid fd and an int option value.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// One queued ICMP error of `fd`: where the datagram had been sent, and
+/// the error (`ECONNREFUSED` for port unreachable). None when none is left.
+fn next_icmp_error(fd: std::os::fd::RawFd) -> Option<(SocketAddr, i32)> {
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut data = [0u8; 512];
+    let mut control = [0u64; 64];
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    // SAFETY: a zeroed msghdr pointed at live local buffers.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: recvmsg on our own socket into the buffers above.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return None;
+    }
+    let mut errno = libc::ECONNREFUSED;
+    // SAFETY: walking the control messages the kernel wrote into `msg`.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+            if (level == libc::IPPROTO_IP && kind == libc::IP_RECVERR) || (level == libc::IPPROTO_IPV6 && kind == libc::IPV6_RECVERR) {
+                let ee = libc::CMSG_DATA(c).cast::<libc::sock_extended_err>().read_unaligned();
+                errno = ee.ee_errno as i32;
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let peer = match name.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in for an AF_INET socket.
+            let a = unsafe { *(&name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            SocketAddr::from((u32::from_be(a.sin_addr.s_addr).to_be_bytes(), u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, a sockaddr_in6.
+            let a = unsafe { *(&name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            SocketAddr::from((a.sin6_addr.s6_addr, u16::from_be(a.sin6_port)))
+        }
+        _ => return next_icmp_error(fd),
+    };
+    Some((peer, errno))
 }
 
 /// A fresh request (a new nonce each time) to `peer`, first sent at `at`;
@@ -186,8 +274,14 @@ impl Transport for Udp {
             let Some(sock) = sock else { return };
             let (n, from) = match sock.recv_from(&mut self.buf) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.on_icmp_errors(fan, ev.token());
+                    return;
+                }
+                Err(_) => {
+                    self.on_icmp_errors(fan, ev.token());
+                    continue;
+                }
             };
             let bytes = &self.buf[..n];
             if sealed::classify(bytes) == Some(Kind::Sealed) {

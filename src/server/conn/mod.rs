@@ -376,7 +376,8 @@ impl<S: Socket> Conn<S> {
                 self.begin_close(format!("no authentication within {}s", ctx.cfg.auth_timeout.as_secs()))
             }
             Phase::Ready => {
-                let why = format!("idle for {}s", ctx.cfg.idle_timeout.as_secs());
+                // How long it really was (a reload may have lowered the timeout).
+                let why = format!("idle for {}s", ctx.now.saturating_duration_since(self.last_active).as_secs());
                 self.fail(ProtoError::new(ErrorCode::IdleTimeout, why), None)
             }
             Phase::Running(op) => {
@@ -418,6 +419,14 @@ impl<S: Socket> Conn<S> {
         if let Phase::Running(op) = &mut self.phase {
             op.kill_and_reap();
         }
+    }
+
+    /// The daemon is exiting with this connection open (the drain timeout
+    /// ran out, or a second TERM): its request in flight gets its access
+    /// line (`aborted`), and the connection a reason for its "closed" line.
+    pub fn close_at_exit(&mut self, now: Instant) {
+        self.now = now;
+        self.close_now("the server exited");
     }
 
     /// Pid of the running child, if any.

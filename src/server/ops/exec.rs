@@ -177,7 +177,7 @@ impl Exec {
             None => ctx.cfg.root.clone(),
         };
         if !cwd.is_dir() {
-            return Err(ProtoError::new(ErrorCode::BadPath, format!("cwd {:?} is not a directory", req.cwd)));
+            return Err(ProtoError::new(ErrorCode::BadPath, format!("cwd \"{}\" is not a directory", req.cwd.as_deref().unwrap_or_default())));
         }
         // `program` is what the policy checked; the child sees the name it was
         // asked for as its argv[0], as with execvp.
@@ -211,7 +211,7 @@ impl Exec {
                 Command::Shell(_) => ctx.cfg.shell.display().to_string(),
                 Command::Argv(argv) => argv[0].clone(),
             };
-            ProtoError::new(ErrorCode::SpawnFailed, format!("cannot run {what:?}: {e}"))
+            ProtoError::new(ErrorCode::SpawnFailed, format!("cannot run \"{what}\": {e}"))
         })?;
         let pgid = child.id() as i32;
         let pipes = register_pipes(&mut child, |role| via.token(role), ctx.registry);
@@ -531,7 +531,7 @@ pub fn authorize(req: &msg::Exec, cfg: &Config) -> Result<PathBuf, ProtoError> {
         Command::Shell(_) => check_program(&cfg.exec_allowed, cfg.shell.as_os_str(), path_env.as_deref()).map_err(|e| {
             if e.code == ErrorCode::NotAllowed {
                 let shell = &cfg.shell;
-                let msg = format!("cmd runs through {shell:?}, which is not in the exec allow-list (send argv)");
+                let msg = format!("cmd runs through \"{}\", which is not in the exec allow-list (send argv)", shell.display());
                 ProtoError::new(ErrorCode::NotAllowed, msg)
             } else {
                 e
@@ -569,7 +569,7 @@ pub fn check_program(allowed: &[String], program: &OsStr, path_env: Option<&OsSt
     let refuse = || {
         ProtoError::new(
             ErrorCode::NotAllowed,
-            format!("{:?} is not in this server's exec allow-list", Path::new(program)),
+            format!("\"{}\" is not in this server's exec allow-list", program.to_string_lossy()),
         )
     };
     let is_name = |e: &str| !e.is_empty() && !e.contains('/');
@@ -580,7 +580,7 @@ pub fn check_program(allowed: &[String], program: &OsStr, path_env: Option<&OsSt
     if !program.as_bytes().contains(&b'/') {
         let resolved = which(program, path_env);
         if names().any(|n| n == program) {
-            let missing = format!("cannot run {:?}: not found in PATH", Path::new(program));
+            let missing = format!("cannot run \"{}\": not found in PATH", program.to_string_lossy());
             return resolved.ok_or_else(|| ProtoError::new(ErrorCode::SpawnFailed, missing));
         }
         let r = resolved.ok_or_else(refuse)?;

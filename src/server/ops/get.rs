@@ -55,11 +55,11 @@ impl Get {
         match FileType::from_raw_mode(st.st_mode) {
             FileType::RegularFile => {}
             FileType::Directory => return Err(p.error(rustix::io::Errno::ISDIR)),
-            _ => return Err(ProtoError::new(ErrorCode::BadPath, format!("{:?}: not a regular file", req.path))),
+            _ => return Err(ProtoError::new(ErrorCode::BadPath, format!("\"{}\": not a regular file", req.path))),
         }
         let file_size = st.st_size as u64;
         if req.offset > file_size {
-            let msg = format!("offset {} is beyond the end of {:?} ({file_size} bytes)", req.offset, req.path);
+            let msg = format!("offset {} is beyond the end of \"{}\" ({file_size} bytes)", req.offset, req.path);
             return Err(ProtoError::new(ErrorCode::BadRequest, msg));
         }
         let header = msg::file(&req.path, file_size, st.st_mode & 0o7777, st.st_mtime, req.offset, id);

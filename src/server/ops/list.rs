@@ -20,7 +20,7 @@ pub fn entry(name: String, st: &Stat) -> Entry {
         FileType::Symlink => Kind::Link,
         _ => Kind::Other,
     };
-    Entry { name, kind, file_size: st.st_size as u64, mode: st.st_mode & 0o7777, mtime: st.st_mtime }
+    Entry { name, kind, file_size: st.st_size as u64, mode: st.st_mode & 0o7777, mtime: st.st_mtime, name_hex: None }
 }
 
 /// The `listing` header and its body.
@@ -37,7 +37,13 @@ pub fn start(req: &msg::PathReq, id: Option<&Value>, ctx: &Ctx) -> Result<(Map<S
         }
         // An entry removed since readdir saw it is simply left out.
         let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) else { continue };
-        entries.push(entry(name.to_string_lossy().into_owned(), &st));
+        let mut e = entry(name.to_string_lossy().into_owned(), &st);
+        if name.to_str().is_err() {
+            // Protocol paths are JSON strings: such a name can be shown
+            // exactly (name_hex), not asked for.
+            e.name_hex = Some(crate::proto::auth::to_hex(name.to_bytes()));
+        }
+        entries.push(e);
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     let body = serde_json::to_vec(&entries).expect("entries serialize");

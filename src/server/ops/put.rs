@@ -181,7 +181,7 @@ impl Target {
         }
         let p = RelPath::parse(&req.path)?;
         let Some((parent, name)) = p.split_last() else {
-            return Err(ProtoError::new(ErrorCode::BadPath, format!("{:?}: names no file", req.path)));
+            return Err(ProtoError::new(ErrorCode::BadPath, format!("\"{}\": names no file", req.path)));
         };
         let root = paths::open_root(&ctx.cfg.root)?;
         let dir = paths::open_dir_creating(root.as_fd(), &p, parent)?;
@@ -213,7 +213,7 @@ impl Target {
         self.file.sync_all().map_err(|e| io_error(path, e))?;
         if let Some(want) = &self.expect {
             if want != sha {
-                let msg = format!("{path:?}: the body's sha256 is {sha}, the request said {want}");
+                let msg = format!("\"{path}\": the body's sha256 is {sha}, the request said {want}");
                 return Err(ProtoError::new(ErrorCode::DigestMismatch, msg));
             }
         }
