@@ -136,7 +136,7 @@ fn decoy_identity(name: &str) -> Identity {
     static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
     let secret = SECRET.get_or_init(|| {
         let mut s = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut s).expect("the system's random source works");
+        getrandom::getrandom(&mut s).expect("the OS random source failed");
         s
     });
     Identity::from_seed(Role::Server, super::identity::derive(secret, name, DECOY_LABEL))
