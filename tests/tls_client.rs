@@ -244,23 +244,34 @@ fn export_tls_feeds_openssl_s_client() {
     assert!(out.join(format!("{id}-server.crt")).exists());
     let name = ferry::tls::sni_name(id);
     assert!(text(&o.stderr).contains(&name), "{}", text(&o.stderr));
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-connect", &d.target(), "-tls1_3", "-quiet", "-servername", &name, "-cert"])
-        .arg(&crt)
-        .arg("-key")
-        .arg(&key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Hold stdin open a moment so s_client reads the greeting, then close.
-    let stdin = child.stdin.take().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    drop(stdin);
-    let o = child.wait_with_output().unwrap();
+    let server_crt = out.join(format!("{id}-server.crt"));
+    // As ferry(1)'s EXAMPLES: the server pinned with -CAfile and -verify_return_error.
+    let s_client = |name: &str| {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-connect", &d.target(), "-tls1_3", "-quiet", "-servername", name, "-cert"])
+            .arg(&crt)
+            .arg("-key")
+            .arg(&key)
+            .arg("-CAfile")
+            .arg(&server_crt)
+            .arg("-verify_return_error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Hold stdin open a moment so s_client reads the greeting, then close.
+        let stdin = child.stdin.take().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let o = s_client(&name);
     let got = text(&o.stdout);
     assert!(got.contains("\"type\":\"hello\"") && got.contains("\"proto\":1"), "stdout {got:?}\nstderr {}", text(&o.stderr));
+    // Another server identity (here the decoy for an id the server lacks) is refused.
+    let o = s_client(&ferry::tls::sni_name("nobody"));
+    assert!(!o.status.success() && o.stdout.is_empty(), "stdout {:?}\nstderr {}", text(&o.stdout), text(&o.stderr));
 }
 
 #[test]
