@@ -138,9 +138,18 @@ fn datagrams_are_sealed_with_tls() {
     }
     let d = Daemon::start_udp(&[]);
     let addr = d.udp_addr().to_string();
-    let o = run(&d, &["-v", "--tls", "ping", "-u", &addr]);
+    // -v says it once per host, not every round.
+    let o = run(&d, &["-v", "--tls", "ping", "-u", "-c", "2", "--interval", "0.1", &addr]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("sealed (AES-256-GCM)"), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stderr).matches("sealed (AES-256-GCM)").count(), 1, "{}", text(&o.stderr));
+    // And with -H, for each host.
+    let two = format!("{addr},localhost:{}", d.udp_addr().port());
+    let o = run(&d, &["-v", "--tls", "run", "-u", "-H", &two, "--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stderr).matches("/udp: sealed (AES-256-GCM)").count(), 2, "{}", text(&o.stderr));
+    let o = run(&d, &["-v", "ping", "-u", "-H", &addr]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("/udp: tagged v1 (HMAC, in clear)"), "{}", text(&o.stderr));
     let o = run(&d, &["--tls", "run", "-u", &addr, "--", "echo", "sealed"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "sealed\n");
