@@ -29,6 +29,12 @@ pub fn client_path() -> Option<PathBuf> {
 
 /// Reads and parses a keys file, refusing one that group or others can read.
 pub fn load(path: &Path) -> Result<Keys, String> {
+    let text = read_private(path)?;
+    Keys::parse(&text).map_err(|e| format!("keys file {}: {e}", path.display()))
+}
+
+/// The text of a keys file, refusing one that group or others can read.
+fn read_private(path: &Path) -> Result<String, String> {
     let meta = fs::metadata(path).map_err(|e| format!("keys file {}: {}", path.display(), crate::term::io_text(&e)))?;
     if meta.is_dir() {
         return Err(format!("keys file {} is a directory: name the keys file itself", path.display()));
@@ -42,8 +48,7 @@ pub fn load(path: &Path) -> Result<Keys, String> {
             path.display()
         ));
     }
-    let text = fs::read_to_string(path).map_err(|e| format!("keys file {}: {}", path.display(), crate::term::io_text(&e)))?;
-    Keys::parse(&text).map_err(|e| format!("keys file {}: {e}", path.display()))
+    fs::read_to_string(path).map_err(|e| format!("keys file {}: {}", path.display(), crate::term::io_text(&e)))
 }
 
 /// Appends a new random key named `id` to `path`, creating the file (mode 0600)
@@ -52,8 +57,12 @@ pub fn generate(path: &Path, id: &str) -> Result<(), String> {
     if id.is_empty() || id.chars().any(char::is_whitespace) {
         return Err(format!("key id \"{id}\" must be one word"));
     }
+    let mut newline = false;
     if path.exists() {
-        let existing = load(path)?;
+        // An empty or comment-only file (as ferry-keys(5) suggests creating) takes its first key.
+        let text = read_private(path)?;
+        let existing = Keys::parse_maybe_empty(&text).map_err(|e| format!("keys file {}: {e}", path.display()))?;
+        newline = !text.is_empty() && !text.ends_with('\n');
         if existing.get(id).is_some() {
             return Err(format!("keys file {} already has a key \"{id}\"", path.display()));
         }
@@ -70,7 +79,8 @@ pub fn generate(path: &Path, id: &str) -> Result<(), String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    writeln!(f, "{id} {}", fresh_secret())
+    let sep = if newline { "\n" } else { "" };
+    writeln!(f, "{sep}{id} {}", fresh_secret())
         .and_then(|_| f.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
@@ -90,6 +100,19 @@ mod tests {
         assert_eq!(keys.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["default", "ci"]);
         assert_eq!(keys.first().unwrap().secret.len(), 64);
         assert!(generate(&path, "ci").unwrap_err().contains("already has"));
+    }
+
+    #[test]
+    fn generate_fills_an_empty_or_comment_only_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("empty", ""), ("comments", "# ferry keys\n\n# no newline at the end")] {
+            let path = dir.path().join(name);
+            fs::OpenOptions::new().create(true).write(true).mode(0o600).open(&path).unwrap().write_all(text.as_bytes()).unwrap();
+            generate(&path, "x").unwrap();
+            let keys = load(&path).unwrap();
+            assert_eq!(keys.keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["x"], "{name}");
+        }
+        assert!(load(&dir.path().join("nothing")).is_err());
     }
 
     #[test]

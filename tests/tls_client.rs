@@ -138,9 +138,18 @@ fn datagrams_are_sealed_with_tls() {
     }
     let d = Daemon::start_udp(&[]);
     let addr = d.udp_addr().to_string();
-    let o = run(&d, &["-v", "--tls", "ping", "-u", &addr]);
+    // -v says it once per host, not every round.
+    let o = run(&d, &["-v", "--tls", "ping", "-u", "-c", "2", "--interval", "0.1", &addr]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("sealed (AES-256-GCM)"), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stderr).matches("sealed (AES-256-GCM)").count(), 1, "{}", text(&o.stderr));
+    // And with -H, for each host.
+    let two = format!("{addr},localhost:{}", d.udp_addr().port());
+    let o = run(&d, &["-v", "--tls", "run", "-u", "-H", &two, "--", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stderr).matches("/udp: sealed (AES-256-GCM)").count(), 2, "{}", text(&o.stderr));
+    let o = run(&d, &["-v", "ping", "-u", "-H", &addr]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("/udp: tagged v1 (HMAC, in clear)"), "{}", text(&o.stderr));
     let o = run(&d, &["--tls", "run", "-u", &addr, "--", "echo", "sealed"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     assert_eq!(text(&o.stdout), "sealed\n");
@@ -176,19 +185,25 @@ fn a_wrong_key_fails_in_the_tls_handshake_with_255() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(&format!("key {}", d.key.id)) && err.trim_end().ends_with("wrong key?"), "{err}");
     assert!(!d.log.text().contains("authenticated"), "no frame was exchanged:\n{}", d.log.text());
+    // The client's alert reaches the server before it closes: one warning naming the key.
+    let line = d.log.wait_for("the client refused our identity", common::WAIT).unwrap_or_else(|| d.log.text());
+    assert!(line.contains("warn") && line.contains(&format!("key {}", d.key.id)), "{line}");
 
-    // An id the server does not hold is named as such.
+    // An id the server does not hold fails exactly as a wrong secret does
+    // (ids cannot be probed); the server's log names the id.
     let other = dir.path().join("other");
     ferry::keys::generate(&other, "nobody").unwrap();
-    let o = Command::new(common::ferry_bin())
+    let o2 = Command::new(common::ferry_bin())
         .env_remove("FERRY_TRANSPORT")
         .arg("-k")
         .arg(&other)
-        .args(["--tls", "run", &d.target(), "--", "true"])
+        .args(["--tls", "run", &d.target(), "--", "echo", "hi"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(255));
-    assert!(text(&o.stderr).contains("does not know key nobody"), "{}", text(&o.stderr));
+    assert_eq!(o2.status.code(), Some(255));
+    assert_eq!(text(&o2.stderr).replace("nobody", "ID"), err.replace(&d.key.id, "ID"));
+    let line = d.log.wait_for("no known key ID", common::WAIT).unwrap_or_else(|| d.log.text());
+    assert!(line.contains("warn") && line.contains("TLS client named no known key ID \"nobody\""), "{line}");
 }
 
 #[test]
@@ -238,23 +253,34 @@ fn export_tls_feeds_openssl_s_client() {
     assert!(out.join(format!("{id}-server.crt")).exists());
     let name = ferry::tls::sni_name(id);
     assert!(text(&o.stderr).contains(&name), "{}", text(&o.stderr));
-    let mut child = Command::new("openssl")
-        .args(["s_client", "-connect", &d.target(), "-tls1_3", "-quiet", "-servername", &name, "-cert"])
-        .arg(&crt)
-        .arg("-key")
-        .arg(&key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Hold stdin open a moment so s_client reads the greeting, then close.
-    let stdin = child.stdin.take().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    drop(stdin);
-    let o = child.wait_with_output().unwrap();
+    let server_crt = out.join(format!("{id}-server.crt"));
+    // As ferry(1)'s EXAMPLES: the server pinned with -CAfile and -verify_return_error.
+    let s_client = |name: &str| {
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-connect", &d.target(), "-tls1_3", "-quiet", "-servername", name, "-cert"])
+            .arg(&crt)
+            .arg("-key")
+            .arg(&key)
+            .arg("-CAfile")
+            .arg(&server_crt)
+            .arg("-verify_return_error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Hold stdin open a moment so s_client reads the greeting, then close.
+        let stdin = child.stdin.take().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    };
+    let o = s_client(&name);
     let got = text(&o.stdout);
     assert!(got.contains("\"type\":\"hello\"") && got.contains("\"proto\":1"), "stdout {got:?}\nstderr {}", text(&o.stderr));
+    // Another server identity (here the decoy for an id the server lacks) is refused.
+    let o = s_client(&ferry::tls::sni_name("nobody"));
+    assert!(!o.status.success() && o.stdout.is_empty(), "stdout {:?}\nstderr {}", text(&o.stdout), text(&o.stderr));
 }
 
 #[test]

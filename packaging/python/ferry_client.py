@@ -1072,6 +1072,7 @@ def _tls_context(key_id, secret):
 def _tls_failure(err, key_id, where):
     """A FerryError for a failed TLS handshake, in ferry(1)'s words."""
     reason = (getattr(err, "reason", None) or str(err)).upper()
+    # Only an older ferryd: a current one shows unknown ids a decoy identity.
     if "ACCESS_DENIED" in reason:
         return FerryError("auth-failed", f"the server does not know key {key_id}")
     if "CERTIFICATE_UNKNOWN" in reason or "BAD_CERTIFICATE" in reason:

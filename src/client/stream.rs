@@ -87,7 +87,7 @@ impl Link {
             if !tls.is_handshaking() && !tls.wants_write() {
                 break;
             }
-            match tls.read_from(&mut &sock) {
+            match tls.read_from_sock(&mut &sock) {
                 Ok(0) if tls.is_handshaking() => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,

@@ -201,6 +201,17 @@ impl TlsClient {
         Ok(n)
     }
 
+    /// `read_from`, and on a failed handshake the alert rustls queued
+    /// written to `sock` (best effort) before the error is returned, so
+    /// the server hears why (and logs the key) instead of a bare close.
+    pub fn read_from_sock<S: Read + Write>(&mut self, sock: &mut S) -> io::Result<usize> {
+        let r = self.read_from(sock);
+        if r.as_ref().is_err_and(|e| e.kind() != io::ErrorKind::WouldBlock) {
+            let _ = self.write_to(sock);
+        }
+        r
+    }
+
     /// Hands rustls what it can take of `rx` and processes it.
     fn feed(&mut self) -> io::Result<()> {
         if self.greeting != Greeting::Tls && !self.skip_greeting()? {

@@ -88,7 +88,18 @@ impl std::fmt::Display for UdpError {
                      UDP not enabled on the server (ferryd --udp), or clock skew"
                 )?;
                 if *sealed {
-                    write!(f, "; or a server without sealed datagrams (--plaintext sends them tagged, in clear)")?;
+                    // --plaintext helps only an old server that takes tagged ones from us.
+                    write!(
+                        f,
+                        "; or a ferryd too old to open sealed datagrams (--plaintext sends them tagged, \
+                         which it answers only from addresses in its plaintext_from)"
+                    )?;
+                } else {
+                    write!(
+                        f,
+                        "; or your address is outside the server's plaintext_from, the only \
+                         addresses it takes tagged datagrams from (--tls seals them)"
+                    )?;
                 }
                 if *exec {
                     write!(f, "; or the command still runs (a longer -w waits for it)")?;
@@ -302,6 +313,27 @@ pub fn any_addr(peer: SocketAddr) -> SocketAddr {
 /// Sends the request `header`, retransmitting it unchanged, and waits for
 /// the reply that answers it.
 pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, Value>) -> Result<Exchange, UdpError> {
+    exchange_once(target, key, opts, header, true)
+}
+
+/// What `-v` says of a host's datagrams.
+pub fn datagram_transport(sealed: bool) -> &'static str {
+    if sealed {
+        "sealed (AES-256-GCM)"
+    } else {
+        "tagged v1 (HMAC, in clear)"
+    }
+}
+
+/// `exchange`; `announce`: with `-v`, say whether the datagrams are sealed
+/// or tagged (once per host: `ping -c` says it on its first round only).
+fn exchange_once(
+    target: &Target,
+    key: &Key,
+    opts: &Options,
+    header: Map<String, Value>,
+    announce: bool,
+) -> Result<Exchange, UdpError> {
     let peer = resolve_addrs(target, opts.family).map_err(UdpError::Resolve)?[0];
     let sock = UdpSocket::bind(any_addr(peer)).map_err(UdpError::Io)?;
     // Connected: the kernel drops datagrams from anyone else, and reports
@@ -310,9 +342,8 @@ pub fn exchange(target: &Target, key: &Key, opts: &Options, header: Map<String, 
     let mut traced = header.clone();
     traced.insert("key_id".into(), Value::from(key.id.as_str()));
     let keys = opts.transport.tls_for(&peer).then(|| crate::tls::datagram_keys(key));
-    if opts.trace {
-        let how = if keys.is_some() { "sealed (AES-256-GCM)" } else { "tagged v1 (HMAC, in clear)" };
-        exit::say(format_args!("{peer}/udp: {how}"));
+    if opts.trace && announce {
+        exit::say(format_args!("{peer}/udp: {}", datagram_transport(keys.is_some())));
     }
     let mut req = Request::new(key, header, peer, opts.timeout, Instant::now(), keys.as_ref())?;
     let mut buf = vec![0u8; datagram::MAX_DATAGRAM + 1];
@@ -445,7 +476,7 @@ pub fn ping(target: &Target, key: &Key, opts: &Options, count: u32, interval: Du
         if i > 0 {
             std::thread::sleep(interval);
         }
-        let ex = match exchange(target, key, opts, ping_header()) {
+        let ex = match exchange_once(target, key, opts, ping_header(), i == 0) {
             Ok(ex) => ex,
             Err(e) => return fail(e),
         };
@@ -499,6 +530,14 @@ mod tests {
             assert!(s.contains(cause), "{s}");
         }
         assert!(!s.contains('\n') && !s.contains("still runs"));
+        // Tagged: the server may take those only from plaintext_from; sealing is the way out.
+        assert!(s.contains("outside the server's plaintext_from") && s.contains("--tls seals them"), "{s}");
+        assert!(!s.contains("--plaintext"), "{s}");
+        // Sealed: --plaintext only for an old server, and only from plaintext_from.
+        let e = UdpError::NoReply { peer, waited: Duration::from_millis(5004), sent: 5, refused: false, exec: false, sealed: true };
+        let s = e.to_string();
+        assert!(s.contains("too old to open sealed datagrams") && s.contains("only from addresses in its plaintext_from"), "{s}");
+        assert!(!s.contains("--tls"), "{s}");
         let e = UdpError::NoReply { peer, waited: Duration::from_millis(900), sent: 1, refused: true, exec: true, sealed: false };
         let s = e.to_string();
         assert!(s.contains("(1 datagram sent; port unreachable)") && s.ends_with("or the command still runs (a longer -w waits for it)"), "{s}");

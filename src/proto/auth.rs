@@ -113,6 +113,16 @@ impl Keys {
     /// Parses a keys file: `KEY_ID SECRET` a line, `#` comments and blank lines
     /// allowed. Errors name the line and never quote a secret.
     pub fn parse(text: &str) -> Result<Keys, String> {
+        let keys = Keys::parse_maybe_empty(text)?;
+        if keys.keys.is_empty() {
+            return Err("no key in the file".into());
+        }
+        Ok(keys)
+    }
+
+    /// `parse`, but a file with no key (empty, or comments only) is no
+    /// error: `ferry keygen` adds the first key to such a file.
+    pub fn parse_maybe_empty(text: &str) -> Result<Keys, String> {
         let mut keys = Keys::default();
         for (n, line) in text.lines().enumerate() {
             let n = n + 1;
@@ -131,9 +141,6 @@ impl Keys {
                 return Err(format!("line {n}: key {id:?} appears twice"));
             }
             keys.keys.push(Key { id: id.to_string(), secret: secret.to_string() });
-        }
-        if keys.keys.is_empty() {
-            return Err("no key in the file".into());
         }
         Ok(keys)
     }

@@ -104,15 +104,42 @@ impl Table {
     }
 }
 
-/// The server's certificate for the key the client names in SNI; none (the
-/// handshake fails with `access_denied`) for an unknown or missing name.
+/// The server's certificate for the key the client names in SNI. For a
+/// name of no key held here, a decoy (`decoy_identity`): the client sees
+/// the same identity mismatch as with a wrong secret, so key ids cannot be
+/// probed. None (the handshake fails with `access_denied`) without a name.
 #[derive(Debug)]
-struct Resolver(Arc<Table>);
+struct Resolver {
+    table: Arc<Table>,
+    provider: Arc<CryptoProvider>,
+}
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.0.by_name(hello.server_name()).map(|e| e.server.clone())
+        let name = hello.server_name()?;
+        match self.table.by_name(Some(name)) {
+            Some(e) => Some(e.server.clone()),
+            None => Some(certified(&self.provider, &decoy_identity(name))),
+        }
     }
+}
+
+/// The HKDF label of decoy identities.
+const DECOY_LABEL: &str = "ferry-tls-decoy";
+
+/// A server identity for an SNI name that names no key held here: derived
+/// from a random secret of this process and the name, so the same name
+/// gets the same identity while the process lives, and no client can tell
+/// it from the identity of a key whose secret it lacks. Derived each time
+/// (a key pair and a signature, what the handshake costs anyway).
+fn decoy_identity(name: &str) -> Identity {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let secret = SECRET.get_or_init(|| {
+        let mut s = [0u8; 32];
+        getrandom::getrandom(&mut s).expect("the OS random source failed");
+        s
+    });
+    Identity::from_seed(Role::Server, super::identity::derive(secret, name, DECOY_LABEL))
 }
 
 /// ferryd's TLS: the configuration to accept with, and the table of keys
@@ -157,11 +184,11 @@ impl ServerTls {
         }
         let table = Arc::new(table);
         let verifier = KnownClients::new(table.by_id.values().map(|e| e.client_public));
-        let mut cfg = ServerConfig::builder_with_provider(provider)
+        let mut cfg = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("the provider has TLS 1.3 suites")
             .with_client_cert_verifier(Arc::new(verifier))
-            .with_cert_resolver(Arc::new(Resolver(table.clone())));
+            .with_cert_resolver(Arc::new(Resolver { table: table.clone(), provider: provider.clone() }));
         cfg.ignore_client_order = true;
         cfg.session_storage = Arc::new(NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;
@@ -214,6 +241,10 @@ impl ServerTls {
     pub fn handshake_error_of(&self, name: Option<&str>, err: Error) -> TlsError {
         let key_id = self.table.by_name(name).map(|e| e.id.clone());
         match (&err, IdentityError::of(&err)) {
+            // A name of no key held here (the client got a decoy identity,
+            // whatever it did next).
+            _ if key_id.is_none() && name.is_some() => TlsError::UnknownKeyId { name: name.map(String::from) },
+            (Error::NoCertificatesPresented, _) => TlsError::NoClientCertificate { key_id },
             (_, Some(IdentityError::UnknownClient | IdentityError::NotEd25519)) => {
                 TlsError::UnknownClientIdentity { key_id }
             }
@@ -412,14 +443,35 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_key_id_fails() {
+    fn an_unknown_key_id_fails_as_a_wrong_secret_does() {
         let tls = ServerTls::new(&server_keys());
         let mallory = key("mallory", "mallory-secret-0123456789");
         let (_c, s, out) = handshake(client_config(&mallory), server_name("mallory"), &tls);
-        let e = tls.handshake_error(&s, out.server.expect("no certificate for that name"));
+        let e = tls.handshake_error(&s, out.server.expect("the server sees the client's alert"));
         assert!(matches!(&e, TlsError::UnknownKeyId { name: Some(n) } if n == "nvqwy3dpoj4q.k.ferry"), "{e:?}");
-        let e = TlsError::on_client("mallory", out.client.expect("the client sees the alert"));
-        assert_eq!(e.to_string(), "the server does not know key mallory");
+        assert_eq!(e.to_string(), "TLS client named no known key ID \"mallory\"");
+        // The client sees a decoy identity: the same mismatch as a wrong secret.
+        let e = TlsError::on_client("mallory", out.client.expect("the client refuses the decoy"));
+        assert!(matches!(e, TlsError::ServerIdentityMismatch { .. }), "{e:?}");
+        let wrong = key("alice", "not-alices-secret-0123456789");
+        let (_c, _s, out) = handshake(client_config(&wrong), server_name("alice"), &tls);
+        let w = TlsError::on_client("alice", out.client.unwrap());
+        assert_eq!(w.to_string().replace("alice", "mallory"), e.to_string());
+    }
+
+    #[test]
+    fn a_client_without_a_certificate_is_logged_with_the_key_it_named() {
+        let tls = ServerTls::new(&server_keys());
+        let server = Identity::derive(&alice(), Role::Server);
+        let cfg = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedServer::new(*server.public_key())))
+            .with_no_client_auth();
+        let (_c, s, out) = handshake(Arc::new(cfg), server_name("alice"), &tls);
+        let e = tls.handshake_error(&s, out.server.expect("the server wants a certificate"));
+        assert_eq!(e.to_string(), "key alice: TLS: peer sent no certificates (not a ferry client?)");
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub enum TlsError {
     UnknownToServer { key_id: String },
     /// (server) The client named no key we hold (`name` is its SNI, if any).
     UnknownKeyId { name: Option<String> },
+    /// (server) The client sent no certificate (`key_id`: the key it named).
+    NoClientCertificate { key_id: Option<String> },
     /// (server) The client's certificate is no key's client identity.
     UnknownClientIdentity { key_id: Option<String> },
     /// (server) The client's identity belongs to another key than it named.
@@ -103,8 +105,14 @@ impl std::fmt::Display for TlsError {
             }
             TlsError::RefusedByServer { key_id } => write!(f, "the server refused key {key_id}: wrong key?"),
             TlsError::UnknownToServer { key_id } => write!(f, "the server does not know key {key_id}"),
-            TlsError::UnknownKeyId { name: Some(n) } => write!(f, "TLS client named no known key (server name {n:?})"),
+            TlsError::UnknownKeyId { name: Some(n) } => match identity::parse_sni(n) {
+                Some(identity::SniKey::Id(id)) => write!(f, "TLS client named no known key ID {id:?}"),
+                _ => write!(f, "TLS client named no known key ID (server name {n:?})"),
+            },
             TlsError::UnknownKeyId { name: None } => write!(f, "TLS client named no key (no server name)"),
+            TlsError::NoClientCertificate { key_id } => {
+                write!(f, "key {}: TLS: peer sent no certificates (not a ferry client?)", id_or_unknown(key_id))
+            }
             TlsError::UnknownClientIdentity { key_id } => {
                 write!(f, "key {}: client identity is no key's: wrong key?", id_or_unknown(key_id))
             }

@@ -146,7 +146,7 @@ impl Read for Sock {
                 }
                 Err(e) => return Err(e),
             }
-            match tls.read_from(&mut self.tcp) {
+            match tls.read_from_sock(&mut self.tcp) {
                 Ok(_) => {
                     if tls.wants_write() {
                         tls.write_to(&mut self.tcp)?;

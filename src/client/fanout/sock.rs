@@ -11,7 +11,7 @@ use std::time::Instant;
 /// One socket read through TLS: the plaintext appended to `inbuf`. The
 /// count read from the socket (0: end of file).
 pub(super) fn read_tls(tls: &mut TlsClient, sock: &mut TcpStream, inbuf: &mut Vec<u8>) -> io::Result<usize> {
-    let n = tls.read_from(sock)?;
+    let n = tls.read_from_sock(sock)?;
     let mut chunk = [0u8; 16 * 1024];
     loop {
         match tls.plaintext(&mut chunk) {
@@ -19,7 +19,11 @@ pub(super) fn read_tls(tls: &mut TlsClient, sock: &mut TcpStream, inbuf: &mut Ve
             Ok(m) => inbuf.extend_from_slice(&chunk[..m]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(n.max(1)),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-            Err(e) => return Err(e),
+            Err(e) => {
+                // A handshake failing here: the alert goes out before the close.
+                let _ = tls.write_to(sock);
+                return Err(e);
+            }
         }
     }
 }

@@ -66,6 +66,10 @@ impl Udp {
                 fan.poll.registry().register(&mut s, token, Interest::READABLE)?;
                 *sock = Some(s);
             }
+            if fan.opts.trace {
+                let how = udp::datagram_transport(fan.opts.transport.tls_for(&peer));
+                fan.trace_note(i, &format!("{peer}/udp: {how}"));
+            }
             match request(fan, &u.keys, peer, now) {
                 Ok(r) => {
                     u.by_nonce.insert(r.nonce.clone(), i);
