@@ -14,8 +14,9 @@
 //!   else of the crate.
 //! - `server`: the daemon: one `mio` reactor, connections as state machines in a
 //!   slab; `server::io` is the socket seam, `server::ops` the only place a request
-//!   becomes work (TCP and UDP), `server::udp` the datagram loop. Imports `proto`,
-//!   `config`, `paths`, `logger`, `sys`.
+//!   becomes work (TCP and UDP), `server::transport` the socket type that tells
+//!   TLS from v1 and wraps TLS, `server::udp` the datagram loop. Imports `proto`,
+//!   `tls`, `config`, `paths`, `logger`, `sys`.
 //! - `client`: one client core on `std::net` for single commands, the line
 //!   session and fan-out, in clear or over TLS. Imports `proto`, `keys`,
 //!   `sys`, `term`, `timefmt`, `tls`.
@@ -25,7 +26,8 @@
 //! - `sys`: the wall clock in Unix seconds and the open-files limit.
 //! - `term`: checked writes to stdout and stderr, and escaping untrusted text
 //!   for a terminal. Imports nothing else of the crate.
-//! - `tls`: TLS 1.3 keyed by the shared key: derived Ed25519 identities, pinned verifiers, configs.
+//! - `tls`: TLS 1.3 keyed by the shared key: derived Ed25519 identities, pinned
+//!   verifiers, configs, the PEM export. Imports `proto`.
 //! - `timefmt`: UTC times as ferry prints them (jiff does the calendar).
 //! - `logger`: the `log` backends (stderr, timestamped unless journald reads it;
 //!   a file of ferryd's own; syslog).
