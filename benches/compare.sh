@@ -217,7 +217,9 @@ c_copy() { # out ('-' discards) ; prints seconds
   since "$t"
 }
 scp_get() { local t; t=$(now); scp -q "${SSH_OPTS[@]}" -P "$SPORT" "root@127.0.0.1:$work/root/big" "$1"; sync_file "$1"; since "$t"; }
-scp_get_null() { local t; t=$(now); scp -q "${SSH_OPTS[@]}" -P "$SPORT" "root@127.0.0.1:$work/root/big" /dev/null; since "$t"; }
+# To /dev/null: the SFTP protocol (scp's default) ends with ftruncate(2), which
+# /dev/null refuses; the legacy scp protocol (-O) does not truncate a device.
+scp_get_null() { local t; t=$(now); scp -O -q "${SSH_OPTS[@]}" -P "$SPORT" "root@127.0.0.1:$work/root/big" /dev/null; since "$t"; }
 scp_put() { local t; t=$(now); scp -q "${SSH_OPTS[@]}" -P "$SPORT" "$work/root/big" "root@127.0.0.1:$1"; sync_file "$1"; since "$t"; }
 rsync_get() { local t; t=$(now); rsync -q --whole-file "rsync://127.0.0.1:$RPORT/mod/big" "$1"; sync_file "$1"; since "$t"; }
 rsync_put() { local t; t=$(now); rsync -q --whole-file "$work/root/big" "rsync://127.0.0.1:$RPORT/mod/$(basename "$1")"; sync_file "$1"; since "$t"; }
@@ -581,7 +583,7 @@ trow get_cli "\`ferry get\` to disk (sha256, \`.part\`, fsync, rename)"
 trow get_fbt_sha "TLS: ferry-bench --tls get, sha256, discarded"
 trow get_tls_null "TLS: \`ferry --tls get - > /dev/null\` (sha256)"
 trow get_tls "TLS: \`ferry --tls get\` to disk (sha256, \`.part\`, fsync, rename)"
-trow get_scp_null "\`scp\` get to /dev/null"
+trow get_scp_null "\`scp -O\` get to /dev/null (legacy scp protocol)"
 trow get_scp "\`scp\` get to disk (throwaway sshd)"
 trow get_rsync "\`rsync --whole-file rsync://…\` get to disk"
 trow get_ncf "\`nc\` → \`nc\` > file, to disk"
