@@ -651,3 +651,144 @@ fn a_gibibyte_of_output_to_a_slow_reader_costs_bounded_memory() {
     drop((c, other));
     base.check(&d, "1 GiB to a slow reader");
 }
+
+// ---- the same before TLS: handshakes that never finish --------------------
+
+/// A real ClientHello for the daemon's key, as `ferry --tls` would send it.
+fn client_hello(d: &Daemon) -> Vec<u8> {
+    let mut conn = ferry::tls::connect(&d.key).unwrap();
+    let mut hello = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut hello).unwrap();
+    }
+    assert_eq!(hello[0], 0x16, "a TLS handshake record");
+    hello
+}
+
+/// True once the server has closed `s` (EOF or reset); false while it is
+/// open. Reads and drops whatever the server sent (the clear `hello`, a
+/// ServerHello, an alert).
+fn server_closed(s: &TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut r: &TcpStream = s;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// `ferry --tls run` through the daemon works: others are served meanwhile.
+fn tls_client_served(d: &Daemon, what: &str) {
+    let mut c = d.ferry();
+    c.env_remove("FERRY_TRANSPORT").args(["--tls", "run", &d.target(), "--", "echo", "served"]);
+    let o = run_bounded(c, WAIT, "ferry --tls");
+    assert_eq!(o.status.code(), Some(0), "{what}: {}", text(&o.stderr));
+    assert_eq!(o.stdout, b"served\n", "{what}");
+}
+
+#[test]
+fn a_slowloris_tls_handshake_is_cut_by_the_auth_timeout() {
+    let d = Daemon::start_with(&["--auth-timeout", "2", "--idle-timeout", "3"]);
+    let base = Baseline::take(&d);
+    let hello = client_hello(&d);
+    // 100 connections, each sending a ClientHello one byte every second.
+    let mut slow: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(d.addr).unwrap()).collect();
+    let start = Instant::now();
+    let mut open = slow.len();
+    for i in 0..6 {
+        for s in &mut slow {
+            let _ = s.write(&hello[i..i + 1]);
+        }
+        tls_client_served(&d, "during a TLS slowloris");
+        d.authed().ping();
+        std::thread::sleep(Duration::from_secs(1));
+        open = slow.iter().filter(|s| !server_closed(s)).count();
+        if open == 0 {
+            break;
+        }
+    }
+    assert_eq!(open, 0, "slow TLS handshakes still open after {:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(6), "closed near the 2 s auth timeout: {:?}", start.elapsed());
+    drop(slow);
+    eventually("100 TLS handshake timeouts logged", WAIT, || d.log.count("within 2s") >= 100);
+    base.check(&d, "TLS slowloris");
+}
+
+#[test]
+fn half_open_tls_handshakes_cost_bounded_memory_and_end_at_the_auth_timeout() {
+    let d = Daemon::start_with(&["--auth-timeout", "2", "--idle-timeout", "3"]);
+    let base = Baseline::take(&d);
+    let hello = client_hello(&d);
+    // 400 whole ClientHellos, then silence: the server answers with its
+    // flight and waits for a Finished that never comes.
+    let start = Instant::now();
+    let half: Vec<TcpStream> = (0..400)
+        .map(|_| {
+            let mut s = TcpStream::connect(d.addr).unwrap();
+            s.write_all(&hello).unwrap();
+            s
+        })
+        .collect();
+    tls_client_served(&d, "beside 400 half-open TLS handshakes");
+    let rss = d.rss_kib();
+    assert!(rss <= base.rss + RSS_SLACK_KIB, "400 half-open handshakes: RSS {rss} KiB, baseline {} KiB", base.rss);
+    eventually("the half-open handshakes are closed", WAIT, || half.iter().all(server_closed));
+    assert!(start.elapsed() < Duration::from_secs(8), "closed near the 2 s auth timeout: {:?}", start.elapsed());
+    drop(half);
+    base.check(&d, "half-open TLS handshakes");
+}
+
+#[test]
+fn garbage_after_0x16_and_a_huge_tls_record_length_are_closed_early() {
+    let d = Daemon::start_with(&["--auth-timeout", "2", "--idle-timeout", "3"]);
+    let base = Baseline::take(&d);
+    let mut rng = Rng(0x16);
+    let start = Instant::now();
+    let mut conns = Vec::new();
+    for i in 0..50 {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        let mut bytes = vec![0x16];
+        match i % 5 {
+            // Random bytes after the content type.
+            0 => bytes.extend(rng.bytes(4096)),
+            // A handshake record of the largest length a header can say,
+            // then as much as the server will take.
+            1 => bytes.extend([0x03, 0x01, 0xff, 0xff]),
+            // A plausible record header, a body that is not a ClientHello.
+            2 => {
+                bytes.extend([0x03, 0x01, 0x40, 0x00]);
+                bytes.extend(rng.bytes(0x4000));
+            }
+            // A ClientHello claiming a 16 MiB body inside a legal record.
+            3 => bytes.extend([0x03, 0x01, 0x00, 0x40, 0x01, 0xff, 0xff, 0xff]),
+            // Application data before any handshake.
+            _ => bytes = [0x17, 0x03, 0x03, 0xff, 0xff].iter().copied().chain(rng.bytes(1000)).collect(),
+        }
+        let _ = s.write_all(&bytes);
+        conns.push(s);
+    }
+    // Keep feeding the huge records: the server must not buffer them.
+    let junk = vec![0x41u8; 64 * 1024];
+    let mut fed = 0usize;
+    for s in conns.iter_mut().skip(1).step_by(5) {
+        s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+        for _ in 0..64 {
+            match s.write(&junk) {
+                Ok(n) => fed += n,
+                Err(_) => break,
+            }
+        }
+    }
+    tls_client_served(&d, "beside TLS garbage");
+    let rss = d.rss_kib();
+    assert!(rss <= base.rss + RSS_SLACK_KIB, "TLS garbage: RSS {rss} KiB (fed {fed} bytes), baseline {} KiB", base.rss);
+    eventually("every garbage connection is closed", WAIT, || conns.iter().all(server_closed));
+    assert!(start.elapsed() < Duration::from_secs(8), "closed by the 2 s auth timeout at most: {:?}", start.elapsed());
+    drop(conns);
+    base.check(&d, "TLS garbage");
+}

@@ -4,7 +4,8 @@
 //! 127.0.0.2 and 127.0.0.3, the connection plugin
 //! packaging/ansible/connection/ferry.py, and tests/ansible/playbook.yml with
 //! ping, command, a failing shell task under ignore_errors, copy (content and
-//! a file), template, file, stat and fetch; with and without pipelining.
+//! a file), template, file, stat and fetch; with and without pipelining;
+//! h2 over TLS (`ansible_ferry_transport=tls`), the others in clear.
 //! The results come from a JSON stdout callback (tests/ansible/callback_plugins;
 //! ansible-core ships no json callback) and from the files on disk.
 //!
@@ -79,17 +80,20 @@ fn playbook(pipelining: bool) {
         hosts.push(Host { name, daemon, work, tmp, root });
     }
 
+    // h2 goes over TLS although it is on loopback (the transport override);
+    // h1 and h3 in clear, as auto chooses there.
     let mut inv = String::from("[fleet]\n");
     for h in &hosts {
         inv += &format!(
-            "{} ansible_host={} ansible_port={} ansible_ferry_keys={} ansible_ferry_key_id=test work={} ansible_remote_tmp={}{}\n",
+            "{} ansible_host={} ansible_port={} ansible_ferry_keys={} ansible_ferry_key_id=test work={} ansible_remote_tmp={}{}{}\n",
             h.name,
             h.daemon.addr.ip(),
             h.daemon.addr.port(),
             h.daemon.keys_path.display(),
             h.work.display(),
             h.tmp.display(),
-            h.root.as_ref().map(|r| format!(" ansible_ferry_root={}", r.display())).unwrap_or_default()
+            h.root.as_ref().map(|r| format!(" ansible_ferry_root={}", r.display())).unwrap_or_default(),
+            if h.name == "h2" { " ansible_ferry_transport=tls" } else { "" }
         );
     }
     inv += &format!(
@@ -201,6 +205,13 @@ fn playbook(pipelining: bool) {
             assert!(h.daemon.log.count(" get path=") >= 2, "{n}:\n{}", h.daemon.log.text());
         } else {
             assert_eq!(puts, 0, "{n}");
+        }
+        // h2's connections were TLS, the others' in clear.
+        let tls = h.daemon.log.count("over TLS");
+        if n == "h2" {
+            assert!(tls >= 10, "{n}: {tls} connections over TLS:\n{}", h.daemon.log.text());
+        } else {
+            assert_eq!(tls, 0, "{n}");
         }
         // Ansible removed its remote temporary directories.
         let left: Vec<_> = std::fs::read_dir(&h.tmp).map(|r| r.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();

@@ -3,6 +3,8 @@
 //! SHA-256. Reports requests, errors (must be 0), bytes verified and the
 //! daemon's peak RSS and fd count.
 //!
+//! Every fourth client speaks TLS (`tls_session`), the rest v1 in clear.
+//!
 //! CI runs `soak_short` (50 clients, 10 s, small files). The full soak
 //! (files up to 4 MiB, puts up to 1 MiB, stdin up to 256 KiB):
 //!
@@ -18,6 +20,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +34,7 @@ struct Totals {
     gets: AtomicU64,
     puts: AtomicU64,
     connections: AtomicU64,
+    tls_clients: AtomicU64,
 }
 
 /// The files every client may get: (name, digest, size).
@@ -49,9 +53,43 @@ fn shared_files(d: &Daemon, max: usize) -> Vec<(String, String, usize)> {
         .collect()
 }
 
+/// A client's connection: v1 in clear, or TLS (`tls_session`).
+struct Conn {
+    s: Box<dyn Duplex>,
+}
+
+impl Conn {
+    fn send(&mut self, header: serde_json::Value, body: &[u8]) {
+        // A write error shows as the next read's.
+        let _ = self.s.write_all(&frame(header, body)).and_then(|_| self.s.flush());
+    }
+
+    fn try_frame(&mut self) -> std::io::Result<(serde_json::Value, Vec<u8>)> {
+        read_frame_from(&mut self.s)
+    }
+
+    /// Opens a connection and authenticates it: over TLS when `tls`.
+    fn open(addr: std::net::SocketAddr, key: &ferry::proto::auth::Key, tls: bool) -> Result<Conn, String> {
+        let (s, server_nonce): (Box<dyn Duplex>, String) = if tls {
+            tls_session(addr, key).map_err(|e| format!("TLS session: {e}"))?
+        } else {
+            let mut r = Raw::connect(addr);
+            let (hello, _) = r.try_frame().map_err(|e| format!("no hello: {e}"))?;
+            (Box::new(r.sock), hello["nonce"].as_str().unwrap_or_default().to_string())
+        };
+        let mut c = Conn { s };
+        use ferry::proto::auth;
+        let cn = auth::to_hex(&auth::fresh_nonce());
+        let mac = auth::client_mac(key.secret.as_bytes(), &server_nonce, &cn);
+        c.send(json!({"type":"auth","key_id":key.id,"nonce":cn,"mac":mac}), b"");
+        let (w, _) = c.try_frame().map_err(|e| format!("auth: {e}"))?;
+        (w["type"] == "welcome").then_some(c).ok_or(format!("auth: {w}"))
+    }
+}
+
 /// One request of a random kind; Ok(bytes verified) or what went wrong.
 fn one_request(
-    c: &mut Raw,
+    c: &mut Conn,
     rng: &mut Rng,
     me: usize,
     files: &[(String, String, usize)],
@@ -153,19 +191,24 @@ fn soak(clients: usize, secs: u64, max: usize) {
         .map(|me| {
             let (files, t) = (files.clone(), totals.clone());
             let key = key.clone();
+            // Every fourth client speaks TLS (loopback allows both).
+            let tls = me % 4 == 3;
+            if tls {
+                t.tls_clients.fetch_add(1, Relaxed);
+            }
             std::thread::spawn(move || {
                 let mut rng = Rng(0x2545f4914f6cdd1d ^ (me as u64 + 1).wrapping_mul(0x9e3779b97f4a7c15));
                 let mut errors = Vec::new();
                 while Instant::now() < deadline {
                     // A connection serves 1 to 50 requests, then goes (bye or plain close).
-                    let mut c = Raw::connect(addr);
-                    let Ok((hello, _)) = c.try_frame() else {
-                        errors.push("no hello".to_string());
-                        t.errors.fetch_add(1, Relaxed);
-                        continue;
+                    let mut c = match Conn::open(addr, &key, tls) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            errors.push(e);
+                            t.errors.fetch_add(1, Relaxed);
+                            continue;
+                        }
                     };
-                    c.server_nonce = hello["nonce"].as_str().unwrap_or_default().to_string();
-                    c.auth(&key);
                     t.connections.fetch_add(1, Relaxed);
                     let n = 1 + rng.below(50);
                     for _ in 0..n {
@@ -207,8 +250,9 @@ fn soak(clients: usize, secs: u64, max: usize) {
     let t = &totals;
     let requests = t.requests.load(Relaxed);
     println!(
-        "soak: {clients} clients, {:.1} s: {requests} requests ({:.0}/s; ping {}, exec {}, get {}, put+get {}), {} connections, \
+        "soak: {clients} clients ({} over TLS), {:.1} s: {requests} requests ({:.0}/s; ping {}, exec {}, get {}, put+get {}), {} connections, \
          {} errors, {:.1} MiB verified by SHA-256; daemon peak RSS {} KiB (VmHWM {hwm}), peak fds {} (idle {base_fds})",
+        t.tls_clients.load(Relaxed),
         elapsed.as_secs_f64(),
         requests as f64 / elapsed.as_secs_f64(),
         t.pings.load(Relaxed),
@@ -229,6 +273,9 @@ fn soak(clients: usize, secs: u64, max: usize) {
         std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0) <= base_fds
     });
     assert!(!d.log.text().contains("panicked"));
+    if t.tls_clients.load(Relaxed) > 0 {
+        assert!(d.log.count("over TLS") > 0, "the TLS clients' sessions were not TLS");
+    }
 }
 
 /// The CI soak: 50 clients for 10 s, files up to 300 KB (a debug build

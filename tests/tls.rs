@@ -379,6 +379,19 @@ mod sealed_datagrams {
 /// Daemon RSS per idle authenticated connection, TLS and v1 in clear, in one
 /// run: `FERRY_IDLE_N=10000 cargo test --release --test tls idle -- --ignored --nocapture`.
 /// Not a pass/fail test: it prints the figures.
+///
+/// Measured (2 cores, rustls 0.23.48, aws-lc-rs, AES-128-GCM, X25519MLKEM768):
+/// the buffered `ServerConnection` 7,915 B at 2,000 and 8,668 B at 10,000;
+/// the unbuffered one with per-thread scratch buffers 4,173 B and 4,601 B
+/// (v1 in clear about 505 B). The 2,000 figure is flattered by the warm-up's
+/// freed heap being reused; trust the 10,000 one. Of a TLS session's heap,
+/// about 3,000 B are rustls's own (the connection struct 1,080, the
+/// handshake deframer's span list 640 that is allocated with room for 16
+/// and never freed, the two record queues 2 x 96, key schedule 224, state
+/// 192, the client's certificate 223) plus aws-lc's two AEAD contexts
+/// (about 2 x 610). With rustls patched to drop the span list and the two
+/// queues once empty (in `HandshakeIter::drop` and `ChunkVecBuffer::pop`),
+/// 3,746 B at 10,000 (3,385 at 2,000).
 #[test]
 #[ignore]
 fn idle_memory_per_connection() {

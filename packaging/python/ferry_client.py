@@ -1,6 +1,8 @@
 """ferry_client: a client for ferryd, the ferry remote command and file daemon.
 
-Standard library only, Python 3.9 or later.  The protocol is ferry-protocol(7):
+Python 3.9 or later.  Standard library only, but for TLS and sealed datagrams
+(the default off loopback), which need the cryptography package.  The
+protocol is ferry-protocol(7):
 frames (u32 big-endian header length, JSON header, raw body), a mutual
 HMAC-SHA256 handshake, exec with stdin and signals, get/put/list/stat, and the
 datagram (UDP) mode.
@@ -21,23 +23,35 @@ that does not match, a server that cannot prove it holds the key), raise
 FerryError(code, message); its status is the exit status ferry(1) gives for
 the same error (127 for spawn-failed, 1 for a file error, 255 otherwise).
 Connection failures raise OSError, as sockets do.
+
+Transports (ferry-protocol(7), TLS and Sealed datagrams): to a loopback
+address the session runs in clear and datagrams are HMAC-tagged, with the
+standard library only; to any other address the session runs inside TLS 1.3
+keyed by the shared key and datagrams are sealed (AES-256-GCM), which needs
+the cryptography package.  transport="tls" or "plaintext" (or the
+environment's FERRY_TRANSPORT, as for ferry(1)) overrides the choice.
 """
 
+import base64
 import errno
 import hashlib
 import hmac
 import io
+import ipaddress
 import json
 import os
 import socket
+import ssl
 import stat as _stat
 import struct
+import tempfile
 import threading
 import time
 
 __all__ = [
     "FerryError", "Result", "Client", "UdpClient", "load_key", "default_keys_path",
-    "connect", "udp_ping", "udp_run", "udp_stat", "DEFAULT_PORT",
+    "connect", "udp_ping", "udp_run", "udp_stat", "DEFAULT_PORT", "TRANSPORTS",
+    "derive_key", "sni_name", "tls_identity",
 ]
 
 DEFAULT_PORT = 7075
@@ -132,11 +146,16 @@ class FerryError(Exception):
     bytes do not match the server's SHA-256, or a put the server stored
     differently), auth-failed (the server's proof is wrong), protocol (an
     unexpected frame), bad-keys (an unusable keys file), timeout (no UDP
-    reply).  fatal is True when the server closes the connection after it.
+    reply), tls (a TLS handshake that failed, or a server without TLS),
+    tls-unavailable (TLS without the cryptography package).  A wrong key
+    over TLS is auth-failed ("the server's identity does not match key
+    ID: wrong key?").  fatal is True when the server closes the connection
+    after it.
     """
 
     FATAL = frozenset({"bad-frame", "frame-too-large", "auth-required", "auth-failed",
-                       "too-many-connections", "shutting-down", "idle-timeout", "protocol"})
+                       "too-many-connections", "shutting-down", "idle-timeout", "protocol",
+                       "tls", "tls-required"})
 
     def __init__(self, code, message="", header=None):
         super().__init__(f"{code}: {message}" if message else code)
@@ -343,22 +362,32 @@ class Client:
 
     keys is a keys file path (default: as ferry(1) finds it); key_id picks a
     key in it (default: the first); or give key_id and secret directly.
-    connect_timeout bounds the TCP connect and the handshake; io_timeout, when
+    connect_timeout bounds the TCP connect and the handshakes; io_timeout, when
     not None, bounds every later wait for the server (a command that prints
     nothing for longer fails with socket.timeout, so leave it None for long
-    commands).  Requests are served one at a time; signal() may be called
-    from another thread (or an output callback) while run() waits.
+    commands).  transport: "auto" (the default, or FERRY_TRANSPORT when set):
+    plaintext to a loopback address, TLS to any other; "tls" or "plaintext"
+    forces one.  After connecting, transport says which was used, and cipher
+    the TLS cipher suite (None in plaintext).  Requests are served one at a
+    time; signal() may be called from another thread (or an output callback)
+    while run() waits.
     """
 
     def __init__(self, host, port=DEFAULT_PORT, keys=None, key_id=None, secret=None,
-                 connect_timeout=10.0, io_timeout=None):
+                 connect_timeout=10.0, io_timeout=None, transport=None):
         self.host, self.port = host, int(port)
         self.key_id, self._secret = _resolve_key(keys, key_id, secret)
+        mode = _transport_mode(transport)
         self._wlock = threading.Lock()
         self._running = False
+        self.cipher = None
         self.sock = socket.create_connection((host, self.port), timeout=connect_timeout)
         try:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.transport = _pick_transport(mode, self.sock.getpeername()[0])
+            if self.transport == "tls":
+                self.sock = _TlsSocket(self.sock, self.key_id, self._secret, f"{host}:{self.port}")
+                self.cipher = self.sock.cipher
             self._rfile = self.sock.makefile("rb", buffering=CHUNK)
             self._handshake()
             self.sock.settimeout(io_timeout)
@@ -454,8 +483,14 @@ class Client:
             # a type this client does not know: skipped, as the protocol says
 
     def _handshake(self):
-        hello, _ = self._recv()
+        try:
+            hello, _ = self._recv()
+        except ssl.SSLError as e:  # (TLS) the server refused our identity after the handshake
+            raise _tls_failure(e, self.key_id, f"{self.host}:{self.port}") from None
         if hello["type"] == "error":
+            if hello.get("code") == "tls-required":
+                raise FerryError("tls-required", f"{hello.get('message') or 'the server requires TLS'} "
+                                                 "(connect with transport='tls')", hello)
             self._raise(hello)
         if hello["type"] != "hello" or hello.get("proto") != PROTO or "hmac-sha256" not in (hello.get("auth") or []):
             raise FerryError("protocol", f"not a ferry protocol {PROTO} server: {hello}")
@@ -746,13 +781,21 @@ class UdpClient:
     Each request is one datagram with a fresh nonce, resent unchanged (same
     nonce, so it runs at most once) at retransmit seconds, doubling, until a
     reply with a valid tag and that nonce arrives or timeout passes; then
-    FerryError("timeout") (a wrong key, UDP not enabled, a clock far off)."""
+    FerryError("timeout") (a wrong key, UDP not enabled, a clock far off).
+
+    transport as for Client: "auto" seals datagrams (AES-256-GCM, see
+    ferry-protocol(7), Sealed datagrams; needs cryptography) to any address
+    but loopback, where they are HMAC-tagged v1 datagrams; "tls" always
+    seals, "plaintext" never does."""
 
     def __init__(self, host, port=DEFAULT_PORT, keys=None, key_id=None, secret=None,
-                 timeout=5.0, retransmit=0.2):
+                 timeout=5.0, retransmit=0.2, transport=None):
         self.host, self.port = host, int(port)
         self.key_id, self._secret = _resolve_key(keys, key_id, secret)
         self.timeout, self.retransmit = timeout, retransmit
+        self._mode = _transport_mode(transport)
+        self._sealer = None
+        self.sealed = None  # set by each request: True when it went sealed
 
     def _tag(self, label, rest):
         return hmac.new(self._secret.encode(), label + rest, hashlib.sha256).digest()
@@ -760,13 +803,22 @@ class UdpClient:
     def request(self, fields):
         """Sends one request (a dict with type and its fields); returns the
         reply (header, body).  An error reply raises FerryError."""
-        nonce = os.urandom(16).hex()
-        header = dict(fields, key_id=self.key_id, nonce=nonce, ts=int(time.time()))
-        rest = _encode_head(header)
-        datagram = self._tag(REQUEST_LABEL, rest) + rest
+        info = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0]
+        self.sealed = _pick_transport(self._mode, info[4][0]) == "tls"
+        if self.sealed:
+            if self._sealer is None:
+                self._sealer = _Sealer(self.key_id, self._secret)
+            nonce = os.urandom(12)
+            datagram = self._sealer.seal_request(nonce, _encode_head(dict(fields, ts=int(time.time()))))
+            opener = self._sealer.open_reply
+        else:
+            nonce = os.urandom(16).hex()
+            header = dict(fields, key_id=self.key_id, nonce=nonce, ts=int(time.time()))
+            rest = _encode_head(header)
+            datagram = self._tag(REQUEST_LABEL, rest) + rest
+            opener = self._open
         if len(datagram) > MAX_DATAGRAM:
             raise FerryError("too-large", "the request does not fit a datagram")
-        info = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0]
         deadline = time.monotonic() + self.timeout
         wait = self.retransmit
         with socket.socket(info[0], socket.SOCK_DGRAM) as s:
@@ -786,7 +838,7 @@ class UdpClient:
                         break
                     except ConnectionRefusedError:
                         continue  # an ICMP error: keep trying until the deadline
-                    reply = self._open(data, nonce)
+                    reply = opener(data, nonce)
                     if reply is not None:
                         h, body = reply
                         if h["type"] == "error":
@@ -845,3 +897,453 @@ def udp_run(host, port=DEFAULT_PORT, command=None, env=None, cwd=None, timeout=N
 
 def udp_stat(host, port=DEFAULT_PORT, path=".", **kw):
     return UdpClient(host, port, **kw).stat(path)
+
+
+# ---- transports: TLS and sealed datagrams (ferry-protocol(7), TLS) ------------------
+#
+# Everything below that needs the cryptography package imports it when it is
+# first used, so a plaintext client on loopback stays standard library only.
+
+TRANSPORTS = ("auto", "tls", "plaintext")
+DERIVE_SALT = b"ferry-derive-v1|"
+TLS_SERVER_LABEL = "ferry-tls-server"
+TLS_CLIENT_LABEL = "ferry-tls-client"
+UDP_REQUEST_KEY_LABEL = "ferry-udp-request-key"
+UDP_REPLY_KEY_LABEL = "ferry-udp-reply-key"
+SEALED_REQUEST_MAGIC = b"FSQ1"
+SEALED_REPLY_MAGIC = b"FSR1"
+
+
+def _transport_mode(transport):
+    """The transport asked for: the argument, else FERRY_TRANSPORT (read as
+    ferry(1) reads it: case and spaces aside, "plain" for plaintext, empty
+    for auto), else auto."""
+    source = "transport"
+    if transport is None:
+        transport, source = os.environ.get("FERRY_TRANSPORT", ""), "FERRY_TRANSPORT"
+    mode = str(transport).strip().lower() or "auto"
+    mode = "plaintext" if mode == "plain" else mode
+    if mode not in TRANSPORTS:
+        raise ValueError(f"{source}={transport!r}: expected tls, plaintext or auto")
+    return mode
+
+
+def _is_loopback(address):
+    """True for 127.0.0.0/8, ::1 and ::ffff:127.x.y.z (an address as sockets give it)."""
+    try:
+        ip = ipaddress.ip_address(str(address).split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
+def _pick_transport(mode, address):
+    """"tls" or "plaintext" for a peer address: auto means plaintext only to loopback."""
+    if mode == "auto":
+        return "plaintext" if _is_loopback(address) else "tls"
+    return mode
+
+
+def derive_key(key_id, secret, label):
+    """32 bytes of HKDF-SHA256 (RFC 5869): salt "ferry-derive-v1|" + key id,
+    input key material the secret, info the label (UTF-8 bytes, as the
+    handshake uses them)."""
+    salt = DERIVE_SALT + key_id.encode()
+    prk = hmac.new(salt, secret.encode(), hashlib.sha256).digest()
+    return hmac.new(prk, label.encode() + b"\x01", hashlib.sha256).digest()
+
+
+def sni_name(key_id):
+    """The DNS name that carries a key id in SNI: lowercase unpadded base32 of
+    its UTF-8 bytes in labels of 63 characters, then ".k.ferry"; for a name
+    over 253 characters, the base32 of SHA-256 of the id then ".h.ferry"."""
+    def b32(data):
+        return base64.b32encode(data).decode().rstrip("=").lower()
+    text = b32(key_id.encode())
+    name = ".".join(text[i:i + 63] for i in range(0, len(text), 63)) + ".k.ferry"
+    if len(name) <= 253:
+        return name
+    return b32(hashlib.sha256(key_id.encode()).digest()) + ".h.ferry"
+
+
+# The certificate of ferry-protocol(7), before its public key (CN=ferry-server;
+# the client's has ferry-client in both names), and what follows the key.
+_CERT_HEAD = bytes.fromhex(
+    "3081dc30818fa003020102020101300506032b657030173115301306"
+    "035504030c0c66657272792d7365727665723020170d373030313031"
+    "3030303030305a180f39393939313233313233353935395a30173115"
+    "301306035504030c0c66657272792d736572766572302a300506032b"
+    "6570032100")
+_CERT_SIG_HEAD = bytes.fromhex("300506032b6570034100")
+
+
+_CRYPTO = None
+
+
+def _crypto():
+    """The parts of cryptography that TLS and sealed datagrams use."""
+    global _CRYPTO
+    if _CRYPTO is not None:
+        return _CRYPTO
+    try:
+        from cryptography import x509
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    except ImportError:
+        raise FerryError("tls-unavailable",
+                         "TLS and sealed datagrams need the Python package cryptography "
+                         "(pip install cryptography; Debian: python3-cryptography); "
+                         "to a ferryd on loopback, transport='plaintext' needs none") from None
+    ns = dict(x509=x509, InvalidTag=InvalidTag, serialization=serialization,
+              Ed25519PrivateKey=Ed25519PrivateKey, Ed25519PublicKey=Ed25519PublicKey, AESGCM=AESGCM)
+    _CRYPTO = type("crypto", (), ns)
+    return _CRYPTO
+
+
+def tls_identity(key_id, secret, role):
+    """(seed, public key, certificate DER) of a key's "server" or "client"
+    Ed25519 identity, the certificate made byte for byte as the protocol
+    page says (so it is a test vector too)."""
+    c = _crypto()
+    seed = derive_key(key_id, secret, TLS_SERVER_LABEL if role == "server" else TLS_CLIENT_LABEL)
+    private = c.Ed25519PrivateKey.from_private_bytes(seed)
+    raw = c.serialization.Encoding.Raw
+    public = private.public_key().public_bytes(raw, c.serialization.PublicFormat.Raw)
+    head = _CERT_HEAD if role == "server" else _CERT_HEAD.replace(b"ferry-server", b"ferry-client")
+    tbs = head[3:] + public
+    cert = head + public + _CERT_SIG_HEAD + private.sign(tbs)
+    return seed, public, cert
+
+
+def _pem(label, der):
+    b64 = base64.encodebytes(der).decode().replace("\n", "")
+    lines = "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+    return f"-----BEGIN {label}-----\n{lines}\n-----END {label}-----\n".encode()
+
+
+_TLS_CONTEXTS = {}
+_TLS_CONTEXTS_LOCK = threading.Lock()
+
+
+def _tls_context(key_id, secret):
+    """(SSLContext, the server's public key, the SNI name) for a key, made
+    once per process: TLS 1.3 only, our client identity loaded, no CA (the
+    server is checked by its public key after the handshake)."""
+    slot = hashlib.sha256(key_id.encode() + b"\0" + secret.encode()).digest()
+    with _TLS_CONTEXTS_LOCK:
+        made = _TLS_CONTEXTS.get(slot)
+    if made is not None:
+        return made
+    c = _crypto()
+    seed, _, cert = tls_identity(key_id, secret, "client")
+    _, server_public, _ = tls_identity(key_id, secret, "server")
+    key_pem = c.Ed25519PrivateKey.from_private_bytes(seed).private_bytes(
+        c.serialization.Encoding.PEM, c.serialization.PrivateFormat.PKCS8, c.serialization.NoEncryption())
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # no CA: the key is compared after the handshake
+    ctx.options |= getattr(ssl, "OP_NO_TICKET", 0)
+    # load_cert_chain reads files only: a private directory (0700), a file
+    # (0600) that lives for the call.
+    tmp = tempfile.mkdtemp(prefix="ferry-tls-")
+    path = os.path.join(tmp, "identity.pem")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(_pem("CERTIFICATE", cert) + key_pem)
+        ctx.load_cert_chain(path)
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        os.rmdir(tmp)
+    made = (ctx, server_public, sni_name(key_id))
+    with _TLS_CONTEXTS_LOCK:
+        _TLS_CONTEXTS[slot] = made
+    return made
+
+
+def _tls_failure(err, key_id, where):
+    """A FerryError for a failed TLS handshake, in ferry(1)'s words."""
+    reason = (getattr(err, "reason", None) or str(err)).upper()
+    if "ACCESS_DENIED" in reason:
+        return FerryError("auth-failed", f"the server does not know key {key_id}")
+    if "CERTIFICATE_UNKNOWN" in reason or "BAD_CERTIFICATE" in reason:
+        return FerryError("auth-failed", f"the server refused key {key_id}: wrong key?")
+    return FerryError("tls", f"TLS with {where} failed: {err}")
+
+
+def _frame_at(buf):
+    """(header, length) of the whole v1 frame at the start of buf, None when
+    more bytes are needed; FerryError("protocol") when it is no frame."""
+    if len(buf) < 4:
+        return None
+    (n,) = struct.unpack(">I", bytes(buf[:4]))
+    if not 1 <= n <= MAX_HEADER:
+        raise FerryError("protocol", f"a frame header of {n} bytes")
+    if len(buf) < 4 + n:
+        return None
+    try:
+        header = _decode_head(bytes(buf[4:4 + n]))
+    except ValueError:
+        header = None
+    if header is None:
+        raise FerryError("protocol", "a frame header that is not an object with a type")
+    size = header.get("size", 0)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise FerryError("protocol", f"a frame size of {size!r}")
+    return (header, 4 + n + size) if len(buf) >= 4 + n + size else None
+
+
+class _TlsSocket:
+    """A connected TCP socket with TLS 1.3 over it, driven through memory
+    BIOs (ssl.SSLObject) so that the client decides what the first bytes
+    are: ferryd sends a v1 hello at once to peers it takes plaintext from,
+    and that one frame is skipped before the TLS bytes.
+
+    It looks like a socket to Client (sendall, sendfile, makefile, settimeout,
+    close).  One thread may read while others write: the SSLObject is used
+    under a lock that is never held across socket I/O, and TLS bytes go out
+    in the order they were made."""
+
+    def __init__(self, sock, key_id, secret, where):
+        ctx, server_public, name = _tls_context(key_id, secret)
+        self._sock = sock
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = ctx.wrap_bio(self._in, self._out, server_side=False, server_hostname=name)
+        self._lock = threading.Lock()  # the SSLObject, its BIOs and _queue
+        self._send_lock = threading.Lock()  # the socket's sending side
+        self._queue = []  # TLS bytes made and not yet sent, in order
+        self._buf = bytearray()
+        self._eof = False
+        try:
+            self._handshake()
+        except ssl.SSLError as e:
+            raise _tls_failure(e, key_id, where) from None
+        if self._tls.version() != "TLSv1.3":
+            raise FerryError("tls", f"TLS with {where}: {self._tls.version()}, not TLSv1.3")
+        der = self._tls.getpeercert(binary_form=True)
+        c = _crypto()
+        try:
+            public = c.x509.load_der_x509_certificate(der).public_key()
+        except (ValueError, TypeError):
+            public = None
+        ok = isinstance(public, c.Ed25519PublicKey) and hmac.compare_digest(
+            public.public_bytes(c.serialization.Encoding.Raw, c.serialization.PublicFormat.Raw), server_public)
+        if not ok:  # nothing has been sent inside TLS: just go
+            raise FerryError("auth-failed", f"the server's identity does not match key {key_id}: wrong key?")
+        self.cipher = self._tls.cipher()[0]
+
+    # -- the handshake, and the v1 hello some servers send first
+    def _handshake(self):
+        pending = bytearray()  # bytes from the server before TLS starts
+        skipped = started = False
+        while True:
+            with self._lock:
+                try:
+                    self._tls.do_handshake()
+                    done = True
+                except ssl.SSLWantReadError:
+                    done = False
+                self._pull()
+            self._flush()
+            if done:
+                return
+            try:
+                data = self._sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                raise FerryError("tls", "the server closed the connection during the TLS handshake"
+                                        + ("" if started else " (does it offer TLS?)"))
+            if not started:
+                pending += data
+                if not skipped and pending[0] == 0:
+                    frame = _frame_at(pending)
+                    if frame is None:
+                        continue
+                    header, n = frame
+                    if header["type"] == "error":
+                        raise FerryError(header.get("code", "unknown"), header.get("message", ""), header)
+                    del pending[:n]
+                    skipped = True
+                    if not pending:
+                        continue
+                if pending[0] == 0:  # v1 again: the server took our ClientHello for a frame
+                    frame = _frame_at(pending)
+                    if frame is None:
+                        continue
+                    header = frame[0]
+                    msg = header.get("message", "") if header["type"] == "error" else f"a {header['type']} frame"
+                    raise FerryError("tls", f"the server answered TLS in plaintext ({msg}): it does not offer TLS")
+                data, started = bytes(pending), True
+            with self._lock:
+                self._in.write(data)
+
+    # -- sending
+    def _pull(self):
+        """Moves what TLS made into the queue (under _lock)."""
+        if self._out.pending:
+            self._queue.append(self._out.read())
+
+    def _flush(self, block=True):
+        """Sends the queue in order.  block=False: unless another thread is
+        sending, which then sends what was queued too."""
+        if not self._send_lock.acquire(blocking=block):
+            return
+        try:
+            while True:
+                with self._lock:
+                    data = b"".join(self._queue)
+                    self._queue.clear()
+                if not data:
+                    break
+                self._sock.sendall(data)
+        finally:
+            self._send_lock.release()
+        with self._lock:
+            left = bool(self._queue)
+        if left:  # queued while we let go of the socket
+            self._flush(block=False)
+
+    def sendall(self, data):
+        view = memoryview(data).cast("B")
+        for i in range(0, len(view), CHUNK):
+            piece = view[i:i + CHUNK]
+            with self._lock:
+                while piece:
+                    piece = piece[self._tls.write(piece):]
+                self._pull()
+            self._flush()
+
+    def sendfile(self, f, offset=0, count=None):
+        """TLS cannot use sendfile(2): nothing sent, the caller sends by hand."""
+        return 0
+
+    # -- receiving
+    def _fill(self):
+        """More plaintext into _buf; False at the end of the stream."""
+        while not self._eof:
+            with self._lock:
+                try:
+                    data = self._tls.read(CHUNK)
+                except ssl.SSLWantReadError:
+                    data = None
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    data = b""
+                self._pull()
+                queued = bool(self._queue)
+            if queued:  # a reply TLS itself owes (a key update)
+                self._flush(block=False)
+            if data is not None:
+                if not data:
+                    self._eof = True
+                    break
+                self._buf += data
+                return True
+            raw = self._sock.recv(CHUNK)
+            with self._lock:
+                if raw:
+                    self._in.write(raw)
+                else:
+                    self._in.write_eof()
+        return False
+
+    def read(self, n):
+        """n bytes, or fewer at the end of the stream."""
+        while len(self._buf) < n and self._fill():
+            pass
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    # -- the rest of the socket interface Client uses
+    def makefile(self, mode="rb", buffering=None):
+        return self
+
+    def settimeout(self, timeout):
+        self._sock.settimeout(timeout)
+
+    def setsockopt(self, *args):
+        self._sock.setsockopt(*args)
+
+    def fileno(self):
+        return self._sock.fileno()
+
+    def close(self):
+        """close_notify when it can go at once, then the socket is closed."""
+        if self._sock.fileno() >= 0:
+            try:
+                with self._lock:
+                    try:
+                        self._tls.unwrap()
+                    except (ssl.SSLError, ValueError):
+                        pass
+                    self._pull()
+                self._flush(block=False)
+            except OSError:
+                pass
+        self._sock.close()
+
+
+class _Sealer:
+    """The two AES-256-GCM keys of a key, and the sealed datagram format:
+    MAGIC(4) NONCE(12) TAG(16) KIDLEN(1) KEY_ID CIPHERTEXT, the AAD being
+    MAGIC + KIDLEN + KEY_ID (+ the request's NONCE for a reply)."""
+
+    def __init__(self, key_id, secret):
+        self._c = _crypto()
+        self.kid = key_id.encode()
+        if not 1 <= len(self.kid) <= 255:
+            raise FerryError("bad-keys", f"key {key_id!r}: an id over 255 bytes cannot seal datagrams")
+        self._request = self._c.AESGCM(derive_key(key_id, secret, UDP_REQUEST_KEY_LABEL))
+        self._reply = self._c.AESGCM(derive_key(key_id, secret, UDP_REPLY_KEY_LABEL))
+
+    def _head(self, magic):
+        return magic + bytes([len(self.kid)]) + self.kid
+
+    def _seal(self, aead, magic, nonce, plaintext, aad):
+        sealed = aead.encrypt(nonce, bytes(plaintext), aad)
+        return magic + nonce + sealed[-16:] + bytes([len(self.kid)]) + self.kid + sealed[:-16]
+
+    def seal_request(self, nonce, plaintext):
+        """A request: plaintext is L, the header (no key_id, no nonce), the body."""
+        return self._seal(self._request, SEALED_REQUEST_MAGIC, nonce, plaintext, self._head(SEALED_REQUEST_MAGIC))
+
+    def seal_reply(self, request_nonce, nonce, plaintext):
+        """A reply (what a server sends; here for tests)."""
+        return self._seal(self._reply, SEALED_REPLY_MAGIC, nonce, plaintext,
+                          self._head(SEALED_REPLY_MAGIC) + request_nonce)
+
+    def _open(self, aead, magic, data, extra):
+        head = self._head(magic)
+        if len(data) < 33 + len(self.kid) or data[:4] != magic or data[32:33 + len(self.kid)] != head[4:]:
+            return None
+        try:
+            return aead.decrypt(data[4:16], data[33 + len(self.kid):] + data[16:32], head + extra)
+        except self._c.InvalidTag:
+            return None
+
+    def open_request(self, data):
+        """(nonce, plaintext) of a request for this key, None otherwise."""
+        opened = self._open(self._request, SEALED_REQUEST_MAGIC, data, b"")
+        return None if opened is None else (data[4:16], opened)
+
+    def open_reply(self, data, request_nonce):
+        """The reply's (header, body) if data is the sealed reply to the
+        request with request_nonce; None for anything else (ignored)."""
+        opened = self._open(self._reply, SEALED_REPLY_MAGIC, data, request_nonce)
+        if opened is None:
+            return None
+        buf = _Buffer(opened)
+        try:
+            h, body = _read_frame(buf.read)
+        except (EOFError, ValueError, FerryError):
+            return None
+        return None if buf.left() else (h, body)

@@ -18,8 +18,8 @@ use super::{IdentityError, TlsError};
 use crate::proto::auth::{Key, Keys};
 use rustls::client::Resumption;
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
-use rustls::pki_types::{PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, UnbufferedServerConnection};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, ClientConnection, Error, ServerConfig, ServerConnection};
 use std::collections::HashMap;
@@ -177,13 +177,25 @@ impl ServerTls {
         ServerConnection::new(self.config.clone())
     }
 
+    /// A server connection on rustls's unbuffered API: its owner keeps the
+    /// records in and out (the daemon, in buffers it frees when idle).
+    pub fn accept_unbuffered(&self) -> Result<UnbufferedServerConnection, Error> {
+        UnbufferedServerConnection::new(self.config.clone())
+    }
+
     /// After the handshake: the key id the client named, once its
     /// certificate is checked to be that key's client identity (the
     /// verifier only knew it was some key's).
     pub fn peer_key_id(&self, conn: &ServerConnection) -> Result<String, TlsError> {
-        let name = conn.server_name();
+        self.peer_key_id_of(conn.server_name(), conn.peer_certificates())
+    }
+
+    /// `peer_key_id` from the client's server name (SNI) and certificates,
+    /// for a connection that does not keep the name itself (rustls's
+    /// unbuffered connection has no `server_name()`).
+    pub fn peer_key_id_of(&self, name: Option<&str>, certs: Option<&[CertificateDer<'_>]>) -> Result<String, TlsError> {
         let entry = self.table.by_name(name).ok_or_else(|| TlsError::UnknownKeyId { name: name.map(String::from) })?;
-        let cert = conn.peer_certificates().and_then(|c| c.first());
+        let cert = certs.and_then(|c| c.first());
         let public = cert.map(cert_public_key).transpose().map_err(TlsError::Tls)?;
         match public {
             Some(p) if p == entry.client_public => Ok(entry.id.clone()),
@@ -195,7 +207,11 @@ impl ServerTls {
     /// What a failed server handshake means, with the key id the client
     /// named when there was one, for the log line.
     pub fn handshake_error(&self, conn: &ServerConnection, err: Error) -> TlsError {
-        let name = conn.server_name();
+        self.handshake_error_of(conn.server_name(), err)
+    }
+
+    /// `handshake_error` from the client's server name (SNI), if it sent one.
+    pub fn handshake_error_of(&self, name: Option<&str>, err: Error) -> TlsError {
         let key_id = self.table.by_name(name).map(|e| e.id.clone());
         match (&err, IdentityError::of(&err)) {
             (_, Some(IdentityError::UnknownClient | IdentityError::NotEd25519)) => {

@@ -714,3 +714,46 @@ impl Rng {
         v
     }
 }
+
+/// A byte stream a frame-level client can use: TCP in clear, or TLS.
+pub trait Duplex: Read + Write + Send {}
+impl<T: Read + Write + Send> Duplex for T {}
+
+/// A TLS session to `addr` for `key` (as `ferry --tls` makes), up to the
+/// `hello` inside TLS: (stream, server nonce). A clear `hello` sent at accept
+/// (the peer is in `plaintext_from`) is skipped.
+pub fn tls_session(addr: SocketAddr, key: &Key) -> std::io::Result<(Box<dyn Duplex>, String)> {
+    let mut t = TcpStream::connect(addr)?;
+    t.set_read_timeout(Some(WAIT))?;
+    t.set_write_timeout(Some(WAIT))?;
+    t.set_nodelay(true)?;
+    let mut conn = ferry::tls::connect(key).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    while conn.wants_write() {
+        conn.write_tls(&mut t)?;
+    }
+    let mut first = [0u8; 1];
+    if t.peek(&mut first)? == 1 && first[0] == 0 {
+        let mut r = Raw { sock: t, server_nonce: String::new() };
+        let (h, _) = r.try_frame()?;
+        assert_eq!(h["type"], "hello", "the one clear frame is the greeting");
+        t = r.sock;
+    }
+    let mut s: Box<dyn Duplex> = Box::new(rustls::StreamOwned::new(conn, t));
+    let (h, _) = read_frame_from(&mut s)?;
+    if h["type"] != "hello" {
+        return Err(std::io::Error::other(format!("not a hello: {h}")));
+    }
+    Ok((s, h["nonce"].as_str().unwrap_or_default().to_string()))
+}
+
+/// Reads one frame from any stream: the header as JSON and the body.
+pub fn read_frame_from(s: &mut dyn Read) -> std::io::Result<(Value, Vec<u8>)> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut h = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut h)?;
+    let h: Value = serde_json::from_slice(&h).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut body = vec![0u8; h["size"].as_u64().unwrap_or(0) as usize];
+    s.read_exact(&mut body)?;
+    Ok((h, body))
+}

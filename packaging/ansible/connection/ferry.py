@@ -10,6 +10,9 @@ description:
     authenticated (HMAC-SHA256) protocol instead of SSH. Each task opens one
     connection, authenticates, and runs its commands through the server's
     shell (C(sh -c)), as the user ferryd runs as.
+  - To any address but loopback the connection runs inside TLS 1.3 keyed by
+    the same shared key (no certificates to manage); to loopback it runs in
+    clear. O(transport) overrides the choice.
   - Files (the modules Ansible uploads, C(copy), C(fetch), C(template)) go
     through commands as well, so that any absolute path the daemon's user may
     write works whatever directory ferryd serves - C(put_file) runs
@@ -17,13 +20,16 @@ description:
     checks the size written, C(fetch_file) runs C(sh -c 'exec cat -- "$1"').
     When O(root) is set, paths under it use ferry's own file requests instead
     (checked with SHA-256, replaced atomically).
-  - Needs the ferry_client Python library (standard library only); it is
-    looked up on the Python path, beside this file, in C(../../python/) from
-    here (the source tree) and in C(/usr/lib/python3/dist-packages/).
+  - Needs the ferry_client Python library; it is looked up on the Python
+    path, beside this file, in C(../../python/) from here (the source tree)
+    and in C(/usr/lib/python3/dist-packages/). Over TLS it uses the Python
+    package cryptography, which ansible-core already depends on.
 author: ferry maintainers
 version_added: "2.14"
 notes:
-  - Traffic is authenticated, not encrypted; use ferry on networks you trust.
+  - Over TLS every byte is encrypted and authenticated, with forward
+    secrecy. In plaintext (loopback, or O(transport=plaintext)) only the
+    handshake is authenticated; the frames after it travel in clear.
   - O(remote_user) is ignored - commands run as ferryd's user.
   - Privilege escalation works only without a password prompt (for example
     sudo with NOPASSWD), and ferryd's packaged systemd sandbox forbids it
@@ -115,6 +121,21 @@ options:
       - name: ANSIBLE_FERRY_COMMAND_TIMEOUT
     vars:
       - name: ansible_ferry_command_timeout
+  transport:
+    description:
+      - C(auto) - TLS to any address but loopback, plaintext to loopback;
+        C(tls) or C(plaintext) forces one (as ferry(1)'s C(--tls) and
+        C(--plaintext)).
+      - When unset, E(FERRY_TRANSPORT) decides as it does for ferry(1), else C(auto).
+    type: string
+    choices: [auto, tls, plaintext]
+    ini:
+      - section: ferry_connection
+        key: transport
+    env:
+      - name: ANSIBLE_FERRY_TRANSPORT
+    vars:
+      - name: ansible_ferry_transport
   root:
     description:
       - The absolute path of the directory the server serves (its C(--root)),
@@ -136,6 +157,7 @@ EXAMPLES = r"""
 # ansible_ferry_keys=~/.config/ferry/keys
 # ansible_ferry_key_id=laptop
 # ansible_pipelining=true
+# ; ansible_ferry_transport=tls   (default auto: TLS off loopback)
 """
 
 import importlib.util
@@ -202,11 +224,17 @@ class Connection(ConnectionBase):
                     host=host)
         try:
             self._client = ferry_client.Client(host, port, keys=keys, key_id=key_id, secret=secret,
-                                               connect_timeout=self.get_option("timeout"))
+                                               connect_timeout=self.get_option("timeout"),
+                                               transport=self.get_option("transport"))
         except ferry_client.FerryError as e:
             raise AnsibleConnectionFailure(f"ferry: {host}:{port}: {e}") from None
+        except ValueError as e:  # a transport that is none of auto, tls, plaintext
+            raise AnsibleConnectionFailure(f"ferry: {e}") from None
         except OSError as e:
             raise AnsibleConnectionFailure(f"ferry: cannot connect to {host}:{port}: {e}") from None
+        transport = getattr(self._client, "transport", "plaintext")
+        cipher = getattr(self._client, "cipher", None)
+        display.vvv(f"FERRY: connected over {transport}{f' ({cipher})' if cipher else ''}", host=host)
         self._connected = True
         return self
 

@@ -178,3 +178,58 @@ fn a_half_open_handshake_ends_at_the_auth_timeout() {
     assert!(matches!(c.phase(), Phase::Closing { .. } | Phase::Closed));
     assert!(c.reason().starts_with("no TLS handshake within"), "{}", c.reason());
 }
+
+/// The TLS session of connection `c`.
+fn session(c: &mut C) -> &mut Tls<Duplex> {
+    match c.socket_mut() {
+        Transport::Tls(t) => t,
+        _ => panic!("not TLS"),
+    }
+}
+
+/// Records that arrive a byte at a time, and replies the socket will not
+/// take at once, are served; once all is through, the session holds no
+/// buffer of its own (issue 18: an idle TLS connection's memory).
+#[test]
+fn records_in_pieces_and_a_blocked_socket_are_served_and_an_idle_session_holds_no_buffer() {
+    let mut h = Harness::new();
+    let mut c = conn(&mut h, false);
+    let mut client = crate::tls::connect(&key()).unwrap();
+    let plain = shuttle(&mut h, &mut c, &mut client);
+    let hello = &frames(&plain)[0];
+    let mac = client_mac(SECRET.as_bytes(), hello["nonce"].as_str().unwrap(), CLIENT_NONCE);
+    let auth = frame(json!({"type":"auth","key_id":KEY_ID,"nonce":CLIENT_NONCE,"mac":mac}), b"");
+    std::io::Write::write_all(&mut client.writer(), &auth).unwrap();
+    let mut records = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut records).unwrap();
+    }
+    for b in &records {
+        send(&mut h, &mut c, std::slice::from_ref(b));
+    }
+    assert!(matches!(c.phase(), Phase::Ready));
+    let plain = shuttle(&mut h, &mut c, &mut client);
+    assert_eq!(frames(&plain)[0]["type"], crate::proto::msg::WELCOME);
+
+    // The pong is made while the socket takes nothing: it waits in the session.
+    duplex(&mut c).write_blocked = true;
+    std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"ping","id":8}), b"")).unwrap();
+    let mut records = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut records).unwrap();
+    }
+    send(&mut h, &mut c, &records);
+    assert!(duplex(&mut c).output.is_empty());
+    assert!(!session(&mut c).outgoing.is_empty(), "the records wait");
+    duplex(&mut c).write_blocked = false;
+    let plain = shuttle(&mut h, &mut c, &mut client);
+    assert_eq!(frames(&plain)[0], json!({"type":"pong","id":8}));
+
+    let t = session(&mut c);
+    assert_eq!(
+        (t.incoming.capacity(), t.outgoing.capacity(), t.plain.capacity()),
+        (0, 0, 0),
+        "an idle session holds no buffer"
+    );
+    assert!(t.sni.is_none() && t.server.is_none(), "the handshake's leftovers are dropped");
+}
