@@ -288,6 +288,22 @@ impl<T: Socket> Tls<T> {
         input: &mut [u8],
         out: &mut [u8],
         got: &mut usize,
+        app: Option<&[u8]>,
+        close: bool,
+    ) -> (usize, io::Result<Stop>) {
+        // A bug of ours or of rustls on hostile bytes must cost one connection,
+        // not the daemon: a panic here becomes an error that closes it.
+        let run = std::panic::AssertUnwindSafe(|| self.drive_records(input, out, got, app, close));
+        std::panic::catch_unwind(run).unwrap_or_else(|_| {
+            (0, Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: internal error (panic) on this connection")))
+        })
+    }
+
+    fn drive_records(
+        &mut self,
+        input: &mut [u8],
+        out: &mut [u8],
+        got: &mut usize,
         mut app: Option<&[u8]>,
         close: bool,
     ) -> (usize, io::Result<Stop>) {
@@ -393,21 +409,15 @@ impl<T: Socket> Tls<T> {
                 used += discard + extra;
             };
             // The handshake failed: send the alert rustls queued, best effort, and say why.
-            for _ in 0..4 {
-                match conn.process_tls_records(&mut []).state {
-                    Ok(ConnectionState::EncodeTlsData(mut enc)) => {
-                        room(&mut ob, olen, 1024);
-                        match enc.encode(&mut ob[olen..]) {
-                            Ok(n) => olen += n,
-                            Err(_) => break,
-                        }
-                    }
-                    Ok(ConnectionState::TransmitTlsData(t)) => {
-                        let _ = send(inner, outgoing, &ob[..olen]).and_then(|()| write_out(inner, outgoing));
-                        t.done();
-                        break;
-                    }
-                    _ => break,
+            // One call only: a queued record is handed out before rustls looks at
+            // the input again; a second call would deframe the bad bytes anew
+            // (an empty slice made it index past the end and panic; the same
+            // slice, fail twice). The bytes it encodes are ours to send.
+            if let Ok(ConnectionState::EncodeTlsData(mut enc)) = conn.process_tls_records(&mut input[used..]).state {
+                room(&mut ob, olen, 1024);
+                if let Ok(n) = enc.encode(&mut ob[olen..]) {
+                    olen += n;
+                    let _ = send(inner, outgoing, &ob[..olen]).and_then(|()| write_out(inner, outgoing));
                 }
             }
             let why = match &self.server {
