@@ -13,9 +13,16 @@
 # starts every peer on 127.0.0.1 only, from throwaway configs in a temp dir:
 # ferryd (TCP and UDP on one port), an sshd on a free port with its own host
 # key and a generated root key (benches/sshd.sh), an rsync daemon with one module, a
-# redis-server without persistence, and the C baseline's bare UDP echo. Every
+# redis-server without persistence (and a second one over TLS only, with a
+# throwaway self-signed certificate made by openssl), and the C baseline's bare
+# UDP echo. Every
 # server is killed by PID when the script exits; every wait is bounded. The
 # package installation, the cleanup and free ports are benches/lib.sh's.
+#
+# The TLS rows (issue 18) run ferry's TLS 1.3 (\`--tls\`, forced on loopback)
+# in the same rounds as plaintext ferry and the peers: get, put, the cold start,
+# ping at 50 connections (and redis-server over TLS, driven by the same
+# ferry-bench), and idle TLS connections (and redis over TLS beside them).
 #
 # Each row is measured once per round, the rows of a round one after the other,
 # so ferry and its peers alternate and share the machine's noise. The table
@@ -53,7 +60,7 @@ log() { printf '[%5.0fs] %s\n' "$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN
 
 # ---------------------------------------------------------------- packages
 need_commands redis-server:redis-server nc:netcat-openbsd sshd:openssh-server ssh:openssh-client \
-              scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 jq:jq
+              scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 jq:jq openssl:openssl
 case "$(nc -h 2>&1 || true)" in *-N*) ;; *) need+=(netcat-openbsd);; esac
 install_needed
 
@@ -162,6 +169,19 @@ redis-server --bind 127.0.0.1 --port "$DPORT" --save '' --appendonly no --daemon
 RDPID=$!; pids+=("$RDPID")
 wait_port "$DPORT" redis-server
 
+# redis-server over TLS only (no plaintext port), with a throwaway self-signed
+# certificate; clients are not asked for one. ferry-bench --resp --tls
+# --tls-insecure drives it: it does not check the certificate.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -keyout "$work/redis-tls.key" -out "$work/redis-tls.crt" 2>/dev/null
+REDIS_TLS=(--port 0 --tls-cert-file "$work/redis-tls.crt" --tls-key-file "$work/redis-tls.key"
+           --tls-ca-cert-file "$work/redis-tls.crt" --tls-auth-clients no)
+TDPORT=$(free_port)
+redis-server --bind 127.0.0.1 --tls-port "$TDPORT" "${REDIS_TLS[@]}" --save '' --appendonly no --daemonize no \
+  --maxclients $((IDLE_CONNS + 1000)) --dir "$work" --logfile "$work/redis-tls.log" &
+RTPID=$!; pids+=("$RTPID")
+wait_port "$TDPORT" "redis-server (TLS)"
+
 # ---------------------------------------------------------------- measuring
 declare -A vals
 add() { # key value
@@ -197,12 +217,19 @@ c_copy() { # out ('-' discards) ; prints seconds
   since "$t"
 }
 scp_get() { local t; t=$(now); scp -q "${SSH_OPTS[@]}" -P "$SPORT" "root@127.0.0.1:$work/root/big" "$1"; sync_file "$1"; since "$t"; }
+# To /dev/null: the SFTP protocol (scp's default) ends with ftruncate(2), which
+# /dev/null refuses; the legacy scp protocol (-O) does not truncate a device.
+scp_get_null() { local t; t=$(now); scp -O -q "${SSH_OPTS[@]}" -P "$SPORT" "root@127.0.0.1:$work/root/big" /dev/null; since "$t"; }
 scp_put() { local t; t=$(now); scp -q "${SSH_OPTS[@]}" -P "$SPORT" "$work/root/big" "root@127.0.0.1:$1"; sync_file "$1"; since "$t"; }
 rsync_get() { local t; t=$(now); rsync -q --whole-file "rsync://127.0.0.1:$RPORT/mod/big" "$1"; sync_file "$1"; since "$t"; }
 rsync_put() { local t; t=$(now); rsync -q --whole-file "$work/root/big" "rsync://127.0.0.1:$RPORT/mod/$(basename "$1")"; sync_file "$1"; since "$t"; }
 ferry_get_file() { local t; t=$(now); "$BIN/ferry" -q get "$FADDR" big "$1"; since "$t"; }
 ferry_get_null() { local t; t=$(now); "$BIN/ferry" -q get "$FADDR" big - > /dev/null; since "$t"; }
 ferry_put() { local t; t=$(now); "$BIN/ferry" -q put "$FADDR" "$work/root/big" "$(basename "$1")"; since "$t"; }
+# The same over TLS (--tls: loopback would be plaintext by default).
+tls_get_file() { local t; t=$(now); "$BIN/ferry" --tls -q get "$FADDR" big "$1"; since "$t"; }
+tls_get_null() { local t; t=$(now); "$BIN/ferry" --tls -q get "$FADDR" big - > /dev/null; since "$t"; }
+tls_put() { local t; t=$(now); "$BIN/ferry" --tls -q put "$FADDR" "$work/root/big" "$(basename "$1")"; since "$t"; }
 same() { cmp -s "$1" "$work/root/big" || { echo "compare.sh: $2: the copy differs" >&2; exit 1; }; rm -f "$1"; }
 
 # ferry-bench: JSON out, one object.
@@ -227,29 +254,36 @@ transfers() {
   fbx get_fb_sha get --path big --digest sha256
   add get_cli_null "$(ferry_get_null)"
   add get_cli "$(ferry_get_file "$o/ferry.bin")"; same "$o/ferry.bin" "ferry get"
+  fbx get_fbt_sha get --tls --path big --digest sha256
+  add get_tls_null "$(tls_get_null)"
+  add get_tls "$(tls_get_file "$o/tls.bin")"; same "$o/tls.bin" "ferry --tls get"
   add get_scp "$(scp_get "$o/scp.bin")"; same "$o/scp.bin" "scp get"
+  add get_scp_null "$(scp_get_null)"
   add get_rsync "$(rsync_get "$o/rsync.bin")"; same "$o/rsync.bin" "rsync get"
   add get_ncf "$(nc_copy "$o/nc.bin")"; same "$o/nc.bin" "nc to a file"
   add get_cf "$(c_copy "$o/c.bin")"; same "$o/c.bin" "C receiver to a file"
   local r=$work/root
   add put_cli "$(ferry_put "$r/put-ferry.bin")"; same "$r/put-ferry.bin" "ferry put"
+  add put_tls "$(tls_put "$r/put-tls.bin")"; same "$r/put-tls.bin" "ferry --tls put"
   fbx put_fb put --path put-fb.bin --file "$r/big" --digest sha256; same "$r/put-fb.bin" "ferry-bench put"
   add put_scp "$(scp_put "$r/put-scp.bin")"; same "$r/put-scp.bin" "scp put"
   add put_rsync "$(rsync_put "$r/put-rsync.bin")"; same "$r/put-rsync.bin" "rsync put"
 }
 
-# Cold starts: the C loop runs the four commands in turn (A B C D A B C D ...),
+# Cold starts: the C loop runs the five commands in turn (A B C D E A B C D E ...),
 # each a fresh process (posix_spawnp + waitpid, stdio on /dev/null), so a burst
 # of load elsewhere hits them all alike; one median per command and round.
 cold() {
-  local out a b c d
+  local out a b c d e
   ensure_master
   out=$("$BASE" alt "$COLD_RUNS" "$BIN/ferry" run -n "$FADDR" -- true :: \
         ssh "${SSH_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true :: \
-        ssh "${SSH_OPTS[@]}" "${CM_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true :: /bin/true)
-  { read -r a _; read -r b _; read -r c _; read -r d _; } <<<"$out"
+        ssh "${SSH_OPTS[@]}" "${CM_OPTS[@]}" -p "$SPORT" -n root@127.0.0.1 true :: /bin/true :: \
+        "$BIN/ferry" --tls run -n "$FADDR" -- true)
+  { read -r a _; read -r b _; read -r c _; read -r d _; read -r e _; } <<<"$out"
   add run_ferry "$(ev '%.6f' "$a / 1e6")"; add run_ssh "$(ev '%.6f' "$b / 1e6")"
   add run_sshcm "$(ev '%.6f' "$c / 1e6")"; add run_local "$(ev '%.6f' "$d / 1e6")"
+  add run_tls "$(ev '%.6f' "$e / 1e6")"
 }
 
 # exec on an open connection (ferry-bench exec -c 1, argv /bin/true, no shell)
@@ -273,6 +307,14 @@ pings() {
     j=$(fbj ping --resp --port "$DPORT" -c "$c" -d "$PING_SECS" --server-pid "$RDPID")
     add "ping_r_$c" "$(jqn .ops_per_s <<<"$j")"; add "p99_r_$c" "$(jqn .latency_us.p99 <<<"$j")"
     add "scpu_r_$c" "$(jqn .server_cpu_us_per_op <<<"$j")"
+    [ "$c" = 50 ] || continue
+    # Over TLS, the same client: ferry's TLS to ferryd, TLS to redis-server.
+    j=$(fbj ping --tls --port "$FPORT" -c "$c" -d "$PING_SECS" --server-pid "$FPID")
+    add "ping_ft_$c" "$(jqn .ops_per_s <<<"$j")"; add "p99_ft_$c" "$(jqn .latency_us.p99 <<<"$j")"
+    add "scpu_ft_$c" "$(jqn .server_cpu_us_per_op <<<"$j")"
+    j=$(fbj ping --resp --tls --tls-insecure --port "$TDPORT" -c "$c" -d "$PING_SECS" --server-pid "$RTPID")
+    add "ping_rt_$c" "$(jqn .ops_per_s <<<"$j")"; add "p99_rt_$c" "$(jqn .latency_us.p99 <<<"$j")"
+    add "scpu_rt_$c" "$(jqn .server_cpu_us_per_op <<<"$j")"
   done
 }
 
@@ -286,7 +328,7 @@ idles() {
   pid=$!; pids+=("$pid")
   wait_port "$p" "ferryd (idle)"
   j=$(fbj idle --port "$p" -c "$IDLE_CONNS" --server-pid "$pid")
-  add kib 1024; add idle_f "$(jqn .rss_per_conn_bytes <<<"$j")"; add idlefd_f "$(jqn .fds_per_conn <<<"$j")"
+  add kib 1024; add kib4 4096; add idle_f "$(jqn .rss_per_conn_bytes <<<"$j")"; add idlefd_f "$(jqn .fds_per_conn <<<"$j")"
   add idle0_f "$(jqn .rss_before_kib <<<"$j")"; add idlesetup_f "$(jqn .setup_s <<<"$j")"
   add idlepk_f "$(jq -r "(.rss_peak_kib - .rss_before_kib) * 1024 / $IDLE_CONNS" <<<"$j")"
   stop "$pid"
@@ -300,6 +342,28 @@ idles() {
   add idle0_r "$(jqn .rss_before_kib <<<"$j")"; add idlesetup_r "$(jqn .setup_s <<<"$j")"
   add idlepk_r "$(jq -r "(.rss_peak_kib - .rss_before_kib) * 1024 / $IDLE_CONNS" <<<"$j")"
   stop "$pid"
+  # Over TLS: ferryd (TLS sessions, authenticated inside), redis-server TLS-only.
+  p=$(free_port)
+  "$BIN/ferryd" -c /dev/null --foreground --listen "127.0.0.1:$p" --root "$work/root" --keys "$work/keys" \
+    --log-level warn --max-connections $((IDLE_CONNS + 1000)) 2>> "$work/ferryd-idle.log" &
+  pid=$!; pids+=("$pid")
+  wait_port "$p" "ferryd (idle, TLS)"
+  j=$(fbj idle --tls --port "$p" -c "$IDLE_CONNS" --server-pid "$pid")
+  idle_adds ft "$j"
+  stop "$pid"
+  p=$(free_port)
+  redis-server --bind 127.0.0.1 --tls-port "$p" "${REDIS_TLS[@]}" --save '' --appendonly no --daemonize no \
+    --maxclients $((IDLE_CONNS + 1000)) --dir "$work" --logfile "$work/redis-idle-tls.log" &
+  pid=$!; pids+=("$pid")
+  wait_port "$p" "redis-server (idle, TLS)"
+  j=$(fbj idle --resp --tls --tls-insecure --port "$p" -c "$IDLE_CONNS" --server-pid "$pid")
+  idle_adds rt "$j"
+  stop "$pid"
+}
+idle_adds() { # suffix json
+  add "idle_$1" "$(jqn .rss_per_conn_bytes <<<"$2")"; add "idlefd_$1" "$(jqn .fds_per_conn <<<"$2")"
+  add "idle0_$1" "$(jqn .rss_before_kib <<<"$2")"; add "idlesetup_$1" "$(jqn .setup_s <<<"$2")"
+  add "idlepk_$1" "$(jq -r "(.rss_peak_kib - .rss_before_kib) * 1024 / $IDLE_CONNS" <<<"$2")"
 }
 
 # Datagrams, the same client (ferry-bench udp) for all: ferryd's authenticated
@@ -436,7 +500,8 @@ Everything runs over 127.0.0.1. Only the ratios of one run mean anything.
 
 ## Targets
 
-Each the issue's target (issue 6; the UDP row, issue 9), as the ratio of this
+Each the issue's target (issue 6; the UDP row, issue 9; the TLS rows, issue 18,
+with \`--tls\` forced on loopback), as the ratio of this
 run's medians (the status), and the ratio within each round, where the two
 sides ran back to back.
 
@@ -471,6 +536,22 @@ target "idle connection ≤ 1 KiB of daemon RSS each ($(grp "$IDLE_CONNS") open)
   "$(grp "$(med idle_f)") bytes" idle_f kib "<=" 1.0
 target "idle connection: below redis-server's RSS each" \
   "$(grp "$(med idle_f)") vs $(grp "$(med idle_r)") bytes" idle_f idle_r "<=" 1.0
+target "TLS: \`ferry --tls get - > /dev/null\` ≥ 3× scp to /dev/null" \
+  "$(ev '%.2f' "$(med get_tls_null)") vs $(ev '%.2f' "$(med get_scp_null)") s" get_scp_null get_tls_null ">=" 3
+target "TLS: \`ferry --tls get\` (to disk) ≥ 3× scp" \
+  "$(ev '%.2f' "$(med get_tls)") vs $(ev '%.2f' "$(med get_scp)") s" get_scp get_tls ">=" 3
+target "TLS: \`ferry --tls put\` (to disk) ≥ 2.5× scp" \
+  "$(ev '%.2f' "$(med put_tls)") vs $(ev '%.2f' "$(med put_scp)") s" put_scp put_tls ">=" 2.5
+target "TLS: \`ferry --tls run -- true\` cold ≥ 50× faster than cold \`ssh host true\`" \
+  "$(ev '%.1f' "$(med run_tls) * 1000") vs $(ev '%.1f' "$(med run_ssh) * 1000") ms" run_ssh run_tls ">=" 50
+target "TLS: \`ferry --tls run -- true\` cold ≥ 2× faster than ssh with a warm ControlMaster" \
+  "$(ev '%.1f' "$(med run_tls) * 1000") vs $(ev '%.1f' "$(med run_sshcm) * 1000") ms" run_sshcm run_tls ">=" 2
+target "TLS: ping ≥ 0.85× plaintext ferry ping, 50 connections" \
+  "$(grp "$(med ping_ft_50)") vs $(grp "$(med ping_f_50)") req/s" ping_ft_50 ping_f_50 ">=" 0.85
+target "TLS: ping ≥ 1.2× redis-server over TLS, 50 connections" \
+  "$(grp "$(med ping_ft_50)") vs $(grp "$(med ping_rt_50)") req/s" ping_ft_50 ping_rt_50 ">=" 1.2
+target "TLS: idle connection ≤ 4 KiB of daemon RSS each ($(grp "$IDLE_CONNS") open)" \
+  "$(grp "$(med idle_ft)") bytes" idle_ft kib4 "<=" 1.0
 printf '%s\n' "${TARGETS[@]}"
 cat <<EOF
 
@@ -478,7 +559,8 @@ Ratios read as the target does: for transfers, ferry's speed over the peer's
 (the peer's time over ferry's); for exec, ferry's time over the local spawn's;
 for the cold start, ssh's time over ferry's; for ping, ferry's requests/s over
 redis'; for idle memory, ferry's bytes per connection over 1 KiB and over redis';
-for UDP, ferryd's round trip over the bare echo's.
+for UDP, ferryd's round trip over the bare echo's. The TLS rows read the same
+way; the idle TLS row is over 4 KiB.
 
 ## Files: one $MIB MiB file of random bytes, in the page cache
 
@@ -498,11 +580,16 @@ trow get_nc "\`nc\` → \`nc\` > /dev/null"
 trow get_fb_sha "ferry-bench get, sha256 (both ends hash), discarded"
 trow get_cli_null "\`ferry get - > /dev/null\` (sha256)"
 trow get_cli "\`ferry get\` to disk (sha256, \`.part\`, fsync, rename)"
+trow get_fbt_sha "TLS: ferry-bench --tls get, sha256, discarded"
+trow get_tls_null "TLS: \`ferry --tls get - > /dev/null\` (sha256)"
+trow get_tls "TLS: \`ferry --tls get\` to disk (sha256, \`.part\`, fsync, rename)"
+trow get_scp_null "\`scp -O\` get to /dev/null (legacy scp protocol)"
 trow get_scp "\`scp\` get to disk (throwaway sshd)"
 trow get_rsync "\`rsync --whole-file rsync://…\` get to disk"
 trow get_ncf "\`nc\` → \`nc\` > file, to disk"
 trow get_cf "C sendfile(2) sender → C receiver, file, fsync"
 trow put_cli "\`ferry put\` (hash, send, server fsyncs and renames)"
+trow put_tls "TLS: \`ferry --tls put\` (hash, send, server fsyncs and renames)"
 trow put_fb "ferry-bench put --file (sendfile, sha256 checked by the server)"
 trow put_scp "\`scp\` put to disk"
 trow put_rsync "\`rsync --whole-file … rsync://…\` put to disk"
@@ -510,13 +597,14 @@ cat <<EOF
 
 ## Starting a command
 
-The cold rows: a C loop (\`baseline alt\` in benches/baseline.c) runs the four
+The cold rows: a C loop (\`baseline alt\` in benches/baseline.c) runs the five
 commands in turn, each a new process (posix_spawnp + waitpid, stdio on
 /dev/null), 3 warm-up runs and then $COLD_RUNS runs each per round, in
 alternation so that load elsewhere hits them alike; the figure is the median
 over the rounds of each round's median. \`ferry run 127.0.0.1 -- true\` starts
 the client, connects, authenticates and runs \`sh -c true\` (one argument goes
-through the shell, as with ssh). ssh runs \`true\` through root's shell (bash)
+through the shell, as with ssh); \`ferry --tls run\` does the same inside a
+TLS 1.3 handshake keyed by the shared key. ssh runs \`true\` through root's shell (bash)
 with an empty HOME, set by the throwaway sshd, so that root's own ~/.bashrc
 (on this machine it runs \`pyenv init\`, about 200 ms) is not counted against
 ssh. The ControlMaster row reuses one master connection (\`ControlPersist=60\`).
@@ -530,6 +618,7 @@ EOF
 lrow run_ferry "\`ferry run 127.0.0.1 -- true\`, cold" 1000 ms
 lrow run_ssh "\`ssh root@127.0.0.1 true\`, cold" 1000 ms
 lrow run_sshcm "\`ssh\` with a warm ControlMaster" 1000 ms
+lrow run_tls "TLS: \`ferry --tls run 127.0.0.1 -- true\`, cold" 1000 ms
 lrow run_local "local \`/bin/true\`, the same loop" 1000 ms
 lrow exec_p50 "exec on an open connection, p50 (ferry-bench exec -c 1)" 1 µs
 lrow exec_mean "exec on an open connection, mean (1 / executions per s)" 1 µs
@@ -552,6 +641,21 @@ for c in 1 50 1000; do
 done
 cat <<EOF
 
+Over TLS, 50 connections, the same ferry-bench (\`--tls\`): ferry's TLS 1.3
+keyed by the shared key to ferryd; TLS to a second redis-server, TLS-only
+(\`--tls-port\`, a throwaway self-signed P-256 certificate made by openssl,
+not checked by the client: \`--tls-insecure\`). The handshakes happen in the
+warm-up. The plaintext rows are those of the table above.
+
+| server | req/s | (min–max) | p99 | / ferryd plaintext | / redis over TLS | per round, / redis over TLS | server CPU per request |
+|---|---|---|---|---|---|---|---|
+EOF
+for s in "ft:ferryd, TLS" "f:ferryd, plaintext" "rt:redis-server, TLS" "r:redis-server, plaintext"; do
+  k=${s%%:*}_50; read -r m lo hi <<<"$(stat3 "ping_$k")"
+  echo "| ${s#*:} | $(grp "$m") | $(grp "$lo")–$(grp "$hi") | $(us "$(med "p99_$k")") | $(ev '%.2f' "$m / $(med ping_f_50)")× | $(ev '%.2f' "$m / $(med ping_rt_50)")× | $(paired "ping_$k" ping_rt_50 | awk '{printf "%.2f–%.2f×", $1, $2}') | $(ev '%.1f' "$(med "scpu_$k")") µs |"
+done
+cat <<EOF
+
 ## Idle connections: $(grp "$IDLE_CONNS") open, server RSS per connection
 
 A fresh server each round; ferry-bench idle opens the connections (ferry:
@@ -559,11 +663,13 @@ authenticated, one ping each; redis: one \`PING\` each), holds them 10 s
 (servers may free per-connection buffers lazily), and reads the server's VmRSS
 and fd count before and at the end; "peak" is the highest RSS seen while
 holding, over the same count. ferry-bench opens at most 256 connections at once.
+The TLS rows: ferryd's TLS sessions (authenticated inside, one ping each) and a
+TLS-only redis-server (one \`PING\` each), each a fresh server too.
 
 | server | RSS before | bytes of RSS per connection | (min–max) | peak bytes per connection | fds per connection | seconds to open them |
 |---|---|---|---|---|---|---|
 EOF
-for s in f:ferryd r:redis-server; do
+for s in f:ferryd r:redis-server "ft:ferryd, TLS" "rt:redis-server, TLS"; do
   k=${s%%:*}; read -r m lo hi <<<"$(stat3 "idle_$k")"
   echo "| ${s#*:} | $(grp "$(med "idle0_$k")") KiB | $(grp "$m") | $(grp "$lo")–$(grp "$hi") | $(grp "$(med "idlepk_$k")") | $(ev '%.2f' "$(med "idlefd_$k")") | $(ev '%.2f' "$(med "idlesetup_$k")") |"
 done
