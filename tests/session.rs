@@ -123,6 +123,19 @@ fn a_refused_shell_command_is_one_line() {
     assert!(line.contains("allow-list") && line.contains("--argv"), "{line}");
 }
 
+/// Fan-out says the same as a single `run`: a one-word command refused by the
+/// allow-list names `--argv`, and `--argv` then runs it.
+#[test]
+fn a_refused_shell_command_under_fan_out_names_argv() {
+    let d = allow_list();
+    let out = d.ferry().args(["run", "-n", "-H", &d.target(), "--", "echo"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("allow-list") && err.contains("--argv") && err.contains("(not-allowed)"), "{err}");
+    let out = d.ferry().args(["run", "-n", "--argv", "-H", &d.target(), "--", "echo"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn server_named_paths_are_escaped_once_as_ls_b() {
     let d = Daemon::start();

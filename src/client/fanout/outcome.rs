@@ -37,6 +37,15 @@ impl Outcome {
         Outcome::Error(Error::Remote(e.clone()).to_string())
     }
 
+    /// A server's error reply to `run`: a one-word command the exec
+    /// allow-list refused says what to do (`--argv`), as a single `run` does.
+    pub(super) fn run_error(shell: bool, e: &ProtoError) -> Outcome {
+        if shell && e.code == crate::proto::ErrorCode::NotAllowed {
+            return Outcome::Error(format!("{} (not-allowed)", crate::client::argv_refusal(&e.message)));
+        }
+        Outcome::server_error(e)
+    }
+
     /// A client error (from the handshake) as one host's outcome.
     pub(super) fn from_error(e: Error) -> Outcome {
         match e {

@@ -451,6 +451,10 @@ impl Tcp {
                 let m = if e.message.is_empty() { e.code.as_str().to_string() } else { e.message };
                 self.finish(fan, i, Outcome::FileError(m))
             }
+            (Op::Run { command, argv }, Reply::Error(e)) => {
+                let shell = command.len() == 1 && !argv;
+                self.finish(fan, i, Outcome::run_error(shell, &e))
+            }
             (_, Reply::Error(e)) => self.finish(fan, i, Outcome::server_error(&e)),
             _ => {}
         }

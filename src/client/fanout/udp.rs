@@ -152,6 +152,7 @@ impl Udp {
                 None => Outcome::Error("protocol error: a result whose counts do not match its body".into()),
             },
             (Op::Run { .. }, Reply::Error(e)) if e.code == ErrorCode::SpawnFailed => Outcome::SpawnFailed(e.message),
+            (Op::Run { command, argv }, Reply::Error(e)) => Outcome::run_error(command.len() == 1 && !argv, &e),
             (_, Reply::Error(e)) => Outcome::server_error(&e),
             (_, _) => Outcome::Error(format!("protocol error: unexpected {:?} reply", reply.header.kind)),
         };
