@@ -21,6 +21,7 @@
 //!   session and fan-out, in clear or over TLS. Imports `proto`, `keys`,
 //!   `sys`, `term`, `timefmt`, `tls`.
 //! - `config`: every ferryd setting type: defaults, the TOML config file, the flags.
+//! - `cidr`: address blocks, for `plaintext_from`. Imports nothing else of the crate.
 //! - `keys`: finding, creating and loading keys files (permissions checked).
 //! - `paths`: resolving request paths inside the served root.
 //! - `sys`: the wall clock in Unix seconds and the open-files limit.
@@ -35,6 +36,7 @@
 //! The binaries (`src/bin`) are thin: flags in, exit statuses out. ferry-bench
 //! (`src/bin/ferry-bench/`) is a binary of its own, not library API.
 
+pub mod cidr;
 pub mod client;
 pub mod config;
 pub mod keys;
