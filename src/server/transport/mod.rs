@@ -144,6 +144,7 @@ impl<T: Socket> Socket for Transport<T> {
             notified: false,
             shut: false,
             peer_closed: false,
+            dead: false,
         }));
         Ok(())
     }
@@ -197,6 +198,10 @@ pub struct Tls<T> {
     shut: bool,
     /// The peer sent close_notify: reads end once `plain` is read.
     peer_closed: bool,
+    /// rustls failed (or panicked) on this connection: it is never driven
+    /// again. Its record position is then out of step with our buffers, and
+    /// another call indexes past them (found by the sniff fuzz target).
+    dead: bool,
 }
 
 /// Scratch buffers shared by the connections of one reactor thread: records
@@ -293,10 +298,17 @@ impl<T: Socket> Tls<T> {
     ) -> (usize, io::Result<Stop>) {
         // A bug of ours or of rustls on hostile bytes must cost one connection,
         // not the daemon: a panic here becomes an error that closes it.
+        if self.dead {
+            return (0, Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: the connection failed earlier")));
+        }
         let run = std::panic::AssertUnwindSafe(|| self.drive_records(input, out, got, app, close));
-        std::panic::catch_unwind(run).unwrap_or_else(|_| {
+        let r = std::panic::catch_unwind(run).unwrap_or_else(|_| {
             (0, Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: internal error (panic) on this connection")))
-        })
+        });
+        if matches!(&r.1, Err(e) if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)) {
+            self.dead = true;
+        }
+        r
     }
 
     fn drive_records(
@@ -470,7 +482,13 @@ impl<T: Socket> Tls<T> {
                     match self.inner.read(&mut sc[held..held + READ_ROOM]) {
                         // The peer closed TCP (without close_notify: an end
                         // like any other; an unfinished frame is never served).
-                        Ok(0) => return Ok(0),
+                        // The held record stays: rustls counts it as seen, and
+                        // a close drives it again (dropping it made rustls index
+                        // past an empty buffer; found by the sniff fuzz target).
+                        Ok(0) => {
+                            self.incoming = sc[..held].to_vec();
+                            return Ok(0);
+                        }
                         Ok(n) => len += n,
                         Err(e) => {
                             self.incoming = sc[..held].to_vec();
