@@ -345,6 +345,7 @@ impl Session {
             mode: mode_field(&h).unwrap_or(0),
             mtime: h.fields.get("mtime").and_then(Value::as_i64).unwrap_or(0),
             name_hex: None,
+            target: None,
         };
         let mut fields = h.fields;
         for k in ["type", "size", "id"] {

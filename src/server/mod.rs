@@ -153,6 +153,7 @@ macro_rules! ctx {
             children: &mut $s.children,
             waiters: &mut $s.waiters,
             scratch: &mut $s.scratch,
+            upload_used: 0,
         }
     };
 }

@@ -118,6 +118,7 @@ impl Harness {
             children: &mut self.children,
             waiters: &mut self.waiters,
             scratch: &mut self.scratch,
+            upload_used: 0,
         }
     }
 

@@ -77,6 +77,8 @@ pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str,
         "get" => "get",
         "put" => "put",
         "list" => "list",
+        "mkdir" => "mkdir",
+        "symlink" => "symlink",
         "stat" => "stat",
         "auth" => "auth",
         "data" => "data",
@@ -107,7 +109,12 @@ pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str,
             }
         },
         Ok(Request::Get(msg::Get { path, .. }) | Request::Put(msg::Put { path, .. }))
-        | Ok(Request::List(msg::PathReq { path }) | Request::Stat(msg::PathReq { path })) => {
+        | Ok(Request::List(msg::PathReq { path }) | Request::Stat(msg::PathReq { path }))
+        | Ok(Request::ListTree(msg::PathReq { path })) => {
+            detail.push_str(" path=");
+            quote_into(&mut detail, path);
+        }
+        Ok(Request::Mkdir(crate::proto::tree::Mkdir { path, .. }) | Request::Symlink(crate::proto::tree::Symlink { path, .. })) => {
             detail.push_str(" path=");
             quote_into(&mut detail, path);
         }
