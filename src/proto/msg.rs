@@ -762,7 +762,7 @@ mod tests {
             req(r#"{"type":"list","path":"d","recursive":true}"#),
             Ok(Request::ListTree(PathReq { path: "d".into() }))
         );
-        assert_eq!(req(r#"{"type":"mkdir","path":"d","mode":4095}"#).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(req(r#"{"type":"mkdir","path":"d","mode":4096}"#).unwrap_err().code, ErrorCode::BadRequest);
         assert_eq!(req(r#"{"type":"put","path":"x","stream":true,"tree":"t"}"#).unwrap_err().code, ErrorCode::BadRequest);
         assert_eq!(req(r#"{"type":"list"}"#), Ok(Request::List(PathReq { path: ".".into() })));
         assert_eq!(req(r#"{"type":"stat","path":"f"}"#), Ok(Request::Stat(PathReq { path: "f".into() })));
