@@ -159,9 +159,12 @@ enum Cmd {
     /// Fetch a remote file (to LOCAL.part, checked, then renamed)
     #[command(override_usage = "ferry get [OPTIONS] HOST[:PORT] REMOTE [LOCAL]\n       ferry get [OPTIONS] -H HOSTS | --hostfile FILE REMOTE [DIR]")]
     Get {
-        /// Resume from the size of an existing LOCAL.part
+        /// Resume from the size of an existing LOCAL.part (with -r: skip complete files, resume .part ones)
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        /// A directory and everything in it (one connection, pipelined); where it lands follows scp -r
+        #[arg(short = 'r', long = "recursive")]
+        recursive: bool,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give REMOTE [LOCAL] only)
@@ -177,6 +180,12 @@ enum Cmd {
     /// Send a file (checked by the server, replaced atomically)
     #[command(override_usage = "ferry put [OPTIONS] HOST[:PORT] LOCAL [REMOTE]\n       ferry put [OPTIONS] -H HOSTS | --hostfile FILE LOCAL [REMOTE]")]
     Put {
+        /// A directory and everything in it (one connection, pipelined); where it lands follows scp -r
+        #[arg(short = 'r', long = "recursive")]
+        recursive: bool,
+        /// With -r: skip the files the server already has whole (same size and digest)
+        #[arg(short = 'c', long = "continue", requires = "recursive")]
+        resume: bool,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give LOCAL [REMOTE] only)
@@ -194,6 +203,9 @@ enum Cmd {
         /// Print the server's listing as a JSON array
         #[arg(long = "json")]
         json: bool,
+        /// Everything under PATH, named by its path under it
+        #[arg(short = 'R', long = "recursive")]
+        recursive: bool,
         /// The server
         #[arg(value_name = "HOST[:PORT]")]
         host: String,
@@ -272,67 +284,9 @@ fn subcommands() -> Vec<String> {
     Cli::command().get_subcommands().map(|s| s.get_name().to_string()).collect()
 }
 
-/// Options before the subcommand that take a value (the next word).
-const GLOBAL_VALUED: [&str; 7] = ["-k", "--keys", "-i", "--key-id", "-w", "--timeout", "--encoding"];
-
-/// Edit distance with adjacent transpositions (`rnu` is 1 from `run`).
-fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
-}
-
-/// A first word that cannot be the session's HOST: it is not a subcommand,
-/// and the word after it is not a PORT (the session takes `HOST [PORT]`,
-/// so `ferry rnu 127.0.0.1:7075` or `ferry stats h x` meant a subcommand).
-/// A word with `:`, `.`, `[` or `/` in it reads as a host, never as a typo.
+/// A first word that is no subcommand and no HOST (see `client::typo`).
 fn unknown_subcommand(args: &[String]) -> Option<String> {
-    let mut words = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--" {
-            words.extend(it.by_ref().cloned());
-            break;
-        }
-        if GLOBAL_VALUED.contains(&a.as_str()) {
-            it.next();
-        } else if !a.starts_with('-') || a == "-" {
-            words.push(a.clone());
-        }
-    }
-    let (first, next) = (words.first()?, words.get(1)?);
-    let names = subcommands();
-    if first == "help" || names.contains(first) || names.contains(next) || first.contains([':', '.', '[', '/']) {
-        return None;
-    }
-    if !next.is_empty() && next.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let near = names
-        .iter()
-        .map(|s| (distance(first, s), s.as_str()))
-        .filter(|(d, s)| *d <= if s.len() <= 3 { 1 } else { 2 })
-        .min();
-    let hint = match near {
-        Some((_, s)) => format!(" (did you mean {s}?)"),
-        None => format!(" (subcommands: {}; a session takes HOST [PORT])", names.join(", ")),
-    };
-    Some(format!("unknown subcommand \"{first}\"{hint}"))
+    ferry::client::typo::unknown_subcommand(args, &subcommands())
 }
 
 /// An argument that is not UTF-8, named (escaped) with why it cannot be sent.
@@ -483,7 +437,9 @@ fn real_main(cli: Cli) -> i32 {
     };
     // Command lines that cannot work fail before the keys file is read.
     let late = match &cli.cmd {
-        Some(Cmd::Get { remote: Some(r), local, resume, .. }) => transfer::get_usage(r, local.as_deref(), *resume),
+        Some(Cmd::Get { remote: Some(r), local, resume, recursive: false, .. }) => transfer::get_usage(r, local.as_deref(), *resume),
+        Some(Cmd::Put { local: Some(l), recursive: true, .. }) if l == "-" => Some("put -r sends a directory, not stdin".into()),
+        Some(Cmd::Get { local: Some(l), recursive: true, .. }) if l == "-" => Some("get -r writes a directory, not stdout".into()),
         Some(Cmd::Put { local: Some(l), remote: None, .. }) if l == "-" => Some("put from stdin (-) needs REMOTE".into()),
         _ => None,
     };
@@ -509,6 +465,12 @@ fn real_main(cli: Cli) -> i32 {
                 2
             }
         },
+        Some(Cmd::Get { resume, remote: Some(remote), local, recursive: true, .. }) => {
+            transfer::get_tree(&target, &key, &opts, ui, &remote, local.as_deref(), resume)
+        }
+        Some(Cmd::Put { local: Some(local), remote, recursive: true, resume, .. }) => {
+            transfer::put_tree(&target, &key, &opts, ui, &local, remote.as_deref(), resume)
+        }
         Some(Cmd::Get { resume, remote: Some(remote), local, .. }) => {
             transfer::get(&target, &key, &opts, ui, &remote, local.as_deref(), resume)
         }
@@ -516,6 +478,7 @@ fn real_main(cli: Cli) -> i32 {
             transfer::put(&target, &key, &opts, ui, &local, remote.as_deref())
         }
         Some(Cmd::Get { .. } | Cmd::Put { .. }) => unreachable!("checked above"),
+        Some(Cmd::Ls { json, path, recursive: true, .. }) => transfer::ls_tree(&target, &key, &opts, &path, json),
         Some(Cmd::Ls { json, path, .. }) => transfer::ls(&target, &key, &opts, &path, json),
         Some(Cmd::Stat { json, path, .. }) => transfer::stat(&target, &key, &opts, &path, json),
         Some(Cmd::Keygen { .. } | Cmd::ExportTls { .. }) => unreachable!("handled above"),

@@ -43,6 +43,8 @@ pub mod format;
 pub mod stream;
 pub mod target;
 pub mod transfer;
+pub mod tree;
+pub mod typo;
 pub mod transport;
 pub mod udp;
 
@@ -262,6 +264,12 @@ impl Writer {
             }
         }
         Ok(sent)
+    }
+
+    /// Sends frames already encoded (`encode_frame`), in one write: a tree
+    /// batches its small files' puts.
+    pub fn send_encoded(&self, frames: &[u8]) -> io::Result<()> {
+        self.lock().write_all(frames)
     }
 
     /// Sends one already encoded frame.
