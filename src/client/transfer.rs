@@ -527,8 +527,8 @@ fn tree_line(s: &mut Session, ui: &Ui, words: &[&str]) -> Option<Result<(), Fail
     let rest = &words[1 + words.iter().skip(1).take_while(|w| w.starts_with('-') && w.len() > 1).count()..];
     let (first, known) = (words[0], flags.chars().all(|c| "rcR".contains(c)));
     Some(match (first, rest) {
-        ("ls", [path]) if flags == "R" => run_ls_tree(s, path),
-        ("ls", []) if flags == "R" => run_ls_tree(s, "."),
+        ("ls", [path]) if flags == "R" => run_ls_tree(s, path, false),
+        ("ls", []) if flags == "R" => run_ls_tree(s, ".", false),
         ("get" | "put", _) if !flags.contains('r') => return None,
         ("get", [remote, local @ ..]) if known && local.len() <= 1 => {
             run_get_tree(s, ui, remote, local.first().copied(), flags.contains('c'), OnLocalError::Drain)
@@ -543,12 +543,16 @@ fn tree_line(s: &mut Session, ui: &Ui, words: &[&str]) -> Option<Result<(), Fail
 }
 
 /// `ls -R`: every entry under PATH, named by its path under it.
-fn run_ls_tree(s: &mut Session, path: &str) -> Result<(), Failure> {
-    s.send(crate::proto::tree::list_recursive(path), &[]).map_err(|e| Failure::from_error(e, &"stdout"))?;
-    let h = s.recv_header().map_err(|e| Failure::from_error(e, &"stdout"))?;
-    let body = s.read_body(h.size).map_err(|e| Failure::from_error(e, &"stdout"))?;
+fn run_ls_tree(s: &mut Session, path: &str, json: bool) -> Result<(), Failure> {
+    let fail = |e| Failure::from_error(e, &"stdout");
+    s.send(crate::proto::tree::list_recursive(path), &[]).map_err(fail)?;
+    let h = s.recv_header().map_err(fail)?;
+    let body = s.read_body(h.size).map_err(fail)?;
     if let crate::proto::msg::Reply::Error(e) = crate::proto::msg::Reply::from_header(&h) {
-        return Err(Failure::from_error(Error::Remote(e), &"stdout"));
+        return Err(fail(Error::Remote(e)));
+    }
+    if json {
+        return print(&[body.as_slice(), b"\n"].concat());
     }
     let entries: Vec<Entry> = serde_json::from_slice(&body).map_err(|e| Failure::Ferry(Error::Protocol(format!("listing body: {e}"))))?;
     print(format::table(&entries).as_bytes())
@@ -556,18 +560,7 @@ fn run_ls_tree(s: &mut Session, path: &str) -> Result<(), Failure> {
 
 /// `ferry ls -R HOST [PATH]`.
 pub fn ls_tree(target: &Target, key: &Key, opts: &Options, path: &str, json: bool) -> i32 {
-    if json {
-        return with_session(target, key, opts, |s| {
-            s.send(crate::proto::tree::list_recursive(path), &[]).map_err(|e| Failure::from_error(e, &"stdout"))?;
-            let h = s.recv_header().map_err(|e| Failure::from_error(e, &"stdout"))?;
-            let body = s.read_body(h.size).map_err(|e| Failure::from_error(e, &"stdout"))?;
-            if let crate::proto::msg::Reply::Error(e) = crate::proto::msg::Reply::from_header(&h) {
-                return Err(Failure::from_error(Error::Remote(e), &"stdout"));
-            }
-            print(&[body.as_slice(), b"\n"].concat())
-        });
-    }
-    with_session(target, key, opts, |s| run_ls_tree(s, path))
+    with_session(target, key, opts, |s| run_ls_tree(s, path, json))
 }
 
 fn print(bytes: &[u8]) -> Result<(), Failure> {
