@@ -22,6 +22,11 @@ pub struct Mkdir {
     pub path: String,
     pub mode: Option<u32>,
     pub mtime: Option<i64>,
+    /// The tree's last request: sync the file system (`syncfs`) before the
+    /// answer, which makes the tree's files durable (they are renamed into
+    /// place without an fsync each).
+    #[serde(default)]
+    pub sync: bool,
 }
 
 /// The `symlink` request: a link at `path` to `target`, replacing a file or
@@ -66,8 +71,11 @@ fn request(kind: &str, path: &str) -> Map<String, Value> {
 }
 
 /// `{"type":"mkdir","path":...,"mode":...,"mtime":...}`.
-pub fn mkdir(path: &str, mode: Option<u32>, mtime: Option<i64>) -> Map<String, Value> {
+pub fn mkdir(path: &str, mode: Option<u32>, mtime: Option<i64>, sync: bool) -> Map<String, Value> {
     let mut m = request("mkdir", path);
+    if sync {
+        m.insert("sync".into(), json!(true));
+    }
     if let Some(mode) = mode {
         m.insert("mode".into(), json!(mode));
     }
@@ -139,8 +147,8 @@ mod tests {
 
     #[test]
     fn builders_spell_the_wire_words() {
-        let m = mkdir("d", Some(0o755), Some(7));
-        assert_eq!(Value::Object(m), json!({"type":"mkdir","path":"d","mode":0o755,"mtime":7}));
+        let m = mkdir("d", Some(0o755), Some(7), true);
+        assert_eq!(Value::Object(m), json!({"type":"mkdir","path":"d","sync":true,"mode":0o755,"mtime":7}));
         assert_eq!(Value::Object(symlink("l", "t")), json!({"type":"symlink","path":"l","target":"t"}));
         assert_eq!(Value::Object(list_recursive(".")), json!({"type":"list","path":".","recursive":true}));
         assert_eq!(Value::Object(made("d", "dir", Some(&json!(3)))), json!({"type":"ok","id":3,"path":"d","kind":"dir"}));

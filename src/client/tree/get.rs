@@ -139,7 +139,7 @@ fn receive(s: &mut Session, p: &mut Progress, remote: &str, dest: &Path, f: &Fet
         p.fail(&f.rel, &format!("digest mismatch: the received file has sha256 {ours}, not the server's; removed"));
         return Ok(None);
     }
-    match part.finish(&here, info.mode, info.mtime) {
+    match part.finish_with(&here, info.mode, info.mtime, false) {
         Ok(()) => p.entry_done(true),
         Err(e) => p.fail(&f.rel, &io_text(&e)),
     }
@@ -216,7 +216,7 @@ pub fn run(s: &mut Session, progress: bool, remote: &str, local: Option<&str>, r
             Err(err) => p.fail(&e.name, &io_text(&err)),
         }
     }
-    if let Err(err) = local::finish_dir(&dest, top.mode, top.mtime) {
+    if let Err(err) = local::finish_dir(&dest, top.mode, top.mtime).and_then(|()| local::sync_fs(&dest)) {
         p.fail(&dest.display().to_string(), &io_text(&err));
     }
     Ok(p.finish())

@@ -125,6 +125,13 @@ pub fn finish_dir(p: &Path, mode: u32, mtime: i64) -> io::Result<()> {
     f.set_modified(when(mtime))
 }
 
+/// Syncs the file system `p` is on (`syncfs(2)`): the files of a tree are
+/// renamed into place without an fsync each, and made durable here once.
+pub fn sync_fs(p: &Path) -> io::Result<()> {
+    let f = fs::File::open(p)?;
+    rustix::fs::syncfs(&f).map_err(io::Error::from)
+}
+
 /// Makes a link at `p` to `target`, replacing a file or link there (never a
 /// directory): made under a temporary name, then renamed into place.
 pub fn make_link(p: &Path, target: &str) -> io::Result<()> {

@@ -244,7 +244,7 @@ pub fn run(s: &mut Session, progress: bool, local: &str, remote: Option<&str>, r
     // mtime are set once nothing more is written into it.
     for e in entries.iter().rev() {
         if let What::Dir { mode, mtime } = e.what {
-            encode_frame(&mut pipe.batch, wire::mkdir(&remote_join(&dest, &e.rel), Some(mode & 0o777), Some(mtime)), &[]);
+            encode_frame(&mut pipe.batch, wire::mkdir(&remote_join(&dest, &e.rel), Some(mode & 0o777), Some(mtime), false), &[]);
             pipe.sent(s, &mut p, &e.rel, false)?;
         }
     }
@@ -252,7 +252,7 @@ pub fn run(s: &mut Session, progress: bool, local: &str, remote: Option<&str>, r
         use std::os::unix::fs::MetadataExt;
         (top.mode() & 0o777, top.mtime())
     };
-    encode_frame(&mut pipe.batch, wire::mkdir(&dest, Some(mode), Some(mtime)), &[]);
+    encode_frame(&mut pipe.batch, wire::mkdir(&dest, Some(mode), Some(mtime), true), &[]);
     pipe.sent(s, &mut p, &dest, false)?;
     while !pipe.pending.is_empty() {
         pipe.take(s, &mut p)?;

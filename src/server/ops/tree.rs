@@ -62,6 +62,9 @@ pub fn mkdir(req: &Mkdir, id: Option<&Value>, ctx: &Ctx) -> Result<Map<String, V
     if let Some(t) = req.mtime {
         set_mtime(&fd, t).map_err(|e| p.error(e))?;
     }
+    if req.sync {
+        rustix::fs::syncfs(&fd).map_err(|e| p.error(e))?;
+    }
     Ok(tree::made(&req.path, "dir", id))
 }
 
