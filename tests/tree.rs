@@ -372,3 +372,28 @@ fn the_session_takes_tree_lines() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains(" a/b/c/deep.bin\n") && stdout.ends_with("done\n"), "{stdout}");
 }
+
+#[test]
+fn fan_out_puts_a_tree_to_every_host_and_gets_each_into_dir_host() {
+    let a = Daemon::start_on("127.0.0.2:0", None, &[]);
+    let b = Daemon::start_on("127.0.0.3:0", Some(&a), &[]);
+    let here = tempfile::tempdir().unwrap();
+    make_tree(&here.path().join("tree"), 200_000);
+    let all = format!("{},{}", a.target(), b.target());
+    let out = ferry_in(&a, here.path(), &["put", "-r", "-H", &all, "tree", "dst"]);
+    assert_status(&out, 0);
+    diff_r(&here.path().join("tree"), &a.path("dst"));
+    diff_r(&here.path().join("tree"), &b.path("dst"));
+    // Again: `dst` exists now, so the tree goes in as dst/tree. One host
+    // refuses one file: its line names the host and the path.
+    fs::create_dir_all(b.path("dst/tree/zero/occupied")).unwrap();
+    let out = ferry_in(&a, here.path(), &["put", "-r", "-H", &all, "tree", "dst"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{}: zero: ", b.target())) && !err.contains(&format!("{}: zero", a.target())), "{err}");
+    fs::create_dir(here.path().join("got")).unwrap();
+    let out = ferry_in(&a, here.path(), &["get", "-r", "-H", &all, "dst", "got"]);
+    assert_status(&out, 0);
+    diff_r(&a.path("dst"), &here.path().join(format!("got/{}/dst", a.target())));
+    diff_r(&b.path("dst"), &here.path().join(format!("got/{}/dst", b.target())));
+}

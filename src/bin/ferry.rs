@@ -6,6 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use ferry::client::fanout::{self, hosts};
+use ferry::client::tree::fan::Way;
 use ferry::client::{cli, encoding, exit, transfer, transport, udp, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -552,6 +553,29 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     } else {
         fanout::Mode::Stream
     };
+    let way = match &cli.cmd {
+        Some(Cmd::Get { recursive: true, host, remote, local, .. }) => match [host, remote, local].into_iter().flatten().collect::<Vec<_>>()[..] {
+            [r] => Some(Way::Get { remote: r.clone(), dir: PathBuf::from(".") }),
+            [r, l] if l != "-" => Some(Way::Get { remote: r.clone(), dir: PathBuf::from(l) }),
+            _ => return usage("get -r -H HOSTS takes REMOTE [DIR]: each host's tree goes into DIR/HOST/"),
+        },
+        Some(Cmd::Put { recursive: true, host, local, remote, .. }) => match [host, local, remote].into_iter().flatten().collect::<Vec<_>>()[..] {
+            [l] if l != "-" => Some(Way::Put { local: l.clone(), remote: None }),
+            [l, r] if l != "-" => Some(Way::Put { local: l.clone(), remote: Some(r.clone()) }),
+            _ => return usage("put -r -H HOSTS takes LOCAL [REMOTE] (a directory)"),
+        },
+        _ => None,
+    };
+    if let Some(way) = way {
+        let resume = matches!(cli.cmd, Some(Cmd::Get { resume: true, .. } | Cmd::Put { resume: true, .. }));
+        if fleet.json {
+            return usage("--json does not apply to -r");
+        }
+        return match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
+            Ok(key) => ferry::client::tree::fan::run(&hosts, &way, resume, fleet.fanout, &key, opts),
+            Err(e) => exit::fail(e),
+        };
+    }
     let mut encoding = None;
     let op = match &cli.cmd {
         Some(Cmd::Run { host, command, encoding: label, udp, argv, .. }) => {

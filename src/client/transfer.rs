@@ -497,7 +497,7 @@ fn tree_status(r: Result<Outcome, TreeError>) -> Result<(), Failure> {
 
 /// `get -r`: a directory as a tree, a file as a single get.
 fn run_get_tree(s: &mut Session, ui: &Ui, remote: &str, local: Option<&str>, resume: bool, on_local: OnLocalError) -> Result<(), Failure> {
-    match tree::get::run(s, ui.progress, remote, local, resume) {
+    match tree::get::run(s, tree::Show { progress: ui.progress, host: None }, remote, local, resume) {
         Err(TreeError::NotADirectory) => run_get(s, ui, remote, &get_dest(remote, local)?, resume, on_local),
         r => tree_status(r),
     }
@@ -505,7 +505,7 @@ fn run_get_tree(s: &mut Session, ui: &Ui, remote: &str, local: Option<&str>, res
 
 /// `put -r`: a directory as a tree, a file as a single put.
 fn run_put_tree(s: &mut Session, ui: &Ui, local: &str, remote: Option<&str>, resume: bool) -> Result<(), Failure> {
-    match tree::put::run(s, ui.progress, local, remote, resume) {
+    match tree::put::run(s, tree::Show { progress: ui.progress, host: None }, local, remote, resume) {
         Err(TreeError::NotADirectory) => run_put(s, ui, local, remote),
         r => tree_status(r),
     }

@@ -12,7 +12,7 @@
 //! a `.part` is resumed from where it ends.
 
 use super::local::{self, is_plain, under};
-use super::{basename, remote_join, remote_text, Outcome, Progress, TreeError, WINDOW};
+use super::{basename, remote_join, remote_text, Outcome, Progress, Show, TreeError, WINDOW};
 use crate::client::files::OnLocalError;
 use crate::client::finish::{part_path, Part};
 use crate::client::{io_text, Error, Session};
@@ -164,7 +164,7 @@ fn fetch_all(s: &mut Session, p: &mut Progress, remote: &str, dest: &Path, todo:
 
 /// `get -r`: the directory `remote` here. `TreeError::NotADirectory` when
 /// it is not one (the caller then gets it as a file).
-pub fn run(s: &mut Session, progress: bool, remote: &str, local: Option<&str>, resume: bool) -> Result<Outcome, TreeError> {
+pub fn run(s: &mut Session, show: Show<'_>, remote: &str, local: Option<&str>, resume: bool) -> Result<Outcome, TreeError> {
     let top = s.stat(remote)?;
     if top.kind != Kind::Dir {
         return Err(TreeError::NotADirectory);
@@ -173,7 +173,7 @@ pub fn run(s: &mut Session, progress: bool, remote: &str, local: Option<&str>, r
     let entries = listing(s, remote)?;
     let (files, bytes) =
         entries.iter().filter(|e| e.kind == Kind::File).fold((0, 0), |(n, b), e| (n + 1, b + e.file_size));
-    let mut p = Progress::new(progress, &dest.display().to_string(), files, bytes);
+    let mut p = Progress::new(show, &dest.display().to_string(), files, bytes);
     local::make_dir(&dest).map_err(|e| TreeError::Failed(format!("{}: {}", dest.display(), io_text(&e))))?;
     let mut todo = Vec::new();
     let mut dirs = Vec::new();

@@ -15,6 +15,7 @@
 //! share: where a tree lands is theirs, the reply reading, the one progress
 //! bar and the failure lines are here.
 
+pub mod fan;
 pub mod get;
 pub mod local;
 pub mod put;
@@ -83,9 +84,18 @@ pub fn reply(s: &mut Session) -> Result<Result<Header, ProtoError>, Error> {
     }
 }
 
+/// How a tree talks to the user: a progress bar or not, and with `-H`
+/// the host its failure lines are prefixed with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Show<'a> {
+    pub progress: bool,
+    pub host: Option<&'a str>,
+}
+
 /// The one progress bar of a tree (files and bytes), and the failure lines.
 pub struct Progress {
     bar: ProgressBar,
+    host: Option<String>,
     files: u64,
     done: u64,
     pub outcome: Outcome,
@@ -93,8 +103,8 @@ pub struct Progress {
 
 impl Progress {
     /// A bar for `files` files of `bytes` bytes in all, shown when `show`.
-    pub fn new(show: bool, name: &str, files: u64, bytes: u64) -> Progress {
-        let bar = if show {
+    pub fn new(show: Show<'_>, name: &str, files: u64, bytes: u64) -> Progress {
+        let bar = if show.progress {
             let style = ProgressStyle::with_template(
                 "{prefix} {msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
             )
@@ -106,7 +116,7 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
-        let p = Progress { bar, files, done: 0, outcome: Outcome::default() };
+        let p = Progress { bar, host: show.host.map(str::to_string), files, done: 0, outcome: Outcome::default() };
         p.show_count();
         p
     }
@@ -146,7 +156,10 @@ impl Progress {
     pub fn fail(&mut self, path: &str, why: &str) {
         self.outcome.entries += 1;
         self.outcome.failed += 1;
-        let line = format!("{}: {why}", crate::term::escape(path));
+        let line = match &self.host {
+            Some(h) => format!("{h}: {}: {why}", crate::term::escape(path)),
+            None => format!("{}: {why}", crate::term::escape(path)),
+        };
         self.bar.suspend(|| exit::say(line));
     }
 

@@ -9,7 +9,7 @@
 //! sends no body, only the digest): a complete file is skipped.
 
 use super::local::{self, Local, What};
-use super::{basename, remote_join, remote_text, reply, Outcome, Progress, TreeError, WINDOW};
+use super::{basename, remote_join, remote_text, reply, Outcome, Progress, Show, TreeError, WINDOW};
 use crate::client::files::OnLocalError;
 use crate::client::finish::hash_reader;
 use crate::client::{io_text, Error, Session};
@@ -208,7 +208,7 @@ fn reply_body(s: &mut Session) -> Result<Result<Vec<u8>, crate::proto::ProtoErro
 }
 
 /// `put -r`: the tree at `local` (a directory) to the server.
-pub fn run(s: &mut Session, progress: bool, local: &str, remote: Option<&str>, resume: bool) -> Result<Outcome, TreeError> {
+pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, resume: bool) -> Result<Outcome, TreeError> {
     let root = Path::new(local);
     let top = std::fs::metadata(root).map_err(|e| TreeError::Failed(format!("{local}: {}", io_text(&e))))?;
     if !top.is_dir() {
@@ -220,7 +220,7 @@ pub fn run(s: &mut Session, progress: bool, local: &str, remote: Option<&str>, r
         What::File { size, .. } => (n + 1, b + size),
         _ => (n, b),
     });
-    let mut p = Progress::new(progress, &dest, files, bytes);
+    let mut p = Progress::new(show, &dest, files, bytes);
     for (rel, why) in &bad {
         p.fail(rel, why);
     }
