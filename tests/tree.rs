@@ -183,6 +183,16 @@ fn links_out_of_the_root_are_refused_as_bad_path_and_the_rest_arrives_with_statu
     assert!(err.contains("planted: bad-path") && err.contains("sub/up3: bad-path"), "{err}");
     assert_eq!(fs::read(here.path().join("copy/sub/keep")).unwrap(), b"kept");
     assert!(fs::symlink_metadata(here.path().join("copy/planted")).is_err());
+
+    // A link here where a directory of the tree goes is not written through.
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::create_dir_all(here.path().join("copy2/tree")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), here.path().join("copy2/tree/sub")).unwrap();
+    let out = ferry_in(&d, here.path(), &["get", "-r", &t, "tree", "copy2"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.contains("ferry: sub: ") && err.contains("sub/keep: skipped"), "{err}");
+    assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0, "nothing written through the link");
 }
 
 #[test]

@@ -178,7 +178,15 @@ pub fn run(s: &mut Session, show: Show<'_>, remote: &str, local: Option<&str>, r
     let mut todo = Vec::new();
     let mut dirs = Vec::new();
     let mut links = Vec::new();
+    // Nothing is written under a directory that could not be made (a link
+    // or a file in its place is never written through).
+    let mut unmade: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for e in &entries {
+        let under_unmade = e.name.match_indices('/').any(|(i, _)| unmade.contains(&e.name[..i]));
+        if under_unmade {
+            p.fail(&e.name, "skipped: its directory could not be made");
+            continue;
+        }
         if e.name_hex.is_some() {
             p.fail(&e.name, "the name is not UTF-8: it cannot be asked for");
             continue;
@@ -190,7 +198,10 @@ pub fn run(s: &mut Session, show: Show<'_>, remote: &str, local: Option<&str>, r
         match e.kind {
             Kind::Dir => match local::make_dir(&under(&dest, &e.name)) {
                 Ok(()) => dirs.push(e),
-                Err(err) => p.fail(&e.name, &io_text(&err)),
+                Err(err) => {
+                    unmade.insert(&e.name);
+                    p.fail(&e.name, &io_text(&err));
+                }
             },
             Kind::File => todo.push(plan(&dest, e, resume)),
             Kind::Link => links.push(e),
