@@ -630,8 +630,8 @@ pub enum Line {
 const GET_USAGE: &str = "usage: get [-r] [-c] REMOTE [LOCAL]";
 const PUT_USAGE: &str = "usage: put [-r [-c]] LOCAL [REMOTE]";
 
-/// Runs a session line if it is a file command: `get [-c] REMOTE [LOCAL]`,
-/// `put LOCAL [REMOTE]`, or `ls` with no word or one not starting with `-`
+/// Runs a session line if it is a file command: `get [-r] [-c] REMOTE [LOCAL]`,
+/// `put [-r [-c]] LOCAL [REMOTE]`, `ls -R [PATH]`, or `ls` with no word or one not starting with `-`
 /// (so `ls -la` stays a shell command). Words split with shell quoting
 /// (`get "a file.txt"`); a `get` or `put` with the wrong words gets its
 /// usage (status 2). `cancelled` is set by Ctrl-C, which shuts the socket

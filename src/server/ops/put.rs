@@ -1,6 +1,8 @@
 //! The `put` operation: a body written to a temporary file beside the target,
 //! fsynced, checked against the client's digest, and renamed over the target
 //! (then the directory is fsynced). Readers see the old file or the new one.
+//! A put of a tree (`tree` set) is renamed without those two fsyncs: the
+//! tree's last `mkdir` syncs the file system once (`ops::tree`).
 //!
 //! The body comes either as the `put` frame's own body (sized put) or as
 //! `data` frames ended by an empty one (streaming put); the connection feeds
