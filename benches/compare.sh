@@ -62,7 +62,7 @@ log() { printf '[%5.0fs] %s\n' "$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN
 
 # ---------------------------------------------------------------- packages
 need_commands redis-server:redis-server nc:netcat-openbsd sshd:openssh-server ssh:openssh-client \
-              scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 jq:jq openssl:openssl
+              scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 jq:jq openssl:openssl python3:python3
 case "$(nc -h 2>&1 || true)" in *-N*) ;; *) need+=(netcat-openbsd);; esac
 install_needed
 
