@@ -32,6 +32,7 @@ pub mod transport;
 pub mod ops;
 #[doc(hidden)]
 pub mod testing;
+pub mod spawn;
 pub mod token;
 pub mod udp;
 
