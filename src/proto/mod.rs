@@ -13,6 +13,7 @@ pub mod auth;
 pub mod datagram;
 pub mod frame;
 pub mod handshake;
+pub mod lean;
 pub mod msg;
 pub mod sealed;
 pub mod sniff;

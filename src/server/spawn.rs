@@ -212,8 +212,9 @@ fn signals_to_reset() -> Vec<libc::c_int> {
     out
 }
 
-/// True when the kernel gives pidfds (and the tests did not turn them off).
-fn pidfds_available() -> bool {
+/// True when the kernel gives pidfds (and the tests did not turn them off
+/// with `FERRYD_TEST_NO_PIDFD`).
+pub fn pidfds_available() -> bool {
     if std::env::var_os(NO_PIDFD_ENV).is_some() {
         return false;
     }
@@ -276,9 +277,10 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    /// Prepares the environment (`exec.env_clear`: `env_clear`). Make it after
+    /// Prepares the environment (`exec.env_clear`: `env_clear`); `pidfd`:
+    /// whether children come with a pidfd (`pidfds_available`). Make it after
     /// the daemon's signal handlers are installed.
-    pub fn new(env_clear: bool) -> io::Result<Spawner> {
+    pub fn new(env_clear: bool, pidfd: bool) -> io::Result<Spawner> {
         let open = |flags| -> io::Result<OwnedFd> {
             // SAFETY: open(2) of a constant path; the result is checked.
             let fd = unsafe { libc::open(c"/dev/null".as_ptr(), flags | libc::O_CLOEXEC) };
@@ -295,7 +297,7 @@ impl Spawner {
             null_out: open(libc::O_WRONLY)?,
             stack: Stack::new()?,
             reset: signals_to_reset(),
-            pidfd: pidfds_available(),
+            pidfd,
         })
     }
 
@@ -639,7 +641,7 @@ mod tests {
 
     #[test]
     fn a_child_gets_its_pipes_blocking_and_its_exit_status_comes_back() {
-        let sp = Spawner::new(false).unwrap();
+        let sp = Spawner::new(false, pidfds_available()).unwrap();
         let script = "cat; echo err >&2; for fd in 0 1 2; do grep ^flags /proc/self/fdinfo/$fd; done; exit 3";
         let r = run(&sp, &["/bin/sh", "-c", script], &[], b"stdin bytes\n").unwrap();
         assert_eq!(r.status.code(), Some(3));
@@ -655,7 +657,7 @@ mod tests {
 
     #[test]
     fn a_child_has_a_group_of_its_own_default_sigpipe_and_no_blocked_signals() {
-        let sp = Spawner::new(false).unwrap();
+        let sp = Spawner::new(false, pidfds_available()).unwrap();
         let script = "read pid comm state ppid pgrp sess rest < /proc/$$/stat; echo $pid $pgrp $sess";
         let r = run(&sp, &["/bin/sh", "-c", script], &[], b"").unwrap();
         let ids: Vec<i64> = r.out.trim().split(' ').map(|x| x.parse().unwrap()).collect();
@@ -677,7 +679,7 @@ mod tests {
 
     #[test]
     fn the_environment_is_prepared_and_a_request_adds_to_it() {
-        let sp = Spawner::new(true).unwrap();
+        let sp = Spawner::new(true, pidfds_available()).unwrap();
         assert!(sp.env_clear());
         let r = run(&sp, &["/usr/bin/env"], &[("FOO", "bar"), ("HOME", "/elsewhere")], b"").unwrap();
         let mut names: Vec<&str> = r.out.lines().map(|l| l.split('=').next().unwrap()).collect();
@@ -694,7 +696,7 @@ mod tests {
 
     #[test]
     fn a_bare_name_is_searched_in_the_childs_path() {
-        let sp = Spawner::new(false).unwrap();
+        let sp = Spawner::new(false, pidfds_available()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let tool = dir.path().join("tool");
         std::fs::write(&tool, "#!/bin/sh\necho tool ran\n").unwrap();
@@ -715,7 +717,7 @@ mod tests {
 
     #[test]
     fn without_pidfds_there_is_none_and_waiting_still_works() {
-        let sp = Spawner::new(false).unwrap().without_pidfd();
+        let sp = Spawner::new(false, pidfds_available()).unwrap().without_pidfd();
         assert!(!sp.uses_pidfd());
         let r = run(&sp, &["/bin/sh", "-c", "kill -TERM $$"], &[], b"").unwrap();
         assert_eq!(r.status.signal(), Some(libc::SIGTERM));
@@ -723,7 +725,7 @@ mod tests {
 
     #[test]
     fn a_terminal_session_has_the_pty_as_its_controlling_tty() {
-        let sp = Spawner::new(false).unwrap();
+        let sp = Spawner::new(false, pidfds_available()).unwrap();
         let (mut master, mut slave) = (0, 0);
         // SAFETY: openpty fills two descriptors; the rest may be null.
         let r = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
@@ -777,7 +779,7 @@ mod tests {
             let t = |v: libc::timeval| v.tv_sec as f64 * 1e6 + v.tv_usec as f64;
             t(u.ru_utime) + t(u.ru_stime)
         };
-        let sp = Spawner::new(false).unwrap();
+        let sp = Spawner::new(false, pidfds_available()).unwrap();
         let env = BTreeMap::new();
         let argv = os(&["/bin/true"]);
         let std_cmd = || {

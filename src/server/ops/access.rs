@@ -29,6 +29,11 @@ impl Access {
         Access { kind, detail, start: now, bytes_in: 0, bytes_out: 0, result: None }
     }
 
+    /// A `ping`'s (no detail).
+    pub fn ping(now: Instant) -> Access {
+        Access { kind: "ping", detail: String::new(), start: now, bytes_in: 0, bytes_out: 0, result: None }
+    }
+
     /// Records the request's outcome unless one is already known.
     pub fn set_result(&mut self, result: impl FnOnce() -> String) {
         self.result.get_or_insert_with(result);

@@ -16,23 +16,31 @@
 //! The exec policy (`allow_exec`, `exec.allowed`, `exec.env_clear`,
 //! `exec.timeout`) is applied in `Exec::start` before anything is spawned; see
 //! `authorize` and `check_program` for the allow-list's matching rule.
+//!
+//! The child is started by `server::spawn` (pipes from `pipe2`, non-blocking
+//! on our side only; the environment prepared once per configuration). Its
+//! pidfd is registered under the `Role::Child` token, so its exit is an event
+//! of its own; without pidfds the server reaps on SIGCHLD.
 
 use super::super::buf::Buf;
+use super::super::spawn::{self, Child, Session, Spec, Stdio};
 use super::super::token::Role;
 use super::ctx::{Ctx, FrameUse, Via};
 use crate::proto::msg::{self, Command, Request, SignalName, Stream};
 use crate::proto::{encode_frame, ErrorCode, Header, ProtoError};
 use crate::config::Config;
 use mio::unix::pipe::{Receiver, Sender};
+use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 /// After a TERM for a timeout, how long until KILL.
@@ -181,41 +189,34 @@ impl Exec {
         }
         // `program` is what the policy checked; the child sees the name it was
         // asked for as its argv[0], as with execvp.
-        let mut cmd = std::process::Command::new(&program);
-        match &req.command {
-            Command::Shell(s) => {
-                cmd.arg0(&ctx.cfg.shell).arg("-c").arg(s);
-            }
-            Command::Argv(argv) => {
-                cmd.arg0(&argv[0]).args(&argv[1..]);
-            }
-        }
-        // The daemon's line to its service manager is not the command's.
-        cmd.env_remove("NOTIFY_SOCKET");
-        if ctx.cfg.exec_env_clear {
-            cmd.env_clear();
-            for name in KEPT_ENV {
-                if let Some(v) = std::env::var_os(name) {
-                    cmd.env(name, v);
-                }
-            }
-        }
-        cmd.current_dir(&cwd)
-            .envs(&req.env)
-            .stdin(if req.stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = cmd.spawn().map_err(|e| {
-            let what = match &req.command {
+        let argv: Vec<&OsStr> = match &req.command {
+            Command::Shell(s) => vec![ctx.cfg.shell.as_os_str(), OsStr::new("-c"), OsStr::new(s)],
+            Command::Argv(argv) => argv.iter().map(OsStr::new).collect(),
+        };
+        let cannot = |what: &str, e: io::Error| {
+            let name = match &req.command {
                 Command::Shell(_) => ctx.cfg.shell.display().to_string(),
                 Command::Argv(argv) => argv[0].clone(),
             };
-            ProtoError::new(ErrorCode::SpawnFailed, format!("cannot run \"{what}\": {e}"))
-        })?;
+            ProtoError::new(ErrorCode::SpawnFailed, format!("cannot {what} \"{name}\": {e}"))
+        };
+        let pipes = (|| Ok::<_, io::Error>((spawn::pipe()?, spawn::pipe()?, if req.stdin { Some(spawn::pipe()?) } else { None })))();
+        let ((out_r, out_w), (err_r, err_w), stdin) = pipes.map_err(|e| cannot("make pipes for", e))?;
+        let spec = Spec {
+            program: program.as_os_str(),
+            argv: &argv,
+            env: &req.env,
+            cwd: &cwd,
+            stdio: [stdin.as_ref().map_or(Stdio::Null, |(r, _)| Stdio::Fd(r.as_fd())), Stdio::Fd(out_w.as_fd()), Stdio::Fd(err_w.as_fd())],
+            session: Session::Group,
+        };
+        let mut child = ctx.spawner.spawn(&spec).map_err(|e| cannot("run", e))?;
+        // The child's ends are the child's alone now.
+        drop((out_w, err_w));
+        let stdin = stdin.map(|(_, w)| w);
         let pgid = child.id() as i32;
-        let pipes = register_pipes(&mut child, |role| via.token(role), ctx.registry);
-        let (out, err, stdin) = match pipes {
+        let registered = register(&child, out_r, err_r, stdin, |role| via.token(role), ctx.registry);
+        let (out, err, stdin) = match registered {
             Ok(p) => p,
             Err(e) => {
                 kill_group(pgid, libc::SIGKILL);
@@ -257,7 +258,7 @@ impl Exec {
             Role::Stdout => self.stdout.ready = true,
             Role::Stderr => self.stderr.ready = true,
             Role::Stdin => self.stdin_ready = true,
-            Role::Socket => {}
+            Role::Socket | Role::Child => {}
         }
     }
 
@@ -472,36 +473,36 @@ impl Exec {
     }
 }
 
-/// Takes the child's pipes, makes them non-blocking (mio's `From` conversions
-/// do not) and registers them under `token_of(role)`.
-fn register_pipes(
-    child: &mut Child,
+/// Registers our ends of the child's pipes under `token_of(role)`, and its
+/// pidfd, if it has one, under `Role::Child`.
+fn register(
+    child: &Child,
+    out: OwnedFd,
+    err: OwnedFd,
+    stdin: Option<OwnedFd>,
     token_of: impl Fn(Role) -> Token,
     registry: &Registry,
 ) -> io::Result<(Receiver, Receiver, Option<Sender>)> {
-    let mut out = Receiver::from(child.stdout.take().expect("stdout is piped"));
-    let mut err = Receiver::from(child.stderr.take().expect("stderr is piped"));
-    out.set_nonblocking(true)?;
-    err.set_nonblocking(true)?;
+    let mut out = Receiver::from(out);
+    let mut err = Receiver::from(err);
     registry.register(&mut out, token_of(Role::Stdout), Interest::READABLE)?;
     registry.register(&mut err, token_of(Role::Stderr), Interest::READABLE)?;
-    let stdin = match child.stdin.take() {
+    let stdin = match stdin {
         Some(s) => {
             let mut s = Sender::from(s);
-            s.set_nonblocking(true)?;
             registry.register(&mut s, token_of(Role::Stdin), Interest::WRITABLE)?;
             Some(s)
         }
         None => None,
     };
+    if let Some(fd) = child.pidfd() {
+        // Closed (and so out of the poll) once the child is reaped.
+        registry.register(&mut SourceFd(&fd.as_raw_fd()), token_of(Role::Child), Interest::READABLE)?;
+    }
     Ok((out, err, stdin))
 }
 
-/// The variables `exec.env_clear` keeps from the daemon's environment.
-pub const KEPT_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
-
-/// The search path when the daemon has no `PATH`, as glibc's execvp uses.
-const DEFAULT_PATH: &str = "/bin:/usr/bin";
+pub use spawn::{DEFAULT_PATH, KEPT_ENV};
 
 /// An exec's timeout: the request's, capped by the server's ceiling; the
 /// ceiling alone when the request gives none.

@@ -37,7 +37,7 @@ use super::token::{self, Role};
 use crate::proto::msg::{self, Request, SignalName};
 use crate::proto::{ErrorCode, Header, ProtoError};
 use serde_json::{Map, Value};
-use std::process::Child;
+use super::spawn::Child;
 use std::time::Instant;
 
 /// An answer made at once.
