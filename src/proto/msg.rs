@@ -402,6 +402,35 @@ pub fn encode_pong(out: &mut Vec<u8>, id: Option<&Value>) {
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Appends the whole `exit` frame to `out` without building a map: the same
+/// bytes as `encode_frame` of `exit(code, signal, id)` (plus `timed_out`
+/// when set), whose keys come out sorted.
+pub fn encode_exit(out: &mut Vec<u8>, code: Option<i32>, signal: Option<i32>, timed_out: bool, id: Option<&Value>) {
+    use std::io::Write as _;
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    let num = |out: &mut Vec<u8>, v: Option<i32>| match v {
+        Some(n) => {
+            let _ = write!(out, "{n}");
+        }
+        None => out.extend_from_slice(b"null"),
+    };
+    out.extend_from_slice(br#"{"code":"#);
+    num(out, code);
+    if let Some(id) = id {
+        out.extend_from_slice(br#","id":"#);
+        serde_json::to_writer(&mut *out, id).expect("a JSON value always serializes");
+    }
+    out.extend_from_slice(br#","signal":"#);
+    num(out, signal);
+    if timed_out {
+        out.extend_from_slice(br#","timed_out":true"#);
+    }
+    out.extend_from_slice(br#","type":"exit"}"#);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
 /// The header of a `stdout` or `stderr` chunk (the size is set by the encoder).
 pub fn output(stream: Stream, id: Option<&Value>) -> Map<String, Value> {
     reply(stream.as_str(), id)
@@ -752,6 +781,25 @@ mod tests {
             let mut slow = Vec::new();
             crate::proto::encode_frame(&mut slow, pong(id.as_ref()), &[]);
             assert_eq!(fast, slow, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn the_exit_fast_path_writes_the_same_frame() {
+        for id in [None, Some(json!(7)), Some(json!("a\"b\n")), Some(json!({"x":[1]}))] {
+            for (code, signal) in [(Some(0), None), (Some(255), None), (Some(-1), None), (None, Some(9)), (None, None)] {
+                for timed_out in [false, true] {
+                    let mut fast = Vec::new();
+                    encode_exit(&mut fast, code, signal, timed_out, id.as_ref());
+                    let mut m = exit(code, signal, id.as_ref());
+                    if timed_out {
+                        m.insert("timed_out".into(), Value::Bool(true));
+                    }
+                    let mut slow = Vec::new();
+                    crate::proto::encode_frame(&mut slow, m, &[]);
+                    assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow));
+                }
+            }
         }
     }
 

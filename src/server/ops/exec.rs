@@ -150,6 +150,11 @@ pub struct Exit {
 }
 
 impl Exit {
+    /// Appends the whole `exit` frame to `out`, without building a map.
+    pub fn encode(&self, out: &mut Vec<u8>, id: Option<&Value>) {
+        msg::encode_exit(out, self.code, self.signal, self.timed_out, id);
+    }
+
     /// The `exit` frame's header.
     pub fn frame(&self, id: Option<&Value>) -> serde_json::Map<String, Value> {
         let mut m = msg::exit(self.code, self.signal, id);
@@ -180,13 +185,19 @@ impl Exec {
     /// for a request it refuses.
     pub fn start(req: &msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Exec, ProtoError> {
         let program = authorize(req, ctx.cfg)?;
-        let cwd = match &req.cwd {
-            Some(rel) => crate::paths::resolve_existing(&ctx.cfg.root, rel)?,
-            None => ctx.cfg.root.clone(),
+        // The root itself was checked at startup (and reload): no stat per
+        // exec; a root removed since fails at the child's chdir.
+        let resolved;
+        let cwd: &Path = match &req.cwd {
+            Some(rel) => {
+                resolved = crate::paths::resolve_existing(&ctx.cfg.root, rel)?;
+                if !resolved.is_dir() {
+                    return Err(ProtoError::new(ErrorCode::BadPath, format!("cwd \"{rel}\" is not a directory")));
+                }
+                &resolved
+            }
+            None => &ctx.cfg.root,
         };
-        if !cwd.is_dir() {
-            return Err(ProtoError::new(ErrorCode::BadPath, format!("cwd \"{}\" is not a directory", req.cwd.as_deref().unwrap_or_default())));
-        }
         // `program` is what the policy checked; the child sees the name it was
         // asked for as its argv[0], as with execvp.
         let argv: Vec<&OsStr> = match &req.command {
@@ -206,7 +217,7 @@ impl Exec {
             program: program.as_os_str(),
             argv: &argv,
             env: &req.env,
-            cwd: &cwd,
+            cwd,
             stdio: [stdin.as_ref().map_or(Stdio::Null, |(r, _)| Stdio::Fd(r.as_fd())), Stdio::Fd(out_w.as_fd()), Stdio::Fd(err_w.as_fd())],
             session: Session::Group,
         };
@@ -526,7 +537,8 @@ pub fn authorize(req: &msg::Exec, cfg: &Config) -> Result<PathBuf, ProtoError> {
     if !cfg.allow_exec {
         return Err(ProtoError::new(ErrorCode::ExecDisabled, "exec is disabled on this server"));
     }
-    let path_env = std::env::var_os("PATH");
+    // The daemon's PATH, looked up only for a list to check.
+    let path_env = if cfg.exec_allowed.is_empty() { None } else { std::env::var_os("PATH") };
     match &req.command {
         Command::Argv(argv) => check_program(&cfg.exec_allowed, OsStr::new(&argv[0]), path_env.as_deref()),
         Command::Shell(_) => check_program(&cfg.exec_allowed, cfg.shell.as_os_str(), path_env.as_deref()).map_err(|e| {

@@ -204,7 +204,7 @@ impl Op {
                 if !e.is_finished() {
                     return Ok(Progress::Moved(moved));
                 }
-                crate::proto::encode_frame(o.out.tail(), e.exit().frame(e.id()), &[]);
+                e.exit().encode(o.out.tail(), e.id());
                 Ok(Progress::Done)
             }
             Op::Get(g) => g.pump(o),
