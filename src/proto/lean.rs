@@ -54,18 +54,18 @@ fn scan(h: &[u8]) -> Option<Option<Id<'_>>> {
         return None;
     }
     loop {
-        let key = s.string()?;
+        let key = s.bytes()?;
         s.ws();
         s.eat(b':')?;
         s.ws();
         match key {
-            "type" if !kind => {
-                (s.string()? == "ping").then_some(())?;
+            b"type" if !kind => {
+                (s.bytes()? == b"ping").then_some(())?;
                 kind = true;
             }
-            "id" if id.is_none() => id = Some(s.id()?),
+            b"id" if id.is_none() => id = Some(s.id()?),
             // A size of 0 only: a ping with a body is the decoder's.
-            "size" if !size => {
+            b"size" if !size => {
                 s.eat(b'0')?;
                 s.not_number()?;
                 size = true;
@@ -111,6 +111,12 @@ impl<'a> Scan<'a> {
 
     /// A string without escapes or control characters, valid UTF-8.
     fn string(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
+    /// A string's bytes, when it has no escape and no control character (a
+    /// key or the type, compared with ASCII words: a match is UTF-8).
+    fn bytes(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
         loop {
@@ -120,7 +126,7 @@ impl<'a> Scan<'a> {
                 _ => self.i += 1,
             }
         }
-        let s = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        let s = &self.b[start..self.i];
         self.i += 1;
         Some(s)
     }
