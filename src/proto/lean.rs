@@ -248,6 +248,23 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Headers spliced from JSON tokens, most of them nearly pings: the
+        /// scan takes only what the decoder takes, and reads it the same.
+        #[test]
+        fn the_scan_never_disagrees_with_the_decoder(
+            picks in proptest::collection::vec(0usize..TOKENS.len(), 1..14),
+        ) {
+            let h: Vec<u8> = picks.iter().flat_map(|&i| TOKENS[i].bytes()).collect();
+            let _ = lean(&h);
+        }
+    }
+
+    const TOKENS: [&str; 22] = [
+        "{", "}", r#""type""#, r#""ping""#, r#""id""#, r#""size""#, ":", ",", " ", "0", "7", "-", "12",
+        r#""a\"b""#, "null", "1.5", r#""x""#, "[", "]", r#""p\u0069ng""#, "e3", "\n",
+    ];
+
     #[test]
     fn a_partial_frame_waits_and_a_bad_length_is_the_decoders_error() {
         let f = framed(br#"{"type":"ping","id":1}"#);
