@@ -108,7 +108,7 @@ pub fn run(
     };
     let command = command_of(&command, argv);
     let shell = matches!(command, Command::Shell(_));
-    let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None };
+    let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None, pty: None };
     forward_signals(session.writer(), Arc::new(AtomicBool::new(true)));
     if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
         return fail(e);
@@ -416,7 +416,7 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
             }
         };
         let shell = matches!(command, Command::Shell(_));
-        let req = Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None };
+        let req = Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None };
         let _ = set_state(EXEC);
         let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
         let result = session.exec(&req, &mut out, &mut err);

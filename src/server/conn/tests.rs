@@ -534,6 +534,7 @@ fn long_details_are_cut() {
         cwd: None,
         stdin: false,
         timeout: None,
+        pty: None,
     }));
     let a = Access::new(&h, &req, Instant::now());
     let detail = a.detail().1;
