@@ -125,7 +125,7 @@ impl Client {
 }
 
 fn exec(command: Command) -> msg::Exec {
-    msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None }
+    msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None }
 }
 
 fn result(r: &Reply) -> ExecResult {
