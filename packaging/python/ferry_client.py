@@ -532,7 +532,7 @@ class Client:
 
         stdin: None (the command reads /dev/null), bytes, or a binary file
         object read to its end in CHUNK pieces (by a thread, so output keeps
-        flowing).  env: a dict of variables to add; cwd: a directory relative
+        flowing), or True: open, fed only by send_input() and end_input().  env: a dict of variables to add; cwd: a directory relative
         to the served root; timeout: seconds, after which the server sends
         TERM (then KILL) and the result says timed_out.  on_stdout/on_stderr:
         called with each chunk of bytes as it arrives; without them output is
@@ -560,7 +560,7 @@ class Client:
         self._running = True
         writer = None
         writer_error = []
-        if stdin is not None:
+        if stdin is not None and stdin is not True:
             writer = threading.Thread(target=self._feed, args=(stdin, writer_error), daemon=True)
             writer.start()
         try:
@@ -624,6 +624,11 @@ class Client:
         data = data.encode() if isinstance(data, str) else bytes(data)
         if data:
             self._send({"type": "stdin"}, data)
+
+    def end_input(self):
+        """Ends the running command's standard input (after send_input with
+        stdin=True); on a terminal the server types its end-of-file (^D)."""
+        self._send({"type": "stdin", "size": 0})
 
     def resize(self, rows, cols):
         """Sets the window size of the running command's terminal."""
