@@ -278,6 +278,8 @@ def _mac(secret, *parts):
 
 
 def _argv_or_cmd(command):
+    if command is None:
+        raise ValueError("no command (only a terminal, pty=..., runs the login shell)")
     if isinstance(command, str):
         return {"cmd": command}
     argv = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in command]
