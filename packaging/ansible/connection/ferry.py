@@ -208,7 +208,8 @@ class Connection(ConnectionBase):
 
     transport = "ferry"
     has_pipelining = True
-    has_tty = False
+    # Commands can run on a terminal ferryd opens (ferry run -t), as ssh -tt.
+    has_tty = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -275,7 +276,7 @@ class Connection(ConnectionBase):
         goes to its standard input."""
         super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
         display.vvv(f"FERRY: EXEC {to_text(cmd)}", host=self.get_option("host"))
-        if sudoable and self.become and self.become.expect_prompt():
+        if sudoable and self.become and (self.become.expect_prompt() or getattr(self.become, "require_tty", False)):
             return self._exec_with_prompt(to_text(cmd, errors="surrogate_or_strict"), in_data)
         r = self._run(to_text(cmd, errors="surrogate_or_strict"), stdin=to_bytes(in_data) if in_data is not None else None)
         stdout = r.stdout
