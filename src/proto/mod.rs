@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod datagram;
+pub mod direct;
 pub mod frame;
 pub mod handshake;
 pub mod lean;
