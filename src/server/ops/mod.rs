@@ -11,10 +11,12 @@
 //! a budget (`pump`), and the child's lifecycle for `exec` (`on_pipe_event`,
 //! `try_reap`, `deadline`, `abandon`). One module per operation; `ping`
 //! stays inline here, `bye` is the connection's. `access` is the one access
-//! line both transports write; `ctx` what every op is given and answers with.
+//! line both transports write; `ctx` what every op is given and answers with;
+//! `allow` the exec allow-list's rule; `pty` an exec's terminal. Children
+//! are started by `server::spawn` (through `ctx.spawner`).
 //!
-//! May import: `buf`, `io` and `token` of the server, `config`, `paths` and
-//! `proto`. Not `conn`, not `udp`: they import this.
+//! May import: `buf`, `io`, `spawn` and `token` of the server, `config`,
+//! `paths` and `proto`. Not `conn`, not `udp`: they import this.
 
 pub mod access;
 mod allow;
