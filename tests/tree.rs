@@ -211,6 +211,7 @@ fn a_path_escape_is_refused_by_the_server_and_the_connection_goes_on() {
     refused(&mut c, serde_json::json!({"type":"symlink","path":"../l","target":"x"}), "bad-path");
     refused(&mut c, serde_json::json!({"type":"mkdir","path":"../up"}), "bad-path");
     refused(&mut c, serde_json::json!({"type":"mkdir","path":"/abs"}), "bad-path");
+    refused(&mut c, serde_json::json!({"type":"mkdir","path":"m","mode":4096}), "bad-request");
     refused(&mut c, serde_json::json!({"type":"list","path":"..","recursive":true}), "bad-path");
     // A link to outside planted in the root cannot be used to go there.
     std::os::unix::fs::symlink(outside.path(), d.path("door")).unwrap();

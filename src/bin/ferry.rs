@@ -7,7 +7,7 @@
 use clap::{Args, Parser, Subcommand};
 use ferry::client::fanout::{self, hosts};
 use ferry::client::tree::fan::Way;
-use ferry::client::{cli, encoding, exit, transfer, transport, udp, Family, Options, Target};
+use ferry::client::{cli, encoding, exit, transfer, transport, tty, udp, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -118,6 +118,9 @@ enum Cmd {
         /// Do not forward stdin (the command reads /dev/null)
         #[arg(short = 'n')]
         no_stdin: bool,
+        /// Run COMMAND (else the login shell) on a terminal the server opens, if stdin is one; -tt: always
+        #[arg(short = 't', action = clap::ArgAction::Count, conflicts_with_all = ["no_stdin", "udp"])]
+        tty: u8,
         /// Send COMMAND as argv, even one word (no shell; what an exec allow-list of programs takes)
         #[arg(short = 'a', long = "argv")]
         argv: bool,
@@ -138,6 +141,12 @@ enum Cmd {
         /// The command: one argument runs through sh -c, several run as argv
         #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
+    },
+    /// The login shell on a terminal, as ssh HOST does (run -t HOST with no command)
+    Shell {
+        /// The server
+        #[arg(value_name = "HOST[:PORT]")]
+        host: String,
     },
     /// Measure the round trip to a server
     #[command(override_usage = "ferry ping [OPTIONS] HOST[:PORT]\n       ferry ping [OPTIONS] -H HOSTS | --hostfile FILE")]
@@ -290,17 +299,6 @@ fn unknown_subcommand(args: &[String]) -> Option<String> {
     ferry::client::typo::unknown_subcommand(args, &subcommands())
 }
 
-/// An argument that is not UTF-8, named (escaped) with why it cannot be sent.
-fn not_utf8_argument() -> String {
-    use std::os::unix::ffi::OsStrExt;
-    match std::env::args_os().skip(1).find(|a| a.to_str().is_none()) {
-        Some(a) => format!(
-            "argument \"{}\" is not valid UTF-8: remote paths, hosts and commands must be UTF-8 (protocol v1 sends them as JSON strings; see ls in ferry(1))",
-            ferry::term::escape_bytes(a.as_bytes())
-        ),
-        None => "an argument is not valid UTF-8".into(),
-    }
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
@@ -315,7 +313,7 @@ fn main() -> ExitCode {
             return ExitCode::from(ferry::term::clap_exit("ferry", &e, exit::USAGE, exit::FERRY_ERROR) as u8)
         }
         Err(e) if e.kind() == clap::error::ErrorKind::InvalidUtf8 => {
-            ferry::errln!("ferry: {}", not_utf8_argument());
+            ferry::errln!("ferry: {}", ferry::client::typo::not_utf8_argument());
             return ExitCode::from(exit::USAGE as u8);
         }
         Err(e) => {
@@ -386,7 +384,7 @@ fn real_main(cli: Cli) -> i32 {
         Some(Cmd::Run { host: None, .. } | Cmd::Ping { host: None, .. } | Cmd::Get { host: None, .. } | Cmd::Put { host: None, .. }) => {
             Some("HOST[:PORT] (or -H HOSTS)")
         }
-        Some(Cmd::Run { command, .. }) if command.is_empty() => Some("COMMAND"),
+        Some(Cmd::Run { command, tty: 0, .. }) if command.is_empty() => Some("COMMAND"),
         Some(Cmd::Get { remote: None, .. }) => Some("REMOTE"),
         Some(Cmd::Put { local: None, .. }) => Some("LOCAL"),
         _ => None,
@@ -402,6 +400,7 @@ fn real_main(cli: Cli) -> i32 {
             | Cmd::Get { host: Some(host), .. }
             | Cmd::Put { host: Some(host), .. }
             | Cmd::Ls { host, .. }
+            | Cmd::Shell { host }
             | Cmd::Stat { host, .. },
         ) => (host.as_str(), None),
         _ => (cli.host.as_deref().expect("clap requires HOST"), cli.port.as_deref()),
@@ -416,6 +415,7 @@ fn real_main(cli: Cli) -> i32 {
     // Output is decoded for run and the session only: files stay byte-exact.
     let label = match &cli.cmd {
         Some(Cmd::Run { encoding, .. }) => Some(encoding.as_deref().or(cli.encoding.as_deref())),
+        Some(Cmd::Shell { .. }) => Some(cli.encoding.as_deref()),
         None => Some(cli.encoding.as_deref()),
         Some(_) if cli.encoding.is_some() => {
             exit::say("--encoding applies to run and the session only");
@@ -457,6 +457,11 @@ fn real_main(cli: Cli) -> i32 {
     };
     match cli.cmd {
         Some(Cmd::Run { udp: true, command, argv, .. }) => udp::run(&target, &key, &opts, command, argv, encoding),
+        // No command: the login shell, which always gets a terminal.
+        Some(Cmd::Run { tty: t @ 1.., command, argv, .. }) if command.is_empty() || tty::wanted(t, o.quiet) => {
+            cli::run_tty(&target, &key, &opts, &command, argv, encoding)
+        }
+        Some(Cmd::Shell { .. }) => cli::run_tty(&target, &key, &opts, &[], false, encoding),
         Some(Cmd::Run { no_stdin, command, argv, .. }) => cli::run(&target, &key, &opts, command, argv, !no_stdin, encoding),
         Some(Cmd::Ping { count, interval, udp, .. }) => match seconds(interval, "--interval") {
             Ok(i) if udp => udp::ping(&target, &key, &opts, count, i, o.quiet),
@@ -578,6 +583,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     }
     let mut encoding = None;
     let op = match &cli.cmd {
+        Some(Cmd::Run { tty: 1.., .. }) => return usage("-t goes with one HOST, not with -H"),
         Some(Cmd::Run { host, command, encoding: label, udp, argv, .. }) => {
             if let Some(h) = host.as_deref().filter(|h| host_word_before_dashes(h)) {
                 return usage(format_args!(

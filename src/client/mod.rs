@@ -20,10 +20,16 @@
 //!   formatting, HOST[:PORT]. Import nothing from the client.
 //! - `files`: the file requests (`get`, `put`, `list`, `stat`) on a `Session`.
 //! - `transfer`: the file subcommands (`exit`, `files`, `finish`, `format`).
+//! - `tree`: directory trees, `get -r`/`put -r`, single, session and fan-out
+//!   (`exit`, `files`, `finish`, `fanout::hosts`).
 //! - `cli`: the other subcommands and the line session (`exit`, `transfer`).
 //! - `udp`: datagram mode, one `Request` state machine for `run -u`,
 //!   `ping -u` and fan-out (`exit`, `encoding`).
 //! - `fanout/`: `-H` to many hosts (`exit`, `finish`, `udp`); see its doc.
+//! - `typo`: edit distance for did-you-mean, telling a mistyped subcommand
+//!   from a HOST, naming an argument that is not UTF-8. Imports `term`.
+//! - `tty`: our terminal under `run -t` and `shell`: raw mode and its
+//!   restoring, the window size, local signals (`exit`).
 //!
 //! - `transport`: which transport an address gets (TLS off loopback), and
 //!   the non-blocking TLS client every TCP path drives (`proto`, `tls`).
@@ -44,8 +50,9 @@ pub mod stream;
 pub mod target;
 pub mod transfer;
 pub mod tree;
-pub mod typo;
 pub mod transport;
+pub mod tty;
+pub mod typo;
 pub mod udp;
 
 use crate::proto::auth::{self, Key};

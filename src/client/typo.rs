@@ -1,6 +1,7 @@
-//! Telling a mistyped subcommand from a session's HOST on ferry's command
-//! line (`ferry rnu host`), with the nearest subcommand as a hint.
-//! Imports nothing else of the crate.
+//! Did-you-mean for the command line: how far a mistyped word is from a
+//! known one, and telling a mistyped subcommand from a session's HOST
+//! (`ferry rnu host`), with the nearest subcommand as a hint; naming an
+//! argument that is not UTF-8. Imports `term`.
 
 /// Options before the subcommand that take a value (the next word).
 pub const GLOBAL_VALUED: [&str; 7] = ["-k", "--keys", "-i", "--key-id", "-w", "--timeout", "--encoding"];
@@ -64,3 +65,27 @@ pub fn unknown_subcommand(args: &[String], names: &[String]) -> Option<String> {
     Some(format!("unknown subcommand \"{first}\"{hint}"))
 }
 
+/// An argument that is not UTF-8, named (escaped) with why it cannot be sent.
+pub fn not_utf8_argument() -> String {
+    use std::os::unix::ffi::OsStrExt;
+    match std::env::args_os().skip(1).find(|a| a.to_str().is_none()) {
+        Some(a) => format!(
+            "argument \"{}\" is not valid UTF-8: remote paths, hosts and commands must be UTF-8 (protocol v1 sends them as JSON strings; see ls in ferry(1))",
+            crate::term::escape_bytes(a.as_bytes())
+        ),
+        None => "an argument is not valid UTF-8".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transposition_is_one_edit() {
+        assert_eq!(distance("rnu", "run"), 1);
+        assert_eq!(distance("stats", "stat"), 1);
+        assert_eq!(distance("", "get"), 3);
+        assert_eq!(distance("shell", "shell"), 0);
+    }
+}

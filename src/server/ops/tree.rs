@@ -42,6 +42,9 @@ fn parent_of<'a>(p: &RelPath<'a>, root: &OwnedFd) -> Result<(OwnedFd, &'a str), 
 
 /// `mkdir`: the directory, its parents, then its mode and mtime.
 pub fn mkdir(req: &Mkdir, id: Option<&Value>, ctx: &Ctx) -> Result<Map<String, Value>, ProtoError> {
+    if req.mode.is_some_and(|m| m > 0o7777) {
+        return Err(ProtoError::new(ErrorCode::BadRequest, "mkdir: mode must be permission bits (at most 0o7777)"));
+    }
     writable(ctx)?;
     let p = RelPath::parse(&req.path)?;
     let root = paths::open_root(&ctx.cfg.root)?;
