@@ -319,7 +319,10 @@ fn put_c_skips_complete_files_by_size_and_digest() {
     fs::remove_file(d.path("tree/s/f2")).unwrap();
     fs::write(d.path("tree/s/f3"), random(1003)).unwrap();
     let kept = inode(&d.path("tree/s/f5"));
+    // The log is read by a thread: the first tree's 10 access lines first.
+    eventually("the first tree's access lines", WAIT, || d.log.count(" put path=") >= 10);
     let before = d.log.count(" put path=");
+    assert_eq!(before, 10);
     assert_status(&ferry_in(&d, here.path(), &["put", "-r", "-c", &t, "tree"]), 0);
     eventually("the access lines", WAIT, || d.log.count(" put path=") >= before + 3);
     assert_eq!(d.log.count(" put path=") - before, 3, "only f1, f2 and f3 are sent again");
