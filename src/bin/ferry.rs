@@ -6,7 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use ferry::client::fanout::{self, hosts};
-use ferry::client::{cli, encoding, exit, transfer, transport, udp, Family, Options, Target};
+use ferry::client::{cli, encoding, exit, transfer, transport, tty, udp, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -117,6 +117,9 @@ enum Cmd {
         /// Do not forward stdin (the command reads /dev/null)
         #[arg(short = 'n')]
         no_stdin: bool,
+        /// Run COMMAND (else the login shell) on a terminal the server opens, if stdin is one; -tt: always
+        #[arg(short = 't', action = clap::ArgAction::Count, conflicts_with_all = ["no_stdin", "udp"])]
+        tty: u8,
         /// Send COMMAND as argv, even one word (no shell; what an exec allow-list of programs takes)
         #[arg(short = 'a', long = "argv")]
         argv: bool,
@@ -137,6 +140,12 @@ enum Cmd {
         /// The command: one argument runs through sh -c, several run as argv
         #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
+    },
+    /// The login shell on a terminal, as ssh HOST does (run -t HOST with no command)
+    Shell {
+        /// The server
+        #[arg(value_name = "HOST[:PORT]")]
+        host: String,
     },
     /// Measure the round trip to a server
     #[command(override_usage = "ferry ping [OPTIONS] HOST[:PORT]\n       ferry ping [OPTIONS] -H HOSTS | --hostfile FILE")]
@@ -275,28 +284,6 @@ fn subcommands() -> Vec<String> {
 /// Options before the subcommand that take a value (the next word).
 const GLOBAL_VALUED: [&str; 7] = ["-k", "--keys", "-i", "--key-id", "-w", "--timeout", "--encoding"];
 
-/// Edit distance with adjacent transpositions (`rnu` is 1 from `run`).
-fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
-}
-
 /// A first word that cannot be the session's HOST: it is not a subcommand,
 /// and the word after it is not a PORT (the session takes `HOST [PORT]`,
 /// so `ferry rnu 127.0.0.1:7075` or `ferry stats h x` meant a subcommand).
@@ -325,7 +312,7 @@ fn unknown_subcommand(args: &[String]) -> Option<String> {
     }
     let near = names
         .iter()
-        .map(|s| (distance(first, s), s.as_str()))
+        .map(|s| (ferry::client::typo::distance(first, s), s.as_str()))
         .filter(|(d, s)| *d <= if s.len() <= 3 { 1 } else { 2 })
         .min();
     let hint = match near {
@@ -431,7 +418,7 @@ fn real_main(cli: Cli) -> i32 {
         Some(Cmd::Run { host: None, .. } | Cmd::Ping { host: None, .. } | Cmd::Get { host: None, .. } | Cmd::Put { host: None, .. }) => {
             Some("HOST[:PORT] (or -H HOSTS)")
         }
-        Some(Cmd::Run { command, .. }) if command.is_empty() => Some("COMMAND"),
+        Some(Cmd::Run { command, tty: 0, .. }) if command.is_empty() => Some("COMMAND"),
         Some(Cmd::Get { remote: None, .. }) => Some("REMOTE"),
         Some(Cmd::Put { local: None, .. }) => Some("LOCAL"),
         _ => None,
@@ -447,6 +434,7 @@ fn real_main(cli: Cli) -> i32 {
             | Cmd::Get { host: Some(host), .. }
             | Cmd::Put { host: Some(host), .. }
             | Cmd::Ls { host, .. }
+            | Cmd::Shell { host }
             | Cmd::Stat { host, .. },
         ) => (host.as_str(), None),
         _ => (cli.host.as_deref().expect("clap requires HOST"), cli.port.as_deref()),
@@ -461,6 +449,7 @@ fn real_main(cli: Cli) -> i32 {
     // Output is decoded for run and the session only: files stay byte-exact.
     let label = match &cli.cmd {
         Some(Cmd::Run { encoding, .. }) => Some(encoding.as_deref().or(cli.encoding.as_deref())),
+        Some(Cmd::Shell { .. }) => Some(cli.encoding.as_deref()),
         None => Some(cli.encoding.as_deref()),
         Some(_) if cli.encoding.is_some() => {
             exit::say("--encoding applies to run and the session only");
@@ -500,6 +489,11 @@ fn real_main(cli: Cli) -> i32 {
     };
     match cli.cmd {
         Some(Cmd::Run { udp: true, command, argv, .. }) => udp::run(&target, &key, &opts, command, argv, encoding),
+        // No command: the login shell, which always gets a terminal.
+        Some(Cmd::Run { tty: t @ 1.., command, argv, .. }) if command.is_empty() || tty::wanted(t, o.quiet) => {
+            cli::run_tty(&target, &key, &opts, &command, argv, encoding)
+        }
+        Some(Cmd::Shell { .. }) => cli::run_tty(&target, &key, &opts, &[], false, encoding),
         Some(Cmd::Run { no_stdin, command, argv, .. }) => cli::run(&target, &key, &opts, command, argv, !no_stdin, encoding),
         Some(Cmd::Ping { count, interval, udp, .. }) => match seconds(interval, "--interval") {
             Ok(i) if udp => udp::ping(&target, &key, &opts, count, i, o.quiet),
@@ -591,6 +585,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     };
     let mut encoding = None;
     let op = match &cli.cmd {
+        Some(Cmd::Run { tty: 1.., .. }) => return usage("-t goes with one HOST, not with -H"),
         Some(Cmd::Run { host, command, encoding: label, udp, argv, .. }) => {
             if let Some(h) = host.as_deref().filter(|h| host_word_before_dashes(h)) {
                 return usage(format_args!(

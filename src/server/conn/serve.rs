@@ -150,9 +150,9 @@ impl<S: Socket> Conn<S> {
         let req = Request::from_header(&h);
         match req {
             Ok(Request::Bye) => return self.begin_close("bye"),
-            // Late stdin or signal for a command that has already ended: the
+            // Late stdin, signal or resize for a command that has already ended: the
             // race is normal (a command may exit while its input is in flight).
-            Ok(Request::Stdin | Request::Signal(_)) => return,
+            Ok(Request::Stdin | Request::Signal(_) | Request::Resize(_)) => return,
             _ => {}
         }
         self.access = Some(Access::new(&h, &req, self.now));

@@ -86,6 +86,9 @@ pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str,
             "unknown"
         }
     };
+    if let Ok(Request::Exec(msg::Exec { pty: Some(_), .. })) = req {
+        detail.push_str(" pty");
+    }
     match req {
         Ok(Request::Exec(e)) => match &e.command {
             msg::Command::Argv(argv) => {
@@ -105,6 +108,7 @@ pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str,
                 detail.push_str(" cmd=");
                 quote_into(&mut detail, cmd);
             }
+            msg::Command::Login => detail.push_str(" login"),
         },
         Ok(Request::Get(msg::Get { path, .. }) | Request::Put(msg::Put { path, .. }))
         | Ok(Request::List(msg::PathReq { path }) | Request::Stat(msg::PathReq { path })) => {

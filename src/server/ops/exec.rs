@@ -20,6 +20,7 @@
 use super::super::buf::Buf;
 use super::super::token::Role;
 use super::ctx::{Ctx, FrameUse, Via};
+use super::pty::{self, Term};
 use crate::proto::msg::{self, Command, Request, SignalName, Stream};
 use crate::proto::{encode_frame, ErrorCode, Header, ProtoError};
 use crate::config::Config;
@@ -130,6 +131,8 @@ pub struct Exec {
     timed_out: bool,
     /// Output bytes framed so far.
     out_total: u64,
+    /// The command's terminal, when it asked for one (see `pty`).
+    term: Option<Term>,
 }
 
 /// How a child ended: its exit code or the signal that killed it, and
@@ -189,6 +192,9 @@ impl Exec {
             Command::Argv(argv) => {
                 cmd.arg0(&argv[0]).args(&argv[1..]);
             }
+            Command::Login => {
+                cmd.arg0(pty::login_arg0(&program));
+            }
         }
         // The daemon's line to its service manager is not the command's.
         cmd.env_remove("NOTIFY_SOCKET");
@@ -200,21 +206,34 @@ impl Exec {
                 }
             }
         }
-        cmd.current_dir(&cwd)
-            .envs(&req.env)
-            .stdin(if req.stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        cmd.current_dir(&cwd).envs(&req.env);
+        let term = match &req.pty {
+            Some(p) => Some(pty::attach(&mut cmd, p).map_err(|e| {
+                ProtoError::new(ErrorCode::SpawnFailed, format!("cannot open a terminal: {e}"))
+            })?),
+            None => {
+                cmd.stdin(if req.stdin { Stdio::piped() } else { Stdio::null() })
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .process_group(0);
+                None
+            }
+        };
         let mut child = cmd.spawn().map_err(|e| {
             let what = match &req.command {
                 Command::Shell(_) => ctx.cfg.shell.display().to_string(),
                 Command::Argv(argv) => argv[0].clone(),
+                Command::Login => program.display().to_string(),
             };
             ProtoError::new(ErrorCode::SpawnFailed, format!("cannot run \"{what}\": {e}"))
         })?;
+        // A terminal's slave side must close with the child, not stay open here.
+        drop(cmd);
         let pgid = child.id() as i32;
-        let pipes = register_pipes(&mut child, |role| via.token(role), ctx.registry);
+        let pipes = match &term {
+            Some(t) => t.register(|role| via.token(role), ctx.registry).map(|(out, input)| (out, None, Some(input))),
+            None => register_pipes(&mut child, |role| via.token(role), ctx.registry).map(|(o, e, i)| (o, Some(e), i)),
+        };
         let (out, err, stdin) = match pipes {
             Ok(p) => p,
             Err(e) => {
@@ -229,7 +248,7 @@ impl Exec {
             pgid,
             id: id.cloned(),
             stdout: Output::new(Some(out), Stream::Stdout),
-            stderr: Output::new(Some(err), Stream::Stderr),
+            stderr: Output::new(err, Stream::Stderr),
             stdin,
             stdin_ready: true,
             stdin_buf: Vec::new(),
@@ -240,6 +259,7 @@ impl Exec {
             kill_at: None,
             timed_out: false,
             out_total: 0,
+            term,
         })
     }
 
@@ -277,8 +297,14 @@ impl Exec {
         }
     }
 
-    /// EOF from the client: close the child's stdin once the backlog is written.
+    /// EOF from the client: close the child's stdin once the backlog is
+    /// written (on a terminal: type its EOF character).
     pub fn close_stdin(&mut self) {
+        if let Some(t) = &self.term {
+            if self.takes_stdin() {
+                self.stdin_buf.push(t.eof_char());
+            }
+        }
         self.stdin_eof = true;
         if self.stdin_buf.is_empty() {
             self.stdin = None;
@@ -389,13 +415,17 @@ impl Exec {
     /// Takes a frame that arrived while the command runs: `stdin` (its body
     /// goes to the child; empty: EOF) and `signal`. Anything else waits.
     pub fn on_frame(&mut self, h: &Header) -> FrameUse {
-        if h.kind != "stdin" && h.kind != "signal" {
+        if h.kind != "stdin" && h.kind != "signal" && h.kind != "resize" {
             return FrameUse::Hold;
         }
         match Request::from_header(h) {
             Ok(Request::Stdin) if h.size == 0 => self.close_stdin(),
             Ok(Request::Stdin) if self.takes_stdin() => return FrameUse::Body,
             Ok(Request::Signal(sig)) => self.signal(sig),
+            Ok(Request::Resize(size)) => match &self.term {
+                Some(t) => t.resize(size),
+                None => return FrameUse::Answer(ProtoError::new(ErrorCode::BadRequest, "resize: the command has no terminal")),
+            },
             Ok(_) => {}
             // A bad stdin or signal frame is answered; the command's result is its exit.
             Err(err) => return FrameUse::Answer(err),
@@ -403,9 +433,12 @@ impl Exec {
         FrameUse::Used
     }
 
+    /// Sends `sig` to the command's process group (on a terminal, to its
+    /// foreground job, as the key that makes it would).
     pub fn signal(&self, sig: SignalName) {
         if self.status.is_none() {
-            kill_group(self.pgid, sig.number());
+            let group = self.term.as_ref().map_or(self.pgid, |t| t.foreground(self.pgid));
+            kill_group(group, sig.number());
         }
     }
 
@@ -525,8 +558,12 @@ pub fn authorize(req: &msg::Exec, cfg: &Config) -> Result<PathBuf, ProtoError> {
     if !cfg.allow_exec {
         return Err(ProtoError::new(ErrorCode::ExecDisabled, "exec is disabled on this server"));
     }
+    if req.pty.is_some() {
+        pty::authorize(cfg)?;
+    }
     let path_env = std::env::var_os("PATH");
     match &req.command {
+        Command::Login => check_program(&cfg.exec_allowed, pty::login_shell(&cfg.shell).as_os_str(), path_env.as_deref()),
         Command::Argv(argv) => check_program(&cfg.exec_allowed, OsStr::new(&argv[0]), path_env.as_deref()),
         Command::Shell(_) => check_program(&cfg.exec_allowed, cfg.shell.as_os_str(), path_env.as_deref()).map_err(|e| {
             if e.code == ErrorCode::NotAllowed {
@@ -791,7 +828,7 @@ mod tests {
     }
 
     fn exec_req(command: Command) -> msg::Exec {
-        msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None }
+        msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None }
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod exec;
 pub mod get;
 pub mod list;
 pub mod put;
+pub mod pty;
 pub mod stat;
 #[cfg(test)]
 mod tests;
@@ -89,7 +90,7 @@ pub fn start(
         },
         Request::Auth(_) => Err(ProtoError::new(ErrorCode::BadRequest, "already authenticated")),
         Request::Data => Err(ProtoError::new(ErrorCode::BadRequest, "a data frame outside a streaming put")),
-        Request::Bye | Request::Stdin | Request::Signal(_) => Ok(Start::Nothing),
+        Request::Bye | Request::Stdin | Request::Signal(_) | Request::Resize(_) => Ok(Start::Nothing),
     }
 }
 
@@ -108,6 +109,9 @@ fn admit(mut req: msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Res
         Via::Udp { running, .. } => {
             if req.stdin {
                 return Err(ProtoError::new(ErrorCode::BadRequest, "exec: no stdin over UDP"));
+            }
+            if req.pty.is_some() {
+                return Err(ProtoError::new(ErrorCode::BadRequest, "exec: no terminal over UDP (use TCP: ferry run -t)"));
             }
             exec::authorize(&req, ctx.cfg)?;
             if *ctx.children >= ctx.cfg.max_children || !ctx.waiters.is_empty() || running >= token::MAX_UDP_EXECS {
