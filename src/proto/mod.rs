@@ -11,8 +11,10 @@
 
 pub mod auth;
 pub mod datagram;
+pub mod direct;
 pub mod frame;
 pub mod handshake;
+pub mod lean;
 pub mod msg;
 pub mod sealed;
 pub mod sniff;

@@ -432,22 +432,7 @@ pub fn pong(id: Option<&Value>) -> Map<String, Value> {
     reply("pong", id)
 }
 
-/// Appends the whole `pong` frame to `out` without building a map: the
-/// reply a load of pings is made of. The same frame as `encode_frame(pong(id))`
-/// once parsed.
-pub fn encode_pong(out: &mut Vec<u8>, id: Option<&Value>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    if let Some(id) = id {
-        out.extend_from_slice(br#"{"id":"#);
-        serde_json::to_writer(&mut *out, id).expect("a JSON value always serializes");
-        out.extend_from_slice(br#","type":"pong"}"#);
-    } else {
-        out.extend_from_slice(br#"{"type":"pong"}"#);
-    }
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-}
+pub use super::direct::{encode_exit, encode_pong};
 
 /// The header of a `stdout` or `stderr` chunk (the size is set by the encoder).
 pub fn output(stream: Stream, id: Option<&Value>) -> Map<String, Value> {
@@ -850,6 +835,25 @@ mod tests {
             let mut slow = Vec::new();
             crate::proto::encode_frame(&mut slow, pong(id.as_ref()), &[]);
             assert_eq!(fast, slow, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn the_exit_fast_path_writes_the_same_frame() {
+        for id in [None, Some(json!(7)), Some(json!("a\"b\n")), Some(json!({"x":[1]}))] {
+            for (code, signal) in [(Some(0), None), (Some(255), None), (Some(-1), None), (None, Some(9)), (None, None)] {
+                for timed_out in [false, true] {
+                    let mut fast = Vec::new();
+                    encode_exit(&mut fast, code, signal, timed_out, id.as_ref());
+                    let mut m = exit(code, signal, id.as_ref());
+                    if timed_out {
+                        m.insert("timed_out".into(), Value::Bool(true));
+                    }
+                    let mut slow = Vec::new();
+                    crate::proto::encode_frame(&mut slow, m, &[]);
+                    assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow));
+                }
+            }
         }
     }
 

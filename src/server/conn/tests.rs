@@ -434,7 +434,7 @@ fn a_killed_command_reports_its_signal_and_an_abandoned_one_is_aborted() {
     c.sock.eof = true;
     send(&mut h, &mut c, b"");
     let mut child = c.take_orphan().expect("the child is left to be reaped");
-    let _ = child.kill();
+    crate::server::ops::exec::kill_group(child.id() as i32, libc::SIGKILL);
     let _ = child.wait();
     assert_eq!(access_lines()[1], r#"#1 test key=k exec argv=["sleep","30"] in=0 out=0 dur=0.000s result=aborted"#);
 }

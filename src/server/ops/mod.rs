@@ -11,12 +11,15 @@
 //! a budget (`pump`), and the child's lifecycle for `exec` (`on_pipe_event`,
 //! `try_reap`, `deadline`, `abandon`). One module per operation; `ping`
 //! stays inline here, `bye` is the connection's. `access` is the one access
-//! line both transports write; `ctx` what every op is given and answers with.
+//! line both transports write; `ctx` what every op is given and answers with;
+//! `allow` the exec allow-list's rule; `pty` an exec's terminal. Children
+//! are started by `server::spawn` (through `ctx.spawner`).
 //!
-//! May import: `buf`, `io` and `token` of the server, `config`, `paths` and
-//! `proto`. Not `conn`, not `udp`: they import this.
+//! May import: `buf`, `io`, `spawn` and `token` of the server, `config`,
+//! `paths` and `proto`. Not `conn`, not `udp`: they import this.
 
 pub mod access;
+mod allow;
 mod ctx;
 pub mod exec;
 pub mod get;
@@ -38,7 +41,7 @@ use super::token::{self, Role};
 use crate::proto::msg::{self, Request, SignalName};
 use crate::proto::{ErrorCode, Header, ProtoError};
 use serde_json::{Map, Value};
-use std::process::Child;
+use super::spawn::Child;
 use std::time::Instant;
 
 /// An answer made at once.
@@ -208,7 +211,7 @@ impl Op {
                 if !e.is_finished() {
                     return Ok(Progress::Moved(moved));
                 }
-                crate::proto::encode_frame(o.out.tail(), e.exit().frame(e.id()), &[]);
+                e.exit().encode(o.out.tail(), e.id());
                 Ok(Progress::Done)
             }
             Op::Get(g) => g.pump(o),

@@ -24,9 +24,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use super::super::token::Role;
 
@@ -81,12 +79,13 @@ fn winsize(size: WinSize) -> Winsize {
     Winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 }
 }
 
-/// Opens a terminal of `p`'s size and makes it `cmd`'s standard input,
-/// output and error, and the controlling terminal of the new session the
-/// child starts (so ^C typed is the foreground job's INT, and closing the
-/// master hangs it up). `TERM` is the client's. Call `Command::spawn` next,
-/// then drop `cmd`: until then it holds the slave side open.
-pub fn attach(cmd: &mut Command, p: &msg::Pty) -> io::Result<Term> {
+/// Opens a terminal of `p`'s size: the master side, which the server
+/// keeps, and the slave side, for `spawn::Spec` as the child's standard
+/// input, output and error with `Session::Terminal` (a new session with the
+/// terminal as its controlling terminal, so ^C typed is the foreground
+/// job's INT, and closing the master hangs it up). The caller sets `TERM`
+/// to the client's, and drops the slave side once the child is spawned.
+pub fn open(p: &msg::Pty) -> io::Result<(Term, OwnedFd)> {
     let master = rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
     rustix::pty::grantpt(&master)?;
     rustix::pty::unlockpt(&master)?;
@@ -94,24 +93,12 @@ pub fn attach(cmd: &mut Command, p: &msg::Pty) -> io::Result<Term> {
     let slave: OwnedFd = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc::O_NOCTTY)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
         .open(OsString::from_vec(name.into_bytes()))?
         .into();
     // Before exec: the program reads its size once at start.
     termios::tcsetwinsize(&slave, winsize(p.size))?;
-    cmd.stdin(Stdio::from(slave.try_clone()?)).stdout(Stdio::from(slave.try_clone()?)).stderr(Stdio::from(slave));
-    cmd.env("TERM", &p.term);
-    // SAFETY: setsid(2) and ioctl(2) are async-signal-safe, and the closure
-    // touches no memory of the parent's. It runs after stdio is in place.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Ok(Term { master })
+    Ok((Term { master }, slave))
 }
 
 impl Term {
@@ -166,13 +153,25 @@ mod tests {
         msg::Pty { term: "xterm-test".into(), size: WinSize { rows, cols } }
     }
 
-    /// Runs `script` on a fresh terminal; everything it wrote there.
+    /// Runs `script` on a fresh terminal, spawned as `exec` does; everything
+    /// it wrote there.
     fn run(p: &msg::Pty, script: &str, during: impl FnOnce(&Term)) -> (String, std::process::ExitStatus) {
-        let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(script);
-        let term = attach(&mut cmd, p).unwrap();
-        let mut child = cmd.spawn().unwrap();
-        drop(cmd);
+        use crate::server::spawn::{pidfds_available, Session, Spawner, Spec, Stdio};
+        use std::os::fd::AsFd;
+        let sp = Spawner::new(false, pidfds_available()).unwrap();
+        let (term, slave) = open(p).unwrap();
+        let env = [("TERM".to_string(), p.term.clone())].into_iter().collect();
+        let argv = [std::ffi::OsStr::new("/bin/sh"), "-c".as_ref(), script.as_ref()];
+        let spec = Spec {
+            program: argv[0],
+            argv: &argv,
+            env: &env,
+            cwd: Path::new("/"),
+            stdio: [Stdio::Fd(slave.as_fd()); 3],
+            session: Session::Terminal,
+        };
+        let mut child = sp.spawn(&spec).unwrap();
+        drop(slave);
         during(&term);
         let mut out = Vec::new();
         let mut f = std::fs::File::from(term.master.try_clone().unwrap());
