@@ -100,7 +100,7 @@ fn a_tree_goes_there_and_back_byte_identical_with_modes_mtimes_links_and_empty_d
     let src = here.path().join("tree");
     make_tree(&src, 9 * 1024 * 1024 + 7);
 
-    let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree", "up/"]);
+    let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree", "up"]);
     assert_status(&out, 0);
     assert!(out.stderr.is_empty(), "quiet when stderr is no terminal: {}", text(&out.stderr));
     // scp: REMOTE did not exist, so it became the copy.
@@ -410,4 +410,79 @@ fn fan_out_puts_a_tree_to_every_host_and_gets_each_into_dir_host() {
     assert_status(&out, 0);
     diff_r(&a.path("dst"), &here.path().join(format!("got/{}/dst", a.target())));
     diff_r(&b.path("dst"), &here.path().join(format!("got/{}/dst", b.target())));
+}
+
+#[test]
+fn c_resumes_a_copy_made_under_a_new_name_in_place() {
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("big");
+    fs::create_dir_all(src.join("s")).unwrap();
+    for i in 0..6 {
+        fs::write(src.join(format!("s/f{i}")), random(3000 + i)).unwrap();
+    }
+    // put -r big big2, cut: big2 exists on the server with files missing.
+    assert_status(&ferry_in(&d, here.path(), &["put", "-r", &t, "big", "big2"]), 0);
+    fs::remove_file(d.path("big2/s/f4")).unwrap();
+    fs::remove_file(d.path("big2/s/f5")).unwrap();
+    assert_status(&ferry_in(&d, here.path(), &["put", "-r", "-c", &t, "big", "big2"]), 0);
+    diff_r(&src, &d.path("big2"));
+    assert!(!d.path("big2/big").exists(), "-c resumes big2 in place, no nested copy");
+    // A copy that went inside an existing directory resumes there.
+    fs::create_dir(d.path("into")).unwrap();
+    assert_status(&ferry_in(&d, here.path(), &["put", "-r", &t, "big", "into"]), 0);
+    fs::remove_file(d.path("into/big/s/f0")).unwrap();
+    assert_status(&ferry_in(&d, here.path(), &["put", "-r", "-c", &t, "big", "into"]), 0);
+    diff_r(&src, &d.path("into/big"));
+    assert_eq!(fs::read_dir(d.path("into")).unwrap().count(), 1);
+
+    // get -r big2 nn, cut; get -r -c resumes nn in place; again only checks.
+    assert_status(&ferry_in(&d, here.path(), &["get", "-r", &t, "big2", "nn"]), 0);
+    fs::remove_file(here.path().join("nn/s/f2")).unwrap();
+    fs::write(here.path().join("nn/s/f3.part"), b"").unwrap();
+    fs::remove_file(here.path().join("nn/s/f3")).unwrap();
+    assert_status(&ferry_in(&d, here.path(), &["get", "-r", "-c", &t, "big2", "nn"]), 0);
+    diff_r(&src, &here.path().join("nn"));
+    let kept = inode(&here.path().join("nn/s/f1"));
+    assert_status(&ferry_in(&d, here.path(), &["get", "-r", "-c", &t, "big2", "nn"]), 0);
+    diff_r(&src, &here.path().join("nn"));
+    assert_eq!(inode(&here.path().join("nn/s/f1")), kept, "a finished copy is only checked");
+    // The session line follows the same rule.
+    fs::remove_file(here.path().join("nn/s/f0")).unwrap();
+    let mut cmd = d.ferry();
+    cmd.current_dir(here.path()).arg(&t);
+    assert_status(&run_with_input(cmd, b"get -r -c big2 nn\n"), 0);
+    diff_r(&src, &here.path().join("nn"));
+}
+
+#[test]
+fn a_trailing_slash_names_a_directory_to_land_in_and_missing_parents_are_made() {
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("small");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"f").unwrap();
+    // put -r small slash/: slash/small, as put f newd/ makes newd/f.
+    assert_status(&ferry_in(&d, here.path(), &["put", "-r", &t, "small", "slash/"]), 0);
+    diff_r(&src, &d.path("slash/small"));
+    assert_status(&ferry_in(&d, here.path(), &["get", "-r", &t, "slash/small", "gslash/"]), 0);
+    diff_r(&src, &here.path().join("gslash/small"));
+    // get -r into a/b/c: the missing a/b are made, c is the copy.
+    assert_status(&ferry_in(&d, here.path(), &["get", "-r", &t, "slash/small", "a/b/c"]), 0);
+    diff_r(&src, &here.path().join("a/b/c"));
+    // A file in the way of the parents: the tree fails, named, status 1.
+    fs::write(here.path().join("plain"), b"").unwrap();
+    let out = ferry_in(&d, here.path(), &["get", "-r", &t, "slash/small", "plain/x/y"]);
+    assert_status(&out, 1);
+    assert!(text(&out.stderr).contains("plain/x/y: "), "{}", text(&out.stderr));
+    if unsafe { libc::geteuid() } != 0 {
+        let ro = here.path().join("ro");
+        fs::create_dir(&ro).unwrap();
+        chmod(&ro, 0o555);
+        let out = ferry_in(&d, here.path(), &["get", "-r", &t, "slash/small", "ro/x/y"]);
+        assert_status(&out, 1);
+        assert!(text(&out.stderr).contains("ermission denied"), "{}", text(&out.stderr));
+    }
 }

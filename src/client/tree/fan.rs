@@ -35,11 +35,10 @@ fn one(host: &Host, way: &Way, resume: bool, key: &Key, opts: &Options) -> (i32,
     };
     let r = match way {
         Way::Get { remote, dir } => {
-            let here = dir.join(&host.name);
-            match std::fs::create_dir_all(&here) {
-                Ok(()) => super::get::run(&mut s, show, remote, here.to_str(), resume),
-                Err(e) => Err(TreeError::Failed(format!("{}: {}", here.display(), crate::client::io_text(&e)))),
-            }
+            // `dir/HOST/`: a directory to land in, made only once the host
+            // answered (a host that fails leaves no empty directory).
+            let here = format!("{}/", dir.join(&host.name).display());
+            super::get::run(&mut s, show, remote, Some(&here), resume)
         }
         Way::Put { local, remote } => super::put::run(&mut s, show, local, remote.as_deref(), resume),
     };

@@ -21,21 +21,42 @@ use crate::proto::tree as wire;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Where the tree lands here.
-pub fn destination(remote: &str, local: Option<&str>) -> Result<PathBuf, TreeError> {
+/// Where the tree lands here (ferry(1), Directory trees): LOCAL ending in
+/// `/` is a directory to put the copy in, under REMOTE's name; an existing
+/// directory LOCAL takes the copy in too, except with `-c` when it holds no
+/// entry of that name: then LOCAL is the cut copy itself, resumed in place.
+/// Otherwise LOCAL becomes the copy.
+pub fn destination(remote: &str, local: Option<&str>, resume: bool) -> Result<PathBuf, TreeError> {
     let named = || {
         basename(remote)
             .map(PathBuf::from)
             .ok_or_else(|| TreeError::Usage(format!("\"{remote}\" names no directory to name a local one after: give LOCAL")))
     };
-    Ok(match local {
-        None => named()?,
-        Some(l) if Path::new(l).is_dir() => match basename(remote) {
-            Some(n) => Path::new(l).join(n),
-            None => PathBuf::from(l),
-        },
-        Some(l) => PathBuf::from(l.trim_end_matches('/')),
+    let Some(l) = local else { return named() };
+    let inside = |l: &str| match basename(remote) {
+        Some(n) => Path::new(l).join(n),
+        None => PathBuf::from(l),
+    };
+    Ok(if l.ends_with('/') {
+        inside(l)
+    } else if Path::new(l).is_dir() {
+        let within = inside(l);
+        if resume && within.symlink_metadata().is_err() {
+            PathBuf::from(l)
+        } else {
+            within
+        }
+    } else {
+        PathBuf::from(l)
     })
+}
+
+/// Makes the directory a tree lands in, and the missing ones on the way.
+fn make_top(dest: &Path) -> io::Result<()> {
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    local::make_dir(dest)
 }
 
 /// One file to fetch: from `offset` (a `.part` resumed), or, with `verify`,
@@ -169,12 +190,12 @@ pub fn run(s: &mut Session, show: Show<'_>, remote: &str, local: Option<&str>, r
     if top.kind != Kind::Dir {
         return Err(TreeError::NotADirectory);
     }
-    let dest = destination(remote, local)?;
+    let dest = destination(remote, local, resume)?;
     let entries = listing(s, remote)?;
     let (files, bytes) =
         entries.iter().filter(|e| e.kind == Kind::File).fold((0, 0), |(n, b), e| (n + 1, b + e.file_size));
     let mut p = Progress::new(show, &dest.display().to_string(), files, bytes);
-    local::make_dir(&dest).map_err(|e| TreeError::Failed(format!("{}: {}", dest.display(), io_text(&e))))?;
+    make_top(&dest).map_err(|e| TreeError::Failed(format!("{}: {}", dest.display(), io_text(&e))))?;
     let mut todo = Vec::new();
     let mut dirs = Vec::new();
     let mut links = Vec::new();

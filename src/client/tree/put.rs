@@ -36,13 +36,29 @@ fn local_name(local: &str) -> Option<String> {
     Some(real.file_name()?.to_str()?.to_string())
 }
 
-/// Where the tree lands on the server.
-pub fn destination(s: &mut Session, local: &str, remote: Option<&str>) -> Result<String, TreeError> {
+/// Where the tree lands on the server, by the rule `get -r` follows
+/// (`get::destination`): REMOTE ending in `/` is a directory to put the copy
+/// in; an existing directory takes it in too, except with `-c` when it holds
+/// no entry of LOCAL's name (REMOTE is then the cut copy, resumed in place).
+pub fn destination(s: &mut Session, local: &str, remote: Option<&str>, resume: bool) -> Result<String, TreeError> {
     let name = local_name(local);
     let named = || name.clone().ok_or_else(|| TreeError::Usage(format!("\"{local}\" names no directory to name a remote one after: give REMOTE")));
     let Some(remote) = remote else { return named() };
+    if remote.ends_with('/') && !remote.trim_end_matches('/').is_empty() {
+        return Ok(remote_join(remote, &named()?));
+    }
     match s.stat(remote) {
-        Ok(e) if e.kind == Kind::Dir => Ok(remote_join(remote, &named()?)),
+        Ok(e) if e.kind == Kind::Dir => {
+            let within = remote_join(remote, &named()?);
+            if !resume {
+                return Ok(within);
+            }
+            match s.stat(&within) {
+                Ok(_) => Ok(within),
+                Err(Error::Remote(p)) if p.code == ErrorCode::NotFound => Ok(remote.trim_end_matches('/').to_string()),
+                Err(e) => Err(e.into()),
+            }
+        }
         Ok(_) => Err(TreeError::Failed(format!("{remote}: exists on the server and is not a directory"))),
         Err(Error::Remote(p)) if p.code == ErrorCode::NotFound => Ok(remote.trim_end_matches('/').to_string()),
         Err(e) => Err(e.into()),
@@ -214,7 +230,7 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
     if !top.is_dir() {
         return Err(TreeError::NotADirectory);
     }
-    let dest = destination(s, local, remote)?;
+    let dest = destination(s, local, remote, resume)?;
     let (entries, bad) = local::walk(root);
     let (files, bytes) = entries.iter().fold((0, 0), |(n, b), e| match e.what {
         What::File { size, .. } => (n + 1, b + size),
