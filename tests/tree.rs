@@ -486,3 +486,52 @@ fn a_trailing_slash_names_a_directory_to_land_in_and_missing_parents_are_made() 
         assert!(text(&out.stderr).contains("ermission denied"), "{}", text(&out.stderr));
     }
 }
+
+/// ferryd without the capabilities that let root read any directory
+/// (`CAP_DAC_OVERRIDE`, `CAP_DAC_READ_SEARCH`): a mode-000 directory is
+/// unreadable to it, as to a ferryd running as nobody. Non-root: as is.
+fn start_without_dac_override() -> Daemon {
+    Daemon::start_custom(&[], |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                for cap in [1, 2] {
+                    // CAP_DAC_OVERRIDE = 1, CAP_DAC_READ_SEARCH = 2: out of the
+                    // bounding set, so root's exec does not get them.
+                    if libc::geteuid() == 0 && libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            })
+        };
+    })
+}
+
+#[test]
+fn an_unreadable_server_directory_is_an_error_for_that_entry_and_status_1() {
+    let d = start_without_dac_override();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    fs::create_dir_all(d.path("tree/closed")).unwrap();
+    fs::write(d.path("tree/closed/secret"), b"s").unwrap();
+    fs::write(d.path("tree/open"), b"o").unwrap();
+    chmod(&d.path("tree/closed"), 0o000);
+    let out = ferry_in(&d, here.path(), &["get", "-r", &t, "tree"]);
+    chmod(&d.path("tree/closed"), 0o755);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.contains("ferry: closed: ") && err.contains("permission denied (permission-denied)"), "{err}");
+    assert_eq!(fs::read(here.path().join("tree/open")).unwrap(), b"o", "the rest arrives");
+    chmod(&d.path("tree/closed"), 0o000);
+    let out = ferry_in(&d, here.path(), &["ls", "-R", &t, "tree"]);
+    assert_status(&out, 1);
+    assert!(text(&out.stdout).contains(" closed\n") && text(&out.stderr).contains("closed: "), "{}", text(&out.stderr));
+    let out = ferry_in(&d, here.path(), &["ls", "-R", "--json", &t, "tree"]);
+    assert_status(&out, 1);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let closed = v.as_array().unwrap().iter().find(|e| e["name"] == "closed").unwrap();
+    assert_eq!(closed["error"]["code"], "permission-denied");
+    chmod(&d.path("tree/closed"), 0o755);
+}

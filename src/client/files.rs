@@ -352,6 +352,7 @@ impl Session {
             mtime: h.fields.get("mtime").and_then(Value::as_i64).unwrap_or(0),
             name_hex: None,
             target: None,
+            error: None,
         };
         let mut fields = h.fields;
         for k in ["type", "size", "id"] {

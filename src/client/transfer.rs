@@ -551,11 +551,21 @@ fn run_ls_tree(s: &mut Session, path: &str, json: bool) -> Result<(), Failure> {
     if let crate::proto::msg::Reply::Error(e) = crate::proto::msg::Reply::from_header(&h) {
         return Err(fail(Error::Remote(e)));
     }
-    if json {
-        return print(&[body.as_slice(), b"\n"].concat());
-    }
     let entries: Vec<Entry> = serde_json::from_slice(&body).map_err(|e| Failure::Ferry(Error::Protocol(format!("listing body: {e}"))))?;
-    print(format::table(&entries).as_bytes())
+    if json {
+        print(&[body.as_slice(), b"\n"].concat())?;
+    } else {
+        print(format::table(&entries).as_bytes())?;
+    }
+    // A directory the server could not read: named on stderr, status 1.
+    let unread: Vec<&Entry> = entries.iter().filter(|e| e.error.is_some()).collect();
+    for e in &unread {
+        exit::say(format_args!("{}: {}", crate::term::escape(&e.name), e.error.as_ref().map(|x| x.text()).unwrap_or_default()));
+    }
+    match unread.len() {
+        0 => Ok(()),
+        n => Err(Failure::Failed(format!("{n} directories could not be read"))),
+    }
 }
 
 /// `ferry ls -R HOST [PATH]`.

@@ -305,6 +305,29 @@ pub struct Entry {
     /// In a recursive listing, a link's target if it stays in the root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// In a recursive listing, why a directory's entries are missing (it
+    /// could not be opened or read): `{"code":..,"message":..}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<EntryError>,
+}
+
+/// The error of one entry of a recursive listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryError {
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl EntryError {
+    /// As a single request's error would print: `message (code)`.
+    pub fn text(&self) -> String {
+        if self.message.is_empty() {
+            self.code.clone()
+        } else {
+            format!("{} ({})", self.message, self.code)
+        }
+    }
 }
 
 /// A request, read from a frame header.

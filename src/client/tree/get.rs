@@ -218,7 +218,13 @@ pub fn run(s: &mut Session, show: Show<'_>, remote: &str, local: Option<&str>, r
         }
         match e.kind {
             Kind::Dir => match local::make_dir(&under(&dest, &e.name)) {
-                Ok(()) => dirs.push(e),
+                Ok(()) => {
+                    // The server could not read it: what it holds is missing.
+                    if let Some(err) = &e.error {
+                        p.fail(&e.name, &err.text());
+                    }
+                    dirs.push(e)
+                }
                 Err(err) => {
                     unmade.insert(&e.name);
                     p.fail(&e.name, &io_text(&err));

@@ -101,6 +101,8 @@ pub fn symlink(req: &Symlink, id: Option<&Value>, ctx: &Ctx) -> Result<Map<Strin
 /// siblings by name. Links are not followed; a link's `target` is given when
 /// it stays inside the root. A directory whose name is not UTF-8 is listed
 /// (with `name_hex`) but not entered: its entries could not be asked for.
+/// A directory that cannot be opened or read carries an `error` (its
+/// entries read so far stay listed); the listing goes on.
 pub fn list(req: &msg::PathReq, id: Option<&Value>, ctx: &Ctx) -> Result<(Map<String, Value>, Vec<u8>), ProtoError> {
     let p = RelPath::parse(&req.path)?;
     let root = paths::open_root(&ctx.cfg.root)?;
@@ -159,9 +161,23 @@ fn walk(dir: &OwnedFd, prefix: &str, base: &str, out: &mut Vec<Entry>) -> Result
         if enter {
             let last = &name[prefix.len()..];
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            // A directory swapped for something else since it was read is left out.
-            let Ok(sub) = rustix::fs::openat(dir, last, flags, Mode::empty()) else { continue };
-            walk(&sub, &format!("{name}/"), base, out)?;
+            // A directory swapped for something else since it was read is
+            // left out; one that cannot be opened or read carries its error.
+            let at = out.len() - 1;
+            let walked = match rustix::fs::openat(dir, last, flags, Mode::empty()) {
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                Err(e) => Err(Walk::Errno(e)),
+                Ok(sub) => walk(&sub, &format!("{name}/"), base, out),
+            };
+            match walked {
+                Err(Walk::Errno(e)) => {
+                    let shown = if base == "." { name.clone() } else { format!("{base}/{name}") };
+                    let err = crate::paths::errno_error(&shown, e);
+                    out[at].error = Some(msg::EntryError { code: err.code.as_str().to_string(), message: err.message });
+                }
+                Err(Walk::TooMany) => return Err(Walk::TooMany),
+                Ok(()) => {}
+            }
         }
     }
     Ok(())
