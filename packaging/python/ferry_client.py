@@ -828,34 +828,90 @@ class Client:
                 raise e
             failed.append((rel, e))
 
+    def _tree_dest(self, name, remote, is_dir=True):
+        """Where put -r lands name on the server: inside remote when it ends
+        in / or is a directory, else remote itself."""
+        join = lambda base, rel: rel if base in ("", ".") else f"{base}/{rel}"
+        if remote.endswith("/") and remote.rstrip("/"):
+            return join(remote.rstrip("/"), name)
+        try:
+            st = self.stat(remote)
+        except FerryError as e:
+            if e.code == "not-found":
+                return remote.rstrip("/") or "."
+            raise
+        if st.get("kind") == "dir":
+            return join(remote.rstrip("/"), name)
+        if is_dir:
+            raise FerryError("not-a-directory", f"{remote}: exists on the server and is not a directory")
+        return remote
+
     def put_tree(self, local, remote, window=64):
-        """Sends the directory local so that remote becomes its copy (created
-        as needed; what is there is replaced entry by entry), as ferry put -r
-        does: every file a sized put with its SHA-256, mode (no set-id bits)
-        and mtime, every link a symlink request (refused with bad-path when it
-        leads outside the served root), every directory a mkdir (deepest
-        first, the last one syncing the server's file system), window requests
-        in flight at most.  An entry that fails does not stop the rest.
-        Returns {"entries": n, "failed": [(path, FerryError), ...]}."""
-        local, remote = os.fspath(local), os.fsdecode(remote).rstrip("/") or "."
-        if not os.path.isdir(local):
-            raise FerryError("not-a-directory", f"{local}: not a directory")
-        dirs, files, links = [], [], []
-        for top, dnames, fnames in os.walk(local):
-            dnames.sort()
-            rel_top = os.path.relpath(top, local)
-            for name in sorted(dnames + fnames):
-                rel = name if rel_top == "." else f"{rel_top}/{name}"
-                st = os.lstat(os.path.join(top, name))
-                if _stat.S_ISLNK(st.st_mode):
-                    links.append((rel, os.readlink(os.path.join(top, name))))
+        """Sends the directory local where ferry put -r puts it: remote ending
+        in / or an existing directory takes the copy inside it under local's
+        name, else remote becomes the copy (created as needed; what is there
+        is replaced entry by entry).  Every file is a sized put with its
+        SHA-256, mode (no set-id bits) and mtime, every link a symlink request
+        (refused with bad-path when it leads outside the served root), every
+        directory a mkdir (deepest first, the last one syncing the server's
+        file system), window requests in flight at most.  An entry that fails
+        does not stop the rest; names that are not UTF-8, FIFOs, sockets,
+        devices and unreadable entries here are reported and skipped.  A file
+        is put as ferry put -r puts one.  Returns {"entries": n, "failed":
+        [(path, FerryError), ...]}."""
+        local = os.fsdecode(local)
+        try:
+            top = os.stat(local)
+        except OSError as err:
+            raise _os_error(local, err) from None
+        name = os.path.basename(local.rstrip("/"))
+        if name in ("", ".", ".."):
+            name = os.path.basename(os.path.realpath(local))
+        remote = self._tree_dest(name, os.fsdecode(remote), _stat.S_ISDIR(top.st_mode))
+        if not _stat.S_ISDIR(top.st_mode):
+            self.put(local, remote, mode=top.st_mode & 0o777)
+            return {"entries": 1, "failed": []}
+        dirs, files, links, failed = [], [], [], []
+
+        def walk(path, rel_top):
+            try:
+                names = sorted(os.listdir(path))
+            except OSError as err:
+                failed.append((rel_top or local, _os_error(rel_top or local, err)))
+                return
+            for name in names:
+                rel = name if not rel_top else f"{rel_top}/{name}"
+                full = os.path.join(path, name)
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    failed.append((rel, FerryError("bad-path", f"{_shown(rel)}: the name is not UTF-8: it cannot be sent")))
+                    continue
+                try:
+                    st = os.lstat(full)
+                    target = os.readlink(full) if _stat.S_ISLNK(st.st_mode) else None
+                except OSError as err:
+                    failed.append((rel, _os_error(rel, err)))
+                    continue
+                if target is not None:
+                    try:
+                        target.encode("utf-8")
+                        links.append((rel, target))
+                    except UnicodeEncodeError:
+                        failed.append((rel, FerryError("bad-path", f"{_shown(rel)}: the link's target is not UTF-8")))
                 elif _stat.S_ISDIR(st.st_mode):
                     dirs.append((rel, st))
+                    walk(full, rel)
                 elif _stat.S_ISREG(st.st_mode):
                     files.append((rel, st))
+                else:
+                    failed.append((rel, FerryError("skipped", f"{_shown(rel)}: not a regular file, directory or link: skipped")))
+
+        walk(local, "")
+        unsent = len(failed)
         join = lambda rel: rel if remote == "." else f"{remote}/{rel}"
         tree = os.urandom(8).hex()
-        pending, failed = [], []
+        pending = []
 
 
         def sent(rel):
@@ -864,8 +920,12 @@ class Client:
                 self._tree_reply(pending.pop(0), failed)
 
         for rel, st in files:
-            with open(os.path.join(local, rel), "rb") as f:
-                data = f.read()
+            try:
+                with open(os.path.join(local, rel), "rb") as f:
+                    data = f.read()
+            except OSError as err:
+                failed.append((rel, _os_error(rel, err)))
+                continue
             req = {"type": "put", "path": join(rel), "mode": st.st_mode & 0o777, "mtime": int(st.st_mtime),
                    "sha256": hashlib.sha256(data).hexdigest(), "tree": tree}
             self._send(req, data)
@@ -873,7 +933,6 @@ class Client:
         for rel, target in links:
             self._send({"type": "symlink", "path": join(rel), "target": target})
             sent(rel)
-        top = os.stat(local)
         for rel, st in reversed(dirs):
             self._send({"type": "mkdir", "path": join(rel), "mode": st.st_mode & 0o777, "mtime": int(st.st_mtime)})
             sent(rel)
@@ -883,38 +942,65 @@ class Client:
         while pending:
             self._tree_reply(pending.pop(0), failed)
 
-        return {"entries": len(files) + len(links) + len(dirs) + 1, "failed": failed}
+        return {"entries": len(files) + len(links) + len(dirs) + 1 + unsent, "failed": failed}
 
     def get_tree(self, remote, local, window=64):
-        """Fetches the directory remote so that local becomes its copy (as
-        ferry get -r does): one recursive list, then window gets in flight at
-        most, each file written to its .part, checked against the server's
-        SHA-256, given its mode and mtime and renamed into place; links made
-        when their target stays inside the tree (else bad-path); directories
-        created, their modes and mtimes set last.  An entry that fails does
-        not stop the rest.  Returns {"entries": n, "failed": [(path,
+        """Fetches the directory remote where ferry get -r puts it: local
+        ending in / or an existing directory takes the copy inside it under
+        remote's name, else local becomes the copy (created, with the missing
+        directories on the way).  One recursive list, then window gets in
+        flight at most, each file written to its .part, checked against the
+        server's SHA-256, given its mode and mtime and renamed into place;
+        links made when their target stays inside the tree (else bad-path);
+        directories created, their modes and mtimes set last.  An entry that
+        fails does not stop the rest (a directory the server cannot read, a
+        name that is not UTF-8, each reported once).  A file is fetched as
+        ferry get -r fetches one.  Returns {"entries": n, "failed": [(path,
         FerryError), ...]}."""
-        remote, local = os.fsdecode(remote).rstrip("/") or ".", os.fspath(local)
+        remote, local = os.fsdecode(remote), os.fsdecode(local)
         top = self.stat(remote)
-        if top.get("kind") != "dir":
-            raise FerryError("not-a-directory", f"{remote}: not a directory")
+        name = os.path.basename(remote.rstrip("/"))
+        if local.endswith("/") or os.path.isdir(local):
+            if name in ("", ".", ".."):
+                if top.get("kind") != "dir":
+                    raise FerryError("bad-path", f"{remote!r} names no file to name a local one after")
+            else:
+                local = os.path.join(local, name)
+        remote = remote.rstrip("/") or "."
+        try:
+            if os.path.dirname(local.rstrip("/")):
+                os.makedirs(os.path.dirname(local.rstrip("/")), exist_ok=True)
+            if top.get("kind") != "dir":
+                self.get(remote, local)
+                return {"entries": 1, "failed": []}
+            os.makedirs(local, exist_ok=True)
+        except OSError as err:
+            raise _os_error(local, err) from None
         entries = self.list_tree(remote)
         join = lambda rel: rel if remote == "." else f"{remote}/{rel}"
         failed = []
-        os.makedirs(local, exist_ok=True)
         plain = lambda rel: rel and not rel.startswith("/") and all(c not in ("", ".", "..") for c in rel.split("/"))
-        files = []
+        files, dirs = [], []
         for e in entries:
             rel = e["name"]
-            if "name_hex" in e or not plain(rel):
-                failed.append((rel, FerryError("bad-path", f"{rel}: cannot be asked for")))
+            if "name_hex" in e:
+                failed.append((rel, FerryError("bad-path", f"{_shown(bytes.fromhex(e['name_hex']))}: the name is not UTF-8: it cannot be asked for")))
+            elif not plain(rel):
+                failed.append((rel, FerryError("bad-path", f"{rel}: the server named an entry outside the tree")))
             elif e["kind"] == "dir":
                 try:
                     os.makedirs(os.path.join(local, rel), exist_ok=True)
+                    dirs.append(e)
                 except OSError as err:
-                    failed.append((rel, FerryError("io-error", str(err))))
+                    failed.append((rel, _os_error(rel, err)))
+                    continue
+                if "error" in e:
+                    err = e["error"]
+                    failed.append((rel, FerryError(err.get("code", "io-error"), err.get("message", ""), err)))
             elif e["kind"] == "file":
                 files.append(e)
+            elif e["kind"] == "other":
+                failed.append((rel, FerryError("skipped", f"{rel}: not a regular file, directory or link: skipped")))
         asked = 0
         for i, e in enumerate(files):
             while asked < len(files) and asked - i < window:
@@ -922,7 +1008,7 @@ class Client:
                 asked += 1
             self._get_tree_file(e["name"], os.path.join(local, e["name"]), failed)
         for e in entries:
-            if e["kind"] != "link" or not plain(e["name"]):
+            if e["kind"] != "link" or not plain(e["name"]) or "name_hex" in e:
                 continue
             rel, target = e["name"], e.get("target")
             depth = len(rel.split("/")) - 1
@@ -935,15 +1021,22 @@ class Client:
                 continue
             dest = os.path.join(local, rel)
             tmp = f"{dest}.ferry-link-{os.getpid()}"
-            os.symlink(target, tmp)
-            os.replace(tmp, dest)
-        for e in reversed([e for e in entries if e["kind"] == "dir" and plain(e["name"])] + [dict(top, name=".")]):
+            try:
+                if os.path.isdir(dest) and not os.path.islink(dest):
+                    raise IsADirectoryError(errno.EISDIR, "is a directory; not replacing it with a link")
+                os.symlink(target, tmp)
+                os.replace(tmp, dest)
+            except OSError as err:
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+                failed.append((rel, _os_error(rel, err)))
+        for e in reversed([dict(top, name=".")] + dirs):
             p = os.path.join(local, e["name"])
             try:
                 os.chmod(p, e["mode"] & 0o777)
                 os.utime(p, (e["mtime"], e["mtime"]))
             except OSError as err:
-                failed.append((e["name"], FerryError("io-error", str(err))))
+                failed.append((e["name"], _os_error(e["name"], err)))
         return {"entries": len(entries), "failed": failed}
 
     def _get_tree_file(self, rel, dest, failed):
@@ -983,6 +1076,24 @@ class Client:
             os.fchmod(f.fileno(), h.get("mode", 0o644) & 0o777)
         os.utime(part, (h.get("mtime", 0), h.get("mtime", 0)))
         os.replace(part, dest)
+
+
+def _os_error(path, err):
+    """A local OSError as a FerryError with the code a server would give."""
+    code = {errno.ENOENT: "not-found", errno.EACCES: "permission-denied", errno.EPERM: "permission-denied",
+            errno.ENOTDIR: "not-a-directory", errno.EISDIR: "is-a-directory", errno.EEXIST: "not-a-directory",
+            errno.ENOSPC: "no-space"}.get(err.errno, "io-error")
+    return FerryError(code, f"{_shown(path)}: {err.strerror or err}")
+
+
+def _shown(path):
+    """A path for a message: bytes that are not UTF-8 as \\ooo, as ferry does."""
+    b = os.fsencode(path) if isinstance(path, str) else path
+    out = []
+    for part in b.decode("utf-8", "surrogateescape"):
+        o = ord(part)
+        out.append(f"\\{o - 0xDC00:03o}" if 0xDC80 <= o <= 0xDCFF else part)
+    return "".join(out)
 
 
 def connect(host, port=DEFAULT_PORT, **kw):

@@ -325,6 +325,46 @@ class TcpTests(unittest.TestCase):
             self.assertTrue(os.path.isdir(os.path.join(back, "empty")))
             self.assertEqual(self.c.ping() >= 0, True)  # the session goes on
 
+    def test_trees_land_as_the_cli_and_report_what_cannot_be_sent(self):
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "small")
+            os.makedirs(src)
+            with open(os.path.join(src, "f"), "wb") as f:
+                f.write(b"f")
+            bad = os.path.join(os.fsencode(src), b"bad\xff")
+            with open(bad, "wb") as f:
+                f.write(b"x")
+            os.mkfifo(os.path.join(src, "fifo"))
+            os.makedirs(os.path.join(ROOT, "pyinto"))
+            r = self.c.put_tree(src, "pyinto")
+            self.assertEqual(sorted((p, e.code) for p, e in r["failed"]),
+                             [("bad\udcff", "bad-path"), ("fifo", "skipped")])
+            self.assertIn("bad\\377", str(r["failed"][0][1]) + str(r["failed"][1][1]))
+            self.assertEqual(sorted(os.listdir(os.path.join(ROOT, "pyinto", "small"))), ["f"])
+            r = self.c.put_tree(src, "pyslash/")
+            self.assertEqual(os.listdir(os.path.join(ROOT, "pyslash")), ["small"])
+            self.assertEqual(self.c.ping() >= 0, True)  # the connection was kept
+            self.c.put_tree(os.path.join(src, "f"), "pyinto")
+            with open(os.path.join(ROOT, "pyinto", "f"), "rb") as f:
+                self.assertEqual(f.read(), b"f")
+            back = os.path.join(d, "back")
+            os.makedirs(back)
+            r = self.c.get_tree("pyinto/small", back)
+            self.assertEqual((r["failed"], os.listdir(back)), ([], ["small"]))
+            r = self.c.get_tree("pyinto/small", os.path.join(d, "x", "y", "z"))
+            self.assertEqual(os.listdir(os.path.join(d, "x", "y", "z")), ["f"])
+            self.c.get_tree("pyinto/f", back)
+            with open(os.path.join(back, "f"), "rb") as f:
+                self.assertEqual(f.read(), b"f")
+            os.makedirs(os.fsencode(os.path.join(ROOT, "pynon")) + b"/d\xfe/x")
+            r = self.c.get_tree("pynon", os.path.join(d, "pynon"))
+            self.assertEqual([e.code for _, e in r["failed"]], ["bad-path"])
+            for call in (lambda: self.c.get_tree("nope", back), lambda: self.c.put_tree(os.path.join(d, "nope"), "x"),
+                         lambda: self.c.get_tree("pyinto/small", os.path.join(back, "f", "sub"))):
+                with self.assertRaises(FerryError) as e:
+                    call()
+                self.assertIn(e.exception.code, ("not-found", "not-a-directory"))
+
     def test_errors_not_found_and_bad_path(self):
         cases = [
             (lambda: self.c.stat("no/such/file"), "not-found"),
