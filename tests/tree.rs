@@ -535,3 +535,44 @@ fn an_unreadable_server_directory_is_an_error_for_that_entry_and_status_1() {
     assert_eq!(closed["error"]["code"], "permission-denied");
     chmod(&d.path("tree/closed"), 0o755);
 }
+
+#[test]
+fn failing_names_are_escaped_once_and_bytes_that_are_not_utf8_show_as_octal() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("tree");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("bad\u{1b}\nname"), b"x").unwrap();
+    fs::write(src.join(std::ffi::OsStr::from_bytes(b"n\xff")), b"y").unwrap();
+    fs::create_dir_all(d.path("tree/bad\u{1b}\nname/occupied")).unwrap();
+    let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.contains("ferry: bad\\033\\nname: ") && !err.contains("\\\\033"), "{err}");
+    assert!(err.contains("ferry: tree/n\\377: the name is not UTF-8") || err.contains("ferry: n\\377: the name is not UTF-8"), "{err}");
+    // A get of a server name that is not UTF-8.
+    fs::write(d.path("tree").join(std::ffi::OsStr::from_bytes(b"s\xfe")), b"z").unwrap();
+    let out = ferry_in(&d, here.path(), &["get", "-r", &t, "tree", "back"]);
+    assert_status(&out, 1);
+    assert!(text(&out.stderr).contains("ferry: s\\376: the name is not UTF-8"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn ls_r_of_a_file_prints_its_line_and_a_missing_path_its_code() {
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    fs::create_dir_all(d.path("small")).unwrap();
+    fs::write(d.path("small/f"), b"abc").unwrap();
+    let out = ferry_in(&d, here.path(), &["ls", "-R", &t, "small/f"]);
+    assert_status(&out, 0);
+    assert_eq!(text(&out.stdout).lines().count(), 1, "{}", text(&out.stdout));
+    assert!(text(&out.stdout).trim_end().ends_with("small/f") || text(&out.stdout).trim_end().ends_with(" f"), "{}", text(&out.stdout));
+    let plain = ferry_in(&d, here.path(), &["ls", &t, "small/f"]);
+    assert_eq!(out.stdout, plain.stdout, "as plain ls prints it");
+    let out = ferry_in(&d, here.path(), &["ls", "-R", &t, "nonexist"]);
+    assert_status(&out, 1);
+    assert!(text(&out.stderr).contains("(not-found)"), "{}", text(&out.stderr));
+}

@@ -42,6 +42,7 @@
 pub mod cli;
 pub mod encoding;
 pub mod exit;
+pub mod failure;
 pub mod fanout;
 pub mod files;
 pub mod finish;

@@ -17,7 +17,8 @@ use super::finish::{hash_reader, part_path, Hashing, Part};
 use super::tree::{self, Outcome, TreeError};
 use super::format;
 use super::exit;
-use super::{io_text, Error, Options, Session, Target};
+use super::failure::{print, with_session, Failure};
+use super::{Error, Options, Session, Target};
 use crate::proto::auth::{to_hex, Key};
 use crate::proto::msg::{Digest, Entry, Kind};
 use crate::proto::ErrorCode;
@@ -111,106 +112,6 @@ fn finish_bar(bar: &ProgressBar, from: u64) {
         indicatif::BinaryBytes(moved),
         indicatif::BinaryBytes(rate)
     ));
-}
-
-/// Why a file command failed; `report` prints it and gives the status.
-#[derive(Debug)]
-enum Failure {
-    Usage(String),
-    /// Exit 1: a remote error, a digest mismatch, a local file error.
-    Failed(String),
-    BrokenPipe,
-    /// Exit 255: writing to our stdout failed (not a closed pipe).
-    Stdout(io::Error),
-    /// Exit 255: the connection, the handshake or the protocol.
-    Ferry(Error),
-}
-
-impl Failure {
-    /// Whether the session can go on after this.
-    fn is_fatal(&self) -> bool {
-        matches!(self, Failure::BrokenPipe | Failure::Stdout(_) | Failure::Ferry(_))
-    }
-
-    fn report(self) -> i32 {
-        match self {
-            Failure::Usage(m) => {
-                exit::say(m);
-                exit::USAGE
-            }
-            Failure::Failed(m) => {
-                exit::say(m);
-                exit::FAILED
-            }
-            Failure::BrokenPipe => exit::BROKEN_PIPE,
-            Failure::Stdout(e) => exit::stdout_failed(&e),
-            Failure::Ferry(e) => exit::fail(e),
-        }
-    }
-
-    /// A client error; `local` names the local file a local error is about.
-    fn from_error(e: Error, local: &dyn std::fmt::Display) -> Failure {
-        match e {
-            Error::Remote(p) if !p.code.is_fatal() => {
-                Failure::Failed(if p.message.is_empty() { p.code.as_str().to_string() } else { p.message })
-            }
-            Error::Local(io) => Failure::local(local, &io),
-            Error::LocalRead(io) => Failure::Failed(format!("{local}: {}", io_text(&io))),
-            e => Failure::Ferry(e),
-        }
-    }
-
-    /// A connection error, named with the host: the server closed the
-    /// connection (with the reason it sent, if any), so the line says who.
-    fn from_peer(self, peer: &std::net::SocketAddr) -> Failure {
-        match self {
-            Failure::Ferry(Error::Remote(p)) if p.code.is_fatal() => {
-                // `Connect` displays its text as it is.
-                Failure::Ferry(Error::Connect(format!("{peer} closed the connection: {}", p.message)))
-            }
-            Failure::Ferry(Error::Io(e))
-                if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) =>
-            {
-                Failure::Ferry(Error::Connect(format!("{peer} closed the connection")))
-            }
-            f => f,
-        }
-    }
-
-    /// A local write failed: our stdout's reader gone (quiet, 141); another
-    /// error on our stdout (255); a local file's error (1).
-    fn local(what: &dyn std::fmt::Display, e: &io::Error) -> Failure {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            return Failure::BrokenPipe;
-        }
-        if what.to_string() == "stdout" {
-            return Failure::Stdout(io::Error::new(e.kind(), io_text(e)));
-        }
-        Failure::Failed(format!("{what}: {}", io_text(e)))
-    }
-}
-
-fn status(r: Result<(), Failure>) -> i32 {
-    r.map_or_else(Failure::report, |()| 0)
-}
-
-/// Connects, runs `f`, says goodbye; the exit status.
-fn with_session(
-    target: &Target,
-    key: &Key,
-    opts: &Options,
-    f: impl FnOnce(&mut Session) -> Result<(), Failure>,
-) -> i32 {
-    let mut session = match Session::connect(target, key, opts) {
-        Ok(s) => s,
-        Err(e) => return Failure::Ferry(e).report(),
-    };
-    let r = f(&mut session).map_err(|f| f.from_peer(&session.peer));
-    let fatal = r.as_ref().is_err_and(Failure::is_fatal);
-    if !fatal {
-        let _ = session.bye();
-    }
-    status(r)
 }
 
 /// The last component of a remote path, to name a local file after.
@@ -549,7 +450,22 @@ fn run_ls_tree(s: &mut Session, path: &str, json: bool) -> Result<(), Failure> {
     let h = s.recv_header().map_err(fail)?;
     let body = s.read_body(h.size).map_err(fail)?;
     if let crate::proto::msg::Reply::Error(e) = crate::proto::msg::Reply::from_header(&h) {
-        return Err(fail(Error::Remote(e)));
+        return match e.code {
+            // A file: its one line, as plain `ls` prints it.
+            ErrorCode::NotADirectory => {
+                let entry = s.stat(path).map_err(|e| tree_failure(e))?;
+                if entry.kind == Kind::Dir {
+                    return Err(Failure::Failed(tree::remote_text(&e)));
+                }
+                let entries = vec![entry];
+                if json {
+                    print(&[serde_json::to_vec(&entries).expect("entries serialize").as_slice(), b"\n"].concat())
+                } else {
+                    print(format::table(&entries).as_bytes())
+                }
+            }
+            _ => Err(tree_failure(Error::Remote(e))),
+        };
     }
     let entries: Vec<Entry> = serde_json::from_slice(&body).map_err(|e| Failure::Ferry(Error::Protocol(format!("listing body: {e}"))))?;
     if json {
@@ -568,14 +484,19 @@ fn run_ls_tree(s: &mut Session, path: &str, json: bool) -> Result<(), Failure> {
     }
 }
 
+/// A failure of `ls -R`, a remote error with its code as `get` prints it.
+fn tree_failure(e: Error) -> Failure {
+    match e {
+        Error::Remote(p) if !p.code.is_fatal() => Failure::Failed(tree::remote_text(&p)),
+        e => Failure::from_error(e, &"stdout"),
+    }
+}
+
 /// `ferry ls -R HOST [PATH]`.
 pub fn ls_tree(target: &Target, key: &Key, opts: &Options, path: &str, json: bool) -> i32 {
     with_session(target, key, opts, |s| run_ls_tree(s, path, json))
 }
 
-fn print(bytes: &[u8]) -> Result<(), Failure> {
-    crate::term::out(bytes).map_err(|e| if e.kind() == io::ErrorKind::BrokenPipe { Failure::BrokenPipe } else { Failure::Stdout(e) })
-}
 
 /// `ls` of a path: a directory's entries, or the one entry a file is.
 fn entries_or_self(s: &mut Session, path: &str) -> Result<Result<Vec<u8>, Entry>, Error> {
@@ -706,6 +627,7 @@ pub fn session_line(s: &mut Session, ui: &Ui, line: &str, cancelled: &std::sync:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::io_text;
 
     #[test]
     fn remote_basenames() {

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod datagram;
 pub mod direct;
+pub mod entry;
 pub mod frame;
 pub mod handshake;
 pub mod lean;

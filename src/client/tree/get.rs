@@ -208,8 +208,9 @@ pub fn run(s: &mut Session, show: Show<'_>, remote: &str, local: Option<&str>, r
             p.fail(&e.name, "skipped: its directory could not be made");
             continue;
         }
-        if e.name_hex.is_some() {
-            p.fail(&e.name, "the name is not UTF-8: it cannot be asked for");
+        if let Some(hex) = &e.name_hex {
+            let raw = crate::proto::auth::from_hex(hex).unwrap_or_else(|| e.name.clone().into_bytes());
+            p.fail_bytes(&raw, "the name is not UTF-8: it cannot be asked for");
             continue;
         }
         if !is_plain(&e.name) {

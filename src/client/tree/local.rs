@@ -23,23 +23,31 @@ pub struct Local {
     pub what: What,
 }
 
+/// An entry that cannot be sent, by its path: UTF-8, or the raw bytes of
+/// one that is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bad {
+    Path(String),
+    Bytes(Vec<u8>),
+}
+
 /// Walks `root` (a directory) without following links: every entry under
 /// it, parents before children, siblings by name; and the entries that
 /// cannot be sent, with why (a name that is not UTF-8, a device, a FIFO,
 /// an unreadable directory).
-pub fn walk(root: &Path) -> (Vec<Local>, Vec<(String, String)>) {
+pub fn walk(root: &Path) -> (Vec<Local>, Vec<(Bad, String)>) {
     let (mut out, mut bad) = (Vec::new(), Vec::new());
     walk_into(root, "", &mut out, &mut bad);
     (out, bad)
 }
 
-fn walk_into(dir: &Path, prefix: &str, out: &mut Vec<Local>, bad: &mut Vec<(String, String)>) {
+fn walk_into(dir: &Path, prefix: &str, out: &mut Vec<Local>, bad: &mut Vec<(Bad, String)>) {
     let shown = |name: &str| if prefix.is_empty() { name.to_string() } else { format!("{prefix}{name}") };
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
             let at = if prefix.is_empty() { dir.display().to_string() } else { prefix.trim_end_matches('/').to_string() };
-            bad.push((at, super::super::io_text(&e)));
+            bad.push((Bad::Path(at), super::super::io_text(&e)));
             return;
         }
     };
@@ -47,7 +55,12 @@ fn walk_into(dir: &Path, prefix: &str, out: &mut Vec<Local>, bad: &mut Vec<(Stri
     for e in entries.flatten() {
         match e.file_name().into_string() {
             Ok(name) => here.push((name, e.path())),
-            Err(raw) => bad.push((shown(&raw.to_string_lossy()), "the name is not UTF-8: it cannot be sent".into())),
+            Err(raw) => {
+                use std::os::unix::ffi::OsStrExt;
+                let mut b = prefix.as_bytes().to_vec();
+                b.extend_from_slice(raw.as_bytes());
+                bad.push((Bad::Bytes(b), "the name is not UTF-8: it cannot be sent".into()));
+            }
         }
     }
     here.sort();
@@ -56,7 +69,7 @@ fn walk_into(dir: &Path, prefix: &str, out: &mut Vec<Local>, bad: &mut Vec<(Stri
         let m = match path.symlink_metadata() {
             Ok(m) => m,
             Err(e) => {
-                bad.push((rel, super::super::io_text(&e)));
+                bad.push((Bad::Path(rel), super::super::io_text(&e)));
                 continue;
             }
         };
@@ -65,8 +78,8 @@ fn walk_into(dir: &Path, prefix: &str, out: &mut Vec<Local>, bad: &mut Vec<(Stri
         if ft.is_symlink() {
             match fs::read_link(&path).map(PathBuf::into_os_string).map(std::ffi::OsString::into_string) {
                 Ok(Ok(target)) => out.push(Local { rel, what: What::Link { target } }),
-                Ok(Err(_)) => bad.push((rel, "the link's target is not UTF-8: it cannot be sent".into())),
-                Err(e) => bad.push((rel, super::super::io_text(&e))),
+                Ok(Err(_)) => bad.push((Bad::Path(rel), "the link's target is not UTF-8: it cannot be sent".into())),
+                Err(e) => bad.push((Bad::Path(rel), super::super::io_text(&e))),
             }
         } else if ft.is_dir() {
             out.push(Local { rel: rel.clone(), what: What::Dir { mode, mtime } });
@@ -74,7 +87,7 @@ fn walk_into(dir: &Path, prefix: &str, out: &mut Vec<Local>, bad: &mut Vec<(Stri
         } else if ft.is_file() {
             out.push(Local { rel, what: What::File { size: m.len(), mode, mtime } });
         } else {
-            bad.push((rel, "not a regular file, directory or link: skipped".into()));
+            bad.push((Bad::Path(rel), "not a regular file, directory or link: skipped".into()));
         }
     }
 }

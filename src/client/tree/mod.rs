@@ -20,7 +20,7 @@ pub mod get;
 pub mod local;
 pub mod put;
 
-use super::{exit, Error, Session};
+use super::{Error, Session};
 use crate::proto::frame::Header;
 use crate::proto::msg::Reply;
 use crate::proto::ProtoError;
@@ -154,13 +154,26 @@ impl Progress {
 
     /// An entry failed: one line naming its path, and the tree goes on.
     pub fn fail(&mut self, path: &str, why: &str) {
+        self.fail_shown(&crate::term::escape(path), why);
+    }
+
+    /// As `fail`, for a path given as its raw bytes (a name that is not
+    /// UTF-8 shows its bytes as `\377`).
+    pub fn fail_bytes(&mut self, path: &[u8], why: &str) {
+        self.fail_shown(&crate::term::escape_bytes(path), why);
+    }
+
+    /// As `fail`, the path already escaped for the terminal (escaped once:
+    /// the rest of the line is escaped here, not the path again).
+    fn fail_shown(&mut self, shown: &str, why: &str) {
+        use crate::term::escape;
         self.outcome.entries += 1;
         self.outcome.failed += 1;
         let line = match &self.host {
-            Some(h) => format!("{h}: {}: {why}", crate::term::escape(path)),
-            None => format!("{}: {why}", crate::term::escape(path)),
+            Some(h) => format!("ferry: {}: {shown}: {}\n", escape(h), escape(why)),
+            None => format!("ferry: {shown}: {}\n", escape(why)),
         };
-        self.bar.suspend(|| exit::say(line));
+        self.bar.suspend(|| crate::term::err(line.as_bytes()));
     }
 
     /// Ends the bar with what moved: `dir: 12 files, 3.1 MiB in 0.4s`.

@@ -238,7 +238,10 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
     });
     let mut p = Progress::new(show, &dest, files, bytes);
     for (rel, why) in &bad {
-        p.fail(rel, why);
+        match rel {
+            local::Bad::Path(rel) => p.fail(rel, why),
+            local::Bad::Bytes(raw) => p.fail_bytes(raw, why),
+        }
     }
     let skip = if resume { complete_files(s, root, &dest, &entries, &mut p)? } else { HashSet::new() };
     let tree = to_hex(&fresh_nonce()[..8]);
