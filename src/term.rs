@@ -16,9 +16,66 @@ pub const BROKEN_PIPE: i32 = 128 + libc::SIGPIPE;
 /// `bytes` on stdout, flushed. The error is the caller's to report
 /// (`write_failed`).
 pub fn out(bytes: &[u8]) -> io::Result<()> {
-    let mut o = io::stdout().lock();
+    let mut o = stdout();
     o.write_all(bytes)?;
     o.flush()
+}
+
+/// Our stdout, as `io::stdout()`, but a closed one (`>&-`) is an error:
+/// the standard library quietly drops what is written to a closed fd 1
+/// (EBADF), so a command with closed stdout would seem to succeed.
+pub fn stdout() -> Stdout {
+    Stdout { checked: false, inner: io::stdout() }
+}
+
+/// The writer `stdout()` gives.
+pub struct Stdout {
+    checked: bool,
+    inner: io::Stdout,
+}
+
+/// Set by `note_closed_stdout` when fd 1 was closed at start.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes whether fd 1 is closed (`>&-`). To be called before the standard
+/// library's start-up, which puts `/dev/null` on closed fds 0-2 (so that no
+/// socket takes their number) and so hides it: `ferry` calls it from an
+/// `.init_array` constructor. Writing to a closed stdout is then EBADF
+/// (`stdout()`), whatever fd 1 holds by then.
+pub fn note_closed_stdout() {
+    // SAFETY: F_GETFD only reads the descriptor's flags.
+    if unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
+        STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Stdout {
+    fn check(&mut self) -> io::Result<()> {
+        if !self.checked {
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            if STDOUT_CLOSED.load(std::sync::atomic::Ordering::SeqCst) || unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
+                return Err(io::Error::from_raw_os_error(libc::EBADF));
+            }
+            self.checked = true;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.check()?;
+        self.inner.lock().write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.check()?;
+        self.inner.lock().write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.lock().flush()
+    }
 }
 
 /// `bytes` on stderr, best effort: when stderr itself fails there is

@@ -576,3 +576,50 @@ fn ls_r_of_a_file_prints_its_line_and_a_missing_path_its_code() {
     assert_status(&out, 1);
     assert!(text(&out.stderr).contains("(not-found)"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_read_only_server_stops_the_tree_with_one_message() {
+    let d = Daemon::start_with(&["--read-only"]);
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    make_tree(&here.path().join("tree"), 1000);
+    let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().filter(|l| l.contains("read-only")).count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn put_c_without_r_is_a_usage_error_that_says_so() {
+    let d = Daemon::start();
+    let here = tempfile::tempdir().unwrap();
+    fs::write(here.path().join("f"), b"f").unwrap();
+    let out = ferry_in(&d, here.path(), &["put", "-c", &d.target(), "f"]);
+    assert_status(&out, 2);
+    assert!(text(&out.stderr).contains("put -r -c") && !text(&out.stderr).contains("required arguments"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn closed_stdout_is_an_error_255_not_silence() {
+    let d = Daemon::start();
+    fs::write(d.path("f"), b"f").unwrap();
+    for args in [vec!["ls", "-R", &d.target()], vec!["run", &d.target(), "--", "echo", "x"], vec!["ls", &d.target()]] {
+        let mut cmd = d.ferry();
+        cmd.args(&args).stdin(Stdio::null()).stderr(Stdio::piped());
+        use std::os::unix::process::CommandExt;
+        // SAFETY: close is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::close(1);
+                Ok(())
+            })
+        };
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(255), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("stdout"), "{args:?}: {}", text(&out.stderr));
+    }
+    // /dev/null (opened read-write, as subprocess.DEVNULL does) is not closed.
+    let out = d.ferry().args(["ls", "-R", &d.target()]).stdin(Stdio::null()).stdout(Stdio::null()).output().unwrap();
+    assert_status(&out, 0);
+}

@@ -194,7 +194,7 @@ enum Cmd {
         #[arg(short = 'r', long = "recursive")]
         recursive: bool,
         /// With -r: skip the files the server already has whole (same size and digest)
-        #[arg(short = 'c', long = "continue", requires = "recursive")]
+        #[arg(short = 'c', long = "continue")]
         resume: bool,
         #[command(flatten)]
         fleet: Fleet,
@@ -300,6 +300,17 @@ fn unknown_subcommand(args: &[String]) -> Option<String> {
 }
 
 
+/// Runs before the standard library's start-up, which would hide a closed
+/// stdout behind `/dev/null` (see `term::note_closed_stdout`).
+#[used]
+#[link_section = ".init_array"]
+static NOTE_CLOSED_STDOUT: extern "C" fn() = {
+    extern "C" fn note() {
+        ferry::term::note_closed_stdout();
+    }
+    note
+};
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(m) = unknown_subcommand(&args) {
@@ -347,6 +358,9 @@ fn real_main(cli: Cli) -> i32 {
             return 2;
         }
     };
+    if let Some(Cmd::Put { resume: true, recursive: false, .. }) = &cli.cmd {
+        return usage("put -c resumes a tree: use put -r -c (a single put is atomic, so a cut one left nothing to resume)");
+    }
     // Local commands: no transport to choose.
     if let Some(Cmd::Keygen { id, file }) = &cli.cmd {
         return cli::keygen(file, id, o.quiet);

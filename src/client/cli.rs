@@ -116,7 +116,7 @@ pub fn run(
     if with_stdin {
         forward_stdin(session.writer());
     }
-    let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
+    let (mut out, mut err) = (Output::new(encoding, crate::term::stdout()), Output::new(encoding, io::stderr()));
     let result = session.read_exec(&mut out, &mut err);
     let finished = finish_outputs(&mut out, &mut err);
     ended(&session, result.and_then(|status| finished.map(|()| status)), shell)
@@ -147,7 +147,7 @@ pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], arg
         };
         tty::watch_signals(session.writer(), size);
         tty::forward_stdin(session.writer());
-        let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
+        let (mut out, mut err) = (Output::new(encoding, crate::term::stdout()), Output::new(encoding, io::stderr()));
         let result = session.read_exec(&mut out, &mut err);
         let finished = finish_outputs(&mut out, &mut err);
         drop(raw);
@@ -458,7 +458,7 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
         let shell = matches!(command, Command::Shell(_));
         let req = Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None };
         let _ = set_state(EXEC);
-        let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
+        let (mut out, mut err) = (Output::new(encoding, crate::term::stdout()), Output::new(encoding, io::stderr()));
         let result = session.exec(&req, &mut out, &mut err);
         let _ = set_state(IDLE);
         idle_since = Instant::now();

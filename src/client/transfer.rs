@@ -261,7 +261,7 @@ fn run_get(
     on_local: OnLocalError,
 ) -> Result<(), Failure> {
     match dest {
-        Dest::Stdout => get_stream(s, ui, remote, io::stdout().lock(), "stdout", on_local),
+        Dest::Stdout => get_stream(s, ui, remote, crate::term::stdout(), "stdout", on_local),
         Dest::Special(p) => {
             let name = p.display().to_string();
             let f = OpenOptions::new().write(true).open(p).map_err(|e| Failure::local(&name, &e))?;

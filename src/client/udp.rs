@@ -461,7 +461,7 @@ pub fn run(
 
 /// Writes the two streams, each through its own decoder when asked.
 fn write_result(r: &ExecResult, encoding: Option<&'static Encoding>) -> io::Result<()> {
-    let mut out = Output::new(encoding, io::stdout().lock());
+    let mut out = Output::new(encoding, crate::term::stdout());
     out.write_all(&r.stdout)?;
     out.finish()?;
     let mut err = Output::new(encoding, io::stderr().lock());

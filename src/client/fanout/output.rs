@@ -16,7 +16,7 @@ const MAX_LINE: usize = 64 * 1024;
 /// Our stdout (buffered; given up once a write fails, the error kept for
 /// the exit status) and stderr.
 pub(super) struct Out {
-    stdout: io::BufWriter<io::Stdout>,
+    stdout: io::BufWriter<crate::term::Stdout>,
     /// The first error writing stdout: EPIPE (its reader went away) or
     /// another (a full disk...).
     pub(super) failed: Option<io::Error>,
@@ -24,7 +24,7 @@ pub(super) struct Out {
 
 impl Out {
     pub(super) fn new() -> Out {
-        Out { stdout: io::BufWriter::with_capacity(64 * 1024, io::stdout()), failed: None }
+        Out { stdout: io::BufWriter::with_capacity(64 * 1024, crate::term::stdout()), failed: None }
     }
 
     pub(super) fn stdout(&mut self, bytes: &[u8]) {

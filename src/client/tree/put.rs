@@ -76,6 +76,9 @@ struct Pending {
 struct Pipe {
     batch: Vec<u8>,
     pending: VecDeque<Pending>,
+    /// The server refuses every write (`read-only`): the tree stops there,
+    /// with one message, not one line per entry.
+    refused: Option<crate::proto::ProtoError>,
 }
 
 impl Pipe {
@@ -105,6 +108,10 @@ impl Pipe {
         let Some(e) = self.pending.pop_front() else { return Ok(()) };
         match reply(s)? {
             Ok(_) => p.entry_done(e.file),
+            Err(err) if err.code == ErrorCode::ReadOnly => {
+                self.refused.get_or_insert(err);
+            }
+            Err(err) if self.refused.is_some() => drop(err),
             Err(err) => p.fail(&e.rel, &remote_text(&err)),
         }
         Ok(())
@@ -245,8 +252,11 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
     }
     let skip = if resume { complete_files(s, root, &dest, &entries, &mut p)? } else { HashSet::new() };
     let tree = to_hex(&fresh_nonce()[..8]);
-    let mut pipe = Pipe { batch: Vec::with_capacity(2 * BATCH), pending: VecDeque::new() };
+    let mut pipe = Pipe { batch: Vec::with_capacity(2 * BATCH), pending: VecDeque::new(), refused: None };
     for e in &entries {
+        if pipe.refused.is_some() {
+            break;
+        }
         if let What::File { size, mode, mtime } = e.what {
             if !skip.contains(&e.rel) && send_file(s, &mut pipe, &mut p, root, &dest, &e.rel, mode, mtime, size, &tree)? {
                 pipe.sent(s, &mut p, &e.rel, true)?;
@@ -254,6 +264,9 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
         }
     }
     for e in &entries {
+        if pipe.refused.is_some() {
+            break;
+        }
         if let What::Link { target } = &e.what {
             encode_frame(&mut pipe.batch, wire::symlink(&remote_join(&dest, &e.rel), target), &[]);
             pipe.sent(s, &mut p, &e.rel, false)?;
@@ -262,6 +275,9 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
     // Deepest first, the tree's own directory last: a directory's mode and
     // mtime are set once nothing more is written into it.
     for e in entries.iter().rev() {
+        if pipe.refused.is_some() {
+            break;
+        }
         if let What::Dir { mode, mtime } = e.what {
             encode_frame(&mut pipe.batch, wire::mkdir(&remote_join(&dest, &e.rel), Some(mode & 0o777), Some(mtime), false), &[]);
             pipe.sent(s, &mut p, &e.rel, false)?;
@@ -271,10 +287,16 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
         use std::os::unix::fs::MetadataExt;
         (top.mode() & 0o777, top.mtime())
     };
-    encode_frame(&mut pipe.batch, wire::mkdir(&dest, Some(mode), Some(mtime), true), &[]);
-    pipe.sent(s, &mut p, &dest, false)?;
+    if pipe.refused.is_none() {
+        encode_frame(&mut pipe.batch, wire::mkdir(&dest, Some(mode), Some(mtime), true), &[]);
+        pipe.sent(s, &mut p, &dest, false)?;
+    }
     while !pipe.pending.is_empty() {
         pipe.take(s, &mut p)?;
     }
-    Ok(p.finish())
+    let outcome = p.finish();
+    match pipe.refused {
+        Some(err) => Err(TreeError::Failed(format!("{dest}: {}; nothing more was sent", remote_text(&err)))),
+        None => Ok(outcome),
+    }
 }
