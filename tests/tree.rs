@@ -623,3 +623,36 @@ fn closed_stdout_is_an_error_255_not_silence() {
     let out = d.ferry().args(["ls", "-R", &d.target()]).stdin(Stdio::null()).stdout(Stdio::null()).output().unwrap();
     assert_status(&out, 0);
 }
+
+#[test]
+fn tree_fan_out_prints_the_fan_out_summary_and_json_and_leaves_no_dir_for_a_failed_host() {
+    let a = Daemon::start_on("127.0.0.2:0", None, &[]);
+    let here = tempfile::tempdir().unwrap();
+    fs::create_dir_all(a.path("t/s")).unwrap();
+    fs::write(a.path("t/s/f"), b"f").unwrap();
+    // A host nobody listens on: 127.0.0.4 on a's port (a listens on .2 only).
+    let dead = format!("127.0.0.4:{}", a.addr.port());
+    let all = format!("{},{dead}", a.target());
+    fs::create_dir(here.path().join("got")).unwrap();
+    let out = ferry_in(&a, here.path(), &["get", "-r", "-H", &all, "t", "got"]);
+    assert_status(&out, 255);
+    let err = text(&out.stderr);
+    assert!(err.contains("ferry: 2 hosts: 1 ok, 1 unreachable\n"), "{err}");
+    assert!(err.contains(&format!("ferry: unreachable: {dead}: ")), "{err}");
+    assert_eq!(fs::read(here.path().join(format!("got/{}/t/s/f", a.target()))).unwrap(), b"f");
+    assert!(!here.path().join(format!("got/{dead}")).exists(), "no empty directory for the failed host");
+    // -c with -r -H resumes each host's tree inside dir/HOST (not in place).
+    fs::remove_file(here.path().join(format!("got/{}/t/s/f", a.target()))).unwrap();
+    let out = ferry_in(&a, here.path(), &["get", "-r", "-c", "-H", &a.target(), "t", "got"]);
+    assert_status(&out, 0);
+    assert_eq!(fs::read(here.path().join(format!("got/{}/t/s/f", a.target()))).unwrap(), b"f");
+    // --json: one object per host.
+    let out = ferry_in(&a, here.path(), &["put", "-r", "--json", "-H", &all, "got", "up"]);
+    assert_status(&out, 255);
+    let mut objs: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    objs.sort_by_key(|v| v["host"].as_str().unwrap().to_string());
+    assert_eq!(objs.len(), 2, "{}", text(&out.stdout));
+    assert_eq!((objs[0]["status"].as_str(), objs[0]["failed_entries"].as_u64()), (Some("ok"), Some(0)));
+    assert!(objs[0]["entries"].as_u64().unwrap() >= 4);
+    assert_eq!(objs[1]["status"], "unreachable");
+}

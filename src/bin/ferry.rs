@@ -300,16 +300,13 @@ fn unknown_subcommand(args: &[String]) -> Option<String> {
 }
 
 
-/// Runs before the standard library's start-up, which would hide a closed
-/// stdout behind `/dev/null` (see `term::note_closed_stdout`).
+/// Runs before std's start-up hides a closed stdout (`term::note_closed_stdout`).
 #[used]
 #[link_section = ".init_array"]
-static NOTE_CLOSED_STDOUT: extern "C" fn() = {
-    extern "C" fn note() {
-        ferry::term::note_closed_stdout();
-    }
-    note
-};
+static NOTE_CLOSED_STDOUT: extern "C" fn() = note_closed_stdout;
+extern "C" fn note_closed_stdout() {
+    ferry::term::note_closed_stdout();
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
@@ -587,11 +584,8 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     };
     if let Some(way) = way {
         let resume = matches!(cli.cmd, Some(Cmd::Get { resume: true, .. } | Cmd::Put { resume: true, .. }));
-        if fleet.json {
-            return usage("--json does not apply to -r");
-        }
         return match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
-            Ok(key) => ferry::client::tree::fan::run(&hosts, &way, resume, fleet.fanout, &key, opts),
+            Ok(key) => ferry::client::tree::fan::run(&hosts, &way, resume, fleet.fanout, &key, opts, fleet.json, o.quiet),
             Err(e) => exit::fail(e),
         };
     }

@@ -50,6 +50,61 @@ use fan::Fan;
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
 
+/// How one host's tree (`get -r`/`put -r` with `-H`, run outside the event
+/// loop) ended, for the summary and `--json` every fan-out prints.
+#[derive(Debug)]
+pub enum TreeEnd {
+    Ok,
+    /// Entries failed, or the tree could not be moved (status 1, or 2).
+    Failed(String),
+    /// Connecting, the handshake, the protocol (status 255).
+    Ferry(super::Error),
+}
+
+fn end_text(end: &TreeEnd) -> String {
+    match end {
+        TreeEnd::Ok => String::new(),
+        TreeEnd::Failed(m) => m.clone(),
+        TreeEnd::Ferry(e) => e.to_string(),
+    }
+}
+
+fn tree_outcome(end: &TreeEnd) -> outcome::Outcome {
+    use super::Error;
+    use outcome::Outcome;
+    match end {
+        TreeEnd::Ok => Outcome::Done,
+        TreeEnd::Failed(m) => Outcome::FileError(m.clone()),
+        TreeEnd::Ferry(Error::Connect(m)) => Outcome::Unreachable(m.clone()),
+        TreeEnd::Ferry(Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+            Outcome::TimedOut(end_text(end))
+        }
+        TreeEnd::Ferry(Error::Auth(m)) => Outcome::AuthFailed(m.clone()),
+        TreeEnd::Ferry(Error::Tls(m)) => Outcome::AuthFailed(format!("TLS: {m}")),
+        TreeEnd::Ferry(_) => Outcome::Error(end_text(end)),
+    }
+}
+
+/// The `--json` object of one host's tree (the fields of any fan-out host,
+/// plus `entries` and `failed_entries`), one line.
+pub fn tree_json_line(host: &str, end: &TreeEnd, entries: usize, failed: usize, duration: f64) -> String {
+    let o = tree_outcome(end);
+    let line = output::json_line(host, &o, &output::Lines::new(None), duration, None);
+    let mut v: serde_json::Value = serde_json::from_str(&line).expect("our own JSON");
+    v["entries"] = serde_json::json!(entries);
+    v["failed_entries"] = serde_json::json!(failed);
+    let mut line = v.to_string();
+    line.push('\n');
+    line
+}
+
+/// The summary of a tree fan-out, as every fan-out's: `N hosts: x ok, y
+/// failed, ...`, then a line for each host that was not ok.
+pub fn tree_summary(ends: &[(&str, &TreeEnd)], quiet: bool) -> String {
+    let outcomes: Vec<(&str, outcome::Outcome)> = ends.iter().map(|(h, e)| (*h, tree_outcome(e))).collect();
+    output::summary(outcomes.iter().map(|(h, o)| (*h, o)), quiet)
+}
+
 /// Hosts connecting and authenticating at once, by default.
 pub const DEFAULT_FANOUT: usize = 64;
 

@@ -1,9 +1,10 @@
 //! `get -r` and `put -r` with `-H`: the tree from or to every host, one
 //! session per host, at most `fanout` hosts at once (a thread each: a tree
 //! is a long pipelined conversation, not one request to multiplex). A
-//! failing entry is reported as `HOST: path: why`; each host that did not
-//! finish cleanly gets one `HOST: ...` line at the end, and a summary line
-//! goes to stderr when any did not.
+//! failing entry is reported as `HOST: path: why`; at the end the summary
+//! every fan-out prints (`N hosts: x ok, y failed`, then a line for each
+//! host that was not ok) goes to stderr; with `--json`, one object per
+//! host on stdout as it finishes.
 //!
 //! Exit status as for fan-out: 0 when every host copied the whole tree;
 //! 255 when any host could not be reached, authenticated or failed in the
@@ -11,11 +12,13 @@
 
 use super::{Outcome, Show, TreeError};
 use crate::client::fanout::hosts::Host;
+use crate::client::fanout::{self, TreeEnd};
 use crate::client::{exit, Error, Options, Session};
 use crate::proto::auth::Key;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 /// Which way the trees go.
 #[derive(Debug, Clone)]
@@ -26,12 +29,21 @@ pub enum Way {
     Put { local: String, remote: Option<String> },
 }
 
-/// How one host's tree ended: its status, and a line when not 0.
-fn one(host: &Host, way: &Way, resume: bool, key: &Key, opts: &Options) -> (i32, bool, Option<String>) {
+/// How one host's tree ended: its status, whether that is a ferry error,
+/// how it ended for the summary, and its entries (all, failed).
+struct End {
+    status: i32,
+    ferry: bool,
+    end: TreeEnd,
+    entries: usize,
+    failed: usize,
+}
+
+fn one(host: &Host, way: &Way, resume: bool, key: &Key, opts: &Options) -> End {
     let show = Show { progress: false, host: Some(&host.name) };
     let mut s = match Session::connect(&host.target, key, opts) {
         Ok(s) => s,
-        Err(e) => return (exit::FERRY_ERROR, true, Some(e.to_string())),
+        Err(e) => return End { status: exit::FERRY_ERROR, ferry: true, end: TreeEnd::Ferry(e), entries: 0, failed: 0 },
     };
     let r = match way {
         Way::Get { remote, dir } => {
@@ -42,50 +54,67 @@ fn one(host: &Host, way: &Way, resume: bool, key: &Key, opts: &Options) -> (i32,
         }
         Way::Put { local, remote } => super::put::run(&mut s, show, local, remote.as_deref(), resume),
     };
-    let (status, ferry, line) = match r {
-        Ok(Outcome { failed: 0, .. }) => (0, false, None),
-        Ok(o) => (exit::FAILED, false, Some(format!("{} of {} entries failed", o.failed, o.entries))),
-        Err(TreeError::NotADirectory) => (exit::FAILED, false, Some("not a directory (-r with -H copies a directory)".into())),
-        Err(TreeError::Usage(m)) => (exit::USAGE, false, Some(m)),
-        Err(TreeError::Failed(m)) => (exit::FAILED, false, Some(m)),
-        Err(TreeError::Ferry(Error::Local(e) | Error::LocalRead(e))) => (exit::FAILED, false, Some(crate::client::io_text(&e))),
-        Err(TreeError::Ferry(e)) => (exit::FERRY_ERROR, true, Some(e.to_string())),
+    let failed = |status, m: String| End { status, ferry: false, end: TreeEnd::Failed(m), entries: 0, failed: 0 };
+    let end = match r {
+        Ok(o @ Outcome { failed: 0, .. }) => End { status: 0, ferry: false, end: TreeEnd::Ok, entries: o.entries, failed: 0 },
+        Ok(o) => End {
+            status: exit::FAILED,
+            ferry: false,
+            end: TreeEnd::Failed(format!("{} of {} entries failed", o.failed, o.entries)),
+            entries: o.entries,
+            failed: o.failed,
+        },
+        Err(TreeError::NotADirectory) => failed(exit::FAILED, "not a directory (-r with -H copies a directory)".into()),
+        Err(TreeError::Usage(m)) => failed(exit::USAGE, m),
+        Err(TreeError::Failed(m)) => failed(exit::FAILED, m),
+        Err(TreeError::Ferry(Error::Local(e) | Error::LocalRead(e))) => failed(exit::FAILED, crate::client::io_text(&e)),
+        Err(TreeError::Ferry(e)) => End { status: exit::FERRY_ERROR, ferry: true, end: TreeEnd::Ferry(e), entries: 0, failed: 0 },
     };
-    if !ferry {
+    if !end.ferry {
         let _ = s.bye();
     }
-    (status, ferry, line)
+    end
 }
 
-/// Copies the tree for every host; the exit status.
-pub fn run(hosts: &[Host], way: &Way, resume: bool, fanout: usize, key: &Key, opts: &Options) -> i32 {
+/// Copies the tree for every host; the exit status. With `json`, one
+/// object per host on stdout as it finishes; the summary on stderr (its
+/// head left out with `quiet` when every host was ok).
+pub fn run(hosts: &[Host], way: &Way, resume: bool, fanout: usize, key: &Key, opts: &Options, json: bool, quiet: bool) -> i32 {
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<(i32, bool, Option<String>)>>> = Mutex::new(vec![None; hosts.len()]);
+    let results: Mutex<Vec<Option<End>>> = Mutex::new((0..hosts.len()).map(|_| None).collect());
+    let stdout_failed: Mutex<Option<std::io::Error>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..fanout.clamp(1, hosts.len().max(1)) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(host) = hosts.get(i) else { break };
+                let t0 = Instant::now();
                 let r = one(host, way, resume, key, opts);
-                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+                let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+                if json {
+                    let line = fanout::tree_json_line(&host.name, &r.end, r.entries, r.failed, t0.elapsed().as_secs_f64());
+                    if let Err(e) = crate::term::out(line.as_bytes()) {
+                        stdout_failed.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                    }
+                }
+                results[i] = Some(r);
             });
         }
     });
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    let (mut worst, mut ferry, mut bad) = (0, false, Vec::new());
-    for (host, r) in hosts.iter().zip(results) {
-        let (status, f, line) = r.unwrap_or((exit::FERRY_ERROR, true, Some("not run".into())));
-        if let Some(l) = line {
-            exit::say(format_args!("{}: {l}", host.name));
-        }
-        if status != 0 {
-            bad.push(host.name.as_str());
-        }
-        worst = worst.max(status);
-        ferry |= f;
+    let (mut worst, mut ferry) = (0, false);
+    let mut ends = Vec::new();
+    for r in &results {
+        let r = r.as_ref().expect("every host ran");
+        worst = worst.max(r.status);
+        ferry |= r.ferry;
+        ends.push(&r.end);
     }
-    if !bad.is_empty() {
-        exit::say(format_args!("{} of {} hosts did not copy the whole tree: {}", bad.len(), hosts.len(), bad.join(",")));
+    let named: Vec<(&str, &TreeEnd)> = hosts.iter().map(|h| h.name.as_str()).zip(ends).collect();
+    crate::term::err(fanout::tree_summary(&named, quiet).as_bytes());
+    match stdout_failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) if crate::term::is_broken_pipe(&e) => exit::BROKEN_PIPE,
+        Some(e) => exit::stdout_failed(&e),
+        None => exit::fleet(worst, ferry, false),
     }
-    exit::fleet(worst, ferry, false)
 }
