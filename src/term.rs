@@ -78,6 +78,18 @@ impl Write for Stdout {
     }
 }
 
+/// The width of the terminal on stderr in columns (80 when it cannot be told).
+pub fn columns() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
 /// `bytes` on stderr, best effort: when stderr itself fails there is
 /// nowhere left to say so.
 pub fn err(bytes: &[u8]) {

@@ -656,3 +656,64 @@ fn tree_fan_out_prints_the_fan_out_summary_and_json_and_leaves_no_dir_for_a_fail
     assert!(objs[0]["entries"].as_u64().unwrap() >= 4);
     assert_eq!(objs[1]["status"], "unreachable");
 }
+
+/// `ferry ARGS` in `cwd` with stderr on a pseudo-terminal `cols` wide:
+/// what it wrote there, each line as the terminal shows it (escape
+/// sequences out, split at `\r` and `\n`), and its status.
+fn ferry_on_a_narrow_tty(d: &Daemon, cwd: &Path, cols: u16, args: &[&str]) -> (Vec<String>, Option<i32>) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    let ws = libc::winsize { ws_row: 24, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let r = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws) };
+    assert_eq!(r, 0, "openpty");
+    let (master, slave) = unsafe { (fs::File::from(OwnedFd::from_raw_fd(master)), OwnedFd::from_raw_fd(slave)) };
+    let mut cmd = d.ferry();
+    cmd.current_dir(cwd).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(slave));
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut &master, &mut all);
+        all
+    });
+    let status = wait_child(&mut child, "ferry did not finish");
+    let raw = text(&reader.join().unwrap());
+    let mut plain = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                while let Some(x) = chars.next() {
+                    if x.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    (plain.split(['\r', '\n']).map(str::to_string).filter(|l| !l.is_empty()).collect(), status.code())
+}
+
+#[test]
+fn the_tree_progress_fits_a_narrow_terminal() {
+    let d = Daemon::start();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("a-rather-long-directory-name-for-a-tree");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..20 {
+        fs::write(src.join(format!("f{i}")), random(200_000)).unwrap();
+    }
+    for cols in [40u16, 100] {
+        let (lines, code) = ferry_on_a_narrow_tty(&d, here.path(), cols, &["put", "-r", &d.target(), "a-rather-long-directory-name-for-a-tree", &format!("c{cols}")]);
+        assert_eq!(code, Some(0), "{lines:?}");
+        assert!(!lines.is_empty());
+        for l in &lines {
+            assert!(l.chars().count() <= cols as usize, "{cols} columns: {l:?} in {lines:?}");
+            assert!(!l.contains("[]"), "{l:?}");
+        }
+        assert!(lines.last().unwrap().contains("20 files"), "{lines:?}");
+    }
+}

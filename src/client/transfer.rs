@@ -50,10 +50,9 @@ impl Ui {
         if !self.progress {
             return ProgressBar::hidden();
         }
-        let style = ProgressStyle::with_template("{msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-            .expect("a valid template")
-            .progress_chars("=> ");
-        let bar = ProgressBar::new(len).with_style(style).with_position(pos).with_message(short_name(name));
+        let (template, room) = tree::fit(crate::term::columns(), false);
+        let style = ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ");
+        let bar = ProgressBar::new(len).with_style(style).with_position(pos).with_message(tree::cut_name(name, room));
         bar.reset_elapsed();
         bar
     }
@@ -71,28 +70,10 @@ impl Ui {
     }
 }
 
-/// The terminal's width in columns (80 when it cannot be told).
-fn columns() -> usize {
-    // SAFETY: TIOCGWINSZ fills a winsize.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_col > 0 {
-        ws.ws_col as usize
-    } else {
-        80
-    }
-}
-
-/// `name` cut from the left to at most a third of the width, so that the
-/// sizes, the rate and some bar fit on one line.
+/// `name` cut from the left to the room the terminal's width leaves it
+/// beside the sizes, the rate and the bar (`tree::fit`).
 fn short_name(name: &str) -> String {
-    let max = (columns() / 3).max(8);
-    let n = name.chars().count();
-    if n <= max {
-        return name.to_string();
-    }
-    let tail: String = name.chars().skip(n - (max - 1)).collect();
-    format!("…{tail}")
+    tree::cut_name(name, tree::fit(crate::term::columns(), false).1)
 }
 
 /// Ends a bar with what was moved, the elapsed time and the average rate,
