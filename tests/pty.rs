@@ -267,3 +267,28 @@ fn a_server_without_terminals_refuses_and_udp_has_none() {
     let out = d.ferry().args(["run", "-t", "-H"]).arg(d.target()).args(["--", "tty"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn shell_without_a_terminal_runs_the_login_shell_on_pipes_and_ends_at_eof() {
+    let d = Daemon::start();
+    // `echo ... | ferry shell HOST`: as with ssh, no terminal, one line says
+    // so, and the login shell reads its commands from the pipe and exits at EOF.
+    let mut c = d.ferry();
+    c.arg("shell").arg(d.target());
+    let out = common::run_with_input(c, b"echo \"zero=$0\"; tty\necho second-line\n");
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{text} {err}");
+    assert!(text.contains("zero=-"), "a login shell: {text}");
+    assert!(text.contains("not a tty") && text.contains("second-line"), "{text}");
+    assert!(!text.contains('\r'), "pipes, not a terminal: {text:?}");
+    assert!(err.contains("stdin is not a terminal"), "{err}");
+    // The access line names the login shell and no terminal.
+    let line = d.log.wait_for(" login", WAIT).unwrap_or_default();
+    assert!(!line.contains(" pty"), "{line}");
+    // Nothing to read: the shell ends at once, with nothing said.
+    let mut c = d.ferry();
+    c.args(["run", "-q", "-t"]).arg(d.target()).stdin(Stdio::null());
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty() && !String::from_utf8_lossy(&out.stderr).contains("ferry:"), "{out:?}");
+}

@@ -92,7 +92,9 @@ fn finish_outputs(out: &mut Output<impl Write>, err: &mut Output<impl Write>) ->
 }
 
 /// `ferry run`: one command; exits with its status. With `encoding`, its
-/// stdout and stderr are decoded from it and written as UTF-8.
+/// stdout and stderr are decoded from it and written as UTF-8. No words:
+/// the login shell on pipes (`ferry shell` with stdin not a terminal, as
+/// `echo ls | ssh HOST` runs it), reading its commands from our stdin.
 pub fn run(
     target: &Target,
     key: &Key,
@@ -106,8 +108,9 @@ pub fn run(
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let command = command_of(&command, argv);
+    let command = if command.is_empty() { Command::Login } else { command_of(&command, argv) };
     let shell = matches!(command, Command::Shell(_));
+    let login = command == Command::Login;
     let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None, pty: None };
     forward_signals(session.writer(), Arc::new(AtomicBool::new(true)));
     if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
@@ -119,7 +122,17 @@ pub fn run(
     let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
     let result = session.read_exec(&mut out, &mut err);
     let finished = finish_outputs(&mut out, &mut err);
-    ended(&session, result.and_then(|status| finished.map(|()| status)), shell)
+    let result = result.and_then(|status| finished.map(|()| status));
+    // A server older than exec's `login` field reads it as a request with no command.
+    if let Err(Error::Remote(p)) = &result {
+        if login && p.code == ErrorCode::BadRequest && p.message.starts_with("exec: give exactly one of cmd and argv") {
+            return fail(format_args!(
+                "{}'s ferryd is too old to run the login shell without a terminal: give a command, or -tt for a terminal",
+                session.peer
+            ));
+        }
+    }
+    ended(&session, result, shell)
 }
 
 /// `ferry run -t` and `ferry shell`: `command` (None: the login shell) on a

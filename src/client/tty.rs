@@ -150,14 +150,15 @@ pub fn forward_stdin(writer: Writer) {
     });
 }
 
-/// Whether `-t` gets a terminal: always with `-tt`; with `-t`, when stdin is one.
-/// Without, one line says so (unless quiet), as ssh does.
+/// Whether `-t` (and `shell`) gets a terminal: always with `-tt`; with `-t`,
+/// when stdin is one. Without, one line says so (unless quiet), as ssh
+/// does, and the command (or the login shell) runs on pipes.
 pub fn wanted(count: u8, quiet: bool) -> bool {
     if count >= 2 || io::stdin().is_terminal() {
         return true;
     }
     if !quiet {
-        exit::say("no terminal for the command: stdin is not a terminal (-tt forces one)");
+        exit::say("no terminal allocated: stdin is not a terminal (-tt forces one)");
     }
     false
 }

@@ -163,7 +163,8 @@ pub enum Command {
     Shell(String),
     /// A program and its arguments, run without a shell.
     Argv(Vec<String>),
-    /// The account's login shell (only with a terminal: neither `cmd` nor `argv`).
+    /// The account's login shell: neither `cmd` nor `argv`, and `login: true`
+    /// (implied by `pty`, so servers before `login` take it with a terminal).
     Login,
 }
 
@@ -225,6 +226,8 @@ struct ExecFields {
     stdin: bool,
     timeout: Option<f64>,
     pty: Option<Pty>,
+    #[serde(default)]
+    login: bool,
 }
 
 /// Which digest a `get` computes over the whole file.
@@ -346,12 +349,15 @@ impl Request {
             "exec" => {
                 let f: ExecFields = fields(header)?;
                 let command = match (f.cmd, f.argv) {
+                    (Some(_), _) | (_, Some(_)) if f.login => {
+                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: login goes without cmd and argv"))
+                    }
                     (Some(cmd), None) => Command::Shell(cmd),
                     (None, Some(argv)) if !argv.is_empty() => Command::Argv(argv),
                     (None, Some(_)) => return Err(ProtoError::new(ErrorCode::BadRequest, "exec: argv is empty")),
-                    (None, None) if f.pty.is_some() => Command::Login,
+                    (None, None) if f.pty.is_some() || f.login => Command::Login,
                     _ => {
-                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: give exactly one of cmd and argv"))
+                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: give exactly one of cmd and argv (or login)"))
                     }
                 };
                 if let Some(p) = &f.pty {
@@ -517,7 +523,7 @@ pub mod request {
         match &req.command {
             Command::Shell(cmd) => m.insert("cmd".into(), json!(cmd)),
             Command::Argv(argv) => m.insert("argv".into(), json!(argv)),
-            Command::Login => None,
+            Command::Login => m.insert("login".into(), json!(true)),
         };
         if !req.env.is_empty() {
             m.insert("env".into(), json!(req.env));
@@ -748,7 +754,7 @@ mod tests {
         // The builder writes what the parser reads.
         let sent = Exec { command: Command::Login, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: Some(Pty { term: "dumb".into(), size: WinSize { rows: 24, cols: 80 } }) };
         let wire = Value::Object(request::exec(&sent));
-        assert_eq!(wire, json!({"type":"exec","pty":{"term":"dumb","rows":24,"cols":80}}));
+        assert_eq!(wire, json!({"type":"exec","login":true,"pty":{"term":"dumb","rows":24,"cols":80}}));
         assert_eq!(req(&wire.to_string()), Ok(Request::Exec(sent)));
         for bad in [
             r#"{"type":"exec"}"#,
@@ -759,10 +765,18 @@ mod tests {
             r#"{"type":"exec","pty":{"term":"x","rows":70000}}"#,
             r#"{"type":"exec","pty":{"term":"x","cols":-1}}"#,
             r#"{"type":"exec","pty":true}"#,
+            r#"{"type":"exec","login":true,"cmd":"ls"}"#,
+            r#"{"type":"exec","login":true,"argv":["ls"],"pty":{"term":"vt100"}}"#,
+            r#"{"type":"exec","login":"yes"}"#,
         ] {
             assert_eq!(req(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
         }
         assert_eq!(req(&format!(r#"{{"type":"exec","pty":{{"term":"{}"}}}}"#, "x".repeat(MAX_TERM))).map(|_| ()), Ok(()));
+        // `login` alone: the login shell on pipes (ferry shell with stdin not a terminal).
+        let Ok(Request::Exec(e)) = req(r#"{"type":"exec","login":true,"stdin":true}"#) else { panic!("login on pipes") };
+        assert_eq!((e.command, e.pty, e.stdin), (Command::Login, None, true));
+        let sent = Exec { command: Command::Login, env: Default::default(), cwd: None, stdin: true, timeout: None, pty: None };
+        assert_eq!(Value::Object(request::exec(&sent)), json!({"type":"exec","login":true,"stdin":true}));
         assert!(req(&format!(r#"{{"type":"exec","pty":{{"term":"{}"}}}}"#, "x".repeat(MAX_TERM + 1))).is_err());
     }
 
