@@ -292,3 +292,20 @@ fn shell_without_a_terminal_runs_the_login_shell_on_pipes_and_ends_at_eof() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.is_empty() && !String::from_utf8_lossy(&out.stderr).contains("ferry:"), "{out:?}");
 }
+
+#[test]
+fn shell_takes_every_option_its_synopsis_lists() {
+    let d = Daemon::start();
+    // ferry(1): shell [-46qv] [--encoding label] [--plaintext | --tls] [-i id] [-k file] [-w secs]
+    let mut c = d.ferry();
+    c.args(["shell", "-4", "-q", "--encoding", "latin1", "--plaintext", "-w", "5"]).arg(d.target());
+    let out = common::run_with_input(c, b"printf 'caf\\351\\n'\n");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "caf\u{e9}\n");
+    assert!(out.stderr.is_empty(), "-q: {}", String::from_utf8_lossy(&out.stderr));
+    let mut c = d.ferry();
+    c.args(["shell", "-v", "--tls"]).arg(d.target());
+    let out = common::run_with_input(c, b"echo over-tls\n");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("over-tls"));
+}

@@ -143,6 +143,9 @@ enum Cmd {
     },
     /// The login shell on a terminal, as ssh HOST does (run -t HOST with no command)
     Shell {
+        /// Decode the shell's output from LABEL (gbk, shift_jis, windows-1252...) to UTF-8 [default: $FERRY_ENCODING]
+        #[arg(long = "encoding", value_name = "LABEL")]
+        encoding: Option<String>,
         /// The server
         #[arg(value_name = "HOST[:PORT]")]
         host: String,
@@ -434,7 +437,7 @@ fn real_main(cli: Cli) -> i32 {
             | Cmd::Get { host: Some(host), .. }
             | Cmd::Put { host: Some(host), .. }
             | Cmd::Ls { host, .. }
-            | Cmd::Shell { host }
+            | Cmd::Shell { host, .. }
             | Cmd::Stat { host, .. },
         ) => (host.as_str(), None),
         _ => (cli.host.as_deref().expect("clap requires HOST"), cli.port.as_deref()),
@@ -449,7 +452,7 @@ fn real_main(cli: Cli) -> i32 {
     // Output is decoded for run and the session only: files stay byte-exact.
     let label = match &cli.cmd {
         Some(Cmd::Run { encoding, .. }) => Some(encoding.as_deref().or(cli.encoding.as_deref())),
-        Some(Cmd::Shell { .. }) => Some(cli.encoding.as_deref()),
+        Some(Cmd::Shell { encoding, .. }) => Some(encoding.as_deref().or(cli.encoding.as_deref())),
         None => Some(cli.encoding.as_deref()),
         Some(_) if cli.encoding.is_some() => {
             exit::say("--encoding applies to run and the session only");
