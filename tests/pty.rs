@@ -309,3 +309,31 @@ fn shell_takes_every_option_its_synopsis_lists() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("over-tls"));
 }
+
+#[test]
+fn after_a_stop_and_fg_the_terminal_is_raw_again_and_the_size_is_sent() {
+    let d = Daemon::start();
+    let script = "echo ready; while :; do stty size; sleep 0.1; done";
+    let mut t = Term::start(run_t(&d, &[script]), 24, 80);
+    let before = t.before.clone();
+    t.wait_for("24 80");
+    assert_ne!(stty_g(&t.slave), before);
+    let pid = t.child.id() as i32;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGTSTP) };
+    // Stopped: our modes are back, as a shell expects of a stopped job.
+    common::eventually("ferry stopped with the modes back", WAIT, || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')) && stty_g(&t.slave) == before
+    });
+    // The window changes while it is stopped (no WINCH reaches a stopped
+    // process's handler in time); `fg` sends CONT.
+    t.resize(33, 99);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    common::eventually("raw mode again", WAIT, || stty_g(&t.slave) != before);
+    t.wait_for("33 99");
+    t.send(b"\x03");
+    assert_eq!(t.wait(), 130, "{:?}", t.screen());
+    assert_eq!(stty_g(&t.slave), before);
+}

@@ -62,6 +62,31 @@ impl Raw {
     }
 }
 
+/// Whether our terminal is (meant to be) raw now: modes are saved to put back.
+pub fn is_raw() -> bool {
+    SAVED.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+}
+
+/// Before ferry stops (TSTP): the saved modes go back on the terminal but
+/// stay saved, for `resume` and for the final `restore`.
+fn suspend() {
+    let saved = SAVED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = saved.as_ref() {
+        let _ = termios::tcsetattr(stdin_fd(), OptionalActions::Now, t);
+    }
+}
+
+/// After ferry is continued (CONT, as `fg` sends): raw again, since the
+/// shell that continued us put its own modes on the terminal.
+fn resume() {
+    let saved = SAVED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(t) = saved.as_ref() {
+        let mut raw = t.clone();
+        raw.make_raw();
+        let _ = termios::tcsetattr(stdin_fd(), OptionalActions::Now, &raw);
+    }
+}
+
 impl Drop for Raw {
     fn drop(&mut self) {
         restore();
@@ -90,11 +115,14 @@ pub fn term_name(env: Option<&str>) -> String {
 /// (a `resize` frame); INT (only `kill` can send it in raw mode) goes to the
 /// remote command as `run` forwards it; TERM, HUP and QUIT end ferry with
 /// 128 + N, the terminal restored (the server then hangs up the remote one).
-/// `sent` is the size the request gave: a change before the watch began
-/// is sent at once.
+/// TSTP (only `kill` sends it in raw mode: ^Z goes to the remote terminal)
+/// puts our terminal's modes back and stops ferry; CONT (`fg`, or after a
+/// STOP) makes it raw again and sends the size, which may have changed
+/// meanwhile, as ssh does. `sent` is the size the request gave: a change
+/// before the watch began is sent at once.
 pub fn watch_signals(writer: Writer, sent: WinSize) {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGWINCH, SIGINT, SIGTERM, SIGHUP, SIGQUIT]) else {
+    use signal_hook::consts::{SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTSTP, SIGWINCH};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGWINCH, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGCONT]) else {
         return;
     };
     let mut last = sent;
@@ -106,6 +134,17 @@ pub fn watch_signals(writer: Writer, sent: WinSize) {
     std::thread::spawn(move || {
         for sig in signals.forever() {
             match sig {
+                SIGTSTP => {
+                    suspend();
+                    let _ = signal_hook::low_level::emulate_default_handler(SIGTSTP);
+                }
+                SIGCONT if is_raw() => {
+                    resume();
+                    let now = size();
+                    last = now;
+                    let _ = writer.send(msg::request::resize(now), &[]);
+                }
+                SIGCONT => {}
                 SIGWINCH => {
                     let now = size();
                     if now != last {
