@@ -337,3 +337,31 @@ fn after_a_stop_and_fg_the_terminal_is_raw_again_and_the_size_is_sent() {
     assert_eq!(t.wait(), 130, "{:?}", t.screen());
     assert_eq!(stty_g(&t.slave), before);
 }
+
+#[test]
+fn an_unusable_term_is_said_once_and_a_window_of_0x0_is_24x80() {
+    let d = Daemon::start();
+    for bad in ["a=b", "/", "vt\x1b[0m", "caf\u{e9}", "x y"] {
+        let mut c = d.ferry();
+        c.args(["run", "-tt"]).arg(d.target()).args(["--", "echo \"term=$TERM\""]).env("TERM", bad);
+        let out = common::run_with_input(c, b"");
+        let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{bad:?}: {err}");
+        assert!(text.contains("term=dumb"), "{bad:?}: {text}");
+        assert_eq!(err.matches("cannot be sent").count(), 1, "{bad:?}: {err}");
+        assert!(err.contains("the remote terminal is dumb"), "{err}");
+    }
+    // -q says nothing of it; an unset TERM is dumb without a word.
+    let mut c = d.ferry();
+    c.args(["run", "-q", "-tt"]).arg(d.target()).args(["--", "echo \"term=$TERM\""]).env("TERM", "a=b");
+    let out = common::run_with_input(c, b"");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut c = d.ferry();
+    c.args(["run", "-tt"]).arg(d.target()).args(["--", "echo \"term=$TERM\""]).env_remove("TERM");
+    let out = common::run_with_input(c, b"");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("term=dumb") && out.stderr.is_empty(), "{out:?}");
+    // A terminal that says 0x0 (a serial line, a fresh pty) gives 24x80 remotely.
+    let mut t = Term::start(run_t(&d, &["stty size"]), 0, 0);
+    assert_eq!(t.wait(), 0, "{:?}", t.screen());
+    assert!(t.screen().contains("24 80"), "{:?}", t.screen());
+}

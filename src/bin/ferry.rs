@@ -495,9 +495,9 @@ fn real_main(cli: Cli) -> i32 {
         // No command: the login shell, on pipes when stdin is not a terminal
         // (it then reads its commands from stdin, as with ssh).
         Some(Cmd::Run { tty: t @ 1.., command, argv, .. }) if tty::wanted(t, o.quiet) => {
-            cli::run_tty(&target, &key, &opts, &command, argv, encoding)
+            cli::run_tty(&target, &key, &opts, &command, argv, encoding, o.quiet)
         }
-        Some(Cmd::Shell { .. }) if tty::wanted(1, o.quiet) => cli::run_tty(&target, &key, &opts, &[], false, encoding),
+        Some(Cmd::Shell { .. }) if tty::wanted(1, o.quiet) => cli::run_tty(&target, &key, &opts, &[], false, encoding, o.quiet),
         Some(Cmd::Shell { .. }) => cli::run(&target, &key, &opts, Vec::new(), false, true, encoding),
         Some(Cmd::Run { no_stdin, command, argv, .. }) => cli::run(&target, &key, &opts, command, argv, !no_stdin, encoding),
         Some(Cmd::Ping { count, interval, udp, .. }) => match seconds(interval, "--interval") {

@@ -139,14 +139,20 @@ pub fn run(
 /// terminal the server opens, of our window's size and `TERM`. Our terminal
 /// is raw until the end (see `tty`); bytes go both ways as they come.
 /// `words` as for `run` (none: the login shell).
-pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], argv: bool, encoding: Option<&'static Encoding>) -> i32 {
+pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], argv: bool, encoding: Option<&'static Encoding>, quiet: bool) -> i32 {
     let mut session = match Session::connect(target, key, opts) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     let command = if words.is_empty() { Command::Login } else { command_of(words, argv) };
     let shell = matches!(command, Command::Shell(_));
-    let term = tty::term_name(std::env::var("TERM").ok().as_deref());
+    let term_env = std::env::var_os("TERM");
+    let term = tty::term_name(term_env.as_deref()).unwrap_or_else(|dumb| {
+        if !quiet {
+            super::exit::say(tty::term_warning(term_env.as_deref().unwrap_or_default()));
+        }
+        dumb
+    });
     let size = tty::size();
     let pty = Pty { term, size };
     let req = Exec { command, env: Default::default(), cwd: None, stdin: true, timeout: None, pty: Some(pty) };

@@ -101,14 +101,31 @@ pub fn size() -> WinSize {
     of(stdin_fd()).or_else(|| of(io::stdout().as_fd())).unwrap_or(DEFAULT_SIZE)
 }
 
-/// `TERM` for the remote terminal: ours, or `dumb` when unset or unusable.
-pub fn term_name(env: Option<&str>) -> String {
-    match env {
-        Some(t) if !t.is_empty() && t.len() <= msg::MAX_TERM && t.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b'/') => {
-            t.to_string()
+/// `TERM` for the remote terminal: ours, or `dumb` when it is unset or
+/// empty. `Err` holds `dumb` too, for a `TERM` that cannot be sent (not 1
+/// to 256 printable ASCII characters without `=` or `/`, the protocol's
+/// rule), which the caller says once.
+pub fn term_name(env: Option<&std::ffi::OsStr>) -> Result<String, String> {
+    let dumb = || "dumb".to_string();
+    let Some(t) = env.filter(|t| !t.is_empty()) else {
+        return Ok(dumb());
+    };
+    match t.to_str() {
+        Some(t) if t.len() <= msg::MAX_TERM && t.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b'/') => {
+            Ok(t.to_string())
         }
-        _ => "dumb".to_string(),
+        _ => Err(dumb()),
     }
+}
+
+/// What ferry says of a `TERM` that `term_name` refused.
+pub fn term_warning(env: &std::ffi::OsStr) -> String {
+    let shown: String = env.to_string_lossy().chars().take(40).flat_map(char::escape_default).collect();
+    let more = if env.len() > 40 { "..." } else { "" };
+    format!(
+        "TERM \"{shown}{more}\" cannot be sent (1 to {} printable ASCII characters without '=' or '/'); the remote terminal is dumb",
+        msg::MAX_TERM
+    )
 }
 
 /// The local signals, on a thread of their own: WINCH sends the new size
@@ -208,11 +225,19 @@ mod tests {
 
     #[test]
     fn term_is_ours_unless_it_cannot_be_sent() {
-        assert_eq!(term_name(Some("xterm-256color")), "xterm-256color");
-        for bad in [None, Some(""), Some("a b"), Some("x=y"), Some("../../x")] {
-            assert_eq!(term_name(bad), "dumb", "{bad:?}");
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(term_name(Some(OsStr::new("xterm-256color"))), Ok("xterm-256color".into()));
+        assert_eq!(term_name(None), Ok("dumb".into()));
+        assert_eq!(term_name(Some(OsStr::new(""))), Ok("dumb".into()));
+        let long = "x".repeat(msg::MAX_TERM + 1);
+        for bad in ["a b", "x=y", "../../x", "/", "\x1b[31m", "caf\u{e9}", long.as_str()] {
+            assert_eq!(term_name(Some(OsStr::new(bad))), Err("dumb".into()), "{bad:?}");
         }
-        assert_eq!(term_name(Some(&"x".repeat(msg::MAX_TERM + 1))), "dumb");
+        assert_eq!(term_name(Some(OsStr::from_bytes(b"vt\xff"))), Err("dumb".into()));
+        let w = term_warning(OsStr::new("a=\x1b"));
+        assert_eq!(w, "TERM \"a=\\u{1b}\" cannot be sent (1 to 256 printable ASCII characters without '=' or '/'); the remote terminal is dumb");
+        assert!(term_warning(OsStr::new(&long)).contains("xxx...\""));
     }
 
     #[test]
