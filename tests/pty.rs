@@ -365,3 +365,31 @@ fn an_unusable_term_is_said_once_and_a_window_of_0x0_is_24x80() {
     assert_eq!(t.wait(), 0, "{:?}", t.screen());
     assert!(t.screen().contains("24 80"), "{:?}", t.screen());
 }
+
+/// Whether every line on the terminal ended in CR LF (a bare LF written
+/// while the terminal is raw shows as one, and the next line staircases).
+fn no_bare_lf(s: &str) -> bool {
+    s.match_indices('\n').all(|(i, _)| i > 0 && s.as_bytes()[i - 1] == b'\r')
+}
+
+#[test]
+fn ferrys_own_lines_read_right_on_a_raw_terminal() {
+    let d = Daemon::start();
+    // -v traces every frame while the terminal is raw.
+    let mut c = d.ferry();
+    c.args(["run", "-v", "-t"]).arg(d.target()).args(["--", "echo one; echo two"]).env("TERM", "vt100");
+    let mut t = Term::start(c, 24, 80);
+    assert_eq!(t.wait(), 0, "{:?}", t.screen());
+    let s = t.screen();
+    assert!(s.contains("ferry: < ") && s.contains("\"exit\""), "{s:?}");
+    assert!(no_bare_lf(&s), "{s:?}");
+    // The server vanishes while a prompt waits: the message starts on a
+    // line of its own, after the terminal is restored.
+    let mut t = Term::start(run_t(&d, &["printf 'prompt$ '; exec sleep 100"]), 24, 80);
+    t.wait_for("prompt$ ");
+    d.signal(libc::SIGKILL);
+    assert_eq!(t.wait(), 255, "{:?}", t.screen());
+    let s = t.screen();
+    assert!(s.contains("prompt$ \r\nferry: "), "{s:?}");
+    assert!(no_bare_lf(&s), "{s:?}");
+}

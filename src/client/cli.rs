@@ -166,7 +166,7 @@ pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], arg
         };
         tty::watch_signals(session.writer(), size);
         tty::forward_stdin(session.writer());
-        let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
+        let (mut out, mut err) = (Output::new(encoding, tty::Screen::new(io::stdout().lock())), Output::new(encoding, io::stderr()));
         let result = session.read_exec(&mut out, &mut err);
         let finished = finish_outputs(&mut out, &mut err);
         drop(raw);

@@ -34,6 +34,7 @@ pub fn restore() {
     let saved = SAVED.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(t) = saved {
         let _ = termios::tcsetattr(stdin_fd(), OptionalActions::Now, &t);
+        crate::term::set_raw_stderr(false);
     }
 }
 
@@ -58,6 +59,8 @@ impl Raw {
             restore();
             return Err(e.into());
         }
+        // Our own lines (-v, errors) on the raw terminal end in CR LF.
+        crate::term::set_raw_stderr(io::stderr().is_terminal());
         Ok(Raw { _private: () })
     }
 }
@@ -73,6 +76,7 @@ fn suspend() {
     let saved = SAVED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(t) = saved.as_ref() {
         let _ = termios::tcsetattr(stdin_fd(), OptionalActions::Now, t);
+        crate::term::set_raw_stderr(false);
     }
 }
 
@@ -84,6 +88,35 @@ fn resume() {
         let mut raw = t.clone();
         raw.make_raw();
         let _ = termios::tcsetattr(stdin_fd(), OptionalActions::Now, &raw);
+        crate::term::set_raw_stderr(io::stderr().is_terminal());
+    }
+}
+
+/// Our stdout while the remote terminal's output goes to it: notes where
+/// the cursor is left (`term::note_output`) when stderr shares the
+/// terminal, so ferry's own next line starts on a fresh one.
+pub struct Screen<W: io::Write> {
+    inner: W,
+    shared: bool,
+}
+
+impl<W: io::Write> Screen<W> {
+    pub fn new(inner: W) -> Screen<W> {
+        Screen { inner, shared: io::stdout().is_terminal() && io::stderr().is_terminal() }
+    }
+}
+
+impl<W: io::Write> io::Write for Screen<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if self.shared {
+            crate::term::note_output(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
