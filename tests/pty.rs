@@ -393,3 +393,19 @@ fn ferrys_own_lines_read_right_on_a_raw_terminal() {
     assert!(s.contains("prompt$ \r\nferry: "), "{s:?}");
     assert!(no_bare_lf(&s), "{s:?}");
 }
+
+#[test]
+fn w_bounds_the_start_of_an_interactive_shell_not_its_idle_time() {
+    let d = Daemon::start();
+    let mut c = d.ferry();
+    c.args(["shell", "-w", "1"]).arg(d.target()).env("TERM", "vt100");
+    let mut t = Term::start(c, 24, 80);
+    t.send(b"echo started-$((6*7))\n");
+    t.wait_for("started-42");
+    // A person reading the screen for longer than -w: nothing ends.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(t.child.try_wait().unwrap().is_none(), "ended while idle: {:?}", t.screen());
+    t.send(b"echo still-$((6*7)); exit 4\n");
+    t.wait_for("still-42");
+    assert_eq!(t.wait(), 4, "{:?}", t.screen());
+}

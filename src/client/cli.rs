@@ -159,6 +159,10 @@ pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], arg
     if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
         return fail(e);
     }
+    // Someone typing: -w bounds the start, not their pauses (a script's -tt keeps it).
+    if io::stdin().is_terminal() {
+        session.timed_until_start();
+    }
     let result = {
         let raw = match tty::Raw::enter() {
             Ok(r) => r,
