@@ -520,9 +520,17 @@ impl Exec {
         }
     }
 
-    /// KILL now (drain timeout passed).
+    /// KILL now (the drain timeout passed and TERM did not end it): its
+    /// group, and on a terminal the foreground job too; the child is then
+    /// reaped as usual and its `exit` says KILL.
     pub fn kill(&self) {
         if self.status.is_none() {
+            if let Some(t) = &self.term {
+                let fg = t.foreground(self.pgid);
+                if fg != self.pgid {
+                    kill_group(fg, libc::SIGKILL);
+                }
+            }
             kill_group(self.pgid, libc::SIGKILL);
         }
     }
