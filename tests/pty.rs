@@ -258,14 +258,36 @@ fn a_server_without_terminals_refuses_and_udp_has_none() {
     let out = common::run_with_input(c, b"");
     assert_eq!(out.status.code(), Some(255));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("allow_pty = false") && err.contains("not-allowed"), "{err}");
+    assert!(err.contains("not-allowed: the server does not allow terminals (allow_pty = false); run without -t"), "{err}");
+    // The start-up line says so, as it says exec and read-write.
+    assert!(d.log.wait_for("; exec enabled, no terminals; read-write", WAIT).is_some(), "{}", d.log.text());
     // Commands without a terminal still run.
     let out = d.ferry().args(["run", "-n"]).arg(d.target()).args(["--", "echo", "fine"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let out = d.ferry().args(["run", "-t", "-u"]).arg(d.target()).args(["--", "tty"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let out = d.ferry().args(["run", "-t", "-H"]).arg(d.target()).args(["--", "tty"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    // What -t does not go with is said in ferry's words, not clap's.
+    for (flags, says) in [
+        (&["-u"][..], "-t goes over TCP, not with -u: a datagram has no terminal"),
+        (&["-n"][..], "-t does not go with -n"),
+        (&["-H", "127.0.0.1"][..], "-t goes with one HOST, not with -H"),
+        (&["--json"][..], "-t goes with one HOST, not with --json"),
+        (&["-b"][..], "-t goes with one HOST, not with -b"),
+    ] {
+        let out = d.ferry().args(["run", "-t"]).args(flags).arg(d.target()).args(["--", "tty"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.starts_with(&format!("ferry: {says}")) && err.lines().count() == 1, "{flags:?}: {err}");
+    }
+}
+
+#[test]
+fn a_refused_terminal_request_is_logged_with_what_it_asked() {
+    let d = Daemon::start();
+    assert!(d.log.wait_for("; exec enabled, terminals allowed; ", WAIT).is_some(), "{}", d.log.text());
+    let mut c = d.authed();
+    c.send(serde_json::json!({"type":"exec","pty":{"term":"a=b"}}), b"");
+    assert_eq!(c.frame().0["code"], "bad-request");
+    let line = d.log.wait_for(r#"exec pty term="a=b" "#, WAIT).unwrap_or_else(|| d.log.text());
+    assert!(line.contains("access:") && line.contains("bad-request"), "{line}");
 }
 
 #[test]

@@ -118,7 +118,7 @@ enum Cmd {
         #[arg(short = 'n')]
         no_stdin: bool,
         /// Run COMMAND (else the login shell) on a terminal the server opens, if stdin is one; -tt: always
-        #[arg(short = 't', action = clap::ArgAction::Count, conflicts_with_all = ["no_stdin", "udp"])]
+        #[arg(short = 't', action = clap::ArgAction::Count)]
         tty: u8,
         /// Send COMMAND as argv, even one word (no shell; what an exec allow-list of programs takes)
         #[arg(short = 'a', long = "argv")]
@@ -405,6 +405,9 @@ fn real_main(cli: Cli) -> i32 {
         trace: o.verbose,
         transport: choice,
     };
+    if let Some(Cmd::Run { tty: 1.., no_stdin, udp, gather, fleet: f, .. }) = &cli.cmd {
+        if let Some(m) = tty::conflict(*no_stdin, *udp, f.active(), f.json, *gather) { return usage(m); }
+    }
     let fleet = match &cli.cmd {
         Some(Cmd::Run { fleet, .. } | Cmd::Ping { fleet, .. } | Cmd::Get { fleet, .. } | Cmd::Put { fleet, .. }) => Some(fleet),
         _ => None,
@@ -492,8 +495,7 @@ fn real_main(cli: Cli) -> i32 {
     };
     match cli.cmd {
         Some(Cmd::Run { udp: true, command, argv, .. }) => udp::run(&target, &key, &opts, command, argv, encoding),
-        // No command: the login shell, on pipes when stdin is not a terminal
-        // (it then reads its commands from stdin, as with ssh).
+        // No command: the login shell (on pipes when stdin is not a terminal, as with ssh).
         Some(Cmd::Run { tty: t @ 1.., command, argv, .. }) if tty::wanted(t, o.quiet) => {
             cli::run_tty(&target, &key, &opts, &command, argv, encoding, o.quiet)
         }
@@ -590,7 +592,6 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     };
     let mut encoding = None;
     let op = match &cli.cmd {
-        Some(Cmd::Run { tty: 1.., .. }) => return usage("-t goes with one HOST, not with -H"),
         Some(Cmd::Run { host, command, encoding: label, udp, argv, .. }) => {
             if let Some(h) = host.as_deref().filter(|h| host_word_before_dashes(h)) {
                 return usage(format_args!(

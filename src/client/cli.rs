@@ -176,6 +176,12 @@ pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], arg
         drop(raw);
         result.and_then(|status| finished.map(|()| status))
     };
+    // The server's word is about terminals; what to do about it is ours to say.
+    if let Err(Error::Remote(p)) = &result {
+        if p.code == ErrorCode::NotAllowed && p.message.contains("allow_pty") {
+            return fail(format_args!("{}: {p}; run without -t", session.peer));
+        }
+    }
     ended(&session, result, shell)
 }
 

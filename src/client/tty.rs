@@ -252,6 +252,24 @@ pub fn wanted(count: u8, quiet: bool) -> bool {
     false
 }
 
+/// What `run -t` cannot go with, as one usage line in ferry's words (not
+/// clap's): `hosts` is -H or --hostfile, `gather` -b.
+pub fn conflict(no_stdin: bool, udp: bool, hosts: bool, json: bool, gather: bool) -> Option<&'static str> {
+    Some(if hosts {
+        "-t goes with one HOST, not with -H"
+    } else if no_stdin {
+        "-t does not go with -n: what is typed goes to the remote terminal (without -t, -n gives the command /dev/null)"
+    } else if udp {
+        "-t goes over TCP, not with -u: a datagram has no terminal"
+    } else if json {
+        "-t goes with one HOST, not with --json"
+    } else if gather {
+        "-t goes with one HOST, not with -b"
+    } else {
+        return None;
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +289,16 @@ mod tests {
         let w = term_warning(OsStr::new("a=\x1b"));
         assert_eq!(w, "TERM \"a=\\u{1b}\" cannot be sent (1 to 256 printable ASCII characters without '=' or '/'); the remote terminal is dumb");
         assert!(term_warning(OsStr::new(&long)).contains("xxx...\""));
+    }
+
+    #[test]
+    fn what_t_does_not_go_with_is_said_one_at_a_time() {
+        assert_eq!(conflict(false, false, false, false, false), None);
+        assert_eq!(conflict(true, true, true, true, true), Some("-t goes with one HOST, not with -H"));
+        assert!(conflict(true, true, false, false, false).unwrap().starts_with("-t does not go with -n"));
+        assert!(conflict(false, true, false, false, false).unwrap().starts_with("-t goes over TCP, not with -u"));
+        assert_eq!(conflict(false, false, false, true, true), Some("-t goes with one HOST, not with --json"));
+        assert_eq!(conflict(false, false, false, false, true), Some("-t goes with one HOST, not with -b"));
     }
 
     #[test]

@@ -430,9 +430,9 @@ impl Server {
                 // New keys get identities; open sessions keep the config they began with.
                 self.tls = self.tls.reload(&new.keys);
                 info!(
-                    "HUP: configuration reloaded: {} key(s), exec {}, {}",
+                    "HUP: configuration reloaded: {} key(s), {}, {}",
                     new.keys.keys.len(),
-                    if new.allow_exec { "enabled" } else { "disabled" },
+                    new.exec_summary(),
                     if new.read_only { "read-only" } else { "read-write" }
                 );
                 self.cfg = new;

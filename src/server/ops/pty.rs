@@ -42,7 +42,7 @@ pub fn authorize(cfg: &Config) -> Result<(), ProtoError> {
     if cfg.allow_pty {
         Ok(())
     } else {
-        Err(ProtoError::new(ErrorCode::NotAllowed, "this server gives no terminals (allow_pty = false); run without -t"))
+        Err(ProtoError::new(ErrorCode::NotAllowed, "the server does not allow terminals (allow_pty = false)"))
     }
 }
 
