@@ -6,6 +6,7 @@
 #   ROUNDS=5 bash benches/compare.sh     # more rounds
 #   QUICK=1 bash benches/compare.sh      # a try-out: 64 MiB, 1 round, short runs,
 #                                        # written to target/BENCHMARKS.quick.md
+#   bash benches/trees.sh                # the tree rows alone (issue 21), see there
 #
 # Run as root on Debian: it installs redis-server, netcat-openbsd, openssh-server,
 # openssh-client, rsync, gcc, bc, iproute2 and jq if any is missing
@@ -30,6 +31,7 @@
 # medians. Only ratios of one run mean anything on a shared machine.
 #
 # Environment: ROUNDS (default 3), QUICK=1, MIB (file size, default 1024),
+# TREE_FILES, TREE_DIRS, TREE_BIG, TREE_BIG_MIB (the trees: benches/trees.sh),
 # PING_SECS (default 5), IDLE_CONNS (default 10000), OUT (the Markdown file),
 # UDP_SEEN_MAX (ferryd's udp.seen_max, default 4194304),
 # NICE (default -10: as root the script and every server and client it starts
@@ -60,7 +62,7 @@ log() { printf '[%5.0fs] %s\n' "$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN
 
 # ---------------------------------------------------------------- packages
 need_commands redis-server:redis-server nc:netcat-openbsd sshd:openssh-server ssh:openssh-client \
-              scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 jq:jq openssl:openssl
+              scp:openssh-client rsync:rsync gcc:gcc bc:bc ss:iproute2 jq:jq openssl:openssl python3:python3
 case "$(nc -h 2>&1 || true)" in *-N*) ;; *) need+=(netcat-openbsd);; esac
 install_needed
 
@@ -161,6 +163,11 @@ EOF
 rsync --daemon --no-detach --address=127.0.0.1 --port="$RPORT" --config="$work/rsyncd.conf" &
 pids+=("$!")
 wait_port "$RPORT" "the rsync daemon"
+
+# ---------------------------------------------------------------- trees (issue 21)
+# shellcheck source=benches/trees.sh
+. benches/trees.sh
+trees_setup
 
 # ---------------------------------------------------------------- redis
 DPORT=$(free_port)
@@ -432,6 +439,7 @@ LOADS=()
 for r in $(seq "$ROUNDS"); do
   LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
   log "round $r/$ROUNDS: transfers"; transfers
+  log "round $r/$ROUNDS: trees"; trees
   log "round $r/$ROUNDS: cold starts"; cold
   log "round $r/$ROUNDS: exec"; execs
   log "round $r/$ROUNDS: terminal echo"; ptys
@@ -570,6 +578,7 @@ target "TLS: ping ≥ 1.2× redis-server over TLS, 50 connections" \
   "$(grp "$(med ping_ft_50)") vs $(grp "$(med ping_rt_50)") req/s" ping_ft_50 ping_rt_50 ">=" 1.2
 target "TLS: idle connection ≤ 4 KiB of daemon RSS each ($(grp "$IDLE_CONNS") open)" \
   "$(grp "$(med idle_ft)") bytes" idle_ft kib4 "<=" 1.0
+trees_targets
 printf '%s\n' "${TARGETS[@]}"
 cat <<EOF
 
@@ -612,6 +621,7 @@ trow put_tls "TLS: \`ferry --tls put\` (hash, send, server fsyncs and renames)"
 trow put_fb "ferry-bench put --file (sendfile, sha256 checked by the server)"
 trow put_scp "\`scp\` put to disk"
 trow put_rsync "\`rsync --whole-file … rsync://…\` put to disk"
+trees_report
 cat <<EOF
 
 ## Starting a command

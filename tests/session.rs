@@ -171,7 +171,7 @@ fn session_file_lines_take_quotes_and_give_usage() {
     let out = common::run_with_input(cmd, b"get \"a file.txt\"\nget\n");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(std::fs::read(local.path().join("a file.txt")).unwrap(), b"spaced\n", "{err}");
-    assert!(err.contains("usage: get [-c] REMOTE [LOCAL]"), "{err}");
+    assert!(err.contains("usage: get [-r] [-c] REMOTE [LOCAL]"), "{err}");
     assert!(!err.contains("not found"), "a bare get is not sent to the shell: {err}");
     assert_eq!(out.status.code(), Some(2), "{err}");
 }

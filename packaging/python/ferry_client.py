@@ -856,6 +856,183 @@ class Client:
             raise FerryError("digest-mismatch", f"sent SHA-256 {h.hexdigest()} but the server stored {ok.get('sha256')}", ok)
         return ok
 
+    # ---- trees (ferry-protocol(7), Trees) ----------------------------------------------
+
+    def list_tree(self, path="."):
+        """Every entry under path (list with recursive), parents first: dicts
+        with name (the path under path), kind, file_size, mode, mtime, and for
+        a link that stays inside the served root its target."""
+        self._send({"type": "list", "path": os.fsdecode(path), "recursive": True})
+        _, body = self._expect("listing")
+        return json.loads(body)
+
+    def _tree_reply(self, rel, failed):
+        """Reads the reply to one pipelined tree request; a non-fatal error
+        is added to failed as (rel, FerryError), a fatal one raised."""
+        h = self._recv_header()
+        self._skip_body(h)
+        if h["type"] == "error":
+            e = FerryError(h.get("code", "unknown"), h.get("message", ""), h)
+            if e.fatal:
+                raise e
+            failed.append((rel, e))
+
+    def put_tree(self, local, remote, window=64):
+        """Sends the directory local so that remote becomes its copy (created
+        as needed; what is there is replaced entry by entry), as ferry put -r
+        does: every file a sized put with its SHA-256, mode (no set-id bits)
+        and mtime, every link a symlink request (refused with bad-path when it
+        leads outside the served root), every directory a mkdir (deepest
+        first, the last one syncing the server's file system), window requests
+        in flight at most.  An entry that fails does not stop the rest.
+        Returns {"entries": n, "failed": [(path, FerryError), ...]}."""
+        local, remote = os.fspath(local), os.fsdecode(remote).rstrip("/") or "."
+        if not os.path.isdir(local):
+            raise FerryError("not-a-directory", f"{local}: not a directory")
+        dirs, files, links = [], [], []
+        for top, dnames, fnames in os.walk(local):
+            dnames.sort()
+            rel_top = os.path.relpath(top, local)
+            for name in sorted(dnames + fnames):
+                rel = name if rel_top == "." else f"{rel_top}/{name}"
+                st = os.lstat(os.path.join(top, name))
+                if _stat.S_ISLNK(st.st_mode):
+                    links.append((rel, os.readlink(os.path.join(top, name))))
+                elif _stat.S_ISDIR(st.st_mode):
+                    dirs.append((rel, st))
+                elif _stat.S_ISREG(st.st_mode):
+                    files.append((rel, st))
+        join = lambda rel: rel if remote == "." else f"{remote}/{rel}"
+        tree = os.urandom(8).hex()
+        pending, failed = [], []
+
+
+        def sent(rel):
+            pending.append(rel)
+            while len(pending) > window:
+                self._tree_reply(pending.pop(0), failed)
+
+        for rel, st in files:
+            with open(os.path.join(local, rel), "rb") as f:
+                data = f.read()
+            req = {"type": "put", "path": join(rel), "mode": st.st_mode & 0o777, "mtime": int(st.st_mtime),
+                   "sha256": hashlib.sha256(data).hexdigest(), "tree": tree}
+            self._send(req, data)
+            sent(rel)
+        for rel, target in links:
+            self._send({"type": "symlink", "path": join(rel), "target": target})
+            sent(rel)
+        top = os.stat(local)
+        for rel, st in reversed(dirs):
+            self._send({"type": "mkdir", "path": join(rel), "mode": st.st_mode & 0o777, "mtime": int(st.st_mtime)})
+            sent(rel)
+        self._send({"type": "mkdir", "path": remote, "mode": top.st_mode & 0o777, "mtime": int(top.st_mtime),
+                    "sync": True})
+        sent(".")
+        while pending:
+            self._tree_reply(pending.pop(0), failed)
+
+        return {"entries": len(files) + len(links) + len(dirs) + 1, "failed": failed}
+
+    def get_tree(self, remote, local, window=64):
+        """Fetches the directory remote so that local becomes its copy (as
+        ferry get -r does): one recursive list, then window gets in flight at
+        most, each file written to its .part, checked against the server's
+        SHA-256, given its mode and mtime and renamed into place; links made
+        when their target stays inside the tree (else bad-path); directories
+        created, their modes and mtimes set last.  An entry that fails does
+        not stop the rest.  Returns {"entries": n, "failed": [(path,
+        FerryError), ...]}."""
+        remote, local = os.fsdecode(remote).rstrip("/") or ".", os.fspath(local)
+        top = self.stat(remote)
+        if top.get("kind") != "dir":
+            raise FerryError("not-a-directory", f"{remote}: not a directory")
+        entries = self.list_tree(remote)
+        join = lambda rel: rel if remote == "." else f"{remote}/{rel}"
+        failed = []
+        os.makedirs(local, exist_ok=True)
+        plain = lambda rel: rel and not rel.startswith("/") and all(c not in ("", ".", "..") for c in rel.split("/"))
+        files = []
+        for e in entries:
+            rel = e["name"]
+            if "name_hex" in e or not plain(rel):
+                failed.append((rel, FerryError("bad-path", f"{rel}: cannot be asked for")))
+            elif e["kind"] == "dir":
+                try:
+                    os.makedirs(os.path.join(local, rel), exist_ok=True)
+                except OSError as err:
+                    failed.append((rel, FerryError("io-error", str(err))))
+            elif e["kind"] == "file":
+                files.append(e)
+        asked = 0
+        for i, e in enumerate(files):
+            while asked < len(files) and asked - i < window:
+                self._send({"type": "get", "path": join(files[asked]["name"])})
+                asked += 1
+            self._get_tree_file(e["name"], os.path.join(local, e["name"]), failed)
+        for e in entries:
+            if e["kind"] != "link" or not plain(e["name"]):
+                continue
+            rel, target = e["name"], e.get("target")
+            depth = len(rel.split("/")) - 1
+            for c in (target or "/").split("/"):
+                depth += -1 if c == ".." else (0 if c in ("", ".") else 1)
+                if depth < 0:
+                    break
+            if target is None or target.startswith("/") or depth < 0:
+                failed.append((rel, FerryError("bad-path", f"{rel}: the link leads outside the tree")))
+                continue
+            dest = os.path.join(local, rel)
+            tmp = f"{dest}.ferry-link-{os.getpid()}"
+            os.symlink(target, tmp)
+            os.replace(tmp, dest)
+        for e in reversed([e for e in entries if e["kind"] == "dir" and plain(e["name"])] + [dict(top, name=".")]):
+            p = os.path.join(local, e["name"])
+            try:
+                os.chmod(p, e["mode"] & 0o777)
+                os.utime(p, (e["mtime"], e["mtime"]))
+            except OSError as err:
+                failed.append((e["name"], FerryError("io-error", str(err))))
+        return {"entries": len(entries), "failed": failed}
+
+    def _get_tree_file(self, rel, dest, failed):
+        """Reads one pipelined get's reply into dest through its .part."""
+        h = self._recv_header()
+        if h["type"] == "error":
+            self._skip_body(h)
+            e = FerryError(h.get("code", "unknown"), h.get("message", ""), h)
+            if e.fatal:
+                raise e
+            failed.append((rel, e))
+            return
+        if h["type"] != "file":
+            raise FerryError("protocol", f"expected file, got {h['type']}", h)
+        part = _part_path(dest)
+        try:
+            fd = _create_part(part)
+        except (OSError, FerryError) as err:
+            self._skip_body(h)
+            self._expect("done")
+            failed.append((rel, err if isinstance(err, FerryError) else FerryError("io-error", str(err))))
+            return
+        sha = hashlib.sha256()
+        with os.fdopen(fd, "wb") as f:
+            left = h.get("size", 0)
+            while left:
+                chunk = self._read(min(left, CHUNK))
+                left -= len(chunk)
+                f.write(chunk)
+                sha.update(chunk)
+            done = self._expect("done")[0]
+            if not hmac.compare_digest(sha.hexdigest(), str(done.get("sha256", ""))):
+                f.close()
+                os.unlink(part)
+                failed.append((rel, FerryError("digest-mismatch", f"{rel}: SHA-256 {sha.hexdigest()}, not the server's")))
+                return
+            os.fchmod(f.fileno(), h.get("mode", 0o644) & 0o777)
+        os.utime(part, (h.get("mtime", 0), h.get("mtime", 0)))
+        os.replace(part, dest)
+
 
 def connect(host, port=DEFAULT_PORT, **kw):
     """Client(host, port, **kw)."""

@@ -6,6 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use ferry::client::fanout::{self, hosts};
+use ferry::client::tree::fan::Way;
 use ferry::client::{cli, encoding, exit, transfer, transport, tty, udp, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -171,9 +172,12 @@ enum Cmd {
     /// Fetch a remote file (to LOCAL.part, checked, then renamed)
     #[command(override_usage = "ferry get [OPTIONS] HOST[:PORT] REMOTE [LOCAL]\n       ferry get [OPTIONS] -H HOSTS | --hostfile FILE REMOTE [DIR]")]
     Get {
-        /// Resume from the size of an existing LOCAL.part
+        /// Resume from the size of an existing LOCAL.part (with -r: skip complete files, resume .part ones)
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        /// A directory and everything in it (one connection, pipelined); where it lands follows scp -r
+        #[arg(short = 'r', long = "recursive")]
+        recursive: bool,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give REMOTE [LOCAL] only)
@@ -189,6 +193,12 @@ enum Cmd {
     /// Send a file (checked by the server, replaced atomically)
     #[command(override_usage = "ferry put [OPTIONS] HOST[:PORT] LOCAL [REMOTE]\n       ferry put [OPTIONS] -H HOSTS | --hostfile FILE LOCAL [REMOTE]")]
     Put {
+        /// A directory and everything in it (one connection, pipelined); where it lands follows scp -r
+        #[arg(short = 'r', long = "recursive")]
+        recursive: bool,
+        /// With -r: skip the files the server already has whole (same size and digest)
+        #[arg(short = 'c', long = "continue", requires = "recursive")]
+        resume: bool,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give LOCAL [REMOTE] only)
@@ -206,6 +216,9 @@ enum Cmd {
         /// Print the server's listing as a JSON array
         #[arg(long = "json")]
         json: bool,
+        /// Everything under PATH, named by its path under it
+        #[arg(short = 'R', long = "recursive")]
+        recursive: bool,
         /// The server
         #[arg(value_name = "HOST[:PORT]")]
         host: String,
@@ -284,58 +297,11 @@ fn subcommands() -> Vec<String> {
     Cli::command().get_subcommands().map(|s| s.get_name().to_string()).collect()
 }
 
-/// Options before the subcommand that take a value (the next word).
-const GLOBAL_VALUED: [&str; 7] = ["-k", "--keys", "-i", "--key-id", "-w", "--timeout", "--encoding"];
-
-/// A first word that cannot be the session's HOST: it is not a subcommand,
-/// and the word after it is not a PORT (the session takes `HOST [PORT]`,
-/// so `ferry rnu 127.0.0.1:7075` or `ferry stats h x` meant a subcommand).
-/// A word with `:`, `.`, `[` or `/` in it reads as a host, never as a typo.
+/// A first word that is no subcommand and no HOST (see `client::typo`).
 fn unknown_subcommand(args: &[String]) -> Option<String> {
-    let mut words = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--" {
-            words.extend(it.by_ref().cloned());
-            break;
-        }
-        if GLOBAL_VALUED.contains(&a.as_str()) {
-            it.next();
-        } else if !a.starts_with('-') || a == "-" {
-            words.push(a.clone());
-        }
-    }
-    let (first, next) = (words.first()?, words.get(1)?);
-    let names = subcommands();
-    if first == "help" || names.contains(first) || names.contains(next) || first.contains([':', '.', '[', '/']) {
-        return None;
-    }
-    if !next.is_empty() && next.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let near = names
-        .iter()
-        .map(|s| (ferry::client::typo::distance(first, s), s.as_str()))
-        .filter(|(d, s)| *d <= if s.len() <= 3 { 1 } else { 2 })
-        .min();
-    let hint = match near {
-        Some((_, s)) => format!(" (did you mean {s}?)"),
-        None => format!(" (subcommands: {}; a session takes HOST [PORT])", names.join(", ")),
-    };
-    Some(format!("unknown subcommand \"{first}\"{hint}"))
+    ferry::client::typo::unknown_subcommand(args, &subcommands())
 }
 
-/// An argument that is not UTF-8, named (escaped) with why it cannot be sent.
-fn not_utf8_argument() -> String {
-    use std::os::unix::ffi::OsStrExt;
-    match std::env::args_os().skip(1).find(|a| a.to_str().is_none()) {
-        Some(a) => format!(
-            "argument \"{}\" is not valid UTF-8: remote paths, hosts and commands must be UTF-8 (protocol v1 sends them as JSON strings; see ls in ferry(1))",
-            ferry::term::escape_bytes(a.as_bytes())
-        ),
-        None => "an argument is not valid UTF-8".into(),
-    }
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
@@ -350,7 +316,7 @@ fn main() -> ExitCode {
             return ExitCode::from(ferry::term::clap_exit("ferry", &e, exit::USAGE, exit::FERRY_ERROR) as u8)
         }
         Err(e) if e.kind() == clap::error::ErrorKind::InvalidUtf8 => {
-            ferry::errln!("ferry: {}", not_utf8_argument());
+            ferry::errln!("ferry: {}", ferry::client::typo::not_utf8_argument());
             return ExitCode::from(exit::USAGE as u8);
         }
         Err(e) => {
@@ -478,7 +444,9 @@ fn real_main(cli: Cli) -> i32 {
     };
     // Command lines that cannot work fail before the keys file is read.
     let late = match &cli.cmd {
-        Some(Cmd::Get { remote: Some(r), local, resume, .. }) => transfer::get_usage(r, local.as_deref(), *resume),
+        Some(Cmd::Get { remote: Some(r), local, resume, recursive: false, .. }) => transfer::get_usage(r, local.as_deref(), *resume),
+        Some(Cmd::Put { local: Some(l), recursive: true, .. }) if l == "-" => Some("put -r sends a directory, not stdin".into()),
+        Some(Cmd::Get { local: Some(l), recursive: true, .. }) if l == "-" => Some("get -r writes a directory, not stdout".into()),
         Some(Cmd::Put { local: Some(l), remote: None, .. }) if l == "-" => Some("put from stdin (-) needs REMOTE".into()),
         _ => None,
     };
@@ -510,6 +478,12 @@ fn real_main(cli: Cli) -> i32 {
                 2
             }
         },
+        Some(Cmd::Get { resume, remote: Some(remote), local, recursive: true, .. }) => {
+            transfer::get_tree(&target, &key, &opts, ui, &remote, local.as_deref(), resume)
+        }
+        Some(Cmd::Put { local: Some(local), remote, recursive: true, resume, .. }) => {
+            transfer::put_tree(&target, &key, &opts, ui, &local, remote.as_deref(), resume)
+        }
         Some(Cmd::Get { resume, remote: Some(remote), local, .. }) => {
             transfer::get(&target, &key, &opts, ui, &remote, local.as_deref(), resume)
         }
@@ -517,6 +491,7 @@ fn real_main(cli: Cli) -> i32 {
             transfer::put(&target, &key, &opts, ui, &local, remote.as_deref())
         }
         Some(Cmd::Get { .. } | Cmd::Put { .. }) => unreachable!("checked above"),
+        Some(Cmd::Ls { json, path, recursive: true, .. }) => transfer::ls_tree(&target, &key, &opts, &path, json),
         Some(Cmd::Ls { json, path, .. }) => transfer::ls(&target, &key, &opts, &path, json),
         Some(Cmd::Stat { json, path, .. }) => transfer::stat(&target, &key, &opts, &path, json),
         Some(Cmd::Keygen { .. } | Cmd::ExportTls { .. }) => unreachable!("handled above"),
@@ -590,6 +565,29 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     } else {
         fanout::Mode::Stream
     };
+    let way = match &cli.cmd {
+        Some(Cmd::Get { recursive: true, host, remote, local, .. }) => match [host, remote, local].into_iter().flatten().collect::<Vec<_>>()[..] {
+            [r] => Some(Way::Get { remote: r.clone(), dir: PathBuf::from(".") }),
+            [r, l] if l != "-" => Some(Way::Get { remote: r.clone(), dir: PathBuf::from(l) }),
+            _ => return usage("get -r -H HOSTS takes REMOTE [DIR]: each host's tree goes into DIR/HOST/"),
+        },
+        Some(Cmd::Put { recursive: true, host, local, remote, .. }) => match [host, local, remote].into_iter().flatten().collect::<Vec<_>>()[..] {
+            [l] if l != "-" => Some(Way::Put { local: l.clone(), remote: None }),
+            [l, r] if l != "-" => Some(Way::Put { local: l.clone(), remote: Some(r.clone()) }),
+            _ => return usage("put -r -H HOSTS takes LOCAL [REMOTE] (a directory)"),
+        },
+        _ => None,
+    };
+    if let Some(way) = way {
+        let resume = matches!(cli.cmd, Some(Cmd::Get { resume: true, .. } | Cmd::Put { resume: true, .. }));
+        if fleet.json {
+            return usage("--json does not apply to -r");
+        }
+        return match cli::load_key(o.keys.as_deref(), o.key_id.as_deref()) {
+            Ok(key) => ferry::client::tree::fan::run(&hosts, &way, resume, fleet.fanout, &key, opts),
+            Err(e) => exit::fail(e),
+        };
+    }
     let mut encoding = None;
     let op = match &cli.cmd {
         Some(Cmd::Run { host, command, encoding: label, udp, argv, .. }) => {

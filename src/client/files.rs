@@ -111,6 +111,12 @@ impl Session {
     /// session ready for the next request.
     pub fn get_start(&mut self, path: &str, offset: u64, digest: Digest) -> Result<FileInfo, Error> {
         self.send(msg::request::get(path, offset, digest), &[])?;
+        self.get_reply(path, offset)
+    }
+
+    /// Reads the `file` header answering a `get` of `path` from `offset`
+    /// sent earlier (a tree pipelines its gets).
+    pub fn get_reply(&mut self, path: &str, offset: u64) -> Result<FileInfo, Error> {
         let h = self.expect_reply("file")?;
         let info = FileInfo {
             path: h.str("path").unwrap_or(path).to_string(),
@@ -292,7 +298,7 @@ impl Session {
     }
 
     /// Reads the one reply to a put: `ok` or an error.
-    fn put_reply(&mut self) -> Result<PutOk, Error> {
+    pub fn put_reply(&mut self) -> Result<PutOk, Error> {
         let h = self.expect_reply("ok")?;
         self.copy_body(h.size, &mut io::sink())?;
         Ok(PutOk {
@@ -345,6 +351,7 @@ impl Session {
             mode: mode_field(&h).unwrap_or(0),
             mtime: h.fields.get("mtime").and_then(Value::as_i64).unwrap_or(0),
             name_hex: None,
+            target: None,
         };
         let mut fields = h.fields;
         for k in ["type", "size", "id"] {

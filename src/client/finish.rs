@@ -209,6 +209,12 @@ impl Part {
     /// path), and a destination that is a symbolic link is replaced, not
     /// followed.
     pub fn finish(self, dest: &Path, mode: Option<u32>, mtime: Option<i64>) -> io::Result<()> {
+        self.finish_with(dest, mode, mtime, true)
+    }
+
+    /// `finish`, with the fsync before the rename only when `sync`: a tree
+    /// syncs its file system once at the end instead (`client::tree`).
+    pub fn finish_with(self, dest: &Path, mode: Option<u32>, mtime: Option<i64>, sync: bool) -> io::Result<()> {
         check_dest(dest)?;
         let file = self.out.inner;
         let mode = mode.map_or_else(default_mode, |m| m & 0o777);
@@ -218,7 +224,9 @@ impl Part {
             let when = if t >= 0 { UNIX_EPOCH.checked_add(abs) } else { UNIX_EPOCH.checked_sub(abs) };
             file.set_modified(when.unwrap_or(UNIX_EPOCH))?;
         }
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         drop(file);
         fs::rename(&self.path, dest)
     }

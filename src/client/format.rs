@@ -97,7 +97,7 @@ mod tests {
 
     #[test]
     fn the_table_aligns_sizes() {
-        let e = |name: &str, kind, file_size| Entry { name: name.into(), kind, file_size, mode: 0o644, mtime: 0, name_hex: None };
+        let e = |name: &str, kind, file_size| Entry { name: name.into(), kind, file_size, mode: 0o644, mtime: 0, name_hex: None, target: None };
         let t = table(&[e("a", Kind::File, 5), e("bb", Kind::Dir, 4096)]);
         assert_eq!(t, "-rw-r--r--    5 1970-01-01 00:00 a\ndrw-r--r-- 4096 1970-01-01 00:00 bb\n");
         assert_eq!(table(&[]), "");

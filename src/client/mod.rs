@@ -20,11 +20,14 @@
 //!   formatting, HOST[:PORT]. Import nothing from the client.
 //! - `files`: the file requests (`get`, `put`, `list`, `stat`) on a `Session`.
 //! - `transfer`: the file subcommands (`exit`, `files`, `finish`, `format`).
+//! - `tree`: directory trees, `get -r`/`put -r`, single, session and fan-out
+//!   (`exit`, `files`, `finish`, `fanout::hosts`).
 //! - `cli`: the other subcommands and the line session (`exit`, `transfer`).
 //! - `udp`: datagram mode, one `Request` state machine for `run -u`,
 //!   `ping -u` and fan-out (`exit`, `encoding`).
 //! - `fanout/`: `-H` to many hosts (`exit`, `finish`, `udp`); see its doc.
-//! - `typo`: edit distance for did-you-mean. Imports nothing.
+//! - `typo`: edit distance for did-you-mean, telling a mistyped subcommand
+//!   from a HOST, naming an argument that is not UTF-8. Imports `term`.
 //! - `tty`: our terminal under `run -t` and `shell`: raw mode and its
 //!   restoring, the window size, local signals (`exit`).
 //!
@@ -46,6 +49,7 @@ pub mod format;
 pub mod stream;
 pub mod target;
 pub mod transfer;
+pub mod tree;
 pub mod transport;
 pub mod tty;
 pub mod typo;
@@ -267,6 +271,12 @@ impl Writer {
             }
         }
         Ok(sent)
+    }
+
+    /// Sends frames already encoded (`encode_frame`), in one write: a tree
+    /// batches its small files' puts.
+    pub fn send_encoded(&self, frames: &[u8]) -> io::Result<()> {
+        self.lock().write_all(frames)
     }
 
     /// Sends one already encoded frame.

@@ -14,6 +14,7 @@
 
 use super::files::OnLocalError;
 use super::finish::{hash_reader, part_path, Hashing, Part};
+use super::tree::{self, Outcome, TreeError};
 use super::format;
 use super::exit;
 use super::{io_text, Error, Options, Session, Target};
@@ -482,6 +483,86 @@ pub fn put(target: &Target, key: &Key, opts: &Options, ui: Ui, local: &str, remo
     with_session(target, key, opts, |s| run_put(s, &ui, local, remote))
 }
 
+/// A tree's outcome: status 1 when any entry failed (each said already).
+fn tree_status(r: Result<Outcome, TreeError>) -> Result<(), Failure> {
+    match r {
+        Ok(o) if o.failed > 0 => Err(Failure::Failed(format!("{} of {} entries failed", o.failed, o.entries))),
+        Ok(_) => Ok(()),
+        Err(TreeError::Usage(m)) => Err(Failure::Usage(m)),
+        Err(TreeError::Failed(m)) => Err(Failure::Failed(m)),
+        Err(TreeError::Ferry(e)) => Err(Failure::from_error(e, &"the tree")),
+        Err(TreeError::NotADirectory) => unreachable!("handled by the callers"),
+    }
+}
+
+/// `get -r`: a directory as a tree, a file as a single get.
+fn run_get_tree(s: &mut Session, ui: &Ui, remote: &str, local: Option<&str>, resume: bool, on_local: OnLocalError) -> Result<(), Failure> {
+    match tree::get::run(s, tree::Show { progress: ui.progress, host: None }, remote, local, resume) {
+        Err(TreeError::NotADirectory) => run_get(s, ui, remote, &get_dest(remote, local)?, resume, on_local),
+        r => tree_status(r),
+    }
+}
+
+/// `put -r`: a directory as a tree, a file as a single put.
+fn run_put_tree(s: &mut Session, ui: &Ui, local: &str, remote: Option<&str>, resume: bool) -> Result<(), Failure> {
+    match tree::put::run(s, tree::Show { progress: ui.progress, host: None }, local, remote, resume) {
+        Err(TreeError::NotADirectory) => run_put(s, ui, local, remote),
+        r => tree_status(r),
+    }
+}
+
+/// `ferry get -r [-c] HOST REMOTE [LOCAL]`.
+pub fn get_tree(target: &Target, key: &Key, opts: &Options, ui: Ui, remote: &str, local: Option<&str>, resume: bool) -> i32 {
+    with_session(target, key, opts, |s| run_get_tree(s, &ui, remote, local, resume, OnLocalError::Return))
+}
+
+/// `ferry put -r [-c] HOST LOCAL [REMOTE]`.
+pub fn put_tree(target: &Target, key: &Key, opts: &Options, ui: Ui, local: &str, remote: Option<&str>, resume: bool) -> i32 {
+    with_session(target, key, opts, |s| run_put_tree(s, &ui, local, remote, resume))
+}
+
+/// A session's `get -r`, `put -r` (with `-c`) or `ls -R` line; None for any other.
+fn tree_line(s: &mut Session, ui: &Ui, words: &[&str]) -> Option<Result<(), Failure>> {
+    let flags: String = words.iter().skip(1).take_while(|w| w.starts_with('-') && w.len() > 1).map(|w| &w[1..]).collect();
+    let rest = &words[1 + words.iter().skip(1).take_while(|w| w.starts_with('-') && w.len() > 1).count()..];
+    let (first, known) = (words[0], flags.chars().all(|c| "rcR".contains(c)));
+    Some(match (first, rest) {
+        ("ls", [path]) if flags == "R" => run_ls_tree(s, path, false),
+        ("ls", []) if flags == "R" => run_ls_tree(s, ".", false),
+        ("get" | "put", _) if !flags.contains('r') => return None,
+        ("get", [remote, local @ ..]) if known && local.len() <= 1 => {
+            run_get_tree(s, ui, remote, local.first().copied(), flags.contains('c'), OnLocalError::Drain)
+        }
+        ("put", [local, remote @ ..]) if known && remote.len() <= 1 && *local != "-" => {
+            run_put_tree(s, ui, local, remote.first().copied(), flags.contains('c'))
+        }
+        ("get", _) => Err(Failure::Usage(GET_USAGE.into())),
+        ("put", _) => Err(Failure::Usage(PUT_USAGE.into())),
+        _ => return None,
+    })
+}
+
+/// `ls -R`: every entry under PATH, named by its path under it.
+fn run_ls_tree(s: &mut Session, path: &str, json: bool) -> Result<(), Failure> {
+    let fail = |e| Failure::from_error(e, &"stdout");
+    s.send(crate::proto::tree::list_recursive(path), &[]).map_err(fail)?;
+    let h = s.recv_header().map_err(fail)?;
+    let body = s.read_body(h.size).map_err(fail)?;
+    if let crate::proto::msg::Reply::Error(e) = crate::proto::msg::Reply::from_header(&h) {
+        return Err(fail(Error::Remote(e)));
+    }
+    if json {
+        return print(&[body.as_slice(), b"\n"].concat());
+    }
+    let entries: Vec<Entry> = serde_json::from_slice(&body).map_err(|e| Failure::Ferry(Error::Protocol(format!("listing body: {e}"))))?;
+    print(format::table(&entries).as_bytes())
+}
+
+/// `ferry ls -R HOST [PATH]`.
+pub fn ls_tree(target: &Target, key: &Key, opts: &Options, path: &str, json: bool) -> i32 {
+    with_session(target, key, opts, |s| run_ls_tree(s, path, json))
+}
+
 fn print(bytes: &[u8]) -> Result<(), Failure> {
     crate::term::out(bytes).map_err(|e| if e.kind() == io::ErrorKind::BrokenPipe { Failure::BrokenPipe } else { Failure::Stdout(e) })
 }
@@ -546,11 +627,11 @@ pub enum Line {
 }
 
 /// The session's file lines and their usage.
-const GET_USAGE: &str = "usage: get [-c] REMOTE [LOCAL]";
-const PUT_USAGE: &str = "usage: put LOCAL [REMOTE]";
+const GET_USAGE: &str = "usage: get [-r] [-c] REMOTE [LOCAL]";
+const PUT_USAGE: &str = "usage: put [-r [-c]] LOCAL [REMOTE]";
 
-/// Runs a session line if it is a file command: `get [-c] REMOTE [LOCAL]`,
-/// `put LOCAL [REMOTE]`, or `ls` with no word or one not starting with `-`
+/// Runs a session line if it is a file command: `get [-r] [-c] REMOTE [LOCAL]`,
+/// `put [-r [-c]] LOCAL [REMOTE]`, `ls -R [PATH]`, or `ls` with no word or one not starting with `-`
 /// (so `ls -la` stays a shell command). Words split with shell quoting
 /// (`get "a file.txt"`); a `get` or `put` with the wrong words gets its
 /// usage (status 2). `cancelled` is set by Ctrl-C, which shuts the socket
@@ -569,7 +650,9 @@ pub fn session_line(s: &mut Session, ui: &Ui, line: &str, cancelled: &std::sync:
     };
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
     let mut part = None;
-    let r = match words.as_slice() {
+    let r = if let Some(r) = tree_line(s, ui, &words) {
+        r
+    } else { match words.as_slice() {
         ["get", "-c", remote, rest @ ..] | ["get", remote, rest @ ..] if rest.len() <= 1 && !remote.starts_with('-') => {
             let resume = words[1] == "-c";
             match get_dest(remote, rest.first().copied()) {
@@ -591,7 +674,7 @@ pub fn session_line(s: &mut Session, ui: &Ui, line: &str, cancelled: &std::sync:
         ["ls"] => run_ls(s, ".", false),
         ["ls", path] if !path.starts_with('-') => run_ls(s, path, false),
         _ => return Line::NotMine,
-    };
+    } };
     if cancelled.load(std::sync::atomic::Ordering::SeqCst) {
         match part {
             Some((p, remote, local)) if p.exists() => {

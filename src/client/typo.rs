@@ -1,5 +1,10 @@
 //! Did-you-mean for the command line: how far a mistyped word is from a
-//! known one. Imports nothing.
+//! known one, and telling a mistyped subcommand from a session's HOST
+//! (`ferry rnu host`), with the nearest subcommand as a hint; naming an
+//! argument that is not UTF-8. Imports `term`.
+
+/// Options before the subcommand that take a value (the next word).
+pub const GLOBAL_VALUED: [&str; 7] = ["-k", "--keys", "-i", "--key-id", "-w", "--timeout", "--encoding"];
 
 /// Edit distance with adjacent transpositions (`rnu` is 1 from `run`).
 pub fn distance(a: &str, b: &str) -> usize {
@@ -21,6 +26,55 @@ pub fn distance(a: &str, b: &str) -> usize {
         }
     }
     d[a.len()][b.len()]
+}
+
+/// A first word that cannot be the session's HOST: it is not a subcommand,
+/// and the word after it is not a PORT (the session takes `HOST [PORT]`,
+/// so `ferry rnu 127.0.0.1:7075` or `ferry stats h x` meant a subcommand).
+/// A word with `:`, `.`, `[` or `/` in it reads as a host, never as a typo.
+pub fn unknown_subcommand(args: &[String], names: &[String]) -> Option<String> {
+    let mut words = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            words.extend(it.by_ref().cloned());
+            break;
+        }
+        if GLOBAL_VALUED.contains(&a.as_str()) {
+            it.next();
+        } else if !a.starts_with('-') || a == "-" {
+            words.push(a.clone());
+        }
+    }
+    let (first, next) = (words.first()?, words.get(1)?);
+    if first == "help" || names.contains(first) || names.contains(next) || first.contains([':', '.', '[', '/']) {
+        return None;
+    }
+    if !next.is_empty() && next.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let near = names
+        .iter()
+        .map(|s| (distance(first, s), s.as_str()))
+        .filter(|(d, s)| *d <= if s.len() <= 3 { 1 } else { 2 })
+        .min();
+    let hint = match near {
+        Some((_, s)) => format!(" (did you mean {s}?)"),
+        None => format!(" (subcommands: {}; a session takes HOST [PORT])", names.join(", ")),
+    };
+    Some(format!("unknown subcommand \"{first}\"{hint}"))
+}
+
+/// An argument that is not UTF-8, named (escaped) with why it cannot be sent.
+pub fn not_utf8_argument() -> String {
+    use std::os::unix::ffi::OsStrExt;
+    match std::env::args_os().skip(1).find(|a| a.to_str().is_none()) {
+        Some(a) => format!(
+            "argument \"{}\" is not valid UTF-8: remote paths, hosts and commands must be UTF-8 (protocol v1 sends them as JSON strings; see ls in ferry(1))",
+            crate::term::escape_bytes(a.as_bytes())
+        ),
+        None => "an argument is not valid UTF-8".into(),
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod lean;
 pub mod msg;
 pub mod sealed;
 pub mod sniff;
+pub mod tree;
 
 pub use frame::{encode_frame, encode_head, Decoder, FrameError, Header, Item, MAX_HEADER};
 pub use msg::{ErrorCode, ProtoError, Reply, Request};

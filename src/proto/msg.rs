@@ -259,6 +259,9 @@ pub struct Put {
     pub mode: Option<u32>,
     /// Lowercase hex, checked to be 64 hex digits.
     pub sha256: Option<String>,
+    /// The file's mtime, and the tree it belongs to (`proto::tree`).
+    pub mtime: Option<i64>,
+    pub tree: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +271,8 @@ struct PutFields {
     stream: bool,
     mode: Option<u32>,
     sha256: Option<String>,
+    mtime: Option<i64>,
+    tree: Option<String>,
 }
 
 /// `list` and `stat` both name one path (`list` defaults to the root, ".").
@@ -300,6 +305,9 @@ pub struct Entry {
     /// (`name` then has U+FFFD for what is not UTF-8). Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_hex: Option<String>,
+    /// In a recursive listing, a link's target if it stays in the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// A request, read from a frame header.
@@ -318,7 +326,11 @@ pub enum Request {
     Put(Put),
     /// A piece of a streaming put: the frame's body (size 0 = the end).
     Data,
+    /// `List`, and `list` with `recursive` (every entry under the path).
     List(PathReq),
+    ListTree(PathReq),
+    Mkdir(super::tree::Mkdir),
+    Symlink(super::tree::Symlink),
     Stat(PathReq),
     /// A valid frame of a type this server does not know.
     Unknown(String),
@@ -385,16 +397,21 @@ impl Request {
                 if f.mode.is_some_and(|m| m > 0o7777) {
                     return Err(ProtoError::new(ErrorCode::BadRequest, "put: mode must be permission bits (at most 0o7777)"));
                 }
-                Request::Put(Put { path: f.path, size: (!f.stream).then_some(header.size), mode: f.mode, sha256 })
+                if f.tree.is_some() && f.stream {
+                    return Err(ProtoError::new(ErrorCode::BadRequest, "put: a tree's put is sized, not streamed"));
+                }
+                Request::Put(Put { path: f.path, size: (!f.stream).then_some(header.size), mode: f.mode, sha256, mtime: f.mtime, tree: f.tree })
             }
             "data" => Request::Data,
             "list" => {
                 #[derive(Deserialize)]
-                struct L {
-                    path: Option<String>,
-                }
-                Request::List(PathReq { path: fields::<L>(header)?.path.unwrap_or_else(|| ".".into()) })
+                struct L { path: Option<String>, #[serde(default)] recursive: bool }
+                let l = fields::<L>(header)?;
+                let p = PathReq { path: l.path.unwrap_or_else(|| ".".into()) };
+                if l.recursive { Request::ListTree(p) } else { Request::List(p) }
             }
+            "mkdir" => Request::Mkdir(fields(header)?),
+            "symlink" => Request::Symlink(fields(header)?),
             "stat" => Request::Stat(fields(header)?),
             other => Request::Unknown(other.to_string()),
         })
@@ -811,13 +828,20 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(p, Put { path: "x".into(), size: Some(3), mode: Some(0o644), sha256: Some("ab".repeat(32)) });
+        assert_eq!(p, Put { path: "x".into(), size: Some(3), mode: Some(0o644), sha256: Some("ab".repeat(32)), mtime: None, tree: None });
         assert_eq!(req(r#"{"type":"put","path":"x","stream":true}"#).unwrap(), Request::Put(Put {
             path: "x".into(),
             size: None,
             mode: None,
-            sha256: None
+            sha256: None,
+            mtime: None,
+            tree: None,
         }));
+        assert_eq!(
+            req(r#"{"type":"list","path":"d","recursive":true}"#),
+            Ok(Request::ListTree(PathReq { path: "d".into() }))
+        );
+        assert_eq!(req(r#"{"type":"put","path":"x","stream":true,"tree":"t"}"#).unwrap_err().code, ErrorCode::BadRequest);
         assert_eq!(req(r#"{"type":"list"}"#), Ok(Request::List(PathReq { path: ".".into() })));
         assert_eq!(req(r#"{"type":"stat","path":"f"}"#), Ok(Request::Stat(PathReq { path: "f".into() })));
         for bad in [

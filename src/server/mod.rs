@@ -162,6 +162,7 @@ macro_rules! ctx {
             waiters: &mut $s.waiters,
             scratch: &mut $s.scratch,
             spawner: &$s.spawner,
+            upload_used: 0,
         }
     };
 }

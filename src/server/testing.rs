@@ -121,6 +121,7 @@ impl Harness {
             waiters: &mut self.waiters,
             scratch: &mut self.scratch,
             spawner: &self.spawner,
+            upload_used: 0,
         }
     }
 

@@ -162,6 +162,8 @@ pub struct Conn<S> {
     orphan: Option<Child>,
     /// The request in flight, for its access line.
     access: Option<Access>,
+    /// What the puts of the current tree took of `max_upload`.
+    tally: crate::server::ops::tree::Tally,
 }
 
 impl<S: Socket> Conn<S> {
@@ -189,6 +191,7 @@ impl<S: Socket> Conn<S> {
             reason: None,
             orphan: None,
             access: None,
+            tally: Default::default(),
         };
         let deadline = ctx.now + ctx.cfg.auth_timeout;
         let hello = plain.then(|| conn.greet(ctx));

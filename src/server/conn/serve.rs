@@ -190,6 +190,10 @@ impl<S: Socket> Conn<S> {
     }
 
     pub(super) fn serve(&mut self, h: &Header, req: Result<Request, ProtoError>, id: Option<Value>, ctx: &mut Ctx) {
+        ctx.upload_used = match &req {
+            Ok(Request::Put(p)) => self.tally.admit(p, ctx.cfg.max_upload),
+            _ => 0,
+        };
         match ops::start(req, id.as_ref(), &h.kind, Via::Tcp { key: self.key }, ctx) {
             Err(e) => self.fail(e, id),
             Ok(Start::Nothing) => {}

@@ -89,6 +89,8 @@ fn kind_of(h: &Header) -> &'static str {
         "get" => "get",
         "put" => "put",
         "list" => "list",
+        "mkdir" => "mkdir",
+        "symlink" => "symlink",
         "stat" => "stat",
         "auth" => "auth",
         "data" => "data",
@@ -177,7 +179,12 @@ pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str,
         },
         Err(_) if h.kind == "exec" => asked_exec(&mut detail, h),
         Ok(Request::Get(msg::Get { path, .. }) | Request::Put(msg::Put { path, .. }))
-        | Ok(Request::List(msg::PathReq { path }) | Request::Stat(msg::PathReq { path })) => {
+        | Ok(Request::List(msg::PathReq { path }) | Request::Stat(msg::PathReq { path }))
+        | Ok(Request::ListTree(msg::PathReq { path })) => {
+            detail.push_str(" path=");
+            quote_into(&mut detail, path);
+        }
+        Ok(Request::Mkdir(crate::proto::tree::Mkdir { path, .. }) | Request::Symlink(crate::proto::tree::Symlink { path, .. })) => {
             detail.push_str(" path=");
             quote_into(&mut detail, path);
         }

@@ -27,6 +27,9 @@ pub struct Ctx<'a> {
     pub scratch: &'a mut [u8],
     /// Starts children, with the environment of this configuration.
     pub spawner: &'a Spawner,
+    /// What the earlier puts of the tree a `put` belongs to took of
+    /// `max_upload` (0 outside a tree): set by the connection per request.
+    pub upload_used: u64,
 }
 
 /// Which transport a request came by: what it may ask for, and whose tokens

@@ -20,7 +20,7 @@ pub fn entry(name: String, st: &Stat) -> Entry {
         FileType::Symlink => Kind::Link,
         _ => Kind::Other,
     };
-    Entry { name, kind, file_size: st.st_size as u64, mode: st.st_mode & 0o7777, mtime: st.st_mtime, name_hex: None }
+    Entry { name, kind, file_size: st.st_size as u64, mode: st.st_mode & 0o7777, mtime: st.st_mtime, name_hex: None, target: None }
 }
 
 /// The `listing` header and its body.

@@ -27,6 +27,7 @@ pub mod list;
 pub mod put;
 pub mod pty;
 pub mod stat;
+pub mod tree;
 #[cfg(test)]
 mod tests;
 
@@ -86,6 +87,12 @@ pub fn start(
             let (header, body) = list::start(&p, id, ctx)?;
             Ok(Start::Reply(Reply::Frame(header, body)))
         }
+        Request::ListTree(p) => {
+            let (header, body) = tree::list(&p, id, ctx)?;
+            Ok(Start::Reply(Reply::Frame(header, body)))
+        }
+        Request::Mkdir(m) => Ok(Start::Reply(Reply::Frame(tree::mkdir(&m, id, ctx)?, Vec::new()))),
+        Request::Symlink(l) => Ok(Start::Reply(Reply::Frame(tree::symlink(&l, id, ctx)?, Vec::new()))),
         Request::Get(g) => Ok(Start::Running(Op::Get(Box::new(Get::start(&g, id, ctx)?)))),
         Request::Put(p) => match Put::start(&p, id, ctx) {
             (put, None) => Ok(Start::Running(Op::Put(Box::new(put)))),

@@ -1,6 +1,8 @@
 //! The `put` operation: a body written to a temporary file beside the target,
 //! fsynced, checked against the client's digest, and renamed over the target
 //! (then the directory is fsynced). Readers see the old file or the new one.
+//! A put of a tree (`tree` set) is renamed without those two fsyncs: the
+//! tree's last `mkdir` syncs the file system once (`ops::tree`).
 //!
 //! The body comes either as the `put` frame's own body (sized put) or as
 //! `data` frames ended by an empty one (streaming put); the connection feeds
@@ -17,7 +19,7 @@ use crate::proto::auth::{fresh_nonce, to_hex};
 use crate::proto::msg;
 use crate::proto::{ErrorCode, Header, ProtoError};
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
@@ -35,6 +37,10 @@ struct Target {
     hasher: Sha256,
     expect: Option<String>,
     mode: u32,
+    mtime: Option<i64>,
+    /// A tree's file is not fsynced on its own: the tree's last `mkdir`
+    /// syncs the file system once (`proto::tree`).
+    sync: bool,
     committed: bool,
 }
 
@@ -67,7 +73,7 @@ impl Put {
             stream: req.size.is_none(),
             target: None,
             received: 0,
-            max_upload: ctx.cfg.max_upload,
+            max_upload: upload_limit(ctx),
         };
         match Target::open(req, ctx) {
             Ok(t) => {
@@ -161,6 +167,18 @@ pub fn remove_stale_temp_files(root: &std::path::Path) -> (usize, usize) {
     (removed, dirs)
 }
 
+/// What this put may take: `max_upload`, less what the earlier puts of its
+/// tree took.
+fn upload_limit(ctx: &Ctx) -> Option<u64> {
+    ctx.cfg.max_upload.map(|m| m.saturating_sub(ctx.upload_used))
+}
+
+/// Sets a modification time (the access time is left as it is).
+pub fn set_mtime(fd: impl AsFd, mtime: i64) -> rustix::io::Result<()> {
+    let omit = Timespec { tv_sec: 0, tv_nsec: UTIME_OMIT };
+    rustix::fs::futimens(fd, &Timestamps { last_access: omit, last_modification: Timespec { tv_sec: mtime, tv_nsec: 0 } })
+}
+
 fn too_large(max: u64) -> ProtoError {
     ProtoError::new(ErrorCode::TooLarge, format!("uploads are limited to {max} bytes on this server"))
 }
@@ -174,8 +192,13 @@ impl Target {
         if ctx.cfg.read_only {
             return Err(ProtoError::new(ErrorCode::ReadOnly, "this server is read-only"));
         }
-        if let (Some(size), Some(max)) = (req.size, ctx.cfg.max_upload) {
+        if let (Some(size), Some(max)) = (req.size, upload_limit(ctx)) {
             if size > max {
+                if req.tree.is_some() {
+                    let all = ctx.cfg.max_upload.unwrap_or(0);
+                    let msg = format!("a tree's uploads are limited to {all} bytes on this server, and this file goes over");
+                    return Err(ProtoError::new(ErrorCode::TooLarge, msg));
+                }
                 return Err(too_large(max));
             }
         }
@@ -204,13 +227,17 @@ impl Target {
             expect: req.sha256.clone(),
             // Explicit modes keep their permission bits only: no set-id files.
             mode: req.mode.map(|m| m & 0o777).or(old_mode).unwrap_or(DEFAULT_MODE),
+            mtime: req.mtime,
+            sync: req.tree.is_none(),
             committed: false,
         })
     }
 
     fn commit(&mut self, sha: &str, path: &str) -> Result<(), ProtoError> {
         let err = |e: rustix::io::Errno| paths::errno_error(path, e);
-        self.file.sync_all().map_err(|e| io_error(path, e))?;
+        if self.sync {
+            self.file.sync_all().map_err(|e| io_error(path, e))?;
+        }
         if let Some(want) = &self.expect {
             if want != sha {
                 let msg = format!("\"{path}\": the body's sha256 is {sha}, the request said {want}");
@@ -218,9 +245,14 @@ impl Target {
             }
         }
         rustix::fs::fchmod(&self.file, Mode::from_raw_mode(self.mode)).map_err(err)?;
+        if let Some(t) = self.mtime {
+            set_mtime(&self.file, t).map_err(err)?;
+        }
         rustix::fs::renameat(&self.dir, self.tmp.as_str(), &self.dir, self.name.as_str()).map_err(err)?;
         self.committed = true;
-        rustix::fs::fsync(&self.dir).map_err(err)?;
+        if self.sync {
+            rustix::fs::fsync(&self.dir).map_err(err)?;
+        }
         Ok(())
     }
 }

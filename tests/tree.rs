@@ -1,0 +1,413 @@
+//! `ferry put -r`, `get -r` and `ls -R` against a real ferryd on 127.0.0.1:
+//! a tree with nested and empty directories, links in and out of the root,
+//! modes, a 0-byte and a large file goes there and back byte-identical
+//! (`diff -r`, modes, mtimes); a cut get resumes with -c; -c skips what is
+//! complete; a file-only daemon receives a tree; a path escape is refused;
+//! one failing entry is named, the rest arrives, and the status is 1.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    getrandom::getrandom(&mut v).unwrap();
+    v
+}
+
+fn ferry_in(d: &Daemon, cwd: &Path, args: &[&str]) -> Output {
+    let mut cmd = d.ferry();
+    cmd.current_dir(cwd).args(args);
+    run_with_input(cmd, b"")
+}
+
+fn assert_status(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "stdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
+}
+
+fn chmod(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn set_mtime(p: &Path, secs: u64) {
+    fs::File::open(p).unwrap().set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs)).unwrap();
+}
+
+/// The test tree under `top`: nested and empty directories, a link inside
+/// it, modes (a set-uid file among them), a 0-byte file and a `big` one.
+fn make_tree(top: &Path, big: usize) {
+    fs::create_dir_all(top.join("a/b/c")).unwrap();
+    fs::create_dir_all(top.join("empty/deeper")).unwrap();
+    fs::create_dir_all(top.join("lone")).unwrap();
+    fs::write(top.join("a/small.txt"), b"hello tree\n").unwrap();
+    fs::write(top.join("a/b/c/deep.bin"), random(70_000)).unwrap();
+    fs::write(top.join("zero"), b"").unwrap();
+    fs::write(top.join("big.bin"), random(big)).unwrap();
+    fs::write(top.join("setuid"), b"#!/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink("../zero", top.join("a/to-zero")).unwrap();
+    std::os::unix::fs::symlink("b/c", top.join("a/to-dir")).unwrap();
+    chmod(&top.join("a/small.txt"), 0o600);
+    chmod(&top.join("zero"), 0o640);
+    chmod(&top.join("setuid"), 0o4755);
+    chmod(&top.join("a/b"), 0o750);
+    chmod(&top.join("lone"), 0o700);
+    set_mtime(&top.join("a/small.txt"), 1_500_000_000);
+    set_mtime(&top.join("big.bin"), 1_400_000_000);
+    set_mtime(&top.join("empty/deeper"), 1_300_000_000);
+    set_mtime(&top.join("a/b"), 1_200_000_000);
+}
+
+/// Every entry under `top` by relative path: its kind, its permission
+/// bits, its mtime (not for links), its link target.
+fn describe(top: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![top.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let m = fs::symlink_metadata(e.path()).unwrap();
+            let rel = e.path().strip_prefix(top).unwrap().display().to_string();
+            if m.file_type().is_symlink() {
+                out.push(format!("{rel} link {}", fs::read_link(e.path()).unwrap().display()));
+            } else {
+                let kind = if m.is_dir() { "dir" } else { "file" };
+                out.push(format!("{rel} {kind} {:o} {} {}", m.mode() & 0o7777, m.mtime(), if m.is_dir() { 0 } else { m.len() }));
+                if m.is_dir() {
+                    todo.push(e.path());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn diff_r(a: &Path, b: &Path) {
+    let out = Command::new("diff").arg("-r").arg("--no-dereference").arg(a).arg(b).output().expect("diff runs");
+    assert!(out.status.success(), "diff -r {a:?} {b:?}:\n{}{}", text(&out.stdout), text(&out.stderr));
+}
+
+#[test]
+fn a_tree_goes_there_and_back_byte_identical_with_modes_mtimes_links_and_empty_dirs() {
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("tree");
+    make_tree(&src, 9 * 1024 * 1024 + 7);
+
+    let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree", "up/"]);
+    assert_status(&out, 0);
+    assert!(out.stderr.is_empty(), "quiet when stderr is no terminal: {}", text(&out.stderr));
+    // scp: REMOTE did not exist, so it became the copy.
+    let remote = d.path("up");
+    diff_r(&src, &remote);
+    let mut want = describe(&src);
+    for l in want.iter_mut() {
+        // Set-id bits are dropped.
+        *l = l.replace("setuid file 4755", "setuid file 755");
+    }
+    assert_eq!(describe(&remote), want);
+    assert_eq!(fs::read_link(remote.join("a/to-zero")).unwrap(), Path::new("../zero"));
+
+    // Again into an existing directory: under LOCAL's name.
+    let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree", "up"]);
+    assert_status(&out, 0);
+    assert_eq!(describe(&d.path("up/tree")), want);
+
+    // And back: LOCAL absent becomes the copy; an existing one takes it in.
+    let out = ferry_in(&d, here.path(), &["get", "-r", &t, "up", "back"]);
+    assert_status(&out, 0);
+    let back = here.path().join("back");
+    let mut back_want = want.clone();
+    back_want.push("tree dir 755 0 0".into());
+    back_want.sort();
+    let got = describe(&back);
+    assert_eq!(got.iter().filter(|l| !l.starts_with("tree")).collect::<Vec<_>>(), want.iter().collect::<Vec<_>>());
+    diff_r(&src, &back.join("tree"));
+    diff_r(&remote, &back);
+    let out = ferry_in(&d, here.path(), &["get", "-r", &t, "up", "back"]);
+    assert_status(&out, 0);
+    diff_r(&remote, &back.join("up"));
+    assert_eq!(fs::metadata(back.join("up")).unwrap().mode() & 0o777, fs::metadata(&remote).unwrap().mode() & 0o777);
+    let leftovers: Vec<_> = describe(here.path()).into_iter().filter(|l| l.contains(".part") || l.contains(".ferry-")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // ls -R names every entry by its path under the directory.
+    let out = ferry_in(&d, here.path(), &["ls", "-R", &t, "up"]);
+    assert_status(&out, 0);
+    let listing = text(&out.stdout);
+    for name in ["a/b/c/deep.bin", "empty/deeper", "a/to-zero", "tree/big.bin", "zero"] {
+        assert!(listing.lines().any(|l| l.ends_with(&format!(" {name}"))), "{name} in {listing}");
+    }
+    let out = ferry_in(&d, here.path(), &["ls", "-R", "--json", &t, "up"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let link = v.as_array().unwrap().iter().find(|e| e["name"] == "a/to-zero").unwrap();
+    assert_eq!((link["kind"].as_str(), link["target"].as_str()), (Some("link"), Some("../zero")));
+}
+
+#[test]
+fn links_out_of_the_root_are_refused_as_bad_path_and_the_rest_arrives_with_status_1() {
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("tree");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/keep"), b"kept").unwrap();
+    std::os::unix::fs::symlink("../../../etc/passwd", src.join("sub/escape")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("absolute")).unwrap();
+    std::os::unix::fs::symlink("../keep-me", src.join("sub/inside")).unwrap();
+
+    let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.contains("sub/escape: ") && err.contains("absolute: "), "{err}");
+    assert_eq!(err.matches("(bad-path)").count(), 2, "{err}");
+    assert!(err.contains("2 of "), "{err}");
+    assert_eq!(fs::read(d.path("tree/sub/keep")).unwrap(), b"kept");
+    assert_eq!(fs::read_link(d.path("tree/sub/inside")).unwrap(), Path::new("../keep-me"));
+    assert!(fs::symlink_metadata(d.path("tree/sub/escape")).is_err());
+    assert!(fs::symlink_metadata(d.path("tree/absolute")).is_err());
+
+    // A link planted in the served tree that leads out: its target is not
+    // even told, the get refuses it, and the rest still arrives.
+    std::os::unix::fs::symlink("/etc", d.path("tree/planted")).unwrap();
+    std::os::unix::fs::symlink("../../..", d.path("tree/sub/up3")).unwrap();
+    let out = ferry_in(&d, here.path(), &["get", "-r", &t, "tree", "copy"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.contains("planted: bad-path") && err.contains("sub/up3: bad-path"), "{err}");
+    assert_eq!(fs::read(here.path().join("copy/sub/keep")).unwrap(), b"kept");
+    assert!(fs::symlink_metadata(here.path().join("copy/planted")).is_err());
+
+    // A link here where a directory of the tree goes is not written through.
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::create_dir_all(here.path().join("copy2/tree")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), here.path().join("copy2/tree/sub")).unwrap();
+    let out = ferry_in(&d, here.path(), &["get", "-r", &t, "tree", "copy2"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.contains("ferry: sub: ") && err.contains("sub/keep: skipped"), "{err}");
+    assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0, "nothing written through the link");
+}
+
+#[test]
+fn a_path_escape_is_refused_by_the_server_and_the_connection_goes_on() {
+    let d = Daemon::start();
+    let outside = tempfile::tempdir().unwrap();
+    let mut c = d.authed();
+    let refused = |c: &mut Raw, h: serde_json::Value, code: &str| {
+        c.send(h.clone(), b"");
+        let (reply, _) = c.frame();
+        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some(code)), "{h} -> {reply}");
+    };
+    refused(&mut c, serde_json::json!({"type":"symlink","path":"l","target":"../x"}), "bad-path");
+    refused(&mut c, serde_json::json!({"type":"symlink","path":"a/b/l","target":"../../../etc"}), "bad-path");
+    refused(&mut c, serde_json::json!({"type":"symlink","path":"l","target":"/etc"}), "bad-path");
+    refused(&mut c, serde_json::json!({"type":"symlink","path":"../l","target":"x"}), "bad-path");
+    refused(&mut c, serde_json::json!({"type":"mkdir","path":"../up"}), "bad-path");
+    refused(&mut c, serde_json::json!({"type":"mkdir","path":"/abs"}), "bad-path");
+    refused(&mut c, serde_json::json!({"type":"mkdir","path":"m","mode":4096}), "bad-request");
+    refused(&mut c, serde_json::json!({"type":"list","path":"..","recursive":true}), "bad-path");
+    // A link to outside planted in the root cannot be used to go there.
+    std::os::unix::fs::symlink(outside.path(), d.path("door")).unwrap();
+    refused(&mut c, serde_json::json!({"type":"mkdir","path":"door/x"}), "bad-path");
+    refused(&mut c, serde_json::json!({"type":"symlink","path":"door/l","target":"y"}), "bad-path");
+    refused(&mut c, serde_json::json!({"type":"list","path":"door","recursive":true}), "bad-path");
+    refused(&mut c, serde_json::json!({"type":"mkdir","path":"door"}), "not-a-directory");
+    c.send(serde_json::json!({"type":"put","path":"door/f","mode":420,"tree":"t1"}), b"x");
+    assert_eq!(c.frame().0["code"], "bad-path");
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside the root");
+    // The connection goes on, and a link inside is made.
+    c.send(serde_json::json!({"type":"symlink","path":"in/l","target":"../door"}), b"");
+    let (ok, _) = c.frame();
+    assert_eq!((ok["type"].as_str(), ok["kind"].as_str()), (Some("ok"), Some("link")), "{ok}");
+    assert_eq!(fs::read_link(d.path("in/l")).unwrap(), Path::new("../door"));
+}
+
+#[test]
+fn a_file_only_daemon_receives_and_serves_a_tree() {
+    let (d, _) = Daemon::start_config("allow_exec = false\n", &[], |_| {});
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    make_tree(&here.path().join("tree"), 300_000);
+    let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree", "."]);
+    assert_status(&out, 0);
+    diff_r(&here.path().join("tree"), &d.path("tree"));
+    let out = ferry_in(&d, here.path(), &["get", "-r", &t, "tree", "again"]);
+    assert_status(&out, 0);
+    diff_r(&here.path().join("tree"), &here.path().join("again"));
+    let out = ferry_in(&d, here.path(), &["run", &t, "--", "true"]);
+    assert_status(&out, 255);
+    assert!(text(&out.stderr).contains("exec-disabled"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn one_failing_file_is_named_the_rest_arrives_and_the_status_is_1() {
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("tree");
+    fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..20 {
+        fs::write(src.join(format!("d/f{i:02}")), format!("file {i}")).unwrap();
+    }
+    // On the server, a directory stands where one file must go.
+    fs::create_dir_all(d.path("tree/d/f07/occupied")).unwrap();
+    let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.lines().any(|l| l.starts_with("ferry: d/f07: ") && l.contains("is-a-directory")), "{err}");
+    assert!(err.contains("1 of "), "{err}");
+    for i in (0..20).filter(|i| *i != 7) {
+        assert_eq!(fs::read_to_string(d.path(&format!("tree/d/f{i:02}"))).unwrap(), format!("file {i}"));
+    }
+    // The same the other way: a directory here where one file must go
+    // (`copy` exists, so the tree lands in it as `copy/tree`).
+    fs::create_dir_all(here.path().join("copy/tree/d/f03/occupied")).unwrap();
+    let out = ferry_in(&d, here.path(), &["get", "-r", &t, "tree", "copy"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.lines().any(|l| l.starts_with("ferry: d/f03: ")), "{err}");
+    assert!(err.contains("1 of "), "{err}");
+    for i in [0, 5, 19] {
+        assert_eq!(fs::read_to_string(here.path().join(format!("copy/tree/d/f{i:02}"))).unwrap(), format!("file {i}"));
+    }
+}
+
+#[test]
+fn max_upload_counts_the_whole_tree() {
+    let d = Daemon::start_with(&["--max-upload", "1000"]);
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("tree");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..5 {
+        fs::write(src.join(format!("f{i}")), vec![b'x'; 300]).unwrap();
+    }
+    let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert_eq!(err.matches("(too-large)").count(), 2, "300 x 3 fit in 1000, the 4th and 5th do not: {err}");
+    assert!(d.path("tree/f2").exists() && !d.path("tree/f3").exists());
+    // A single put of the same size still goes: the limit is per tree.
+    let out = ferry_in(&d, here.path(), &["put", &t, "tree/f4", "single"]);
+    assert_status(&out, 0);
+}
+
+fn inode(p: &Path) -> u64 {
+    fs::metadata(p).unwrap().ino()
+}
+
+#[test]
+fn put_c_skips_complete_files_by_size_and_digest() {
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("tree");
+    fs::create_dir_all(src.join("s")).unwrap();
+    for i in 0..10 {
+        fs::write(src.join(format!("s/f{i}")), random(1000 + i)).unwrap();
+    }
+    assert_status(&ferry_in(&d, here.path(), &["put", "-r", &t, "tree"]), 0);
+    // A tree cut short: two files missing, one of the right size but wrong.
+    fs::remove_file(d.path("tree/s/f1")).unwrap();
+    fs::remove_file(d.path("tree/s/f2")).unwrap();
+    fs::write(d.path("tree/s/f3"), random(1003)).unwrap();
+    let kept = inode(&d.path("tree/s/f5"));
+    // The log is read by a thread: the first tree's 10 access lines first.
+    eventually("the first tree's access lines", WAIT, || d.log.count(" put path=") >= 10);
+    let before = d.log.count(" put path=");
+    assert_eq!(before, 10);
+    assert_status(&ferry_in(&d, here.path(), &["put", "-r", "-c", &t, "tree"]), 0);
+    eventually("the access lines", WAIT, || d.log.count(" put path=") >= before + 3);
+    assert_eq!(d.log.count(" put path=") - before, 3, "only f1, f2 and f3 are sent again");
+    diff_r(&src, &d.path("tree"));
+    assert_eq!(inode(&d.path("tree/s/f5")), kept, "a complete file is left alone");
+}
+
+#[test]
+fn a_cut_get_resumes_with_c() {
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    fs::create_dir_all(d.path("tree/x")).unwrap();
+    for i in 0..8 {
+        fs::write(d.path(&format!("tree/x/small{i}")), random(5000)).unwrap();
+    }
+    fs::write(d.path("tree/x/y-big"), random(96 * 1024 * 1024)).unwrap();
+    fs::write(d.path("tree/z-last"), b"last").unwrap();
+    // Cut: the client is killed once the big file's .part has some of it.
+    let mut child = d.ferry().current_dir(here.path()).args(["get", "-r", &t, "tree"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let part = here.path().join("tree/x/y-big.part");
+    let t0 = Instant::now();
+    let mut cut = false;
+    while t0.elapsed() < WAIT {
+        if fs::metadata(&part).is_ok_and(|m| m.len() > 0) {
+            child.kill().unwrap();
+            cut = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.wait();
+    assert!(cut, "the get was cut while the big file came (it finished first or never started)");
+    let had = fs::metadata(&part).unwrap().len();
+    assert!(had < 96 * 1024 * 1024);
+    let small = inode(&here.path().join("tree/x/small3"));
+    let out = ferry_in(&d, here.path(), &["get", "-r", "-c", &t, "tree"]);
+    assert_status(&out, 0);
+    diff_r(&d.path("tree"), &here.path().join("tree"));
+    assert!(!part.exists());
+    assert_eq!(inode(&here.path().join("tree/x/small3")), small, "complete files are skipped");
+    let get = d.log.wait_for(" get path=\"tree/x/y-big\"", WAIT).unwrap();
+    assert!(get.contains(" get path="), "{get}");
+}
+
+#[test]
+fn the_session_takes_tree_lines() {
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    make_tree(&here.path().join("tree"), 100_000);
+    let mut cmd = d.ferry();
+    cmd.current_dir(here.path()).arg(&t);
+    let out = run_with_input(cmd, b"put -r tree remote\nget -r remote back\nls -R remote\necho done\n");
+    assert_status(&out, 0);
+    diff_r(&here.path().join("tree"), &d.path("remote"));
+    diff_r(&here.path().join("tree"), &here.path().join("back"));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(" a/b/c/deep.bin\n") && stdout.ends_with("done\n"), "{stdout}");
+}
+
+#[test]
+fn fan_out_puts_a_tree_to_every_host_and_gets_each_into_dir_host() {
+    let a = Daemon::start_on("127.0.0.2:0", None, &[]);
+    let b = Daemon::start_on("127.0.0.3:0", Some(&a), &[]);
+    let here = tempfile::tempdir().unwrap();
+    make_tree(&here.path().join("tree"), 200_000);
+    let all = format!("{},{}", a.target(), b.target());
+    let out = ferry_in(&a, here.path(), &["put", "-r", "-H", &all, "tree", "dst"]);
+    assert_status(&out, 0);
+    diff_r(&here.path().join("tree"), &a.path("dst"));
+    diff_r(&here.path().join("tree"), &b.path("dst"));
+    // Again: `dst` exists now, so the tree goes in as dst/tree. One host
+    // refuses one file: its line names the host and the path.
+    fs::create_dir_all(b.path("dst/tree/zero/occupied")).unwrap();
+    let out = ferry_in(&a, here.path(), &["put", "-r", "-H", &all, "tree", "dst"]);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.contains(&format!("{}: zero: ", b.target())) && !err.contains(&format!("{}: zero", a.target())), "{err}");
+    fs::create_dir(here.path().join("got")).unwrap();
+    let out = ferry_in(&a, here.path(), &["get", "-r", "-H", &all, "dst", "got"]);
+    assert_status(&out, 0);
+    diff_r(&a.path("dst"), &here.path().join(format!("got/{}/dst", a.target())));
+    diff_r(&b.path("dst"), &here.path().join(format!("got/{}/dst", b.target())));
+}
