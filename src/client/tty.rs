@@ -144,9 +144,7 @@ pub fn term_name(env: Option<&std::ffi::OsStr>) -> Result<String, String> {
         return Ok(dumb());
     };
     match t.to_str() {
-        Some(t) if t.len() <= msg::MAX_TERM && t.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b'/') => {
-            Ok(t.to_string())
-        }
+        Some(t) if crate::proto::pty::term_is_sendable(t) => Ok(t.to_string()),
         _ => Err(dumb()),
     }
 }

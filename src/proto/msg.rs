@@ -168,39 +168,14 @@ pub enum Command {
     Login,
 }
 
-/// The most `TERM` may hold, in bytes.
-pub const MAX_TERM: usize = 256;
+pub use super::pty::{Pty, WinSize, MAX_TERM};
 
-/// A terminal's window size, in characters (0: unknown, as TIOCGWINSZ says).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-pub struct WinSize {
-    #[serde(default)]
-    pub rows: u16,
-    #[serde(default)]
-    pub cols: u16,
-}
-
-/// An exec's `pty` field: run the command on a new pseudo-terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Pty {
-    /// `TERM` for the command (the client's).
-    pub term: String,
-    #[serde(flatten)]
-    pub size: WinSize,
-}
-
-impl Pty {
-    /// `term` must be a plain word a terminfo lookup can take.
-    fn check(&self) -> Result<(), ProtoError> {
-        let ok = !self.term.is_empty()
-            && self.term.len() <= MAX_TERM
-            && self.term.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b'/');
-        if ok {
-            Ok(())
-        } else {
-            Err(ProtoError::new(ErrorCode::BadRequest, format!("exec: pty.term must be 1 to {MAX_TERM} printable characters without '=' or '/'")))
-        }
+/// `pty.term` must be a plain word a terminfo lookup can take.
+fn check_pty(p: &Pty) -> Result<(), ProtoError> {
+    if super::pty::term_is_sendable(&p.term) {
+        return Ok(());
     }
+    Err(ProtoError::new(ErrorCode::BadRequest, format!("exec: pty.term must be 1 to {MAX_TERM} printable characters without '=' or '/'")))
 }
 
 /// The `exec` request.
@@ -373,7 +348,7 @@ impl Request {
                     }
                 };
                 if let Some(p) = &f.pty {
-                    p.check()?;
+                    check_pty(p)?;
                 }
                 if let Some(t) = f.timeout {
                     if !(t.is_finite() && t > 0.0) {
