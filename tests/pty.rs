@@ -431,3 +431,19 @@ fn w_bounds_the_start_of_an_interactive_shell_not_its_idle_time() {
     t.wait_for("still-42");
     assert_eq!(t.wait(), 4, "{:?}", t.screen());
 }
+
+#[test]
+fn tt_with_no_command_and_no_input_ends_the_login_shell() {
+    let d = Daemon::start();
+    // `ferry run -tt HOST </dev/null`: the EOF typed while the shell starts
+    // would be lost when its line editor turns canonical mode off; the
+    // server types it once more then, and the shell logs out.
+    for _ in 0..3 {
+        let mut c = d.ferry();
+        c.args(["run", "-tt"]).arg(d.target()).env("TERM", "vt100");
+        let out = common::run_with_input(c, b"");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{text:?} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("logout") || text.contains("exit"), "{text:?}");
+    }
+}

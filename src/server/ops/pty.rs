@@ -130,6 +130,13 @@ impl Term {
         }
     }
 
+    /// Whether the terminal reads lines (ICANON), where its EOF character
+    /// ends a read; a line editor (readline) or a full-screen program turns
+    /// that off and reads the character itself.
+    pub fn is_canonical(&self) -> bool {
+        termios::tcgetattr(&self.master).map_or(true, |t| t.local_modes.contains(termios::LocalModes::ICANON))
+    }
+
     /// What the end of the client's input is on a terminal: its EOF
     /// character (^D unless changed), as if typed. The terminal itself stays
     /// open: a terminal has no half-close.
