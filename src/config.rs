@@ -146,6 +146,15 @@ impl Config {
     pub const DEFAULT_IDLE_TIMEOUT: u64 = 300;
     pub const DEFAULT_DRAIN_TIMEOUT: u64 = 30;
 
+    /// What may run, as the start-up and reload lines say it.
+    pub fn exec_summary(&self) -> &'static str {
+        match (self.allow_exec, self.allow_pty) {
+            (false, _) => "exec disabled",
+            (true, true) => "exec enabled, terminals allowed",
+            (true, false) => "exec enabled, no terminals",
+        }
+    }
+
     /// The defaults, serving `root` with `keys`.
     pub fn new(root: PathBuf, keys: Keys) -> Config {
         Config {

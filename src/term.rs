@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The status of a program whose stdout went away (`| head`): what a shell
 /// reports for one killed by SIGPIPE, as `cat` would be.
@@ -42,7 +43,7 @@ static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 /// socket takes their number) and so hides it: `ferry` calls it from an
 /// `.init_array` constructor. Writing to a closed stdout is then EBADF
 /// (`stdout()`), whatever fd 1 holds by then.
-pub fn note_closed_stdout() {
+pub extern "C" fn note_closed_stdout() {
     // SAFETY: F_GETFD only reads the descriptor's flags.
     if unsafe { libc::fcntl(libc::STDOUT_FILENO, libc::F_GETFD) } == -1 {
         STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -90,11 +91,53 @@ pub fn columns() -> usize {
     }
 }
 
+/// Set while the terminal stderr is on is raw (`ferry run -t`): no output
+/// processing, so a line must end in CR LF to start the next one at the left.
+static RAW_STDERR: AtomicBool = AtomicBool::new(false);
+/// Set when the last output to the terminal stderr is on (the remote
+/// command's, as `note_output` records it) left the cursor mid-line.
+static MID_LINE: AtomicBool = AtomicBool::new(false);
+
+/// Whether stderr's lines go to a raw terminal (see `RAW_STDERR`).
+pub fn set_raw_stderr(raw: bool) {
+    RAW_STDERR.store(raw, Ordering::Relaxed);
+}
+
+/// Records what was last written to the terminal stderr shares (a remote
+/// prompt ends mid-line), so that our next line begins on a fresh one.
+pub fn note_output(bytes: &[u8]) {
+    if let Some(&last) = bytes.last() {
+        MID_LINE.store(last != b'\n', Ordering::Relaxed);
+    }
+}
+
+/// What `err` writes for `bytes`: on a fresh line when the terminal's
+/// cursor is mid-line, and with CR LF line ends while it is raw.
+fn for_terminal(bytes: &[u8], mid_line: bool, raw: bool) -> Cow<'_, [u8]> {
+    if !mid_line && !raw {
+        return Cow::Borrowed(bytes);
+    }
+    let mut v = Vec::with_capacity(bytes.len() + 8);
+    if mid_line {
+        v.extend_from_slice(if raw { b"\r\n" } else { b"\n" });
+    }
+    for &b in bytes {
+        if b == b'\n' && raw {
+            v.push(b'\r');
+        }
+        v.push(b);
+    }
+    Cow::Owned(v)
+}
+
 /// `bytes` on stderr, best effort: when stderr itself fails there is
-/// nowhere left to say so.
+/// nowhere left to say so. While ferry's terminal is raw, or a remote
+/// prompt left its cursor mid-line, the lines are made to read right.
 pub fn err(bytes: &[u8]) {
+    let mid_line = MID_LINE.swap(false, Ordering::Relaxed);
+    let bytes = for_terminal(bytes, mid_line, RAW_STDERR.load(Ordering::Relaxed));
     let mut e = io::stderr().lock();
-    let _ = e.write_all(bytes).and_then(|()| e.flush());
+    let _ = e.write_all(&bytes).and_then(|()| e.flush());
 }
 
 /// A formatted line on stdout (`outln!`): `Err` when it could not be written.
@@ -240,6 +283,14 @@ fn push_char(out: &mut String, c: char) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_on_a_raw_terminal_end_in_crlf_and_start_on_a_fresh_line() {
+        assert_eq!(&*for_terminal(b"ferry: x\n", false, false), b"ferry: x\n");
+        assert_eq!(&*for_terminal(b"ferry: x\n", true, false), b"\nferry: x\n");
+        assert_eq!(&*for_terminal(b"a\nb\n", false, true), b"a\r\nb\r\n");
+        assert_eq!(&*for_terminal(b"ferry: x\n", true, true), b"\r\nferry: x\r\n");
+    }
 
     #[test]
     fn control_characters_and_bad_utf8_are_escaped_as_ls_b_does() {

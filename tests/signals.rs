@@ -107,10 +107,40 @@ fn a_command_that_ignores_term_gets_kill_after_the_grace() {
     assert_eq!(c.frame().1, b"started\n");
     let t = Instant::now();
     d.signal(libc::SIGTERM);
+    // The KILL is the command's end as any other: its exit frame says so.
+    let (_, _, exit) = c.exec_output();
+    assert_eq!(exit["signal"], 9, "{exit}");
+    assert_eq!(c.frame().0["code"], "shutting-down");
     assert_eq!(d.wait_exit(WAIT), Some(0));
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(2900), "KILL comes 2 s after the TERM at the drain timeout: {took:?}");
     assert!(children_of(d.pid()).is_empty());
+    assert!(d.log.text().contains("drain timeout: KILL to 1 running commands"), "{}", d.log.text());
+}
+
+/// ferry(1)'s promise end to end: 143 for the drain's TERM, 137 for the KILL
+/// after it, with and without a terminal.
+#[test]
+fn the_client_of_a_command_killed_by_the_drain_exits_137() {
+    use std::io::BufRead;
+    for tty in [false, true] {
+        let mut d = Daemon::start_with(&["--drain-timeout", "1"]);
+        let mut c = d.ferry();
+        c.arg("run");
+        if tty {
+            c.arg("-tt");
+        }
+        c.arg(d.target()).args(["--", "sh", "-c", "trap '' TERM; echo started; exec sleep 30"]);
+        let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let _watchdog = common::kill_after(child.id() as i32, WAIT * 2);
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("started"), "{line:?}");
+        d.signal(libc::SIGTERM);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(137), "tty {tty}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(d.wait_exit(WAIT), Some(0));
+    }
 }
 
 #[test]

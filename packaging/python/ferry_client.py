@@ -396,6 +396,8 @@ class Client:
         mode = _transport_mode(transport)
         self._wlock = threading.Lock()
         self._running = False
+        self._pty_running = False
+        self._io_timeout = io_timeout
         self.cipher = None
         self.sock = socket.create_connection((host, self.port), timeout=connect_timeout)
         try:
@@ -560,6 +562,7 @@ class Client:
         on_stderr = on_stderr or err.append
         self._send(req)
         self._running = True
+        self._pty_running = "pty" in req
         writer = None
         writer_error = []
         if stdin is not None and stdin is not True:
@@ -576,7 +579,10 @@ class Client:
                 elif t == "exit":
                     break
                 elif t == "error":
-                    self._raise(header)
+                    error = FerryError(header.get("code", "unknown"), header.get("message", ""), header)
+                    if not error.fatal:
+                        self._end_run(on_stdout, on_stderr)
+                    raise error
         except FerryError as e:
             if not e.header or e.fatal:
                 self._abort()
@@ -588,12 +594,47 @@ class Client:
             raise
         finally:
             self._running = False
+            self._pty_running = False
             if writer is not None:
                 writer.join()
         if writer_error and not isinstance(writer_error[0], OSError):
             raise writer_error[0]
         return Result(header.get("code"), header.get("signal"), b"".join(out), b"".join(err),
                       bool(header.get("timed_out")))
+
+    #: How long _end_run waits for a killed command's last replies.
+    END_RUN_WAIT = 10.0
+
+    def _end_run(self, on_stdout, on_stderr):
+        """An error came while run() waited: the exec's own refusal (nothing
+        runs), or the answer to a frame sent during the run (the command goes
+        on, and its output and exit would be read as the next request's
+        replies).  Either way the run ends here: input stops, the command
+        (if any) gets KILL, and a ping marks the end: the server answers it
+        once no command runs.  The output until then still goes to the
+        callbacks.  A server that does not answer in END_RUN_WAIT seconds
+        loses the connection, which can then not be trusted."""
+        self._running = False
+        try:
+            self.sock.settimeout(self.END_RUN_WAIT)
+            self._send({"type": "signal", "signal": "KILL"})
+            self._send({"type": "ping"})
+            while True:
+                header, body = self._recv()
+                t = header["type"]
+                if t == "pong":
+                    break
+                if t == "stdout":
+                    on_stdout(body)
+                elif t == "stderr":
+                    on_stderr(body)
+                elif t == "error" and header.get("code") in FerryError.FATAL:
+                    self._abort()
+                    return
+            self.sock.settimeout(self._io_timeout)
+        except BaseException:
+            self._abort()
+            raise
 
     def _feed(self, stdin, errors):
         try:
@@ -633,8 +674,16 @@ class Client:
         self._send({"type": "stdin", "size": 0})
 
     def resize(self, rows, cols):
-        """Sets the window size of the running command's terminal."""
-        self._send({"type": "resize", "rows": int(rows), "cols": int(cols)})
+        """Sets the window size of the running command's terminal (from a
+        callback or another thread while run(..., pty=...) waits).  Refused
+        here, with ValueError, when no command runs on a terminal: the server
+        would answer it with an error in the middle of the run."""
+        if not self._pty_running:
+            raise ValueError("resize: no command runs on a terminal (run with pty=...)")
+        rows, cols = int(rows), int(cols)
+        if not (0 <= rows <= 65535 and 0 <= cols <= 65535):
+            raise ValueError("resize: rows and cols from 0 to 65535")
+        self._send({"type": "resize", "rows": rows, "cols": cols})
 
     def signal(self, name):
         """Sends TERM, KILL, INT or HUP to the running command's process group.

@@ -102,6 +102,44 @@ class TcpTests(unittest.TestCase):
         self.assertLess(time.monotonic() - t, 10)
         self.assertEqual((r.code, r.signal), (9, None))
 
+    def test_resize_without_a_terminal_is_refused_here_and_runs_never_mix(self):
+        refused, got = [], []
+
+        def on_out(chunk):
+            got.append(chunk)
+            if not refused:
+                try:
+                    self.c.resize(40, 100)
+                except ValueError as e:
+                    refused.append(str(e))
+        r = self.c.run("echo first; sleep 0.2; echo first-end", on_stdout=on_out)
+        self.assertIn("no command runs on a terminal", refused[0])
+        self.assertEqual((r.code, b"".join(got)), (0, b"first\nfirst-end\n"))
+        with self.assertRaises(ValueError):
+            self.c.resize(40, 100)  # nothing runs
+        # An error the server answers in the middle of a run (here a resize
+        # sent behind the library's back) ends that run, with its command,
+        # and the next run gets its own replies.
+        sent = []
+
+        def on_started(chunk):
+            if not sent:
+                sent.append(1)
+                self.c._send({"type": "resize", "rows": 1, "cols": 1})
+        t = time.monotonic()
+        with self.assertRaises(FerryError) as cm:
+            self.c.run("echo started; sleep 30; echo never", on_stdout=on_started)
+        self.assertEqual(cm.exception.code, "bad-request")
+        self.assertLess(time.monotonic() - t, 15, "the command was ended, not waited for")
+        r = self.c.run("echo second")
+        self.assertEqual((r.code, r.stdout), (0, b"second\n"))
+        self.assertLess(self.c.ping(), 5)
+        # A refused exec is resynchronised too, and costs nothing else.
+        with self.assertRaises(FerryError) as cm:
+            self.c.run(["/nonexistent/program"])
+        self.assertEqual(cm.exception.code, "spawn-failed")
+        self.assertEqual(self.c.run("echo third").stdout, b"third\n")
+
     def test_pty_prompt_answered_from_a_callback(self):
         # A prompt that reads the terminal with echo off, as sudo and su do.
         script = ("tty; stty size; echo \"T=$TERM\"; stty -echo; printf 'Password: '; read pw; "

@@ -119,7 +119,7 @@ enum Cmd {
         #[arg(short = 'n')]
         no_stdin: bool,
         /// Run COMMAND (else the login shell) on a terminal the server opens, if stdin is one; -tt: always
-        #[arg(short = 't', action = clap::ArgAction::Count, conflicts_with_all = ["no_stdin", "udp"])]
+        #[arg(short = 't', action = clap::ArgAction::Count)]
         tty: u8,
         /// Send COMMAND as argv, even one word (no shell; what an exec allow-list of programs takes)
         #[arg(short = 'a', long = "argv")]
@@ -144,6 +144,9 @@ enum Cmd {
     },
     /// The login shell on a terminal, as ssh HOST does (run -t HOST with no command)
     Shell {
+        /// Decode the shell's output from LABEL (gbk, shift_jis, windows-1252...) to UTF-8 [default: $FERRY_ENCODING]
+        #[arg(long = "encoding", value_name = "LABEL")]
+        encoding: Option<String>,
         /// The server
         #[arg(value_name = "HOST[:PORT]")]
         host: String,
@@ -299,14 +302,10 @@ fn unknown_subcommand(args: &[String]) -> Option<String> {
     ferry::client::typo::unknown_subcommand(args, &subcommands())
 }
 
-
 /// Runs before std's start-up hides a closed stdout (`term::note_closed_stdout`).
 #[used]
 #[link_section = ".init_array"]
-static NOTE_CLOSED_STDOUT: extern "C" fn() = note_closed_stdout;
-extern "C" fn note_closed_stdout() {
-    ferry::term::note_closed_stdout();
-}
+static NOTE_CLOSED_STDOUT: extern "C" fn() = ferry::term::note_closed_stdout;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
@@ -355,9 +354,7 @@ fn real_main(cli: Cli) -> i32 {
             return 2;
         }
     };
-    if let Some(Cmd::Put { resume: true, recursive: false, .. }) = &cli.cmd {
-        return usage("put -c resumes a tree: use put -r -c (a single put is atomic, so a cut one left nothing to resume)");
-    }
+    if let Some(Cmd::Put { resume: true, recursive: false, .. }) = &cli.cmd { return usage("put -c resumes a tree: use put -r -c (a single put is atomic, so a cut one left nothing to resume)"); }
     // Local commands: no transport to choose.
     if let Some(Cmd::Keygen { id, file }) = &cli.cmd {
         return cli::keygen(file, id, o.quiet);
@@ -379,6 +376,9 @@ fn real_main(cli: Cli) -> i32 {
         trace: o.verbose,
         transport: choice,
     };
+    if let Some(Cmd::Run { tty: 1.., no_stdin, udp, gather, fleet: f, .. }) = &cli.cmd {
+        if let Some(m) = tty::conflict(*no_stdin, *udp, f.active(), f.json, *gather) { return usage(m); }
+    }
     let fleet = match &cli.cmd {
         Some(Cmd::Run { fleet, .. } | Cmd::Ping { fleet, .. } | Cmd::Get { fleet, .. } | Cmd::Put { fleet, .. }) => Some(fleet),
         _ => None,
@@ -411,7 +411,7 @@ fn real_main(cli: Cli) -> i32 {
             | Cmd::Get { host: Some(host), .. }
             | Cmd::Put { host: Some(host), .. }
             | Cmd::Ls { host, .. }
-            | Cmd::Shell { host }
+            | Cmd::Shell { host, .. }
             | Cmd::Stat { host, .. },
         ) => (host.as_str(), None),
         _ => (cli.host.as_deref().expect("clap requires HOST"), cli.port.as_deref()),
@@ -426,7 +426,7 @@ fn real_main(cli: Cli) -> i32 {
     // Output is decoded for run and the session only: files stay byte-exact.
     let label = match &cli.cmd {
         Some(Cmd::Run { encoding, .. }) => Some(encoding.as_deref().or(cli.encoding.as_deref())),
-        Some(Cmd::Shell { .. }) => Some(cli.encoding.as_deref()),
+        Some(Cmd::Shell { encoding, .. }) => Some(encoding.as_deref().or(cli.encoding.as_deref())),
         None => Some(cli.encoding.as_deref()),
         Some(_) if cli.encoding.is_some() => {
             exit::say("--encoding applies to run and the session only");
@@ -468,11 +468,12 @@ fn real_main(cli: Cli) -> i32 {
     };
     match cli.cmd {
         Some(Cmd::Run { udp: true, command, argv, .. }) => udp::run(&target, &key, &opts, command, argv, encoding),
-        // No command: the login shell, which always gets a terminal.
-        Some(Cmd::Run { tty: t @ 1.., command, argv, .. }) if command.is_empty() || tty::wanted(t, o.quiet) => {
-            cli::run_tty(&target, &key, &opts, &command, argv, encoding)
+        // No command: the login shell (on pipes when stdin is not a terminal, as with ssh).
+        Some(Cmd::Run { tty: t @ 1.., command, argv, .. }) if tty::wanted(t, o.quiet) => {
+            cli::run_tty(&target, &key, &opts, &command, argv, encoding, o.quiet)
         }
-        Some(Cmd::Shell { .. }) => cli::run_tty(&target, &key, &opts, &[], false, encoding),
+        Some(Cmd::Shell { .. }) if tty::wanted(1, o.quiet) => cli::run_tty(&target, &key, &opts, &[], false, encoding, o.quiet),
+        Some(Cmd::Shell { .. }) => cli::run(&target, &key, &opts, Vec::new(), false, true, encoding),
         Some(Cmd::Run { no_stdin, command, argv, .. }) => cli::run(&target, &key, &opts, command, argv, !no_stdin, encoding),
         Some(Cmd::Ping { count, interval, udp, .. }) => match seconds(interval, "--interval") {
             Ok(i) if udp => udp::ping(&target, &key, &opts, count, i, o.quiet),
@@ -591,7 +592,6 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     }
     let mut encoding = None;
     let op = match &cli.cmd {
-        Some(Cmd::Run { tty: 1.., .. }) => return usage("-t goes with one HOST, not with -H"),
         Some(Cmd::Run { host, command, encoding: label, udp, argv, .. }) => {
             if let Some(h) = host.as_deref().filter(|h| host_word_before_dashes(h)) {
                 return usage(format_args!(

@@ -364,11 +364,11 @@ fn serve(
         info!("listening on {addr}/udp");
     }
     info!(
-        "serving {} with {} key(s) from {}; exec {}; {}",
+        "serving {} with {} key(s) from {}; {}; {}",
         cfg.root.display(),
         cfg.keys.keys.len(),
         settings.keys_file.display(),
-        if cfg.allow_exec { "enabled" } else { "disabled" },
+        cfg.exec_summary(),
         if cfg.read_only { "read-only" } else { "read-write" }
     );
     if let Some(mut r) = ready {

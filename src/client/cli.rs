@@ -92,7 +92,9 @@ fn finish_outputs(out: &mut Output<impl Write>, err: &mut Output<impl Write>) ->
 }
 
 /// `ferry run`: one command; exits with its status. With `encoding`, its
-/// stdout and stderr are decoded from it and written as UTF-8.
+/// stdout and stderr are decoded from it and written as UTF-8. No words:
+/// the login shell on pipes (`ferry shell` with stdin not a terminal, as
+/// `echo ls | ssh HOST` runs it), reading its commands from our stdin.
 pub fn run(
     target: &Target,
     key: &Key,
@@ -106,8 +108,9 @@ pub fn run(
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let command = command_of(&command, argv);
+    let command = if command.is_empty() { Command::Login } else { command_of(&command, argv) };
     let shell = matches!(command, Command::Shell(_));
+    let login = command == Command::Login;
     let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None, pty: None };
     forward_signals(session.writer(), Arc::new(AtomicBool::new(true)));
     if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
@@ -119,26 +122,46 @@ pub fn run(
     let (mut out, mut err) = (Output::new(encoding, crate::term::stdout()), Output::new(encoding, io::stderr()));
     let result = session.read_exec(&mut out, &mut err);
     let finished = finish_outputs(&mut out, &mut err);
-    ended(&session, result.and_then(|status| finished.map(|()| status)), shell)
+    let result = result.and_then(|status| finished.map(|()| status));
+    // A server older than exec's `login` field reads it as a request with no command.
+    if let Err(Error::Remote(p)) = &result {
+        if login && p.code == ErrorCode::BadRequest && p.message.starts_with("exec: give exactly one of cmd and argv") {
+            return fail(format_args!(
+                "{}'s ferryd is too old to run the login shell without a terminal: give a command, or -tt for a terminal",
+                session.peer
+            ));
+        }
+    }
+    ended(&session, result, shell)
 }
 
 /// `ferry run -t` and `ferry shell`: `command` (None: the login shell) on a
 /// terminal the server opens, of our window's size and `TERM`. Our terminal
 /// is raw until the end (see `tty`); bytes go both ways as they come.
 /// `words` as for `run` (none: the login shell).
-pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], argv: bool, encoding: Option<&'static Encoding>) -> i32 {
+pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], argv: bool, encoding: Option<&'static Encoding>, quiet: bool) -> i32 {
     let mut session = match Session::connect(target, key, opts) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     let command = if words.is_empty() { Command::Login } else { command_of(words, argv) };
     let shell = matches!(command, Command::Shell(_));
-    let term = tty::term_name(std::env::var("TERM").ok().as_deref());
+    let term_env = std::env::var_os("TERM");
+    let term = tty::term_name(term_env.as_deref()).unwrap_or_else(|dumb| {
+        if !quiet {
+            super::exit::say(tty::term_warning(term_env.as_deref().unwrap_or_default()));
+        }
+        dumb
+    });
     let size = tty::size();
     let pty = Pty { term, size };
     let req = Exec { command, env: Default::default(), cwd: None, stdin: true, timeout: None, pty: Some(pty) };
     if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
         return fail(e);
+    }
+    // Someone typing: -w bounds the start, not their pauses (a script's -tt keeps it).
+    if io::stdin().is_terminal() {
+        session.timed_until_start();
     }
     let result = {
         let raw = match tty::Raw::enter() {
@@ -147,12 +170,18 @@ pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], arg
         };
         tty::watch_signals(session.writer(), size);
         tty::forward_stdin(session.writer());
-        let (mut out, mut err) = (Output::new(encoding, crate::term::stdout()), Output::new(encoding, io::stderr()));
+        let (mut out, mut err) = (Output::new(encoding, tty::Screen::new(crate::term::stdout())), Output::new(encoding, io::stderr()));
         let result = session.read_exec(&mut out, &mut err);
         let finished = finish_outputs(&mut out, &mut err);
         drop(raw);
         result.and_then(|status| finished.map(|()| status))
     };
+    // The server's word is about terminals; what to do about it is ours to say.
+    if let Err(Error::Remote(p)) = &result {
+        if p.code == ErrorCode::NotAllowed && p.message.contains("allow_pty") {
+            return fail(format_args!("{}: {p}; run without -t", session.peer));
+        }
+    }
     ended(&session, result, shell)
 }
 

@@ -344,6 +344,8 @@ pub struct Session {
     pub server: String,
     pub peer: SocketAddr,
     trace: bool,
+    /// -w bounds only the wait for a command's first reply (see `timed_until_start`).
+    timed_until_start: bool,
 }
 
 impl Session {
@@ -367,7 +369,14 @@ impl Session {
         }
         stream.set_read_timeout(Some(bound))?;
         let writer = Writer { sock: Arc::new(Mutex::new(stream.try_clone()?)), trace: opts.trace };
-        let mut s = Session { reader: BufReader::with_capacity(64 * 1024, stream), writer, server: String::new(), peer, trace: opts.trace };
+        let mut s = Session {
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            writer,
+            server: String::new(),
+            peer,
+            trace: opts.trace,
+            timed_until_start: false,
+        };
         s.handshake(key).map_err(|e| match e {
             Error::Io(io) if is_timeout(&io) => {
                 timed_out(&peer, "the handshake", Some(opts.timeout.unwrap_or(Duration::from_secs(30))))
@@ -488,6 +497,10 @@ impl Session {
     pub fn read_exec(&mut self, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Result<ExitStatus, Error> {
         loop {
             let h = self.recv_header()?;
+            if std::mem::take(&mut self.timed_until_start) {
+                self.reader.get_ref().set_read_timeout(None)?;
+                self.reader.get_ref().set_write_timeout(None)?;
+            }
             match Reply::from_header(&h) {
                 Reply::Output(Stream::Stdout) => {
                     self.copy_body(h.size, stdout)?;
@@ -507,6 +520,14 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// For a person at a terminal (`ferry shell`): from the command's first
+    /// reply on (its first output, the prompt), -w no longer applies, so
+    /// that it bounds the connect and the command's start, not their idle
+    /// time at the prompt, as ssh's ConnectTimeout does.
+    pub fn timed_until_start(&mut self) {
+        self.timed_until_start = true;
     }
 
     /// The socket's descriptor, to poll(2) it between requests.

@@ -3,6 +3,7 @@
 //!
 //! - `frame`: the codec (length, JSON header, body) and its validity rules.
 //! - `msg`: the vocabulary (requests, replies, error codes).
+//! - `pty`: an exec's terminal (`pty`, `resize`) and the rule for its `TERM`.
 //! - `auth`: nonces, the handshake MACs, the keys-file format.
 //! - `handshake`: the client's handshake as a state machine (frames in, steps out).
 //! - `datagram`: the UDP codec (tag, length, JSON header, body) and its messages.
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod handshake;
 pub mod lean;
 pub mod msg;
+pub mod pty;
 pub mod sealed;
 pub mod sniff;
 pub mod tree;

@@ -3,7 +3,7 @@
 //! replies are built here as JSON maps ready for `encode_frame`.
 
 use super::frame::Header;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -163,43 +163,19 @@ pub enum Command {
     Shell(String),
     /// A program and its arguments, run without a shell.
     Argv(Vec<String>),
-    /// The account's login shell (only with a terminal: neither `cmd` nor `argv`).
+    /// The account's login shell: neither `cmd` nor `argv`, and `login: true`
+    /// (implied by `pty`, so servers before `login` take it with a terminal).
     Login,
 }
 
-/// The most `TERM` may hold, in bytes.
-pub const MAX_TERM: usize = 256;
+pub use super::pty::{Pty, WinSize, MAX_TERM};
 
-/// A terminal's window size, in characters (0: unknown, as TIOCGWINSZ says).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-pub struct WinSize {
-    #[serde(default)]
-    pub rows: u16,
-    #[serde(default)]
-    pub cols: u16,
-}
-
-/// An exec's `pty` field: run the command on a new pseudo-terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Pty {
-    /// `TERM` for the command (the client's).
-    pub term: String,
-    #[serde(flatten)]
-    pub size: WinSize,
-}
-
-impl Pty {
-    /// `term` must be a plain word a terminfo lookup can take.
-    fn check(&self) -> Result<(), ProtoError> {
-        let ok = !self.term.is_empty()
-            && self.term.len() <= MAX_TERM
-            && self.term.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b'/');
-        if ok {
-            Ok(())
-        } else {
-            Err(ProtoError::new(ErrorCode::BadRequest, format!("exec: pty.term must be 1 to {MAX_TERM} printable characters without '=' or '/'")))
-        }
+/// `pty.term` must be a plain word a terminfo lookup can take.
+fn check_pty(p: &Pty) -> Result<(), ProtoError> {
+    if super::pty::term_is_sendable(&p.term) {
+        return Ok(());
     }
+    Err(ProtoError::new(ErrorCode::BadRequest, format!("exec: pty.term must be 1 to {MAX_TERM} printable characters without '=' or '/'")))
 }
 
 /// The `exec` request.
@@ -225,6 +201,8 @@ struct ExecFields {
     stdin: bool,
     timeout: Option<f64>,
     pty: Option<Pty>,
+    #[serde(default)]
+    login: bool,
 }
 
 /// Which digest a `get` computes over the whole file.
@@ -331,16 +309,19 @@ impl Request {
             "exec" => {
                 let f: ExecFields = fields(header)?;
                 let command = match (f.cmd, f.argv) {
+                    (Some(_), _) | (_, Some(_)) if f.login => {
+                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: login goes without cmd and argv"))
+                    }
                     (Some(cmd), None) => Command::Shell(cmd),
                     (None, Some(argv)) if !argv.is_empty() => Command::Argv(argv),
                     (None, Some(_)) => return Err(ProtoError::new(ErrorCode::BadRequest, "exec: argv is empty")),
-                    (None, None) if f.pty.is_some() => Command::Login,
+                    (None, None) if f.pty.is_some() || f.login => Command::Login,
                     _ => {
-                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: give exactly one of cmd and argv"))
+                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: give exactly one of cmd and argv (or login)"))
                     }
                 };
                 if let Some(p) = &f.pty {
-                    p.check()?;
+                    check_pty(p)?;
                 }
                 if let Some(t) = f.timeout {
                     if !(t.is_finite() && t > 0.0) {
@@ -507,7 +488,7 @@ pub mod request {
         match &req.command {
             Command::Shell(cmd) => m.insert("cmd".into(), json!(cmd)),
             Command::Argv(argv) => m.insert("argv".into(), json!(argv)),
-            Command::Login => None,
+            Command::Login => m.insert("login".into(), json!(true)),
         };
         if !req.env.is_empty() {
             m.insert("env".into(), json!(req.env));
@@ -738,7 +719,7 @@ mod tests {
         // The builder writes what the parser reads.
         let sent = Exec { command: Command::Login, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: Some(Pty { term: "dumb".into(), size: WinSize { rows: 24, cols: 80 } }) };
         let wire = Value::Object(request::exec(&sent));
-        assert_eq!(wire, json!({"type":"exec","pty":{"term":"dumb","rows":24,"cols":80}}));
+        assert_eq!(wire, json!({"type":"exec","login":true,"pty":{"term":"dumb","rows":24,"cols":80}}));
         assert_eq!(req(&wire.to_string()), Ok(Request::Exec(sent)));
         for bad in [
             r#"{"type":"exec"}"#,
@@ -749,10 +730,18 @@ mod tests {
             r#"{"type":"exec","pty":{"term":"x","rows":70000}}"#,
             r#"{"type":"exec","pty":{"term":"x","cols":-1}}"#,
             r#"{"type":"exec","pty":true}"#,
+            r#"{"type":"exec","login":true,"cmd":"ls"}"#,
+            r#"{"type":"exec","login":true,"argv":["ls"],"pty":{"term":"vt100"}}"#,
+            r#"{"type":"exec","login":"yes"}"#,
         ] {
             assert_eq!(req(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
         }
         assert_eq!(req(&format!(r#"{{"type":"exec","pty":{{"term":"{}"}}}}"#, "x".repeat(MAX_TERM))).map(|_| ()), Ok(()));
+        // `login` alone: the login shell on pipes (ferry shell with stdin not a terminal).
+        let Ok(Request::Exec(e)) = req(r#"{"type":"exec","login":true,"stdin":true}"#) else { panic!("login on pipes") };
+        assert_eq!((e.command, e.pty, e.stdin), (Command::Login, None, true));
+        let sent = Exec { command: Command::Login, env: Default::default(), cwd: None, stdin: true, timeout: None, pty: None };
+        assert_eq!(Value::Object(request::exec(&sent)), json!({"type":"exec","login":true,"stdin":true}));
         assert!(req(&format!(r#"{{"type":"exec","pty":{{"term":"{}"}}}}"#, "x".repeat(MAX_TERM + 1))).is_err());
     }
 

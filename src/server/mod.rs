@@ -47,7 +47,7 @@ use io::{interrupted, would_block};
 use log::{error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll};
-use ops::exec::{kill_group, KILL_GRACE};
+use ops::exec::{kill_group, KILL_GRACE, OUTPUT_GRACE};
 use ops::Ctx;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGXFSZ};
 use signal_hook_mio::v1_0::Signals;
@@ -94,8 +94,11 @@ enum Shutdown {
     No,
     /// TERM received: requests in flight may finish until then.
     Draining(Instant),
-    /// The drain timeout passed and children were killed: last flushes until then.
+    /// The drain timeout passed and children got TERM: KILL at that instant.
     Killing(Instant),
+    /// Children got KILL: their `exit` frames (signal KILL) go out, and the
+    /// connections close, until then at most.
+    Flushing(Instant),
     Done,
 }
 
@@ -278,7 +281,7 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let shutdown = match self.shutdown {
-            Shutdown::Draining(t) | Shutdown::Killing(t) => Some(t),
+            Shutdown::Draining(t) | Shutdown::Killing(t) | Shutdown::Flushing(t) => Some(t),
             _ => None,
         };
         earliest(earliest(self.next_deadline, shutdown), self.accept_retry).map(|d| d.saturating_duration_since(now))
@@ -428,9 +431,9 @@ impl Server {
                 // New keys get identities; open sessions keep the config they began with.
                 self.tls = self.tls.reload(&new.keys);
                 info!(
-                    "HUP: configuration reloaded: {} key(s), exec {}, {}",
+                    "HUP: configuration reloaded: {} key(s), {}, {}",
                     new.keys.keys.len(),
-                    if new.allow_exec { "enabled" } else { "disabled" },
+                    new.exec_summary(),
                     if new.read_only { "read-only" } else { "read-write" }
                 );
                 self.cfg = new;
@@ -505,7 +508,9 @@ impl Server {
             }
         }
         match self.shutdown {
-            Shutdown::Draining(_) | Shutdown::Killing(_) if self.conns.is_empty() && self.udp.running() == 0 => {
+            Shutdown::Draining(_) | Shutdown::Killing(_) | Shutdown::Flushing(_)
+                if self.conns.is_empty() && self.udp.running() == 0 =>
+            {
                 self.shutdown = Shutdown::Done
             }
             Shutdown::Draining(until) if now >= until => {
@@ -517,7 +522,17 @@ impl Server {
                 self.udp.term_children();
                 self.shutdown = Shutdown::Killing(now + KILL_GRACE);
             }
-            Shutdown::Killing(until) if now >= until => self.shutdown = Shutdown::Done,
+            Shutdown::Killing(until) if now >= until => {
+                let busy = self.conns.iter().filter(|(_, c)| c.child_pid().is_some()).count() + self.udp.running();
+                warn!("drain timeout: KILL to {busy} running commands");
+                for (_, c) in self.conns.iter_mut() {
+                    c.kill_child();
+                }
+                self.udp.kill_children();
+                // Reaped, the rest of their output read (OUTPUT_GRACE at most), `exit` sent.
+                self.shutdown = Shutdown::Flushing(now + OUTPUT_GRACE + KILL_GRACE);
+            }
+            Shutdown::Flushing(until) if now >= until => self.shutdown = Shutdown::Done,
             _ => {}
         }
     }

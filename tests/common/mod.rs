@@ -443,7 +443,7 @@ pub fn write_file(path: &Path, bytes: &[u8]) {
 /// A thread that SIGKILLs `pid` once `limit` has passed since now, and
 /// returns as soon as the process is gone (checked every 50 ms: a child
 /// being waited for has no readiness signal to offer a second thread).
-fn kill_after(pid: i32, limit: Duration) -> std::thread::JoinHandle<()> {
+pub fn kill_after(pid: i32, limit: Duration) -> std::thread::JoinHandle<()> {
     let t = Instant::now();
     std::thread::spawn(move || {
         while t.elapsed() < limit {

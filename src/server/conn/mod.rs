@@ -410,10 +410,18 @@ impl<S: Socket> Conn<S> {
         }
     }
 
-    /// The drain timeout is over: TERM the child in flight (KILL follows at exit).
+    /// The drain timeout is over: TERM the child in flight (`kill_child` follows).
     pub fn term_child(&mut self) {
         if let Phase::Running(op) = &self.phase {
             op.signal(msg::SignalName::TERM);
+        }
+    }
+
+    /// TERM did not end the child in flight: KILL it (its `exit` goes out
+    /// once it is reaped, and the connection then closes as drained ones do).
+    pub fn kill_child(&mut self) {
+        if let Phase::Running(op) = &self.phase {
+            op.kill();
         }
     }
 

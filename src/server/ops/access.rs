@@ -98,6 +98,63 @@ fn kind_of(h: &Header) -> &'static str {
     }
 }
 
+/// ` argv=["a","b"]`, cut once past `MAX_DETAIL`.
+fn argv_into<'a>(detail: &mut String, argv: impl Iterator<Item = &'a str>) {
+    detail.push_str(" argv=[");
+    for (i, a) in argv.enumerate() {
+        if i > 0 {
+            detail.push(',');
+        }
+        quote_into(detail, a);
+        if detail.len() > MAX_DETAIL {
+            break;
+        }
+    }
+    detail.push(']');
+}
+
+/// An exec refused as malformed: what it asked, from its raw fields (the
+/// terminal and its `TERM`, the login shell, the command), so that the
+/// line says what was refused, not a bare `exec`.
+fn asked_exec(detail: &mut String, h: &Header) {
+    use serde_json::Value;
+    let raw = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if let Some(p) = h.fields.get("pty") {
+        detail.push_str(" pty");
+        match p.get("term") {
+            Some(t) => {
+                detail.push_str(" term=");
+                quote_into(detail, &raw(t));
+            }
+            None => {
+                detail.push('=');
+                quote_into(detail, &p.to_string());
+            }
+        }
+    }
+    if h.fields.get("login").is_some_and(|v| v != &Value::Bool(false)) {
+        detail.push_str(" login");
+    }
+    match h.fields.get("argv") {
+        Some(Value::Array(argv)) => {
+            let words: Vec<String> = argv.iter().map(raw).collect();
+            argv_into(detail, words.iter().map(String::as_str));
+        }
+        Some(other) => {
+            detail.push_str(" argv=");
+            quote_into(detail, &other.to_string());
+        }
+        None => {}
+    }
+    if let Some(cmd) = h.fields.get("cmd") {
+        detail.push_str(" cmd=");
+        quote_into(detail, &raw(cmd));
+    }
+}
+
 pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str, String) {
     let mut detail = String::new();
     let kind = match kind_of(h) {
@@ -113,25 +170,14 @@ pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str,
     }
     match req {
         Ok(Request::Exec(e)) => match &e.command {
-            msg::Command::Argv(argv) => {
-                detail.push_str(" argv=[");
-                for (i, a) in argv.iter().enumerate() {
-                    if i > 0 {
-                        detail.push(',');
-                    }
-                    quote_into(&mut detail, a);
-                    if detail.len() > MAX_DETAIL {
-                        break;
-                    }
-                }
-                detail.push(']');
-            }
+            msg::Command::Argv(argv) => argv_into(&mut detail, argv.iter().map(String::as_str)),
             msg::Command::Shell(cmd) => {
                 detail.push_str(" cmd=");
                 quote_into(&mut detail, cmd);
             }
             msg::Command::Login => detail.push_str(" login"),
         },
+        Err(_) if h.kind == "exec" => asked_exec(&mut detail, h),
         Ok(Request::Get(msg::Get { path, .. }) | Request::Put(msg::Put { path, .. }))
         | Ok(Request::List(msg::PathReq { path }) | Request::Stat(msg::PathReq { path }))
         | Ok(Request::ListTree(msg::PathReq { path })) => {
@@ -182,4 +228,33 @@ pub fn quote_into(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn describe_json(v: Value) -> (&'static str, String) {
+        let Value::Object(mut fields) = v else { panic!() };
+        let kind = fields.remove("type").and_then(|t| t.as_str().map(String::from)).unwrap();
+        let h = Header { kind, size: 0, id: None, fields };
+        let req = Request::from_header(&h);
+        describe(&h, &req)
+    }
+
+    #[test]
+    fn a_refused_exec_is_logged_with_what_it_asked() {
+        assert_eq!(describe_json(json!({"type":"exec","pty":{"term":"a=b"}})), ("exec", r#" pty term="a=b""#.into()));
+        assert_eq!(
+            describe_json(json!({"type":"exec","argv":["vi","x"],"pty":{"term":"x y","rows":1}})),
+            ("exec", r#" pty term="x y" argv=["vi","x"]"#.into())
+        );
+        assert_eq!(describe_json(json!({"type":"exec","pty":true})), ("exec", r#" pty="true""#.into()));
+        assert_eq!(describe_json(json!({"type":"exec","login":true,"cmd":"ls"})), ("exec", r#" login cmd="ls""#.into()));
+        assert_eq!(describe_json(json!({"type":"exec","cmd":7})), ("exec", r#" cmd="7""#.into()));
+        // Accepted ones as before.
+        assert_eq!(describe_json(json!({"type":"exec","login":true})), ("exec", " login".into()));
+        assert_eq!(describe_json(json!({"type":"exec","login":true,"pty":{"term":"vt100"}})), ("exec", " pty login".into()));
+    }
 }

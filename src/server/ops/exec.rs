@@ -127,6 +127,9 @@ pub struct Exec {
     stdin_buf: Vec<u8>,
     /// An EOF (`stdin` of size 0) arrived: close the pipe once `stdin_buf` is written.
     stdin_eof: bool,
+    /// The EOF character was typed on a terminal in canonical mode: typed
+    /// once more if it leaves that mode while the command runs (see `close_stdin`).
+    eof_again: bool,
     /// Set once the child has been reaped.
     status: Option<ExitStatus>,
     /// When it was reaped: the pipes get `OUTPUT_GRACE` from then.
@@ -276,6 +279,7 @@ impl Exec {
             stdin_ready: true,
             stdin_buf: Vec::new(),
             stdin_eof: false,
+            eof_again: false,
             status: None,
             reaped_at: None,
             term_at: effective_timeout(req.timeout, ctx.cfg.exec_timeout).map(|t| ctx.now + t),
@@ -321,11 +325,17 @@ impl Exec {
     }
 
     /// EOF from the client: close the child's stdin once the backlog is
-    /// written (on a terminal: type its EOF character).
+    /// written (on a terminal: type its EOF character). A terminal in
+    /// canonical mode gets it once more, if it then leaves that mode before
+    /// the command ends: an interactive shell that was still starting
+    /// (`run -tt HOST </dev/null`) switches its line editor on and would
+    /// have lost the first one (the switch turns a pending EOF into a NUL
+    /// byte), and then waits for input that will never come.
     pub fn close_stdin(&mut self) {
         if let Some(t) = &self.term {
             if self.takes_stdin() {
                 self.stdin_buf.push(t.eof_char());
+                self.eof_again = t.is_canonical();
             }
         }
         self.stdin_eof = true;
@@ -357,15 +367,30 @@ impl Exec {
                 }
             }
         }
-        if self.stdin_eof && self.stdin_buf.is_empty() {
+        if self.stdin_eof && self.stdin_buf.is_empty() && !self.eof_again {
             self.stdin = None;
         }
         total
     }
 
+    /// The second EOF character of `close_stdin`, once the terminal has
+    /// left canonical mode (checked as output comes: a line editor turns
+    /// it off before it draws its prompt).
+    fn eof_once_more(&mut self) {
+        let Some(t) = &self.term else { return };
+        if self.eof_again && self.stdin.is_some() && !t.is_canonical() {
+            self.eof_again = false;
+            self.stdin_buf.push(t.eof_char());
+            self.pump_stdin();
+        }
+    }
+
     /// Moves child output into `out` while it stays below `high_water`.
     /// Returns bytes moved.
     pub fn pump_output(&mut self, out: &mut Buf, high_water: usize, budget: usize, scratch: &mut [u8]) -> usize {
+        if self.eof_again {
+            self.eof_once_more();
+        }
         let mut moved = 0;
         loop {
             let room = high_water.saturating_sub(out.len()).min(budget.saturating_sub(moved));
@@ -520,9 +545,17 @@ impl Exec {
         }
     }
 
-    /// KILL now (drain timeout passed).
+    /// KILL now (the drain timeout passed and TERM did not end it): its
+    /// group, and on a terminal the foreground job too; the child is then
+    /// reaped as usual and its `exit` says KILL.
     pub fn kill(&self) {
         if self.status.is_none() {
+            if let Some(t) = &self.term {
+                let fg = t.foreground(self.pgid);
+                if fg != self.pgid {
+                    kill_group(fg, libc::SIGKILL);
+                }
+            }
             kill_group(self.pgid, libc::SIGKILL);
         }
     }

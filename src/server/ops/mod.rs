@@ -302,6 +302,13 @@ impl Op {
         }
     }
 
+    /// KILL a running command (drain timeout); its `exit` follows as usual.
+    pub fn kill(&self) {
+        if let Op::Exec(e) = self {
+            e.kill();
+        }
+    }
+
     /// The requester went: a child is signalled and handed over to be reaped;
     /// a put's temporary file goes with it.
     pub fn abandon(self) -> Option<Child> {

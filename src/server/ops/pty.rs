@@ -42,7 +42,7 @@ pub fn authorize(cfg: &Config) -> Result<(), ProtoError> {
     if cfg.allow_pty {
         Ok(())
     } else {
-        Err(ProtoError::new(ErrorCode::NotAllowed, "this server gives no terminals (allow_pty = false); run without -t"))
+        Err(ProtoError::new(ErrorCode::NotAllowed, "the server does not allow terminals (allow_pty = false)"))
     }
 }
 
@@ -128,6 +128,13 @@ impl Term {
             Ok(pid) => pid.as_raw_nonzero().get(),
             Err(_) => session,
         }
+    }
+
+    /// Whether the terminal reads lines (ICANON), where its EOF character
+    /// ends a read; a line editor (readline) or a full-screen program turns
+    /// that off and reads the character itself.
+    pub fn is_canonical(&self) -> bool {
+        termios::tcgetattr(&self.master).map_or(true, |t| t.local_modes.contains(termios::LocalModes::ICANON))
     }
 
     /// What the end of the client's input is on a terminal: its EOF

@@ -284,6 +284,13 @@ impl Udp {
         }
     }
 
+    /// TERM did not end them: KILL the running commands (their replies follow).
+    pub fn kill_children(&self) {
+        for (_, r) in self.execs.iter() {
+            r.exec.kill();
+        }
+    }
+
     /// The daemon exits: nothing outlives it.
     pub fn kill_and_reap(&mut self) {
         for (_, r) in self.execs.iter_mut() {
