@@ -403,6 +403,19 @@ class TcpTests(unittest.TestCase):
                     call()
                 self.assertIn(e.exception.code, ("not-found", "not-a-directory"))
 
+    def test_get_tree_reports_a_directory_the_server_could_not_read(self):
+        # As the listing of a server that cannot open tree/closed gives it.
+        err = {"code": "permission-denied", "message": '"t/closed": permission denied'}
+        listing = [{"name": "closed", "kind": "dir", "file_size": 0, "mode": 0o755, "mtime": 0, "error": err}]
+        c = self.c
+        c.stat, c.list_tree = (lambda p: {"kind": "dir", "mode": 0o755, "mtime": 0}), (lambda p: listing)
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                r = c.get_tree("t", os.path.join(d, "t"))
+                self.assertEqual([(p, e.code) for p, e in r["failed"]], [("closed", "permission-denied")])
+        finally:
+            del c.stat, c.list_tree
+
     def test_errors_not_found_and_bad_path(self):
         cases = [
             (lambda: self.c.stat("no/such/file"), "not-found"),
