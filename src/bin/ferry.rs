@@ -7,6 +7,7 @@
 use clap::{Args, Parser, Subcommand};
 use ferry::client::fanout::{self, hosts};
 use ferry::client::{cli, encoding, exit, transfer, transport, udp, Family, Options, Target};
+use ferry::proto::digest::Digest;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -162,6 +163,9 @@ enum Cmd {
         /// Resume from the size of an existing LOCAL.part
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        /// The digest checked end to end [default: blake3 when the server offers it, else sha256]
+        #[arg(long = "digest", value_name = "blake3|sha256|none", value_parser = parse_digest)]
+        digest: Option<Digest>,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give REMOTE [LOCAL] only)
@@ -177,6 +181,9 @@ enum Cmd {
     /// Send a file (checked by the server, replaced atomically)
     #[command(override_usage = "ferry put [OPTIONS] HOST[:PORT] LOCAL [REMOTE]\n       ferry put [OPTIONS] -H HOSTS | --hostfile FILE LOCAL [REMOTE]")]
     Put {
+        /// The digest checked end to end [default: blake3 when the server offers it, else sha256]
+        #[arg(long = "digest", value_name = "blake3|sha256|none", value_parser = parse_digest)]
+        digest: Option<Digest>,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give LOCAL [REMOTE] only)
@@ -347,6 +354,11 @@ fn not_utf8_argument() -> String {
     }
 }
 
+/// `--digest NAME`.
+fn parse_digest(s: &str) -> Result<Digest, String> {
+    Digest::from_name(s).ok_or_else(|| format!("{s:?}: expected blake3, sha256 or none"))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(m) = unknown_subcommand(&args) {
@@ -414,6 +426,10 @@ fn real_main(cli: Cli) -> i32 {
         family: if o.ipv4 { Family::V4 } else if o.ipv6 { Family::V6 } else { Family::Any },
         trace: o.verbose,
         transport: choice,
+        digest: match &cli.cmd {
+            Some(Cmd::Get { digest, .. } | Cmd::Put { digest, .. }) => *digest,
+            _ => None,
+        },
     };
     let fleet = match &cli.cmd {
         Some(Cmd::Run { fleet, .. } | Cmd::Ping { fleet, .. } | Cmd::Get { fleet, .. } | Cmd::Put { fleet, .. }) => Some(fleet),

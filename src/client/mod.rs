@@ -47,6 +47,7 @@ pub mod transport;
 pub mod udp;
 
 use crate::proto::auth::{self, Key};
+use crate::proto::digest::{Digest, Hasher};
 use crate::proto::frame::parse_header;
 use crate::proto::handshake::{self, Handshake, Step};
 use crate::proto::msg::{self, Reply, SignalName, Stream};
@@ -174,6 +175,9 @@ pub struct Options {
     pub trace: bool,
     /// TLS or not: by address (`Auto`), or forced.
     pub transport: Choice,
+    /// The digest a get or put asks for (`--digest`); None: the best the
+    /// server offers (blake3, else sha256).
+    pub digest: Option<Digest>,
 }
 
 /// How a remote command ended.
@@ -264,6 +268,50 @@ impl Writer {
         Ok(sent)
     }
 
+    /// As `send_file`, hashing what is sent: each chunk is read once into a
+    /// buffer (in cache) and hashed there, then sent, with `sendfile(2)` from
+    /// the page cache in clear (the bytes are not copied again), or
+    /// encrypted from the buffer over TLS. The file is read once, and the
+    /// digest is known when the last byte is sent.
+    pub fn send_file_hashed(&self, file: &File, offset: &mut u64, len: u64, hasher: &mut Hasher) -> io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; HASH_SEND_CHUNK];
+        let mut sent = 0;
+        while sent < len {
+            let want = (len - sent).min(buf.len() as u64) as usize;
+            let n = match file.read_at(&mut buf[..want], *offset) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            let mut guard = self.lock();
+            match &mut *guard {
+                Link::Plain(sock) => {
+                    let (mut at, end) = (*offset, *offset + n as u64);
+                    while at < end {
+                        let want = (end - at) as usize;
+                        match rustix::fs::sendfile(&*sock, file, Some(&mut at), want) {
+                            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent")),
+                            Ok(_) => {}
+                            Err(rustix::io::Errno::INTR) => {}
+                            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                                sock.write_all(&buf[(at - *offset) as usize..n])?;
+                                at = end;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                tls @ Link::Tls(_) => tls.write_all(&buf[..n])?,
+            }
+            *offset += n as u64;
+            sent += n as u64;
+        }
+        Ok(sent)
+    }
+
     /// Sends one already encoded frame.
     fn send_raw(&self, frame: &[u8]) -> io::Result<()> {
         if self.trace {
@@ -282,6 +330,10 @@ impl Writer {
         self.send(msg::request::signal(sig), &[])
     }
 }
+
+/// The chunk a put reads and hashes at a time before it sends it: small
+/// enough to stay in cache between the read, the hash and the send.
+const HASH_SEND_CHUNK: usize = 256 * 1024;
 
 /// The chunk a TLS put reads and encrypts at a time (TLS-NOTES: 64 KiB
 /// chunks ran faster than 16 KiB ones; four records each).
@@ -326,6 +378,11 @@ pub struct Session {
     writer: Writer,
     /// The server's `hello.server` string.
     pub server: String,
+    /// The digests the server announced in `hello`; None from an older
+    /// server, which announces none, computes sha256 and takes no trailer.
+    pub digests: Option<Vec<Digest>>,
+    /// The digest asked for with `--digest` (None: the best offered).
+    pub digest_asked: Option<Digest>,
     pub peer: SocketAddr,
     trace: bool,
 }
@@ -351,7 +408,7 @@ impl Session {
         }
         stream.set_read_timeout(Some(bound))?;
         let writer = Writer { sock: Arc::new(Mutex::new(stream.try_clone()?)), trace: opts.trace };
-        let mut s = Session { reader: BufReader::with_capacity(64 * 1024, stream), writer, server: String::new(), peer, trace: opts.trace };
+        let mut s = Session { reader: BufReader::with_capacity(64 * 1024, stream), writer, server: String::new(), digests: None, digest_asked: opts.digest, peer, trace: opts.trace };
         s.handshake(key).map_err(|e| match e {
             Error::Io(io) if is_timeout(&io) => {
                 timed_out(&peer, "the handshake", Some(opts.timeout.unwrap_or(Duration::from_secs(30))))
@@ -374,6 +431,7 @@ impl Session {
                 Step::NeedMore => {}
                 Step::Done(est) => {
                     self.server = est.server;
+                    self.digests = est.digests;
                     return Ok(());
                 }
                 Step::Failed(e) => return Err(Error::from_handshake(e, key)),
@@ -424,7 +482,36 @@ impl Session {
     /// after an error the caller knows how much of the body is left.
     pub(crate) fn copy_body_counting(&mut self, size: u64, out: &mut dyn Write, copied: &mut u64) -> Result<(), Error> {
         let mut left = size;
+        let mut big = Vec::new();
         while left > 0 {
+            // A big body skips the reader's buffer: read straight into a
+            // large one and written with one write each (large writes to
+            // disk, one hash update each).
+            if self.reader.buffer().is_empty() && left >= files::GET_CHUNK as u64 / 4 {
+                if big.is_empty() {
+                    big = vec![0u8; files::GET_CHUNK];
+                }
+                let want = left.min(big.len() as u64) as usize;
+                let mut got = 0;
+                while got < want {
+                    match self.reader.get_mut().read(&mut big[got..want]) {
+                        Ok(0) => return Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if got > 0 => {
+                            // What arrived is written before the error counts.
+                            out.write_all(&big[..got]).map_err(Error::Local)?;
+                            *copied += got as u64;
+                            return Err(e.into());
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                out.write_all(&big[..got]).map_err(Error::Local)?;
+                left -= got as u64;
+                *copied += got as u64;
+                continue;
+            }
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
                 return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));

@@ -187,14 +187,8 @@ struct ExecFields {
     timeout: Option<f64>,
 }
 
-/// Which digest a `get` computes over the whole file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Digest {
-    #[default]
-    Sha256,
-    None,
-}
+/// Which digest a `get` computes over the whole file, and a `put` over its body.
+pub use super::digest::Digest;
 
 /// The `get` request: the file at `path`, from `offset` to its end.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -214,8 +208,13 @@ pub struct Put {
     /// `None` for a streaming put.
     pub size: Option<u64>,
     pub mode: Option<u32>,
-    /// Lowercase hex, checked to be 64 hex digits.
-    pub sha256: Option<String>,
+    /// The digest the server computes over the body (`sha256` unless named).
+    pub digest: Digest,
+    /// The client's digest from the header (old style), lowercase hex,
+    /// checked to be 64 hex digits.
+    pub expect: Option<String>,
+    /// The client's digest comes in a `trailer` frame after the body.
+    pub trailer: bool,
 }
 
 #[derive(Deserialize)]
@@ -224,7 +223,59 @@ struct PutFields {
     #[serde(default)]
     stream: bool,
     mode: Option<u32>,
+    digest: Option<Digest>,
     sha256: Option<String>,
+    blake3: Option<String>,
+    #[serde(default)]
+    trailer: bool,
+}
+
+/// A put's `trailer` frame: the client's digest of the body it sent, in
+/// the field named after the put's digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trailer {
+    pub digest: Digest,
+    /// Lowercase hex, checked to be 64 hex digits.
+    pub hex: String,
+}
+
+/// A digest's hex from a header field: 64 hex digits, lowercased.
+fn digest_hex(kind: &str, field: &str, hex: String) -> Result<String, ProtoError> {
+    if super::digest::is_digest_hex(&hex) {
+        Ok(hex.to_ascii_lowercase())
+    } else {
+        Err(ProtoError::new(ErrorCode::BadRequest, format!("{kind}: {field} must be 64 hex digits")))
+    }
+}
+
+impl Put {
+    fn from_fields(f: PutFields, size: u64) -> Result<Put, ProtoError> {
+        let bad = |m: &str| Err(ProtoError::new(ErrorCode::BadRequest, format!("put: {m}")));
+        if f.stream && size > 0 {
+            return bad("a streaming put has no body of its own");
+        }
+        let (named, expect) = match (f.sha256, f.blake3) {
+            (Some(_), Some(_)) => return bad("give at most one of sha256 and blake3"),
+            (Some(h), None) => (Some(Digest::Sha256), Some(digest_hex("put", "sha256", h)?)),
+            (None, Some(h)) => (Some(Digest::Blake3), Some(digest_hex("put", "blake3", h)?)),
+            (None, None) => (None, None),
+        };
+        let digest = match (f.digest, named) {
+            (Some(d), Some(n)) if d != n => return bad("the digest named differs from the digest given"),
+            (d, n) => d.or(n).unwrap_or_default(),
+        };
+        if digest == Digest::None && f.trailer {
+            return bad("a trailer needs a digest (not \"none\")");
+        }
+        if expect.is_some() && f.trailer {
+            return bad("the digest goes in the header or in the trailer, not both");
+        }
+        if f.mode.is_some_and(|m| m > 0o7777) {
+            return bad("mode must be permission bits (at most 0o7777)");
+        }
+        let size = (!f.stream).then_some(size);
+        Ok(Put { path: f.path, size, mode: f.mode, digest, expect, trailer: f.trailer })
+    }
 }
 
 /// `list` and `stat` both name one path (`list` defaults to the root, ".").
@@ -273,6 +324,8 @@ pub enum Request {
     Put(Put),
     /// A piece of a streaming put: the frame's body (size 0 = the end).
     Data,
+    /// The client's digest of a put's body, after the body.
+    Trailer(Trailer),
     List(PathReq),
     Stat(PathReq),
     /// A valid frame of a type this server does not know.
@@ -321,18 +374,21 @@ impl Request {
             "get" => Request::Get(fields(header)?),
             "put" => {
                 let f: PutFields = fields(header)?;
-                if f.stream && header.size > 0 {
-                    return Err(ProtoError::new(ErrorCode::BadRequest, "put: a streaming put has no body of its own"));
+                Request::Put(Put::from_fields(f, header.size)?)
+            }
+            "trailer" => {
+                #[derive(Deserialize)]
+                struct T {
+                    sha256: Option<String>,
+                    blake3: Option<String>,
                 }
-                let sha256 = match f.sha256 {
-                    Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Some(h.to_ascii_lowercase()),
-                    Some(_) => return Err(ProtoError::new(ErrorCode::BadRequest, "put: sha256 must be 64 hex digits")),
-                    None => None,
+                let t: T = fields(header)?;
+                let (digest, hex) = match (t.sha256, t.blake3) {
+                    (Some(h), None) => (Digest::Sha256, digest_hex("trailer", "sha256", h)?),
+                    (None, Some(h)) => (Digest::Blake3, digest_hex("trailer", "blake3", h)?),
+                    _ => return Err(ProtoError::new(ErrorCode::BadRequest, "trailer: give exactly one of sha256 and blake3")),
                 };
-                if f.mode.is_some_and(|m| m > 0o7777) {
-                    return Err(ProtoError::new(ErrorCode::BadRequest, "put: mode must be permission bits (at most 0o7777)"));
-                }
-                Request::Put(Put { path: f.path, size: (!f.stream).then_some(header.size), mode: f.mode, sha256 })
+                Request::Trailer(Trailer { digest, hex })
             }
             "data" => Request::Data,
             "list" => {
@@ -363,6 +419,7 @@ pub fn hello(server: &str, nonce_hex: &str) -> Map<String, Value> {
     m.insert("proto".into(), json!(PROTO_VERSION));
     m.insert("server".into(), json!(server));
     m.insert("auth".into(), json!([AUTH_SCHEME]));
+    m.insert("digests".into(), json!(super::digest::OFFERED.map(Digest::as_str)));
     m.insert("nonce".into(), json!(nonce_hex));
     m
 }
@@ -425,21 +482,28 @@ pub fn file(path: &str, file_size: u64, mode: u32, mtime: i64, offset: u64, id: 
     m
 }
 
-/// The end of a `get`: the digest of the whole file, when one was asked for.
-pub fn done(sha256: Option<&str>, id: Option<&Value>) -> Map<String, Value> {
-    let mut m = reply("done", id);
-    if let Some(h) = sha256 {
-        m.insert("sha256".into(), json!(h));
+/// `"digest": NAME` and, with a value, `NAME: hex`.
+fn insert_digest(m: &mut Map<String, Value>, digest: Digest, hex: Option<&str>) {
+    m.insert("digest".into(), json!(digest.as_str()));
+    if let Some(h) = hex {
+        m.insert(digest.as_str().into(), json!(h));
     }
+}
+
+/// The end of a `get`: the digest of the whole file, in the field named
+/// after it, when one was asked for.
+pub fn done(digest: Digest, hex: Option<&str>, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = reply("done", id);
+    insert_digest(&mut m, digest, hex);
     m
 }
 
-/// A `put` committed.
-pub fn ok(path: &str, file_size: u64, sha256: &str, id: Option<&Value>) -> Map<String, Value> {
+/// A `put` committed, with the digest the server computed over the body.
+pub fn ok(path: &str, file_size: u64, digest: Digest, hex: Option<&str>, id: Option<&Value>) -> Map<String, Value> {
     let mut m = reply("ok", id);
     m.insert("path".into(), json!(path));
     m.insert("file_size".into(), json!(file_size));
-    m.insert("sha256".into(), json!(sha256));
+    insert_digest(&mut m, digest, hex);
     m
 }
 
@@ -517,14 +581,26 @@ pub mod request {
         if offset > 0 {
             m.insert("offset".into(), json!(offset));
         }
-        if digest == Digest::None {
-            m.insert("digest".into(), json!("none"));
+        // sha256 is the default: left out, so that an older server is asked what it knows.
+        if digest != Digest::Sha256 {
+            m.insert("digest".into(), json!(digest.as_str()));
         }
         m
     }
 
+    /// How a put's digest travels: none asked; the server's default
+    /// (sha256, named in `ok`) with nothing to check; in the header (old
+    /// style); or in a `trailer` frame after the body.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum PutDigest<'a> {
+        None,
+        Default,
+        Header(Digest, &'a str),
+        Trailer(Digest),
+    }
+
     /// A sized put (the encoder sets `size`) or, with `stream`, a streaming one.
-    pub fn put(path: &str, mode: Option<u32>, sha256: Option<&str>, stream: bool) -> Map<String, Value> {
+    pub fn put(path: &str, mode: Option<u32>, digest: PutDigest, stream: bool) -> Map<String, Value> {
         let mut m = reply("put", None);
         m.insert("path".into(), json!(path));
         if stream {
@@ -533,9 +609,26 @@ pub mod request {
         if let Some(mode) = mode {
             m.insert("mode".into(), json!(mode));
         }
-        if let Some(h) = sha256 {
-            m.insert("sha256".into(), json!(h));
+        match digest {
+            PutDigest::None => {
+                m.insert("digest".into(), json!("none"));
+            }
+            PutDigest::Default => {}
+            PutDigest::Header(d, hex) => {
+                m.insert(d.as_str().into(), json!(hex));
+            }
+            PutDigest::Trailer(d) => {
+                m.insert("digest".into(), json!(d.as_str()));
+                m.insert("trailer".into(), json!(true));
+            }
         }
+        m
+    }
+
+    /// The trailer of a put: our digest of the body sent.
+    pub fn trailer(digest: Digest, hex: &str) -> Map<String, Value> {
+        let mut m = reply("trailer", None);
+        m.insert(digest.as_str().into(), json!(hex));
         m
     }
 
@@ -709,18 +802,40 @@ mod tests {
             req(r#"{"type":"get","path":"a","offset":7,"digest":"none"}"#),
             Ok(Request::Get(Get { path: "a".into(), offset: 7, digest: Digest::None }))
         );
+        assert_eq!(
+            req(r#"{"type":"get","path":"a","digest":"blake3"}"#),
+            Ok(Request::Get(Get { path: "a".into(), offset: 0, digest: Digest::Blake3 }))
+        );
         let sha = "AB".repeat(32);
-        let Ok(Request::Put(p)) = req(&format!(r#"{{"type":"put","path":"x","size":3,"mode":420,"sha256":"{sha}"}}"#))
-        else {
-            panic!()
+        let put = |path: &str, size, mode, digest, expect: Option<String>, trailer| {
+            Request::Put(Put { path: path.into(), size, mode, digest, expect, trailer })
         };
-        assert_eq!(p, Put { path: "x".into(), size: Some(3), mode: Some(0o644), sha256: Some("ab".repeat(32)) });
-        assert_eq!(req(r#"{"type":"put","path":"x","stream":true}"#).unwrap(), Request::Put(Put {
-            path: "x".into(),
-            size: None,
-            mode: None,
-            sha256: None
-        }));
+        // Old style: the digest in the header.
+        assert_eq!(
+            req(&format!(r#"{{"type":"put","path":"x","size":3,"mode":420,"sha256":"{sha}"}}"#)).unwrap(),
+            put("x", Some(3), Some(0o644), Digest::Sha256, Some("ab".repeat(32)), false)
+        );
+        assert_eq!(
+            req(&format!(r#"{{"type":"put","path":"x","blake3":"{sha}"}}"#)).unwrap(),
+            put("x", Some(0), None, Digest::Blake3, Some("ab".repeat(32)), false)
+        );
+        // The digest after the body.
+        assert_eq!(
+            req(r#"{"type":"put","path":"x","digest":"blake3","trailer":true}"#).unwrap(),
+            put("x", Some(0), None, Digest::Blake3, None, true)
+        );
+        assert_eq!(
+            req(r#"{"type":"put","path":"x","stream":true}"#).unwrap(),
+            put("x", None, None, Digest::Sha256, None, false)
+        );
+        assert_eq!(
+            req(r#"{"type":"put","path":"x","digest":"none"}"#).unwrap(),
+            put("x", Some(0), None, Digest::None, None, false)
+        );
+        assert_eq!(
+            req(&format!(r#"{{"type":"trailer","blake3":"{sha}"}}"#)).unwrap(),
+            Request::Trailer(Trailer { digest: Digest::Blake3, hex: "ab".repeat(32) })
+        );
         assert_eq!(req(r#"{"type":"list"}"#), Ok(Request::List(PathReq { path: ".".into() })));
         assert_eq!(req(r#"{"type":"stat","path":"f"}"#), Ok(Request::Stat(PathReq { path: "f".into() })));
         for bad in [
@@ -731,6 +846,14 @@ mod tests {
             r#"{"type":"put","path":"x","stream":true,"size":4}"#,
             r#"{"type":"put","path":"x","sha256":"abc"}"#,
             r#"{"type":"put","path":"x","mode":65536}"#,
+            r#"{"type":"put","path":"x","digest":"none","trailer":true}"#,
+            r#"{"type":"put","path":"x","digest":"md5","trailer":true}"#,
+            &format!(r#"{{"type":"put","path":"x","digest":"sha256","blake3":"{sha}"}}"#),
+            &format!(r#"{{"type":"put","path":"x","sha256":"{sha}","blake3":"{sha}"}}"#),
+            &format!(r#"{{"type":"put","path":"x","sha256":"{sha}","trailer":true}}"#),
+            r#"{"type":"trailer"}"#,
+            r#"{"type":"trailer","blake3":"abc"}"#,
+            &format!(r#"{{"type":"trailer","sha256":"{sha}","blake3":"{sha}"}}"#),
             r#"{"type":"stat"}"#,
         ] {
             assert_eq!(req(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
