@@ -7,7 +7,6 @@
 use clap::{Args, Parser, Subcommand};
 use ferry::client::fanout::{self, hosts};
 use ferry::client::{cli, encoding, exit, transfer, transport, udp, Family, Options, Target};
-use ferry::proto::digest::Digest;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -163,9 +162,8 @@ enum Cmd {
         /// Resume from the size of an existing LOCAL.part
         #[arg(short = 'c', long = "continue")]
         resume: bool,
-        /// The digest checked end to end [default: blake3 when the server offers it, else sha256]
-        #[arg(long = "digest", value_name = "blake3|sha256|none", value_parser = parse_digest)]
-        digest: Option<Digest>,
+        #[command(flatten)]
+        digest: transfer::DigestFlag,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give REMOTE [LOCAL] only)
@@ -181,9 +179,8 @@ enum Cmd {
     /// Send a file (checked by the server, replaced atomically)
     #[command(override_usage = "ferry put [OPTIONS] HOST[:PORT] LOCAL [REMOTE]\n       ferry put [OPTIONS] -H HOSTS | --hostfile FILE LOCAL [REMOTE]")]
     Put {
-        /// The digest checked end to end [default: blake3 when the server offers it, else sha256]
-        #[arg(long = "digest", value_name = "blake3|sha256|none", value_parser = parse_digest)]
-        digest: Option<Digest>,
+        #[command(flatten)]
+        digest: transfer::DigestFlag,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give LOCAL [REMOTE] only)
@@ -282,28 +279,6 @@ fn subcommands() -> Vec<String> {
 /// Options before the subcommand that take a value (the next word).
 const GLOBAL_VALUED: [&str; 7] = ["-k", "--keys", "-i", "--key-id", "-w", "--timeout", "--encoding"];
 
-/// Edit distance with adjacent transpositions (`rnu` is 1 from `run`).
-fn distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
-}
-
 /// A first word that cannot be the session's HOST: it is not a subcommand,
 /// and the word after it is not a PORT (the session takes `HOST [PORT]`,
 /// so `ferry rnu 127.0.0.1:7075` or `ferry stats h x` meant a subcommand).
@@ -332,7 +307,7 @@ fn unknown_subcommand(args: &[String]) -> Option<String> {
     }
     let near = names
         .iter()
-        .map(|s| (distance(first, s), s.as_str()))
+        .map(|s| (cli::edit_distance(first, s), s.as_str()))
         .filter(|(d, s)| *d <= if s.len() <= 3 { 1 } else { 2 })
         .min();
     let hint = match near {
@@ -352,11 +327,6 @@ fn not_utf8_argument() -> String {
         ),
         None => "an argument is not valid UTF-8".into(),
     }
-}
-
-/// `--digest NAME`.
-fn parse_digest(s: &str) -> Result<Digest, String> {
-    Digest::from_name(s).ok_or_else(|| format!("{s:?}: expected blake3, sha256 or none"))
 }
 
 fn main() -> ExitCode {
@@ -427,7 +397,7 @@ fn real_main(cli: Cli) -> i32 {
         trace: o.verbose,
         transport: choice,
         digest: match &cli.cmd {
-            Some(Cmd::Get { digest, .. } | Cmd::Put { digest, .. }) => *digest,
+            Some(Cmd::Get { digest, .. } | Cmd::Put { digest, .. }) => digest.digest,
             _ => None,
         },
     };

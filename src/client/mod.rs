@@ -47,7 +47,7 @@ pub mod transport;
 pub mod udp;
 
 use crate::proto::auth::{self, Key};
-use crate::proto::digest::{Digest, Hasher};
+use crate::proto::digest::Digest;
 use crate::proto::frame::parse_header;
 use crate::proto::handshake::{self, Handshake, Step};
 use crate::proto::msg::{self, Reply, SignalName, Stream};
@@ -268,50 +268,6 @@ impl Writer {
         Ok(sent)
     }
 
-    /// As `send_file`, hashing what is sent: each chunk is read once into a
-    /// buffer (in cache) and hashed there, then sent, with `sendfile(2)` from
-    /// the page cache in clear (the bytes are not copied again), or
-    /// encrypted from the buffer over TLS. The file is read once, and the
-    /// digest is known when the last byte is sent.
-    pub fn send_file_hashed(&self, file: &File, offset: &mut u64, len: u64, hasher: &mut Hasher) -> io::Result<u64> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = vec![0u8; HASH_SEND_CHUNK];
-        let mut sent = 0;
-        while sent < len {
-            let want = (len - sent).min(buf.len() as u64) as usize;
-            let n = match file.read_at(&mut buf[..want], *offset) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-            let mut guard = self.lock();
-            match &mut *guard {
-                Link::Plain(sock) => {
-                    let (mut at, end) = (*offset, *offset + n as u64);
-                    while at < end {
-                        let want = (end - at) as usize;
-                        match rustix::fs::sendfile(&*sock, file, Some(&mut at), want) {
-                            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent")),
-                            Ok(_) => {}
-                            Err(rustix::io::Errno::INTR) => {}
-                            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
-                                sock.write_all(&buf[(at - *offset) as usize..n])?;
-                                at = end;
-                            }
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                }
-                tls @ Link::Tls(_) => tls.write_all(&buf[..n])?,
-            }
-            *offset += n as u64;
-            sent += n as u64;
-        }
-        Ok(sent)
-    }
-
     /// Sends one already encoded frame.
     fn send_raw(&self, frame: &[u8]) -> io::Result<()> {
         if self.trace {
@@ -330,10 +286,6 @@ impl Writer {
         self.send(msg::request::signal(sig), &[])
     }
 }
-
-/// The chunk a put reads and hashes at a time before it sends it: small
-/// enough to stay in cache between the read, the hash and the send.
-const HASH_SEND_CHUNK: usize = 256 * 1024;
 
 /// The chunk a TLS put reads and encrypts at a time (TLS-NOTES: 64 KiB
 /// chunks ran faster than 16 KiB ones; four records each).

@@ -31,6 +31,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 
+/// `--digest NAME` of `get` and `put`, flattened into their flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DigestFlag {
+    /// The digest checked end to end [default: blake3 when the server offers it, else sha256]
+    #[arg(long = "digest", value_name = "blake3|sha256|none", value_parser = parse_digest)]
+    pub digest: Option<Digest>,
+}
+
+fn parse_digest(s: &str) -> Result<Digest, String> {
+    Digest::from_name(s).ok_or_else(|| format!("{s:?}: expected blake3, sha256 or none"))
+}
+
 /// How the commands talk to the user: progress bars only on a terminal.
 #[derive(Debug, Clone, Copy)]
 pub struct Ui {

@@ -3,6 +3,7 @@
 //!
 //! - `frame`: the codec (length, JSON header, body) and its validity rules.
 //! - `msg`: the vocabulary (requests, replies, error codes).
+//! - `put`: the put request's digest fields and its trailer frame.
 //! - `digest`: the transfer digests (sha256, blake3): names, choice, one hasher.
 //! - `auth`: nonces, the handshake MACs, the keys-file format.
 //! - `handshake`: the client's handshake as a state machine (frames in, steps out).
@@ -16,6 +17,7 @@ pub mod digest;
 pub mod frame;
 pub mod handshake;
 pub mod msg;
+pub mod put;
 pub mod sealed;
 pub mod sniff;
 

@@ -200,82 +200,11 @@ pub struct Get {
     pub digest: Digest,
 }
 
-/// The `put` request. `size` is the body that follows the header; a
-/// streaming put has no body of its own and sends `data` frames instead.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Put {
-    pub path: String,
-    /// `None` for a streaming put.
-    pub size: Option<u64>,
-    pub mode: Option<u32>,
-    /// The digest the server computes over the body (`sha256` unless named).
-    pub digest: Digest,
-    /// The client's digest from the header (old style), lowercase hex,
-    /// checked to be 64 hex digits.
-    pub expect: Option<String>,
-    /// The client's digest comes in a `trailer` frame after the body.
-    pub trailer: bool,
-}
+pub use super::put::{Put, Trailer};
+use super::put::{digest_hex, PutFields};
 
-#[derive(Deserialize)]
-struct PutFields {
-    path: String,
-    #[serde(default)]
-    stream: bool,
-    mode: Option<u32>,
-    digest: Option<Digest>,
-    sha256: Option<String>,
-    blake3: Option<String>,
-    #[serde(default)]
-    trailer: bool,
-}
-
-/// A put's `trailer` frame: the client's digest of the body it sent, in
-/// the field named after the put's digest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Trailer {
-    pub digest: Digest,
-    /// Lowercase hex, checked to be 64 hex digits.
-    pub hex: String,
-}
-
-/// A digest's hex from a header field: 64 hex digits, lowercased.
-fn digest_hex(kind: &str, field: &str, hex: String) -> Result<String, ProtoError> {
-    if super::digest::is_digest_hex(&hex) {
-        Ok(hex.to_ascii_lowercase())
-    } else {
-        Err(ProtoError::new(ErrorCode::BadRequest, format!("{kind}: {field} must be 64 hex digits")))
-    }
-}
-
-impl Put {
-    fn from_fields(f: PutFields, size: u64) -> Result<Put, ProtoError> {
-        let bad = |m: &str| Err(ProtoError::new(ErrorCode::BadRequest, format!("put: {m}")));
-        if f.stream && size > 0 {
-            return bad("a streaming put has no body of its own");
-        }
-        let (named, expect) = match (f.sha256, f.blake3) {
-            (Some(_), Some(_)) => return bad("give at most one of sha256 and blake3"),
-            (Some(h), None) => (Some(Digest::Sha256), Some(digest_hex("put", "sha256", h)?)),
-            (None, Some(h)) => (Some(Digest::Blake3), Some(digest_hex("put", "blake3", h)?)),
-            (None, None) => (None, None),
-        };
-        let digest = match (f.digest, named) {
-            (Some(d), Some(n)) if d != n => return bad("the digest named differs from the digest given"),
-            (d, n) => d.or(n).unwrap_or_default(),
-        };
-        if digest == Digest::None && f.trailer {
-            return bad("a trailer needs a digest (not \"none\")");
-        }
-        if expect.is_some() && f.trailer {
-            return bad("the digest goes in the header or in the trailer, not both");
-        }
-        if f.mode.is_some_and(|m| m > 0o7777) {
-            return bad("mode must be permission bits (at most 0o7777)");
-        }
-        let size = (!f.stream).then_some(size);
-        Ok(Put { path: f.path, size, mode: f.mode, digest, expect, trailer: f.trailer })
-    }
+fn bad_request(message: String) -> ProtoError {
+    ProtoError::new(ErrorCode::BadRequest, message)
 }
 
 /// `list` and `stat` both name one path (`list` defaults to the root, ".").
@@ -374,7 +303,7 @@ impl Request {
             "get" => Request::Get(fields(header)?),
             "put" => {
                 let f: PutFields = fields(header)?;
-                Request::Put(Put::from_fields(f, header.size)?)
+                Request::Put(Put::from_fields(f, header.size).map_err(bad_request)?)
             }
             "trailer" => {
                 #[derive(Deserialize)]
@@ -384,8 +313,8 @@ impl Request {
                 }
                 let t: T = fields(header)?;
                 let (digest, hex) = match (t.sha256, t.blake3) {
-                    (Some(h), None) => (Digest::Sha256, digest_hex("trailer", "sha256", h)?),
-                    (None, Some(h)) => (Digest::Blake3, digest_hex("trailer", "blake3", h)?),
+                    (Some(h), None) => (Digest::Sha256, digest_hex("trailer", "sha256", h).map_err(bad_request)?),
+                    (None, Some(h)) => (Digest::Blake3, digest_hex("trailer", "blake3", h).map_err(bad_request)?),
                     _ => return Err(ProtoError::new(ErrorCode::BadRequest, "trailer: give exactly one of sha256 and blake3")),
                 };
                 Request::Trailer(Trailer { digest, hex })

@@ -7,6 +7,7 @@
 //! - `outcome`: how one host ended, and its status, category and reason.
 //! - `output`: `HOST: line` lines, `-b` groups, `json` objects, the summary.
 //! - `fan`: what every transport shares: plan, operation, slots, finishing.
+//! - `getfile`: a get's `.part` and its check, and which digest a host gets.
 //! - `poll_loop`: the one event loop and the `Transport` it drives.
 //! - `sock`: a TCP host's socket end: reads through TLS, put bodies by
 //!   sendfile(2) or through TLS.
@@ -32,6 +33,7 @@
 //! from running).
 
 mod fan;
+mod getfile;
 pub mod hosts;
 mod outcome;
 mod output;

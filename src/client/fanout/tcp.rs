@@ -18,6 +18,7 @@
 //! (the `.part` of a get), `transport` and the shared helpers of `client`.
 
 use super::fan::{Fan, Op, Pong};
+use super::getfile::{finish_get, pick_digest, GetFile};
 use super::outcome::Outcome;
 use super::poll_loop::Transport;
 use super::sock::{read_tls, send_file, send_file_tls};
@@ -38,7 +39,6 @@ use std::collections::VecDeque;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The handshake's bound without `-w`.
@@ -69,13 +69,6 @@ enum Sink {
     Stdout,
     Stderr,
     File,
-}
-
-struct GetFile {
-    part: Part,
-    dest: PathBuf,
-    mode: Option<u32>,
-    mtime: Option<i64>,
 }
 
 struct Conn {
@@ -359,14 +352,9 @@ impl Tcp {
             Step::Failed(e) => self.finish(fan, i, Outcome::from_error(Error::from_handshake(e, fan.key))),
             Step::Done(_) if fan.interrupted > 0 => self.finish(fan, i, Outcome::Cancelled),
             Step::Done(est) => {
-                let offered = est.digests.unwrap_or_else(|| vec![Digest::Sha256]);
-                let digest = match fan.opts.digest {
-                    None => Digest::best(&offered),
-                    Some(d) if d == Digest::None || offered.contains(&d) => d,
-                    Some(d) => {
-                        let m = format!("the server does not offer the {} digest", d.as_str());
-                        return self.finish(fan, i, Outcome::FileError(m));
-                    }
+                let digest = match pick_digest(est.digests, fan.opts.digest) {
+                    Ok(d) => d,
+                    Err(m) => return self.finish(fan, i, Outcome::FileError(m)),
                 };
                 self.hosts[i].digest = digest;
                 if matches!(fan.op, Op::Get { .. } | Op::Put { .. }) {
@@ -585,28 +573,6 @@ fn write_out(c: &mut Conn) -> io::Result<bool> {
         }
     }
     Ok(true)
-}
-
-/// A get's `done`: the digest checked against ours, then the file in place.
-fn finish_get(g: GetFile, remote: &str, digest: Digest, theirs: Option<&str>) -> Outcome {
-    let d = digest.as_str();
-    match (g.part.out.hex(), theirs) {
-        (None, _) => {}
-        (Some(ours), Some(theirs)) if theirs.eq_ignore_ascii_case(&ours) => {}
-        (Some(ours), Some(theirs)) => {
-            g.part.discard();
-            return Outcome::FileError(format!("{remote}: digest mismatch: received {d} {ours}, the server's {theirs}"));
-        }
-        (Some(_), None) => {
-            g.part.discard();
-            return Outcome::Error(format!("protocol error: done without {d}"));
-        }
-    }
-    match g.part.finish(&g.dest, g.mode, g.mtime) {
-        Ok(()) => Outcome::Done,
-        Err(e) if e.raw_os_error().is_none() => Outcome::FileError(e.to_string()),
-        Err(e) => Outcome::FileError(format!("{}: {}", g.dest.display(), io_text(&e))),
-    }
 }
 
 impl Transport for Tcp {
