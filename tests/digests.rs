@@ -175,6 +175,35 @@ fn the_cli_uses_blake3_and_names_the_digest_it_was_asked_for() {
     assert!(std::fs::read(&dest).unwrap() == data);
 }
 
+#[test]
+fn fan_out_json_names_the_digest_and_its_hex() {
+    let d = Daemon::start();
+    let data = noise(400_000, 12);
+    let here = tempfile::tempdir().unwrap();
+    let local = here.path().join("fan.bin");
+    write_file(&local, &data);
+    let target = d.target();
+    for (digest, field) in [(None, "blake3"), (Some("sha256"), "sha256")] {
+        let hex = if field == "blake3" { blake3_hex(&data) } else { sha256_hex(&data) };
+        let mut put = vec!["put", "--json", "-H", target.as_str(), local.to_str().unwrap(), "fan.bin"];
+        let mut get = vec!["get", "--json", "-H", target.as_str(), "fan.bin"];
+        if let Some(d) = digest {
+            put.splice(1..1, ["--digest", d]);
+            get.splice(1..1, ["--digest", d]);
+        }
+        let into = here.path().join(format!("into-{field}"));
+        get.push(into.to_str().unwrap());
+        for args in [&put, &get] {
+            let out = d.ferry().args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+            let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+            assert_eq!((v["status"].as_str(), v["digest"].as_str()), (Some("ok"), Some(field)), "{args:?}: {v}");
+            assert_eq!(v[field], hex, "{args:?}: {v}");
+        }
+        assert!(std::fs::read(into.join(&target).join("fan.bin")).unwrap() == data);
+    }
+}
+
 /// Plays an older ferryd for one connection: `hello` without `digests`,
 /// the v1 handshake, then `stat` (not found), a put (the digest from its
 /// header checked) or a get (sha256 in `done`). The request headers seen.
