@@ -101,9 +101,11 @@ impl Get {
         self.pos - self.offset
     }
 
-    /// Moves up to `budget` bytes of the body: into `out` (digest path, while
-    /// it is below `high_water`) or into `sock` (sendfile path, once `out` is
-    /// empty and while `*writable`).
+    /// Moves up to `budget` bytes of the body: straight to `sock` with
+    /// sendfile (no digest; or a digest on a socket that `sends_files`, each
+    /// chunk hashed first), once `out` is empty and while `*writable`; or
+    /// into `out`, hashed there (a digest over TLS), while it is below
+    /// `high_water`.
     pub fn pump<S: Socket>(&mut self, o: Output<S>) -> std::io::Result<Progress> {
         let Output { sock, writable, out, high_water, budget, .. } = o;
         // The header counts as one thing done, so the connection flushes it.
