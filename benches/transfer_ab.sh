@@ -65,7 +65,11 @@ declare -A vals
 add() { vals[$1]="${vals[$1]:-} $2"; }
 now() { echo "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.4f", b-a}'; }
-same() { cmp -s "$1" "$work/root/big" || { echo "$ME: $2: the copy differs" >&2; exit 1; }; rm -f "$1"; }
+# Each copy is checked and removed, then (untimed) everything is synced: the
+# file system here is mounted with `discard`, and the journal commit that
+# trims a removed file's blocks would otherwise land in the next row's fsync,
+# always the other build's.
+same() { cmp -s "$1" "$work/root/big" || { echo "$ME: $2: the copy differs" >&2; exit 1; }; rm -f "$1"; sync; }
 nc_copy() { # out-file
   local p r t; p=$(free_port)
   nc -l 127.0.0.1 "$p" > "$1" & r=$!
@@ -85,6 +89,7 @@ fput() { # bin port name flags...
 }
 
 o=$work/out r=$work/root
+sync
 for round in $(seq "$ROUNDS"); do
   echo "round $round: $(uptime | sed 's/.*load average: /load /')" >&2
   add nc_null "$(nc_copy /dev/null)"
