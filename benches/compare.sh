@@ -196,9 +196,10 @@ ev() { awk "BEGIN {printf \"$1\", $2}"; }    # ev FORMAT EXPRESSION
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.4f", b-a}'; }
 sync_file() { sync "$1"; }   # fsync(2) the file: every "to a file" row ends on disk
 # Before each to-disk row, untimed: nothing another row (or another program)
-# left dirty is written back inside this row's fsync. Measured on this
+# left dirty is written back inside this row's fsync, and no removed copy's
+# trim (a file system mounted with `discard`) lands in it. Measured on this
 # machine: with 1 GiB of another file dirty, a 256 MiB `ferry get` to disk took
-# 1.1-5.2x as long as after a sync (4 alternating rounds).
+# 1.1-5.2x as long as after a sync (4 alternating rounds); see BENCHMARKS.md.
 settle() { sync; }
 
 # nc -> nc: the receiver listens first (untimed), then the timed send until it has it all.
