@@ -45,10 +45,10 @@ START=$EPOCHREALTIME
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   MIB=${MIB:-64}; ROUNDS=${ROUNDS:-1}; PING_SECS=${PING_SECS:-1}; IDLE_CONNS=${IDLE_CONNS:-1000}
-  COLD_RUNS=5; SPAWN_RUNS=200; OUT=${OUT:-target/BENCHMARKS.quick.md}
+  COLD_RUNS=5; SPAWN_RUNS=200; PTY_KEYS=200; OUT=${OUT:-target/BENCHMARKS.quick.md}
 else
   MIB=${MIB:-1024}; ROUNDS=${ROUNDS:-3}; PING_SECS=${PING_SECS:-5}; IDLE_CONNS=${IDLE_CONNS:-10000}
-  COLD_RUNS=30; SPAWN_RUNS=2000; OUT=${OUT:-benches/BENCHMARKS.md}
+  COLD_RUNS=30; SPAWN_RUNS=2000; PTY_KEYS=1000; OUT=${OUT:-benches/BENCHMARKS.md}
 fi
 case "$ROUNDS$MIB$PING_SECS$IDLE_CONNS" in *[!0-9]*) echo "compare.sh: ROUNDS, MIB, PING_SECS and IDLE_CONNS are numbers" >&2; exit 2;; esac
 if [ "$ROUNDS" -lt 1 ] || [ "$ROUNDS" -gt 50 ]; then echo "compare.sh: ROUNDS must be 1..50" >&2; exit 2; fi
@@ -433,6 +433,21 @@ floods() {
   flood_row ferryd "$FPORT"
 }
 
+# Keystroke echo on a terminal (issue 21): `ferry run -t` next to `ssh -t`
+# through the warm ControlMaster, the same remote program (non-canonical, echo
+# on, input discarded), one key at a time in turn (A B A B ...) on terminals
+# ferry-bench opens; the time from a key written to its echo read back.
+PTY_REMOTE='stty -icanon; echo FERRY-PTY-READY; exec cat >/dev/null'
+ptys() {
+  local j
+  ensure_master
+  j=$("$FB" -w 30 --json pty-echo -n "$PTY_KEYS" -- "$BIN/ferry" run -t "$FADDR" -- "$PTY_REMOTE" :: \
+        ssh "${SSH_OPTS[@]}" "${CM_OPTS[@]}" -t -p "$SPORT" root@127.0.0.1 "$PTY_REMOTE" 2>> "$work/ferry-bench.log") ||
+    { echo "compare.sh: ferry-bench pty-echo failed" >&2; tail -n 5 "$work/ferry-bench.log" >&2; exit 1; }
+  add pty_f "$(jq -r '.commands[0].p50_us' <<<"$j")"; add pty_s "$(jq -r '.commands[1].p50_us' <<<"$j")"
+  add pty99_f "$(jq -r '.commands[0].p99_us' <<<"$j")"; add pty99_s "$(jq -r '.commands[1].p99_us' <<<"$j")"
+}
+
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 LOADS=()
 for r in $(seq "$ROUNDS"); do
@@ -440,6 +455,7 @@ for r in $(seq "$ROUNDS"); do
   log "round $r/$ROUNDS: transfers"; transfers
   log "round $r/$ROUNDS: cold starts"; cold
   log "round $r/$ROUNDS: exec"; execs
+  log "round $r/$ROUNDS: terminal echo"; ptys
   log "round $r/$ROUNDS: ping"; pings
   log "round $r/$ROUNDS: idle"; idles
   log "round $r/$ROUNDS: udp"; udps
@@ -569,6 +585,8 @@ target "TLS: \`ferry --tls run -- true\` cold ≥ 50× faster than cold \`ssh ho
   "$(ev '%.1f' "$(med run_tls) * 1000") vs $(ev '%.1f' "$(med run_ssh) * 1000") ms" run_ssh run_tls ">=" 50
 target "TLS: \`ferry --tls run -- true\` cold ≥ 2× faster than ssh with a warm ControlMaster" \
   "$(ev '%.1f' "$(med run_tls) * 1000") vs $(ev '%.1f' "$(med run_sshcm) * 1000") ms" run_sshcm run_tls ">=" 2
+target "terminal keystroke echo (p50) ≤ 1.2× \`ssh -t\` with a warm ControlMaster" \
+  "$(ev '%.0f' "$(med pty_f)") vs $(ev '%.0f' "$(med pty_s)") µs" pty_f pty_s "<=" 1.2
 target "TLS: ping ≥ 0.85× plaintext ferry ping, 50 connections" \
   "$(grp "$(med ping_ft_50)") vs $(grp "$(med ping_f_50)") req/s" ping_ft_50 ping_f_50 ">=" 0.85
 target "TLS: ping ≥ 1.2× redis-server over TLS, 50 connections" \
@@ -582,7 +600,8 @@ Ratios read as the target does: for transfers, ferry's speed over the peer's
 (the peer's time over ferry's); for exec, ferry's time over the local spawn's;
 for the cold start, ssh's time over ferry's; for ping, ferry's requests/s over
 redis'; for idle memory, ferry's bytes per connection over 1 KiB and over redis';
-for UDP, ferryd's round trip over the bare echo's. The TLS rows read the same
+for UDP, ferryd's round trip over the bare echo's; for the terminal echo,
+ferry's time over ssh's. The TLS rows read the same
 way; the idle TLS row is over 4 KiB.
 
 ## Files: one $MIB MiB file of random bytes, in the page cache
@@ -648,6 +667,22 @@ lrow exec_p50 "exec on an open connection, p50 (ferry-bench exec -c 1)" 1 µs
 lrow exec_mean "exec on an open connection, mean (1 / executions per s)" 1 µs
 lrow exec_scpu "ferryd's own CPU time per exec (not the child's)" 1 µs
 lrow spawn_p50 "local posix_spawn+waitpid of \`/bin/true\`, median (C)" 1 µs
+cat <<EOF
+
+The terminal rows: ferry-bench pty-echo runs \`ferry run -t 127.0.0.1:PORT --\`
+and \`ssh -t\` (through the warm ControlMaster) on terminals of its own, both
+with the remote program \`$PTY_REMOTE\`; it types one key into each in turn
+and times it until the remote terminal's echo comes back ($PTY_KEYS keys each
+per round after 50 of warm-up). The figure is the median over the rounds of
+each round's p50 (and p99).
+
+| what | median | min–max |
+|---|---|---|
+EOF
+lrow pty_f "\`ferry run -t\`: a key to its echo, p50" 1 µs
+lrow pty_s "\`ssh -t\`, warm ControlMaster: a key to its echo, p50" 1 µs
+lrow pty99_f "\`ferry run -t\`: a key to its echo, p99" 1 µs
+lrow pty99_s "\`ssh -t\`, warm ControlMaster: a key to its echo, p99" 1 µs
 cat <<EOF
 
 ## Ping: the same client, ferry frames to ferryd, RESP \`PING\` to redis-server

@@ -11,8 +11,9 @@
 #    driven from the host with nsenter (works without systemd-machined on the host).
 # 3. Inside: apt-get install ./ferry_*.deb (offline: its Depends must already be in the
 #    root), ferryd enabled, active and READY (Type=notify), `ferry run -- id` runs as user
-#    ferry, put/get round trip, reload keeps the PID, restart changes it, the journal has
-#    the access lines, apt-get purge leaves nothing behind.
+#    ferry, `ferry run -tt -- tty` gets a terminal inside the sandbox, put/get round
+#    trip, reload keeps the PID, restart changes it, the journal has the access lines,
+#    apt-get purge leaves nothing behind.
 # 4. If the machine cannot boot a container, falls back to installing with dpkg in a chroot
 #    (policy-rc.d stops service starts) and running ferryd by hand as user ferry on
 #    127.0.0.1, with the same client checks; the output says which mode ran.
@@ -328,6 +329,14 @@ client_checks() { # id as ferry, put/get round trip
   say "ferry run -- id: $out"
   case $out in "uid=$uid(ferry) "*) say "ok: the command ran as user ferry (uid $uid)" ;;
     *) fail "ferry run -- id: want uid=$uid(ferry), got: $out" ;; esac
+  if [ "$MODE" = nspawn ]; then
+    # A command on a terminal (ferry run -tt): the unit's sandbox (PrivateDevices)
+    # keeps the pseudo-terminals. (The chroot fallback binds /dev without /dev/pts.)
+    out=$(fy run -tt "$ADDR" -- tty </dev/null) || fail "ferry run -tt $ADDR -- tty failed: $out"
+    out=${out%$'\r'}
+    case $out in /dev/pts/*) say "ok: ferry run -tt -- tty: $out" ;;
+      *) fail "ferry run -tt -- tty: want /dev/pts/N, got: $out" ;; esac
+  fi
   ct sh -c 'head -c 3000017 /dev/urandom >/root/ferry-test.bin'
   fy put "$ADDR" /root/ferry-test.bin ferry-test.bin || fail "ferry put failed"
   fy get "$ADDR" ferry-test.bin /root/ferry-test.back || fail "ferry get failed"

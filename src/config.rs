@@ -111,6 +111,8 @@ pub struct Config {
     /// The largest frame header accepted (at most 65536).
     pub max_header: usize,
     pub allow_exec: bool,
+    /// Give an exec a pseudo-terminal when it asks (`pty`).
+    pub allow_pty: bool,
     /// Refuse `put` (`read-only`).
     pub read_only: bool,
     /// The largest `put` accepted, in bytes; None for no limit.
@@ -157,6 +159,7 @@ impl Config {
             drain_timeout: Duration::from_secs(Self::DEFAULT_DRAIN_TIMEOUT),
             max_header: MAX_HEADER,
             allow_exec: true,
+            allow_pty: true,
             read_only: false,
             max_upload: None,
             shell: PathBuf::from("/bin/sh"),
@@ -246,6 +249,7 @@ struct FileConfig {
     max_upload: Option<u64>,
     read_only: Option<bool>,
     allow_exec: Option<bool>,
+    allow_pty: Option<bool>,
     daemon: Option<bool>,
     pidfile: Option<PathBuf>,
     plaintext_from: Option<Vec<CidrText>>,
@@ -464,6 +468,7 @@ pub fn load(o: &Overrides) -> Result<Settings, String> {
     c.max_upload = o.max_upload.or(f.max_upload);
     c.read_only = o.read_only || f.read_only.unwrap_or(false);
     c.allow_exec = !o.no_exec && f.allow_exec.unwrap_or(true);
+    c.allow_pty = f.allow_pty.unwrap_or(true);
     c.exec_allowed = f.exec.allowed.unwrap_or_default().into_iter().map(|n| n.0).collect();
     c.exec_env_clear = f.exec.env_clear.unwrap_or(false);
     c.exec_timeout = f.exec.timeout.map(|t| Duration::from_secs(t.0));
@@ -586,6 +591,7 @@ impl Settings {
         .ok();
         let _ = writeln!(out, "read_only = {}", c.read_only);
         let _ = writeln!(out, "allow_exec = {}", c.allow_exec);
+        let _ = writeln!(out, "allow_pty = {}", c.allow_pty);
         let plain: Vec<String> = c.plaintext_from.iter().map(|b| q(&b.to_string())).collect();
         let _ = writeln!(out, "plaintext_from = [{}]", plain.join(", "));
         let _ = writeln!(out, "daemon = {}", self.daemon);

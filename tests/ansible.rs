@@ -228,3 +228,123 @@ fn ansible_playbook_over_ferry_with_pipelining() {
 fn ansible_playbook_over_ferry_without_pipelining() {
     playbook(false);
 }
+
+/// A become method that really prompts: ferryd runs as `nobody` (its
+/// `user`), in a mount namespace of its own where /etc/shadow is a copy
+/// giving root a known password, and Ansible becomes root with `su` and
+/// `ansible_become_password` (what `--ask-become-pass` sets). su reads the
+/// password from its terminal: the plugin runs it on a terminal ferryd opens
+/// and types the password at the prompt. A wrong password fails the task
+/// with "Incorrect su password"; nothing else on the machine sees the
+/// shadow copy.
+#[test]
+fn ansible_become_su_with_a_password_prompt() {
+    use std::ffi::OsStr;
+    let venv = venv();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // nobody walks through here to its work and temp directories.
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let password = format!("pw-{}", std::process::id());
+    let hash = Command::new("openssl").args(["passwd", "-6", "-salt", "ferrytestsalt", &password]).output().unwrap();
+    assert!(hash.status.success(), "openssl passwd: {}", String::from_utf8_lossy(&hash.stderr));
+    let hash = String::from_utf8(hash.stdout).unwrap().trim().to_string();
+    let shadow: String = std::fs::read_to_string("/etc/shadow")
+        .unwrap()
+        .lines()
+        .map(|l| match l.strip_prefix("root:") {
+            Some(rest) => format!("root:{hash}:{}\n", rest.split_once(':').map_or("", |(_, r)| r)),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let shadow_copy = d.join("shadow");
+    std::fs::write(&shadow_copy, shadow).unwrap();
+    std::fs::set_permissions(&shadow_copy, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let group = if Command::new("getent").args(["group", "nogroup"]).output().unwrap().status.success() { "nogroup" } else { "nobody" };
+    let script = r#"mount --bind "$1" /etc/shadow && shift && exec "$@""#;
+    let wrapper: Vec<&OsStr> = ["unshare", "-m", "sh", "-c", script, "sh"].into_iter().map(OsStr::new).chain([shadow_copy.as_os_str()]).collect();
+    let (daemon, _) = Daemon::start_config_via(&format!("user = \"nobody\"\ngroup = \"{group}\"\n"), &wrapper);
+    assert!(daemon.log.text().contains("running as nobody"), "{}", daemon.log.text());
+    std::fs::set_permissions(daemon.root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (work, tmp) = (d.join("work"), d.join("remote-tmp"));
+    for p in [&work, &tmp] {
+        std::fs::create_dir_all(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+
+    let mut inv = String::from("[su]\n");
+    for (name, pw) in [("good", password.as_str()), ("wrong", "not-the-password")] {
+        inv += &format!("{name} ansible_become_password={pw}\n");
+    }
+    inv += &format!(
+        "\n[su:vars]\nansible_connection=ferry\nansible_host={}\nansible_port={}\nansible_ferry_keys={}\nansible_ferry_key_id=test\n\
+         ansible_remote_tmp={}\nansible_python_interpreter={}\nansible_become_method=su\nwork={}\n",
+        daemon.addr.ip(),
+        daemon.addr.port(),
+        daemon.keys_path.display(),
+        tmp.display(),
+        python_for_modules(),
+        work.display()
+    );
+    std::fs::write(d.join("inventory.ini"), &inv).unwrap();
+    let play = r#"- hosts: all
+  gather_facts: false
+  tasks:
+    - name: as ferryd's user
+      ansible.builtin.command: id -u
+    - name: become root with su
+      ansible.builtin.command: id -u
+      become: true
+    - name: a file written as root
+      ansible.builtin.copy:
+        content: "made by root\n"
+        dest: "{{ work }}/{{ inventory_hostname }}.txt"
+      become: true
+"#;
+    std::fs::write(d.join("play.yml"), play).unwrap();
+    let mut cmd = Command::new(venv.join("bin/ansible-playbook"));
+    cmd.arg("-i")
+        .arg(d.join("inventory.ini"))
+        .arg(d.join("play.yml"))
+        .current_dir(d)
+        .env("ANSIBLE_CONNECTION_PLUGINS", src.join("packaging/ansible/connection"))
+        .env("ANSIBLE_CALLBACK_PLUGINS", src.join("tests/ansible/callback_plugins"))
+        .env("ANSIBLE_STDOUT_CALLBACK", "json_results")
+        .env("ANSIBLE_HOME", d.join("ansible-home"))
+        .env("ANSIBLE_LOCAL_TEMP", d.join("local-tmp"))
+        .env("ANSIBLE_CONFIG", d.join("none.cfg"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("FERRY_KEYS")
+        .env_remove("ANSIBLE_PIPELINING");
+    let out = run_bounded(cmd, Duration::from_secs(300), "ansible-playbook");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The wrong password fails its host: status 2.
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}\n{}", daemon.log.text());
+    let json_start = stdout.find("{\n").unwrap_or_else(|| panic!("no JSON in the output:\n{stdout}"));
+    let report: Value = serde_json::from_str(&stdout[json_start..]).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    let tasks = report["plays"][0]["tasks"].as_array().unwrap();
+    let task = |name: &str, host: &str| -> Value {
+        let t = tasks.iter().find(|t| t["task"]["name"] == name).unwrap_or_else(|| panic!("no task {name}"));
+        t["hosts"][host].clone()
+    };
+    for host in ["good", "wrong"] {
+        assert_eq!(task("as ferryd's user", host)["stdout"], "65534", "{host}: {stdout}");
+    }
+    let r = task("become root with su", "good");
+    assert_eq!(r["stdout"], "0", "{r}");
+    assert_eq!(r["rc"], 0, "{r}");
+    let made = work.join("good.txt");
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), "made by root\n");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&made).unwrap().uid(), 0, "written as root");
+    let r = task("become root with su", "wrong");
+    assert_eq!(r["failed"], true, "{r}");
+    assert!(r.to_string().contains("Incorrect su password"), "{r}");
+    assert!(!work.join("wrong.txt").exists());
+    assert_eq!(report["stats"]["good"]["failures"], 0, "{}", report["stats"]);
+    // su ran on terminals ferryd opened: the access lines say so.
+    assert!(daemon.log.count(" pty ") >= 2, "{}", daemon.log.text());
+}

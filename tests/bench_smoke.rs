@@ -392,3 +392,19 @@ fn resp_over_tls_to_redis_server_when_installed() {
     assert_eq!(v["tls"], true);
     assert!(num(&v, "ops") > 0.0, "{v}");
 }
+
+#[test]
+fn pty_echo_times_keys_through_ferry_run_t() {
+    let d = Daemon::start();
+    let remote = "stty -icanon; echo FERRY-PTY-READY; exec cat >/dev/null";
+    let mut cmd = bench_bin();
+    cmd.args(["--json", "-w", "20", "pty-echo", "-n", "20", "--warmup-keys", "5", "--"]);
+    cmd.arg(common::ferry_bin()).arg("-k").arg(&d.keys_path).args(["run", "-t", &d.target(), "--", remote]);
+    let v = json_of(run_with_input(cmd, b""), &["pty-echo"]);
+    assert_eq!(v["mode"], "pty-echo");
+    let row = &v["commands"][0];
+    assert_eq!(row["keys"], 20, "{v}");
+    assert!(num(row, "p50_us") > 0.0 && num(row, "p99_us") >= num(row, "p50_us"), "{v}");
+    // The session ended with the ^C it was sent: its command shows in the log.
+    assert!(d.log.wait_for(" pty ", common::WAIT).is_some(), "{}", d.log.text());
+}

@@ -169,6 +169,28 @@ fn env_clear_keeps_only_path_home_lang_and_the_request_env() {
     assert!(out.lines().any(|l| l == "FERRY_TEST_LEAK=1"), "{out}");
 }
 
+#[test]
+fn a_reload_prepares_the_environment_of_the_new_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferryd.toml");
+    write_file(&path, b"[exec]\nenv_clear = false\n");
+    let d = Daemon::start_custom(&["--config", path.to_str().unwrap()], |cmd| {
+        cmd.env("FERRY_TEST_LEAK", "1");
+    });
+    let mut c = d.authed();
+    let (out, _) = run(&mut c, json!({"type":"exec","argv":["env"]}));
+    assert!(out.lines().any(|l| l == "FERRY_TEST_LEAK=1"), "{out}");
+    for (clear, n) in [(true, 1), (false, 2)] {
+        write_file(&path, format!("[exec]\nenv_clear = {clear}\n").as_bytes());
+        d.signal(libc::SIGHUP);
+        eventually("the reload", WAIT, || d.log.count("configuration reloaded") >= n);
+        // The same connection: a new request takes the new configuration.
+        let (out, _) = run(&mut c, json!({"type":"exec","argv":["env"]}));
+        assert_eq!(out.contains("FERRY_TEST_LEAK=1"), !clear, "env_clear = {clear}: {out}");
+        assert!(!out.contains("NOTIFY_SOCKET"), "{out}");
+    }
+}
+
 /// Runs `exec` and reads up to its `exit`; the exit header and how long it took.
 fn timed(c: &mut Raw, exec: Value) -> (Value, Duration) {
     let t = Instant::now();

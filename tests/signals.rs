@@ -254,6 +254,9 @@ fn a_put_cut_by_the_drain_is_logged_and_its_client_ends_at_once() {
         assert!(gone.elapsed() < Duration::from_secs(1), "ferry put - still waits for stdin after ferryd exited");
         std::thread::sleep(Duration::from_millis(10));
     };
+    // The daemon has exited, but the thread reading its stderr may not have
+    // the last lines yet: wait for the last one.
+    assert!(d.log.wait_for("info: exiting", WAIT).is_some(), "{}", d.log.text());
     let log = d.log.text();
     assert!(log.lines().any(|l| l.contains("access: #1 ") && l.contains(" put ") && l.ends_with("result=aborted")), "{log}");
     assert!(log.lines().any(|l| l.contains("#1 ") && l.contains(": closed: ")), "{log}");

@@ -125,7 +125,7 @@ impl Client {
 }
 
 fn exec(command: Command) -> msg::Exec {
-    msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None }
+    msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None }
 }
 
 fn result(r: &Reply) -> ExecResult {
@@ -197,6 +197,13 @@ fn stat_answers_as_over_tcp_and_other_types_are_tcp_only() {
     let mut h = request::exec(&exec(Command::Shell("cat".into())), &nonce, now());
     h.insert("stdin".into(), json!(true));
     assert_eq!(error_code(&c.ask(h, &nonce)), "bad-request");
+    // Nor a terminal: the reply says to use TCP.
+    let nonce = datagram::fresh_udp_nonce();
+    let mut h = request::exec(&exec(Command::Shell("tty".into())), &nonce, now());
+    h.insert("pty".into(), json!({"term": "vt100", "rows": 24, "cols": 80}));
+    let r = c.ask(h, &nonce);
+    assert_eq!(error_code(&r), "bad-request");
+    assert!(r.header.str("message").unwrap().contains("no terminal over UDP"), "{:?}", r.header);
     let nonce = datagram::fresh_udp_nonce();
     let mut h = request::ping(&nonce, now());
     h.insert("id".into(), json!("x".repeat(100)));

@@ -299,6 +299,8 @@ def _mac(secret, *parts):
 
 
 def _argv_or_cmd(command):
+    if command is None:
+        raise ValueError("no command (only a terminal, pty=..., runs the login shell)")
     if isinstance(command, str):
         return {"cmd": command}
     argv = [os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in command]
@@ -307,9 +309,23 @@ def _argv_or_cmd(command):
     return {"argv": argv}
 
 
-def _exec_request(command, env, cwd, timeout):
-    """An exec request's header (stdin aside), the same over TCP and UDP."""
-    req = {"type": "exec", **_argv_or_cmd(command)}
+def _pty_fields(pty):
+    """An exec's pty field: True for a 24x80 dumb terminal, or a dict."""
+    if pty is True:
+        pty = {}
+    if not isinstance(pty, dict):
+        raise ValueError("pty: True or a dict with term, rows and cols")
+    return {"term": str(pty.get("term") or "dumb"), "rows": int(pty.get("rows", 24)),
+            "cols": int(pty.get("cols", 80))}
+
+
+def _exec_request(command, env, cwd, timeout, login_ok=False):
+    """An exec request's header (stdin aside), the same over TCP and UDP.
+    With login_ok (a terminal), no command is the login shell."""
+    if command is None and login_ok:
+        req = {"type": "exec"}
+    else:
+        req = {"type": "exec", **_argv_or_cmd(command)}
     if env:
         req["env"] = {str(k): str(v) for k, v in env.items()}
     if cwd is not None:
@@ -538,18 +554,30 @@ class Client:
         return time.monotonic() - t
 
     def run(self, command, stdin=None, env=None, cwd=None, timeout=None,
-            on_stdout=None, on_stderr=None):
+            on_stdout=None, on_stderr=None, pty=None):
         """Runs command: a str runs through the server's sh -c, a list as argv.
 
         stdin: None (the command reads /dev/null), bytes, or a binary file
         object read to its end in CHUNK pieces (by a thread, so output keeps
-        flowing).  env: a dict of variables to add; cwd: a directory relative
+        flowing), or True: open, fed only by send_input() and end_input().  env: a dict of variables to add; cwd: a directory relative
         to the served root; timeout: seconds, after which the server sends
         TERM (then KILL) and the result says timed_out.  on_stdout/on_stderr:
         called with each chunk of bytes as it arrives; without them output is
         collected into the result.  Raises FerryError when the command cannot
-        start (spawn-failed, bad-path, not-allowed...)."""
-        req = _exec_request(command, env, cwd, timeout)
+        start (spawn-failed, bad-path, not-allowed...).
+
+        pty: run on a pseudo-terminal the server opens (ferry run -t): True
+        for a 24x80 "dumb" one, or a dict with "term", "rows" and "cols".
+        command may then be None, for the login shell.  What the terminal
+        shows comes to on_stdout (there is no separate stderr); stdin is
+        typed on it (its end is sent as the terminal's ^D); send_input()
+        types more from a callback, resize() changes its size.  A server
+        with allow_pty = false refuses with not-allowed."""
+        if pty is not None and pty is not False:
+            req = _exec_request(command, env, cwd, timeout, login_ok=True)
+            req["pty"] = _pty_fields(pty)
+        else:
+            req = _exec_request(command, env, cwd, timeout)
         if stdin is not None:
             req["stdin"] = True
         out, err = [], []
@@ -559,7 +587,7 @@ class Client:
         self._running = True
         writer = None
         writer_error = []
-        if stdin is not None:
+        if stdin is not None and stdin is not True:
             writer = threading.Thread(target=self._feed, args=(stdin, writer_error), daemon=True)
             writer.start()
         try:
@@ -615,6 +643,23 @@ class Client:
                     self._send({"type": "stdin", "size": 0})
                 except OSError:
                     pass
+
+    def send_input(self, data):
+        """Sends bytes to the running command's standard input (on a
+        terminal: types them), from another thread or an output callback
+        while run() waits.  Dropped by the server when nothing runs."""
+        data = data.encode() if isinstance(data, str) else bytes(data)
+        if data:
+            self._send({"type": "stdin"}, data)
+
+    def end_input(self):
+        """Ends the running command's standard input (after send_input with
+        stdin=True); on a terminal the server types its end-of-file (^D)."""
+        self._send({"type": "stdin", "size": 0})
+
+    def resize(self, rows, cols):
+        """Sets the window size of the running command's terminal."""
+        self._send({"type": "resize", "rows": int(rows), "cols": int(cols)})
 
     def signal(self, name):
         """Sends TERM, KILL, INT or HUP to the running command's process group.

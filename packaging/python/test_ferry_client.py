@@ -118,6 +118,43 @@ class TcpTests(unittest.TestCase):
         self.assertLess(time.monotonic() - t, 10)
         self.assertEqual((r.code, r.signal), (9, None))
 
+    def test_pty_prompt_answered_from_a_callback(self):
+        # A prompt that reads the terminal with echo off, as sudo and su do.
+        script = ("tty; stty size; echo \"T=$TERM\"; stty -echo; printf 'Password: '; read pw; "
+                  "stty echo; echo; echo \"got=$pw\"; echo err >&2; exit 4")
+        seen = []
+
+        def on_out(chunk):
+            seen.append(chunk)
+            if b"Password: " in b"".join(seen) and len(seen) < 100:
+                self.c.send_input(b"s3cret\n")
+                seen.append(b"\0" * 100)  # answered once
+        r = self.c.run(script, pty={"term": "xterm", "rows": 30, "cols": 90}, on_stdout=on_out)
+        out = b"".join(c for c in seen if not c.startswith(b"\0"))
+        self.assertEqual(r.code, 4, out)
+        self.assertIn(b"/dev/pts/", out)
+        self.assertIn(b"30 90\r\n", out)
+        self.assertIn(b"T=xterm", out)
+        self.assertIn(b"got=s3cret", out)
+        self.assertNotIn(b"s3cret\r\n", out.split(b"got=")[0])  # not echoed
+        self.assertIn(b"err", out)  # one terminal: stderr on it too
+        self.assertEqual(r.stderr, b"")
+        # The login shell: typed to once it has prompted; a resize is seen.
+        typed, out_login = [], []
+
+        def on_prompt(chunk):
+            if not typed:
+                typed.append(1)
+                self.c.resize(33, 77)
+                self.c.send_input(b"stty size; echo \"zero=$0\"; exit 3\n")
+        r = self.c.run(None, pty=True, on_stdout=lambda c: (on_prompt(c), out_login.append(c)))
+        text = b"".join(out_login)
+        self.assertEqual(r.code, 3, text)
+        self.assertIn(b"33 77", text)
+        self.assertIn(b"zero=-", text)
+        with self.assertRaises(ValueError):
+            self.c.run("true", pty="yes")
+
     def test_signal_kills_with_its_number(self):
         # A command that exits on the signal's default action: argv, no shell.
         # Signals before the command starts are dropped, so repeat until it ends.

@@ -6,7 +6,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use ferry::client::fanout::{self, hosts};
-use ferry::client::{cli, encoding, exit, transfer, transport, udp, Family, Options, Target};
+use ferry::client::{cli, encoding, exit, transfer, transport, tty, udp, Family, Options, Target};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -117,6 +117,9 @@ enum Cmd {
         /// Do not forward stdin (the command reads /dev/null)
         #[arg(short = 'n')]
         no_stdin: bool,
+        /// Run COMMAND (else the login shell) on a terminal the server opens, if stdin is one; -tt: always
+        #[arg(short = 't', action = clap::ArgAction::Count, conflicts_with_all = ["no_stdin", "udp"])]
+        tty: u8,
         /// Send COMMAND as argv, even one word (no shell; what an exec allow-list of programs takes)
         #[arg(short = 'a', long = "argv")]
         argv: bool,
@@ -137,6 +140,12 @@ enum Cmd {
         /// The command: one argument runs through sh -c, several run as argv
         #[arg(value_name = "COMMAND", trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
+    },
+    /// The login shell on a terminal, as ssh HOST does (run -t HOST with no command)
+    Shell {
+        /// The server
+        #[arg(value_name = "HOST[:PORT]")]
+        host: String,
     },
     /// Measure the round trip to a server
     #[command(override_usage = "ferry ping [OPTIONS] HOST[:PORT]\n       ferry ping [OPTIONS] -H HOSTS | --hostfile FILE")]
@@ -307,7 +316,7 @@ fn unknown_subcommand(args: &[String]) -> Option<String> {
     }
     let near = names
         .iter()
-        .map(|s| (cli::edit_distance(first, s), s.as_str()))
+        .map(|s| (ferry::client::typo::distance(first, s), s.as_str()))
         .filter(|(d, s)| *d <= if s.len() <= 3 { 1 } else { 2 })
         .min();
     let hint = match near {
@@ -396,10 +405,7 @@ fn real_main(cli: Cli) -> i32 {
         family: if o.ipv4 { Family::V4 } else if o.ipv6 { Family::V6 } else { Family::Any },
         trace: o.verbose,
         transport: choice,
-        digest: match &cli.cmd {
-            Some(Cmd::Get { digest, .. } | Cmd::Put { digest, .. }) => digest.digest,
-            _ => None,
-        },
+        digest: if let Some(Cmd::Get { digest, .. } | Cmd::Put { digest, .. }) = &cli.cmd { digest.digest } else { None },
     };
     let fleet = match &cli.cmd {
         Some(Cmd::Run { fleet, .. } | Cmd::Ping { fleet, .. } | Cmd::Get { fleet, .. } | Cmd::Put { fleet, .. }) => Some(fleet),
@@ -417,7 +423,7 @@ fn real_main(cli: Cli) -> i32 {
         Some(Cmd::Run { host: None, .. } | Cmd::Ping { host: None, .. } | Cmd::Get { host: None, .. } | Cmd::Put { host: None, .. }) => {
             Some("HOST[:PORT] (or -H HOSTS)")
         }
-        Some(Cmd::Run { command, .. }) if command.is_empty() => Some("COMMAND"),
+        Some(Cmd::Run { command, tty: 0, .. }) if command.is_empty() => Some("COMMAND"),
         Some(Cmd::Get { remote: None, .. }) => Some("REMOTE"),
         Some(Cmd::Put { local: None, .. }) => Some("LOCAL"),
         _ => None,
@@ -433,6 +439,7 @@ fn real_main(cli: Cli) -> i32 {
             | Cmd::Get { host: Some(host), .. }
             | Cmd::Put { host: Some(host), .. }
             | Cmd::Ls { host, .. }
+            | Cmd::Shell { host }
             | Cmd::Stat { host, .. },
         ) => (host.as_str(), None),
         _ => (cli.host.as_deref().expect("clap requires HOST"), cli.port.as_deref()),
@@ -447,6 +454,7 @@ fn real_main(cli: Cli) -> i32 {
     // Output is decoded for run and the session only: files stay byte-exact.
     let label = match &cli.cmd {
         Some(Cmd::Run { encoding, .. }) => Some(encoding.as_deref().or(cli.encoding.as_deref())),
+        Some(Cmd::Shell { .. }) => Some(cli.encoding.as_deref()),
         None => Some(cli.encoding.as_deref()),
         Some(_) if cli.encoding.is_some() => {
             exit::say("--encoding applies to run and the session only");
@@ -486,6 +494,11 @@ fn real_main(cli: Cli) -> i32 {
     };
     match cli.cmd {
         Some(Cmd::Run { udp: true, command, argv, .. }) => udp::run(&target, &key, &opts, command, argv, encoding),
+        // No command: the login shell, which always gets a terminal.
+        Some(Cmd::Run { tty: t @ 1.., command, argv, .. }) if command.is_empty() || tty::wanted(t, o.quiet) => {
+            cli::run_tty(&target, &key, &opts, &command, argv, encoding)
+        }
+        Some(Cmd::Shell { .. }) => cli::run_tty(&target, &key, &opts, &[], false, encoding),
         Some(Cmd::Run { no_stdin, command, argv, .. }) => cli::run(&target, &key, &opts, command, argv, !no_stdin, encoding),
         Some(Cmd::Ping { count, interval, udp, .. }) => match seconds(interval, "--interval") {
             Ok(i) if udp => udp::ping(&target, &key, &opts, count, i, o.quiet),
@@ -577,6 +590,7 @@ fn fleet_main(cli: &Cli, fleet: &Fleet, opts: &Options) -> i32 {
     };
     let mut encoding = None;
     let op = match &cli.cmd {
+        Some(Cmd::Run { tty: 1.., .. }) => return usage("-t goes with one HOST, not with -H"),
         Some(Cmd::Run { host, command, encoding: label, udp, argv, .. }) => {
             if let Some(h) = host.as_deref().filter(|h| host_word_before_dashes(h)) {
                 return usage(format_args!(

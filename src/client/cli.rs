@@ -5,10 +5,10 @@
 
 use super::encoding::Output;
 use super::exit::{self, fail};
-use super::{command_of, transfer, Error, Options, Session, Target, Writer};
+use super::{command_of, transfer, tty, Error, Options, Session, Target, Writer};
 use crate::{keys, outln};
 use crate::proto::auth::Key;
-use crate::proto::msg::{Command, Exec, SignalName};
+use crate::proto::msg::{Command, Exec, Pty, SignalName};
 use crate::proto::ErrorCode;
 use encoding_rs::Encoding;
 use std::io::{self, IsTerminal, Read, Write};
@@ -108,7 +108,7 @@ pub fn run(
     };
     let command = command_of(&command, argv);
     let shell = matches!(command, Command::Shell(_));
-    let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None };
+    let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None, pty: None };
     forward_signals(session.writer(), Arc::new(AtomicBool::new(true)));
     if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
         return fail(e);
@@ -119,9 +119,49 @@ pub fn run(
     let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
     let result = session.read_exec(&mut out, &mut err);
     let finished = finish_outputs(&mut out, &mut err);
-    match result.and_then(|status| finished.map(|()| status)) {
+    ended(&session, result.and_then(|status| finished.map(|()| status)), shell)
+}
+
+/// `ferry run -t` and `ferry shell`: `command` (None: the login shell) on a
+/// terminal the server opens, of our window's size and `TERM`. Our terminal
+/// is raw until the end (see `tty`); bytes go both ways as they come.
+/// `words` as for `run` (none: the login shell).
+pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], argv: bool, encoding: Option<&'static Encoding>) -> i32 {
+    let mut session = match Session::connect(target, key, opts) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let command = if words.is_empty() { Command::Login } else { command_of(words, argv) };
+    let shell = matches!(command, Command::Shell(_));
+    let term = tty::term_name(std::env::var("TERM").ok().as_deref());
+    let size = tty::size();
+    let pty = Pty { term, size };
+    let req = Exec { command, env: Default::default(), cwd: None, stdin: true, timeout: None, pty: Some(pty) };
+    if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
+        return fail(e);
+    }
+    let result = {
+        let raw = match tty::Raw::enter() {
+            Ok(r) => r,
+            Err(e) => return fail(format_args!("cannot put the terminal in raw mode: {}", super::io_text(&e))),
+        };
+        tty::watch_signals(session.writer(), size);
+        tty::forward_stdin(session.writer());
+        let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
+        let result = session.read_exec(&mut out, &mut err);
+        let finished = finish_outputs(&mut out, &mut err);
+        drop(raw);
+        result.and_then(|status| finished.map(|()| status))
+    };
+    ended(&session, result, shell)
+}
+
+/// `run`'s status once the command's replies are read: its own, or why not.
+fn ended(session: &Session, result: Result<super::ExitStatus, Error>, shell: bool) -> i32 {
+    match result {
         Ok(status) => status.shell_code(),
-        Err(Error::Remote(p)) if p.code == ErrorCode::NotAllowed && shell => {
+        // The allow-list refused the shell (it says "send argv"), not the terminal.
+        Err(Error::Remote(p)) if p.code == ErrorCode::NotAllowed && shell && p.message.ends_with("(send argv)") => {
             fail(super::argv_refusal(&p.message))
         }
         Err(Error::Remote(p)) if p.code.is_fatal() => {
@@ -416,7 +456,7 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
             }
         };
         let shell = matches!(command, Command::Shell(_));
-        let req = Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None };
+        let req = Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None };
         let _ = set_state(EXEC);
         let (mut out, mut err) = (Output::new(encoding, io::stdout().lock()), Output::new(encoding, io::stderr()));
         let result = session.exec(&req, &mut out, &mut err);
@@ -560,26 +600,3 @@ pub fn export_tls(key: &Key, dir: &Path, quiet: bool) -> i32 {
         Err(e) => fail(format_args!("export-tls {}: {e}", dir.display())),
     }
 }
-/// Edit distance with adjacent transpositions (`rnu` is 1 from `run`), for
-/// `ferry`'s "did you mean" on a mistyped subcommand.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
-}
-

@@ -24,6 +24,9 @@
 //! - `udp`: datagram mode, one `Request` state machine for `run -u`,
 //!   `ping -u` and fan-out (`exit`, `encoding`).
 //! - `fanout/`: `-H` to many hosts (`exit`, `finish`, `udp`); see its doc.
+//! - `typo`: edit distance for did-you-mean. Imports nothing.
+//! - `tty`: our terminal under `run -t` and `shell`: raw mode and its
+//!   restoring, the window size, local signals (`exit`).
 //!
 //! - `transport`: which transport an address gets (TLS off loopback), and
 //!   the non-blocking TLS client every TCP path drives (`proto`, `tls`).
@@ -44,6 +47,8 @@ pub mod stream;
 pub mod target;
 pub mod transfer;
 pub mod transport;
+pub mod tty;
+pub mod typo;
 pub mod udp;
 
 use crate::proto::auth::{self, Key};

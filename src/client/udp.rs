@@ -292,7 +292,7 @@ impl Request {
 
 /// A fresh exec request header for `command` (as `run` sends it).
 pub fn exec_header(command: &[String], argv: bool) -> Map<String, Value> {
-    let req = Exec { command: command_of(command, argv), env: Default::default(), cwd: None, stdin: false, timeout: None };
+    let req = Exec { command: command_of(command, argv), env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None };
     datagram::request::exec(&req, &datagram::fresh_udp_nonce(), unix_now())
 }
 

@@ -579,6 +579,7 @@ mod tests {
             cwd: Some("sub".into()),
             stdin: false,
             timeout: Some(2.5),
+            pty: None,
         };
         let bytes = encode_request("k", SECRET, request::exec(&exec, NONCE, -5), b"xyz");
         let r = decode_request(&bytes, keys).unwrap();
@@ -831,7 +832,7 @@ mod tests {
             body in proptest::collection::vec(any::<u8>(), 0..200),
             extra in proptest::collection::vec(any::<u8>(), 1..50),
         ) {
-            let req = msg::Exec { command: Command::Argv(argv), env: Default::default(), cwd: None, stdin: false, timeout: None };
+            let req = msg::Exec { command: Command::Argv(argv), env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None };
             let bytes = encode_request("k", SECRET, request::exec(&req, NONCE, 7), &body);
             prop_assert!(decode_request(&bytes, keys).is_ok());
             for cut in 0..bytes.len() {

@@ -109,6 +109,11 @@ impl Decoder {
         Decoder { state: State::Len, max_header: max_header.clamp(1, MAX_HEADER) }
     }
 
+    /// The longest header this decoder takes.
+    pub fn max_header(&self) -> usize {
+        self.max_header
+    }
+
     /// True between frames (no header half-read is tracked here; only bodies are).
     pub fn at_boundary(&self) -> bool {
         self.state == State::Len

@@ -14,8 +14,10 @@
 pub mod auth;
 pub mod datagram;
 pub mod digest;
+pub mod direct;
 pub mod frame;
 pub mod handshake;
+pub mod lean;
 pub mod msg;
 pub mod put;
 pub mod sealed;

@@ -163,6 +163,43 @@ pub enum Command {
     Shell(String),
     /// A program and its arguments, run without a shell.
     Argv(Vec<String>),
+    /// The account's login shell (only with a terminal: neither `cmd` nor `argv`).
+    Login,
+}
+
+/// The most `TERM` may hold, in bytes.
+pub const MAX_TERM: usize = 256;
+
+/// A terminal's window size, in characters (0: unknown, as TIOCGWINSZ says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub struct WinSize {
+    #[serde(default)]
+    pub rows: u16,
+    #[serde(default)]
+    pub cols: u16,
+}
+
+/// An exec's `pty` field: run the command on a new pseudo-terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Pty {
+    /// `TERM` for the command (the client's).
+    pub term: String,
+    #[serde(flatten)]
+    pub size: WinSize,
+}
+
+impl Pty {
+    /// `term` must be a plain word a terminfo lookup can take.
+    fn check(&self) -> Result<(), ProtoError> {
+        let ok = !self.term.is_empty()
+            && self.term.len() <= MAX_TERM
+            && self.term.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b'/');
+        if ok {
+            Ok(())
+        } else {
+            Err(ProtoError::new(ErrorCode::BadRequest, format!("exec: pty.term must be 1 to {MAX_TERM} printable characters without '=' or '/'")))
+        }
+    }
 }
 
 /// The `exec` request.
@@ -173,6 +210,8 @@ pub struct Exec {
     pub cwd: Option<String>,
     pub stdin: bool,
     pub timeout: Option<f64>,
+    /// Run on a new pseudo-terminal (stdin then always goes to it).
+    pub pty: Option<Pty>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +224,7 @@ struct ExecFields {
     #[serde(default)]
     stdin: bool,
     timeout: Option<f64>,
+    pty: Option<Pty>,
 }
 
 /// Which digest a `get` computes over the whole file, and a `put` over its body.
@@ -201,7 +241,7 @@ pub struct Get {
 }
 
 pub use super::put::{Put, Trailer};
-use super::put::{digest_hex, PutFields};
+use super::put::{PutFields, TrailerFields};
 
 fn bad_request(message: String) -> ProtoError {
     ProtoError::new(ErrorCode::BadRequest, message)
@@ -249,6 +289,8 @@ pub enum Request {
     /// Bytes for the running command's stdin: the frame's body (size 0 = EOF).
     Stdin,
     Signal(SignalName),
+    /// The running command's terminal changed size.
+    Resize(WinSize),
     Get(Get),
     Put(Put),
     /// A piece of a streaming put: the frame's body (size 0 = the end).
@@ -289,36 +331,28 @@ impl Request {
                     (Some(cmd), None) => Command::Shell(cmd),
                     (None, Some(argv)) if !argv.is_empty() => Command::Argv(argv),
                     (None, Some(_)) => return Err(ProtoError::new(ErrorCode::BadRequest, "exec: argv is empty")),
+                    (None, None) if f.pty.is_some() => Command::Login,
                     _ => {
                         return Err(ProtoError::new(ErrorCode::BadRequest, "exec: give exactly one of cmd and argv"))
                     }
                 };
+                if let Some(p) = &f.pty {
+                    p.check()?;
+                }
                 if let Some(t) = f.timeout {
                     if !(t.is_finite() && t > 0.0) {
                         return Err(ProtoError::new(ErrorCode::BadRequest, "exec: timeout must be a positive number"));
                     }
                 }
-                Request::Exec(Exec { command, env: f.env, cwd: f.cwd, stdin: f.stdin, timeout: f.timeout })
+                Request::Exec(Exec { command, env: f.env, cwd: f.cwd, stdin: f.stdin, timeout: f.timeout, pty: f.pty })
             }
+            "resize" => Request::Resize(fields(header)?),
             "get" => Request::Get(fields(header)?),
             "put" => {
                 let f: PutFields = fields(header)?;
                 Request::Put(Put::from_fields(f, header.size).map_err(bad_request)?)
             }
-            "trailer" => {
-                #[derive(Deserialize)]
-                struct T {
-                    sha256: Option<String>,
-                    blake3: Option<String>,
-                }
-                let t: T = fields(header)?;
-                let (digest, hex) = match (t.sha256, t.blake3) {
-                    (Some(h), None) => (Digest::Sha256, digest_hex("trailer", "sha256", h).map_err(bad_request)?),
-                    (None, Some(h)) => (Digest::Blake3, digest_hex("trailer", "blake3", h).map_err(bad_request)?),
-                    _ => return Err(ProtoError::new(ErrorCode::BadRequest, "trailer: give exactly one of sha256 and blake3")),
-                };
-                Request::Trailer(Trailer { digest, hex })
-            }
+            "trailer" => Request::Trailer(fields::<TrailerFields>(header)?.trailer().map_err(bad_request)?),
             "data" => Request::Data,
             "list" => {
                 #[derive(Deserialize)]
@@ -371,22 +405,7 @@ pub fn pong(id: Option<&Value>) -> Map<String, Value> {
     reply("pong", id)
 }
 
-/// Appends the whole `pong` frame to `out` without building a map: the
-/// reply a load of pings is made of. The same frame as `encode_frame(pong(id))`
-/// once parsed.
-pub fn encode_pong(out: &mut Vec<u8>, id: Option<&Value>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    if let Some(id) = id {
-        out.extend_from_slice(br#"{"id":"#);
-        serde_json::to_writer(&mut *out, id).expect("a JSON value always serializes");
-        out.extend_from_slice(br#","type":"pong"}"#);
-    } else {
-        out.extend_from_slice(br#"{"type":"pong"}"#);
-    }
-    let len = (out.len() - start - 4) as u32;
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-}
+pub use super::direct::{encode_exit, encode_pong};
 
 /// The header of a `stdout` or `stderr` chunk (the size is set by the encoder).
 pub fn output(stream: Stream, id: Option<&Value>) -> Map<String, Value> {
@@ -478,6 +497,7 @@ pub mod request {
         match &req.command {
             Command::Shell(cmd) => m.insert("cmd".into(), json!(cmd)),
             Command::Argv(argv) => m.insert("argv".into(), json!(argv)),
+            Command::Login => None,
         };
         if !req.env.is_empty() {
             m.insert("env".into(), json!(req.env));
@@ -491,6 +511,9 @@ pub mod request {
         if let Some(t) = req.timeout {
             m.insert("timeout".into(), json!(t));
         }
+        if let Some(p) = &req.pty {
+            m.insert("pty".into(), json!({"term": p.term, "rows": p.size.rows, "cols": p.size.cols}));
+        }
         m
     }
 
@@ -501,6 +524,14 @@ pub mod request {
     pub fn signal(sig: SignalName) -> Map<String, Value> {
         let mut m = reply("signal", None);
         m.insert("signal".into(), json!(sig.as_str()));
+        m
+    }
+
+    /// The client's terminal changed size (to a command on a pty).
+    pub fn resize(size: WinSize) -> Map<String, Value> {
+        let mut m = reply("resize", None);
+        m.insert("rows".into(), json!(size.rows));
+        m.insert("cols".into(), json!(size.cols));
         m
     }
 
@@ -715,6 +746,45 @@ mod tests {
     }
 
     #[test]
+    fn a_pty_exec_reads_term_and_size_and_may_omit_the_command() {
+        let Ok(Request::Exec(e)) = req(r#"{"type":"exec","pty":{"term":"xterm-256color","rows":40,"cols":132}}"#) else {
+            panic!("a login shell on a pty")
+        };
+        assert_eq!(e.command, Command::Login);
+        assert_eq!(e.pty, Some(Pty { term: "xterm-256color".into(), size: WinSize { rows: 40, cols: 132 } }));
+        let Ok(Request::Exec(e)) = req(r#"{"type":"exec","argv":["top"],"pty":{"term":"vt100"}}"#) else { panic!() };
+        assert_eq!(e.pty.unwrap().size, WinSize { rows: 0, cols: 0 });
+        // The builder writes what the parser reads.
+        let sent = Exec { command: Command::Login, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: Some(Pty { term: "dumb".into(), size: WinSize { rows: 24, cols: 80 } }) };
+        let wire = Value::Object(request::exec(&sent));
+        assert_eq!(wire, json!({"type":"exec","pty":{"term":"dumb","rows":24,"cols":80}}));
+        assert_eq!(req(&wire.to_string()), Ok(Request::Exec(sent)));
+        for bad in [
+            r#"{"type":"exec"}"#,
+            r#"{"type":"exec","pty":{"rows":1,"cols":1}}"#,
+            r#"{"type":"exec","pty":{"term":""}}"#,
+            r#"{"type":"exec","pty":{"term":"a b"}}"#,
+            r#"{"type":"exec","pty":{"term":"../x"}}"#,
+            r#"{"type":"exec","pty":{"term":"x","rows":70000}}"#,
+            r#"{"type":"exec","pty":{"term":"x","cols":-1}}"#,
+            r#"{"type":"exec","pty":true}"#,
+        ] {
+            assert_eq!(req(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");
+        }
+        assert_eq!(req(&format!(r#"{{"type":"exec","pty":{{"term":"{}"}}}}"#, "x".repeat(MAX_TERM))).map(|_| ()), Ok(()));
+        assert!(req(&format!(r#"{{"type":"exec","pty":{{"term":"{}"}}}}"#, "x".repeat(MAX_TERM + 1))).is_err());
+    }
+
+    #[test]
+    fn resize_frames_carry_rows_and_cols() {
+        assert_eq!(req(r#"{"type":"resize","rows":50,"cols":200}"#), Ok(Request::Resize(WinSize { rows: 50, cols: 200 })));
+        let w = Value::Object(request::resize(WinSize { rows: 3, cols: 4 }));
+        assert_eq!(w, json!({"type":"resize","rows":3,"cols":4}));
+        assert_eq!(req(r#"{"type":"resize","rows":"50"}"#).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(req(r#"{"type":"resize","rows":65536,"cols":1}"#).unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
     fn signals_and_unknown_types() {
         assert_eq!(req(r#"{"type":"signal","signal":"INT"}"#), Ok(Request::Signal(SignalName::INT)));
         assert_eq!(req(r#"{"type":"signal","signal":"USR1"}"#).unwrap_err().code, ErrorCode::BadRequest);
@@ -804,6 +874,25 @@ mod tests {
             let mut slow = Vec::new();
             crate::proto::encode_frame(&mut slow, pong(id.as_ref()), &[]);
             assert_eq!(fast, slow, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn the_exit_fast_path_writes_the_same_frame() {
+        for id in [None, Some(json!(7)), Some(json!("a\"b\n")), Some(json!({"x":[1]}))] {
+            for (code, signal) in [(Some(0), None), (Some(255), None), (Some(-1), None), (None, Some(9)), (None, None)] {
+                for timed_out in [false, true] {
+                    let mut fast = Vec::new();
+                    encode_exit(&mut fast, code, signal, timed_out, id.as_ref());
+                    let mut m = exit(code, signal, id.as_ref());
+                    if timed_out {
+                        m.insert("timed_out".into(), Value::Bool(true));
+                    }
+                    let mut slow = Vec::new();
+                    crate::proto::encode_frame(&mut slow, m, &[]);
+                    assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow));
+                }
+            }
         }
     }
 

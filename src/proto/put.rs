@@ -84,3 +84,21 @@ impl Put {
         Ok(Put { path: f.path, size, mode: f.mode, digest, expect, trailer: f.trailer })
     }
 }
+
+/// The fields of a `trailer` frame: exactly one digest's hex.
+#[derive(Deserialize)]
+pub(super) struct TrailerFields {
+    sha256: Option<String>,
+    blake3: Option<String>,
+}
+
+impl TrailerFields {
+    pub(super) fn trailer(self) -> Result<Trailer, String> {
+        let (digest, hex) = match (self.sha256, self.blake3) {
+            (Some(h), None) => (Digest::Sha256, digest_hex("trailer", "sha256", h)?),
+            (None, Some(h)) => (Digest::Blake3, digest_hex("trailer", "blake3", h)?),
+            _ => return Err("trailer: give exactly one of sha256 and blake3".into()),
+        };
+        Ok(Trailer { digest, hex })
+    }
+}

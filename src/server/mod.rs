@@ -1,8 +1,10 @@
 //! The daemon: one thread, one `mio::Poll`, connections in a `Slab`.
 //!
 //! `Server` owns the poll, the listeners, the connections, the signal source,
-//! the count of running children and the children left behind by closed
-//! connections. It knows nothing of frames: each event is recorded on the
+//! the spawner, the count of running children and the children left behind
+//! by closed connections. A child's exit is an event of its own (its pidfd,
+//! under its connection's or datagram slot's `Role::Child` token, or
+//! `token::ORPHANS`); on a kernel without pidfds, SIGCHLD reaps them all. It knows nothing of frames: each event is recorded on the
 //! connection that owns the token and the connection is pumped (`conn`).
 //!
 //! The loop (`run`): sleep until an event or the nearest deadline, dispatch
@@ -15,6 +17,7 @@
 //! in this list, plus `proto`, `config`, `paths`, `sys` and `tls`):
 //! - `buf`: the output buffer; `io`: the `Socket` trait and the error-kind
 //!   predicates; `token`: reserved tokens and the token ↔ source mapping;
+//!   `spawn`: starting a child (pidfd, pipes, the prepared environment);
 //!   `transport`: a connection's stream in clear or under TLS (rustls), one
 //!   `Socket` (imports `io` and `crate::tls`).
 //! - `ops`: where a request becomes work, for both transports: policy, child
@@ -32,6 +35,7 @@ pub mod transport;
 pub mod ops;
 #[doc(hidden)]
 pub mod testing;
+pub mod spawn;
 pub mod token;
 pub mod udp;
 
@@ -51,7 +55,7 @@ use slab::Slab;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::Child;
+use spawn::{Child, Spawner};
 use std::time::{Duration, Instant};
 use token::{Role, Source};
 use transport::Transport;
@@ -122,6 +126,7 @@ pub struct Server {
     /// Every key's TLS identities, derived again on reload.
     tls: ServerTls,
     signals: Signals,
+    spawner: Spawner,
     children: usize,
     waiters: VecDeque<usize>,
     orphans: Vec<Orphan>,
@@ -153,6 +158,7 @@ macro_rules! ctx {
             children: &mut $s.children,
             waiters: &mut $s.waiters,
             scratch: &mut $s.scratch,
+            spawner: &$s.spawner,
         }
     };
 }
@@ -174,8 +180,17 @@ impl Server {
         // SIGXFSZ is caught (and ignored) so that a write over RLIMIT_FSIZE
         // fails with EFBIG instead of killing the daemon; children get the
         // default action back at exec, as for every caught signal.
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGXFSZ])?;
+        // With pidfds each child's exit is an event of its own: no SIGCHLD
+        // (its handler, a socketpair write and a scan of every connection).
+        let pidfd = spawn::pidfds_available();
+        let mut signals = if pidfd {
+            Signals::new([SIGTERM, SIGINT, SIGHUP, SIGXFSZ])?
+        } else {
+            info!("no pidfds: children are reaped on SIGCHLD");
+            Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGXFSZ])?
+        };
         poll.registry().register(&mut signals, token::SIGNALS, Interest::READABLE)?;
+        let spawner = Spawner::new(cfg.exec_env_clear, pidfd)?;
         Ok(Server {
             poll,
             tls: ServerTls::new(&cfg.keys),
@@ -184,6 +199,7 @@ impl Server {
             listeners,
             conns: Slab::new(),
             signals,
+            spawner,
             children: 0,
             waiters: VecDeque::new(),
             orphans: Vec::new(),
@@ -229,11 +245,15 @@ impl Server {
             for ev in events.iter() {
                 match token::parse(ev.token()) {
                     Source::Signals => self.on_signals(now),
+                    Source::Orphans => self.reap_orphans(),
                     Source::Listener(i) => self.accept(i, now),
                     src @ (Source::Udp(_) | Source::UdpExec(..)) => self.on_udp(Some(src), now),
                     Source::Conn(key, role) => {
                         let Some(c) = self.conns.get_mut(key) else { continue };
                         match role {
+                            Role::Child => {
+                                c.reap(&mut ctx!(self, now));
+                            }
                             Role::Socket => c.on_socket_event(
                                 ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                                 ev.is_writable() || ev.is_write_closed() || ev.is_error(),
@@ -270,6 +290,16 @@ impl Server {
         self.next_deadline = earliest(self.next_deadline, conn.deadline(&self.cfg));
         if let Some(child) = conn.take_orphan() {
             let kill_at = now + KILL_GRACE;
+            if let Some(fd) = child.pidfd() {
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&fd);
+                let mut src = mio::unix::SourceFd(&fd);
+                // Registered under its connection's token since the spawn;
+                // that key may serve another connection now.
+                if let Err(e) = self.poll.registry().reregister(&mut src, token::ORPHANS, Interest::READABLE) {
+                    // Reaped at its kill deadline instead.
+                    warn!("cannot watch an orphaned child: {e}");
+                }
+            }
             self.orphans.push(Orphan { child, kill_at: Some(kill_at) });
             self.next_deadline = earliest(self.next_deadline, Some(kill_at));
         }
@@ -367,6 +397,11 @@ impl Server {
             }
         }
         self.udp.reap(&mut ctx!(self, now));
+        self.reap_orphans();
+    }
+
+    /// Reaps the orphans that have exited (their pidfds share one token).
+    fn reap_orphans(&mut self) {
         let before = self.orphans.len();
         self.orphans.retain_mut(|o| !matches!(o.child.try_wait(), Ok(Some(_)) | Err(_)));
         self.children -= before - self.orphans.len();
@@ -398,6 +433,9 @@ impl Server {
                     if new.read_only { "read-only" } else { "read-write" }
                 );
                 self.cfg = new;
+                // Children of the new configuration start from the
+                // environment prepared for it.
+                self.spawner.set_env_clear(self.cfg.exec_env_clear);
                 // Deadlines follow the new timeouts from each connection's
                 // last activity: those already past them fire now.
                 self.next_deadline = Some(Instant::now());

@@ -78,6 +78,7 @@ pub struct Harness {
     pub waiters: VecDeque<usize>,
     pub scratch: Vec<u8>,
     pub now: Instant,
+    pub spawner: crate::server::spawn::Spawner,
 }
 
 impl Default for Harness {
@@ -99,6 +100,7 @@ impl Harness {
             waiters: VecDeque::new(),
             scratch: vec![0; 64 * 1024],
             now: Instant::now(),
+            spawner: crate::server::spawn::Spawner::new(false, crate::server::spawn::pidfds_available()).expect("a spawner"),
         }
     }
 
@@ -118,6 +120,7 @@ impl Harness {
             children: &mut self.children,
             waiters: &mut self.waiters,
             scratch: &mut self.scratch,
+            spawner: &self.spawner,
         }
     }
 

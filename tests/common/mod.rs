@@ -164,6 +164,20 @@ impl Daemon {
         (Daemon::spawn(cmd, root, keys_dir, keys_path, key), file)
     }
 
+    /// As `start_config`, with ferryd started through `wrapper` (a program
+    /// and its words, followed by ferryd's path and `--config FILE`), which
+    /// must end by exec-ing it (so its pid is ferryd's).
+    pub fn start_config_via(toml: &str, wrapper: &[&std::ffi::OsStr]) -> (Daemon, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let (keys_dir, keys_path, key) = make_keys();
+        let file = keys_dir.path().join("ferryd.toml");
+        let text = format!("listen = [\"127.0.0.1:0\"]\nroot = {:?}\nkeys = {:?}\n{toml}", root.path(), keys_path);
+        std::fs::write(&file, text).unwrap();
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..]).arg(ferryd_bin()).arg("--config").arg(&file);
+        (Daemon::spawn(cmd, root, keys_dir, keys_path, key), file)
+    }
+
     fn spawn(cmd: Command, root: tempfile::TempDir, keys_dir: tempfile::TempDir, keys_path: PathBuf, key: Key) -> Daemon {
         match Daemon::try_spawn(cmd, root, keys_dir, keys_path, key) {
             Ok(d) => d,

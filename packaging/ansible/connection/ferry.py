@@ -31,9 +31,14 @@ notes:
     secrecy. In plaintext (loopback, or O(transport=plaintext)) only the
     handshake is authenticated; the frames after it travel in clear.
   - O(remote_user) is ignored - commands run as ferryd's user.
-  - Privilege escalation works only without a password prompt (for example
-    sudo with NOPASSWD), and ferryd's packaged systemd sandbox forbids it
-    (see ferryd(8), SECURITY CONSIDERATIONS).
+  - Privilege escalation with a password (C(--ask-become-pass) or
+    C(ansible_become_password), sudo or su) runs the command on a terminal
+    ferryd opens (ferry-protocol(7), Terminals), as the ssh plugin uses
+    C(-tt), and types the password at the prompt; a pipelined module goes
+    without a terminal, after the password on standard input (sudo -S).
+    The server must allow terminals (C(allow_pty), the default). ferryd's
+    packaged systemd sandbox forbids privilege escalation (see ferryd(8),
+    SECURITY CONSIDERATIONS).
   - With an exec allow-list on the server, the shell (C(sh)) must be allowed,
     since every command Ansible sends is a shell command.
 extends_documentation_fragment:
@@ -163,6 +168,7 @@ EXAMPLES = r"""
 import importlib.util
 import os
 import sys
+import threading
 
 from ansible.errors import AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes, to_native, to_text
@@ -202,7 +208,8 @@ class Connection(ConnectionBase):
 
     transport = "ferry"
     has_pipelining = True
-    has_tty = False
+    # Commands can run on a terminal ferryd opens (ferry run -t), as ssh -tt.
+    has_tty = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -269,8 +276,8 @@ class Connection(ConnectionBase):
         goes to its standard input."""
         super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
         display.vvv(f"FERRY: EXEC {to_text(cmd)}", host=self.get_option("host"))
-        if sudoable and self.become and self.become.expect_prompt():
-            raise AnsibleError("ferry: privilege escalation with a password prompt is not supported")
+        if sudoable and self.become and (self.become.expect_prompt() or getattr(self.become, "require_tty", False)):
+            return self._exec_with_prompt(to_text(cmd, errors="surrogate_or_strict"), in_data)
         r = self._run(to_text(cmd, errors="surrogate_or_strict"), stdin=to_bytes(in_data) if in_data is not None else None)
         stdout = r.stdout
         if sudoable and self.become and self.become.success:
@@ -279,6 +286,83 @@ class Connection(ConnectionBase):
             if lines[0].strip() == marker:
                 stdout = lines[1] if len(lines) > 1 else b""
         return r.status, stdout, r.stderr
+
+    def _exec_with_prompt(self, cmd, in_data):
+        """Privilege escalation that prompts for a password (sudo or su with a
+        become password), as Ansible's ssh plugin does it with -tt: without a
+        module on stdin the command runs on a terminal ferryd opens (su and
+        sudo read the password from the terminal); a pipelined module goes
+        without one, the password and then the module on stdin (sudo -S reads
+        it there; su never pipelines). The output is watched for the prompt,
+        the password is sent once, and what comes before the become success
+        line (the prompt, the echoed newline) is dropped."""
+        become = self.become
+        password = become.get_option("become_pass", playcontext=self._play_context) or ""
+        b_password = to_bytes(password, errors="surrogate_or_strict") + b"\n"
+        tty = in_data is None
+        state = {"seen": b"", "sent": False, "ok": False, "error": None}
+        out, err = [], []
+        client = self._client
+
+        def answer():
+            try:
+                client.send_input(b_password)
+                if in_data is not None:
+                    client.send_input(to_bytes(in_data))
+                    client.end_input()
+            except (OSError, ferry_client.FerryError):
+                pass  # the command's end (or the connection's) says what happened
+
+        def watch(chunk, into):
+            if state["ok"] or state["error"]:
+                into.append(chunk)
+                return
+            state["seen"] += chunk
+            seen = state["seen"]
+            if become.check_success(seen):
+                state["ok"] = True
+                # Keep what follows the success line.
+                lines = seen.splitlines(True)
+                at = next(i for i, l in enumerate(lines) if become.check_success(l))
+                into.append(b"".join(lines[at + 1:]))
+                if not state["sent"] and in_data is not None:
+                    # No prompt came (sudo remembered us): the module alone.
+                    state["sent"] = True
+                    threading.Thread(target=self._send_module, args=(in_data,), daemon=True).start()
+            elif not state["sent"] and become.check_password_prompt(seen):
+                state["sent"] = True
+                display.vvv("FERRY: become password prompt seen, sending the password", host=self.get_option("host"))
+                threading.Thread(target=answer, daemon=True).start()
+            elif state["sent"] and become.check_incorrect_password(seen):
+                state["error"] = f"Incorrect {become.name} password"
+            elif become.check_missing_password(seen):
+                state["error"] = f"Missing {become.name} password"
+
+        timeout = self.get_option("command_timeout") or None
+        try:
+            r = self._client.run(cmd, stdin=True, timeout=timeout, pty=({"term": "dumb"} if tty else None),
+                                 on_stdout=lambda c: watch(c, out), on_stderr=lambda c: watch(c, err))
+        except ferry_client.FerryError as e:
+            if e.fatal:
+                self.close()
+                raise AnsibleConnectionFailure(f"ferry: {e}") from None
+            raise AnsibleError(f"ferry: cannot run the command: {e}") from None
+        except (OSError, EOFError) as e:
+            self.close()
+            raise AnsibleConnectionFailure(f"ferry: connection lost: {e}") from None
+        if state["error"]:
+            raise AnsibleError(f"ferry: {state['error']}")
+        if not state["ok"]:
+            # The become command failed before running anything: its words as they came.
+            return r.status, state["seen"], b"".join(err)
+        return r.status, b"".join(out), b"".join(err)
+
+    def _send_module(self, in_data):
+        try:
+            self._client.send_input(to_bytes(in_data))
+            self._client.end_input()
+        except (OSError, ferry_client.FerryError):
+            pass
 
     # ---- files ---------------------------------------------------------------------
     def _under_root(self, path):

@@ -287,7 +287,7 @@ pub fn measure(common: &Common, pipeline: usize, exec: Option<&ExecCommand>) -> 
                 ExecCommand::Argv(a) => msg::Command::Argv(a.clone()),
                 ExecCommand::Shell(s) => msg::Command::Shell(s.clone()),
             };
-            let req = msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None };
+            let req = msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None };
             (
                 Spec {
                     request: net::frame(msg::request::exec(&req)),

@@ -1,5 +1,5 @@
 //! ferry-bench: a load generator for ferryd (and redis-server, through RESP,
-//! driven by the same code). Modes: ping, exec, get, put, idle, udp; see `--help`.
+//! driven by the same code). Modes: ping, exec, get, put, idle, udp, pty-echo; see `--help`.
 //!
 //! Output: a human table on stdout, or with `--json` one JSON object on stdout
 //! (the table then goes to stderr). Exit status: 0; 1 with one line on stderr
@@ -12,6 +12,7 @@
 //! - `sock`: a connection's socket, TCP or TLS (`--tls`) behind one non-blocking Read/Write.
 //! - `net`: loopback resolution, frame scanning, opening authenticated connections.
 //! - `report`: the options every mode shares, the measured window, the report.
+//! - `ptyecho`: the keystroke echo of interactive clients on terminals of its own.
 //! - `load` (ping, exec), `xfer` (get, put), `idle`, `udp`: one module per mode,
 //!   each with its engine and the `measure` that turns a run into a `Report`.
 //! - `main` (this file): flags → `Common` → one mode's `measure` → print.
@@ -21,6 +22,7 @@ mod hist;
 mod idle;
 mod load;
 mod net;
+mod ptyecho;
 mod report;
 mod sock;
 mod sys;
@@ -156,6 +158,11 @@ enum Mode {
         #[arg(long)]
         resp: bool,
     },
+    /// Keystroke echo round trips of interactive clients (ferry run -t, ssh -t), in turn
+    PtyEcho {
+        #[command(flatten)]
+        p: PtyEchoArgs,
+    },
     /// Datagrams: authenticated UDP pings to ferryd --udp (--port is the UDP port), one socket
     Udp {
         /// Requests in flight
@@ -172,6 +179,21 @@ enum Mode {
         #[arg(long, value_name = "N", default_value_t = 3)]
         retries: u32,
     },
+}
+
+#[derive(Args, Debug)]
+struct PtyEchoArgs {
+    /// Measured keys per command
+    #[arg(short = 'n', long = "count", value_name = "N", default_value_t = 1000)]
+    count: usize,
+    /// Keys per command before measuring
+    #[arg(long = "warmup-keys", value_name = "N", default_value_t = 50)]
+    warmup_keys: usize,
+    /// The client commands, separated by `::`, each run on a terminal of its own; each
+    /// must start a remote program that prints FERRY-PTY-READY once its terminal echoes
+    /// key by key, e.g. `stty -icanon; echo FERRY-PTY-READY; exec cat >/dev/null`
+    #[arg(value_name = "COMMAND", last = true, required = true)]
+    commands: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +254,20 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     let o = &cli.opts;
+    if let Mode::PtyEcho { p } = &cli.mode {
+        let commands = ptyecho::split_commands(&p.commands);
+        if commands.is_empty() || p.count == 0 {
+            return Err("pty-echo needs a command after -- and -n of at least 1".into());
+        }
+        let (json, table) = ptyecho::measure(&commands, p.count, p.warmup_keys, secs(o.timeout, "-w")?)?;
+        if o.json {
+            eprint!("{table}");
+            println!("{json}");
+        } else {
+            print!("{table}");
+        }
+        return Ok(());
+    }
     let resp = matches!(cli.mode, Mode::Ping { resp: true, .. } | Mode::Idle { resp: true });
     let bare = matches!(cli.mode, Mode::Udp { bare: true, .. });
     let is_udp = matches!(cli.mode, Mode::Udp { .. });
@@ -342,6 +378,7 @@ fn run(cli: Cli) -> Result<(), String> {
             xfer::measure(&common, &spec)?
         }
         Mode::Idle { .. } => idle::measure(&common)?,
+        Mode::PtyEcho { .. } => unreachable!("measured above"),
         Mode::Udp { pipeline, bare, rto, retries } => {
             let rto = secs(rto / 1000.0, "--rto")?;
             if rto.is_zero() {

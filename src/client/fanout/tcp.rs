@@ -375,7 +375,7 @@ impl Tcp {
         match fan.op {
             Op::Run { command, argv } => {
                 let req =
-                    Exec { command: command_of(command, *argv), env: Default::default(), cwd: None, stdin: false, timeout: None };
+                    Exec { command: command_of(command, *argv), env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None };
                 self.send(fan, i, msg::request::exec(&req), &[]);
             }
             Op::Ping { .. } => {

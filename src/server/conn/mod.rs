@@ -69,7 +69,7 @@ use crate::proto::{Decoder, ErrorCode, Header, ProtoError, MAX_HEADER};
 use log::{debug, info, warn};
 use serde_json::Value;
 use std::io;
-use std::process::Child;
+use super::spawn::Child;
 use std::time::{Duration, Instant};
 
 /// Output buffered above this stops the producers (child pipes, request parsing).

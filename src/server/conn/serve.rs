@@ -8,6 +8,7 @@ use crate::server::io::Socket;
 use crate::server::ops::access::Access;
 use crate::server::ops::{self, Ctx, FrameUse, Op, Output, Progress, Reply, Start, Via};
 use crate::proto::auth;
+use crate::proto::lean;
 use crate::proto::msg::{self, Request};
 use crate::proto::{encode_frame, ErrorCode, Header, Item, ProtoError};
 use log::{debug, info, warn};
@@ -40,6 +41,18 @@ impl<S: Socket> Conn<S> {
                 self.on_header(h, ctx);
                 done += 1;
                 continue;
+            }
+            // A plain ping between requests is answered without a map; the
+            // decoder takes anything the scan is not sure of (and errors).
+            if matches!(self.phase, Phase::Ready) && !self.draining && self.decoder.at_boundary() {
+                if let Ok(Some((id, n))) = lean::ping(&self.inbuf[used..]) {
+                    if n - 4 <= self.decoder.max_header() {
+                        let id = id.map(lean::Id::value);
+                        used += n;
+                        self.on_ping(id);
+                        continue;
+                    }
+                }
             }
             match self.decoder.decode(&self.inbuf[used..]) {
                 Ok(None) => break,
@@ -145,14 +158,22 @@ impl<S: Socket> Conn<S> {
         }
     }
 
+    /// A ping the scan recognised: what `on_request` does for one, without
+    /// a `Header` (its access line is debug, as for every ping).
+    fn on_ping(&mut self, id: Option<Value>) {
+        self.access = Some(Access::ping(self.now));
+        msg::encode_pong(self.out.tail(), id.as_ref());
+        self.end_access("ok");
+    }
+
     pub(super) fn on_request(&mut self, h: Header, ctx: &mut Ctx) {
         let id = h.id.clone();
         let req = Request::from_header(&h);
         match req {
             Ok(Request::Bye) => return self.begin_close("bye"),
-            // Late stdin or signal for a command that has already ended: the
+            // Late stdin, signal or resize for a command that has already ended: the
             // race is normal (a command may exit while its input is in flight).
-            Ok(Request::Stdin | Request::Signal(_)) => return,
+            Ok(Request::Stdin | Request::Signal(_) | Request::Resize(_)) => return,
             _ => {}
         }
         self.access = Some(Access::new(&h, &req, self.now));

@@ -434,7 +434,7 @@ fn a_killed_command_reports_its_signal_and_an_abandoned_one_is_aborted() {
     c.sock.eof = true;
     send(&mut h, &mut c, b"");
     let mut child = c.take_orphan().expect("the child is left to be reaped");
-    let _ = child.kill();
+    crate::server::ops::exec::kill_group(child.id() as i32, libc::SIGKILL);
     let _ = child.wait();
     assert_eq!(access_lines()[1], r#"#1 test key=k exec argv=["sleep","30"] in=0 out=0 dur=0.000s result=aborted"#);
 }
@@ -534,6 +534,7 @@ fn long_details_are_cut() {
         cwd: None,
         stdin: false,
         timeout: None,
+        pty: None,
     }));
     let a = Access::new(&h, &req, Instant::now());
     let detail = a.detail().1;
@@ -597,4 +598,76 @@ fn a_stop_lingers_where_input_is_unread() {
     d.sock.eof = true;
     d.on_socket_event(true, false);
     assert_eq!(d.pump(&mut h2.ctx()), Step::Close);
+}
+
+/// What the exec wrote on stdout so far, and every frame.
+fn stdout_text(frames: &[Value]) -> String {
+    frames.iter().filter(|f| f["type"] == "stdout").map(|f| f["body"].as_str().unwrap_or("")).collect()
+}
+
+/// Drives a running exec as `finish_exec` does until its output holds `needle`.
+fn drive_until(h: &mut Harness, c: &mut Conn<Duplex>, needle: &str) -> Vec<Value> {
+    let mut events = mio::Events::with_capacity(16);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut frames = Vec::new();
+    while !stdout_text(&frames).contains(needle) {
+        assert!(Instant::now() < deadline, "no {needle:?} in {frames:?}");
+        h.poll.poll(&mut events, Some(Duration::from_millis(10))).unwrap();
+        for ev in events.iter() {
+            if let token::Source::Conn(_, role) = token::parse(ev.token()) {
+                c.on_pipe_event(role);
+            }
+        }
+        c.on_socket_event(true, true);
+        c.pump(&mut h.ctx());
+        frames.extend(written(c));
+    }
+    frames
+}
+
+#[test]
+fn a_pty_exec_is_sized_resized_fed_and_logged() {
+    capture_logs();
+    let mut h = Harness::new();
+    let mut c = authed(&mut h);
+    let script = "stty size; read x; stty size; echo \"got=$x\"; echo oops >&2";
+    send(&mut h, &mut c, &frame(json!({"type":"exec","argv":["sh","-c",script],"pty":{"term":"vt100","rows":10,"cols":20}}), b""));
+    // The size is set before the program starts.
+    let mut frames = drive_until(&mut h, &mut c, "10 20\r\n");
+    let mut bytes = frame(json!({"type":"resize","rows":30,"cols":40}), b"");
+    bytes.extend(frame(json!({"type":"stdin"}), b"hi\n"));
+    send(&mut h, &mut c, &bytes);
+    finish_exec(&mut h, &mut c);
+    frames.extend(written(&mut c));
+    let text = stdout_text(&frames);
+    assert!(text.contains("30 40\r\n"), "{text:?}");
+    assert!(text.contains("got=hi\r\n"), "{text:?}");
+    // One terminal: stderr comes on it too, as stdout.
+    assert!(text.contains("oops"), "{text:?}");
+    assert!(frames.iter().all(|f| f["type"] != "stderr"), "{frames:?}");
+    assert_eq!(frames.last().unwrap()["type"], "exit");
+    assert_eq!(frames.last().unwrap()["code"], 0);
+    let line = access_lines().pop().unwrap();
+    assert!(line.starts_with(r#"#1 test key=k exec pty argv=["sh","-c","#), "{line}");
+    assert!(line.ends_with("result=exit:0"), "{line}");
+}
+
+#[test]
+fn a_resize_without_a_terminal_is_answered_and_a_policy_may_refuse_terminals() {
+    let mut h = Harness::new();
+    let mut c = authed(&mut h);
+    let mut bytes = frame(json!({"type":"exec","argv":["sh","-c","read x"],"stdin":true}), b"");
+    bytes.extend(frame(json!({"type":"resize","rows":30,"cols":40}), b""));
+    bytes.extend(frame(json!({"type":"stdin"}), b""));
+    send(&mut h, &mut c, &bytes);
+    finish_exec(&mut h, &mut c);
+    let w = written(&mut c);
+    assert_eq!(w[0]["code"], "bad-request", "{w:?}");
+    assert_eq!(w.last().unwrap()["type"], "exit");
+
+    h.cfg.allow_pty = false;
+    send(&mut h, &mut c, &frame(json!({"type":"exec","pty":{"term":"vt100"}}), b""));
+    let w = written(&mut c);
+    assert_eq!(w[0]["code"], "not-allowed", "{w:?}");
+    assert!(w[0]["message"].as_str().unwrap().contains("allow_pty"), "{w:?}");
 }

@@ -25,8 +25,19 @@ pub struct Access {
 
 impl Access {
     pub fn new(h: &Header, req: &Result<Request, ProtoError>, now: Instant) -> Access {
-        let (kind, detail) = describe(h, req);
+        // Access lines are info (pings: debug): no detail to quote when
+        // they are not written.
+        let (kind, detail) = if log::log_enabled!(log::Level::Info) {
+            describe(h, req)
+        } else {
+            (kind_of(h), String::new())
+        };
         Access { kind, detail, start: now, bytes_in: 0, bytes_out: 0, result: None }
+    }
+
+    /// A `ping`'s (no detail).
+    pub fn ping(now: Instant) -> Access {
+        Access { kind: "ping", detail: String::new(), start: now, bytes_in: 0, bytes_out: 0, result: None }
     }
 
     /// Records the request's outcome unless one is already known.
@@ -69,9 +80,10 @@ pub const MAX_DETAIL: usize = 1024;
 
 /// The request's kind and its detail: ` argv=[...]`, ` cmd="..."`,
 /// ` path="..."`, ` type="..."` or empty.
-pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str, String) {
-    let mut detail = String::new();
-    let kind = match h.kind.as_str() {
+/// The request's kind as the access line names it (`unknown` for a type
+/// this server does not serve).
+fn kind_of(h: &Header) -> &'static str {
+    match h.kind.as_str() {
         "ping" => "ping",
         "exec" => "exec",
         "get" => "get",
@@ -80,12 +92,23 @@ pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str,
         "stat" => "stat",
         "auth" => "auth",
         "data" => "data",
-        other => {
+        _ => "unknown",
+    }
+}
+
+pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str, String) {
+    let mut detail = String::new();
+    let kind = match kind_of(h) {
+        "unknown" => {
             detail.push_str(" type=");
-            quote_into(&mut detail, other);
+            quote_into(&mut detail, &h.kind);
             "unknown"
         }
+        known => known,
     };
+    if let Ok(Request::Exec(msg::Exec { pty: Some(_), .. })) = req {
+        detail.push_str(" pty");
+    }
     match req {
         Ok(Request::Exec(e)) => match &e.command {
             msg::Command::Argv(argv) => {
@@ -105,6 +128,7 @@ pub fn describe(h: &Header, req: &Result<Request, ProtoError>) -> (&'static str,
                 detail.push_str(" cmd=");
                 quote_into(&mut detail, cmd);
             }
+            msg::Command::Login => detail.push_str(" login"),
         },
         Ok(Request::Get(msg::Get { path, .. }) | Request::Put(msg::Put { path, .. }))
         | Ok(Request::List(msg::PathReq { path }) | Request::Stat(msg::PathReq { path })) => {

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::tls::ServerTls;
 use crate::server::buf::Buf;
 use crate::proto::ProtoError;
+use crate::server::spawn::Spawner;
 use crate::server::token::{self, Role};
 use mio::{Registry, Token};
 use std::collections::VecDeque;
@@ -24,6 +25,8 @@ pub struct Ctx<'a> {
     pub waiters: &'a mut VecDeque<usize>,
     /// A shared buffer for socket and pipe reads.
     pub scratch: &'a mut [u8],
+    /// Starts children, with the environment of this configuration.
+    pub spawner: &'a Spawner,
 }
 
 /// Which transport a request came by: what it may ask for, and whose tokens

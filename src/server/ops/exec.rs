@@ -16,23 +16,31 @@
 //! The exec policy (`allow_exec`, `exec.allowed`, `exec.env_clear`,
 //! `exec.timeout`) is applied in `Exec::start` before anything is spawned; see
 //! `authorize` and `check_program` for the allow-list's matching rule.
+//!
+//! The child is started by `server::spawn` (pipes from `pipe2`, non-blocking
+//! on our side only; the environment prepared once per configuration). Its
+//! pidfd is registered under the `Role::Child` token, so its exit is an event
+//! of its own; without pidfds the server reaps on SIGCHLD.
 
 use super::super::buf::Buf;
+use super::super::spawn::{self, Child, Session, Spec, Stdio};
 use super::super::token::Role;
+use super::allow::check_program;
 use super::ctx::{Ctx, FrameUse, Via};
+use super::pty::{self, Term};
 use crate::proto::msg::{self, Command, Request, SignalName, Stream};
 use crate::proto::{encode_frame, ErrorCode, Header, ProtoError};
 use crate::config::Config;
 use mio::unix::pipe::{Receiver, Sender};
+use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 /// After a TERM for a timeout, how long until KILL.
@@ -130,6 +138,8 @@ pub struct Exec {
     timed_out: bool,
     /// Output bytes framed so far.
     out_total: u64,
+    /// The command's terminal, when it asked for one (see `pty`).
+    term: Option<Term>,
 }
 
 /// How a child ended: its exit code or the signal that killed it, and
@@ -142,6 +152,11 @@ pub struct Exit {
 }
 
 impl Exit {
+    /// Appends the whole `exit` frame to `out`, without building a map.
+    pub fn encode(&self, out: &mut Vec<u8>, id: Option<&Value>) {
+        msg::encode_exit(out, self.code, self.signal, self.timed_out, id);
+    }
+
     /// The `exit` frame's header.
     pub fn frame(&self, id: Option<&Value>) -> serde_json::Map<String, Value> {
         let mut m = msg::exit(self.code, self.signal, id);
@@ -172,50 +187,77 @@ impl Exec {
     /// for a request it refuses.
     pub fn start(req: &msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Exec, ProtoError> {
         let program = authorize(req, ctx.cfg)?;
-        let cwd = match &req.cwd {
-            Some(rel) => crate::paths::resolve_existing(&ctx.cfg.root, rel)?,
-            None => ctx.cfg.root.clone(),
+        // The root itself was checked at startup (and reload): no stat per
+        // exec; a root removed since fails at the child's chdir.
+        let resolved;
+        let cwd: &Path = match &req.cwd {
+            Some(rel) => {
+                resolved = crate::paths::resolve_existing(&ctx.cfg.root, rel)?;
+                if !resolved.is_dir() {
+                    return Err(ProtoError::new(ErrorCode::BadPath, format!("cwd \"{rel}\" is not a directory")));
+                }
+                &resolved
+            }
+            None => &ctx.cfg.root,
         };
-        if !cwd.is_dir() {
-            return Err(ProtoError::new(ErrorCode::BadPath, format!("cwd \"{}\" is not a directory", req.cwd.as_deref().unwrap_or_default())));
-        }
         // `program` is what the policy checked; the child sees the name it was
         // asked for as its argv[0], as with execvp.
-        let mut cmd = std::process::Command::new(&program);
-        match &req.command {
-            Command::Shell(s) => {
-                cmd.arg0(&ctx.cfg.shell).arg("-c").arg(s);
+        let login_arg0;
+        let argv: Vec<&OsStr> = match &req.command {
+            Command::Shell(s) => vec![ctx.cfg.shell.as_os_str(), OsStr::new("-c"), OsStr::new(s)],
+            Command::Argv(argv) => argv.iter().map(OsStr::new).collect(),
+            Command::Login => {
+                login_arg0 = pty::login_arg0(&program);
+                vec![login_arg0.as_os_str()]
             }
-            Command::Argv(argv) => {
-                cmd.arg0(&argv[0]).args(&argv[1..]);
-            }
-        }
-        // The daemon's line to its service manager is not the command's.
-        cmd.env_remove("NOTIFY_SOCKET");
-        if ctx.cfg.exec_env_clear {
-            cmd.env_clear();
-            for name in KEPT_ENV {
-                if let Some(v) = std::env::var_os(name) {
-                    cmd.env(name, v);
-                }
-            }
-        }
-        cmd.current_dir(&cwd)
-            .envs(&req.env)
-            .stdin(if req.stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        let mut child = cmd.spawn().map_err(|e| {
-            let what = match &req.command {
+        };
+        let cannot = |what: &str, e: io::Error| {
+            let name = match &req.command {
                 Command::Shell(_) => ctx.cfg.shell.display().to_string(),
                 Command::Argv(argv) => argv[0].clone(),
+                Command::Login => program.display().to_string(),
             };
-            ProtoError::new(ErrorCode::SpawnFailed, format!("cannot run \"{what}\": {e}"))
-        })?;
+            ProtoError::new(ErrorCode::SpawnFailed, format!("cannot {what} \"{name}\": {e}"))
+        };
+        let mut spec = Spec {
+            program: program.as_os_str(),
+            argv: &argv,
+            env: &req.env,
+            cwd,
+            stdio: [Stdio::Null; 3],
+            session: Session::Group,
+        };
+        // On a terminal: its slave side as 0, 1 and 2, a session of its own
+        // with it as the controlling terminal, `TERM` the client's. Else three
+        // pipes (stdin only when asked for), non-blocking on our side.
+        let (term, mut child, pipes) = match &req.pty {
+            Some(p) => {
+                let (term, slave) = pty::open(p).map_err(|e| ProtoError::new(ErrorCode::SpawnFailed, format!("cannot open a terminal: {e}")))?;
+                let mut env = req.env.clone();
+                env.insert("TERM".into(), p.term.clone());
+                spec.env = &env;
+                spec.stdio = [Stdio::Fd(slave.as_fd()); 3];
+                spec.session = Session::Terminal;
+                let child = ctx.spawner.spawn(&spec).map_err(|e| cannot("run", e))?;
+                // The slave side must close with the child, not stay open here.
+                drop(slave);
+                let pipes = term.register(|role| via.token(role), ctx.registry).map(|(out, input)| (out, None, Some(input)));
+                (Some(term), child, pipes)
+            }
+            None => {
+                let pipes = (|| Ok::<_, io::Error>((spawn::pipe()?, spawn::pipe()?, if req.stdin { Some(spawn::pipe()?) } else { None })))();
+                let ((out_r, out_w), (err_r, err_w), stdin) = pipes.map_err(|e| cannot("make pipes for", e))?;
+                spec.stdio = [stdin.as_ref().map_or(Stdio::Null, |(r, _)| Stdio::Fd(r.as_fd())), Stdio::Fd(out_w.as_fd()), Stdio::Fd(err_w.as_fd())];
+                let child = ctx.spawner.spawn(&spec).map_err(|e| cannot("run", e))?;
+                // The child's ends are the child's alone now.
+                drop((out_w, err_w));
+                let stdin = stdin.map(|(_, w)| w);
+                let pipes = register_pipes(out_r, err_r, stdin, |role| via.token(role), ctx.registry).map(|(o, e, i)| (o, Some(e), i));
+                (None, child, pipes)
+            }
+        };
         let pgid = child.id() as i32;
-        let pipes = register_pipes(&mut child, |role| via.token(role), ctx.registry);
-        let (out, err, stdin) = match pipes {
+        let (out, err, stdin) = match pipes.and_then(|p| register_child(&child, |role| via.token(role), ctx.registry).map(|()| p)) {
             Ok(p) => p,
             Err(e) => {
                 kill_group(pgid, libc::SIGKILL);
@@ -229,7 +271,7 @@ impl Exec {
             pgid,
             id: id.cloned(),
             stdout: Output::new(Some(out), Stream::Stdout),
-            stderr: Output::new(Some(err), Stream::Stderr),
+            stderr: Output::new(err, Stream::Stderr),
             stdin,
             stdin_ready: true,
             stdin_buf: Vec::new(),
@@ -240,6 +282,7 @@ impl Exec {
             kill_at: None,
             timed_out: false,
             out_total: 0,
+            term,
         })
     }
 
@@ -257,7 +300,7 @@ impl Exec {
             Role::Stdout => self.stdout.ready = true,
             Role::Stderr => self.stderr.ready = true,
             Role::Stdin => self.stdin_ready = true,
-            Role::Socket => {}
+            Role::Socket | Role::Child => {}
         }
     }
 
@@ -277,8 +320,14 @@ impl Exec {
         }
     }
 
-    /// EOF from the client: close the child's stdin once the backlog is written.
+    /// EOF from the client: close the child's stdin once the backlog is
+    /// written (on a terminal: type its EOF character).
     pub fn close_stdin(&mut self) {
+        if let Some(t) = &self.term {
+            if self.takes_stdin() {
+                self.stdin_buf.push(t.eof_char());
+            }
+        }
         self.stdin_eof = true;
         if self.stdin_buf.is_empty() {
             self.stdin = None;
@@ -389,13 +438,17 @@ impl Exec {
     /// Takes a frame that arrived while the command runs: `stdin` (its body
     /// goes to the child; empty: EOF) and `signal`. Anything else waits.
     pub fn on_frame(&mut self, h: &Header) -> FrameUse {
-        if h.kind != "stdin" && h.kind != "signal" {
+        if h.kind != "stdin" && h.kind != "signal" && h.kind != "resize" {
             return FrameUse::Hold;
         }
         match Request::from_header(h) {
             Ok(Request::Stdin) if h.size == 0 => self.close_stdin(),
             Ok(Request::Stdin) if self.takes_stdin() => return FrameUse::Body,
             Ok(Request::Signal(sig)) => self.signal(sig),
+            Ok(Request::Resize(size)) => match &self.term {
+                Some(t) => t.resize(size),
+                None => return FrameUse::Answer(ProtoError::new(ErrorCode::BadRequest, "resize: the command has no terminal")),
+            },
             Ok(_) => {}
             // A bad stdin or signal frame is answered; the command's result is its exit.
             Err(err) => return FrameUse::Answer(err),
@@ -403,9 +456,12 @@ impl Exec {
         FrameUse::Used
     }
 
+    /// Sends `sig` to the command's process group (on a terminal, to its
+    /// foreground job, as the key that makes it would).
     pub fn signal(&self, sig: SignalName) {
         if self.status.is_none() {
-            kill_group(self.pgid, sig.number());
+            let group = self.term.as_ref().map_or(self.pgid, |t| t.foreground(self.pgid));
+            kill_group(group, sig.number());
         }
     }
 
@@ -472,23 +528,21 @@ impl Exec {
     }
 }
 
-/// Takes the child's pipes, makes them non-blocking (mio's `From` conversions
-/// do not) and registers them under `token_of(role)`.
+/// Registers our ends of the child's pipes under `token_of(role)`.
 fn register_pipes(
-    child: &mut Child,
+    out: OwnedFd,
+    err: OwnedFd,
+    stdin: Option<OwnedFd>,
     token_of: impl Fn(Role) -> Token,
     registry: &Registry,
 ) -> io::Result<(Receiver, Receiver, Option<Sender>)> {
-    let mut out = Receiver::from(child.stdout.take().expect("stdout is piped"));
-    let mut err = Receiver::from(child.stderr.take().expect("stderr is piped"));
-    out.set_nonblocking(true)?;
-    err.set_nonblocking(true)?;
+    let mut out = Receiver::from(out);
+    let mut err = Receiver::from(err);
     registry.register(&mut out, token_of(Role::Stdout), Interest::READABLE)?;
     registry.register(&mut err, token_of(Role::Stderr), Interest::READABLE)?;
-    let stdin = match child.stdin.take() {
+    let stdin = match stdin {
         Some(s) => {
             let mut s = Sender::from(s);
-            s.set_nonblocking(true)?;
             registry.register(&mut s, token_of(Role::Stdin), Interest::WRITABLE)?;
             Some(s)
         }
@@ -497,11 +551,17 @@ fn register_pipes(
     Ok((out, err, stdin))
 }
 
-/// The variables `exec.env_clear` keeps from the daemon's environment.
-pub const KEPT_ENV: [&str; 3] = ["PATH", "HOME", "LANG"];
+/// Registers the child's pidfd, if it has one, under `token_of(Role::Child)`:
+/// its exit is then an event of its own. It leaves the poll when it is
+/// closed, once the child is reaped.
+fn register_child(child: &Child, token_of: impl Fn(Role) -> Token, registry: &Registry) -> io::Result<()> {
+    if let Some(fd) = child.pidfd() {
+        registry.register(&mut SourceFd(&fd.as_raw_fd()), token_of(Role::Child), Interest::READABLE)?;
+    }
+    Ok(())
+}
 
-/// The search path when the daemon has no `PATH`, as glibc's execvp uses.
-const DEFAULT_PATH: &str = "/bin:/usr/bin";
+pub use spawn::{DEFAULT_PATH, KEPT_ENV};
 
 /// An exec's timeout: the request's, capped by the server's ceiling; the
 /// ceiling alone when the request gives none.
@@ -525,8 +585,13 @@ pub fn authorize(req: &msg::Exec, cfg: &Config) -> Result<PathBuf, ProtoError> {
     if !cfg.allow_exec {
         return Err(ProtoError::new(ErrorCode::ExecDisabled, "exec is disabled on this server"));
     }
-    let path_env = std::env::var_os("PATH");
+    if req.pty.is_some() {
+        pty::authorize(cfg)?;
+    }
+    // The daemon's PATH, looked up only for a list to check.
+    let path_env = if cfg.exec_allowed.is_empty() { None } else { std::env::var_os("PATH") };
     match &req.command {
+        Command::Login => check_program(&cfg.exec_allowed, pty::login_shell(&cfg.shell).as_os_str(), path_env.as_deref()),
         Command::Argv(argv) => check_program(&cfg.exec_allowed, OsStr::new(&argv[0]), path_env.as_deref()),
         Command::Shell(_) => check_program(&cfg.exec_allowed, cfg.shell.as_os_str(), path_env.as_deref()).map_err(|e| {
             if e.code == ErrorCode::NotAllowed {
@@ -540,113 +605,10 @@ pub fn authorize(req: &msg::Exec, cfg: &Config) -> Result<PathBuf, ProtoError> {
     }
 }
 
-/// Checks `program` (an argv[0]) against the allow-list and returns the path
-/// to spawn. `path_env` is the daemon's `PATH` (None: `/bin:/usr/bin`).
-///
-/// An empty list allows anything, and `program` is returned unchanged (the
-/// spawn looks it up through `PATH` as before). Otherwise the rule is:
-///
-/// - A bare name (no `/`) is looked up here, as execvp(3) would, in the
-///   absolute directories of `PATH` (empty and relative entries are skipped:
-///   they would resolve against the request's `cwd`, which clients control).
-///   It is allowed when a name entry equals it, or when the file it resolves to
-///   is an absolute-path entry. The resolved path is what is spawned, so no
-///   second `PATH` lookup can run something else than what was checked.
-/// - An absolute path is allowed when it is an absolute-path entry, or when its
-///   file name is a name entry and the name resolves through `PATH` to it.
-/// - A relative path with a `/` (`./x`, `bin/x`) is never allowed.
-///
-/// Two absolute paths are the same when their directories are the same after
-/// resolving symbolic links and `..`, and their file names are equal: `/bin/env`
-/// is `/usr/bin/env` where `/bin` links to `/usr/bin`. The file name itself is
-/// compared, not followed, so allowing `/bin/ls` never allows the multi-call
-/// binary it may link to. An entry with a `/` that is not absolute matches
-/// nothing.
-pub fn check_program(allowed: &[String], program: &OsStr, path_env: Option<&OsStr>) -> Result<PathBuf, ProtoError> {
-    if allowed.is_empty() {
-        return Ok(PathBuf::from(program));
-    }
-    let refuse = || {
-        ProtoError::new(
-            ErrorCode::NotAllowed,
-            format!("\"{}\" is not in this server's exec allow-list", program.to_string_lossy()),
-        )
-    };
-    let is_name = |e: &str| !e.is_empty() && !e.contains('/');
-    let names = || allowed.iter().filter(|e| is_name(e)).map(|e| OsStr::new(e.as_str()));
-    let paths = || allowed.iter().filter(|e| e.starts_with('/')).map(Path::new);
-    let path_env = path_env.unwrap_or(OsStr::new(DEFAULT_PATH));
-
-    if !program.as_bytes().contains(&b'/') {
-        let resolved = which(program, path_env);
-        if names().any(|n| n == program) {
-            let missing = format!("cannot run \"{}\": not found in PATH", program.to_string_lossy());
-            return resolved.ok_or_else(|| ProtoError::new(ErrorCode::SpawnFailed, missing));
-        }
-        let r = resolved.ok_or_else(refuse)?;
-        return match same_file_name_in_dir(&r, paths()) {
-            Some(checked) => Ok(checked),
-            None => Err(refuse()),
-        };
-    }
-    let p = Path::new(program);
-    if !p.is_absolute() {
-        return Err(refuse());
-    }
-    // An absolute entry, the same file by the rule above; or spelled exactly
-    // as an entry (a path whose directory does not exist fails at spawn).
-    if let Some(checked) = same_file_name_in_dir(p, paths()) {
-        return Ok(checked);
-    }
-    if paths().any(|e| e == p) {
-        return Ok(p.to_path_buf());
-    }
-    // A name entry, when the name resolves to this very path.
-    if let (Some(name), Some(me)) = (p.file_name(), identity(p)) {
-        if names().any(|n| n == name) && which(name, path_env).and_then(|r| identity(&r)).as_ref() == Some(&me) {
-            return Ok(me);
-        }
-    }
-    Err(refuse())
-}
-
-/// `p`'s identity for the allow-list: its directory with links and `..`
-/// resolved, then its own file name. None when `p` is not absolute or its
-/// directory does not exist.
-fn identity(p: &Path) -> Option<PathBuf> {
-    if !p.is_absolute() {
-        return None;
-    }
-    let name = p.file_name()?;
-    let dir = p.parent()?.canonicalize().ok()?;
-    Some(dir.join(name))
-}
-
-/// `p`'s identity, if it is that of one of `entries`.
-fn same_file_name_in_dir<'a>(p: &Path, mut entries: impl Iterator<Item = &'a Path>) -> Option<PathBuf> {
-    let me = identity(p)?;
-    entries.any(|e| identity(e).as_ref() == Some(&me)).then_some(me)
-}
-
-/// Where execvp(3) would find `name` through `path_env`: the first regular
-/// file this process may execute, in the absolute directories of the list.
-fn which(name: &OsStr, path_env: &OsStr) -> Option<PathBuf> {
-    if name.is_empty() {
-        return None;
-    }
-    std::env::split_paths(path_env).filter(|d| d.is_absolute()).map(|d| d.join(name)).find(|c| is_executable_file(c))
-}
-
-fn is_executable_file(p: &Path) -> bool {
-    let Ok(md) = std::fs::metadata(p) else { return false };
-    md.is_file()
-        && md.permissions().mode() & 0o111 != 0
-        && rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use std::ffi::OsString;
     use std::fs;
 
@@ -791,7 +753,7 @@ mod tests {
     }
 
     fn exec_req(command: Command) -> msg::Exec {
-        msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None }
+        msg::Exec { command, env: Default::default(), cwd: None, stdin: false, timeout: None, pty: None }
     }
 
     #[test]

@@ -11,17 +11,21 @@
 //! a budget (`pump`), and the child's lifecycle for `exec` (`on_pipe_event`,
 //! `try_reap`, `deadline`, `abandon`). One module per operation; `ping`
 //! stays inline here, `bye` is the connection's. `access` is the one access
-//! line both transports write; `ctx` what every op is given and answers with.
+//! line both transports write; `ctx` what every op is given and answers with;
+//! `allow` the exec allow-list's rule; `pty` an exec's terminal. Children
+//! are started by `server::spawn` (through `ctx.spawner`).
 //!
-//! May import: `buf`, `io` and `token` of the server, `config`, `paths` and
-//! `proto`. Not `conn`, not `udp`: they import this.
+//! May import: `buf`, `io`, `spawn` and `token` of the server, `config`,
+//! `paths` and `proto`. Not `conn`, not `udp`: they import this.
 
 pub mod access;
+mod allow;
 mod ctx;
 pub mod exec;
 pub mod get;
 pub mod list;
 pub mod put;
+pub mod pty;
 pub mod stat;
 #[cfg(test)]
 mod tests;
@@ -37,7 +41,7 @@ use super::token::{self, Role};
 use crate::proto::msg::{self, Request, SignalName};
 use crate::proto::{ErrorCode, Header, ProtoError};
 use serde_json::{Map, Value};
-use std::process::Child;
+use super::spawn::Child;
 use std::time::Instant;
 
 /// An answer made at once.
@@ -90,7 +94,7 @@ pub fn start(
         Request::Auth(_) => Err(ProtoError::new(ErrorCode::BadRequest, "already authenticated")),
         Request::Data => Err(ProtoError::new(ErrorCode::BadRequest, "a data frame outside a streaming put")),
         Request::Trailer(_) => Err(ProtoError::new(ErrorCode::BadRequest, "a trailer frame outside a put")),
-        Request::Bye | Request::Stdin | Request::Signal(_) => Ok(Start::Nothing),
+        Request::Bye | Request::Stdin | Request::Signal(_) | Request::Resize(_) => Ok(Start::Nothing),
     }
 }
 
@@ -109,6 +113,9 @@ fn admit(mut req: msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Res
         Via::Udp { running, .. } => {
             if req.stdin {
                 return Err(ProtoError::new(ErrorCode::BadRequest, "exec: no stdin over UDP"));
+            }
+            if req.pty.is_some() {
+                return Err(ProtoError::new(ErrorCode::BadRequest, "exec: no terminal over UDP (use TCP: ferry run -t)"));
             }
             exec::authorize(&req, ctx.cfg)?;
             if *ctx.children >= ctx.cfg.max_children || !ctx.waiters.is_empty() || running >= token::MAX_UDP_EXECS {
@@ -232,7 +239,7 @@ impl Op {
                 if !e.is_finished() {
                     return Ok(Progress::Moved(moved));
                 }
-                crate::proto::encode_frame(o.out.tail(), e.exit().frame(e.id()), &[]);
+                e.exit().encode(o.out.tail(), e.id());
                 Ok(Progress::Done)
             }
             Op::Get(g) => g.pump(o),

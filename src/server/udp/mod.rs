@@ -49,7 +49,7 @@ mod sealed;
 
 use super::ops::access::Access;
 use super::ops::{self, Ctx, Exec, Op, Reply, Start, Via};
-use super::token::{self, Source};
+use super::token::{self, Role, Source};
 use crate::config::Config;
 use crate::proto::datagram::{self, reply, DatagramError, ExecOutcome, MAX_DATAGRAM};
 use crate::proto::msg::{self, Request, Stream};
@@ -211,7 +211,13 @@ impl Udp {
             }
             Source::UdpExec(slot, role) => {
                 if let Some(r) = self.execs.get_mut(slot) {
-                    r.exec.on_event(role);
+                    if role == Role::Child {
+                        if r.exec.try_reap() {
+                            *ctx.children -= 1;
+                        }
+                    } else {
+                        r.exec.on_event(role);
+                    }
                     self.pump(slot, ctx);
                 }
             }
@@ -229,7 +235,7 @@ impl Udp {
         }
     }
 
-    /// Reaps exited children (SIGCHLD).
+    /// Reaps exited children (SIGCHLD, without pidfds).
     pub fn reap(&mut self, ctx: &mut Ctx) {
         let slots: Vec<usize> = self.execs.iter().map(|(k, _)| k).collect();
         for slot in slots {
