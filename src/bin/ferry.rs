@@ -176,6 +176,8 @@ enum Cmd {
         #[arg(short = 'r', long = "recursive")]
         recursive: bool,
         #[command(flatten)]
+        digest: transfer::DigestFlag,
+        #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give REMOTE [LOCAL] only)
         #[arg(value_name = "HOST[:PORT]")]
@@ -196,6 +198,8 @@ enum Cmd {
         /// With -r: skip the files the server already has whole (same size and digest)
         #[arg(short = 'c', long = "continue", requires = "recursive")]
         resume: bool,
+        #[command(flatten)]
+        digest: transfer::DigestFlag,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give LOCAL [REMOTE] only)
@@ -367,6 +371,7 @@ fn real_main(cli: Cli) -> i32 {
         family: if o.ipv4 { Family::V4 } else if o.ipv6 { Family::V6 } else { Family::Any },
         trace: o.verbose,
         transport: choice,
+        digest: if let Some(Cmd::Get { digest, .. } | Cmd::Put { digest, .. }) = &cli.cmd { digest.digest } else { None },
     };
     let fleet = match &cli.cmd {
         Some(Cmd::Run { fleet, .. } | Cmd::Ping { fleet, .. } | Cmd::Get { fleet, .. } | Cmd::Put { fleet, .. }) => Some(fleet),
