@@ -64,6 +64,9 @@ except ImportError:  # pragma: no cover - depends on the environment
     _blake3 = None
 
 #: The digests this client can compute, best first.
+# A tree's files up to this size are read whole, their digest in the header
+# (as ferry put -r batches them); bigger ones get a trailer.
+TREE_BATCH = 256 * 1024
 DIGESTS = (("blake3",) if _blake3 is not None else ()) + ("sha256",)
 
 
@@ -810,6 +813,25 @@ class Client:
         """True when the digest goes in a trailer: the server announced digests."""
         return self.digests is not None and digest != "none"
 
+    def _put_trailer(self, req, f, size, digest):
+        """Sends a sized put of size bytes of f, read once and hashed as it is
+        sent, then its trailer (the reply is the caller's to read)."""
+        req.update(size=size, digest=digest, trailer=True)
+        h = _hasher(digest)
+        head = json.dumps(req, separators=(",", ":")).encode()
+        with self._wlock:
+            self.sock.sendall(struct.pack(">I", len(head)) + head)
+            left = size
+            while left:
+                chunk = f.read(min(left, CHUNK))
+                if not chunk:
+                    self._abort()
+                    raise FerryError("io-error", "the local file shrank while it was sent")
+                h.update(chunk)
+                self.sock.sendall(chunk)
+                left -= len(chunk)
+        self._send({"type": "trailer", digest: h.hexdigest()})
+
     def _put_file(self, req, f, digest):
         size = None
         try:
@@ -824,22 +846,7 @@ class Client:
             return self._put_stream(req, f, digest)
         req["size"] = size
         if self._trailers(digest):
-            req["digest"] = digest
-            req["trailer"] = True
-            h = _hasher(digest)
-            head = json.dumps(req, separators=(",", ":")).encode()
-            with self._wlock:
-                self.sock.sendall(struct.pack(">I", len(head)) + head)
-                left = size
-                while left:
-                    chunk = f.read(min(left, CHUNK))
-                    if not chunk:
-                        self._abort()
-                        raise FerryError("io-error", "the local file shrank while it was sent")
-                    h.update(chunk)
-                    self.sock.sendall(chunk)
-                    left -= len(chunk)
-            self._send({"type": "trailer", digest: h.hexdigest()})
+            self._put_trailer(req, f, size, digest)
             return self._expect("ok")[0]
         if digest == "none":
             req["digest"] = "none"
@@ -921,15 +928,20 @@ class Client:
                 raise e
             failed.append((rel, e))
 
-    def put_tree(self, local, remote, window=64):
+    def put_tree(self, local, remote, window=64, digest=None):
         """Sends the directory local so that remote becomes its copy (created
         as needed; what is there is replaced entry by entry), as ferry put -r
-        does: every file a sized put with its SHA-256, mode (no set-id bits)
+        does: every file a sized put with its digest, mode (no set-id bits)
         and mtime, every link a symlink request (refused with bad-path when it
         leads outside the served root), every directory a mkdir (deepest
         first, the last one syncing the server's file system), window requests
-        in flight at most.  An entry that fails does not stop the rest.
-        Returns {"entries": n, "failed": [(path, FerryError), ...]}."""
+        in flight at most.  digest as for put (by default best_digest()): a
+        file up to TREE_BATCH bytes carries it in its header; a bigger one, to
+        a server that announces digests, is read once, hashed as it is sent,
+        its digest in a trailer.  An entry that fails does not stop the rest.
+        Returns {"entries": n, "failed": [(path, FerryError), ...], "digest":
+        name}."""
+        digest = self._digest(digest)
         local, remote = os.fspath(local), os.fsdecode(remote).rstrip("/") or "."
         if not os.path.isdir(local):
             raise FerryError("not-a-directory", f"{local}: not a directory")
@@ -957,11 +969,21 @@ class Client:
                 self._tree_reply(pending.pop(0), failed)
 
         for rel, st in files:
-            with open(os.path.join(local, rel), "rb") as f:
-                data = f.read()
             req = {"type": "put", "path": join(rel), "mode": st.st_mode & 0o777, "mtime": int(st.st_mtime),
-                   "sha256": hashlib.sha256(data).hexdigest(), "tree": tree}
-            self._send(req, data)
+                   "tree": tree}
+            with open(os.path.join(local, rel), "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > TREE_BATCH and self._trailers(digest):
+                    self._put_trailer(req, f, size, digest)
+                else:
+                    data = f.read()
+                    h = _hasher(digest)
+                    if h is None:
+                        req["digest"] = "none"
+                    else:
+                        h.update(data)
+                        req[digest] = h.hexdigest()
+                    self._send(req, data)
             sent(rel)
         for rel, target in links:
             self._send({"type": "symlink", "path": join(rel), "target": target})
@@ -976,17 +998,19 @@ class Client:
         while pending:
             self._tree_reply(pending.pop(0), failed)
 
-        return {"entries": len(files) + len(links) + len(dirs) + 1, "failed": failed}
+        return {"entries": len(files) + len(links) + len(dirs) + 1, "failed": failed, "digest": digest}
 
-    def get_tree(self, remote, local, window=64):
+    def get_tree(self, remote, local, window=64, digest=None):
         """Fetches the directory remote so that local becomes its copy (as
         ferry get -r does): one recursive list, then window gets in flight at
         most, each file written to its .part, checked against the server's
-        SHA-256, given its mode and mtime and renamed into place; links made
+        digest (as for get: by default best_digest(); "none" checks nothing),
+        given its mode and mtime and renamed into place; links made
         when their target stays inside the tree (else bad-path); directories
         created, their modes and mtimes set last.  An entry that fails does
         not stop the rest.  Returns {"entries": n, "failed": [(path,
-        FerryError), ...]}."""
+        FerryError), ...], "digest": name}."""
+        digest = self._digest(digest)
         remote, local = os.fsdecode(remote).rstrip("/") or ".", os.fspath(local)
         top = self.stat(remote)
         if top.get("kind") != "dir":
@@ -1011,9 +1035,12 @@ class Client:
         asked = 0
         for i, e in enumerate(files):
             while asked < len(files) and asked - i < window:
-                self._send({"type": "get", "path": join(files[asked]["name"])})
+                req = {"type": "get", "path": join(files[asked]["name"])}
+                if digest != "sha256":  # the default, and all an older server knows
+                    req["digest"] = digest
+                self._send(req)
                 asked += 1
-            self._get_tree_file(e["name"], os.path.join(local, e["name"]), failed)
+            self._get_tree_file(e["name"], os.path.join(local, e["name"]), failed, digest)
         for e in entries:
             if e["kind"] != "link" or not plain(e["name"]):
                 continue
@@ -1037,9 +1064,9 @@ class Client:
                 os.utime(p, (e["mtime"], e["mtime"]))
             except OSError as err:
                 failed.append((e["name"], FerryError("io-error", str(err))))
-        return {"entries": len(entries), "failed": failed}
+        return {"entries": len(entries), "failed": failed, "digest": digest}
 
-    def _get_tree_file(self, rel, dest, failed):
+    def _get_tree_file(self, rel, dest, failed, digest):
         """Reads one pipelined get's reply into dest through its .part."""
         h = self._recv_header()
         if h["type"] == "error":
@@ -1059,19 +1086,21 @@ class Client:
             self._expect("done")
             failed.append((rel, err if isinstance(err, FerryError) else FerryError("io-error", str(err))))
             return
-        sha = hashlib.sha256()
+        hasher = _hasher(digest)
         with os.fdopen(fd, "wb") as f:
             left = h.get("size", 0)
             while left:
                 chunk = self._read(min(left, CHUNK))
                 left -= len(chunk)
                 f.write(chunk)
-                sha.update(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
             done = self._expect("done")[0]
-            if not hmac.compare_digest(sha.hexdigest(), str(done.get("sha256", ""))):
+            if hasher is not None and not hmac.compare_digest(hasher.hexdigest(), str(done.get(digest, ""))):
                 f.close()
                 os.unlink(part)
-                failed.append((rel, FerryError("digest-mismatch", f"{rel}: SHA-256 {sha.hexdigest()}, not the server's")))
+                msg = f"{rel}: {digest} {hasher.hexdigest()}, the server's is {done.get(digest)}"
+                failed.append((rel, FerryError("digest-mismatch", msg)))
                 return
             os.fchmod(f.fileno(), h.get("mode", 0o644) & 0o777)
         os.utime(part, (h.get("mtime", 0), h.get("mtime", 0)))

@@ -357,6 +357,9 @@ class TcpTests(unittest.TestCase):
             os.symlink("/etc/passwd", os.path.join(src, "out"))
             r = self.c.put_tree(src, "pytree")
             self.assertEqual([(p, e.code) for p, e in r["failed"]], [("out", "bad-path")])
+            # The library's digest choice: blake3 with the package, else sha256;
+            # f.bin (over TREE_BATCH) went with a trailer, zero in its header.
+            self.assertEqual(r["digest"], self.c.best_digest())
             st = os.stat(os.path.join(ROOT, "pytree", "zero"))
             self.assertEqual((stat.S_IMODE(st.st_mode), int(st.st_mtime)), (0o640, 1500000000))
             self.assertTrue(os.path.isdir(os.path.join(ROOT, "pytree", "empty")))
@@ -365,12 +368,20 @@ class TcpTests(unittest.TestCase):
             self.assertEqual(names, ["a", "a/b", "a/b/f.bin", "a/in", "empty", "zero"])
             back = os.path.join(d, "back")
             r = self.c.get_tree("pytree", back)
-            self.assertEqual(r["failed"], [])
+            self.assertEqual((r["failed"], r["digest"]), ([], self.c.best_digest()))
             with open(os.path.join(src, "a", "b", "f.bin"), "rb") as a, open(os.path.join(back, "a", "b", "f.bin"), "rb") as b:
                 self.assertEqual(a.read(), b.read())
             self.assertEqual(os.readlink(os.path.join(back, "a", "in")), "../zero")
             self.assertEqual(stat.S_IMODE(os.stat(os.path.join(back, "zero")).st_mode), 0o640)
             self.assertTrue(os.path.isdir(os.path.join(back, "empty")))
+            # sha256 on request, both ways, the big file included.
+            r = self.c.put_tree(os.path.join(src, "a"), "pytree-sha", digest="sha256")
+            self.assertEqual((r["failed"], r["digest"]), ([], "sha256"))
+            r = self.c.get_tree("pytree-sha", os.path.join(d, "back-sha"), digest="sha256")
+            # a/in (to ../zero) leads outside this smaller tree.
+            self.assertEqual(([(p, e.code) for p, e in r["failed"]], r["digest"]), ([("in", "bad-path")], "sha256"))
+            with open(os.path.join(src, "a", "b", "f.bin"), "rb") as a, open(os.path.join(d, "back-sha", "b", "f.bin"), "rb") as b:
+                self.assertEqual(a.read(), b.read())
             self.assertEqual(self.c.ping() >= 0, True)  # the session goes on
 
     def test_errors_not_found_and_bad_path(self):

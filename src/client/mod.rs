@@ -278,8 +278,16 @@ impl Writer {
     }
 
     /// Sends frames already encoded (`encode_frame`), in one write: a tree
-    /// batches its small files' puts.
+    /// batches its small files' puts. Traced frame by frame (the last may
+    /// be a header whose body follows).
     pub fn send_encoded(&self, frames: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        while self.trace && at + 4 <= frames.len() {
+            let len = u32::from_be_bytes(frames[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let Some(Ok(h)) = frames.get(at + 4..at + 4 + len).map(parse_header) else { break };
+            trace(">", &h.fields);
+            at += 4 + len + h.size as usize;
+        }
         self.lock().write_all(frames)
     }
 
