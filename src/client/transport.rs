@@ -101,14 +101,36 @@ const TLS_ALERT: u8 = 0x15;
 /// bulk transfer costs one read per 64 KiB rather than per record.
 const RX_CHUNK: usize = 64 * 1024;
 
+/// Makes room for `want` bytes after `rx[..*end]`: drops what was taken
+/// (`..*pos`), moving the rest to the front, and grows the vector (zeroed
+/// once) only when that is not enough. Whatever is unread stays in order.
+fn rx_room(rx: &mut Vec<u8>, pos: &mut usize, end: &mut usize, want: usize) {
+    if *pos == *end {
+        (*pos, *end) = (0, 0);
+    }
+    if rx.len() - *end >= want {
+        return;
+    }
+    rx.copy_within(*pos..*end, 0);
+    *end -= *pos;
+    *pos = 0;
+    if rx.len() - *end < want {
+        rx.resize(*end + want, 0);
+    }
+}
+
 /// A ferry TLS client connection without a socket (see the module doc).
 pub struct TlsClient {
     conn: ClientConnection,
     key_id: String,
     greeting: Greeting,
-    /// Ciphertext read from the socket that rustls has not taken yet.
+    /// Ciphertext read from the socket that rustls has not taken yet:
+    /// `rx[rx_pos..rx_end]`. The vector stays zeroed up to its length, so a
+    /// read never clears memory again (a 64 KiB `resize` per read was most
+    /// of a TLS ping's client CPU).
     rx: Vec<u8>,
     rx_pos: usize,
+    rx_end: usize,
     /// The socket said end of file.
     eof: bool,
 }
@@ -168,7 +190,7 @@ impl TlsClient {
     /// peer); `key_id` only names the key in failure messages.
     pub fn with_name(config: Arc<ClientConfig>, name: ServerName<'static>, key_id: &str) -> TlsClient {
         let conn = ClientConnection::new(config, name).expect("a TLS 1.3 client config connects");
-        TlsClient { conn, key_id: key_id.to_string(), greeting: Greeting::Maybe, rx: Vec::new(), rx_pos: 0, eof: false }
+        TlsClient { conn, key_id: key_id.to_string(), greeting: Greeting::Maybe, rx: Vec::new(), rx_pos: 0, rx_end: 0, eof: false }
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -184,16 +206,9 @@ impl TlsClient {
     /// processed. `WouldBlock` passes through. A failed handshake or a
     /// broken record is an `InvalidData` error carrying a `TlsError`.
     pub fn read_from(&mut self, sock: &mut dyn Read) -> io::Result<usize> {
-        if self.rx_pos == self.rx.len() {
-            self.rx.clear();
-            self.rx_pos = 0;
-        }
-        let start = self.rx.len();
-        self.rx.resize(start + RX_CHUNK, 0);
-        let r = sock.read(&mut self.rx[start..]);
-        let n = *r.as_ref().unwrap_or(&0);
-        self.rx.truncate(start + n);
-        let n = r?;
+        rx_room(&mut self.rx, &mut self.rx_pos, &mut self.rx_end, RX_CHUNK);
+        let n = sock.read(&mut self.rx[self.rx_end..])?;
+        self.rx_end += n;
         if n == 0 {
             self.eof = true;
         }
@@ -225,7 +240,7 @@ impl TlsClient {
             return Ok(());
         }
         loop {
-            let mut pending = &self.rx[self.rx_pos..];
+            let mut pending = &self.rx[self.rx_pos..self.rx_end];
             if pending.is_empty() {
                 if self.eof {
                     // Tells rustls the stream ended (a close without
@@ -265,7 +280,7 @@ impl TlsClient {
     /// A second frame in clear means a server without TLS: its error, if
     /// it sent one, is the message.
     fn skip_greeting(&mut self) -> io::Result<bool> {
-        let pending = &self.rx[self.rx_pos..];
+        let pending = &self.rx[self.rx_pos..self.rx_end];
         match pending.first() {
             None => return Ok(false),
             // A handshake record, or an alert (a server refusing our hello).
@@ -301,7 +316,7 @@ impl TlsClient {
     pub fn plaintext(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.conn.reader().read(out) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.rx_pos < self.rx.len() => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.rx_pos < self.rx_end => {
                     let before = self.rx_pos;
                     self.feed()?;
                     if self.rx_pos == before {
@@ -316,7 +331,7 @@ impl TlsClient {
     /// Whether bytes wait here (ciphertext not yet processed, or plaintext
     /// not yet taken) that a poll(2) on the socket would not show.
     pub fn buffered(&mut self) -> bool {
-        if self.rx_pos < self.rx.len() {
+        if self.rx_pos < self.rx_end {
             return true;
         }
         self.conn.process_new_packets().map_or(true, |s| s.plaintext_bytes_to_read() > 0)

@@ -13,6 +13,7 @@
 //! open keep the configuration they started with (rustls holds an `Arc`).
 
 use super::identity::{id_digest, parse_sni, sni_name, Identity, Role, SniKey};
+use super::sign::Ed25519Key;
 use super::verify::{cert_public_key, KnownClients, PinnedServer};
 use super::{IdentityError, TlsError};
 use crate::proto::auth::{Key, Keys};
@@ -20,7 +21,7 @@ use rustls::client::Resumption;
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, UnbufferedServerConnection};
-use rustls::sign::CertifiedKey;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, ClientConnection, Error, ServerConfig, ServerConnection};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,14 +57,15 @@ pub fn server_name(key_id: &str) -> ServerName<'static> {
 /// (the `expect`s are checked by every test that connects).
 pub fn client_config(key: &Key) -> Arc<ClientConfig> {
     let server = Identity::derive(key, Role::Server);
-    let client = Identity::derive(key, Role::Client);
+    let (client, pair) = Identity::derive_with_pair(key, Role::Client);
+    let cert = client.cert_signed(&pair);
+    let signer = Arc::new(CertifiedKey::new(vec![cert], Arc::new(Ed25519Key::new(pair))));
     let mut cfg = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("the provider has TLS 1.3 suites")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedServer::new(*server.public_key())))
-        .with_client_auth_cert(vec![client.cert()], PrivateKeyDer::Pkcs8(client.pkcs8()))
-        .expect("the provider loads the Ed25519 keys we encode");
+        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(signer)));
     cfg.resumption = Resumption::disabled();
     Arc::new(cfg)
 }

@@ -97,8 +97,18 @@ impl Identity {
     }
 
     pub fn from_seed(role: Role, seed: [u8; 32]) -> Identity {
-        let public = pair(&seed).public_key().as_ref().try_into().expect("Ed25519 public keys are 32 bytes");
-        Identity { role, seed, public }
+        Identity::with_pair(role, seed).0
+    }
+
+    /// The identity and its key pair, derived once (for the side that signs).
+    pub fn derive_with_pair(key: &Key, role: Role) -> (Identity, Ed25519KeyPair) {
+        Identity::with_pair(role, derive(key.secret.as_bytes(), &key.id, role.label()))
+    }
+
+    fn with_pair(role: Role, seed: [u8; 32]) -> (Identity, Ed25519KeyPair) {
+        let pair = pair(&seed);
+        let public = pair.public_key().as_ref().try_into().expect("Ed25519 public keys are 32 bytes");
+        (Identity { role, seed, public }, pair)
     }
 
     pub fn seed(&self) -> &[u8; 32] {
@@ -122,8 +132,13 @@ impl Identity {
 
     /// The self-signed certificate: `cert_template` with this key, signed by it.
     pub fn cert(&self) -> CertificateDer<'static> {
+        self.cert_signed(&pair(&self.seed))
+    }
+
+    /// `cert`, signed with this identity's pair already derived.
+    pub fn cert_signed(&self, pair: &Ed25519KeyPair) -> CertificateDer<'static> {
         let tbs = tbs_der(self.role, &self.public);
-        let sig = pair(&self.seed).sign(&tbs);
+        let sig = pair.sign(&tbs);
         let mut body = tbs;
         body.extend_from_slice(&ED25519_ALG);
         body.extend_from_slice(&[0x03, 0x41, 0x00]); // BIT STRING, 65 bytes, no unused bits

@@ -12,6 +12,7 @@
 //! - `verify`: the pinned-key certificate verifiers of both sides.
 //! - `config`: the rustls configurations (`ServerTls`, `client_config`) and
 //!   the post-handshake check of which key a client used.
+//! - `sign`: a rustls signing key over an Ed25519 pair already derived.
 //! - `export`: a key's client certificate and private key as PEM, for
 //!   `openssl s_client` and other clients.
 //!
@@ -22,6 +23,7 @@
 pub mod config;
 pub mod export;
 pub mod identity;
+pub mod sign;
 pub mod verify;
 
 pub use config::{client_config, connect, provider, server_name, ServerTls};

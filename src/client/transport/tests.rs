@@ -204,3 +204,26 @@ fn a_server_without_tls_is_told_apart() {
     let e = c.read_from(&mut &b""[..]).unwrap_err();
     assert!(e.to_string().contains("closed the connection"), "{e}");
 }
+
+#[test]
+fn the_receive_buffer_is_reused_not_cleared_and_keeps_unread_bytes_in_order() {
+    let (mut rx, mut pos, mut end) = (Vec::new(), 0, 0);
+    rx_room(&mut rx, &mut pos, &mut end, 8);
+    assert_eq!(rx.len(), 8, "grown once to the room asked for");
+    rx[..8].copy_from_slice(b"abcdefgh");
+    (pos, end) = (5, 8);
+    // Room for 8 more: "fgh" (unread) moves to the front, the rest is room.
+    rx_room(&mut rx, &mut pos, &mut end, 8);
+    assert_eq!((pos, end), (0, 3));
+    assert_eq!(&rx[..3], b"fgh");
+    assert_eq!(rx.len(), 11, "grown only by what compaction did not free");
+    // Everything read: the next room comes from the front, no growth.
+    (pos, end) = (3, 3);
+    rx_room(&mut rx, &mut pos, &mut end, 8);
+    assert_eq!((pos, end, rx.len()), (0, 0, 11));
+    // Enough room after the data already: nothing moves.
+    rx[..2].copy_from_slice(b"xy");
+    (pos, end) = (1, 2);
+    rx_room(&mut rx, &mut pos, &mut end, 8);
+    assert_eq!((pos, end, rx.len()), (1, 2, 11));
+}

@@ -233,3 +233,16 @@ fn records_in_pieces_and_a_blocked_socket_are_served_and_an_idle_session_holds_n
     );
     assert!(t.sni.is_none() && t.server.is_none(), "the handshake's leftovers are dropped");
 }
+
+/// What ferry keeps per TLS session beside rustls's connection (1,080 bytes
+/// in rustls 0.23.48): the socket, three empty vectors, the handshake-only
+/// SNI and key table, and flags. Idle TLS memory (issue 18: at most 4 KiB a
+/// connection) is mostly rustls's; ours must not grow unnoticed.
+#[test]
+fn a_tls_session_adds_little_to_rustls_connection() {
+    let ours = std::mem::size_of::<Tls<mio::net::TcpStream>>() - std::mem::size_of::<UnbufferedServerConnection>();
+    assert!(ours <= 128, "Tls adds {ours} bytes to the rustls connection");
+    let t = std::mem::size_of::<Transport<mio::net::TcpStream>>();
+    let sock = std::mem::size_of::<mio::net::TcpStream>();
+    assert!(t <= sock.max(8) + 8, "the transport is {t} bytes, the socket {sock}: TLS stays boxed");
+}
