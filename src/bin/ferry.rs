@@ -179,6 +179,8 @@ enum Cmd {
         #[arg(short = 'r', long = "recursive")]
         recursive: bool,
         #[command(flatten)]
+        digest: transfer::DigestFlag,
+        #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give REMOTE [LOCAL] only)
         #[arg(value_name = "HOST[:PORT]")]
@@ -199,6 +201,8 @@ enum Cmd {
         /// With -r: skip the files the server already has whole (same size and digest)
         #[arg(short = 'c', long = "continue", requires = "recursive")]
         resume: bool,
+        #[command(flatten)]
+        digest: transfer::DigestFlag,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give LOCAL [REMOTE] only)
@@ -370,6 +374,7 @@ fn real_main(cli: Cli) -> i32 {
         family: if o.ipv4 { Family::V4 } else if o.ipv6 { Family::V6 } else { Family::Any },
         trace: o.verbose,
         transport: choice,
+        digest: if let Some(Cmd::Get { digest, .. } | Cmd::Put { digest, .. }) = &cli.cmd { digest.digest } else { None },
     };
     if let Some(Cmd::Run { tty: 1.., no_stdin, udp, gather, fleet: f, .. }) = &cli.cmd {
         if let Some(m) = tty::conflict(*no_stdin, *udp, f.active(), f.json, *gather) { return usage(m); }

@@ -79,6 +79,30 @@ pub fn stat_lines(e: &Entry) -> String {
     )
 }
 
+/// The terminal's width in columns (80 when it cannot be told).
+pub fn columns() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// `name` cut from the left to at most a third of the width, so that the
+/// sizes, the rate and some bar fit on one line.
+pub fn short_name(name: &str) -> String {
+    let max = (columns() / 3).max(8);
+    let n = name.chars().count();
+    if n <= max {
+        return name.to_string();
+    }
+    let tail: String = name.chars().skip(n - (max - 1)).collect();
+    format!("…{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

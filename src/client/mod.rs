@@ -56,6 +56,7 @@ pub mod typo;
 pub mod udp;
 
 use crate::proto::auth::{self, Key};
+use crate::proto::digest::Digest;
 use crate::proto::frame::parse_header;
 use crate::proto::handshake::{self, Handshake, Step};
 use crate::proto::msg::{self, Reply, SignalName, Stream};
@@ -183,6 +184,9 @@ pub struct Options {
     pub trace: bool,
     /// TLS or not: by address (`Auto`), or forced.
     pub transport: Choice,
+    /// The digest a get or put asks for (`--digest`); None: the best the
+    /// server offers (blake3, else sha256).
+    pub digest: Option<Digest>,
 }
 
 /// How a remote command ended.
@@ -274,8 +278,16 @@ impl Writer {
     }
 
     /// Sends frames already encoded (`encode_frame`), in one write: a tree
-    /// batches its small files' puts.
+    /// batches its small files' puts. Traced frame by frame (the last may
+    /// be a header whose body follows).
     pub fn send_encoded(&self, frames: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        while self.trace && at + 4 <= frames.len() {
+            let len = u32::from_be_bytes(frames[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let Some(Ok(h)) = frames.get(at + 4..at + 4 + len).map(parse_header) else { break };
+            trace(">", &h.fields);
+            at += 4 + len + h.size as usize;
+        }
         self.lock().write_all(frames)
     }
 
@@ -341,6 +353,11 @@ pub struct Session {
     writer: Writer,
     /// The server's `hello.server` string.
     pub server: String,
+    /// The digests the server announced in `hello`; None from an older
+    /// server, which announces none, computes sha256 and takes no trailer.
+    pub digests: Option<Vec<Digest>>,
+    /// The digest asked for with `--digest` (None: the best offered).
+    pub digest_asked: Option<Digest>,
     pub peer: SocketAddr,
     trace: bool,
     /// -w bounds only the wait for a command's first reply (see `timed_until_start`).
@@ -372,6 +389,8 @@ impl Session {
             reader: BufReader::with_capacity(64 * 1024, stream),
             writer,
             server: String::new(),
+            digests: None,
+            digest_asked: opts.digest,
             peer,
             trace: opts.trace,
             timed_until_start: false,
@@ -398,6 +417,7 @@ impl Session {
                 Step::NeedMore => {}
                 Step::Done(est) => {
                     self.server = est.server;
+                    self.digests = est.digests;
                     return Ok(());
                 }
                 Step::Failed(e) => return Err(Error::from_handshake(e, key)),
@@ -448,7 +468,36 @@ impl Session {
     /// after an error the caller knows how much of the body is left.
     pub(crate) fn copy_body_counting(&mut self, size: u64, out: &mut dyn Write, copied: &mut u64) -> Result<(), Error> {
         let mut left = size;
+        let mut big = Vec::new();
         while left > 0 {
+            // A big body skips the reader's buffer: read straight into a
+            // large one and written with one write each (large writes to
+            // disk, one hash update each).
+            if self.reader.buffer().is_empty() && left >= files::GET_CHUNK as u64 / 4 {
+                if big.is_empty() {
+                    big = vec![0u8; files::GET_CHUNK];
+                }
+                let want = left.min(big.len() as u64) as usize;
+                let mut got = 0;
+                while got < want {
+                    match self.reader.get_mut().read(&mut big[got..want]) {
+                        Ok(0) => return Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if got > 0 => {
+                            // What arrived is written before the error counts.
+                            out.write_all(&big[..got]).map_err(Error::Local)?;
+                            *copied += got as u64;
+                            return Err(e.into());
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                out.write_all(&big[..got]).map_err(Error::Local)?;
+                left -= got as u64;
+                *copied += got as u64;
+                continue;
+            }
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
                 return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));

@@ -22,7 +22,7 @@ pub mod put;
 
 use super::{exit, Error, Session};
 use crate::proto::frame::Header;
-use crate::proto::msg::Reply;
+use crate::proto::msg::{Digest, Reply};
 use crate::proto::ProtoError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io;
@@ -99,6 +99,8 @@ pub struct Progress {
     files: u64,
     done: u64,
     pub outcome: Outcome,
+    /// The digest the tree's files are checked with, named in the last line.
+    pub digest: Digest,
 }
 
 impl Progress {
@@ -116,7 +118,7 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
-        let p = Progress { bar, host: show.host.map(str::to_string), files, done: 0, outcome: Outcome::default() };
+        let p = Progress { bar, host: show.host.map(str::to_string), files, done: 0, outcome: Outcome::default(), digest: Digest::Sha256 };
         p.show_count();
         p
     }
@@ -163,7 +165,8 @@ impl Progress {
         self.bar.suspend(|| exit::say(line));
     }
 
-    /// Ends the bar with what moved: `dir: 12 files, 3.1 MiB in 0.4s`.
+    /// Ends the bar with what moved and the digest that checked it:
+    /// `dir: 12 files, 3.1 MiB in 0.4s (7.7 MiB/s, blake3)`.
     pub fn finish(self) -> Outcome {
         if !self.bar.is_hidden() {
             let secs = self.bar.elapsed().as_secs_f64();
@@ -171,10 +174,11 @@ impl Progress {
             let rate = if secs > 0.0 { (moved as f64 / secs) as u64 } else { moved };
             self.bar.set_style(ProgressStyle::with_template("{prefix}: {msg}").expect("a valid template"));
             self.bar.finish_with_message(format!(
-                "{} files, {} in {secs:.1}s ({}/s)",
+                "{} files, {} in {secs:.1}s ({}/s, {})",
                 self.done,
                 indicatif::BinaryBytes(moved),
-                indicatif::BinaryBytes(rate)
+                indicatif::BinaryBytes(rate),
+                self.digest.as_str()
             ));
         }
         self.outcome
