@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use ferry::client::fanout::{self, hosts};
 use ferry::client::tree::fan::Way;
 use ferry::client::{cli, encoding, exit, transfer, transport, tty, udp, Family, Options, Target};
+use ferry::client::flags::{count, positive_secs, seconds, secs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Run commands and move files on a ferryd server over a framed, authenticated protocol.
 ///
@@ -259,35 +259,6 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-}
-
-fn seconds(s: f64, what: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s).map_err(|_| format!("{what} must be a non-negative number of seconds"))
-}
-
-/// A number of seconds, 0 or more (clap names the option in the error).
-fn secs(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if (0.0..1e12).contains(&v) => Ok(v),
-        _ => Err("give a number of seconds, 0 or more (1, 0.5)".into()),
-    }
-}
-
-/// A number of seconds, more than 0.
-fn positive_secs(s: &str) -> Result<f64, String> {
-    match secs(s) {
-        Ok(v) if v > 0.0 => Ok(v),
-        _ => Err("give a number of seconds greater than 0 (1, 0.5)".into()),
-    }
-}
-
-/// A whole number, 1 or more.
-fn count<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(s: &str) -> Result<T, String> {
-    let one = T::try_from(1u8).map_err(|_| String::new())?;
-    match s.trim().parse::<T>() {
-        Ok(v) if v >= one => Ok(v),
-        _ => Err("give a whole number, 1 or more".into()),
-    }
 }
 
 /// The subcommand named on the command line, for the pointer to its help.

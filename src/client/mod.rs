@@ -16,8 +16,8 @@
 //!   Imports only `crate::term`.
 //! - `finish`: a get's local file (`.part`, hashing, mode, mtime, rename).
 //!   Imports nothing from the client.
-//! - `encoding`, `format`, `target`: `--encoding` decoders, `ls`/`stat`
-//!   formatting, HOST[:PORT]. Import nothing from the client.
+//! - `encoding`, `format`, `target`, `flags`: `--encoding` decoders, `ls`/`stat`
+//!   formatting, HOST[:PORT], flag values. Import nothing from the client.
 //! - `files`: the file requests (`get`, `put`, `list`, `stat`) on a `Session`.
 //! - `transfer`: the file subcommands (`exit`, `files`, `finish`, `format`).
 //! - `tree`: directory trees, `get -r`/`put -r`, single, session and fan-out
@@ -30,7 +30,6 @@
 //!   from a HOST, naming an argument that is not UTF-8. Imports `term`.
 //! - `tty`: our terminal under `run -t` and `shell`: raw mode and its
 //!   restoring, the window size, local signals (`exit`).
-//!
 //! - `transport`: which transport an address gets (TLS off loopback), and
 //!   the non-blocking TLS client every TCP path drives (`proto`, `tls`).
 //! - `stream`: the blocking stream under a `Session`: TCP, or TLS shared
@@ -45,6 +44,7 @@ pub mod exit;
 pub mod fanout;
 pub mod files;
 pub mod finish;
+pub mod flags;
 pub mod format;
 pub mod stream;
 pub mod target;
