@@ -79,18 +79,6 @@ impl Write for Stdout {
     }
 }
 
-/// The width of the terminal on stderr in columns (80 when it cannot be told).
-pub fn columns() -> usize {
-    // SAFETY: TIOCGWINSZ fills a winsize.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_col > 0 {
-        ws.ws_col as usize
-    } else {
-        80
-    }
-}
-
 /// Set while the terminal stderr is on is raw (`ferry run -t`): no output
 /// processing, so a line must end in CR LF to start the next one at the left.
 static RAW_STDERR: AtomicBool = AtomicBool::new(false);

@@ -476,8 +476,8 @@ fn a_terminal_gets_a_progress_bar_unless_quiet() {
     assert_eq!(code, Some(0), "{tty}");
     assert!(tty.contains("/3.00 MiB"), "bytes and total on the bar: {tty:?}");
     assert!(tty.contains("/s") && tty.contains("ETA"), "rate and ETA: {tty:?}");
-    // The last line: the size, the time it took and the average rate.
-    assert!(tty.contains("a: 3.00 MiB in ") && tty.trim_end().ends_with("/s)"), "the summary line: {tty:?}");
+    // The last line: the size, the time it took, the average rate and the digest checked.
+    assert!(tty.contains("a: 3.00 MiB in ") && tty.trim_end().ends_with("/s, blake3)"), "the summary line: {tty:?}");
     let (tty, code) = ferry_on_a_tty(&d, here.path(), &["-q", "get", &d.target(), "f", "b"]);
     assert_eq!(code, Some(0), "{tty}");
     assert_eq!(tty, "", "-q: no bar");

@@ -38,7 +38,7 @@ fn round_trips_are_byte_exact_with_matching_digests() {
         let name = format!("dir/f{len}");
         c.send(json!({"type":"put","path":name,"sha256":sha256_hex(&data),"id":i}), &data);
         let (ok, _) = c.frame();
-        assert_eq!(ok, json!({"type":"ok","path":name,"file_size":len,"sha256":sha256_hex(&data),"id":i}));
+        assert_eq!(ok, json!({"type":"ok","path":name,"file_size":len,"digest":"sha256","sha256":sha256_hex(&data),"id":i}));
         assert!(std::fs::read(d.path(&name)).unwrap() == data, "the file on disk is the body ({len} bytes)");
 
         let (file, body, done) = get(&mut c, json!({"type":"get","path":name,"id":i})).unwrap();
@@ -48,11 +48,11 @@ fn round_trips_are_byte_exact_with_matching_digests() {
         assert_eq!(file["id"], i);
         assert_eq!(file["mode"], 0o644);
         assert!(body == data, "get returns the bytes ({len})");
-        assert_eq!(done, json!({"type":"done","sha256":sha256_hex(&data),"id":i}));
+        assert_eq!(done, json!({"type":"done","digest":"sha256","sha256":sha256_hex(&data),"id":i}));
 
         let (_, body, done) = get(&mut c, json!({"type":"get","path":name,"digest":"none"})).unwrap();
         assert!(body == data);
-        assert_eq!(done, json!({"type":"done"}), "digest none: no sha256");
+        assert_eq!(done, json!({"type":"done","digest":"none"}), "digest none: no hex");
     }
     assert!(temp_files(d.root.path()).is_empty());
 }
@@ -203,7 +203,7 @@ fn streaming_put_takes_data_frames_until_an_empty_one() {
     }
     c.send(json!({"type":"data"}), b"");
     let (ok, _) = c.frame();
-    assert_eq!(ok, json!({"type":"ok","path":"streamed","file_size":700_000,"sha256":sha256_hex(&data),"id":5}));
+    assert_eq!(ok, json!({"type":"ok","path":"streamed","file_size":700_000,"digest":"sha256","sha256":sha256_hex(&data),"id":5}));
     assert!(std::fs::read(d.path("streamed")).unwrap() == data);
 
     // Another request before the empty data frame fails the put, then is served.
@@ -411,7 +411,7 @@ fn a_ping_is_answered_while_another_client_pulls_a_gibibyte() {
             assert!(n > 0, "the body was cut short");
             left -= n as u64;
         }
-        assert_eq!(puller.frame().0, json!({"type":"done"}));
+        assert_eq!(puller.frame().0, json!({"type":"done","digest":"none"}));
     });
     let mut c = d.authed();
     let mut worst = Duration::ZERO;

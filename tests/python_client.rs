@@ -1,21 +1,36 @@
 //! The Python client library (packaging/python/ferry_client.py) against the
 //! real ferryd: runs its unittest script, packaging/python/test_ferry_client.py,
-//! with `python3` (standard library only, nothing to install), and fails with
-//! the script's output when any of its tests fails.
+//! with `python3` (standard library only, nothing to install: sha256), and in
+//! a venv with the `blake3` package (blake3), and fails with the script's
+//! output when any of its tests fails.
 mod common;
 
-use common::{run_bounded, Daemon};
+use common::{python_venv, run_bounded, Daemon};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+/// The Python library's own blake3 dependency, when it is installed.
+const BLAKE3: &str = "blake3==1.0.11";
+
 #[test]
 fn python_client_library_against_the_real_ferryd() {
+    run_the_script("python3".into(), "sha256");
+}
+
+#[test]
+fn python_client_library_with_blake3() {
+    let venv = python_venv("blake3", BLAKE3, "FERRY_BLAKE3_VENV");
+    run_the_script(venv.join("bin/python3"), "blake3");
+}
+
+fn run_the_script(python3: std::path::PathBuf, digest: &str) {
     let d = Daemon::start_with(&["--udp", "127.0.0.1:0"]);
     let udp = d.udp_addr();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/python");
-    let mut python = Command::new("python3");
+    let mut python = Command::new(python3);
     python
+        .env("FERRY_TEST_DIGEST", digest)
         .args(["-B", "-m", "unittest", "-v", "test_ferry_client"])
         .current_dir(&dir)
         .env("FERRY_TEST_HOST", d.addr.ip().to_string())

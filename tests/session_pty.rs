@@ -191,7 +191,7 @@ fn the_progress_bar_fits_a_narrow_terminal_and_ends_with_time_and_rate() {
         assert!(piece.chars().count() <= 50, "{:?} is wider than 50 columns in {plain:?}", piece);
     }
     let last = plain.split(['\r', '\n']).map(str::trim_end).rfind(|p| !p.is_empty()).unwrap_or("");
-    assert!(last.starts_with("out.bin: 3.00 MiB in ") && last.ends_with("/s)"), "{last:?}");
+    assert!(last.starts_with("out.bin: 3.00 MiB in ") && last.ends_with("/s, blake3)"), "{last:?}");
     assert!(!last.contains("ETA"), "the last line gives the elapsed time, not an ETA: {last:?}");
 }
 

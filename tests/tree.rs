@@ -717,3 +717,158 @@ fn the_tree_progress_fits_a_narrow_terminal() {
         assert!(lines.last().unwrap().contains("20 files"), "{lines:?}");
     }
 }
+
+/// The headers `ferry -v` traced as sent (`> {...}` lines).
+fn sent_headers(stderr: &[u8]) -> Vec<serde_json::Value> {
+    text(stderr)
+        .lines()
+        .filter_map(|l| l.find("> {").map(|i| &l[i + 2..]))
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .collect()
+}
+
+#[test]
+fn a_tree_follows_the_negotiated_digest_blake3_by_default_with_a_trailer_for_big_files() {
+    let d = Daemon::start();
+    let t = d.target();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("tree");
+    make_tree(&src, 3 * 1024 * 1024 + 1);
+    for (flag, want) in [(None, "blake3"), (Some("sha256"), "sha256")] {
+        let mut args = vec!["-v", "put", "-r"];
+        args.extend(flag.map(|f| ["--digest", f]).into_iter().flatten());
+        let up = format!("up-{want}");
+        args.extend([t.as_str(), "tree", up.as_str()]);
+        let out = ferry_in(&d, here.path(), &args);
+        assert_status(&out, 0);
+        diff_r(&src, &d.path(&up));
+        let sent = sent_headers(&out.stderr);
+        let puts: Vec<_> = sent.iter().filter(|h| h["type"] == "put").collect();
+        assert_eq!(puts.len(), 5, "{sent:?}");
+        for p in &puts {
+            let big = p["path"].as_str().unwrap().ends_with("big.bin");
+            if big {
+                // Hashed while sent, its digest after the body.
+                assert_eq!((p["digest"].as_str(), p["trailer"].as_bool()), (Some(want), Some(true)), "{p}");
+            } else {
+                // Batched small files carry their digest in the header.
+                assert!(p[want].as_str().is_some_and(|h| h.len() == 64) && p.get("trailer").is_none(), "{p}");
+            }
+        }
+        let trailers: Vec<_> = sent.iter().filter(|h| h["type"] == "trailer").collect();
+        assert_eq!(trailers.len(), 1, "{sent:?}");
+        assert!(trailers[0][want].as_str().is_some_and(|h| h.len() == 64), "{:?}", trailers[0]);
+
+        // get -r asks for, and checks, the same digest.
+        let back = format!("back-{want}");
+        let mut args = vec!["-v", "get", "-r"];
+        args.extend(flag.map(|f| ["--digest", f]).into_iter().flatten());
+        args.extend([t.as_str(), up.as_str(), back.as_str()]);
+        let out = ferry_in(&d, here.path(), &args);
+        assert_status(&out, 0);
+        diff_r(&src, &here.path().join(&back));
+        let gets: Vec<_> = sent_headers(&out.stderr).into_iter().filter(|h| h["type"] == "get").collect();
+        assert_eq!(gets.len(), 5);
+        // sha256 is the default a request need not name.
+        let named = |g: &serde_json::Value| g["digest"] == want || (want == "sha256" && g.get("digest").is_none());
+        assert!(gets.iter().all(named), "{gets:?}");
+
+        // -c compares in that digest too: nothing is sent again.
+        let mut args = vec!["-v", "put", "-r", "-c"];
+        args.extend(flag.map(|f| ["--digest", f]).into_iter().flatten());
+        args.extend([t.as_str(), "tree", up.as_str()]);
+        let up_tree = format!("{up}/tree");
+        fs::create_dir_all(d.path(&up_tree)).unwrap();
+        // Into the existing directory: the copy is up/tree, filled first.
+        let out = ferry_in(&d, here.path(), &["put", "-r", &t, "tree", &up]);
+        assert_status(&out, 0);
+        let out = ferry_in(&d, here.path(), &args);
+        assert_status(&out, 0);
+        let sent = sent_headers(&out.stderr);
+        assert!(!sent.iter().any(|h| h["type"] == "put"), "complete files are skipped: {sent:?}");
+        let checks: Vec<_> = sent.iter().filter(|h| h["type"] == "get").collect();
+        assert_eq!(checks.len(), 5, "{sent:?}");
+        assert!(checks.iter().all(|g| named(g)), "{checks:?}");
+    }
+}
+
+/// Plays an older ferryd (no `digests` in hello) for one connection, for a
+/// tree: `stat` (not found for a put's REMOTE, a directory for a get's),
+/// puts checked against the sha256 of their header, `symlink` and `mkdir`
+/// answered ok, a recursive `list` of one file `f`, its `get` answered
+/// with sha256 in `done`. The request headers seen.
+fn old_tree_server(listener: std::net::TcpListener, key: ferry::proto::auth::Key, file: Vec<u8>, get: bool) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
+    use ferry::proto::auth;
+    use serde_json::json;
+    use std::io::Write;
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let sn = auth::to_hex(&auth::fresh_nonce());
+        s.write_all(&frame(json!({"type":"hello","proto":1,"server":"ferryd/0.0-old","auth":["hmac-sha256"],"nonce":sn}), b""))
+            .unwrap();
+        let (a, _) = read_frame_from(&mut s).unwrap();
+        let cn = a["nonce"].as_str().unwrap().to_string();
+        assert!(auth::verify_client_mac(key.secret.as_bytes(), &sn, &cn, a["mac"].as_str().unwrap()));
+        s.write_all(&frame(json!({"type":"welcome","mac":auth::server_mac(key.secret.as_bytes(), &cn, &sn)}), b"")).unwrap();
+        let mut seen = Vec::new();
+        let ok = |h: &serde_json::Value| frame(json!({"type":"ok","path":h["path"]}), b"");
+        while let Ok((h, body)) = read_frame_from(&mut s) {
+            seen.push(h.clone());
+            let reply = match h["type"].as_str().unwrap() {
+                "stat" if get => frame(json!({"type":"stat","name":h["path"],"kind":"dir","file_size":0,"mode":0o755,"mtime":1}), b""),
+                "stat" => frame(json!({"type":"error","code":"not-found","message":"no"}), b""),
+                "put" => {
+                    let sha = sha256_hex(&body);
+                    assert_eq!(h["sha256"].as_str(), Some(sha.as_str()), "an old server checks the header's sha256: {h}");
+                    frame(json!({"type":"ok","path":h["path"],"file_size":body.len(),"sha256":sha}), b"")
+                }
+                "symlink" | "mkdir" => ok(&h),
+                "list" => {
+                    let l = json!([{"name":"f","kind":"file","file_size":file.len(),"mode":0o644,"mtime":1}]);
+                    frame(json!({"type":"listing"}), l.to_string().as_bytes())
+                }
+                "get" => {
+                    assert!(h.get("digest").is_none(), "an old server is asked for its default: {h}");
+                    let mut f = frame(json!({"type":"file","path":h["path"],"file_size":file.len(),"mode":0o644,"mtime":1,"offset":0}), &file);
+                    f.extend(frame(json!({"type":"done","sha256":sha256_hex(&file)}), b""));
+                    f
+                }
+                _ => break,
+            };
+            s.write_all(&reply).unwrap();
+        }
+        seen
+    })
+}
+
+#[test]
+fn a_tree_to_and_from_a_server_without_digests_goes_with_sha256_in_the_headers() {
+    let (_dir, keys, key) = make_keys();
+    let here = tempfile::tempdir().unwrap();
+    let src = here.path().join("tree");
+    make_tree(&src, 600_000);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let server = old_tree_server(listener, key.clone(), Vec::new(), false);
+    let mut ferry = Command::new(ferry_bin());
+    ferry.env("FERRY_KEYS", &keys).current_dir(here.path()).args(["put", "-r", &target, "tree"]);
+    let out = run_bounded(ferry, Duration::from_secs(60), "ferry put -r against the stub");
+    assert_status(&out, 0);
+    let seen = server.join().unwrap();
+    let puts: Vec<_> = seen.iter().filter(|h| h["type"] == "put").collect();
+    assert_eq!(puts.len(), 5, "{seen:?}");
+    assert!(puts.iter().all(|p| p.get("trailer").is_none() && p.get("blake3").is_none() && p.get("digest").is_none()), "{puts:?}");
+    assert!(!seen.iter().any(|h| h["type"] == "trailer"), "no trailer to an old server: {seen:?}");
+
+    let file = random(400_000);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let server = old_tree_server(listener, key, file.clone(), true);
+    let mut ferry = Command::new(ferry_bin());
+    ferry.env("FERRY_KEYS", &keys).current_dir(here.path()).args(["get", "-r", &target, "old", "got"]);
+    let out = run_bounded(ferry, Duration::from_secs(60), "ferry get -r against the stub");
+    assert_status(&out, 0);
+    assert!(fs::read(here.path().join("got/f")).unwrap() == file, "checked with sha256 and kept");
+    server.join().unwrap();
+}

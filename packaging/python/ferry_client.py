@@ -57,6 +57,30 @@ __all__ = [
 DEFAULT_PORT = 7075
 PROTO = 1
 CHUNK = 256 * 1024
+
+try:  # BLAKE3 when the blake3 package is installed; the library stays stdlib-only without it.
+    import blake3 as _blake3
+except ImportError:  # pragma: no cover - depends on the environment
+    _blake3 = None
+
+#: The digests this client can compute, best first.
+# A tree's files up to this size are read whole, their digest in the header
+# (as ferry put -r batches them); bigger ones get a trailer.
+TREE_BATCH = 256 * 1024
+DIGESTS = (("blake3",) if _blake3 is not None else ()) + ("sha256",)
+
+
+def _hasher(digest):
+    """A hashlib-style object for "sha256" or "blake3" (None for "none")."""
+    if digest == "sha256":
+        return hashlib.sha256()
+    if digest == "blake3":
+        if _blake3 is None:
+            raise ValueError("the blake3 digest needs the blake3 package (pip install blake3)")
+        return _blake3.blake3()
+    if digest == "none":
+        return None
+    raise ValueError("digest is 'blake3', 'sha256' or 'none'")
 MAX_HEADER = 65536
 SIGNALS = ("TERM", "KILL", "INT", "HUP")
 
@@ -513,6 +537,10 @@ class Client:
         if hello["type"] != "hello" or hello.get("proto") != PROTO or "hmac-sha256" not in (hello.get("auth") or []):
             raise FerryError("protocol", f"not a ferry protocol {PROTO} server: {hello}")
         self.server = hello.get("server", "")
+        # The digests the server computes; None from an older server (sha256
+        # only, and no trailer frames).
+        ds = hello.get("digests")
+        self.digests = [d for d in ds if isinstance(d, str)] if isinstance(ds, list) else None
         sn = hello.get("nonce", "")
         cn = os.urandom(32).hex()
         self._send({"type": "auth", "key_id": self.key_id, "nonce": cn,
@@ -705,18 +733,34 @@ class Client:
         _, body = self._expect("listing")
         return json.loads(body)
 
-    def get(self, remote, local, offset=0, digest="sha256"):
+    def best_digest(self):
+        """The digest transfers use by default: blake3 when both the server
+        announces it and the blake3 package is installed, else sha256."""
+        offered = self.digests if self.digests is not None else ["sha256"]
+        return next((d for d in DIGESTS if d in offered), "sha256")
+
+    def _digest(self, digest):
+        """The digest a transfer uses: digest, or best_digest(); one the
+        server does not announce is refused before anything is sent."""
+        digest = digest or self.best_digest()
+        _hasher(digest)  # ValueError for an unknown name or a missing package
+        offered = self.digests if self.digests is not None else ["sha256"]
+        if digest != "none" and digest not in offered:
+            raise FerryError("bad-request", f"the server does not offer the {digest} digest (it offers {', '.join(offered)})")
+        return digest
+
+    def get(self, remote, local, offset=0, digest=None):
         """Fetches remote into local: a path (written to LOCAL.part, checked,
         then renamed; with offset > 0 the first offset bytes of LOCAL are kept
         and the rest written after them) or a binary file object (for an
         offset > 0 it must be readable and seekable, so the whole-file digest
-        can be checked).  With digest "sha256" the SHA-256 of the whole file
-        is checked, and a mismatch raises FerryError("digest-mismatch"); with
-        "none" nothing is checked.  Returns the file header (file_size, mode,
-        mtime...) with "sha256" added when checked."""
-        if digest not in ("sha256", "none"):
-            raise ValueError("digest is 'sha256' or 'none'")
-        h = hashlib.sha256() if digest == "sha256" else None
+        can be checked).  digest: "blake3", "sha256" or "none"; by default
+        best_digest().  The digest of the whole file is checked, and a
+        mismatch raises FerryError("digest-mismatch"); with "none" nothing is
+        checked.  Returns the file header (file_size, mode, mtime...) with
+        "digest" naming the digest and, when checked, its hex under that name."""
+        digest = self._digest(digest)
+        h = _hasher(digest)
         own = not hasattr(local, "write")
         part = None
         if own:
@@ -741,7 +785,10 @@ class Client:
             if offset and own:
                 f.seek(offset)
                 f.truncate()
-            self._send({"type": "get", "path": os.fsdecode(remote), "offset": offset, "digest": digest})
+            req = {"type": "get", "path": os.fsdecode(remote), "offset": offset}
+            if digest != "sha256":  # the default, and all an older server knows
+                req["digest"] = digest
+            self._send(req)
             header = self._expect("file", body=False)[0]
             left = header.get("size", 0)
             while left:
@@ -751,11 +798,12 @@ class Client:
                 if h is not None:
                     h.update(chunk)
             done = self._expect("done")[0]
+            header["digest"] = digest
             if h is not None:
-                want = done.get("sha256", "")
+                want = done.get(digest, "")
                 if not hmac.compare_digest(h.hexdigest(), str(want)):
-                    raise FerryError("digest-mismatch", f"{remote}: SHA-256 {h.hexdigest()} but the server says {want}")
-                header["sha256"] = want
+                    raise FerryError("digest-mismatch", f"{remote}: {digest} {h.hexdigest()} but the server says {want}")
+                header[digest] = want
             if own:
                 f.flush()
                 os.fsync(f.fileno())
@@ -779,27 +827,61 @@ class Client:
                 os.replace(part, local)
         return header
 
-    def put(self, source, remote, mode=None):
+    def put(self, source, remote, mode=None, digest=None):
         """Stores source at remote, atomically on the server.  source is
-        bytes, a local path (sent sized, with its SHA-256, by sendfile), or a
-        binary file object: a regular file from its position to its end is
-        sent sized with its SHA-256; anything else (a pipe, a socket, a
-        stream) is sent as a streaming put and the server's SHA-256 compared
-        after.  mode: permission bits, default that of the file replaced (or
-        0644).  Returns the server's ok header (file_size, sha256)."""
+        bytes, a local path, or a binary file object: a regular file from its
+        position to its end is sent sized; anything else (a pipe, a socket, a
+        stream) is sent as a streaming put.  digest: "blake3", "sha256" or
+        "none"; by default best_digest().  To a server that announces digests
+        the file is read once, hashed as it is sent, and the digest follows
+        the body in a trailer frame, checked by the server before it renames;
+        an older server gets the SHA-256 in the header (a file is then read
+        twice, the second time by sendfile) or, streaming, its own SHA-256 is
+        compared after.  mode: permission bits, default that of the file
+        replaced (or 0644).  Returns the server's ok header (file_size,
+        digest and its hex)."""
+        digest = self._digest(digest)
         req = {"type": "put", "path": os.fsdecode(remote)}
         if mode is not None:
             req["mode"] = int(mode)
         if _is_bytes(source):
-            req["sha256"] = hashlib.sha256(source).hexdigest()
+            if digest == "none":
+                req["digest"] = "none"
+            else:
+                h = _hasher(digest)
+                h.update(source)
+                req[digest] = h.hexdigest()
             self._send(req, source)
             return self._expect("ok")[0]
         if hasattr(source, "read"):
-            return self._put_file(req, source)
+            return self._put_file(req, source, digest)
         with open(source, "rb") as f:
-            return self._put_file(req, f)
+            return self._put_file(req, f, digest)
 
-    def _put_file(self, req, f):
+    def _trailers(self, digest):
+        """True when the digest goes in a trailer: the server announced digests."""
+        return self.digests is not None and digest != "none"
+
+    def _put_trailer(self, req, f, size, digest):
+        """Sends a sized put of size bytes of f, read once and hashed as it is
+        sent, then its trailer (the reply is the caller's to read)."""
+        req.update(size=size, digest=digest, trailer=True)
+        h = _hasher(digest)
+        head = json.dumps(req, separators=(",", ":")).encode()
+        with self._wlock:
+            self.sock.sendall(struct.pack(">I", len(head)) + head)
+            left = size
+            while left:
+                chunk = f.read(min(left, CHUNK))
+                if not chunk:
+                    self._abort()
+                    raise FerryError("io-error", "the local file shrank while it was sent")
+                h.update(chunk)
+                self.sock.sendall(chunk)
+                left -= len(chunk)
+        self._send({"type": "trailer", digest: h.hexdigest()})
+
+    def _put_file(self, req, f, digest):
         size = None
         try:
             fd = f.fileno()
@@ -810,18 +892,24 @@ class Client:
         except (OSError, AttributeError, io.UnsupportedOperation):
             pass
         if size is None:
-            return self._put_stream(req, f)
-        h = hashlib.sha256()
-        left = size
-        while left:
-            chunk = f.read(min(left, CHUNK))
-            if not chunk:
-                raise FerryError("io-error", "the local file shrank while it was read")
-            h.update(chunk)
-            left -= len(chunk)
-        f.seek(start)
-        req["sha256"] = h.hexdigest()
+            return self._put_stream(req, f, digest)
         req["size"] = size
+        if self._trailers(digest):
+            self._put_trailer(req, f, size, digest)
+            return self._expect("ok")[0]
+        if digest == "none":
+            req["digest"] = "none"
+        else:
+            h = _hasher(digest)
+            left = size
+            while left:
+                chunk = f.read(min(left, CHUNK))
+                if not chunk:
+                    raise FerryError("io-error", "the local file shrank while it was read")
+                h.update(chunk)
+                left -= len(chunk)
+            f.seek(start)
+            req[digest] = h.hexdigest()
         head = json.dumps(req, separators=(",", ":")).encode()
         with self._wlock:
             self.sock.sendall(struct.pack(">I", len(head)) + head)
@@ -840,20 +928,32 @@ class Client:
                     sent += len(chunk)
         return self._expect("ok")[0]
 
-    def _put_stream(self, req, f):
+    def _put_stream(self, req, f, digest):
         req["stream"] = True
-        h = hashlib.sha256()
+        trailer = self._trailers(digest)
+        if trailer:
+            req["digest"] = digest
+            req["trailer"] = True
+        elif digest == "none":
+            req["digest"] = "none"
+        h = _hasher(digest) if digest != "none" else None
         self._send(req)
         while True:
             chunk = f.read(CHUNK)
             if not chunk:
                 break
-            h.update(chunk)
+            if h is not None:
+                h.update(chunk)
             self._send({"type": "data"}, chunk)
         self._send({"type": "data", "size": 0})
+        if trailer:
+            self._send({"type": "trailer", digest: h.hexdigest()})
         ok = self._expect("ok")[0]
-        if not hmac.compare_digest(str(ok.get("sha256", "")), h.hexdigest()):
-            raise FerryError("digest-mismatch", f"sent SHA-256 {h.hexdigest()} but the server stored {ok.get('sha256')}", ok)
+        if not trailer and h is not None:
+            # An older server: its sha256 of what it stored, compared here.
+            theirs = str(ok.get(digest, ""))
+            if not hmac.compare_digest(theirs, h.hexdigest()):
+                raise FerryError("digest-mismatch", f"sent {digest} {h.hexdigest()} but the server stored {theirs}", ok)
         return ok
 
     # ---- trees (ferry-protocol(7), Trees) ----------------------------------------------
@@ -895,19 +995,23 @@ class Client:
             raise FerryError("not-a-directory", f"{remote}: exists on the server and is not a directory")
         return remote
 
-    def put_tree(self, local, remote, window=64):
+    def put_tree(self, local, remote, window=64, digest=None):
         """Sends the directory local where ferry put -r puts it: remote ending
         in / or an existing directory takes the copy inside it under local's
         name, else remote becomes the copy (created as needed; what is there
         is replaced entry by entry).  Every file is a sized put with its
-        SHA-256, mode (no set-id bits) and mtime, every link a symlink request
+        digest, mode (no set-id bits) and mtime, every link a symlink request
         (refused with bad-path when it leads outside the served root), every
         directory a mkdir (deepest first, the last one syncing the server's
-        file system), window requests in flight at most.  An entry that fails
-        does not stop the rest; names that are not UTF-8, FIFOs, sockets,
-        devices and unreadable entries here are reported and skipped.  A file
-        is put as ferry put -r puts one.  Returns {"entries": n, "failed":
-        [(path, FerryError), ...]}."""
+        file system), window requests in flight at most.  digest as for put
+        (by default best_digest()): a file up to TREE_BATCH bytes carries it
+        in its header; a bigger one, to a server that announces digests, is
+        read once, hashed as it is sent, its digest in a trailer.  An entry
+        that fails does not stop the rest; names that are not UTF-8, FIFOs,
+        sockets, devices and unreadable entries here are reported and
+        skipped.  A file is put as ferry put -r puts one.  Returns
+        {"entries": n, "failed": [(path, FerryError), ...], "digest": name}."""
+        digest = self._digest(digest)
         local = os.fsdecode(local)
         try:
             top = os.stat(local)
@@ -918,8 +1022,8 @@ class Client:
             name = os.path.basename(os.path.realpath(local))
         remote = self._tree_dest(name, os.fsdecode(remote), _stat.S_ISDIR(top.st_mode))
         if not _stat.S_ISDIR(top.st_mode):
-            self.put(local, remote, mode=top.st_mode & 0o777)
-            return {"entries": 1, "failed": []}
+            self.put(local, remote, mode=top.st_mode & 0o777, digest=digest)
+            return {"entries": 1, "failed": [], "digest": digest}
         dirs, files, links, failed = [], [], [], []
 
         def walk(path, rel_top):
@@ -969,15 +1073,26 @@ class Client:
                 self._tree_reply(pending.pop(0), failed)
 
         for rel, st in files:
+            req = {"type": "put", "path": join(rel), "mode": st.st_mode & 0o777, "mtime": int(st.st_mtime),
+                   "tree": tree}
             try:
-                with open(os.path.join(local, rel), "rb") as f:
-                    data = f.read()
+                f = open(os.path.join(local, rel), "rb")
             except OSError as err:
                 failed.append((rel, _os_error(rel, err)))
                 continue
-            req = {"type": "put", "path": join(rel), "mode": st.st_mode & 0o777, "mtime": int(st.st_mtime),
-                   "sha256": hashlib.sha256(data).hexdigest(), "tree": tree}
-            self._send(req, data)
+            with f:
+                size = os.fstat(f.fileno()).st_size
+                if size > TREE_BATCH and self._trailers(digest):
+                    self._put_trailer(req, f, size, digest)
+                else:
+                    data = f.read()
+                    h = _hasher(digest)
+                    if h is None:
+                        req["digest"] = "none"
+                    else:
+                        h.update(data)
+                        req[digest] = h.hexdigest()
+                    self._send(req, data)
             sent(rel)
         for rel, target in links:
             self._send({"type": "symlink", "path": join(rel), "target": target})
@@ -991,21 +1106,23 @@ class Client:
         while pending:
             self._tree_reply(pending.pop(0), failed)
 
-        return {"entries": len(files) + len(links) + len(dirs) + 1 + unsent, "failed": failed}
+        return {"entries": len(files) + len(links) + len(dirs) + 1 + unsent, "failed": failed, "digest": digest}
 
-    def get_tree(self, remote, local, window=64):
+    def get_tree(self, remote, local, window=64, digest=None):
         """Fetches the directory remote where ferry get -r puts it: local
         ending in / or an existing directory takes the copy inside it under
         remote's name, else local becomes the copy (created, with the missing
         directories on the way).  One recursive list, then window gets in
         flight at most, each file written to its .part, checked against the
-        server's SHA-256, given its mode and mtime and renamed into place;
+        server's digest (as for get: by default best_digest(); "none" checks
+        nothing), given its mode and mtime and renamed into place;
         links made when their target stays inside the tree (else bad-path);
         directories created, their modes and mtimes set last.  An entry that
         fails does not stop the rest (a directory the server cannot read, a
         name that is not UTF-8, each reported once).  A file is fetched as
         ferry get -r fetches one.  Returns {"entries": n, "failed": [(path,
-        FerryError), ...]}."""
+        FerryError), ...], "digest": name}."""
+        digest = self._digest(digest)
         remote, local = os.fsdecode(remote), os.fsdecode(local)
         top = self.stat(remote)
         name = os.path.basename(remote.rstrip("/"))
@@ -1020,8 +1137,8 @@ class Client:
             if os.path.dirname(local.rstrip("/")):
                 os.makedirs(os.path.dirname(local.rstrip("/")), exist_ok=True)
             if top.get("kind") != "dir":
-                self.get(remote, local)
-                return {"entries": 1, "failed": []}
+                self.get(remote, local, digest=digest)
+                return {"entries": 1, "failed": [], "digest": digest}
             os.makedirs(local, exist_ok=True)
         except OSError as err:
             raise _os_error(local, err) from None
@@ -1053,9 +1170,12 @@ class Client:
         asked = 0
         for i, e in enumerate(files):
             while asked < len(files) and asked - i < window:
-                self._send({"type": "get", "path": join(files[asked]["name"])})
+                req = {"type": "get", "path": join(files[asked]["name"])}
+                if digest != "sha256":  # the default, and all an older server knows
+                    req["digest"] = digest
+                self._send(req)
                 asked += 1
-            self._get_tree_file(e["name"], os.path.join(local, e["name"]), failed)
+            self._get_tree_file(e["name"], os.path.join(local, e["name"]), failed, digest)
         for e in entries:
             if e["kind"] != "link" or not plain(e["name"]) or "name_hex" in e:
                 continue
@@ -1086,9 +1206,9 @@ class Client:
                 os.utime(p, (e["mtime"], e["mtime"]))
             except OSError as err:
                 failed.append((e["name"], _os_error(e["name"], err)))
-        return {"entries": len(entries), "failed": failed}
+        return {"entries": len(entries), "failed": failed, "digest": digest}
 
-    def _get_tree_file(self, rel, dest, failed):
+    def _get_tree_file(self, rel, dest, failed, digest):
         """Reads one pipelined get's reply into dest through its .part."""
         h = self._recv_header()
         if h["type"] == "error":
@@ -1108,19 +1228,21 @@ class Client:
             self._expect("done")
             failed.append((rel, err if isinstance(err, FerryError) else FerryError("io-error", str(err))))
             return
-        sha = hashlib.sha256()
+        hasher = _hasher(digest)
         with os.fdopen(fd, "wb") as f:
             left = h.get("size", 0)
             while left:
                 chunk = self._read(min(left, CHUNK))
                 left -= len(chunk)
                 f.write(chunk)
-                sha.update(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
             done = self._expect("done")[0]
-            if not hmac.compare_digest(sha.hexdigest(), str(done.get("sha256", ""))):
+            if hasher is not None and not hmac.compare_digest(hasher.hexdigest(), str(done.get(digest, ""))):
                 f.close()
                 os.unlink(part)
-                failed.append((rel, FerryError("digest-mismatch", f"{rel}: SHA-256 {sha.hexdigest()}, not the server's")))
+                msg = f"{rel}: {digest} {hasher.hexdigest()}, the server's is {done.get(digest)}"
+                failed.append((rel, FerryError("digest-mismatch", msg)))
                 return
             os.fchmod(f.fileno(), h.get("mode", 0o644) & 0o777)
         os.utime(part, (h.get("mtime", 0), h.get("mtime", 0)))

@@ -26,6 +26,22 @@ PORT = int(os.environ.get("FERRY_TEST_PORT", "0"))
 UDP_PORT = int(os.environ.get("FERRY_TEST_UDP_PORT", "0"))
 KEYS = os.environ.get("FERRY_TEST_KEYS", "")
 ROOT = os.environ.get("FERRY_TEST_ROOT", "")
+# The digest transfers use by default: "sha256" runs the library as it is
+# without the blake3 package (stdlib only, whatever this Python has);
+# "blake3" needs the package (cargo test runs both).
+DIGEST = os.environ.get("FERRY_TEST_DIGEST", "sha256")
+if DIGEST == "sha256":
+    ferry_client._blake3 = None
+    ferry_client.DIGESTS = ("sha256",)
+elif ferry_client._blake3 is None:
+    raise SystemExit("FERRY_TEST_DIGEST=blake3 needs the blake3 package")
+
+
+def hexof(data, digest=None):
+    """The hex digest of data, as the server computes it."""
+    h = ferry_client._hasher(digest or DIGEST)
+    h.update(data)
+    return h.hexdigest()
 
 
 def client(**kw):
@@ -221,7 +237,7 @@ class TcpTests(unittest.TestCase):
     def test_put_bytes_then_get_with_digest(self):
         data = os.urandom(700000)
         ok = self.c.put(data, "dir/a.bin", mode=0o600)
-        self.assertEqual(ok["sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual((ok["digest"], ok[DIGEST]), (DIGEST, hexof(data)))
         self.assertEqual(ok["file_size"], len(data))
         on_disk = os.path.join(ROOT, "dir", "a.bin")
         with open(on_disk, "rb") as f:
@@ -230,7 +246,7 @@ class TcpTests(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             local = os.path.join(d, "a.bin")
             h = self.c.get("dir/a.bin", local)
-            self.assertEqual(h["sha256"], hashlib.sha256(data).hexdigest())
+            self.assertEqual((h["digest"], h[DIGEST]), (DIGEST, hexof(data)))
             self.assertEqual(h["file_size"], len(data))
             with open(local, "rb") as f:
                 self.assertEqual(f.read(), data)
@@ -275,11 +291,12 @@ class TcpTests(unittest.TestCase):
         buf = io.BytesIO()
         h = self.c.get("g.txt", buf)
         self.assertEqual(buf.getvalue(), b"abc" * 1000)
-        self.assertIn("sha256", h)
+        self.assertIn(DIGEST, h)
         buf = io.BytesIO()
         h = self.c.get("g.txt", buf, digest="none")
         self.assertEqual(buf.getvalue(), b"abc" * 1000)
-        self.assertNotIn("sha256", h)
+        self.assertNotIn(DIGEST, h)
+        self.assertEqual(h["digest"], "none")
         buf = io.BytesIO(b"abc")
         buf.seek(3)
         self.c.get("g.txt", buf, offset=3)
@@ -307,8 +324,8 @@ class TcpTests(unittest.TestCase):
             p = os.path.join(d, "src.bin")
             with open(p, "wb") as f:
                 f.write(data)
-            ok = self.c.put(p, "p1.bin")  # a path: sized, sendfile
-            self.assertEqual(ok["sha256"], hashlib.sha256(data).hexdigest())
+            ok = self.c.put(p, "p1.bin")  # a path: sized, hashed as sent, digest in a trailer
+            self.assertEqual(ok[DIGEST], hexof(data))
             with open(p, "rb") as f:
                 f.seek(100)  # a regular file object: from its position
                 ok = self.c.put(f, "p2.bin")
@@ -317,11 +334,44 @@ class TcpTests(unittest.TestCase):
         threading.Thread(target=lambda: (os.write(wr, data), os.close(wr))).start()
         with os.fdopen(rd, "rb") as f:
             ok = self.c.put(f, "p3.bin", mode=0o640)
-        self.assertEqual(ok["sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual(ok[DIGEST], hexof(data))
         for name, want in (("p1.bin", data), ("p2.bin", data[100:]), ("p3.bin", data)):
             with open(os.path.join(ROOT, name), "rb") as f:
                 self.assertEqual(f.read(), want, name)
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(ROOT, "p3.bin")).st_mode), 0o640)
+
+    def test_digests_the_server_announces_and_each_digest_by_name(self):
+        self.assertEqual(self.c.digests, ["blake3", "sha256"])
+        self.assertEqual(self.c.best_digest(), DIGEST)
+        data = os.urandom(600000)
+        names = ("sha256", "none") + (("blake3",) if DIGEST == "blake3" else ())
+        with tempfile.TemporaryDirectory() as d:
+            p = os.path.join(d, "src.bin")
+            with open(p, "wb") as f:
+                f.write(data)
+            for name in names:
+                for source in (data, p):
+                    ok = self.c.put(source, "dg.bin", digest=name)
+                    self.assertEqual(ok["digest"], name)
+                    if name != "none":
+                        self.assertEqual(ok[name], hexof(data, name))
+                    with open(os.path.join(ROOT, "dg.bin"), "rb") as f:
+                        self.assertEqual(f.read(), data)
+                rd, wr = os.pipe()
+                threading.Thread(target=lambda: (os.write(wr, data), os.close(wr))).start()
+                with os.fdopen(rd, "rb") as f:
+                    self.assertEqual(self.c.put(f, "dg-s.bin", digest=name)["digest"], name)
+                buf = io.BytesIO()
+                h = self.c.get("dg.bin", buf, digest=name)
+                self.assertEqual((buf.getvalue(), h["digest"]), (data, name))
+                if name != "none":
+                    self.assertEqual(h[name], hexof(data, name))
+        if DIGEST == "sha256":
+            with self.assertRaises(ValueError):  # without the blake3 package
+                self.c.get("dg.bin", io.BytesIO(), digest="blake3")
+        with self.assertRaises(ValueError):
+            self.c.put(b"x", "dg.bin", digest="md5")
+        self.assertEqual(self.c.run("echo still").stdout, b"still\n")
 
     def test_stat_and_list(self):
         self.c.put(b"12345", "ls/one.txt", mode=0o644)
@@ -347,6 +397,9 @@ class TcpTests(unittest.TestCase):
             os.symlink("/etc/passwd", os.path.join(src, "out"))
             r = self.c.put_tree(src, "pytree")
             self.assertEqual([(p, e.code) for p, e in r["failed"]], [("out", "bad-path")])
+            # The library's digest choice: blake3 with the package, else sha256;
+            # f.bin (over TREE_BATCH) went with a trailer, zero in its header.
+            self.assertEqual(r["digest"], self.c.best_digest())
             st = os.stat(os.path.join(ROOT, "pytree", "zero"))
             self.assertEqual((stat.S_IMODE(st.st_mode), int(st.st_mtime)), (0o640, 1500000000))
             self.assertTrue(os.path.isdir(os.path.join(ROOT, "pytree", "empty")))
@@ -355,12 +408,20 @@ class TcpTests(unittest.TestCase):
             self.assertEqual(names, ["a", "a/b", "a/b/f.bin", "a/in", "empty", "zero"])
             back = os.path.join(d, "back")
             r = self.c.get_tree("pytree", back)
-            self.assertEqual(r["failed"], [])
+            self.assertEqual((r["failed"], r["digest"]), ([], self.c.best_digest()))
             with open(os.path.join(src, "a", "b", "f.bin"), "rb") as a, open(os.path.join(back, "a", "b", "f.bin"), "rb") as b:
                 self.assertEqual(a.read(), b.read())
             self.assertEqual(os.readlink(os.path.join(back, "a", "in")), "../zero")
             self.assertEqual(stat.S_IMODE(os.stat(os.path.join(back, "zero")).st_mode), 0o640)
             self.assertTrue(os.path.isdir(os.path.join(back, "empty")))
+            # sha256 on request, both ways, the big file included.
+            r = self.c.put_tree(os.path.join(src, "a"), "pytree-sha", digest="sha256")
+            self.assertEqual((r["failed"], r["digest"]), ([], "sha256"))
+            r = self.c.get_tree("pytree-sha", os.path.join(d, "back-sha"), digest="sha256")
+            # a/in (to ../zero) leads outside this smaller tree.
+            self.assertEqual(([(p, e.code) for p, e in r["failed"]], r["digest"]), ([("in", "bad-path")], "sha256"))
+            with open(os.path.join(src, "a", "b", "f.bin"), "rb") as a, open(os.path.join(d, "back-sha", "b", "f.bin"), "rb") as b:
+                self.assertEqual(a.read(), b.read())
             self.assertEqual(self.c.ping() >= 0, True)  # the session goes on
 
     def test_trees_land_as_the_cli_and_report_what_cannot_be_sent(self):

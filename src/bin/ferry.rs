@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use ferry::client::fanout::{self, hosts};
 use ferry::client::tree::fan::Way;
 use ferry::client::{cli, encoding, exit, transfer, transport, tty, udp, Family, Options, Target};
+use ferry::client::flags::{count, positive_secs, seconds, secs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Run commands and move files on a ferryd server over a framed, authenticated protocol.
 ///
@@ -179,6 +179,8 @@ enum Cmd {
         #[arg(short = 'r', long = "recursive")]
         recursive: bool,
         #[command(flatten)]
+        digest: transfer::DigestFlag,
+        #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give REMOTE [LOCAL] only)
         #[arg(value_name = "HOST[:PORT]")]
@@ -199,6 +201,8 @@ enum Cmd {
         /// With -r: skip the files the server already has whole (same size and digest)
         #[arg(short = 'c', long = "continue")]
         resume: bool,
+        #[command(flatten)]
+        digest: transfer::DigestFlag,
         #[command(flatten)]
         fleet: Fleet,
         /// The server (with -H, give LOCAL [REMOTE] only)
@@ -255,35 +259,6 @@ enum Cmd {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-}
-
-fn seconds(s: f64, what: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s).map_err(|_| format!("{what} must be a non-negative number of seconds"))
-}
-
-/// A number of seconds, 0 or more (clap names the option in the error).
-fn secs(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if (0.0..1e12).contains(&v) => Ok(v),
-        _ => Err("give a number of seconds, 0 or more (1, 0.5)".into()),
-    }
-}
-
-/// A number of seconds, more than 0.
-fn positive_secs(s: &str) -> Result<f64, String> {
-    match secs(s) {
-        Ok(v) if v > 0.0 => Ok(v),
-        _ => Err("give a number of seconds greater than 0 (1, 0.5)".into()),
-    }
-}
-
-/// A whole number, 1 or more.
-fn count<T: std::str::FromStr + TryFrom<u8> + PartialOrd>(s: &str) -> Result<T, String> {
-    let one = T::try_from(1u8).map_err(|_| String::new())?;
-    match s.trim().parse::<T>() {
-        Ok(v) if v >= one => Ok(v),
-        _ => Err("give a whole number, 1 or more".into()),
-    }
 }
 
 /// The subcommand named on the command line, for the pointer to its help.
@@ -375,6 +350,7 @@ fn real_main(cli: Cli) -> i32 {
         family: if o.ipv4 { Family::V4 } else if o.ipv6 { Family::V6 } else { Family::Any },
         trace: o.verbose,
         transport: choice,
+        digest: if let Some(Cmd::Get { digest, .. } | Cmd::Put { digest, .. }) = &cli.cmd { digest.digest } else { None },
     };
     if let Some(Cmd::Run { tty: 1.., no_stdin, udp, gather, fleet: f, .. }) = &cli.cmd {
         if let Some(m) = tty::conflict(*no_stdin, *udp, f.active(), f.json, *gather) { return usage(m); }

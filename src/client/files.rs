@@ -1,11 +1,18 @@
 //! File requests on a `Session`: `get`, sized and streaming `put`, `list`
 //! and `stat`.
 //!
-//! Bodies stream: a `get` body goes from the socket buffer to the caller's
-//! writer chunk by chunk, a sized `put` body goes from the page cache to the
-//! socket with `sendfile(2)` (`Writer::send_file`), and a
-//! streaming `put` sends `data` frames of at most `DATA_CHUNK` bytes. No
-//! request holds a whole file in memory.
+//! Bodies stream: a `get` body goes from the socket to the caller's writer
+//! in pieces of up to `GET_CHUNK` bytes, a sized `put` body is read once,
+//! hashed and sent (`Writer::send_file_hashed`) with its digest in a
+//! `trailer` frame after it, and a streaming `put` sends `data` frames of at
+//! most `DATA_CHUNK` bytes, then its trailer. No request holds a whole file in
+//! memory.
+//!
+//! The digest is the best the server announced in `hello` (`blake3`, else
+//! `sha256`), or the one asked for (`--digest`, `none` included). An older
+//! server announces none: it gets sha256, and a sized put hashes the file
+//! first and sends the digest in the header, as before; a streaming put is
+//! checked against the server's `ok` instead.
 //!
 //! Each `put` reads exactly one reply frame (`ok` or `error`), whether the
 //! server answered early (a bad path, say, right after the header) or at the
@@ -14,12 +21,15 @@
 //! than end the body: the server then drops the temporary file, and the
 //! session is not usable any more.
 
-use super::{Error, Session};
+use super::stream::Link;
+use super::{Error, Session, Writer};
+use crate::proto::digest::Hasher;
+use std::io::Write;
 use crate::proto::frame::Header;
+use crate::proto::msg::request::PutDigest;
 use crate::proto::msg::{self, Digest, Entry, Kind, Reply};
 use crate::proto::{ErrorCode, ProtoError};
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::Shutdown;
@@ -28,6 +38,9 @@ use std::net::Shutdown;
 pub const DATA_CHUNK: usize = 256 * 1024;
 /// How much of a file is sent between progress reports.
 const SEND_CHUNK: u64 = 4 * 1024 * 1024;
+/// A get body bigger than this is read straight from the socket in pieces
+/// of up to this size, each written with one write (large writes to disk).
+pub const GET_CHUNK: usize = 1024 * 1024;
 
 /// The `file` header of a `get` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +54,8 @@ pub struct FileInfo {
     /// Modification time in Unix seconds, when the server gave it.
     pub mtime: Option<i64>,
     pub offset: u64,
+    /// The digest asked for: the field `done` carries it in.
+    pub digest: Digest,
 }
 
 /// The `ok` reply to a `put`.
@@ -48,8 +63,10 @@ pub struct FileInfo {
 pub struct PutOk {
     pub path: String,
     pub file_size: u64,
-    /// The digest the server computed over what it wrote.
-    pub sha256: String,
+    /// The digest the server computed over what it wrote, and its hex
+    /// (None with `none`).
+    pub digest: Digest,
+    pub hex: Option<String>,
 }
 
 /// What `get_body` does when the local writer fails half way.
@@ -59,6 +76,56 @@ pub enum OnLocalError {
     Return,
     /// Read and drop the rest of the reply first, so the session stays usable.
     Drain,
+}
+
+/// The chunk a put reads and hashes at a time before it sends it: small
+/// enough to stay in cache between the read, the hash and the send.
+const HASH_SEND_CHUNK: usize = 256 * 1024;
+
+impl Writer {
+    /// As `send_file`, hashing what is sent: each chunk is read once into a
+    /// buffer (in cache) and hashed there, then sent, with `sendfile(2)` from
+    /// the page cache in clear (the bytes are not copied again), or
+    /// encrypted from the buffer over TLS. The file is read once, and the
+    /// digest is known when the last byte is sent.
+    pub fn send_file_hashed(&self, file: &File, offset: &mut u64, len: u64, hasher: &mut Hasher) -> io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; HASH_SEND_CHUNK];
+        let mut sent = 0;
+        while sent < len {
+            let want = (len - sent).min(buf.len() as u64) as usize;
+            let n = match file.read_at(&mut buf[..want], *offset) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+            let mut guard = self.lock();
+            match &mut *guard {
+                Link::Plain(sock) => {
+                    let (mut at, end) = (*offset, *offset + n as u64);
+                    while at < end {
+                        let want = (end - at) as usize;
+                        match rustix::fs::sendfile(&*sock, file, Some(&mut at), want) {
+                            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent")),
+                            Ok(_) => {}
+                            Err(rustix::io::Errno::INTR) => {}
+                            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                                sock.write_all(&buf[(at - *offset) as usize..n])?;
+                                at = end;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                tls @ Link::Tls(_) => tls.write_all(&buf[..n])?,
+            }
+            *offset += n as u64;
+            sent += n as u64;
+        }
+        Ok(sent)
+    }
 }
 
 fn u64_field(h: &Header, key: &str) -> Result<u64, Error> {
@@ -81,6 +148,27 @@ fn mode_field(h: &Header) -> Option<u32> {
     h.fields.get("mode").and_then(Value::as_u64).and_then(|m| u32::try_from(m).ok())
 }
 
+/// The digest of the first `size` bytes of `file` (an older server's put,
+/// whose digest goes in the header: the file is read once more).
+fn hash_file(file: &File, size: u64, digest: Digest) -> Result<String, Error> {
+    use std::os::unix::fs::FileExt;
+    let mut h = digest.hasher().expect("a digest, not none");
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = 0;
+    while at < size {
+        let want = (size - at).min(buf.len() as u64) as usize;
+        let n = match file.read_at(&mut buf[..want], at) {
+            Ok(0) => return Err(Error::LocalRead(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was read"))),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::LocalRead(e)),
+        };
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(h.hex())
+}
+
 /// A frame that should not be here: a protocol error, unless it is an error frame.
 fn unexpected(h: &Header, wanted: &str) -> Error {
     match Reply::from_header(h) {
@@ -95,6 +183,23 @@ fn is_socket_gone(e: &io::Error) -> bool {
 }
 
 impl Session {
+    /// The digest a transfer uses: `asked` (`--digest`), else the best the
+    /// server announced. A digest the server does not announce is refused
+    /// here, before any request.
+    pub fn pick_digest(&self) -> Result<Digest, Error> {
+        let asked = self.digest_asked;
+        let offered = self.digests.as_deref().unwrap_or(&[Digest::Sha256]);
+        match asked {
+            None => Ok(Digest::best(offered)),
+            Some(d) if d == Digest::None || offered.contains(&d) => Ok(d),
+            Some(d) => {
+                let names: Vec<&str> = offered.iter().map(|d| d.as_str()).collect();
+                let m = format!("the server does not offer the {} digest (it offers {})", d.as_str(), names.join(", "));
+                Err(Error::Remote(ProtoError::new(ErrorCode::BadRequest, m)))
+            }
+        }
+    }
+
     /// Reads the next reply header, skipping its body if it is not `wanted`.
     /// An error frame becomes `Error::Remote`.
     fn expect_reply(&mut self, wanted: &str) -> Result<Header, Error> {
@@ -111,12 +216,12 @@ impl Session {
     /// session ready for the next request.
     pub fn get_start(&mut self, path: &str, offset: u64, digest: Digest) -> Result<FileInfo, Error> {
         self.send(msg::request::get(path, offset, digest), &[])?;
-        self.get_reply(path, offset)
+        self.get_reply(path, offset, digest)
     }
 
     /// Reads the `file` header answering a `get` of `path` from `offset`
-    /// sent earlier (a tree pipelines its gets).
-    pub fn get_reply(&mut self, path: &str, offset: u64) -> Result<FileInfo, Error> {
+    /// sent earlier with `digest` (a tree pipelines its gets).
+    pub fn get_reply(&mut self, path: &str, offset: u64, digest: Digest) -> Result<FileInfo, Error> {
         let h = self.expect_reply("file")?;
         let info = FileInfo {
             path: h.str("path").unwrap_or(path).to_string(),
@@ -125,6 +230,7 @@ impl Session {
             mode: mode_field(&h),
             mtime: h.fields.get("mtime").and_then(Value::as_i64),
             offset: h.fields.get("offset").and_then(Value::as_u64).unwrap_or(0),
+            digest,
         };
         if info.offset != offset || info.offset.checked_add(info.size) != Some(info.file_size) {
             return Err(Error::Protocol(format!(
@@ -136,7 +242,7 @@ impl Session {
     }
 
     /// Copies a `get` body to `out` and reads the closing `done`: the
-    /// server's SHA-256 of the whole file (None when no digest was asked).
+    /// server's digest of the whole file, as hex (None when none was asked).
     pub fn get_body(
         &mut self,
         info: &FileInfo,
@@ -153,7 +259,10 @@ impl Session {
         }
         let done = self.expect_reply("done")?;
         self.copy_body(done.size, &mut io::sink())?;
-        Ok(done.str("sha256").map(str::to_string))
+        if info.digest == Digest::None {
+            return Ok(None);
+        }
+        Ok(done.str(info.digest.as_str()).map(str::to_string))
     }
 
     /// A whole `get` from `offset`: the `file` header and the server's digest.
@@ -169,40 +278,59 @@ impl Session {
         Ok((info, sha))
     }
 
-    /// Puts `size` bytes of `file` (from its start) at `path`. `progress` is
-    /// called with each count of bytes sent. With `sha256`, the server checks
-    /// the digest before it commits.
+    /// Puts `size` bytes of `file` (from its start) at `path`, with the
+    /// digest `digest` (from `pick_digest`). `progress` is called with each
+    /// count of bytes sent. The server checks the digest before it commits:
+    /// a server that announced digests gets it in a trailer, computed as the
+    /// file is sent; an older one gets the sha256 in the header, computed first.
     pub fn put_file(
         &mut self,
         path: &str,
         file: &File,
         size: u64,
         mode: Option<u32>,
-        sha256: Option<&str>,
+        digest: Digest,
         progress: &mut dyn FnMut(u64),
     ) -> Result<PutOk, Error> {
-        let header = msg::request::put(path, mode, sha256, false);
+        let old_style = self.digests.is_none() && digest != Digest::None;
+        let header_hex = if old_style { Some(hash_file(file, size, digest)?) } else { None };
+        let how = match (&header_hex, digest) {
+            (Some(h), d) => PutDigest::Header(d, h),
+            (None, Digest::None) => PutDigest::None,
+            (None, d) => PutDigest::Trailer(d),
+        };
+        let mut hasher = if old_style { None } else { digest.hasher() };
+        let header = msg::request::put(path, mode, how, false);
         let sent = self.writer.send_head(header, size).and_then(|()| {
             let (mut offset, mut left) = (0, size);
             while left > 0 {
-                let n = self.writer.send_file(file, &mut offset, left.min(SEND_CHUNK))?;
+                let want = left.min(SEND_CHUNK);
+                let n = match &mut hasher {
+                    Some(h) => self.writer.send_file_hashed(file, &mut offset, want, h)?,
+                    None => self.writer.send_file(file, &mut offset, want)?,
+                };
                 if n == 0 {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent"));
                 }
                 left -= n;
                 progress(n);
             }
+            if let Some(h) = &hasher {
+                self.writer.send(msg::request::trailer(digest, &h.hex()), &[])?;
+            }
             Ok(())
         });
         match sent {
-            Ok(()) => self.put_reply(),
+            Ok(()) => self.put_reply(digest),
             Err(e) => Err(self.abort_put(e)),
         }
     }
 
     /// Puts everything `input` yields at `path` as a streaming put, in
-    /// `data` frames of at most `DATA_CHUNK` bytes. The server's digest is
-    /// checked against what was sent: a difference is `digest-mismatch`.
+    /// `data` frames of at most `DATA_CHUNK` bytes, then (to a server that
+    /// announced digests) a trailer with the digest of what was sent. An
+    /// older server's sha256 in `ok` is checked against what was sent: a
+    /// difference is `digest-mismatch`.
     ///
     /// With `input_fd` (the unbuffered descriptor `input` reads), the socket
     /// is watched while the input has nothing: a server that closes or
@@ -211,12 +339,21 @@ impl Session {
         &mut self,
         path: &str,
         mode: Option<u32>,
+        digest: Digest,
         input: &mut dyn Read,
         input_fd: Option<std::os::fd::RawFd>,
     ) -> Result<PutOk, Error> {
-        self.send(msg::request::put(path, mode, None, true), &[])?;
+        let trailer = self.digests.is_some() && digest != Digest::None;
+        let how = match digest {
+            Digest::None => PutDigest::None,
+            d if trailer => PutDigest::Trailer(d),
+            // An older server: its default, sha256, named in `ok`.
+            _ => PutDigest::Default,
+        };
+        let header = msg::request::put(path, mode, how, true);
+        self.send(header, &[])?;
         let mut buf = vec![0u8; DATA_CHUNK];
-        let mut hasher = Sha256::new();
+        let mut hasher = digest.hasher();
         loop {
             // An early error ends the stream now: the reply is already here.
             if self.reply_waiting() {
@@ -236,19 +373,28 @@ impl Session {
                     return Err(Error::LocalRead(e));
                 }
             };
-            hasher.update(&buf[..n]);
+            if let Some(h) = &mut hasher {
+                h.update(&buf[..n]);
+            }
             if let Err(e) = self.writer.send(msg::request::data(), &buf[..n]) {
                 return Err(self.abort_put(e));
             }
         }
-        if let Err(e) = self.writer.send(msg::request::data(), &[]) {
+        let mut end = self.writer.send(msg::request::data(), &[]);
+        if let (true, Some(h), Ok(())) = (trailer, &hasher, &end) {
+            end = self.writer.send(msg::request::trailer(digest, &h.hex()), &[]);
+        }
+        if let Err(e) = end {
             return Err(self.abort_put(e));
         }
-        let ok = self.put_reply()?;
-        let local = crate::proto::auth::to_hex(&hasher.finalize());
-        if !ok.sha256.eq_ignore_ascii_case(&local) {
-            let m = format!("{:?}: the server stored sha256 {} but {local} was sent", ok.path, ok.sha256);
-            return Err(Error::Remote(ProtoError::new(ErrorCode::DigestMismatch, m)));
+        let ok = self.put_reply(digest)?;
+        if let (false, Some(h), Some(theirs)) = (trailer, &hasher, &ok.hex) {
+            let local = h.hex();
+            if !theirs.eq_ignore_ascii_case(&local) {
+                let d = digest.as_str();
+                let m = format!("{:?}: the server stored {d} {theirs} but {local} was sent", ok.path);
+                return Err(Error::Remote(ProtoError::new(ErrorCode::DigestMismatch, m)));
+            }
         }
         Ok(ok)
     }
@@ -297,14 +443,21 @@ impl Session {
         n > 0
     }
 
-    /// Reads the one reply to a put: `ok` or an error.
-    pub fn put_reply(&mut self) -> Result<PutOk, Error> {
+    /// Reads the one reply to a put: `ok` or an error. `ok` names the
+    /// digest the server computed (an older server's says nothing: sha256).
+    fn put_reply(&mut self, asked: Digest) -> Result<PutOk, Error> {
         let h = self.expect_reply("ok")?;
         self.copy_body(h.size, &mut io::sink())?;
+        let digest = match h.str("digest") {
+            Some(name) => Digest::from_name(name).ok_or_else(|| Error::Protocol(format!("ok names digest {name:?}")))?,
+            None if h.str("sha256").is_some() => Digest::Sha256,
+            None => asked,
+        };
         Ok(PutOk {
             path: str_field(&h, "path")?,
             file_size: u64_field(&h, "file_size")?,
-            sha256: str_field(&h, "sha256")?,
+            digest,
+            hex: if digest == Digest::None { None } else { Some(str_field(&h, digest.as_str())?) },
         })
     }
 
@@ -312,7 +465,7 @@ impl Session {
     /// temporary file) and prefer the server's own error, if it sent one.
     fn abort_put(&mut self, e: io::Error) -> Error {
         let _ = self.reader.get_ref().shutdown(Shutdown::Write);
-        match self.put_reply() {
+        match self.put_reply(Digest::None) {
             Err(Error::Remote(r)) => Error::Remote(r),
             _ if is_socket_gone(&e) || e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
                 Error::Io(e)

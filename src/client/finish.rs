@@ -1,10 +1,11 @@
 //! Local file finishing for `get`, single-host and fan-out alike: the
 //! `.part` beside the destination (fresh, or resumed and hashed), the
-//! SHA-256 of everything written, and the durable finish (mode, mtime,
+//! digest (sha256 or blake3) of everything written, and the durable finish (mode, mtime,
 //! fsync, rename), so a destination is never a partial or corrupt file.
 //! Imports nothing from the rest of the client.
 
 use crate::proto::auth::to_hex;
+use crate::proto::digest::{Digest, Hasher};
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -95,7 +96,7 @@ fn default_mode() -> u32 {
 
 /// Feeds `hasher` with everything `r` yields, telling `progress` each
 /// chunk's size; the byte count.
-pub fn hash_reader(r: &mut dyn Read, hasher: &mut Sha256, progress: &mut dyn FnMut(u64)) -> io::Result<u64> {
+pub fn hash_reader(r: &mut dyn Read, hasher: &mut Hasher, progress: &mut dyn FnMut(u64)) -> io::Result<u64> {
     let mut buf = vec![0u8; HASH_CHUNK];
     let mut total = 0;
     loop {
@@ -111,27 +112,29 @@ pub fn hash_reader(r: &mut dyn Read, hasher: &mut Sha256, progress: &mut dyn FnM
     }
 }
 
-/// Writes to `inner`, hashing what is written.
+/// Writes to `inner`, hashing what is written (unless the digest is `none`).
 pub struct Hashing<W: Write> {
     pub inner: W,
-    pub hasher: Sha256,
+    pub hasher: Option<Hasher>,
 }
 
 impl<W: Write> Hashing<W> {
-    pub fn new(inner: W) -> Hashing<W> {
-        Hashing { inner, hasher: Sha256::new() }
+    pub fn new(inner: W, digest: Digest) -> Hashing<W> {
+        Hashing { inner, hasher: digest.hasher() }
     }
 
     /// The digest of what was written so far, as lowercase hex.
-    pub fn sha256_hex(&self) -> String {
-        to_hex(&self.hasher.clone().finalize())
+    pub fn hex(&self) -> Option<String> {
+        self.hasher.as_ref().map(Hasher::hex)
     }
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         Ok(n)
     }
 
@@ -156,7 +159,7 @@ impl Part {
     /// `O_CREAT | O_EXCL | O_NOFOLLOW`, so a link planted there is never
     /// followed. A `.part` of ours left by an earlier get is replaced; one
     /// that is a link, not a regular file, or another user's is refused.
-    pub fn create(dest: &Path) -> io::Result<Part> {
+    pub fn create(dest: &Path, digest: Digest) -> io::Result<Part> {
         check_dest(dest)?;
         let path = part_path(dest);
         let mut existed = false;
@@ -178,23 +181,29 @@ impl Part {
                 Err(e) => return Err(no_link(&path, e)),
             }
         };
-        Ok(Part { path, out: Hashing::new(file), offset: 0, existed })
+        Ok(Part { path, out: Hashing::new(file, digest), offset: 0, existed })
     }
 
     /// `dest.part` to append to, what it holds already hashed: opened with
     /// `O_NOFOLLOW` and checked to be a regular file of ours; created as
     /// `create` does when there is none.
-    pub fn resume(dest: &Path) -> io::Result<Part> {
+    pub fn resume(dest: &Path, digest: Digest) -> io::Result<Part> {
         check_dest(dest)?;
         let path = part_path(dest);
-        let mut file = match open_existing(&path) {
+        let file = match open_existing(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Part::create(dest),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Part::create(dest, digest),
             Err(e) => return Err(e),
         };
-        let mut hasher = Sha256::new();
-        let offset = hash_reader(&mut file, &mut hasher, &mut |_| {})?;
-        Ok(Part { path, out: Hashing { inner: file, hasher }, offset, existed: true })
+        let mut out = Hashing::new(file, digest);
+        let offset = match &mut out.hasher {
+            Some(h) => hash_reader(&mut out.inner, h, &mut |_| {})?,
+            None => {
+                use std::io::Seek;
+                out.inner.seek(io::SeekFrom::End(0))?
+            }
+        };
+        Ok(Part { path, out, offset, existed: true })
     }
 
     /// Removes the `.part`.
@@ -267,23 +276,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f");
         assert_eq!(part_path(&dest), dir.path().join("f.part"));
-        let mut p = Part::create(&dest).unwrap();
+        let mut p = Part::create(&dest, Digest::Sha256).unwrap();
         assert!(!p.existed);
         p.out.write_all(b"hello ").unwrap();
         drop(p);
-        let mut p = Part::resume(&dest).unwrap();
+        let mut p = Part::resume(&dest, Digest::Sha256).unwrap();
         assert!(p.existed);
         assert_eq!(p.offset, 6);
         p.out.write_all(b"world").unwrap();
         // sha256("hello world")
-        assert_eq!(p.out.sha256_hex(), "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
+        assert_eq!(p.out.hex().unwrap(), "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
         p.finish(&dest, Some(0o600), Some(1_000_000_000)).unwrap();
         let m = fs::metadata(&dest).unwrap();
         assert_eq!((m.mode() & 0o777, m.mtime()), (0o600, 1_000_000_000));
         assert_eq!(fs::read(&dest).unwrap(), b"hello world");
         assert!(!part_path(&dest).exists());
-        Part::create(&dest).unwrap().discard();
+        Part::create(&dest, Digest::Sha256).unwrap().discard();
         assert!(!part_path(&dest).exists());
+    }
+
+    #[test]
+    fn a_resumed_part_is_hashed_with_the_digest_of_the_get() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        let mut p = Part::create(&dest, Digest::Blake3).unwrap();
+        p.out.write_all(b"hello ").unwrap();
+        drop(p);
+        let mut p = Part::resume(&dest, Digest::Blake3).unwrap();
+        assert_eq!(p.offset, 6);
+        p.out.write_all(b"world").unwrap();
+        // blake3("hello world")
+        assert_eq!(p.out.hex().unwrap(), "d74981efa70a0c880b8d8c1985d075dbcbf679b99a5f9914e5aaf96b831a9e24");
+        drop(p);
+        let p = Part::resume(&dest, Digest::None).unwrap();
+        assert_eq!((p.offset, p.out.hex()), (11, None));
     }
 
     #[test]
@@ -291,7 +317,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f");
         fs::write(part_path(&dest), b"stale").unwrap();
-        let p = Part::create(&dest).unwrap();
+        let p = Part::create(&dest, Digest::Sha256).unwrap();
         assert!(p.existed);
         assert_eq!(p.out.inner.metadata().unwrap().mode() & 0o777, 0o600);
         assert_eq!(p.out.inner.metadata().unwrap().len(), 0);
@@ -305,7 +331,7 @@ mod tests {
         fs::set_permissions(&precious, fs::Permissions::from_mode(0o600)).unwrap();
         let dest = dir.path().join("f");
         std::os::unix::fs::symlink(&precious, part_path(&dest)).unwrap();
-        for r in [Part::create(&dest).map(drop), Part::resume(&dest).map(drop)] {
+        for r in [Part::create(&dest, Digest::Sha256).map(drop), Part::resume(&dest, Digest::Sha256).map(drop)] {
             let e = r.unwrap_err();
             assert!(e.to_string().contains("symbolic link"), "{e}");
         }
@@ -320,7 +346,7 @@ mod tests {
         fs::write(&precious, b"mine").unwrap();
         let dest = dir.path().join("f");
         std::os::unix::fs::symlink(&precious, &dest).unwrap();
-        let mut p = Part::create(&dest).unwrap();
+        let mut p = Part::create(&dest, Digest::Sha256).unwrap();
         p.out.write_all(b"new").unwrap();
         p.finish(&dest, Some(0o644), Some(0)).unwrap();
         assert_eq!(fs::read(&precious).unwrap(), b"mine");
@@ -331,7 +357,7 @@ mod tests {
     #[test]
     fn a_directory_destination_is_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();
-        let e = Part::create(dir.path()).map(drop).unwrap_err();
+        let e = Part::create(dir.path(), Digest::Sha256).map(drop).unwrap_err();
         assert!(e.to_string().ends_with(": is a directory"), "{e}");
     }
 
@@ -346,7 +372,7 @@ mod tests {
         assert_ne!(p, part_path(&Path::new("d").join("x".repeat(254))));
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("y".repeat(255));
-        let mut part = Part::create(&dest).unwrap();
+        let mut part = Part::create(&dest, Digest::Sha256).unwrap();
         part.out.write_all(b"ok").unwrap();
         part.finish(&dest, None, None).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"ok");

@@ -79,9 +79,90 @@ pub fn stat_lines(e: &Entry) -> String {
     )
 }
 
+/// The terminal's width in columns (80 when it cannot be told).
+pub fn columns() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 0 {
+        ws.ws_col as usize
+    } else {
+        80
+    }
+}
+
+/// `name` cut from the left to the room the terminal's width leaves it
+/// beside the sizes, the rate and the bar (`fit`).
+pub fn short_name(name: &str) -> String {
+    cut_name(name, fit(columns(), false).1)
+}
+
+/// A progress line's template for a terminal `width` columns wide, and the
+/// room left for the name (`{prefix}`, or `{msg}` without `count`): the
+/// bar, then the rate, then the total are dropped as the width shrinks, so
+/// the line never wraps (at 40 columns the bar was an empty `[]` on a
+/// wrapped line). The widths counted are the longest each field takes.
+pub fn fit(width: usize, count: bool) -> (&'static str, usize) {
+    // `{msg}` (`9999/9999 files`) with a tree; `{bytes}` and the total up
+    // to 10 columns each, the rate 12, the ETA 4, the bar at least 8.
+    const TREE: [(&str, usize); 4] = [
+        ("{prefix} {msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}", 1 + 15 + 1 + 10 + 1 + 21 + 1 + 12 + 5 + 4),
+        ("{prefix} {msg} {bytes}/{total_bytes} {binary_bytes_per_sec}", 1 + 15 + 1 + 21 + 1 + 12),
+        ("{prefix} {msg} {bytes}", 1 + 15 + 1 + 10),
+        ("{msg}", 15),
+    ];
+    const FILE: [(&str, usize); 3] = [
+        ("{msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}", 1 + 10 + 1 + 21 + 1 + 12 + 5 + 4),
+        ("{msg} {bytes}/{total_bytes} {binary_bytes_per_sec}", 1 + 21 + 1 + 12),
+        ("{msg} {bytes}", 1 + 10),
+    ];
+    let choices: &[(&'static str, usize)] = if count { &TREE } else { &FILE };
+    for &(t, fixed) in choices {
+        if width >= fixed + 6 {
+            return (t, width - fixed - 1);
+        }
+    }
+    let (t, fixed) = choices[choices.len() - 1];
+    (t, width.saturating_sub(fixed + 1).max(1))
+}
+
+/// `name` cut from the left to at most `max` columns (`…` then its end).
+pub fn cut_name(name: &str, max: usize) -> String {
+    let n = name.chars().count();
+    if n <= max {
+        return name.to_string();
+    }
+    let tail: String = name.chars().skip(n - max.saturating_sub(1)).collect();
+    format!("…{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_progress_line_fits_the_terminal() {
+        for count in [true, false] {
+            for width in [20, 40, 60, 80, 120, 200] {
+                let (t, room) = fit(width, count);
+                // The longest line: every field at its widest, the name at its room.
+                let worst = t
+                    .replace("{prefix}", &"n".repeat(room))
+                    .replace("{msg}", if count { "9999/9999 files" } else { &"n"[..0] })
+                    .replace("{wide_bar}", &"=".repeat(8))
+                    .replace("{bytes}", "1023.99 Ki")
+                    .replace("{total_bytes}", "1023.99 Ki")
+                    .replace("{binary_bytes_per_sec}", "999.99 MiB/s")
+                    .replace("{eta}", "59m");
+                let worst = if count { worst } else { format!("{}{worst}", "n".repeat(room)) };
+                assert!(worst.chars().count() <= width, "{width} {count}: {worst:?}");
+            }
+            assert!(!fit(40, count).0.contains("wide_bar"), "no bar at 40 columns");
+            assert!(fit(120, count).0.contains("wide_bar"));
+        }
+        assert_eq!(cut_name("abcdef", 4), "…def");
+        assert_eq!(cut_name("abc", 4), "abc");
+    }
 
     #[test]
     fn modes_read_as_ls_writes_them() {

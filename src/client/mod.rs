@@ -12,16 +12,15 @@
 //!
 //! What lives here, and what each may import (never a module that imports
 //! it back):
-//! - `exit`: every exit status and its mappings, and `say` for messages.
-//!   Imports only `crate::term`.
+//! - `exit`: exit statuses, their mappings, `say`. Imports only `term`;
+//!   `failure`: a file command's failure as a line and a status (`exit`).
 //! - `finish`: a get's local file (`.part`, hashing, mode, mtime, rename).
 //!   Imports nothing from the client.
-//! - `encoding`, `format`, `target`: `--encoding` decoders, `ls`/`stat`
-//!   formatting, HOST[:PORT]. Import nothing from the client.
+//! - `encoding`, `format`, `target`, `flags`: `--encoding` decoders, `ls`/`stat`
+//!   formatting, HOST[:PORT], flag values. Import nothing from the client.
 //! - `files`: the file requests (`get`, `put`, `list`, `stat`) on a `Session`.
-//! - `transfer`: the file subcommands (`exit`, `files`, `finish`, `format`).
-//! - `tree`: directory trees, `get -r`/`put -r`, single, session and fan-out
-//!   (`exit`, `files`, `finish`, `fanout::hosts`).
+//! - `transfer`: the file subcommands (`failure`, `files`, `finish`, `format`).
+//! - `tree`: directory trees, single, session and fan-out (`files`, `finish`, `format`, `fanout`).
 //! - `cli`: the other subcommands and the line session (`exit`, `transfer`).
 //! - `udp`: datagram mode, one `Request` state machine for `run -u`,
 //!   `ping -u` and fan-out (`exit`, `encoding`).
@@ -30,7 +29,6 @@
 //!   from a HOST, naming an argument that is not UTF-8. Imports `term`.
 //! - `tty`: our terminal under `run -t` and `shell`: raw mode and its
 //!   restoring, the window size, local signals (`exit`).
-//!
 //! - `transport`: which transport an address gets (TLS off loopback), and
 //!   the non-blocking TLS client every TCP path drives (`proto`, `tls`).
 //! - `stream`: the blocking stream under a `Session`: TCP, or TLS shared
@@ -46,6 +44,7 @@ pub mod failure;
 pub mod fanout;
 pub mod files;
 pub mod finish;
+pub mod flags;
 pub mod format;
 pub mod stream;
 pub mod target;
@@ -57,6 +56,7 @@ pub mod typo;
 pub mod udp;
 
 use crate::proto::auth::{self, Key};
+use crate::proto::digest::Digest;
 use crate::proto::frame::parse_header;
 use crate::proto::handshake::{self, Handshake, Step};
 use crate::proto::msg::{self, Reply, SignalName, Stream};
@@ -184,6 +184,9 @@ pub struct Options {
     pub trace: bool,
     /// TLS or not: by address (`Auto`), or forced.
     pub transport: Choice,
+    /// The digest a get or put asks for (`--digest`); None: the best the
+    /// server offers (blake3, else sha256).
+    pub digest: Option<Digest>,
 }
 
 /// How a remote command ended.
@@ -275,8 +278,16 @@ impl Writer {
     }
 
     /// Sends frames already encoded (`encode_frame`), in one write: a tree
-    /// batches its small files' puts.
+    /// batches its small files' puts. Traced frame by frame (the last may
+    /// be a header whose body follows).
     pub fn send_encoded(&self, frames: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        while self.trace && at + 4 <= frames.len() {
+            let len = u32::from_be_bytes(frames[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let Some(Ok(h)) = frames.get(at + 4..at + 4 + len).map(parse_header) else { break };
+            trace(">", &h.fields);
+            at += 4 + len + h.size as usize;
+        }
         self.lock().write_all(frames)
     }
 
@@ -342,6 +353,11 @@ pub struct Session {
     writer: Writer,
     /// The server's `hello.server` string.
     pub server: String,
+    /// The digests the server announced in `hello`; None from an older
+    /// server, which announces none, computes sha256 and takes no trailer.
+    pub digests: Option<Vec<Digest>>,
+    /// The digest asked for with `--digest` (None: the best offered).
+    pub digest_asked: Option<Digest>,
     pub peer: SocketAddr,
     trace: bool,
     /// -w bounds only the wait for a command's first reply (see `timed_until_start`).
@@ -373,6 +389,8 @@ impl Session {
             reader: BufReader::with_capacity(64 * 1024, stream),
             writer,
             server: String::new(),
+            digests: None,
+            digest_asked: opts.digest,
             peer,
             trace: opts.trace,
             timed_until_start: false,
@@ -399,6 +417,7 @@ impl Session {
                 Step::NeedMore => {}
                 Step::Done(est) => {
                     self.server = est.server;
+                    self.digests = est.digests;
                     return Ok(());
                 }
                 Step::Failed(e) => return Err(Error::from_handshake(e, key)),
@@ -449,7 +468,36 @@ impl Session {
     /// after an error the caller knows how much of the body is left.
     pub(crate) fn copy_body_counting(&mut self, size: u64, out: &mut dyn Write, copied: &mut u64) -> Result<(), Error> {
         let mut left = size;
+        let mut big = Vec::new();
         while left > 0 {
+            // A big body skips the reader's buffer: read straight into a
+            // large one and written with one write each (large writes to
+            // disk, one hash update each).
+            if self.reader.buffer().is_empty() && left >= files::GET_CHUNK as u64 / 4 {
+                if big.is_empty() {
+                    big = vec![0u8; files::GET_CHUNK];
+                }
+                let want = left.min(big.len() as u64) as usize;
+                let mut got = 0;
+                while got < want {
+                    match self.reader.get_mut().read(&mut big[got..want]) {
+                        Ok(0) => return Err(Error::Io(io::ErrorKind::UnexpectedEof.into())),
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if got > 0 => {
+                            // What arrived is written before the error counts.
+                            out.write_all(&big[..got]).map_err(Error::Local)?;
+                            *copied += got as u64;
+                            return Err(e.into());
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                out.write_all(&big[..got]).map_err(Error::Local)?;
+                left -= got as u64;
+                *copied += got as u64;
+                continue;
+            }
             let buf = self.reader.fill_buf()?;
             if buf.is_empty() {
                 return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));

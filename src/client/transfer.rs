@@ -5,31 +5,45 @@
 //! (for `-c`, the existing `.part` first), compares with the server's `done`
 //! digest, sets the mode and mtime the `file` header gave, and renames the
 //! `.part` to LOCAL: LOCAL is never a partial or corrupt file. A `put` of a
-//! regular file hashes it first and sends the digest, so the server checks it
-//! before it commits; anything else (`-`, a pipe) is a streaming put.
+//! regular file hashes it as it sends it and sends the digest after it, so
+//! the server checks it before it commits; anything else (`-`, a pipe) is a
+//! streaming put, checked the same way. The digest is blake3 when the server
+//! offers it, else sha256 (`--digest` chooses); messages and the finished
+//! progress line name it.
 //!
 //! Exit statuses: 0 success; 1 a remote error (its message on stderr), a
 //! digest that differs, or a local file that cannot be read or written; 2
 //! usage; 255 a ferry error (connection, authentication, protocol).
 
 use super::files::OnLocalError;
-use super::finish::{hash_reader, part_path, Hashing, Part};
+use super::finish::{part_path, Hashing, Part};
 use super::tree::{self, Outcome, TreeError};
 use super::format;
 use super::exit;
 use super::failure::{print, with_session, Failure};
 use super::{Error, Options, Session, Target};
-use crate::proto::auth::{to_hex, Key};
+use crate::proto::auth::Key;
 use crate::proto::msg::{Digest, Entry, Kind};
 use crate::proto::ErrorCode;
 use indicatif::{ProgressBar, ProgressStyle};
-use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+
+/// `--digest NAME` of `get` and `put`, flattened into their flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DigestFlag {
+    /// The digest checked end to end [default: blake3 when the server offers it, else sha256]
+    #[arg(long = "digest", value_name = "blake3|sha256|none", value_parser = parse_digest)]
+    pub digest: Option<Digest>,
+}
+
+fn parse_digest(s: &str) -> Result<Digest, String> {
+    Digest::from_name(s).ok_or_else(|| format!("{s:?}: expected blake3, sha256 or none"))
+}
 
 /// How the commands talk to the user: progress bars only on a terminal.
 #[derive(Debug, Clone, Copy)]
@@ -50,9 +64,9 @@ impl Ui {
         if !self.progress {
             return ProgressBar::hidden();
         }
-        let (template, room) = tree::fit(crate::term::columns(), false);
+        let (template, room) = format::fit(format::columns(), false);
         let style = ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ");
-        let bar = ProgressBar::new(len).with_style(style).with_position(pos).with_message(tree::cut_name(name, room));
+        let bar = ProgressBar::new(len).with_style(style).with_position(pos).with_message(format::cut_name(name, room));
         bar.reset_elapsed();
         bar
     }
@@ -70,16 +84,11 @@ impl Ui {
     }
 }
 
-/// `name` cut from the left to the room the terminal's width leaves it
-/// beside the sizes, the rate and the bar (`tree::fit`).
-fn short_name(name: &str) -> String {
-    tree::cut_name(name, tree::fit(crate::term::columns(), false).1)
-}
-
-/// Ends a bar with what was moved, the elapsed time and the average rate,
-/// in place of the ETA: `name: 1.00 GiB in 3.2s (320.00 MiB/s)`. `from`
-/// is where it started (a resumed get counts only what moved now).
-fn finish_bar(bar: &ProgressBar, from: u64) {
+/// Ends a bar with what was moved, the elapsed time, the average rate and
+/// the digest checked, in place of the ETA:
+/// `name: 1.00 GiB in 3.2s (320.00 MiB/s, blake3)`. `from` is where it
+/// started (a resumed get counts only what moved now).
+fn finish_bar(bar: &ProgressBar, from: u64, digest: Digest) {
     if bar.is_hidden() {
         return;
     }
@@ -89,9 +98,10 @@ fn finish_bar(bar: &ProgressBar, from: u64) {
     let name = bar.message();
     bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
     bar.finish_with_message(format!(
-        "{name}: {} in {secs:.1}s ({}/s)",
+        "{name}: {} in {secs:.1}s ({}/s, {})",
         indicatif::BinaryBytes(moved),
-        indicatif::BinaryBytes(rate)
+        indicatif::BinaryBytes(rate),
+        digest.as_str()
     ));
 }
 
@@ -135,17 +145,18 @@ fn get_dest(remote: &str, local: Option<&str>) -> Result<Dest, Failure> {
     })
 }
 
-/// Compares our digest of the whole file with the server's.
-fn check_digest(remote: &str, ours: &str, theirs: Option<String>) -> Result<(), Failure> {
+/// Compares our digest of the whole file with the server's (nothing to
+/// compare with `none`).
+fn check_digest(remote: &str, digest: Digest, ours: Option<String>, theirs: Option<String>) -> Result<(), Failure> {
+    let Some(ours) = ours else { return Ok(()) };
+    let d = digest.as_str();
     let Some(theirs) = theirs else {
-        return Err(Failure::Ferry(Error::Protocol("done without the sha256 asked for".into())));
+        return Err(Failure::Ferry(Error::Protocol(format!("done without the {d} asked for"))));
     };
     if ours.eq_ignore_ascii_case(&theirs) {
         return Ok(());
     }
-    Err(Failure::Failed(format!(
-        "{remote}: digest mismatch: the received file has sha256 {ours}, the server's {theirs}"
-    )))
+    Err(Failure::Failed(format!("{remote}: digest mismatch: the received file has {d} {ours}, the server's {theirs}")))
 }
 
 /// A local file error of a get: `finish`'s own refusals name their path.
@@ -165,9 +176,11 @@ fn get_file(
     resume: bool,
     on_local: OnLocalError,
 ) -> Result<(), Failure> {
-    let opened = if resume { Part::resume(dest) } else { Part::create(dest) };
+    let digest = s.pick_digest().map_err(|e| Failure::from_error(e, &dest.display()))?;
+    // A resumed .part is hashed with the digest of this get.
+    let opened = if resume { Part::resume(dest, digest) } else { Part::create(dest, digest) };
     let mut part = opened.map_err(|e| part_failure(dest, &e))?;
-    let info = match s.get_start(remote, part.offset, Digest::Sha256) {
+    let info = match s.get_start(remote, part.offset, digest) {
         Ok(info) => info,
         // The server checks the offset against the file: a .part longer
         // than the remote file cannot be resumed, and the .part is the one
@@ -194,7 +207,7 @@ fn get_file(
         bar.abandon();
         Failure::from_error(e, &part.path.display())
     })?;
-    if let Err(f) = check_digest(remote, &part.out.sha256_hex(), theirs) {
+    if let Err(f) = check_digest(remote, digest, part.out.hex(), theirs) {
         bar.abandon();
         let name = part.path.display().to_string();
         part.discard();
@@ -204,7 +217,7 @@ fn get_file(
         });
     }
     part.finish(dest, info.mode, info.mtime).map_err(|e| part_failure(dest, &e))?;
-    finish_bar(&bar, resumed_from);
+    finish_bar(&bar, resumed_from, digest);
     Ok(())
 }
 
@@ -219,14 +232,15 @@ fn get_stream(
     name: &str,
     on_local: OnLocalError,
 ) -> Result<(), Failure> {
-    let info = s.get_start(remote, 0, Digest::Sha256).map_err(|e| Failure::from_error(e, &name))?;
+    let digest = s.pick_digest().map_err(|e| Failure::from_error(e, &name))?;
+    let info = s.get_start(remote, 0, digest).map_err(|e| Failure::from_error(e, &name))?;
     let bar = ui.bar(info.file_size, 0, remote);
-    let mut out = Hashing::new(bar.wrap_write(out));
+    let mut out = Hashing::new(bar.wrap_write(out), digest);
     let theirs = s.get_body(&info, &mut out, on_local).map_err(|e| Failure::from_error(e, &name));
     let flushed = out.flush().map_err(|e| Failure::local(&name, &e));
-    let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, &out.sha256_hex(), t)));
+    let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, digest, out.hex(), t)));
     if r.is_ok() {
-        finish_bar(&bar, 0)
+        finish_bar(&bar, 0, digest)
     } else {
         bar.abandon()
     }
@@ -308,13 +322,14 @@ fn put_reader(s: &mut Session, ui: &Ui, input: &mut File, what: &str, remote: &s
     let fd = input.as_raw_fd();
     let bar = ui.spinner(what);
     let mut counted = bar.wrap_read(input);
-    let r = s.put_stream(remote, None, &mut counted, Some(fd)).map(drop).map_err(|e| Failure::from_error(e, &what));
-    if r.is_ok() {
-        finish_bar(&bar, 0)
+    let digest = s.pick_digest().map_err(|e| Failure::from_error(e, &what))?;
+    let r = s.put_stream(remote, None, digest, &mut counted, Some(fd)).map_err(|e| Failure::from_error(e, &what));
+    if let Ok(ok) = &r {
+        finish_bar(&bar, 0, ok.digest)
     } else {
         bar.abandon()
     }
-    r
+    r.map(drop)
 }
 
 /// A put of LOCAL: sized with its digest when a regular file, else streamed.
@@ -335,19 +350,14 @@ fn run_put(s: &mut Session, ui: &Ui, local: &str, remote: Option<&str>) -> Resul
     if !meta.is_file() {
         return put_reader(s, ui, &mut file, local, &remote);
     }
-    let bar = ui.bar(meta.len(), 0, &format!("{} (checksum)", short_name(local)));
-    let mut hasher = Sha256::new();
-    // The size sent is what was hashed, so a growing file is sent as hashed.
-    let size = hash_reader(&mut file, &mut hasher, &mut |n| bar.inc(n)).map_err(|e| Failure::local(&local, &e))?;
-    let sha = to_hex(&hasher.finalize());
-    bar.reset();
-    bar.set_length(size);
-    bar.set_message(short_name(local));
+    let digest = s.pick_digest().map_err(|e| Failure::from_error(e, &local))?;
+    let bar = ui.bar(meta.len(), 0, local);
     let mode = meta.permissions().mode() & 0o777;
-    let r = s.put_file(&remote, &file, size, Some(mode), Some(&sha), &mut |n| bar.inc(n));
+    // The size is fixed now: a growing file is sent as it was.
+    let r = s.put_file(&remote, &file, meta.len(), Some(mode), digest, &mut |n| bar.inc(n));
     match r {
-        Ok(_) => {
-            finish_bar(&bar, 0);
+        Ok(ok) => {
+            finish_bar(&bar, 0, ok.digest);
             Ok(())
         }
         Err(e) => {

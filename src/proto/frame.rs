@@ -127,6 +127,16 @@ impl Decoder {
         }
     }
 
+    /// `n` bytes of the current body were taken straight from the socket
+    /// (at most `body_remaining`): true when that was its last byte.
+    pub fn take_body(&mut self, n: u64) -> bool {
+        let State::Body(remaining) = self.state else { return false };
+        debug_assert!(n <= remaining);
+        let left = remaining - n.min(remaining);
+        self.state = if left == 0 { State::Len } else { State::Body(left) };
+        left == 0
+    }
+
     /// Decodes the next item at the front of `input`. Returns the item and how
     /// many bytes of `input` it used, or `Ok(None)` when more bytes are needed.
     pub fn decode(&mut self, input: &[u8]) -> Result<Option<(Item, usize)>, FrameError> {

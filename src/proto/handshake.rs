@@ -18,6 +18,7 @@
 
 use super::auth::{self, Key, NONCE_LEN};
 use super::frame::{encode_frame, parse_header, peek_header, FrameError, Header};
+use super::digest::Digest;
 use super::msg::{self, ErrorCode, ProtoError, Reply, PROTO_VERSION};
 use serde_json::Value;
 
@@ -39,6 +40,9 @@ pub enum Step {
 pub struct Established {
     /// The `server` string of `hello` ("?" when absent).
     pub server: String,
+    /// The digests `hello` announced; None from an older server, which
+    /// announces none and computes `sha256` only.
+    pub digests: Option<Vec<Digest>>,
 }
 
 /// Why a handshake failed.
@@ -83,7 +87,7 @@ impl std::error::Error for Error {}
 #[derive(Debug)]
 enum State {
     AwaitHello,
-    AwaitWelcome { server_nonce: String, server: String },
+    AwaitWelcome { server_nonce: String, server: String, digests: Option<Vec<Digest>> },
     Over,
 }
 
@@ -136,12 +140,13 @@ impl Handshake {
                 let mut out = Vec::with_capacity(256);
                 encode_frame(&mut out, msg::auth(&self.key_id, &self.client_nonce, &mac), &[]);
                 let server = h.str("server").unwrap_or("?").to_string();
-                self.state = State::AwaitWelcome { server_nonce, server };
+                let digests = h.fields.get("digests").and_then(Value::as_array).map(|v| Digest::announced(Some(v)));
+                self.state = State::AwaitWelcome { server_nonce, server, digests };
                 Step::Send(out)
             }
-            State::AwaitWelcome { server_nonce, server } => match reply {
+            State::AwaitWelcome { server_nonce, server, digests } => match reply {
                 Reply::Welcome { mac } if auth::verify_server_mac(&self.secret, &self.client_nonce, &server_nonce, &mac) => {
-                    Step::Done(Established { server })
+                    Step::Done(Established { server, digests })
                 }
                 Reply::Welcome { .. } => Step::Failed(Error::BadServerMac),
                 _ => Step::Failed(unexpected("welcome", h)),
@@ -222,7 +227,7 @@ mod tests {
         let mut hs = Handshake::new(&key(), client_nonce());
         assert_eq!(hs.on_frame(&header(&hello()), &[]), Step::Send(auth_frame()));
         let welcome = raw(&format!(r#"{{"type":"welcome","mac":"{SERVER_MAC}"}}"#));
-        assert_eq!(hs.on_frame(&header(&welcome), &[]), Step::Done(Established { server: "ferryd/0.1".into() }));
+        assert_eq!(hs.on_frame(&header(&welcome), &[]), Step::Done(Established { server: "ferryd/0.1".into(), digests: None }));
         assert!(hs.is_over());
     }
 
@@ -241,7 +246,7 @@ mod tests {
             assert_eq!(hs.on_bytes(&input[first..cut]), (Step::NeedMore, 0));
         }
         let (step, used) = hs.on_bytes(&input[first..]);
-        assert_eq!((step, used), (Step::Done(Established { server: "ferryd/0.1".into() }), input.len() - first));
+        assert_eq!((step, used), (Step::Done(Established { server: "ferryd/0.1".into(), digests: None }), input.len() - first));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! - `frame`: the codec (length, JSON header, body) and its validity rules.
 //! - `msg`: the vocabulary (requests, replies, error codes).
 //! - `pty`: an exec's terminal (`pty`, `resize`) and the rule for its `TERM`.
+//! - `put`: the put request's digest fields and its trailer frame.
+//! - `digest`: the transfer digests (sha256, blake3): names, choice, one hasher.
 //! - `auth`: nonces, the handshake MACs, the keys-file format.
 //! - `handshake`: the client's handshake as a state machine (frames in, steps out).
 //! - `datagram`: the UDP codec (tag, length, JSON header, body) and its messages.
@@ -12,6 +14,7 @@
 
 pub mod auth;
 pub mod datagram;
+pub mod digest;
 pub mod direct;
 pub mod entry;
 pub mod frame;
@@ -19,6 +22,7 @@ pub mod handshake;
 pub mod lean;
 pub mod msg;
 pub mod pty;
+pub mod put;
 pub mod sealed;
 pub mod sniff;
 pub mod tree;

@@ -205,14 +205,8 @@ struct ExecFields {
     login: bool,
 }
 
-/// Which digest a `get` computes over the whole file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Digest {
-    #[default]
-    Sha256,
-    None,
-}
+/// Which digest a `get` computes over the whole file, and a `put` over its body.
+pub use super::digest::Digest;
 
 /// The `get` request: the file at `path`, from `offset` to its end.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -224,30 +218,11 @@ pub struct Get {
     pub digest: Digest,
 }
 
-/// The `put` request. `size` is the body that follows the header; a
-/// streaming put has no body of its own and sends `data` frames instead.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Put {
-    pub path: String,
-    /// `None` for a streaming put.
-    pub size: Option<u64>,
-    pub mode: Option<u32>,
-    /// Lowercase hex, checked to be 64 hex digits.
-    pub sha256: Option<String>,
-    /// The file's mtime, and the tree it belongs to (`proto::tree`).
-    pub mtime: Option<i64>,
-    pub tree: Option<String>,
-}
+pub use super::put::{Put, Trailer};
+use super::put::{PutFields, TrailerFields};
 
-#[derive(Deserialize)]
-struct PutFields {
-    path: String,
-    #[serde(default)]
-    stream: bool,
-    mode: Option<u32>,
-    sha256: Option<String>,
-    mtime: Option<i64>,
-    tree: Option<String>,
+fn bad_request(message: String) -> ProtoError {
+    ProtoError::new(ErrorCode::BadRequest, message)
 }
 
 /// `list` and `stat` both name one path (`list` defaults to the root, ".").
@@ -274,6 +249,8 @@ pub enum Request {
     Put(Put),
     /// A piece of a streaming put: the frame's body (size 0 = the end).
     Data,
+    /// The client's digest of a put's body, after the body.
+    Trailer(Trailer),
     /// `List`, and `list` with `recursive` (every entry under the path).
     List(PathReq),
     ListTree(PathReq),
@@ -332,24 +309,8 @@ impl Request {
             }
             "resize" => Request::Resize(fields(header)?),
             "get" => Request::Get(fields(header)?),
-            "put" => {
-                let f: PutFields = fields(header)?;
-                if f.stream && header.size > 0 {
-                    return Err(ProtoError::new(ErrorCode::BadRequest, "put: a streaming put has no body of its own"));
-                }
-                let sha256 = match f.sha256 {
-                    Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Some(h.to_ascii_lowercase()),
-                    Some(_) => return Err(ProtoError::new(ErrorCode::BadRequest, "put: sha256 must be 64 hex digits")),
-                    None => None,
-                };
-                if f.mode.is_some_and(|m| m > 0o7777) {
-                    return Err(ProtoError::new(ErrorCode::BadRequest, "put: mode must be permission bits (at most 0o7777)"));
-                }
-                if f.tree.is_some() && f.stream {
-                    return Err(ProtoError::new(ErrorCode::BadRequest, "put: a tree's put is sized, not streamed"));
-                }
-                Request::Put(Put { path: f.path, size: (!f.stream).then_some(header.size), mode: f.mode, sha256, mtime: f.mtime, tree: f.tree })
-            }
+            "put" => Request::Put(Put::from_fields(fields::<PutFields>(header)?, header.size).map_err(bad_request)?),
+            "trailer" => Request::Trailer(fields::<TrailerFields>(header)?.trailer().map_err(bad_request)?),
             "data" => Request::Data,
             "list" => {
                 #[derive(Deserialize)]
@@ -381,6 +342,7 @@ pub fn hello(server: &str, nonce_hex: &str) -> Map<String, Value> {
     m.insert("proto".into(), json!(PROTO_VERSION));
     m.insert("server".into(), json!(server));
     m.insert("auth".into(), json!([AUTH_SCHEME]));
+    m.insert("digests".into(), json!(super::digest::OFFERED.map(Digest::as_str)));
     m.insert("nonce".into(), json!(nonce_hex));
     m
 }
@@ -428,21 +390,28 @@ pub fn file(path: &str, file_size: u64, mode: u32, mtime: i64, offset: u64, id: 
     m
 }
 
-/// The end of a `get`: the digest of the whole file, when one was asked for.
-pub fn done(sha256: Option<&str>, id: Option<&Value>) -> Map<String, Value> {
-    let mut m = reply("done", id);
-    if let Some(h) = sha256 {
-        m.insert("sha256".into(), json!(h));
+/// `"digest": NAME` and, with a value, `NAME: hex`.
+fn insert_digest(m: &mut Map<String, Value>, digest: Digest, hex: Option<&str>) {
+    m.insert("digest".into(), json!(digest.as_str()));
+    if let Some(h) = hex {
+        m.insert(digest.as_str().into(), json!(h));
     }
+}
+
+/// The end of a `get`: the digest of the whole file, in the field named
+/// after it, when one was asked for.
+pub fn done(digest: Digest, hex: Option<&str>, id: Option<&Value>) -> Map<String, Value> {
+    let mut m = reply("done", id);
+    insert_digest(&mut m, digest, hex);
     m
 }
 
-/// A `put` committed.
-pub fn ok(path: &str, file_size: u64, sha256: &str, id: Option<&Value>) -> Map<String, Value> {
+/// A `put` committed, with the digest the server computed over the body.
+pub fn ok(path: &str, file_size: u64, digest: Digest, hex: Option<&str>, id: Option<&Value>) -> Map<String, Value> {
     let mut m = reply("ok", id);
     m.insert("path".into(), json!(path));
     m.insert("file_size".into(), json!(file_size));
-    m.insert("sha256".into(), json!(sha256));
+    insert_digest(&mut m, digest, hex);
     m
 }
 
@@ -532,14 +501,26 @@ pub mod request {
         if offset > 0 {
             m.insert("offset".into(), json!(offset));
         }
-        if digest == Digest::None {
-            m.insert("digest".into(), json!("none"));
+        // sha256 is the default: left out, so that an older server is asked what it knows.
+        if digest != Digest::Sha256 {
+            m.insert("digest".into(), json!(digest.as_str()));
         }
         m
     }
 
+    /// How a put's digest travels: none asked; the server's default
+    /// (sha256, named in `ok`) with nothing to check; in the header (old
+    /// style); or in a `trailer` frame after the body.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum PutDigest<'a> {
+        None,
+        Default,
+        Header(Digest, &'a str),
+        Trailer(Digest),
+    }
+
     /// A sized put (the encoder sets `size`) or, with `stream`, a streaming one.
-    pub fn put(path: &str, mode: Option<u32>, sha256: Option<&str>, stream: bool) -> Map<String, Value> {
+    pub fn put(path: &str, mode: Option<u32>, digest: PutDigest, stream: bool) -> Map<String, Value> {
         let mut m = reply("put", None);
         m.insert("path".into(), json!(path));
         if stream {
@@ -548,9 +529,26 @@ pub mod request {
         if let Some(mode) = mode {
             m.insert("mode".into(), json!(mode));
         }
-        if let Some(h) = sha256 {
-            m.insert("sha256".into(), json!(h));
+        match digest {
+            PutDigest::None => {
+                m.insert("digest".into(), json!("none"));
+            }
+            PutDigest::Default => {}
+            PutDigest::Header(d, hex) => {
+                m.insert(d.as_str().into(), json!(hex));
+            }
+            PutDigest::Trailer(d) => {
+                m.insert("digest".into(), json!(d.as_str()));
+                m.insert("trailer".into(), json!(true));
+            }
         }
+        m
+    }
+
+    /// The trailer of a put: our digest of the body sent.
+    pub fn trailer(digest: Digest, hex: &str) -> Map<String, Value> {
+        let mut m = reply("trailer", None);
+        m.insert(digest.as_str().into(), json!(hex));
         m
     }
 
@@ -771,20 +769,53 @@ mod tests {
             req(r#"{"type":"get","path":"a","offset":7,"digest":"none"}"#),
             Ok(Request::Get(Get { path: "a".into(), offset: 7, digest: Digest::None }))
         );
+        assert_eq!(
+            req(r#"{"type":"get","path":"a","digest":"blake3"}"#),
+            Ok(Request::Get(Get { path: "a".into(), offset: 0, digest: Digest::Blake3 }))
+        );
         let sha = "AB".repeat(32);
-        let Ok(Request::Put(p)) = req(&format!(r#"{{"type":"put","path":"x","size":3,"mode":420,"sha256":"{sha}"}}"#))
-        else {
-            panic!()
+        let put = |path: &str, size, mode, digest, expect: Option<String>, trailer| {
+            Request::Put(Put { path: path.into(), size, mode, digest, expect, trailer, mtime: None, tree: None })
         };
-        assert_eq!(p, Put { path: "x".into(), size: Some(3), mode: Some(0o644), sha256: Some("ab".repeat(32)), mtime: None, tree: None });
-        assert_eq!(req(r#"{"type":"put","path":"x","stream":true}"#).unwrap(), Request::Put(Put {
-            path: "x".into(),
-            size: None,
-            mode: None,
-            sha256: None,
-            mtime: None,
-            tree: None,
-        }));
+        // Old style: the digest in the header.
+        assert_eq!(
+            req(&format!(r#"{{"type":"put","path":"x","size":3,"mode":420,"sha256":"{sha}"}}"#)).unwrap(),
+            put("x", Some(3), Some(0o644), Digest::Sha256, Some("ab".repeat(32)), false)
+        );
+        assert_eq!(
+            req(&format!(r#"{{"type":"put","path":"x","blake3":"{sha}"}}"#)).unwrap(),
+            put("x", Some(0), None, Digest::Blake3, Some("ab".repeat(32)), false)
+        );
+        // The digest after the body.
+        assert_eq!(
+            req(r#"{"type":"put","path":"x","digest":"blake3","trailer":true}"#).unwrap(),
+            put("x", Some(0), None, Digest::Blake3, None, true)
+        );
+        assert_eq!(
+            req(r#"{"type":"put","path":"x","stream":true}"#).unwrap(),
+            put("x", None, None, Digest::Sha256, None, false)
+        );
+        assert_eq!(
+            req(r#"{"type":"put","path":"x","digest":"none"}"#).unwrap(),
+            put("x", Some(0), None, Digest::None, None, false)
+        );
+        assert_eq!(
+            req(&format!(r#"{{"type":"trailer","blake3":"{sha}"}}"#)).unwrap(),
+            Request::Trailer(Trailer { digest: Digest::Blake3, hex: "ab".repeat(32) })
+        );
+        assert_eq!(
+            req(r#"{"type":"put","path":"x","size":3,"mtime":-5,"tree":"t","digest":"blake3","trailer":true}"#).unwrap(),
+            Request::Put(Put {
+                path: "x".into(),
+                size: Some(3),
+                mode: None,
+                digest: Digest::Blake3,
+                expect: None,
+                trailer: true,
+                mtime: Some(-5),
+                tree: Some("t".into())
+            })
+        );
         assert_eq!(
             req(r#"{"type":"list","path":"d","recursive":true}"#),
             Ok(Request::ListTree(PathReq { path: "d".into() }))
@@ -800,6 +831,14 @@ mod tests {
             r#"{"type":"put","path":"x","stream":true,"size":4}"#,
             r#"{"type":"put","path":"x","sha256":"abc"}"#,
             r#"{"type":"put","path":"x","mode":65536}"#,
+            r#"{"type":"put","path":"x","digest":"none","trailer":true}"#,
+            r#"{"type":"put","path":"x","digest":"md5","trailer":true}"#,
+            &format!(r#"{{"type":"put","path":"x","digest":"sha256","blake3":"{sha}"}}"#),
+            &format!(r#"{{"type":"put","path":"x","sha256":"{sha}","blake3":"{sha}"}}"#),
+            &format!(r#"{{"type":"put","path":"x","sha256":"{sha}","trailer":true}}"#),
+            r#"{"type":"trailer"}"#,
+            r#"{"type":"trailer","blake3":"abc"}"#,
+            &format!(r#"{{"type":"trailer","sha256":"{sha}","blake3":"{sha}"}}"#),
             r#"{"type":"stat"}"#,
         ] {
             assert_eq!(req(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad}");

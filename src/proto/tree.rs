@@ -100,13 +100,11 @@ pub fn list_recursive(path: &str) -> Map<String, Value> {
     m
 }
 
-/// A sized `put` of one file of a tree: `mtime` is set on the file, and
-/// `tree` names the tree, whose puts together count against the server's
-/// upload limit.
-pub fn put(path: &str, mode: u32, sha256: &str, mtime: i64, tree: &str) -> Map<String, Value> {
-    let mut m = request("put", path);
-    m.insert("mode".into(), json!(mode));
-    m.insert("sha256".into(), json!(sha256));
+/// A sized `put` of one file of a tree (`m`, the put's header with its
+/// digest fields) with the tree's fields added: `mtime` is set on the file,
+/// and `tree` names the tree, whose puts together count against the
+/// server's upload limit.
+pub fn put(mut m: Map<String, Value>, mtime: i64, tree: &str) -> Map<String, Value> {
     m.insert("mtime".into(), json!(mtime));
     m.insert("tree".into(), json!(tree));
     m

@@ -40,6 +40,14 @@ pub trait Socket: Read + Write {
         Ok(n)
     }
 
+    /// True when `send_file` moves the bytes without the CPU copying them
+    /// (`sendfile(2)` on a plain socket): a get with a digest then hashes a
+    /// chunk in its own buffer and sends the range from the page cache, rather
+    /// than queueing the bytes it read.
+    fn sends_files(&self) -> bool {
+        false
+    }
+
     /// Switches to TLS after the sniff: `first` are the client's bytes read
     /// so far (the start of its ClientHello), `clear` output queued in clear
     /// that must go out before the first record.
@@ -71,6 +79,10 @@ impl Socket for mio::net::TcpStream {
 
     fn send_file(&mut self, file: &File, offset: &mut u64, len: usize) -> io::Result<usize> {
         Ok(rustix::fs::sendfile(&*self, file, Some(offset), len)?)
+    }
+
+    fn sends_files(&self) -> bool {
+        true
     }
 }
 

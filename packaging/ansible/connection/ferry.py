@@ -384,7 +384,8 @@ class Connection(ConnectionBase):
         rel = self._under_root(out_path)
         if rel is not None:
             try:
-                self._client.put(in_path, rel)
+                ok = self._client.put(in_path, rel)
+                display.vvv(f"FERRY: PUT checked with {ok.get('digest', 'sha256')}", host=host)
                 return
             except ferry_client.FerryError as e:
                 if e.code != "bad-path":  # a link that leaves the root: fall back to cat
@@ -405,7 +406,8 @@ class Connection(ConnectionBase):
         rel = self._under_root(in_path)
         if rel is not None:
             try:
-                self._client.get(rel, out_path)
+                got = self._client.get(rel, out_path)
+                display.vvv(f"FERRY: FETCH checked with {got.get('digest', 'sha256')}", host=self.get_option("host"))
                 return
             except ferry_client.FerryError as e:
                 if e.code == "not-found":

@@ -205,8 +205,8 @@ struct TransferArgs {
     /// get: store a file this big at --path first (not measured)
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     size: Option<u64>,
-    /// get: the digest the server sends and the client checks; put: send the SHA-256 for the server to check
-    #[arg(long, value_name = "none|sha256", default_value = "sha256", value_parser = parse_digest)]
+    /// get: the digest the server sends and the client checks; put: send the digest for the server to check
+    #[arg(long, value_name = "none|sha256|blake3", default_value = "sha256", value_parser = parse_digest)]
     digest: Digest,
     /// Transfers per connection (instead of as many as start within -d)
     #[arg(short = 'n', long = "count", value_name = "N")]
@@ -232,7 +232,8 @@ fn parse_digest(s: &str) -> Result<Digest, String> {
     match s {
         "none" => Ok(Digest::None),
         "sha256" => Ok(Digest::Sha256),
-        _ => Err(format!("{s:?}: expected none or sha256")),
+        "blake3" => Ok(Digest::Blake3),
+        _ => Err(format!("{s:?}: expected none, sha256 or blake3")),
     }
 }
 

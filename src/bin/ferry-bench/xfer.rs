@@ -17,7 +17,8 @@ use ferry::proto::msg::{self, Digest};
 use crate::sock::Sock;
 use mio::{Events, Poll};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
+use ferry::proto::digest::Hasher;
+use ferry::proto::msg::request::PutDigest;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -39,21 +40,21 @@ pub fn pattern_block() -> Vec<u8> {
     v
 }
 
-/// SHA-256 (hex) of `size` bytes of `block` repeated.
-pub fn pattern_sha256(block: &[u8], size: u64) -> String {
-    let mut h = Sha256::new();
+/// The digest (hex) of `size` bytes of `block` repeated.
+pub fn pattern_digest(digest: Digest, block: &[u8], size: u64) -> String {
+    let mut h = digest.hasher().expect("a digest");
     let mut left = size;
     while left > 0 {
         let n = left.min(block.len() as u64) as usize;
         h.update(&block[..n]);
         left -= n as u64;
     }
-    ferry::proto::auth::to_hex(&h.finalize())
+    h.hex()
 }
 
-/// SHA-256 (hex) and size of a file.
-pub fn file_sha256(file: &File) -> io::Result<(String, u64)> {
-    let mut h = Sha256::new();
+/// The digest (hex) and size of a file.
+pub fn file_digest(digest: Digest, file: &File) -> io::Result<(String, u64)> {
+    let mut h = digest.hasher().expect("a digest");
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     let mut f = file;
@@ -65,7 +66,7 @@ pub fn file_sha256(file: &File) -> io::Result<(String, u64)> {
         h.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((ferry::proto::auth::to_hex(&h.finalize()), size))
+    Ok((h.hex(), size))
 }
 
 /// Where a put's body comes from.
@@ -77,8 +78,9 @@ pub enum Source {
 pub enum Op {
     /// `header` is the encoded put frame head (its `size` is `size`).
     Put { header: Vec<u8>, size: u64, source: Source },
-    /// `request` is the encoded get frame; `verify`: hash the body and check `done`.
-    Get { request: Vec<u8>, verify: bool },
+    /// `request` is the encoded get frame; `verify`: the digest to hash the
+    /// body with and check `done` against (none: no check).
+    Get { request: Vec<u8>, verify: Digest },
 }
 
 /// How many transfers each connection runs once the warm-up is over.
@@ -126,7 +128,7 @@ struct Conn {
     /// Bytes of the `file` body (get) for the byte count.
     got: u64,
     carry: Vec<u8>,
-    hasher: Sha256,
+    hasher: Option<Hasher>,
     started: Instant,
     measured: bool,
     done: u64,
@@ -153,7 +155,7 @@ pub fn run(
             body_left: 0,
             got: 0,
             carry: Vec::with_capacity(512),
-            hasher: Sha256::new(),
+            hasher: None,
             started: Instant::now(),
             measured: false,
             done: 0,
@@ -187,7 +189,7 @@ pub fn run(
                     c.head_sent = 0;
                     c.body_sent = 0;
                     c.got = 0;
-                    c.hasher = Sha256::new();
+                    c.hasher = None;
                     c.started = now;
                     c.measured = measuring;
                     send(c, op).map_err(|e| format!("connection {}: {e}", i + 1))?;
@@ -337,8 +339,10 @@ fn frames(c: &mut Conn, op: &Op, buf: &[u8], out: &mut Outcome) -> Result<usize,
     loop {
         if c.body_left > 0 {
             let n = c.body_left.min((buf.len() - p) as u64) as usize;
-            if matches!(op, Op::Get { verify: true, .. }) {
-                c.hasher.update(&buf[p..p + n]);
+            if let Op::Get { verify, .. } = op {
+                if *verify != Digest::None {
+                    c.hasher.get_or_insert_with(|| verify.hasher().expect("a digest")).update(&buf[p..p + n]);
+                }
             }
             c.body_left -= n as u64;
             p += n;
@@ -355,10 +359,10 @@ fn frames(c: &mut Conn, op: &Op, buf: &[u8], out: &mut Outcome) -> Result<usize,
                 c.got = head.size;
             }
             (Op::Get { verify, .. }, "done") if c.state == State::Answer => {
-                if *verify {
+                if *verify != Digest::None {
                     let done = parse_header(h).map_err(|e| format!("bad done frame: {e}"))?;
-                    let theirs = done.str("sha256");
-                    let ours = ferry::proto::auth::to_hex(&std::mem::take(&mut c.hasher).finalize());
+                    let theirs = done.str(verify.as_str());
+                    let ours = c.hasher.take().map(|h| h.hex()).unwrap_or_default();
                     if theirs != Some(ours.as_str()) {
                         return Err(format!("digest mismatch: the server says {theirs:?}, the bytes hash to {ours}"));
                     }
@@ -385,23 +389,27 @@ pub struct Transfer {
 }
 
 fn put_op(path: &str, size: u64, digest: Digest, file: Option<std::fs::File>) -> Result<Op, String> {
-    let (source, sha) = match file {
+    let (source, hex) = match file {
         Some(f) => {
-            let sha = if digest == Digest::Sha256 {
-                Some(file_sha256(&f).map_err(|e| format!("reading the file: {e}"))?.0)
+            let hex = if digest != Digest::None {
+                Some(file_digest(digest, &f).map_err(|e| format!("reading the file: {e}"))?.0)
             } else {
                 None
             };
-            (Source::File(f), sha)
+            (Source::File(f), hex)
         }
         None => {
             let block = pattern_block();
-            let sha = (digest == Digest::Sha256).then(|| pattern_sha256(&block, size));
-            (Source::Pattern(block), sha)
+            let hex = (digest != Digest::None).then(|| pattern_digest(digest, &block, size));
+            (Source::Pattern(block), hex)
         }
     };
+    let how = match &hex {
+        Some(h) => PutDigest::Header(digest, h),
+        None => PutDigest::None,
+    };
     let mut header = Vec::new();
-    encode_head(&mut header, msg::request::put(path, None, sha.as_deref(), false), size);
+    encode_head(&mut header, msg::request::put(path, None, how, false), size);
     Ok(Op::Put { header, size, source })
 }
 
@@ -431,7 +439,7 @@ pub fn measure(common: &Common, t: &Transfer) -> Result<Report, String> {
                 .map_err(|e| format!("storing the file to get: {e}"))?;
         }
         let request = net::frame(msg::request::get(&t.path, 0, t.digest));
-        (Op::Get { request, verify: t.digest == Digest::Sha256 }, t.size, String::new())
+        (Op::Get { request, verify: t.digest }, t.size, String::new())
     };
     let t_setup = Instant::now();
     let (mut poll, socks) = net::open(common.addr, &common.proto, common.connections, common.setup(false))?;
@@ -449,7 +457,7 @@ pub fn measure(common: &Common, t: &Transfer) -> Result<Report, String> {
     let mut m = common.base(mode);
     m.insert("path".into(), json!(t.path));
     m.insert("size_bytes".into(), json!(size));
-    m.insert("digest".into(), json!(if t.digest == Digest::Sha256 { "sha256" } else { "none" }));
+    m.insert("digest".into(), json!(t.digest.as_str()));
     if t.put {
         m.insert("source".into(), json!(source_label));
     }
@@ -468,8 +476,8 @@ pub fn measure(common: &Common, t: &Transfer) -> Result<Report, String> {
     m.insert("client_cpu_s_per_gib".into(), json!(per_gib(o.client_cpu)));
     m.insert("server_cpu_s_per_gib".into(), json!(o.server_cpu.and_then(per_gib)));
     let mut notes = common.notes();
-    if t.put && t.digest == Digest::Sha256 {
-        notes.push("the put's SHA-256 is computed once before the run; the server hashes every put".into());
+    if t.put && t.digest != Digest::None {
+        notes.push(format!("the put's {} is computed once before the run; the server hashes every put", t.digest.as_str()));
     }
     let mut rows = vec![
         (
@@ -509,7 +517,7 @@ pub fn measure(common: &Common, t: &Transfer) -> Result<Report, String> {
         common.addr,
         plural(common.connections, "connection"),
         t.path,
-        if t.digest == Digest::Sha256 { "sha256" } else { "none" }
+        t.digest.as_str()
     );
     Ok(Report { json: Value::Object(m), title, rows })
 }

@@ -8,6 +8,7 @@ use super::outcome::Outcome;
 use super::output::{self, Lines, Out};
 use crate::client::{redacted, Options};
 use crate::proto::auth::Key;
+use crate::proto::digest::Digest;
 use crate::proto::msg::Stream;
 use encoding_rs::Encoding;
 use mio::Poll;
@@ -23,7 +24,9 @@ pub enum Op {
     Run { command: Vec<String>, argv: bool },
     Ping { count: u32, interval: Duration },
     /// One local file, hashed once here, sent to every host from the page cache.
-    Put { file: File, size: u64, sha256: String, mode: u32, name: String, remote: Option<String> },
+    /// The file is hashed once with both digests, so each host gets the
+    /// best it announced, in the header (the body goes with sendfile).
+    Put { file: File, size: u64, sha256: String, blake3: String, mode: u32, name: String, remote: Option<String> },
     /// REMOTE into `dir/HOST/name`.
     Get { remote: String, dir: PathBuf, name: String },
 }
@@ -53,6 +56,8 @@ pub(super) struct Slot {
     pub(super) outcome: Option<Outcome>,
     lines: Lines,
     rtts: Vec<f64>,
+    /// A get's or put's digest, and its hex once checked (for `--json`).
+    pub(super) digest: Option<(Digest, Option<String>)>,
 }
 
 /// What a pong means for its host.
@@ -88,6 +93,7 @@ impl<'a> Fan<'a> {
                 outcome: None,
                 lines: Lines::new(plan.encoding),
                 rtts: Vec::new(),
+                digest: None,
             })
             .collect();
         Ok(Fan { slots, poll: Poll::new()?, key, opts, op, plan, out: Out::new(), interrupted: 0 })
@@ -120,7 +126,8 @@ impl<'a> Fan<'a> {
                     _ => 0.0,
                 };
                 let rtts = matches!(self.op, Op::Ping { .. }).then_some(&s.rtts[..]);
-                let line = output::json_line(&s.host.name, s.outcome.as_ref().expect("just set"), &s.lines, duration, rtts);
+                let digest = s.digest.as_ref().map(|(d, h)| (*d, h.as_deref()));
+                let line = output::json_line(&s.host.name, s.outcome.as_ref().expect("just set"), &s.lines, duration, rtts, digest);
                 self.out.stdout(line.as_bytes());
             }
         }

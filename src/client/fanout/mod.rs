@@ -7,6 +7,7 @@
 //! - `outcome`: how one host ended, and its status, category and reason.
 //! - `output`: `HOST: line` lines, `-b` groups, `json` objects, the summary.
 //! - `fan`: what every transport shares: plan, operation, slots, finishing.
+//! - `getfile`: a get's `.part` and its check, and which digest a host gets.
 //! - `poll_loop`: the one event loop and the `Transport` it drives.
 //! - `sock`: a TCP host's socket end: reads through TLS, put bodies by
 //!   sendfile(2) or through TLS.
@@ -32,6 +33,7 @@
 //! from running).
 
 mod fan;
+mod getfile;
 pub mod hosts;
 mod outcome;
 mod output;
@@ -43,11 +45,10 @@ mod udp;
 pub use fan::{Mode, Op, Plan};
 
 use super::exit;
-use super::finish::hash_reader;
 use super::{io_text, Options};
-use crate::proto::auth::{self, Key};
+use crate::proto::auth::Key;
 use fan::Fan;
-use sha2::{Digest as _, Sha256};
+use crate::proto::digest::Digest;
 use std::fs::File;
 
 /// How one host's tree (`get -r`/`put -r` with `-H`, run outside the event
@@ -89,7 +90,7 @@ fn tree_outcome(end: &TreeEnd) -> outcome::Outcome {
 /// plus `entries` and `failed_entries`), one line.
 pub fn tree_json_line(host: &str, end: &TreeEnd, entries: usize, failed: usize, duration: f64) -> String {
     let o = tree_outcome(end);
-    let line = output::json_line(host, &o, &output::Lines::new(None), duration, None);
+    let line = output::json_line(host, &o, &output::Lines::new(None), duration, None, None);
     let mut v: serde_json::Value = serde_json::from_str(&line).expect("our own JSON");
     v["entries"] = serde_json::json!(entries);
     v["failed_entries"] = serde_json::json!(failed);
@@ -141,6 +142,22 @@ fn fan_out(plan: &Plan, op: &Op, key: &Key, opts: &Options, drive: impl FnOnce(&
     fan.report()
 }
 
+/// Reads `r` to its end through `each`; the count of bytes.
+fn hash_both(r: &mut dyn std::io::Read, each: &mut dyn FnMut(&[u8])) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        each(&buf[..n]);
+        total += n as u64;
+    }
+}
+
 /// Opens and hashes the one local file a fan-out `put` sends (read once;
 /// the hosts then get it from the page cache). Errors are for status 1.
 pub fn put_op(local: &str, remote: Option<&str>) -> Result<Op, String> {
@@ -155,12 +172,20 @@ pub fn put_op(local: &str, remote: Option<&str>) -> Result<Op, String> {
         .and_then(|n| n.to_str())
         .ok_or_else(|| format!("\"{local}\" names no file to name a remote one after"))?
         .to_string();
-    let mut hasher = Sha256::new();
-    let size = hash_reader(&mut file, &mut hasher, &mut |_| {}).map_err(|e| format!("{local}: {}", io_text(&e)))?;
+    let mut hashers = [Digest::Sha256.hasher(), Digest::Blake3.hasher()].map(|h| h.expect("a digest"));
+    let size = {
+        let [sha, b3] = &mut hashers;
+        let mut both = |bytes: &[u8]| {
+            sha.update(bytes);
+            b3.update(bytes);
+        };
+        hash_both(&mut file, &mut both).map_err(|e| format!("{local}: {}", io_text(&e)))?
+    };
     Ok(Op::Put {
         file,
         size,
-        sha256: auth::to_hex(&hasher.finalize()),
+        sha256: hashers[0].hex(),
+        blake3: hashers[1].hex(),
         mode: meta.permissions().mode() & 0o777,
         name,
         remote: remote.map(str::to_string),

@@ -5,6 +5,7 @@
 
 use super::hosts;
 use super::outcome::Outcome;
+use crate::proto::digest::Digest;
 use crate::proto::msg::Stream;
 use encoding_rs::Encoding;
 use serde_json::{json, Value};
@@ -137,8 +138,17 @@ fn decode_into(d: &mut encoding_rs::Decoder, mut bytes: &[u8], last: bool, out: 
     }
 }
 
-/// One finished host as a `json` line; `rtts` for a ping.
-pub(super) fn json_line(name: &str, o: &Outcome, lines: &Lines, duration: f64, rtts: Option<&[f64]>) -> String {
+/// One finished host as a `json` line; `rtts` for a ping; for a get or a
+/// put, `"digest"` names the digest used and, once checked, the field named
+/// after it holds its hex.
+pub(super) fn json_line(
+    name: &str,
+    o: &Outcome,
+    lines: &Lines,
+    duration: f64,
+    rtts: Option<&[f64]>,
+    digest: Option<(Digest, Option<&str>)>,
+) -> String {
     let (code, signal) = match o {
         Outcome::Exited { code, signal } => (json!(code), json!(signal)),
         Outcome::Done => (json!(0), Value::Null),
@@ -161,6 +171,12 @@ pub(super) fn json_line(name: &str, o: &Outcome, lines: &Lines, duration: f64, r
     });
     if let Some(rtts) = rtts {
         v["rtt_ms"] = json!(rtts);
+    }
+    if let Some((d, hex)) = digest {
+        v["digest"] = json!(d.as_str());
+        if let Some(h) = hex {
+            v[d.as_str()] = json!(h);
+        }
     }
     let mut line = v.to_string();
     line.push('\n');

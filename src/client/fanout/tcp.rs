@@ -18,6 +18,7 @@
 //! (the `.part` of a get), `transport` and the shared helpers of `client`.
 
 use super::fan::{Fan, Op, Pong};
+use super::getfile::{finish_get, pick_digest, GetFile};
 use super::outcome::Outcome;
 use super::poll_loop::Transport;
 use super::sock::{read_tls, send_file, send_file_tls};
@@ -27,6 +28,7 @@ use crate::client::{command_of, io_text, resolve_addrs, Error};
 use crate::proto::auth;
 use crate::proto::frame::Header;
 use crate::proto::handshake::{Handshake, Step};
+use crate::proto::msg::request::PutDigest;
 use crate::proto::msg::{self, Digest, ErrorCode, Exec, Reply, SignalName, Stream};
 use crate::proto::{encode_frame, encode_head, Decoder, Item};
 use mio::event::Event;
@@ -37,7 +39,6 @@ use std::collections::VecDeque;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The handshake's bound without `-w`.
@@ -70,13 +71,6 @@ enum Sink {
     File,
 }
 
-struct GetFile {
-    part: Part,
-    dest: PathBuf,
-    mode: Option<u32>,
-    mtime: Option<i64>,
-}
-
 struct Conn {
     sock: TcpStream,
     /// Addresses still to try if this one fails.
@@ -103,6 +97,8 @@ struct Host {
     put_path: String,
     ping_sent: Option<Instant>,
     ping_next: Option<Instant>,
+    /// The digest of a get or put: the best the server announced, or `--digest`.
+    digest: Digest,
 }
 
 pub(super) struct Tcp {
@@ -355,7 +351,15 @@ impl Tcp {
             Step::NeedMore => {}
             Step::Failed(e) => self.finish(fan, i, Outcome::from_error(Error::from_handshake(e, fan.key))),
             Step::Done(_) if fan.interrupted > 0 => self.finish(fan, i, Outcome::Cancelled),
-            Step::Done(_) => {
+            Step::Done(est) => {
+                let digest = match pick_digest(est.digests, fan.opts.digest) {
+                    Ok(d) => d,
+                    Err(m) => return self.finish(fan, i, Outcome::FileError(m)),
+                };
+                self.hosts[i].digest = digest;
+                if matches!(fan.op, Op::Get { .. } | Op::Put { .. }) {
+                    fan.slots[i].digest = Some((digest, None));
+                }
                 if let Some(tls) = self.hosts[i].conn.as_ref().and_then(|c| c.tls.as_ref()) {
                     fan.trace_note(i, &tls.describe());
                 }
@@ -382,7 +386,7 @@ impl Tcp {
                 self.conn(i).phase = Phase::Stat;
                 self.send(fan, i, msg::request::stat(r), &[]);
             }
-            Op::Put { size, sha256, mode, name, remote, .. } => {
+            Op::Put { size, sha256, blake3, mode, name, remote, .. } => {
                 let h = &mut self.hosts[i];
                 if h.put_path.is_empty() {
                     h.put_path = match remote {
@@ -390,7 +394,12 @@ impl Tcp {
                         Some(r) => format!("{r}{name}"),
                     };
                 }
-                let header = msg::request::put(&h.put_path, Some(*mode), Some(sha256), false);
+                let how = match h.digest {
+                    Digest::Blake3 => PutDigest::Header(Digest::Blake3, blake3),
+                    Digest::Sha256 => PutDigest::Header(Digest::Sha256, sha256),
+                    Digest::None => PutDigest::None,
+                };
+                let header = msg::request::put(&h.put_path, Some(*mode), how, false);
                 fan.trace(i, ">", &header);
                 let c = self.conn(i);
                 encode_head(&mut c.out, header, *size);
@@ -401,7 +410,8 @@ impl Tcp {
                 // The local file first: one that cannot be written fails
                 // before anything is fetched.
                 if self.open_part(fan, i) {
-                    self.send(fan, i, msg::request::get(remote, 0, Digest::Sha256), &[]);
+                    let digest = self.hosts[i].digest;
+                    self.send(fan, i, msg::request::get(remote, 0, digest), &[]);
                 }
             }
         }
@@ -438,11 +448,21 @@ impl Tcp {
                     Pong::Last => self.finish(fan, i, Outcome::Done),
                 }
             }
-            (Op::Put { .. }, Reply::Other(k)) if k == "ok" => self.finish(fan, i, Outcome::Done),
+            (Op::Put { .. }, Reply::Other(k)) if k == "ok" => {
+                let d = self.hosts[i].digest;
+                fan.slots[i].digest = Some((d, h.str(d.as_str()).map(str::to_string)));
+                self.finish(fan, i, Outcome::Done)
+            }
             (Op::Get { .. }, Reply::Other(k)) if k == "file" => self.on_get_file(fan, i, h),
             (Op::Get { remote, .. }, Reply::Other(k)) if k == "done" => {
+                let d = self.hosts[i].digest;
                 let outcome = match self.hosts[i].get.take() {
-                    Some(g) => finish_get(g, remote, h.str("sha256")),
+                    Some(g) => {
+                        let ours = g.part.out.hex();
+                        let o = finish_get(g, remote, d, h.str(d.as_str()));
+                        fan.slots[i].digest = Some((d, ours.filter(|_| o == Outcome::Done)));
+                        o
+                    }
                     None => Outcome::Error("protocol error: done before file".into()),
                 };
                 self.finish(fan, i, outcome)
@@ -466,7 +486,7 @@ impl Tcp {
         let Op::Get { dir, name, .. } = fan.op else { return false };
         let host_dir = dir.join(&fan.slots[i].host.name);
         let dest = host_dir.join(name);
-        match fs::create_dir_all(&host_dir).and_then(|()| Part::create(&dest)) {
+        match fs::create_dir_all(&host_dir).and_then(|()| Part::create(&dest, self.hosts[i].digest)) {
             Ok(part) => {
                 self.hosts[i].get = Some(GetFile { part, dest, mode: None, mtime: None });
                 true
@@ -553,27 +573,6 @@ fn write_out(c: &mut Conn) -> io::Result<bool> {
         }
     }
     Ok(true)
-}
-
-/// A get's `done`: the digest checked against ours, then the file in place.
-fn finish_get(g: GetFile, remote: &str, theirs: Option<&str>) -> Outcome {
-    let ours = g.part.out.sha256_hex();
-    match theirs {
-        Some(theirs) if theirs.eq_ignore_ascii_case(&ours) => {}
-        Some(theirs) => {
-            g.part.discard();
-            return Outcome::FileError(format!("{remote}: digest mismatch: received sha256 {ours}, the server's {theirs}"));
-        }
-        None => {
-            g.part.discard();
-            return Outcome::Error("protocol error: done without sha256".into());
-        }
-    }
-    match g.part.finish(&g.dest, g.mode, g.mtime) {
-        Ok(()) => Outcome::Done,
-        Err(e) if e.raw_os_error().is_none() => Outcome::FileError(e.to_string()),
-        Err(e) => Outcome::FileError(format!("{}: {}", g.dest.display(), io_text(&e))),
-    }
 }
 
 impl Transport for Tcp {

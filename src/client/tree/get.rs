@@ -99,21 +99,39 @@ fn plan(dest: &Path, e: &Entry, resume: bool) -> Fetch {
     f
 }
 
-/// Hashes a local file whole.
-fn local_sha(path: &Path) -> io::Result<String> {
-    use sha2::{Digest as _, Sha256};
+/// Hashes a local file whole (None with `none`).
+fn local_hex(path: &Path, digest: Digest) -> io::Result<Option<String>> {
     let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
+    let Some(mut h) = digest.hasher() else { return Ok(None) };
     crate::client::finish::hash_reader(&mut f, &mut h, &mut |_| {})?;
-    Ok(crate::proto::auth::to_hex(&h.finalize()))
+    Ok(Some(h.hex()))
+}
+
+/// The digests of a tree's gets: `file` for the files fetched (the
+/// session's), `verify` for the ones `-c` only checks.
+#[derive(Debug, Clone, Copy)]
+struct Digests {
+    file: Digest,
+    verify: Digest,
+}
+
+impl Digests {
+    fn of(&self, f: &Fetch) -> Digest {
+        if f.verify {
+            self.verify
+        } else {
+            self.file
+        }
+    }
 }
 
 /// Reads the reply to one fetch into place. `Ok(Some(f))`: the file here
 /// differs from the server's and must be fetched whole.
-fn receive(s: &mut Session, p: &mut Progress, remote: &str, dest: &Path, f: &Fetch) -> Result<Option<Fetch>, Error> {
+fn receive(s: &mut Session, p: &mut Progress, (remote, dest): (&str, &Path), f: &Fetch, d: Digests) -> Result<Option<Fetch>, Error> {
     let path = remote_join(remote, &f.rel);
     let here = under(dest, &f.rel);
-    let info = match s.get_reply(&path, f.offset) {
+    let digest = d.of(f);
+    let info = match s.get_reply(&path, f.offset, digest) {
         Ok(info) => info,
         Err(Error::Remote(e)) if !e.code.is_fatal() => {
             p.fail(&f.rel, &remote_text(&e));
@@ -123,15 +141,15 @@ fn receive(s: &mut Session, p: &mut Progress, remote: &str, dest: &Path, f: &Fet
     };
     if f.verify {
         let theirs = s.get_body(&info, &mut io::sink(), OnLocalError::Drain)?;
-        return Ok(match (theirs, local_sha(&here)) {
-            (Some(t), Ok(o)) if t.eq_ignore_ascii_case(&o) => {
+        return Ok(match (theirs, local_hex(&here, digest)) {
+            (Some(t), Ok(Some(o))) if t.eq_ignore_ascii_case(&o) => {
                 p.skipped(f.size);
                 None
             }
             _ => Some(Fetch { offset: 0, verify: false, ..f.clone() }),
         });
     }
-    let opened = if f.offset > 0 { Part::resume(&here) } else { Part::create(&here) };
+    let opened = if f.offset > 0 { Part::resume(&here, digest) } else { Part::create(&here, digest) };
     let mut part = match opened {
         Ok(part) if part.offset == f.offset => part,
         other => {
@@ -154,11 +172,17 @@ fn receive(s: &mut Session, p: &mut Progress, remote: &str, dest: &Path, f: &Fet
         }
         Err(e) => return Err(e),
     };
-    let ours = part.out.sha256_hex();
-    if !theirs.is_some_and(|t| t.eq_ignore_ascii_case(&ours)) {
-        part.discard();
-        p.fail(&f.rel, &format!("digest mismatch: the received file has sha256 {ours}, not the server's; removed"));
-        return Ok(None);
+    if let Some(ours) = part.out.hex() {
+        if !theirs.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(&ours)) {
+            part.discard();
+            let d = digest.as_str();
+            let why = match theirs {
+                Some(t) => format!("digest mismatch: the received file has {d} {ours}, the server's is {t}; removed"),
+                None => format!("digest mismatch: the received file has {d} {ours}, the server sent no {d}; removed"),
+            };
+            p.fail(&f.rel, &why);
+            return Ok(None);
+        }
     }
     match part.finish_with(&here, info.mode, info.mtime, false) {
         Ok(()) => p.entry_done(true),
@@ -169,16 +193,16 @@ fn receive(s: &mut Session, p: &mut Progress, remote: &str, dest: &Path, f: &Fet
 
 /// Fetches `todo` with up to `WINDOW` gets in flight; what must be fetched
 /// again whole.
-fn fetch_all(s: &mut Session, p: &mut Progress, remote: &str, dest: &Path, todo: &[Fetch]) -> Result<Vec<Fetch>, Error> {
+fn fetch_all(s: &mut Session, p: &mut Progress, at: (&str, &Path), todo: &[Fetch], d: Digests) -> Result<Vec<Fetch>, Error> {
     let mut again = Vec::new();
     let mut asked = 0;
     for (i, f) in todo.iter().enumerate() {
         while asked < todo.len() && asked - i < WINDOW {
             let a = &todo[asked];
-            s.send(msg::request::get(&remote_join(remote, &a.rel), a.offset, Digest::Sha256), &[])?;
+            s.send(msg::request::get(&remote_join(at.0, &a.rel), a.offset, d.of(a)), &[])?;
             asked += 1;
         }
-        again.extend(receive(s, p, remote, dest, f)?);
+        again.extend(receive(s, p, at, f, d)?);
     }
     Ok(again)
 }
@@ -194,7 +218,10 @@ pub fn run(s: &mut Session, show: Show<'_>, remote: &str, local: Option<&str>, r
     let entries = listing(s, remote)?;
     let (files, bytes) =
         entries.iter().filter(|e| e.kind == Kind::File).fold((0, 0), |(n, b), e| (n + 1, b + e.file_size));
+    let digest = s.pick_digest()?;
+    let d = Digests { file: digest, verify: super::put::check_digest(s, digest) };
     let mut p = Progress::new(show, &dest.display().to_string(), files, bytes);
+    p.digest = digest;
     make_top(&dest).map_err(|e| TreeError::Failed(format!("{}: {}", dest.display(), io_text(&e))))?;
     let mut todo = Vec::new();
     let mut dirs = Vec::new();
@@ -236,8 +263,8 @@ pub fn run(s: &mut Session, show: Show<'_>, remote: &str, local: Option<&str>, r
             Kind::Other => p.fail(&e.name, "not a regular file, directory or link: skipped"),
         }
     }
-    let again = fetch_all(s, &mut p, remote, &dest, &todo)?;
-    fetch_all(s, &mut p, remote, &dest, &again)?;
+    let again = fetch_all(s, &mut p, (remote, &dest), &todo, d)?;
+    fetch_all(s, &mut p, (remote, &dest), &again, d)?;
     for e in links {
         let made = match &e.target {
             None => Err("bad-path: the link leads outside the served root".to_string()),

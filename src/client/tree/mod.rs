@@ -22,7 +22,7 @@ pub mod put;
 
 use super::{Error, Session};
 use crate::proto::frame::Header;
-use crate::proto::msg::Reply;
+use crate::proto::msg::{Digest, Reply};
 use crate::proto::ProtoError;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io;
@@ -92,45 +92,6 @@ pub struct Show<'a> {
     pub host: Option<&'a str>,
 }
 
-/// A progress line's template for a terminal `width` columns wide, and the
-/// room left for the name (`{prefix}`, or `{msg}` without `count`): the
-/// bar, then the rate, then the total are dropped as the width shrinks, so
-/// the line never wraps (at 40 columns the bar was an empty `[]` on a
-/// wrapped line). The widths counted are the longest each field takes.
-pub fn fit(width: usize, count: bool) -> (&'static str, usize) {
-    // `{msg}` (`9999/9999 files`) with a tree; `{bytes}` and the total up
-    // to 10 columns each, the rate 12, the ETA 4, the bar at least 8.
-    const TREE: [(&str, usize); 4] = [
-        ("{prefix} {msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}", 1 + 15 + 1 + 10 + 1 + 21 + 1 + 12 + 5 + 4),
-        ("{prefix} {msg} {bytes}/{total_bytes} {binary_bytes_per_sec}", 1 + 15 + 1 + 21 + 1 + 12),
-        ("{prefix} {msg} {bytes}", 1 + 15 + 1 + 10),
-        ("{msg}", 15),
-    ];
-    const FILE: [(&str, usize); 3] = [
-        ("{msg} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}", 1 + 10 + 1 + 21 + 1 + 12 + 5 + 4),
-        ("{msg} {bytes}/{total_bytes} {binary_bytes_per_sec}", 1 + 21 + 1 + 12),
-        ("{msg} {bytes}", 1 + 10),
-    ];
-    let choices: &[(&'static str, usize)] = if count { &TREE } else { &FILE };
-    for &(t, fixed) in choices {
-        if width >= fixed + 6 {
-            return (t, width - fixed - 1);
-        }
-    }
-    let (t, fixed) = choices[choices.len() - 1];
-    (t, width.saturating_sub(fixed + 1).max(1))
-}
-
-/// `name` cut from the left to at most `max` columns (`…` then its end).
-pub fn cut_name(name: &str, max: usize) -> String {
-    let n = name.chars().count();
-    if n <= max {
-        return name.to_string();
-    }
-    let tail: String = name.chars().skip(n - max.saturating_sub(1)).collect();
-    format!("…{tail}")
-}
-
 /// The one progress bar of a tree (files and bytes), and the failure lines.
 pub struct Progress {
     bar: ProgressBar,
@@ -138,22 +99,24 @@ pub struct Progress {
     files: u64,
     done: u64,
     pub outcome: Outcome,
+    /// The digest the tree's files are checked with, named in the last line.
+    pub digest: Digest,
 }
 
 impl Progress {
     /// A bar for `files` files of `bytes` bytes in all, shown when `show`.
     pub fn new(show: Show<'_>, name: &str, files: u64, bytes: u64) -> Progress {
         let bar = if show.progress {
-            let (template, room) = fit(crate::term::columns(), true);
+            let (template, room) = super::format::fit(super::format::columns(), true);
             let style = ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ");
-            let prefix = cut_name(&crate::term::escape(name), room);
+            let prefix = super::format::cut_name(&crate::term::escape(name), room);
             let bar = ProgressBar::new(bytes).with_style(style).with_prefix(prefix);
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         } else {
             ProgressBar::hidden()
         };
-        let p = Progress { bar, host: show.host.map(str::to_string), files, done: 0, outcome: Outcome::default() };
+        let p = Progress { bar, host: show.host.map(str::to_string), files, done: 0, outcome: Outcome::default(), digest: Digest::Sha256 };
         p.show_count();
         p
     }
@@ -213,20 +176,22 @@ impl Progress {
         self.bar.suspend(|| crate::term::err(line.as_bytes()));
     }
 
-    /// Ends the bar with what moved: `dir: 12 files, 3.1 MiB in 0.4s`.
+    /// Ends the bar with what moved and the digest that checked it:
+    /// `dir: 12 files, 3.1 MiB in 0.4s (7.7 MiB/s, blake3)`.
     pub fn finish(self) -> Outcome {
         if !self.bar.is_hidden() {
             let secs = self.bar.elapsed().as_secs_f64();
             let moved = self.bar.position();
             let rate = if secs > 0.0 { (moved as f64 / secs) as u64 } else { moved };
             // The summary (up to ~50 columns) without the name when narrow.
-            let template = if crate::term::columns() < 80 { "{msg}" } else { "{prefix}: {msg}" };
+            let template = if super::format::columns() < 80 { "{msg}" } else { "{prefix}: {msg}" };
             self.bar.set_style(ProgressStyle::with_template(template).expect("a valid template"));
             self.bar.finish_with_message(format!(
-                "{} files, {} in {secs:.1}s ({}/s)",
+                "{} files, {} in {secs:.1}s ({}/s, {})",
                 self.done,
                 indicatif::BinaryBytes(moved),
-                indicatif::BinaryBytes(rate)
+                indicatif::BinaryBytes(rate),
+                self.digest.as_str()
             ));
         }
         self.outcome
@@ -251,30 +216,6 @@ pub fn basename(path: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_progress_line_fits_the_terminal() {
-        for count in [true, false] {
-            for width in [20, 40, 60, 80, 120, 200] {
-                let (t, room) = fit(width, count);
-                // The longest line: every field at its widest, the name at its room.
-                let worst = t
-                    .replace("{prefix}", &"n".repeat(room))
-                    .replace("{msg}", if count { "9999/9999 files" } else { &"n"[..0] })
-                    .replace("{wide_bar}", &"=".repeat(8))
-                    .replace("{bytes}", "1023.99 Ki")
-                    .replace("{total_bytes}", "1023.99 Ki")
-                    .replace("{binary_bytes_per_sec}", "999.99 MiB/s")
-                    .replace("{eta}", "59m");
-                let worst = if count { worst } else { format!("{}{worst}", "n".repeat(room)) };
-                assert!(worst.chars().count() <= width, "{width} {count}: {worst:?}");
-            }
-            assert!(!fit(40, count).0.contains("wide_bar"), "no bar at 40 columns");
-            assert!(fit(120, count).0.contains("wide_bar"));
-        }
-        assert_eq!(cut_name("abcdef", 4), "…def");
-        assert_eq!(cut_name("abc", 4), "abc");
-    }
 
     #[test]
     fn joins_and_basenames() {

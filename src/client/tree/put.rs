@@ -2,11 +2,16 @@
 //! (REMOTE an existing directory: into it, under LOCAL's name; else REMOTE
 //! becomes the copy; no REMOTE: LOCAL's name in the root).
 //!
-//! Files up to `BATCH` bytes are read once (hashed as they are read) and
-//! their `put` frames gathered into one write; bigger ones are hashed, then
-//! sent from the page cache. With `-c`, the remote tree is listed first and
-//! a file of the same size is asked for its digest (a `get` from its end
-//! sends no body, only the digest): a complete file is skipped.
+//! The digest is the session's (`Session::pick_digest`: blake3 when the
+//! server offers it, else sha256, or `--digest`). Files up to `BATCH` bytes
+//! are read once (hashed as they are read) and their `put` frames, the
+//! digest in the header, gathered into one write. A bigger one, to a server
+//! that announces digests, is hashed while it is sent (read once) and its
+//! digest follows in a `trailer` frame; to an older server it is hashed
+//! (sha256), then sent from the page cache. With `-c`, the remote tree is
+//! listed first and a file of the same size is asked for its digest (a
+//! `get` from its end sends no body, only the digest), in the same digest:
+//! a complete file is skipped.
 
 use super::local::{self, Local, What};
 use super::{basename, remote_join, remote_text, reply, Outcome, Progress, Show, TreeError, WINDOW};
@@ -14,9 +19,9 @@ use crate::client::files::OnLocalError;
 use crate::client::finish::hash_reader;
 use crate::client::{io_text, Error, Session};
 use crate::proto::auth::{fresh_nonce, to_hex};
+use crate::proto::msg::request::{self as req, PutDigest};
 use crate::proto::msg::{Digest, Entry, Kind};
 use crate::proto::{encode_frame, encode_head, tree as wire, ErrorCode};
-use sha2::{Digest as _, Sha256};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
@@ -118,53 +123,87 @@ impl Pipe {
     }
 }
 
-/// Reads a small file whole, hashing it.
-fn read_small(path: &Path, size: u64) -> io::Result<(Vec<u8>, String)> {
+/// Reads a small file whole, hashing it (no hex with `none`).
+fn read_small(path: &Path, size: u64, digest: Digest) -> io::Result<(Vec<u8>, Option<String>)> {
     let mut f = File::open(path)?;
     let mut buf = Vec::with_capacity(size as usize + 1);
     f.read_to_end(&mut buf)?;
-    let sha = to_hex(&Sha256::digest(&buf));
-    Ok((buf, sha))
+    let hex = digest.hasher().map(|mut h| {
+        h.update(&buf);
+        h.hex()
+    });
+    Ok((buf, hex))
 }
 
-/// Hashes a file from its start: the open file, its size as hashed, the digest.
-fn hash_file(path: &Path) -> io::Result<(File, u64, String)> {
+/// Hashes a file from its start: the open file, its size as hashed, the
+/// digest (None with `none`).
+fn hash_file(path: &Path, digest: Digest) -> io::Result<(File, u64, Option<String>)> {
     let mut f = File::open(path)?;
-    let mut h = Sha256::new();
+    let Some(mut h) = digest.hasher() else {
+        let size = f.metadata()?.len();
+        return Ok((f, size, None));
+    };
     let size = hash_reader(&mut f, &mut h, &mut |_| {})?;
-    Ok((f, size, to_hex(&h.finalize())))
+    Ok((f, size, Some(h.hex())))
+}
+
+/// How a tree's files are sent: the digest, and whether the server takes
+/// it in a trailer (it announced digests).
+#[derive(Debug, Clone, Copy)]
+struct How<'a> {
+    digest: Digest,
+    trailer: bool,
+    tree: &'a str,
+}
+
+/// A put header carrying its digest in the header (or none).
+fn header_digest(digest: Digest, hex: &Option<String>) -> PutDigest<'_> {
+    match hex {
+        Some(h) => PutDigest::Header(digest, h),
+        None => PutDigest::None,
+    }
 }
 
 /// Sends one file's put (batched when small); false when the local file
 /// could not be read (reported, nothing sent).
-fn send_file(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, root: &Path, dest: &str, rel: &str, mode: u32, mtime: i64, size: u64, tree: &str) -> Result<bool, Error> {
+fn send_file(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, root: &Path, dest: &str, rel: &str, (mode, mtime, size): (u32, i64, u64), how: How<'_>) -> Result<bool, Error> {
     let path = local::under(root, rel);
     let remote = remote_join(dest, rel);
+    let mode = Some(mode & 0o777);
     if size as usize <= BATCH {
-        let (body, sha) = match read_small(&path, size) {
+        let (body, hex) = match read_small(&path, size, how.digest) {
             Ok(r) => r,
             Err(e) => {
                 p.fail(rel, &io_text(&e));
                 return Ok(false);
             }
         };
-        encode_frame(&mut pipe.batch, wire::put(&remote, mode & 0o777, &sha, mtime, tree), &body);
+        let header = req::put(&remote, mode, header_digest(how.digest, &hex), false);
+        encode_frame(&mut pipe.batch, wire::put(header, mtime, how.tree), &body);
         p.bytes(body.len() as u64);
         return Ok(true);
     }
-    let (file, size, sha) = match hash_file(&path) {
+    // A trailer: opened and sized only, hashed while it is sent.
+    let hashed = if how.trailer { hash_file(&path, Digest::None) } else { hash_file(&path, how.digest) };
+    let (file, size, hex) = match hashed {
         Ok(r) => r,
         Err(e) => {
             p.fail(rel, &io_text(&e));
             return Ok(false);
         }
     };
-    encode_head(&mut pipe.batch, wire::put(&remote, mode & 0o777, &sha, mtime, tree), size);
+    let mut hasher = if how.trailer { how.digest.hasher() } else { None };
+    let put_digest = if hasher.is_some() { PutDigest::Trailer(how.digest) } else { header_digest(how.digest, &hex) };
+    encode_head(&mut pipe.batch, wire::put(req::put(&remote, mode, put_digest, false), mtime, how.tree), size);
     pipe.flush(s)?;
     let w = s.writer();
     let (mut offset, mut left) = (0, size);
     while left > 0 {
-        let n = w.send_file(&file, &mut offset, left.min(4 << 20))?;
+        let want = left.min(4 << 20);
+        let n = match &mut hasher {
+            Some(h) => w.send_file_hashed(&file, &mut offset, want, h)?,
+            None => w.send_file(&file, &mut offset, want)?,
+        };
         if n == 0 {
             // The body's size is promised: a file that shrank cannot end it.
             let _ = s.reader.get_ref().shutdown(std::net::Shutdown::Write);
@@ -173,12 +212,15 @@ fn send_file(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, root: &Path, de
         left -= n;
         p.bytes(n);
     }
+    if let Some(h) = hasher {
+        encode_frame(&mut pipe.batch, req::trailer(how.digest, &h.hex()), &[]);
+    }
     Ok(true)
 }
 
 /// With `-c`: the files already on the server, complete (same size and
 /// digest), to be skipped.
-fn complete_files(s: &mut Session, root: &Path, dest: &str, entries: &[Local], p: &mut Progress) -> Result<HashSet<String>, Error> {
+fn complete_files(s: &mut Session, root: &Path, dest: &str, entries: &[Local], p: &mut Progress, digest: Digest) -> Result<HashSet<String>, Error> {
     s.send(wire::list_recursive(dest), &[])?;
     let remote: Vec<Entry> = match reply_body(s)? {
         Ok(body) => serde_json::from_slice(&body).map_err(|e| Error::Protocol(format!("listing body: {e}")))?,
@@ -198,18 +240,18 @@ fn complete_files(s: &mut Session, root: &Path, dest: &str, entries: &[Local], p
     while i < same.len() {
         while asked < same.len() && asked - i < WINDOW {
             let (rel, size) = same[asked];
-            s.send(crate::proto::msg::request::get(&remote_join(dest, rel), size, Digest::Sha256), &[])?;
+            s.send(req::get(&remote_join(dest, rel), size, digest), &[])?;
             asked += 1;
         }
         let (rel, size) = same[i];
         i += 1;
-        let theirs = match s.get_reply(&remote_join(dest, rel), size) {
+        let theirs = match s.get_reply(&remote_join(dest, rel), size, digest) {
             Ok(info) => s.get_body(&info, &mut io::sink(), OnLocalError::Drain)?,
             Err(Error::Remote(e)) if !e.code.is_fatal() => continue,
             Err(e) => return Err(e),
         };
-        let ours = hash_file(&local::under(root, rel)).map(|(_, _, sha)| sha);
-        if let (Some(t), Ok(o)) = (theirs, ours) {
+        let ours = hash_file(&local::under(root, rel), digest).map(|(_, _, hex)| hex);
+        if let (Some(t), Ok(Some(o))) = (theirs, ours) {
             if t.eq_ignore_ascii_case(&o) {
                 p.skipped(size);
                 done.insert(rel.to_string());
@@ -217,6 +259,15 @@ fn complete_files(s: &mut Session, root: &Path, dest: &str, entries: &[Local], p
         }
     }
     Ok(done)
+}
+
+/// The digest `-c` compares files with: the session's, or with `--digest
+/// none` the best the server offers (a complete file cannot be told without one).
+pub fn check_digest(s: &Session, digest: Digest) -> Digest {
+    match digest {
+        Digest::None => Digest::best(s.digests.as_deref().unwrap_or(&[Digest::Sha256])),
+        d => d,
+    }
 }
 
 /// The body of a reply (a listing), or the error frame.
@@ -243,22 +294,25 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
         What::File { size, .. } => (n + 1, b + size),
         _ => (n, b),
     });
+    let digest = s.pick_digest()?;
     let mut p = Progress::new(show, &dest, files, bytes);
+    p.digest = digest;
     for (rel, why) in &bad {
         match rel {
             local::Bad::Path(rel) => p.fail(rel, why),
             local::Bad::Bytes(raw) => p.fail_bytes(raw, why),
         }
     }
-    let skip = if resume { complete_files(s, root, &dest, &entries, &mut p)? } else { HashSet::new() };
+    let skip = if resume { complete_files(s, root, &dest, &entries, &mut p, check_digest(s, digest))? } else { HashSet::new() };
     let tree = to_hex(&fresh_nonce()[..8]);
+    let how = How { digest, trailer: s.digests.is_some() && digest != Digest::None, tree: &tree };
     let mut pipe = Pipe { batch: Vec::with_capacity(2 * BATCH), pending: VecDeque::new(), refused: None };
     for e in &entries {
         if pipe.refused.is_some() {
             break;
         }
         if let What::File { size, mode, mtime } = e.what {
-            if !skip.contains(&e.rel) && send_file(s, &mut pipe, &mut p, root, &dest, &e.rel, mode, mtime, size, &tree)? {
+            if !skip.contains(&e.rel) && send_file(s, &mut pipe, &mut p, root, &dest, &e.rel, (mode, mtime, size), how)? {
                 pipe.sent(s, &mut p, &e.rel, true)?;
             }
         }

@@ -312,6 +312,13 @@ impl<S: Socket> Conn<S> {
 
     /// The op in flight has its whole body (a put): it answers, and is done.
     pub(super) fn end_body(&mut self) {
+        if let Phase::Running(op) = &mut self.phase {
+            if op.body_ended() {
+                // A put's trailer is still to come.
+                self.sink = Sink::Discard;
+                return;
+            }
+        }
         let Phase::Running(op) = std::mem::replace(&mut self.phase, Phase::Ready) else { return };
         let id = op.id().cloned();
         if let Err(e) = op.end_body(&mut self.out) {

@@ -1,8 +1,9 @@
 //! The socket side of a connection: queued output written until `WouldBlock`,
-//! input read into the buffer (or discarded while closing), readiness
-//! cleared when the socket says so.
+//! input read into the buffer (or discarded while closing), a put's body
+//! read straight into the put's write buffer, readiness cleared when the
+//! socket says so.
 
-use super::{Conn, Phase, IN_CAP};
+use super::{Conn, Phase, Sink, IN_CAP};
 use crate::server::io::{interrupted, would_block, Socket};
 
 impl<S: Socket> Conn<S> {
@@ -60,6 +61,9 @@ impl<S: Socket> Conn<S> {
         if !self.sock_read || self.peer_eof || self.is_closed() {
             return 0;
         }
+        if let Some(n) = self.fill_body() {
+            return n;
+        }
         let discard = matches!(self.phase, Phase::Closing { .. });
         let room = if discard { scratch.len() } else { IN_CAP.saturating_sub(self.inbuf.len()).min(scratch.len()) };
         if room == 0 {
@@ -92,5 +96,48 @@ impl<S: Socket> Conn<S> {
                 }
             }
         }
+    }
+
+    /// Reads a body the op takes straight from the socket (a put's), with no
+    /// copy through the input buffer: only between frames' headers, when
+    /// nothing is left unparsed. None when this does not apply.
+    fn fill_body(&mut self) -> Option<usize> {
+        let remaining = self.decoder.body_remaining();
+        if remaining == 0 || !self.inbuf.is_empty() {
+            return None;
+        }
+        let (Sink::Op { ends_op }, Phase::Running(op)) = (self.sink, &mut self.phase) else { return None };
+        let room = op.body_room(remaining)?;
+        let n = loop {
+            match self.sock.read(room) {
+                Ok(0) => {
+                    self.peer_eof = true;
+                    return Some(1);
+                }
+                Ok(n) => break n,
+                Err(e) if would_block(&e) => {
+                    self.sock_read = false;
+                    return Some(0);
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) => {
+                    self.close_io(&e);
+                    return Some(0);
+                }
+            }
+        };
+        self.last_active = self.now;
+        let last = self.decoder.take_body(n as u64);
+        if let Some(a) = &mut self.access {
+            a.bytes_in += n as u64;
+        }
+        if let Some(err) = op.body_filled(n) {
+            let id = op.id().cloned();
+            self.fail(err, id);
+        }
+        if last && ends_op {
+            self.end_body();
+        }
+        Some(n)
     }
 }

@@ -100,6 +100,7 @@ pub fn start(
         },
         Request::Auth(_) => Err(ProtoError::new(ErrorCode::BadRequest, "already authenticated")),
         Request::Data => Err(ProtoError::new(ErrorCode::BadRequest, "a data frame outside a streaming put")),
+        Request::Trailer(_) => Err(ProtoError::new(ErrorCode::BadRequest, "a trailer frame outside a put")),
         Request::Bye | Request::Stdin | Request::Signal(_) | Request::Resize(_) => Ok(Start::Nothing),
     }
 }
@@ -191,6 +192,33 @@ impl Op {
             }
             Op::Put(p) => p.on_body(chunk),
             Op::Get(_) => None,
+        }
+    }
+
+    /// Where body bytes may be read to straight from the socket (a put's
+    /// write buffer, at most `want` bytes); None for ops that take their
+    /// body through `on_body`.
+    pub fn body_room(&mut self, want: u64) -> Option<&mut [u8]> {
+        match self {
+            Op::Put(p) => Some(p.body_room(want)).filter(|r| !r.is_empty()),
+            Op::Exec(_) | Op::Get(_) => None,
+        }
+    }
+
+    /// `n` bytes were read into `body_room`; an error to report, once.
+    pub fn body_filled(&mut self, n: usize) -> Option<ProtoError> {
+        match self {
+            Op::Put(p) => p.body_filled(n),
+            Op::Exec(_) | Op::Get(_) => None,
+        }
+    }
+
+    /// The body has ended: true when the op waits for one more frame (a
+    /// put's trailer) before it answers.
+    pub fn body_ended(&mut self) -> bool {
+        match self {
+            Op::Put(p) => p.body_ended(),
+            Op::Exec(_) | Op::Get(_) => false,
         }
     }
 

@@ -1,12 +1,20 @@
 //! The `put` operation: a body written to a temporary file beside the target,
-//! fsynced, checked against the client's digest, and renamed over the target
-//! (then the directory is fsynced). Readers see the old file or the new one.
-//! A put of a tree (`tree` set) is renamed without those two fsyncs: the
-//! tree's last `mkdir` syncs the file system once (`ops::tree`).
+//! checked against the client's digest, fsynced once, and renamed over the
+//! target (then the directory is fsynced). Readers see the old file or the
+//! new one. A put of a tree (`tree` set) is renamed without those two
+//! fsyncs: the tree's last `mkdir` syncs the file system once (`ops::tree`).
+//! Its `mtime` is set before the rename, and the tree's puts share
+//! `max_upload` (`upload_limit`).
 //!
 //! The body comes either as the `put` frame's own body (sized put) or as
-//! `data` frames ended by an empty one (streaming put); the connection feeds
-//! it here chunk by chunk. Whatever goes wrong (a bad path, `too-large`, a full
+//! `data` frames ended by an empty one (streaming put). The connection reads
+//! the socket straight into the put's write buffer (`body_room`,
+//! `body_filled`) where it can, and feeds what came with a header through
+//! `on_body`; the bytes are hashed there, in cache, and go to the file in
+//! `WRITE_CHUNK` writes. The server computes the digest the request names
+//! (`sha256` unless `blake3` or `none`). The client's digest comes in the
+//! header (old style) or, with `trailer:true`, in a `trailer` frame after the
+//! body: the put then waits for it before it commits. Whatever goes wrong (a bad path, `too-large`, a full
 //! disk, a digest that differs), the error is reported at once, the temporary
 //! file is removed, and the rest of the body is still consumed and dropped, so
 //! the connection goes on with the next request. A put dropped half way (the
@@ -16,17 +24,19 @@
 use super::ctx::{Ctx, FrameUse};
 use crate::paths::{self, RelPath};
 use crate::proto::auth::{fresh_nonce, to_hex};
-use crate::proto::msg;
+use crate::proto::digest::{Digest, Hasher};
+use crate::proto::msg::{self, Request};
 use crate::proto::{ErrorCode, Header, ProtoError};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT};
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::Write;
 
 /// The mode of a new file when the request gives none.
 pub const DEFAULT_MODE: u32 = 0o644;
+/// The body goes to the file in writes of this size (the last one shorter).
+pub const WRITE_CHUNK: usize = 1024 * 1024;
 
 /// Where the body goes: an open temporary file in the target's directory.
 struct Target {
@@ -34,7 +44,6 @@ struct Target {
     name: String,
     tmp: String,
     file: File,
-    hasher: Sha256,
     expect: Option<String>,
     mode: u32,
     mtime: Option<i64>,
@@ -52,6 +61,17 @@ impl Drop for Target {
     }
 }
 
+/// Where a put's trailer stands.
+#[derive(Debug)]
+enum Trailer {
+    /// The request has none (the digest is in the header, or not given).
+    None,
+    /// To come after the body; `body_done` once the body has ended.
+    Awaited { body_done: bool },
+    /// Arrived: the client's hex, or what was wrong with the frame.
+    Got(Result<String, ProtoError>),
+}
+
 /// A `put` in flight.
 pub struct Put {
     id: Option<Value>,
@@ -61,6 +81,14 @@ pub struct Put {
     target: Option<Target>,
     received: u64,
     max_upload: Option<u64>,
+    digest: Digest,
+    hasher: Option<Hasher>,
+    trailer: Trailer,
+    /// Body bytes not yet written: `wbuf[..wlen]`. Allocated once per put
+    /// (never zero-filled again), and kept after an error to drop the rest
+    /// of the body into.
+    wbuf: Vec<u8>,
+    wlen: usize,
 }
 
 impl Put {
@@ -74,6 +102,12 @@ impl Put {
             target: None,
             received: 0,
             max_upload: upload_limit(ctx),
+            digest: req.digest,
+            hasher: req.digest.hasher(),
+            trailer: if req.trailer { Trailer::Awaited { body_done: false } } else { Trailer::None },
+            // A fresh allocation this size is mapped zero pages: no memset.
+            wbuf: vec![0; req.size.map_or(WRITE_CHUNK, |s| s.min(WRITE_CHUNK as u64) as usize)],
+            wlen: 0,
         };
         match Target::open(req, ctx) {
             Ok(t) => {
@@ -92,10 +126,28 @@ impl Put {
         self.stream
     }
 
-    /// A frame while a streaming put runs: only `data` frames carry its body,
-    /// and only an empty one ends it; any other frame fails the put (and is
-    /// then served). A sized put's body is its own frame's: others wait.
+    /// A frame while a put runs. After a body that a trailer follows, only
+    /// the `trailer` frame is the put's. While a streaming put runs, only
+    /// `data` frames carry its body, and only an empty one ends it; any
+    /// other frame fails the put (and is then served). A sized put's body is
+    /// its own frame's: others wait.
     pub fn on_frame(&mut self, h: &Header) -> FrameUse {
+        if let Trailer::Awaited { body_done: true } = self.trailer {
+            if h.kind != "trailer" || h.size != 0 {
+                let m = format!("a put with trailer:true is followed by its trailer frame, not a {:?} frame", h.kind);
+                return FrameUse::Interrupt(ProtoError::new(ErrorCode::BadRequest, m));
+            }
+            self.trailer = Trailer::Got(match Request::from_header(h) {
+                Ok(Request::Trailer(t)) if t.digest == self.digest => Ok(t.hex),
+                Ok(Request::Trailer(t)) => Err(ProtoError::new(
+                    ErrorCode::BadRequest,
+                    format!("trailer: the put's digest is {}, the trailer gives {}", self.digest.as_str(), t.digest.as_str()),
+                )),
+                Ok(_) => unreachable!("a trailer frame reads as a trailer"),
+                Err(e) => Err(e),
+            });
+            return FrameUse::End;
+        }
         match (self.stream, h.kind.as_str(), h.size) {
             (false, ..) => FrameUse::Hold,
             (true, "data", 0) => FrameUse::End,
@@ -107,29 +159,94 @@ impl Put {
         }
     }
 
-    /// Writes a piece of the body. An error is returned once, to be reported;
-    /// the temporary file is gone by then.
-    pub fn on_body(&mut self, chunk: &[u8]) -> Option<ProtoError> {
-        self.received += chunk.len() as u64;
-        let t = self.target.as_mut()?;
-        if self.max_upload.is_some_and(|max| self.received > max) {
-            self.target = None;
-            return Some(too_large(self.max_upload.unwrap_or(0)));
+    /// The body has ended: true when the put must now wait for its trailer
+    /// (the caller then keeps it running), false when it can finish.
+    pub fn body_ended(&mut self) -> bool {
+        match &mut self.trailer {
+            Trailer::Awaited { body_done } => {
+                *body_done = true;
+                true
+            }
+            Trailer::None | Trailer::Got(_) => false,
         }
-        t.hasher.update(chunk);
-        if let Err(e) = t.file.write_all(chunk) {
-            self.target = None;
-            return Some(io_error(&self.path, e));
+    }
+
+    /// Writes a piece of the body that came through the input buffer. An
+    /// error is returned once, to be reported; the temporary file is gone by then.
+    pub fn on_body(&mut self, mut chunk: &[u8]) -> Option<ProtoError> {
+        while !chunk.is_empty() {
+            let room = self.body_room(chunk.len() as u64);
+            if room.is_empty() {
+                // An empty sized put cannot have a body: nothing to keep.
+                return None;
+            }
+            let n = room.len();
+            room.copy_from_slice(&chunk[..n]);
+            chunk = &chunk[n..];
+            if let Some(e) = self.body_filled(n) {
+                return Some(e);
+            }
         }
         None
     }
 
-    /// The body is complete: commit. `None` when an error was already
-    /// reported; otherwise the `ok` reply or the error that stopped the commit.
+    /// Where the next body bytes may be read to, straight from the socket:
+    /// at most `want` bytes of the write buffer.
+    pub fn body_room(&mut self, want: u64) -> &mut [u8] {
+        let end = self.wbuf.len().min(self.wlen.saturating_add(want.min(usize::MAX as u64) as usize));
+        &mut self.wbuf[self.wlen..end]
+    }
+
+    /// `n` bytes were put in `body_room`: counted, hashed, written once the
+    /// buffer is full. An error is returned once, to be reported.
+    pub fn body_filled(&mut self, n: usize) -> Option<ProtoError> {
+        self.received += n as u64;
+        let Some(t) = self.target.as_mut() else {
+            // Refused: the body is read and dropped.
+            return None;
+        };
+        if self.max_upload.is_some_and(|max| self.received > max) {
+            self.target = None;
+            self.wlen = 0;
+            return Some(too_large(self.max_upload.unwrap_or(0)));
+        }
+        let new = &self.wbuf[self.wlen..self.wlen + n];
+        if let Some(h) = &mut self.hasher {
+            h.update(new);
+        }
+        self.wlen += n;
+        if self.wlen == self.wbuf.len() {
+            let r = t.file.write_all(&self.wbuf[..self.wlen]);
+            self.wlen = 0;
+            if let Err(e) = r {
+                self.target = None;
+                return Some(io_error(&self.path, e));
+            }
+        }
+        None
+    }
+
+    /// The body is complete (and its trailer in, if one was due): commit.
+    /// `None` when an error was already reported; otherwise the `ok` reply
+    /// or the error that stopped the commit.
     pub fn finish(mut self) -> Option<Result<Map<String, Value>, ProtoError>> {
         let mut t = self.target.take()?;
-        let sha = to_hex(&std::mem::take(&mut t.hasher).finalize());
-        Some(t.commit(&sha, &self.path).map(|()| msg::ok(&self.path, self.received, &sha, self.id.as_ref())))
+        if self.wlen > 0 {
+            if let Err(e) = t.file.write_all(&self.wbuf[..self.wlen]) {
+                return Some(Err(io_error(&self.path, e)));
+            }
+        }
+        let hex = self.hasher.take().map(|h| h.hex());
+        let expect = match std::mem::replace(&mut self.trailer, Trailer::None) {
+            Trailer::Got(Err(e)) => return Some(Err(e)),
+            Trailer::Got(Ok(h)) => Some(h),
+            Trailer::Awaited { .. } => {
+                return Some(Err(ProtoError::new(ErrorCode::BadRequest, "put: the trailer never came")))
+            }
+            Trailer::None => t.expect.take(),
+        };
+        let checked = (self.digest, hex.as_deref(), expect.as_deref());
+        Some(t.commit(checked, &self.path).map(|()| msg::ok(&self.path, self.received, self.digest, hex.as_deref(), self.id.as_ref())))
     }
 }
 
@@ -223,8 +340,7 @@ impl Target {
             name: name.to_string(),
             tmp,
             file: File::from(fd),
-            hasher: Sha256::new(),
-            expect: req.sha256.clone(),
+            expect: req.expect.clone(),
             // Explicit modes keep their permission bits only: no set-id files.
             mode: req.mode.map(|m| m & 0o777).or(old_mode).unwrap_or(DEFAULT_MODE),
             mtime: req.mtime,
@@ -233,16 +349,19 @@ impl Target {
         })
     }
 
-    fn commit(&mut self, sha: &str, path: &str) -> Result<(), ProtoError> {
+    /// Checks the digest (the one computed, the client's), then syncs once
+    /// (not a tree's file), sets the mode and mtime, and renames. Nothing is renamed on a mismatch.
+    fn commit(&mut self, (digest, got, want): (Digest, Option<&str>, Option<&str>), path: &str) -> Result<(), ProtoError> {
         let err = |e: rustix::io::Errno| paths::errno_error(path, e);
-        if self.sync {
-            self.file.sync_all().map_err(|e| io_error(path, e))?;
-        }
-        if let Some(want) = &self.expect {
-            if want != sha {
-                let msg = format!("\"{path}\": the body's sha256 is {sha}, the request said {want}");
+        if let (Some(got), Some(want)) = (got, want) {
+            if want != got {
+                let d = digest.as_str();
+                let msg = format!("\"{path}\": the body's {d} is {got}, the client's is {want}");
                 return Err(ProtoError::new(ErrorCode::DigestMismatch, msg));
             }
+        }
+        if self.sync {
+            self.file.sync_all().map_err(|e| io_error(path, e))?;
         }
         rustix::fs::fchmod(&self.file, Mode::from_raw_mode(self.mode)).map_err(err)?;
         if let Some(t) = self.mtime {

@@ -215,7 +215,7 @@ mod tests {
     use super::*;
 
     fn put(tree: Option<&str>, size: u64) -> Put {
-        Put { path: "f".into(), size: Some(size), mode: None, sha256: None, mtime: None, tree: tree.map(Into::into) }
+        Put { path: "f".into(), size: Some(size), mode: None, digest: Default::default(), expect: None, trailer: false, mtime: None, tree: tree.map(Into::into) }
     }
 
     #[test]

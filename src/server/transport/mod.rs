@@ -117,6 +117,10 @@ impl<T: Socket> Socket for Transport<T> {
         }
     }
 
+    fn sends_files(&self) -> bool {
+        matches!(self, Transport::Plain(s) if s.sends_files())
+    }
+
     fn send_file(&mut self, file: &File, offset: &mut u64, len: usize) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.send_file(file, offset, len),
