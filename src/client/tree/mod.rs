@@ -183,16 +183,16 @@ impl Progress {
             let secs = self.bar.elapsed().as_secs_f64();
             let moved = self.bar.position();
             let rate = if secs > 0.0 { (moved as f64 / secs) as u64 } else { moved };
-            // The summary (up to ~50 columns) without the name when narrow.
-            let template = if super::format::columns() < 80 { "{msg}" } else { "{prefix}: {msg}" };
-            self.bar.set_style(ProgressStyle::with_template(template).expect("a valid template"));
-            self.bar.finish_with_message(format!(
-                "{} files, {} in {secs:.1}s ({}/s, {})",
-                self.done,
-                indicatif::BinaryBytes(moved),
-                indicatif::BinaryBytes(rate),
-                self.digest.as_str()
-            ));
+            // The longest form that fits the width: with the name, without
+            // it, without the rate and digest (never a wrapped line).
+            let width = super::format::columns();
+            let what = format!("{} files, {} in {secs:.1}s", self.done, indicatif::BinaryBytes(moved));
+            let full = format!("{what} ({}/s, {})", indicatif::BinaryBytes(rate), self.digest.as_str());
+            let named = format!("{}: {full}", self.bar.prefix());
+            let line = [named, full, what].into_iter().find(|l| l.chars().count() < width);
+            let line = line.unwrap_or_else(|| format!("{} files", self.done));
+            self.bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+            self.bar.finish_with_message(line);
         }
         self.outcome
     }
