@@ -38,6 +38,34 @@ pub fn raise_nofile(want: Option<u64>) -> NoFile {
     NoFile { old, now }
 }
 
+/// What tells that an open file changed: its size, mtime and ctime in
+/// nanoseconds, from `fstat`. A sender takes one before and one after it
+/// sends a file; any difference means what went out may be a mix of two
+/// versions (each side hashes what it reads, so a digest cannot tell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(fd: impl rustix::fd::AsFd) -> std::io::Result<Stamp> {
+        let st = rustix::fs::fstat(fd)?;
+        Ok(Stamp {
+            size: st.st_size as i64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+        })
+    }
+
+    /// Whether the file still has this stamp (an `fstat` that fails counts
+    /// as a change: nothing vouches for the file any more).
+    pub fn unchanged(&self, fd: impl rustix::fd::AsFd) -> bool {
+        Stamp::of(fd).is_ok_and(|now| now == *self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +82,31 @@ mod tests {
     #[test]
     fn clock_is_after_2020() {
         assert!(unix_now() > 1_577_836_800);
+    }
+
+    #[test]
+    fn a_stamp_sees_a_write_and_a_touch_but_not_a_read() {
+        use std::io::{Read, Seek, Write};
+        let dir = std::env::temp_dir().join(format!("ferry-stamp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let mut f = std::fs::OpenOptions::new().read(true).write(true).open(&p).unwrap();
+        // An old mtime, so that the write below (in the same clock tick as
+        // the file's creation) moves it whatever the file system's granularity.
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1)).unwrap();
+        let before = super::Stamp::of(&f).unwrap();
+        let mut buf = [0u8; 4];
+        f.read_exact(&mut buf).unwrap();
+        assert!(before.unchanged(&f), "a read changes nothing");
+        // Same size, same bytes count: only the times can tell.
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.write_all(b"abcd").unwrap();
+        assert!(!before.unchanged(&f), "a rewrite in place is a change");
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1)).unwrap();
+        let after = super::Stamp::of(&f).unwrap();
+        f.set_len(20).unwrap();
+        assert!(!after.unchanged(&f), "growing is a change");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

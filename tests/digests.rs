@@ -286,3 +286,95 @@ fn against_a_server_that_announces_no_digests_the_client_speaks_sha256_in_the_he
     let seen = server.join().unwrap();
     assert!(!seen.iter().any(|h| h["type"] == "get"), "{seen:?}");
 }
+
+/// A writer that runs `on_first` once, at the first bytes it is given.
+struct AtFirstWrite<F: FnMut()>(Option<F>, u64);
+
+impl<F: FnMut()> Write for AtFirstWrite<F> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Some(mut f) = self.0.take() {
+            f();
+        }
+        self.1 += b.len() as u64;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Rewrites one byte in place (same size: only the times tell), with an
+/// mtime set far back first so that the write moves it whatever the clock's
+/// granularity.
+fn rewrite_first_byte(path: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(b"X", 0).unwrap();
+}
+
+#[test]
+fn a_get_of_a_file_that_changes_while_it_is_sent_ends_in_changed_not_done() {
+    use ferry::client::Error;
+    use ferry::proto::msg::Digest;
+    let d = Daemon::start();
+    // Far more than loopback's socket buffers hold: when the client has its
+    // first bytes, the server is still sending.
+    let size = 32u64 << 20;
+    for digest in [Digest::Blake3, Digest::None] {
+        let f = std::fs::File::create(d.path("big")).unwrap();
+        f.set_len(size).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1)).unwrap();
+        drop(f);
+        let mut s = d.session();
+        let info = s.get_start("big", 0, digest).unwrap();
+        let path = d.path("big");
+        let mut out = AtFirstWrite(Some(|| rewrite_first_byte(&path)), 0);
+        match s.get_body(&info, &mut out, ferry::client::files::OnLocalError::Return) {
+            Err(Error::Remote(p)) => {
+                assert_eq!(p.code.as_str(), "changed", "{digest:?}: {p:?}");
+                assert!(p.message.contains("changed on the server while it was sent"), "{}", p.message);
+            }
+            other => panic!("{digest:?}: expected changed, got {other:?}"),
+        }
+        assert_eq!(out.1, size, "the whole body came first");
+        // The error frame replaced `done`: the session is in step.
+        s.ping().unwrap();
+        // An unchanged file still ends in done.
+        let info = s.get_start("big", 0, digest).unwrap();
+        assert!(s.get_body(&info, &mut std::io::sink(), ferry::client::files::OnLocalError::Return).is_ok());
+    }
+}
+
+#[test]
+fn a_put_of_a_file_that_changes_while_it_is_sent_stores_nothing() {
+    use ferry::client::Error;
+    use ferry::proto::msg::Digest;
+    let d = Daemon::start();
+    let local = tempfile::tempdir().unwrap();
+    let path = local.path().join("big");
+    write_file(&d.path("there"), b"old contents");
+    for digest in [Digest::Blake3, Digest::Sha256, Digest::None] {
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(9 << 20).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1)).unwrap();
+        drop(f);
+        let file = std::fs::File::open(&path).unwrap();
+        let mut s = d.session();
+        let mut first = true;
+        let r = s.put_file("there", &file, 9 << 20, Some(0o644), digest, &mut |_| {
+            if std::mem::take(&mut first) {
+                rewrite_first_byte(&path);
+            }
+        });
+        match r {
+            Err(Error::LocalRead(e)) => assert_eq!(e.to_string(), "changed while it was sent; nothing stored", "{digest:?}"),
+            other => panic!("{digest:?}: expected a local failure, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(d.path("there")).unwrap(), b"old contents", "{digest:?}");
+        eventually("no temp file left", Duration::from_secs(20), || temp_files(d.root.path()).is_empty());
+        // The same file unchanged is stored.
+        let mut s = d.session();
+        s.put_file("copy", &file, 9 << 20, Some(0o644), digest, &mut |_| {}).unwrap();
+        assert_eq!(std::fs::metadata(d.path("copy")).unwrap().len(), 9 << 20);
+    }
+}

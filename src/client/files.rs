@@ -300,21 +300,34 @@ impl Session {
             (None, d) => PutDigest::Trailer(d),
         };
         let mut hasher = if old_style { None } else { digest.hasher() };
+        let stamp = crate::sys::Stamp::of(file).map_err(Error::LocalRead)?;
+        let mut changed = false;
         let header = msg::request::put(path, mode, how, false);
         let sent = self.writer.send_head(header, size).and_then(|()| {
-            let (mut offset, mut left) = (0, size);
-            while left > 0 {
-                let want = left.min(SEND_CHUNK);
-                let n = match &mut hasher {
-                    Some(h) => self.writer.send_file_hashed(file, &mut offset, want, h)?,
-                    None => self.writer.send_file(file, &mut offset, want)?,
-                };
-                if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent"));
+            let mut offset = 0;
+            // The last byte is held back until the file is seen unchanged:
+            // the server commits once it has the whole body (and trailer),
+            // so a put cut before that stores nothing.
+            let mut send_to = |end: u64, offset: &mut u64| -> io::Result<()> {
+                while *offset < end {
+                    let want = (end - *offset).min(SEND_CHUNK);
+                    let n = match &mut hasher {
+                        Some(h) => self.writer.send_file_hashed(file, offset, want, h)?,
+                        None => self.writer.send_file(file, offset, want)?,
+                    };
+                    if n == 0 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent"));
+                    }
+                    progress(n);
                 }
-                left -= n;
-                progress(n);
+                Ok(())
+            };
+            send_to(size.saturating_sub(1), &mut offset)?;
+            if !stamp.unchanged(file) {
+                changed = true;
+                return Err(io::Error::other("changed while it was sent; nothing stored"));
             }
+            send_to(size, &mut offset)?;
             if let Some(h) = &hasher {
                 self.writer.send(msg::request::trailer(digest, &h.hex()), &[])?;
             }
@@ -322,6 +335,12 @@ impl Session {
         });
         match sent {
             Ok(()) => self.put_reply(digest),
+            Err(e) if changed => {
+                // Cut the put short; whatever the server answers (a cut
+                // body), the reason is the local change.
+                let _ = self.abort_put(io::Error::other("cut"));
+                Err(Error::LocalRead(e))
+            }
             Err(e) => Err(self.abort_put(e)),
         }
     }

@@ -203,10 +203,20 @@ fn get_file(
     let bar = ui.bar(info.file_size, part.offset, &dest.display().to_string());
     let resumed_from = part.offset;
     // A cut transfer keeps its .part, for -c.
-    let theirs = s.get_body(&info, &mut bar.wrap_write(&mut part.out), on_local).map_err(|e| {
-        bar.abandon();
-        Failure::from_error(e, &part.path.display())
-    })?;
+    let theirs = match s.get_body(&info, &mut bar.wrap_write(&mut part.out), on_local) {
+        Ok(t) => t,
+        // `changed` replaces `done`: the .part mixes two versions of the file.
+        Err(Error::Remote(p)) if p.code == ErrorCode::Changed => {
+            bar.abandon();
+            let name = part.path.display().to_string();
+            part.discard();
+            return Err(Failure::Failed(format!("{remote}: the file changed on the server while it was sent; removed {name}")));
+        }
+        Err(e) => {
+            bar.abandon();
+            return Err(Failure::from_error(e, &part.path.display()));
+        }
+    };
     if let Err(f) = check_digest(remote, digest, part.out.hex(), theirs) {
         bar.abandon();
         let name = part.path.display().to_string();

@@ -35,6 +35,9 @@ pub enum ErrorCode {
     IsADirectory,
     NotADirectory,
     DigestMismatch,
+    /// A `get`: the server's file changed while it was sent (the body is not
+    /// a version of the file that ever existed).
+    Changed,
     TooLarge,
     ReadOnly,
     NoSpace,
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::IsADirectory => "is-a-directory",
             ErrorCode::NotADirectory => "not-a-directory",
             ErrorCode::DigestMismatch => "digest-mismatch",
+            ErrorCode::Changed => "changed",
             ErrorCode::TooLarge => "too-large",
             ErrorCode::ReadOnly => "read-only",
             ErrorCode::NoSpace => "no-space",
@@ -622,7 +626,7 @@ impl Reply {
     }
 }
 
-pub const ALL_CODES: [ErrorCode; 26] = [
+pub const ALL_CODES: [ErrorCode; 27] = [
     ErrorCode::BadFrame,
     ErrorCode::FrameTooLarge,
     ErrorCode::AuthRequired,
@@ -640,6 +644,7 @@ pub const ALL_CODES: [ErrorCode; 26] = [
     ErrorCode::IsADirectory,
     ErrorCode::NotADirectory,
     ErrorCode::DigestMismatch,
+    ErrorCode::Changed,
     ErrorCode::TooLarge,
     ErrorCode::ReadOnly,
     ErrorCode::NoSpace,

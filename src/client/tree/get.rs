@@ -170,6 +170,13 @@ fn receive(s: &mut Session, p: &mut Progress, (remote, dest): (&str, &Path), f: 
             p.fail(&f.rel, &io_text(&e));
             return Ok(None);
         }
+        // `changed` replaces `done`: the session is in step, the .part is
+        // a mix of two versions.
+        Err(Error::Remote(r)) if r.code == crate::proto::ErrorCode::Changed => {
+            part.discard();
+            p.fail(&f.rel, "the file changed on the server while it was sent; removed its .part");
+            return Ok(None);
+        }
         Err(e) => return Err(e),
     };
     if let Some(ours) = part.out.hex() {

@@ -192,6 +192,7 @@ fn send_file(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, root: &Path, de
             return Ok(false);
         }
     };
+    let stamp = crate::sys::Stamp::of(&file);
     let mut hasher = if how.trailer { how.digest.hasher() } else { None };
     let put_digest = if hasher.is_some() { PutDigest::Trailer(how.digest) } else { header_digest(how.digest, &hex) };
     encode_head(&mut pipe.batch, wire::put(req::put(&remote, mode, put_digest, false), mtime, how.tree), size);
@@ -213,7 +214,10 @@ fn send_file(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, root: &Path, de
         p.bytes(n);
     }
     if let Some(h) = hasher {
-        encode_frame(&mut pipe.batch, req::trailer(how.digest, &h.hex()), &[]);
+        // A file that changed while it was sent gets a digest that cannot
+        // match: the server stores nothing and says digest-mismatch.
+        let hex = if stamp.as_ref().is_ok_and(|st| st.unchanged(&file)) { h.hex() } else { "0".repeat(h.hex().len()) };
+        encode_frame(&mut pipe.batch, req::trailer(how.digest, &hex), &[]);
     }
     Ok(true)
 }

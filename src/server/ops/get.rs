@@ -16,6 +16,10 @@
 //! A resumed get (`offset > 0`) with a digest first hashes the part it does
 //! not send.
 //!
+//! The file's size, mtime and ctime are taken when it is opened and again
+//! after the last byte: if they moved, `changed` (an error frame) replaces
+//! `done`, since each side hashes what it reads and the digest cannot tell.
+//!
 //! The body's size is fixed when the header goes out. A file that shrinks
 //! while it is sent can no longer fill the frame: the connection is closed
 //! rather than padded (`Progress::Short`), and the client sees a cut frame.
@@ -56,6 +60,9 @@ pub struct Get {
     buf: Vec<u8>,
     /// The file ended before the size the header promised.
     short: bool,
+    /// The file's size and times when it was opened: if they moved by the
+    /// end, the body may mix two versions and the get ends in `changed`.
+    stamp: crate::sys::Stamp,
 }
 
 impl Get {
@@ -72,6 +79,7 @@ impl Get {
             _ => return Err(ProtoError::new(ErrorCode::BadPath, format!("\"{}\": not a regular file", req.path))),
         }
         let file_size = st.st_size as u64;
+        let stamp = crate::sys::Stamp::of(&fd).map_err(|e| p.error(rustix::io::Errno::from_io_error(&e).unwrap_or(rustix::io::Errno::IO)))?;
         if req.offset > file_size {
             let msg = format!("offset {} is beyond the end of \"{}\" ({file_size} bytes)", req.offset, req.path);
             return Err(ProtoError::new(ErrorCode::BadRequest, msg));
@@ -89,6 +97,7 @@ impl Get {
             offset: req.offset,
             buf: Vec::new(),
             short: false,
+            stamp,
         })
     }
 
@@ -148,6 +157,12 @@ impl Get {
         }
         if self.pos < self.end {
             return Ok(Progress::Moved(moved));
+        }
+        if !self.stamp.unchanged(&self.file) {
+            let m = "the file changed on the server while it was sent (its size or times moved); send the get again";
+            let err = ProtoError::new(ErrorCode::Changed, m);
+            crate::proto::encode_frame(out.tail(), msg::error(&err, self.id.as_ref()), &[]);
+            return Ok(Progress::Done);
         }
         let hex = self.hasher.take().map(|h| h.hex());
         crate::proto::encode_frame(out.tail(), msg::done(self.digest, hex.as_deref(), self.id.as_ref()), &[]);
