@@ -112,6 +112,16 @@ fn a_trailer_that_differs_renames_nothing_and_leaves_no_temp_file() {
     assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old contents");
     assert!(temp_files(d.root.path()).is_empty());
 
+    // A trailer with a body: one clear error, its body skipped, in step.
+    c.send(json!({"type":"put","path":"f","digest":"blake3","trailer":true,"id":"b"}), &body);
+    c.send(json!({"type":"trailer","blake3":blake3_hex(&body)}), b"some body");
+    c.send(json!({"type":"ping","id":"after"}), b"");
+    let (e, _) = c.frame();
+    assert_eq!((e["code"].as_str(), e["message"].as_str(), e["id"].as_str()), (Some("bad-request"), Some("a trailer frame has no body"), Some("b")), "{e}");
+    assert_eq!(c.frame().0, json!({"type":"pong","id":"after"}));
+    assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old contents");
+    assert!(temp_files(d.root.path()).is_empty());
+
     // A trailer alone is no request.
     c.send(json!({"type":"trailer","sha256":sha256_hex(b"")}), b"");
     assert_eq!(c.frame().0["code"], "bad-request");

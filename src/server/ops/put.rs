@@ -133,11 +133,14 @@ impl Put {
     /// its own frame's: others wait.
     pub fn on_frame(&mut self, h: &Header) -> FrameUse {
         if let Trailer::Awaited { body_done: true } = self.trailer {
-            if h.kind != "trailer" || h.size != 0 {
+            if h.kind != "trailer" {
                 let m = format!("a put with trailer:true is followed by its trailer frame, not a {:?} frame", h.kind);
                 return FrameUse::Interrupt(ProtoError::new(ErrorCode::BadRequest, m));
             }
+            // A trailer with a body is still the put's trailer: one error,
+            // and its body is skipped (the connection stays in step).
             self.trailer = Trailer::Got(match Request::from_header(h) {
+                _ if h.size != 0 => Err(ProtoError::new(ErrorCode::BadRequest, "a trailer frame has no body")),
                 Ok(Request::Trailer(t)) if t.digest == self.digest => Ok(t.hex),
                 Ok(Request::Trailer(t)) => Err(ProtoError::new(
                     ErrorCode::BadRequest,
