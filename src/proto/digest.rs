@@ -10,14 +10,24 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 /// A digest algorithm, or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Digest {
     /// The protocol's default: what a request that names none gets.
     #[default]
     Sha256,
     Blake3,
     None,
+}
+
+/// A digest field is one of the three names; anything else (null, a
+/// number, "md5") gets that said, not serde's words.
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        v.as_str()
+            .and_then(Digest::from_name)
+            .ok_or_else(|| serde::de::Error::custom(format!("digest must be one of blake3, sha256, none (not {v})")))
+    }
 }
 
 /// What this build's server announces, best first.
