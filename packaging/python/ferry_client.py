@@ -80,7 +80,7 @@ def _hasher(digest):
         return _blake3.blake3()
     if digest == "none":
         return None
-    raise ValueError("digest is 'blake3', 'sha256' or 'none'")
+    raise ValueError(f"digest is 'blake3', 'sha256', 'none' or None (the best), not {digest!r}")
 MAX_HEADER = 65536
 SIGNALS = ("TERM", "KILL", "INT", "HUP")
 
@@ -742,7 +742,8 @@ class Client:
     def _digest(self, digest):
         """The digest a transfer uses: digest, or best_digest(); one the
         server does not announce is refused before anything is sent."""
-        digest = digest or self.best_digest()
+        if digest is None:
+            digest = self.best_digest()
         _hasher(digest)  # ValueError for an unknown name or a missing package
         offered = self.digests if self.digests is not None else ["sha256"]
         if digest != "none" and digest not in offered:

@@ -369,8 +369,11 @@ class TcpTests(unittest.TestCase):
         if DIGEST == "sha256":
             with self.assertRaises(ValueError):  # without the blake3 package
                 self.c.get("dg.bin", io.BytesIO(), digest="blake3")
-        with self.assertRaises(ValueError):
-            self.c.put(b"x", "dg.bin", digest="md5")
+        for bad in ("md5", "", "BLAKE3"):  # "" is not the default (None is)
+            with self.assertRaises(ValueError):
+                self.c.put(b"x", "dg.bin", digest=bad)
+            with self.assertRaises(ValueError):
+                self.c.get("dg.bin", io.BytesIO(), digest=bad)
         self.assertEqual(self.c.run("echo still").stdout, b"still\n")
 
     def test_stat_and_list(self):
