@@ -54,6 +54,10 @@ impl Failure {
         }
     }
 
+    /// The connection ended inside a get's body (see `from_peer`): the words
+    /// that start the reason `get_file` gives.
+    pub const CUT_IN_A_GET: &'static str = "in the middle of";
+
     /// A connection error, named with the host: the server closed the
     /// connection (with the reason it sent, if any), so the line says who.
     pub fn from_peer(self, peer: &std::net::SocketAddr) -> Failure {
@@ -65,7 +69,10 @@ impl Failure {
             Failure::Ferry(Error::Io(e))
                 if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) =>
             {
-                Failure::Ferry(Error::Connect(format!("{peer} closed the connection")))
+                // A get cut inside its body says which file and what likely happened.
+                let within = e.get_ref().map(|m| m.to_string()).filter(|m| m.starts_with(Failure::CUT_IN_A_GET));
+                let why = within.map(|m| format!(" {m}")).unwrap_or_default();
+                Failure::Ferry(Error::Connect(format!("{peer} closed the connection{why}")))
             }
             f => f,
         }
@@ -126,5 +133,12 @@ mod tests {
                 f => panic!("{f:?}"),
             }
         }
+        // A get cut inside its body keeps its reason; other texts do not show.
+        let cut = io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} \"f\" (why)", Failure::CUT_IN_A_GET));
+        let f = Failure::Ferry(Error::Io(cut)).from_peer(&peer);
+        assert!(matches!(&f, Failure::Ferry(e) if e.to_string() == "127.0.0.1:7075 closed the connection in the middle of \"f\" (why)"), "{f:?}");
+        let other = io::Error::new(io::ErrorKind::UnexpectedEof, "something else");
+        let f = Failure::Ferry(Error::Io(other)).from_peer(&peer);
+        assert!(matches!(&f, Failure::Ferry(e) if e.to_string() == "127.0.0.1:7075 closed the connection"), "{f:?}");
     }
 }

@@ -156,7 +156,9 @@ fn check_digest(remote: &str, digest: Digest, ours: Option<String>, theirs: Opti
     if ours.eq_ignore_ascii_case(&theirs) {
         return Ok(());
     }
-    Err(Failure::Failed(format!("{remote}: digest mismatch: the received file has {d} {ours}, the server's {theirs}")))
+    Err(Failure::Failed(format!(
+        "{remote}: digest mismatch: the received file has {d} {ours}, the server's {theirs} (the file may have changed on the server while it was sent)"
+    )))
 }
 
 /// A local file error of a get: `finish`'s own refusals name their path.
@@ -211,6 +213,17 @@ fn get_file(
             let name = part.path.display().to_string();
             part.discard();
             return Err(Failure::Failed(format!("{remote}: the file changed on the server while it was sent; removed {name}")));
+        }
+        // The server's file shrank (or the server went away): its frame
+        // was announced whole, so the connection ends inside it.
+        Err(Error::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            bar.abandon();
+            let why = format!(
+                "{} \"{remote}\" (the file may have shrunk on the server while it was sent); {} is kept for -c",
+                Failure::CUT_IN_A_GET,
+                part.path.display()
+            );
+            return Err(Failure::Ferry(Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, why))));
         }
         Err(e) => {
             bar.abandon();
