@@ -300,6 +300,15 @@ fn put_and_get_with_every_host() {
     let o = ferry(&a, &["get", "-H", &all, "nope", into.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains("ferry: failed: "), "{}", text(&o.stderr));
+    // ... and leaves no empty HOST:PORT folders behind; the folders a
+    // successful get filled stay.
+    let fresh = dir.path().join("fresh");
+    let o = ferry(&a, &["get", "-H", &all, "nope", fresh.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    for d in [&a, &b] {
+        assert!(!fresh.join(d.target()).exists(), "{}", d.target());
+        assert!(into.join(d.target()).join("payload.bin").exists());
+    }
 }
 
 #[test]

@@ -99,6 +99,9 @@ struct Host {
     ping_next: Option<Instant>,
     /// The digest of a get or put: the best the server announced, or `--digest`.
     digest: Digest,
+    /// A get's `DIR/HOST` when this run made it: removed at the end if
+    /// still empty (the host failed).
+    made_dir: Option<std::path::PathBuf>,
 }
 
 pub(super) struct Tcp {
@@ -198,6 +201,10 @@ impl Tcp {
         }
         if let Some(g) = self.hosts[i].get.take() {
             g.part.discard();
+        }
+        if let Some(d) = self.hosts[i].made_dir.take() {
+            // Only an empty directory goes: one the file was renamed into stays.
+            let _ = fs::remove_dir(d);
         }
         fan.finish(i, outcome);
     }
@@ -486,6 +493,9 @@ impl Tcp {
         let Op::Get { dir, name, .. } = fan.op else { return false };
         let host_dir = dir.join(&fan.slots[i].host.name);
         let dest = host_dir.join(name);
+        if fs::symlink_metadata(&host_dir).is_err() {
+            self.hosts[i].made_dir = Some(host_dir.clone());
+        }
         match fs::create_dir_all(&host_dir).and_then(|()| Part::create(&dest, self.hosts[i].digest)) {
             Ok(part) => {
                 self.hosts[i].get = Some(GetFile { part, dest, mode: None, mtime: None });
