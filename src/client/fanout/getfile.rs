@@ -3,7 +3,7 @@
 //! which digest a host gets. Imports `outcome` and the client's `finish`.
 
 use super::outcome::Outcome;
-use crate::client::finish::Part;
+use crate::client::finish::{part_path, Part};
 use crate::client::io_text;
 use crate::proto::digest::Digest;
 use std::path::PathBuf;
@@ -13,6 +13,19 @@ pub(super) struct GetFile {
     pub(super) dest: PathBuf,
     pub(super) mode: Option<u32>,
     pub(super) mtime: Option<i64>,
+}
+
+impl GetFile {
+    /// Creates `host_dir` (and what leads to it) and `host_dir/name.part`;
+    /// the error as the host's failure line.
+    pub(super) fn open(host_dir: &std::path::Path, name: &str, digest: Digest) -> Result<GetFile, String> {
+        let dest = host_dir.join(name);
+        match std::fs::create_dir_all(host_dir).and_then(|()| Part::create(&dest, digest)) {
+            Ok(part) => Ok(GetFile { part, dest, mode: None, mtime: None }),
+            Err(e) if e.raw_os_error().is_some() => Err(format!("{}: {}", part_path(&dest).display(), io_text(&e))),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 /// The digest a host gets: `asked` (`--digest`) if it offers it, else the

@@ -22,7 +22,6 @@ use super::getfile::{finish_get, pick_digest, GetFile};
 use super::outcome::Outcome;
 use super::poll_loop::Transport;
 use super::sock::{read_tls, send_file, send_file_tls};
-use crate::client::finish::{part_path, Part};
 use crate::client::transport::TlsClient;
 use crate::client::{command_of, io_text, resolve_addrs, Error};
 use crate::proto::auth;
@@ -99,8 +98,7 @@ struct Host {
     ping_next: Option<Instant>,
     /// The digest of a get or put: the best the server announced, or `--digest`.
     digest: Digest,
-    /// A get's `DIR/HOST` when this run made it: removed at the end if
-    /// still empty (the host failed).
+    /// A get's `DIR/HOST` if this run made it (removed at the end if empty).
     made_dir: Option<std::path::PathBuf>,
 }
 
@@ -203,8 +201,7 @@ impl Tcp {
             g.part.discard();
         }
         if let Some(d) = self.hosts[i].made_dir.take() {
-            // Only an empty directory goes: one the file was renamed into stays.
-            let _ = fs::remove_dir(d);
+            let _ = fs::remove_dir(d); // only if empty: one holding the file stays
         }
         fan.finish(i, outcome);
     }
@@ -492,20 +489,13 @@ impl Tcp {
     fn open_part(&mut self, fan: &mut Fan, i: usize) -> bool {
         let Op::Get { dir, name, .. } = fan.op else { return false };
         let host_dir = dir.join(&fan.slots[i].host.name);
-        let dest = host_dir.join(name);
-        if fs::symlink_metadata(&host_dir).is_err() {
-            self.hosts[i].made_dir = Some(host_dir.clone());
-        }
-        match fs::create_dir_all(&host_dir).and_then(|()| Part::create(&dest, self.hosts[i].digest)) {
-            Ok(part) => {
-                self.hosts[i].get = Some(GetFile { part, dest, mode: None, mtime: None });
+        self.hosts[i].made_dir = fs::symlink_metadata(&host_dir).is_err().then(|| host_dir.clone());
+        match GetFile::open(&host_dir, name, self.hosts[i].digest) {
+            Ok(g) => {
+                self.hosts[i].get = Some(g);
                 true
             }
-            Err(e) => {
-                let m = match e.raw_os_error() {
-                    Some(_) => format!("{}: {}", part_path(&dest).display(), io_text(&e)),
-                    None => e.to_string(),
-                };
+            Err(m) => {
                 self.finish(fan, i, Outcome::FileError(m));
                 false
             }
