@@ -131,6 +131,15 @@ fn a_mistyped_subcommand_is_named_not_taken_for_a_host() {
     assert!(l.ends_with("(did you mean ping?)"), "{l}");
     let l = usage_error(&["-w", "2", "stats", "h", "x"], "unknown subcommand \"stats\"");
     assert!(l.ends_with("(did you mean stat?)"), "{l}");
+    // A get/put flag before the subcommand: its value is no subcommand.
+    usage_error(&["--digest", "none", "h"], "--digest goes after get or put");
+    // The -H-only flags name what was given, and only that.
+    let l = usage_error(&["get", "--json", "h", "f", "x"], "--json goes with -H or --hostfile");
+    assert!(!l.contains("-x") && !l.contains("-b"), "{l}");
+    usage_error(&["run", "-b", "-x", "a", "h", "true"], "-x and -b go with -H or --hostfile");
+    // A bad --digest value is said once.
+    let l = usage_error(&["get", "--digest", "md5", "h", "f"], "expected blake3, sha256 or none");
+    assert_eq!(l.matches("md5").count(), 1, "{l}");
     // HOST PORT is still a session (which fails later, not as usage).
     let out = Command::new(common::ferry_bin())
         .args(["-w", "1", "127.0.0.1", "1"])

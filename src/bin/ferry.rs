@@ -364,7 +364,20 @@ fn real_main(cli: Cli) -> i32 {
     }
     let gather = matches!(&cli.cmd, Some(Cmd::Run { gather: true, .. }));
     if fleet.is_some_and(|f| f.json || !f.exclude.is_empty()) || gather {
-        return usage("-x, -b and --json go with -H or --hostfile");
+        // Name only the flags that were given.
+        let given: Vec<&str> = [
+            (fleet.is_some_and(|f| !f.exclude.is_empty()), "-x"),
+            (gather, "-b"),
+            (fleet.is_some_and(|f| f.json), "--json"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        let (last, rest) = given.split_last().expect("one was given");
+        let named = if rest.is_empty() { last.to_string() } else { format!("{} and {last}", rest.join(", ")) };
+        let verb = if rest.is_empty() { "goes" } else { "go" };
+        return usage(&format!("{named} {verb} with -H or --hostfile"));
     }
     // Without -H the positionals are HOST then the rest, all required.
     let missing = match &cli.cmd {

@@ -42,7 +42,8 @@ pub struct DigestFlag {
 }
 
 fn parse_digest(s: &str) -> Result<Digest, String> {
-    Digest::from_name(s).ok_or_else(|| format!("{s:?}: expected blake3, sha256 or none"))
+    // clap names the value and the flag already.
+    Digest::from_name(s).ok_or_else(|| "expected blake3, sha256 or none".to_string())
 }
 
 /// How the commands talk to the user: progress bars only on a terminal.

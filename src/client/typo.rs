@@ -42,6 +42,11 @@ pub fn unknown_subcommand(args: &[String], names: &[String]) -> Option<String> {
         }
         if GLOBAL_VALUED.contains(&a.as_str()) {
             it.next();
+        } else if a == "--digest" && !words.is_empty() {
+            it.next();
+        } else if a == "--digest" {
+            // A subcommand's flag given first: its value is no subcommand.
+            return Some("--digest goes after get or put (ferry get --digest NAME HOST REMOTE [LOCAL])".into());
         } else if !a.starts_with('-') || a == "-" {
             words.push(a.clone());
         }
