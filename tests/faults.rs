@@ -94,6 +94,16 @@ fn a_streaming_put_that_hits_the_file_size_limit_fails_cleanly() {
     let exit = c.exec_output().2;
     assert_eq!(exit["signal"], libc::SIGXFSZ, "{exit}");
     c.ping();
+
+    // The CLI's single put names the code, as put -r's lines do.
+    let local = tempfile::tempdir().unwrap();
+    let big = local.path().join("big");
+    std::fs::write(&big, vec![5u8; 2 << 20]).unwrap();
+    let o = run_bounded({ let mut c = d.ferry(); c.args(["put", &d.target(), big.to_str().unwrap(), "f"]); c }, WAIT, "put");
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.trim_end().ends_with("(no-space)"), "{err}");
+    assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
 }
 
 #[test]

@@ -45,6 +45,8 @@ impl Failure {
     /// A client error; `local` names the local file a local error is about.
     pub fn from_error(e: Error, local: &dyn std::fmt::Display) -> Failure {
         match e {
+            // A full disk says its code, as a tree's lines do (scripts look for it).
+            Error::Remote(p) if p.code == crate::proto::ErrorCode::NoSpace => Failure::Failed(format!("{} ({})", p.message, p.code.as_str())),
             Error::Remote(p) if !p.code.is_fatal() => {
                 Failure::Failed(if p.message.is_empty() { p.code.as_str().to_string() } else { p.message })
             }
