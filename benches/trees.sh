@@ -82,6 +82,9 @@ tget_tar() {
 tsame() { # copy source what
   diff -r -q "$1" "$2" > /dev/null || { echo "$ME: $3: the copy of $2 differs" >&2; exit 1; }
   rm -rf "$1"
+  # Untimed: the removal's writeback and (on a discard mount) its trim would
+  # otherwise land in the next row's timed sync, always ferry's put -r first.
+  sync -f "$(dirname "$1")"
 }
 
 # One round: every tool, each tree, put then get, one after the other.
