@@ -1,5 +1,6 @@
 //! Small facts about the process and the clock that the daemon, the client and
-//! ferry-bench all need: the wall clock in Unix seconds and the open-files limit.
+//! ferry-bench all need: the wall clock in Unix seconds, the open-files limit, and
+//! a positioned read retried on EINTR.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -63,6 +64,18 @@ impl Stamp {
     /// as a change: nothing vouches for the file any more).
     pub fn unchanged(&self, fd: impl rustix::fd::AsFd) -> bool {
         Stamp::of(fd).is_ok_and(|now| now == *self)
+    }
+}
+
+/// One positioned read of up to `buf.len()` bytes at `offset`, retried on
+/// EINTR; 0 at the end of the file.
+pub fn read_chunk_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    loop {
+        match file.read_at(buf, offset) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
     }
 }
 

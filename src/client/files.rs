@@ -89,17 +89,14 @@ impl Writer {
     /// encrypted from the buffer over TLS. The file is read once, and the
     /// digest is known when the last byte is sent.
     pub fn send_file_hashed(&self, file: &File, offset: &mut u64, len: u64, hasher: &mut Hasher) -> io::Result<u64> {
-        use std::os::unix::fs::FileExt;
         let mut buf = vec![0u8; HASH_SEND_CHUNK];
         let mut sent = 0;
         while sent < len {
             let want = (len - sent).min(buf.len() as u64) as usize;
-            let n = match file.read_at(&mut buf[..want], *offset) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+            let n = crate::sys::read_chunk_at(file, &mut buf[..want], *offset)?;
+            if n == 0 {
+                break;
+            }
             hasher.update(&buf[..n]);
             let mut guard = self.lock();
             match &mut *guard {
@@ -151,18 +148,15 @@ fn mode_field(h: &Header) -> Option<u32> {
 /// The digest of the first `size` bytes of `file` (an older server's put,
 /// whose digest goes in the header: the file is read once more).
 fn hash_file(file: &File, size: u64, digest: Digest) -> Result<String, Error> {
-    use std::os::unix::fs::FileExt;
     let mut h = digest.hasher().expect("a digest, not none");
     let mut buf = vec![0u8; 256 * 1024];
     let mut at = 0;
     while at < size {
         let want = (size - at).min(buf.len() as u64) as usize;
-        let n = match file.read_at(&mut buf[..want], at) {
-            Ok(0) => return Err(Error::LocalRead(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was read"))),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::LocalRead(e)),
-        };
+        let n = crate::sys::read_chunk_at(file, &mut buf[..want], at).map_err(Error::LocalRead)?;
+        if n == 0 {
+            return Err(Error::LocalRead(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was read")));
+        }
         h.update(&buf[..n]);
         at += n as u64;
     }

@@ -316,17 +316,14 @@ const TLS_CHUNK: usize = 64 * 1024;
 
 /// `send_file` without `sendfile(2)`: positioned reads of `chunk` bytes, then writes.
 fn copy_at(file: &File, offset: &mut u64, len: u64, sock: &mut dyn Write, chunk: usize) -> io::Result<u64> {
-    use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; chunk];
     let mut sent = 0;
     while sent < len {
         let want = (len - sent).min(buf.len() as u64) as usize;
-        let n = match file.read_at(&mut buf[..want], *offset) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
+        let n = crate::sys::read_chunk_at(file, &mut buf[..want], *offset)?;
+        if n == 0 {
+            break;
+        }
         sock.write_all(&buf[..n])?;
         *offset += n as u64;
         sent += n as u64;
