@@ -6,6 +6,7 @@
 
 use crate::proto::auth::to_hex;
 use crate::proto::digest::{Digest, Hasher};
+use crate::sys::Streamed;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -147,7 +148,8 @@ impl<W: Write> Write for Hashing<W> {
 /// `discard` removes it.
 pub struct Part {
     pub path: PathBuf,
-    pub out: Hashing<File>,
+    /// Written with early writeback (`sys::Streamed`).
+    pub out: Hashing<Streamed>,
     /// Bytes already there (resumed): the offset to ask the server for.
     pub offset: u64,
     /// Whether the `.part` existed before.
@@ -181,7 +183,7 @@ impl Part {
                 Err(e) => return Err(no_link(&path, e)),
             }
         };
-        Ok(Part { path, out: Hashing::new(file, digest), offset: 0, existed })
+        Ok(Part { path, out: Hashing::new(Streamed::new(file), digest), offset: 0, existed })
     }
 
     /// `dest.part` to append to, what it holds already hashed: opened with
@@ -195,9 +197,9 @@ impl Part {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Part::create(dest, digest),
             Err(e) => return Err(e),
         };
-        let mut out = Hashing::new(file, digest);
+        let mut out = Hashing::new(Streamed::new(file), digest);
         let offset = match &mut out.hasher {
-            Some(h) => hash_reader(&mut out.inner, h, &mut |_| {})?,
+            Some(h) => hash_reader(&mut *out.inner, h, &mut |_| {})?,
             None => {
                 use std::io::Seek;
                 out.inner.seek(io::SeekFrom::End(0))?
@@ -225,7 +227,7 @@ impl Part {
     /// syncs its file system once at the end instead (`client::tree`).
     pub fn finish_with(self, dest: &Path, mode: Option<u32>, mtime: Option<i64>, sync: bool) -> io::Result<()> {
         check_dest(dest)?;
-        let file = self.out.inner;
+        let file = self.out.inner.into_inner();
         let mode = mode.map_or_else(default_mode, |m| m & 0o777);
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         if let Some(t) = mtime {

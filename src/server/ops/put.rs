@@ -30,6 +30,7 @@ use crate::proto::{ErrorCode, Header, ProtoError};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT};
 use serde_json::{Map, Value};
+use crate::sys::Streamed;
 use std::fs::File;
 use std::io::Write;
 
@@ -43,7 +44,8 @@ struct Target {
     dir: OwnedFd,
     name: String,
     tmp: String,
-    file: File,
+    /// Written with early writeback (`sys::Streamed`).
+    file: Streamed,
     expect: Option<String>,
     mode: u32,
     mtime: Option<i64>,
@@ -342,7 +344,7 @@ impl Target {
             dir,
             name: name.to_string(),
             tmp,
-            file: File::from(fd),
+            file: Streamed::new(File::from(fd)),
             expect: req.expect.clone(),
             // Explicit modes keep their permission bits only: no set-id files.
             mode: req.mode.map(|m| m & 0o777).or(old_mode).unwrap_or(DEFAULT_MODE),
@@ -366,9 +368,9 @@ impl Target {
         if self.sync {
             self.file.sync_all().map_err(|e| io_error(path, e))?;
         }
-        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(self.mode)).map_err(err)?;
+        rustix::fs::fchmod(&*self.file, Mode::from_raw_mode(self.mode)).map_err(err)?;
         if let Some(t) = self.mtime {
-            set_mtime(&self.file, t).map_err(err)?;
+            set_mtime(&*self.file, t).map_err(err)?;
         }
         rustix::fs::renameat(&self.dir, self.tmp.as_str(), &self.dir, self.name.as_str()).map_err(err)?;
         self.committed = true;
