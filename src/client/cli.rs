@@ -104,18 +104,18 @@ pub fn run(
     with_stdin: bool,
     encoding: Option<&'static Encoding>,
 ) -> i32 {
-    let mut session = match Session::connect(target, key, opts) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
     let command = if command.is_empty() { Command::Login } else { command_of(&command, argv) };
     let shell = matches!(command, Command::Shell(_));
     let login = command == Command::Login;
     let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None, pty: None };
-    forward_signals(session.writer(), Arc::new(AtomicBool::new(true)));
-    if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
-        return fail(e);
-    }
+    // Over TLS the exec goes with `auth`, and the signal thread starts
+    // while the server answers (see `Session::connect_then`).
+    let exec = crate::proto::msg::request::exec(&req);
+    let mut session = match Session::connect_then(target, key, opts, exec, |w| forward_signals(w.clone(), Arc::new(AtomicBool::new(true)))) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    // Our stdin is read only once the server has proven the key.
     if with_stdin {
         forward_stdin(session.writer());
     }

@@ -33,9 +33,10 @@
 //!   the non-blocking TLS client every TCP path drives (`proto`, `tls`).
 //! - `stream`: the blocking stream under a `Session`: TCP, or TLS shared
 //!   by the reading and the writing threads (`transport`).
+//! - `writer`: the writing half of a `Session`, `--trace` (`stream`).
 //!
 //! Each may use this file's `Session`, `Error`, `Options` and helpers; this
-//! file uses only `exit`, `target`, `stream` and `transport`.
+//! file uses only `exit`, `target`, `stream`, `transport` and `writer`.
 
 pub mod cli;
 pub mod encoding;
@@ -54,19 +55,22 @@ pub mod transport;
 pub mod tty;
 pub mod typo;
 pub mod udp;
+pub mod writer;
 
 use crate::proto::auth::{self, Key};
 use crate::proto::digest::Digest;
 use crate::proto::frame::parse_header;
 use crate::proto::handshake::{self, Handshake, Step};
-use crate::proto::msg::{self, Reply, SignalName, Stream};
-use crate::proto::{encode_frame, encode_head, ErrorCode, Header, ProtoError, MAX_HEADER};
+use crate::proto::msg::{self, Reply, Stream};
+use crate::proto::{encode_frame, ErrorCode, Header, ProtoError, MAX_HEADER};
 use serde_json::{Map, Value};
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use stream::Link;
 use transport::Choice;
+pub use writer::Writer;
+pub(crate) use writer::redacted;
+use writer::trace;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 pub use target::Target;
@@ -203,146 +207,8 @@ impl ExitStatus {
     }
 }
 
-/// The writing half of a session: whole frames, from any thread.
-#[derive(Clone)]
-pub struct Writer {
-    /// Held for a whole frame, so frames from two threads never interleave.
-    sock: Arc<Mutex<Link>>,
-    trace: bool,
-}
-
-/// Bodies up to this size are copied next to their header and sent in one
-/// write; larger ones are written from where they are.
-const COALESCE_BODY: usize = 16 * 1024;
-
-impl Writer {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Link> {
-        self.sock.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn send(&self, header: Map<String, Value>, body: &[u8]) -> io::Result<()> {
-        if self.trace {
-            // As it goes on the wire: with the body's size, as received frames show it.
-            let mut shown = header.clone();
-            if !body.is_empty() {
-                shown.insert("size".into(), Value::from(body.len()));
-            }
-            trace(">", &shown);
-        }
-        if body.len() > COALESCE_BODY {
-            let mut head = Vec::with_capacity(128);
-            encode_head(&mut head, header, body.len() as u64);
-            let mut sock = self.lock();
-            sock.write_all(&head)?;
-            return sock.write_all(body);
-        }
-        let mut buf = Vec::with_capacity(64 + body.len());
-        encode_frame(&mut buf, header, body);
-        self.lock().write_all(&buf)
-    }
-
-    /// Sends a frame header announcing a `size`-byte body, which the caller
-    /// sends next (with `send_file`).
-    pub fn send_head(&self, header: Map<String, Value>, size: u64) -> io::Result<()> {
-        let mut head = Vec::with_capacity(128);
-        encode_head(&mut head, header, size);
-        self.send_raw(&head)
-    }
-
-    /// Sends up to `len` bytes of `file` from `*offset` to the socket with
-    /// `sendfile(2)` (page cache to socket, no copy through ferry), falling
-    /// back to read and write where the kernel cannot. Over TLS the file is
-    /// read and encrypted in 64 KiB chunks (userspace TLS cannot sendfile).
-    /// Advances `*offset`; the count sent, short only at the end of the file.
-    pub fn send_file(&self, file: &File, offset: &mut u64, len: u64) -> io::Result<u64> {
-        use rustix::io::Errno;
-        let mut guard = self.lock();
-        let sock = match &mut *guard {
-            Link::Plain(s) => s,
-            tls @ Link::Tls(_) => return copy_at(file, offset, len, tls, TLS_CHUNK),
-        };
-        let mut sent = 0;
-        while sent < len {
-            let want = (len - sent).min(1 << 30) as usize;
-            match rustix::fs::sendfile(&*sock, file, Some(&mut *offset), want) {
-                Ok(0) => break,
-                Ok(n) => sent += n as u64,
-                Err(Errno::INTR) => {}
-                Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if sent == 0 => {
-                    return copy_at(file, offset, len, sock, 256 * 1024);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(sent)
-    }
-
-    /// Sends frames already encoded (`encode_frame`), in one write: a tree
-    /// batches its small files' puts. Traced frame by frame (the last may
-    /// be a header whose body follows).
-    pub fn send_encoded(&self, frames: &[u8]) -> io::Result<()> {
-        let mut at = 0;
-        while self.trace && at + 4 <= frames.len() {
-            let len = u32::from_be_bytes(frames[at..at + 4].try_into().expect("4 bytes")) as usize;
-            let Some(Ok(h)) = frames.get(at + 4..at + 4 + len).map(parse_header) else { break };
-            trace(">", &h.fields);
-            at += 4 + len + h.size as usize;
-        }
-        self.lock().write_all(frames)
-    }
-
-    /// Sends one already encoded frame.
-    fn send_raw(&self, frame: &[u8]) -> io::Result<()> {
-        if self.trace {
-            if let Ok(h) = parse_header(&frame[4..]) {
-                trace(">", &h.fields);
-            }
-        }
-        self.lock().write_all(frame)
-    }
-
-    pub fn stdin(&self, bytes: &[u8]) -> io::Result<()> {
-        self.send(msg::request::stdin(), bytes)
-    }
-
-    pub fn signal(&self, sig: SignalName) -> io::Result<()> {
-        self.send(msg::request::signal(sig), &[])
-    }
-}
-
-/// The chunk a TLS put reads and encrypts at a time (TLS-NOTES: 64 KiB
-/// chunks ran faster than 16 KiB ones; four records each).
-const TLS_CHUNK: usize = 64 * 1024;
-
-/// `send_file` without `sendfile(2)`: positioned reads of `chunk` bytes, then writes.
-fn copy_at(file: &File, offset: &mut u64, len: u64, sock: &mut dyn Write, chunk: usize) -> io::Result<u64> {
-    let mut buf = vec![0u8; chunk];
-    let mut sent = 0;
-    while sent < len {
-        let want = (len - sent).min(buf.len() as u64) as usize;
-        let n = crate::sys::read_chunk_at(file, &mut buf[..want], *offset)?;
-        if n == 0 {
-            break;
-        }
-        sock.write_all(&buf[..n])?;
-        *offset += n as u64;
-        sent += n as u64;
-    }
-    Ok(sent)
-}
-
-fn trace(dir: &str, header: &Map<String, Value>) {
-    crate::errln!("ferry: {dir} {}", redacted(header));
-}
-
-/// A header as `--trace` shows it: any MAC redacted.
-pub(crate) fn redacted(header: &Map<String, Value>) -> Value {
-    let mut h = header.clone();
-    if h.contains_key("mac") {
-        h.insert("mac".into(), Value::from("<redacted>"));
-    }
-    Value::Object(h)
-}
+/// What runs once a pipelined first request is sent (`connect_then`).
+type First<'a> = &'a mut dyn FnMut(&Writer);
 
 /// An authenticated connection.
 pub struct Session {
@@ -364,6 +230,36 @@ pub struct Session {
 impl Session {
     /// Connects to `target` and authenticates with `key`.
     pub fn connect(target: &Target, key: &Key, opts: &Options) -> Result<Session, Error> {
+        Session::open(target, key, opts, None)
+    }
+
+    /// `connect`, then sends `first` (a request without a body), then calls
+    /// `then` with the writer (before reading anything the request caused).
+    ///
+    /// Over TLS the request is pipelined: it goes in the same write as
+    /// `auth`, and `then` runs while the server answers; the server is
+    /// already proven by its pinned certificate and runs the request only
+    /// after our `auth` succeeds. Its `welcome` MAC is still checked before
+    /// this returns, so nothing the request caused is read before that. In
+    /// clear the server is not proven when `auth` leaves, so the request
+    /// waits for its `welcome`, as any request does.
+    pub fn connect_then(
+        target: &Target,
+        key: &Key,
+        opts: &Options,
+        first: Map<String, Value>,
+        then: impl FnOnce(&Writer),
+    ) -> Result<Session, Error> {
+        let mut then = Some(then);
+        let mut call = |w: &Writer| {
+            if let Some(f) = then.take() {
+                f(w)
+            }
+        };
+        Session::open(target, key, opts, Some((first, &mut call)))
+    }
+
+    fn open(target: &Target, key: &Key, opts: &Options, first: Option<(Map<String, Value>, First<'_>)>) -> Result<Session, Error> {
         let tcp = connect_tcp(target, opts)?;
         let peer = tcp.peer_addr()?;
         tcp.set_nodelay(true)?;
@@ -392,7 +288,7 @@ impl Session {
             trace: opts.trace,
             timed_until_start: false,
         };
-        s.handshake(key).map_err(|e| match e {
+        s.handshake(key, first).map_err(|e| match e {
             Error::Io(io) if is_timeout(&io) => {
                 timed_out(&peer, "the handshake", Some(opts.timeout.unwrap_or(Duration::from_secs(30))))
             }
@@ -404,17 +300,34 @@ impl Session {
         Ok(s)
     }
 
-    fn handshake(&mut self, key: &Key) -> Result<(), Error> {
+    /// The v1 handshake; `first`, if any, sent with `auth` over TLS (see
+    /// `connect_then`), after `welcome` in clear.
+    fn handshake(&mut self, key: &Key, mut first: Option<(Map<String, Value>, First<'_>)>) -> Result<(), Error> {
         let mut hs = Handshake::new(key, auth::fresh_nonce());
+        let tls = self.reader.get_ref().is_tls();
         loop {
             let h = self.recv_header()?;
             let body = self.read_body(h.size)?;
             match hs.on_frame(&h, &body) {
-                Step::Send(bytes) => self.writer.send_raw(&bytes)?,
+                Step::Send(mut bytes) => match first.take() {
+                    Some((req, then)) if tls => {
+                        encode_frame(&mut bytes, req, &[]);
+                        self.writer.send_encoded(&bytes)?;
+                        then(&self.writer);
+                    }
+                    not_yet => {
+                        first = not_yet;
+                        self.writer.send_raw(&bytes)?
+                    }
+                },
                 Step::NeedMore => {}
                 Step::Done(est) => {
                     self.server = est.server;
                     self.digests = est.digests;
+                    if let Some((req, then)) = first {
+                        self.writer.send(req, &[])?;
+                        then(&self.writer);
+                    }
                     return Ok(());
                 }
                 Step::Failed(e) => return Err(Error::from_handshake(e, key)),
@@ -708,10 +621,4 @@ mod tests {
         assert_eq!(command_of(&["echo".into()], true), Command::Argv(vec!["echo".into()]));
     }
 
-    #[test]
-    fn traces_never_show_a_mac() {
-        let h = msg::auth("k", "00", "secretmac");
-        assert_eq!(redacted(&h)["mac"], "<redacted>");
-        assert_eq!(redacted(&h)["key_id"], "k");
-    }
 }
