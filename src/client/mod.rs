@@ -279,7 +279,7 @@ impl Session {
         stream.set_read_timeout(Some(bound))?;
         let writer = Writer { sock: Arc::new(Mutex::new(stream.try_clone()?)), trace: opts.trace };
         let mut s = Session {
-            reader: BufReader::with_capacity(64 * 1024, stream),
+            reader: BufReader::with_capacity(reader_capacity(&stream), stream),
             writer,
             server: String::new(),
             digests: None,
@@ -588,6 +588,18 @@ pub(crate) fn command_of(words: &[String], argv: bool) -> msg::Command {
     match words {
         [one] if !argv => msg::Command::Shell(one.clone()),
         _ => msg::Command::Argv(words.to_vec()),
+    }
+}
+
+/// The session's read buffer: 64 KiB over TCP, where it is never zeroed
+/// (`TcpStream` reads into it as it is); one TLS record's plaintext over
+/// TLS, where std zeroes the whole buffer at the first read (16 page faults
+/// for 64 KiB, a cold command's cost). Big bodies bypass it either way.
+fn reader_capacity(link: &Link) -> usize {
+    if link.is_tls() {
+        16 * 1024
+    } else {
+        64 * 1024
     }
 }
 

@@ -84,6 +84,8 @@ impl Link {
         let fd = sock.as_raw_fd();
         loop {
             tls.write_to(&mut &sock)?;
+            // Our hello is out: the server computes its answer meanwhile.
+            tls.derive_identities();
             if !tls.is_handshaking() && !tls.wants_write() {
                 break;
             }

@@ -22,7 +22,7 @@ use crate::proto::frame::{parse_header, peek_header};
 use crate::proto::msg::Reply;
 use crate::proto::ProtoError;
 use crate::proto::sniff::TLS_HANDSHAKE;
-use crate::tls::{client_config, server_name, TlsError};
+use crate::tls::{client_config_lazy, server_name, ClientKeys, TlsError};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 use std::io::{self, Read, Write};
@@ -101,6 +101,11 @@ const TLS_ALERT: u8 = 0x15;
 /// bulk transfer costs one read per 64 KiB rather than per record.
 const RX_CHUNK: usize = 64 * 1024;
 
+/// The room of the first read: the server's flight and a command's replies
+/// fit, and a one-shot command never touches (zeroes, faults in) the rest.
+/// A read that fills its room doubles the next one, up to `RX_CHUNK`.
+const RX_FIRST: usize = 8 * 1024;
+
 /// Makes room for `want` bytes after `rx[..*end]`: drops what was taken
 /// (`..*pos`), moving the rest to the front, and grows the vector (zeroed
 /// once) only when that is not enough. Whatever is unread stays in order.
@@ -131,8 +136,12 @@ pub struct TlsClient {
     rx: Vec<u8>,
     rx_pos: usize,
     rx_end: usize,
+    /// The room the next read asks for (`RX_FIRST` doubling to `RX_CHUNK`).
+    rx_want: usize,
     /// The socket said end of file.
     eof: bool,
+    /// Identities `new` left to derive (see `derive_identities`).
+    keys: Option<Arc<ClientKeys>>,
 }
 
 /// An I/O error carrying a TLS failure (the `TlsError` inside, for `tls_error`).
@@ -176,8 +185,21 @@ fn not_tls(m: String) -> io::Error {
 
 impl TlsClient {
     /// A client for `key` (its configuration built here).
+    /// Its identities are derived at `derive_identities` (call it once the
+    /// hello is written), or else when the handshake needs them.
     pub fn new(key: &Key) -> TlsClient {
-        TlsClient::with_config(client_config(key), &key.id)
+        let (config, keys) = client_config_lazy(key);
+        let mut c = TlsClient::with_config(config, &key.id);
+        c.keys = Some(keys);
+        c
+    }
+
+    /// Derives this client's identities now, if `new` left them for later:
+    /// a cold client does it while the server answers its hello.
+    pub fn derive_identities(&mut self) {
+        if let Some(k) = self.keys.take() {
+            k.derive();
+        }
     }
 
     /// A client with a configuration already built for the key `key_id`
@@ -190,7 +212,7 @@ impl TlsClient {
     /// peer); `key_id` only names the key in failure messages.
     pub fn with_name(config: Arc<ClientConfig>, name: ServerName<'static>, key_id: &str) -> TlsClient {
         let conn = ClientConnection::new(config, name).expect("a TLS 1.3 client config connects");
-        TlsClient { conn, key_id: key_id.to_string(), greeting: Greeting::Maybe, rx: Vec::new(), rx_pos: 0, rx_end: 0, eof: false }
+        TlsClient { conn, key_id: key_id.to_string(), greeting: Greeting::Maybe, rx: Vec::new(), rx_pos: 0, rx_end: 0, rx_want: RX_FIRST, eof: false, keys: None }
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -206,9 +228,13 @@ impl TlsClient {
     /// processed. `WouldBlock` passes through. A failed handshake or a
     /// broken record is an `InvalidData` error carrying a `TlsError`.
     pub fn read_from(&mut self, sock: &mut dyn Read) -> io::Result<usize> {
-        rx_room(&mut self.rx, &mut self.rx_pos, &mut self.rx_end, RX_CHUNK);
+        rx_room(&mut self.rx, &mut self.rx_pos, &mut self.rx_end, self.rx_want);
+        let room = self.rx.len() - self.rx_end;
         let n = sock.read(&mut self.rx[self.rx_end..])?;
         self.rx_end += n;
+        if n == room && self.rx_want < RX_CHUNK {
+            self.rx_want = (self.rx_want * 2).min(RX_CHUNK);
+        }
         if n == 0 {
             self.eof = true;
         }

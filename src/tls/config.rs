@@ -17,14 +17,14 @@ use super::sign::Ed25519Key;
 use super::verify::{cert_public_key, KnownClients, PinnedServer};
 use super::{IdentityError, TlsError};
 use crate::proto::auth::{Key, Keys};
-use rustls::client::Resumption;
+use rustls::client::{ResolvesClientCert, Resumption};
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert, UnbufferedServerConnection};
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::{ClientConfig, ClientConnection, Error, ServerConfig, ServerConnection};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, ClientConnection, Error, ServerConfig, ServerConnection, SignatureScheme};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The aws-lc-rs provider cut to what ferry offers.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -56,18 +56,70 @@ pub fn server_name(key_id: &str) -> ServerName<'static> {
 /// derives valid keys, and the provider supports what is asked of it
 /// (the `expect`s are checked by every test that connects).
 pub fn client_config(key: &Key) -> Arc<ClientConfig> {
-    let server = Identity::derive(key, Role::Server);
-    let (client, pair) = Identity::derive_with_pair(key, Role::Client);
-    let cert = client.cert_signed(&pair);
-    let signer = Arc::new(CertifiedKey::new(vec![cert], Arc::new(Ed25519Key::new(pair))));
+    client_config_lazy(key).0
+}
+
+/// `client_config`, with its identities not derived yet: they are derived
+/// at the first `ClientKeys::derive` or when the handshake first needs
+/// them. A cold client derives them after its hello is written, while the
+/// server computes its answer, instead of before.
+pub fn client_config_lazy(key: &Key) -> (Arc<ClientConfig>, Arc<ClientKeys>) {
+    let keys = Arc::new(ClientKeys { key: key.clone(), server: OnceLock::new(), client: OnceLock::new() });
+    let pinned = keys.clone();
     let mut cfg = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("the provider has TLS 1.3 suites")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedServer::new(*server.public_key())))
-        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(signer)));
+        .with_custom_certificate_verifier(Arc::new(PinnedServer::derived(Arc::new(move || pinned.server_key()))))
+        .with_client_cert_resolver(keys.clone());
     cfg.resumption = Resumption::disabled();
-    Arc::new(cfg)
+    (Arc::new(cfg), keys)
+}
+
+/// A client's identities for one key, derived once, when first needed:
+/// the server's public key it pins and its own certified key.
+pub struct ClientKeys {
+    key: Key,
+    server: OnceLock<[u8; 32]>,
+    client: OnceLock<Arc<CertifiedKey>>,
+}
+
+impl std::fmt::Debug for ClientKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClientKeys({:?})", self.key.id)
+    }
+}
+
+impl ClientKeys {
+    /// Derives both identities now (if not yet done).
+    pub fn derive(&self) {
+        self.server_key();
+        self.certified();
+    }
+
+    fn server_key(&self) -> [u8; 32] {
+        *self.server.get_or_init(|| *Identity::derive(&self.key, Role::Server).public_key())
+    }
+
+    fn certified(&self) -> Arc<CertifiedKey> {
+        self.client
+            .get_or_init(|| {
+                let (client, pair) = Identity::derive_with_pair(&self.key, Role::Client);
+                let cert = client.cert_signed(&pair);
+                Arc::new(CertifiedKey::new(vec![cert], Arc::new(Ed25519Key::new(pair))))
+            })
+            .clone()
+    }
+}
+
+impl ResolvesClientCert for ClientKeys {
+    fn resolve(&self, _root_hint_subjects: &[&[u8]], _sigschemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.certified())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// A client connection for `key` (the configuration built each time; keep

@@ -26,7 +26,7 @@ pub mod identity;
 pub mod sign;
 pub mod verify;
 
-pub use config::{client_config, connect, provider, server_name, ServerTls};
+pub use config::{client_config, client_config_lazy, connect, provider, server_name, ClientKeys, ServerTls};
 pub use identity::{datagram_keys, parse_sni, sni_name, Identity, Role, SniKey};
 
 use rustls::{AlertDescription, CertificateError, Error};

@@ -45,13 +45,43 @@ fn no_tls12() -> Error {
 /// identity of the client's key.
 #[derive(Debug)]
 pub struct PinnedServer {
-    expected: [u8; 32],
+    expected: Expected,
     algs: WebPkiSupportedAlgorithms,
+}
+
+/// The server public key a `PinnedServer` wants.
+enum Expected {
+    Known([u8; 32]),
+    /// Derived when first needed (the client derives it while the server
+    /// answers its hello: see `config::ClientKeys`).
+    Derived(std::sync::Arc<dyn Fn() -> [u8; 32] + Send + Sync>),
+}
+
+impl std::fmt::Debug for Expected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expected::Known(k) => write!(f, "Known({k:02x?})"),
+            Expected::Derived(_) => f.write_str("Derived"),
+        }
+    }
 }
 
 impl PinnedServer {
     pub fn new(server_public_key: [u8; 32]) -> PinnedServer {
-        PinnedServer { expected: server_public_key, algs: algorithms() }
+        PinnedServer { expected: Expected::Known(server_public_key), algs: algorithms() }
+    }
+
+    /// Pinned to the key `derive` returns, called at each check (it is
+    /// expected to compute once and remember).
+    pub fn derived(derive: std::sync::Arc<dyn Fn() -> [u8; 32] + Send + Sync>) -> PinnedServer {
+        PinnedServer { expected: Expected::Derived(derive), algs: algorithms() }
+    }
+
+    fn expected(&self) -> [u8; 32] {
+        match &self.expected {
+            Expected::Known(k) => *k,
+            Expected::Derived(f) => f(),
+        }
     }
 }
 
@@ -64,7 +94,7 @@ impl ServerCertVerifier for PinnedServer {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        if cert_public_key(end_entity)? != self.expected {
+        if cert_public_key(end_entity)? != self.expected() {
             return Err(IdentityError::ServerMismatch.into());
         }
         Ok(ServerCertVerified::assertion())
