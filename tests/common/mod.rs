@@ -5,6 +5,8 @@
 //! deadline, and the daemon is killed if it does not stop on TERM.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use ferry::client::{Options, Session, Target};
 use ferry::proto::auth::{self, Key};
 use serde_json::{json, Map, Value};
