@@ -792,56 +792,6 @@ fn a_tree_follows_the_negotiated_digest_blake3_by_default_with_a_trailer_for_big
     }
 }
 
-/// Plays an older ferryd (no `digests` in hello) for one connection, for a
-/// tree: `stat` (not found for a put's REMOTE, a directory for a get's),
-/// puts checked against the sha256 of their header, `symlink` and `mkdir`
-/// answered ok, a recursive `list` of one file `f`, its `get` answered
-/// with sha256 in `done`. The request headers seen.
-fn old_tree_server(listener: std::net::TcpListener, key: ferry::proto::auth::Key, file: Vec<u8>, get: bool) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
-    use ferry::proto::auth;
-    use serde_json::json;
-    use std::io::Write;
-    std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let sn = auth::to_hex(&auth::fresh_nonce());
-        s.write_all(&frame(json!({"type":"hello","proto":1,"server":"ferryd/0.0-old","auth":["hmac-sha256"],"nonce":sn}), b""))
-            .unwrap();
-        let (a, _) = read_frame_from(&mut s).unwrap();
-        let cn = a["nonce"].as_str().unwrap().to_string();
-        assert!(auth::verify_client_mac(key.secret.as_bytes(), &sn, &cn, a["mac"].as_str().unwrap()));
-        s.write_all(&frame(json!({"type":"welcome","mac":auth::server_mac(key.secret.as_bytes(), &cn, &sn)}), b"")).unwrap();
-        let mut seen = Vec::new();
-        let ok = |h: &serde_json::Value| frame(json!({"type":"ok","path":h["path"]}), b"");
-        while let Ok((h, body)) = read_frame_from(&mut s) {
-            seen.push(h.clone());
-            let reply = match h["type"].as_str().unwrap() {
-                "stat" if get => frame(json!({"type":"stat","name":h["path"],"kind":"dir","file_size":0,"mode":0o755,"mtime":1}), b""),
-                "stat" => frame(json!({"type":"error","code":"not-found","message":"no"}), b""),
-                "put" => {
-                    let sha = sha256_hex(&body);
-                    assert_eq!(h["sha256"].as_str(), Some(sha.as_str()), "an old server checks the header's sha256: {h}");
-                    frame(json!({"type":"ok","path":h["path"],"file_size":body.len(),"sha256":sha}), b"")
-                }
-                "symlink" | "mkdir" => ok(&h),
-                "list" => {
-                    let l = json!([{"name":"f","kind":"file","file_size":file.len(),"mode":0o644,"mtime":1}]);
-                    frame(json!({"type":"listing"}), l.to_string().as_bytes())
-                }
-                "get" => {
-                    assert!(h.get("digest").is_none(), "an old server is asked for its default: {h}");
-                    let mut f = frame(json!({"type":"file","path":h["path"],"file_size":file.len(),"mode":0o644,"mtime":1,"offset":0}), &file);
-                    f.extend(frame(json!({"type":"done","sha256":sha256_hex(&file)}), b""));
-                    f
-                }
-                _ => break,
-            };
-            s.write_all(&reply).unwrap();
-        }
-        seen
-    })
-}
-
 #[test]
 fn a_tree_to_and_from_a_server_without_digests_goes_with_sha256_in_the_headers() {
     let (_dir, keys, key) = make_keys();
@@ -850,7 +800,7 @@ fn a_tree_to_and_from_a_server_without_digests_goes_with_sha256_in_the_headers()
     make_tree(&src, 600_000);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = listener.local_addr().unwrap().to_string();
-    let server = old_tree_server(listener, key.clone(), Vec::new(), false);
+    let server = common::old_server(listener, key.clone(), Vec::new(), false);
     let mut ferry = Command::new(ferry_bin());
     ferry.env("FERRY_KEYS", &keys).current_dir(here.path()).args(["put", "-r", &target, "tree"]);
     let out = run_bounded(ferry, Duration::from_secs(60), "ferry put -r against the stub");
@@ -864,7 +814,7 @@ fn a_tree_to_and_from_a_server_without_digests_goes_with_sha256_in_the_headers()
     let file = random(400_000);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = listener.local_addr().unwrap().to_string();
-    let server = old_tree_server(listener, key, file.clone(), true);
+    let server = common::old_server(listener, key, file.clone(), true);
     let mut ferry = Command::new(ferry_bin());
     ferry.env("FERRY_KEYS", &keys).current_dir(here.path()).args(["get", "-r", &target, "old", "got"]);
     let out = run_bounded(ferry, Duration::from_secs(60), "ferry get -r against the stub");

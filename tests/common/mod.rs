@@ -773,3 +773,51 @@ pub fn read_frame_from(s: &mut dyn Read) -> std::io::Result<(Value, Vec<u8>)> {
     s.read_exact(&mut body)?;
     Ok((h, body))
 }
+
+/// Plays an older ferryd (no `digests` in hello) for one connection, over
+/// the v1 handshake: `stat` says not found (or, with `stat_dir`, a
+/// directory), a put's body is checked against the sha256 of its header,
+/// `symlink` and `mkdir` are answered ok, a recursive `list` holds one file
+/// `f`, and a get of anything is answered with `file` and sha256 in `done`.
+/// Returns the request headers seen.
+pub fn old_server(listener: std::net::TcpListener, key: Key, file: Vec<u8>, stat_dir: bool) -> std::thread::JoinHandle<Vec<Value>> {
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let sn = auth::to_hex(&auth::fresh_nonce());
+        s.write_all(&frame(json!({"type":"hello","proto":1,"server":"ferryd/0.0-old","auth":["hmac-sha256"],"nonce":sn}), b""))
+            .unwrap();
+        let (a, _) = read_frame_from(&mut s).unwrap();
+        let cn = a["nonce"].as_str().unwrap().to_string();
+        assert!(auth::verify_client_mac(key.secret.as_bytes(), &sn, &cn, a["mac"].as_str().unwrap()));
+        s.write_all(&frame(json!({"type":"welcome","mac":auth::server_mac(key.secret.as_bytes(), &cn, &sn)}), b"")).unwrap();
+        let mut seen = Vec::new();
+        let ok = |h: &Value| frame(json!({"type":"ok","path":h["path"]}), b"");
+        while let Ok((h, body)) = read_frame_from(&mut s) {
+            seen.push(h.clone());
+            let reply = match h["type"].as_str().unwrap() {
+                "stat" if stat_dir => frame(json!({"type":"stat","name":h["path"],"kind":"dir","file_size":0,"mode":0o755,"mtime":1}), b""),
+                "stat" => frame(json!({"type":"error","code":"not-found","message":"no"}), b""),
+                "put" => {
+                    let sha = sha256_hex(&body);
+                    assert_eq!(h["sha256"].as_str(), Some(sha.as_str()), "an old server checks the header's sha256: {h}");
+                    frame(json!({"type":"ok","path":h["path"],"file_size":body.len(),"sha256":sha}), b"")
+                }
+                "symlink" | "mkdir" => ok(&h),
+                "list" => {
+                    let l = json!([{"name":"f","kind":"file","file_size":file.len(),"mode":0o644,"mtime":1}]);
+                    frame(json!({"type":"listing"}), l.to_string().as_bytes())
+                }
+                "get" => {
+                    assert!(h.get("digest").is_none(), "an old server is asked for its default: {h}");
+                    let mut f = frame(json!({"type":"file","path":h["path"],"file_size":file.len(),"mode":0o644,"mtime":1,"offset":0}), &file);
+                    f.extend(frame(json!({"type":"done","sha256":sha256_hex(&file)}), b""));
+                    f
+                }
+                _ => break,
+            };
+            s.write_all(&reply).unwrap();
+        }
+        seen
+    })
+}
