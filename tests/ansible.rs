@@ -47,6 +47,28 @@ struct Host {
     root: Option<PathBuf>,
 }
 
+/// `ansible-playbook` from `venv` on `d`'s inventory.ini and `play`, run in
+/// `d` with ferry's connection plugin and the JSON results callback from
+/// `src`, and nothing from the caller's Ansible or ferry settings.
+fn ansible_playbook(venv: &Path, src: &Path, d: &Path, play: &Path) -> Command {
+    let mut cmd = Command::new(venv.join("bin/ansible-playbook"));
+    cmd.arg("-i")
+        .arg(d.join("inventory.ini"))
+        .arg(play)
+        .current_dir(d)
+        .env("ANSIBLE_CONNECTION_PLUGINS", src.join("packaging/ansible/connection"))
+        .env("ANSIBLE_CALLBACK_PLUGINS", src.join("tests/ansible/callback_plugins"))
+        .env("ANSIBLE_STDOUT_CALLBACK", "json_results")
+        .env("ANSIBLE_HOME", d.join("ansible-home"))
+        .env("ANSIBLE_LOCAL_TEMP", d.join("local-tmp"))
+        .env("ANSIBLE_CONFIG", d.join("none.cfg"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("FERRY_KEYS")
+        .env_remove("ANSIBLE_PIPELINING");
+    cmd
+}
+
 fn playbook(pipelining: bool) {
     let venv = venv();
     let src = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -104,22 +126,8 @@ fn playbook(pipelining: bool) {
     );
     std::fs::write(d.join("inventory.ini"), &inv).unwrap();
 
-    let mut cmd = Command::new(venv.join("bin/ansible-playbook"));
-    cmd.arg("-i")
-        .arg(d.join("inventory.ini"))
-        .arg(src.join("tests/ansible/playbook.yml"))
-        .current_dir(d)
-        .env("ANSIBLE_CONNECTION_PLUGINS", src.join("packaging/ansible/connection"))
-        .env("ANSIBLE_CALLBACK_PLUGINS", src.join("tests/ansible/callback_plugins"))
-        .env("ANSIBLE_STDOUT_CALLBACK", "json_results")
-        .env("ANSIBLE_HOME", d.join("ansible-home"))
-        .env("ANSIBLE_LOCAL_TEMP", d.join("local-tmp"))
-        .env("ANSIBLE_CONFIG", d.join("none.cfg"))
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("ANSIBLE_FORKS", "3")
-        .env_remove("FERRY_KEYS")
-        .env_remove("ANSIBLE_PIPELINING");
+    let mut cmd = ansible_playbook(&venv, src, d, &src.join("tests/ansible/playbook.yml"));
+    cmd.env("ANSIBLE_FORKS", "3");
     let t = Instant::now();
     let out = run_bounded(cmd, Duration::from_secs(300), "ansible-playbook");
     let took = t.elapsed();
@@ -303,21 +311,7 @@ fn ansible_become_su_with_a_password_prompt() {
       become: true
 "#;
     std::fs::write(d.join("play.yml"), play).unwrap();
-    let mut cmd = Command::new(venv.join("bin/ansible-playbook"));
-    cmd.arg("-i")
-        .arg(d.join("inventory.ini"))
-        .arg(d.join("play.yml"))
-        .current_dir(d)
-        .env("ANSIBLE_CONNECTION_PLUGINS", src.join("packaging/ansible/connection"))
-        .env("ANSIBLE_CALLBACK_PLUGINS", src.join("tests/ansible/callback_plugins"))
-        .env("ANSIBLE_STDOUT_CALLBACK", "json_results")
-        .env("ANSIBLE_HOME", d.join("ansible-home"))
-        .env("ANSIBLE_LOCAL_TEMP", d.join("local-tmp"))
-        .env("ANSIBLE_CONFIG", d.join("none.cfg"))
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("FERRY_KEYS")
-        .env_remove("ANSIBLE_PIPELINING");
+    let cmd = ansible_playbook(&venv, src, d, &d.join("play.yml"));
     let out = run_bounded(cmd, Duration::from_secs(300), "ansible-playbook");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
