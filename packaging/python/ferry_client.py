@@ -504,6 +504,17 @@ class Client:
         while n:
             n -= len(self._read(min(n, CHUNK)))
 
+    def _read_body_into(self, header, f, hasher):
+        """Reads header's body in chunks into the file f, each chunk also
+        into hasher (when not None)."""
+        left = header.get("size", 0)
+        while left:
+            chunk = self._read(min(left, CHUNK))
+            left -= len(chunk)
+            f.write(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
+
     @staticmethod
     def _raise(header):
         raise FerryError(header.get("code", "unknown"), header.get("message", ""), header)
@@ -791,13 +802,7 @@ class Client:
                 req["digest"] = digest
             self._send(req)
             header = self._expect("file", body=False)[0]
-            left = header.get("size", 0)
-            while left:
-                chunk = self._read(min(left, CHUNK))
-                left -= len(chunk)
-                f.write(chunk)
-                if h is not None:
-                    h.update(chunk)
+            self._read_body_into(header, f, h)
             done = self._expect("done")[0]
             header["digest"] = digest
             if h is not None:
@@ -1231,13 +1236,7 @@ class Client:
             return
         hasher = _hasher(digest)
         with os.fdopen(fd, "wb") as f:
-            left = h.get("size", 0)
-            while left:
-                chunk = self._read(min(left, CHUNK))
-                left -= len(chunk)
-                f.write(chunk)
-                if hasher is not None:
-                    hasher.update(chunk)
+            self._read_body_into(h, f, hasher)
             done = self._expect("done")[0]
             if hasher is not None and not hmac.compare_digest(hasher.hexdigest(), str(done.get(digest, ""))):
                 f.close()
