@@ -256,6 +256,18 @@ impl Daemon {
         self.addr.to_string()
     }
 
+    /// `ferry put TARGET - REMOTE` running, its stdin a pipe the test
+    /// writes, its stderr piped, its stdout dropped.
+    pub fn put_from_pipe(&self, remote: &str) -> Child {
+        self.ferry()
+            .args(["put", &self.target(), "-", remote])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn signal(&self, sig: i32) {
         unsafe {
             libc::kill(self.pid(), sig);
