@@ -822,3 +822,62 @@ fn a_tree_to_and_from_a_server_without_digests_goes_with_sha256_in_the_headers()
     assert!(fs::read(here.path().join("got/f")).unwrap() == file, "checked with sha256 and kept");
     server.join().unwrap();
 }
+
+/// A tree whose big file changes while it is sent: the relay holds the
+/// client's bytes back after 1 MiB of them (the rest of the 24 MiB file not
+/// sent yet, the client blocked), the test rewrites the file's first byte
+/// (its mtime was set in the past, so the change is seen whatever the
+/// clock's grain), then lets it go on.
+fn put_tree_with_a_change(to: std::net::SocketAddr, keys: &Path, digest: Option<&str>) -> (Output, tempfile::TempDir) {
+    let here = tempfile::tempdir().unwrap();
+    let tree = here.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("big"), random(24 << 20)).unwrap();
+    set_mtime(&tree.join("big"), 1_000_000);
+    fs::write(tree.join("sub/small.txt"), b"small\n").unwrap();
+    let relay = pause::PausingRelay::start(to, 1 << 20);
+    let mut ferry = Command::new(ferry_bin());
+    ferry.env("FERRY_KEYS", keys).env_remove("FERRY_TRANSPORT").current_dir(here.path()).arg("put");
+    if let Some(d) = digest {
+        ferry.args(["--digest", d]);
+    }
+    ferry.args(["-r", &relay.target, "tree"]);
+    let run = std::thread::spawn(move || run_bounded(ferry, Duration::from_secs(120), "ferry put -r through the relay"));
+    relay.wait_paused();
+    {
+        use std::os::unix::fs::FileExt;
+        fs::OpenOptions::new().write(true).open(tree.join("big")).unwrap().write_all_at(b"X", 0).unwrap();
+    }
+    relay.go_on();
+    (run.join().unwrap(), here)
+}
+
+#[test]
+fn a_file_that_changes_while_a_tree_is_put_is_named_as_changed_and_the_rest_arrives() {
+    let d = Daemon::start();
+    for digest in [None, Some("sha256"), Some("none")] {
+        let _ = fs::remove_dir_all(d.path("tree"));
+        let (out, _here) = put_tree_with_a_change(d.addr, &d.keys_path, digest);
+        assert_status(&out, 1);
+        let err = text(&out.stderr);
+        let want = if digest == Some("none") { "ferry: big: changed while it was sent; stored as it was read" } else { "ferry: big: changed while it was sent; nothing stored" };
+        assert!(err.lines().any(|l| l == want), "{digest:?}: {err}");
+        assert!(!err.contains("mismatch"), "{digest:?}: {err}");
+        assert_eq!(fs::read(d.path("tree/sub/small.txt")).unwrap(), b"small\n", "{digest:?}: the rest of the tree arrives");
+        assert_eq!(d.path("tree/big").exists(), digest == Some("none"), "{digest:?}");
+        eventually("no temp file left", WAIT, || temp_files(&d.path("tree")).is_empty());
+    }
+    // An older server checks the sha256 of the header: the client spoils
+    // the last byte, so it refuses the file.
+    let (_dir, keys, key) = make_keys();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = listener.local_addr().unwrap();
+    let server = old_server(listener, key, Vec::new(), false);
+    let (out, _here) = put_tree_with_a_change(to, &keys, None);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.lines().any(|l| l == "ferry: big: changed while it was sent; nothing stored"), "{err}");
+    let seen = server.join().unwrap();
+    let puts: Vec<_> = seen.iter().filter(|h| h["type"] == "put").map(|h| h["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(puts, ["tree/big", "tree/sub/small.txt"], "{seen:?}");
+}

@@ -78,6 +78,10 @@ pub enum OnLocalError {
     Drain,
 }
 
+/// How a put of a file that changed while it was sent is reported (after
+/// its path): the server was made to store nothing.
+pub const CHANGED: &str = "changed while it was sent; nothing stored";
+
 /// The chunk a put reads and hashes at a time before it sends it: small
 /// enough to stay in cache between the read, the hash and the send.
 const HASH_SEND_CHUNK: usize = 256 * 1024;
@@ -354,7 +358,7 @@ impl Session {
             send_to(size.saturating_sub(1), &mut offset)?;
             if !stamp.unchanged(file) {
                 changed = true;
-                return Err(io::Error::other("changed while it was sent; nothing stored"));
+                return Err(io::Error::other(CHANGED));
             }
             send_to(size, &mut offset)?;
             if let Some(h) = &hasher {

@@ -5,6 +5,7 @@
 //! deadline, and the daemon is killed if it does not stop on TERM.
 #![allow(dead_code)]
 
+pub mod pause;
 pub mod pty;
 
 use ferry::client::{Options, Session, Target};
@@ -788,7 +789,8 @@ pub fn read_frame_from(s: &mut dyn Read) -> std::io::Result<(Value, Vec<u8>)> {
 
 /// Plays an older ferryd (no `digests` in hello) for one connection, over
 /// the v1 handshake: `stat` says not found (or, with `stat_dir`, a
-/// directory), a put's body is checked against the sha256 of its header,
+/// directory), a put's body is checked against the sha256 of its header
+/// (`digest-mismatch` when they differ: tests that expect success see it),
 /// `symlink` and `mkdir` are answered ok, a recursive `list` holds one file
 /// `f`, and a get of anything is answered with `file` and sha256 in `done`.
 /// Returns the request headers seen.
@@ -812,8 +814,11 @@ pub fn old_server(listener: std::net::TcpListener, key: Key, file: Vec<u8>, stat
                 "stat" => frame(json!({"type":"error","code":"not-found","message":"no"}), b""),
                 "put" => {
                     let sha = sha256_hex(&body);
-                    assert_eq!(h["sha256"].as_str(), Some(sha.as_str()), "an old server checks the header's sha256: {h}");
-                    frame(json!({"type":"ok","path":h["path"],"file_size":body.len(),"sha256":sha}), b"")
+                    if h["sha256"].as_str() == Some(sha.as_str()) {
+                        frame(json!({"type":"ok","path":h["path"],"file_size":body.len(),"sha256":sha}), b"")
+                    } else {
+                        frame(json!({"type":"error","code":"digest-mismatch","message":format!("sha256 {sha}, the header's {}", h["sha256"])}), b"")
+                    }
                 }
                 "symlink" | "mkdir" => ok(&h),
                 "list" => {
