@@ -47,6 +47,19 @@ struct Host {
     root: Option<PathBuf>,
 }
 
+/// The JSON the `json_results` callback prints after Ansible's own lines.
+fn json_report(stdout: &str) -> Value {
+    let json_start = stdout.find("{\n").unwrap_or_else(|| panic!("no JSON in the output:\n{stdout}"));
+    serde_json::from_str(&stdout[json_start..]).unwrap_or_else(|e| panic!("{e}:\n{stdout}"))
+}
+
+/// The result of the first play's task `name` on `host`.
+fn task_result(report: &Value, name: &str, host: &str) -> Value {
+    let tasks = report["plays"][0]["tasks"].as_array().unwrap();
+    let t = tasks.iter().find(|t| t["task"]["name"] == name).unwrap_or_else(|| panic!("no task {name}"));
+    t["hosts"][host].clone()
+}
+
 /// `ansible-playbook` from `venv` on `d`'s inventory.ini and `play`, run in
 /// `d` with ferry's connection plugin and the JSON results callback from
 /// `src`, and nothing from the caller's Ansible or ferry settings.
@@ -136,14 +149,9 @@ fn playbook(pipelining: bool) {
     eprintln!("ansible-playbook, pipelining {pipelining}: {:.1} s, {}\n{stderr}", took.as_secs_f64(), out.status);
     // Status 0: the failing task is ignored, so the play succeeds.
     assert!(out.status.success(), "ansible-playbook failed ({}):\n{stdout}\n{stderr}", out.status);
-    let json_start = stdout.find("{\n").unwrap_or_else(|| panic!("no JSON in the output:\n{stdout}"));
-    let report: Value = serde_json::from_str(&stdout[json_start..]).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    let report = json_report(&stdout);
 
-    let tasks = report["plays"][0]["tasks"].as_array().unwrap();
-    let task = |name: &str, host: &str| -> Value {
-        let t = tasks.iter().find(|t| t["task"]["name"] == name).unwrap_or_else(|| panic!("no task {name}"));
-        t["hosts"][host].clone()
-    };
+    let task = |name: &str, host: &str| task_result(&report, name, host);
     for h in &hosts {
         let n = h.name;
         let stats = &report["stats"][n];
@@ -317,13 +325,8 @@ fn ansible_become_su_with_a_password_prompt() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The wrong password fails its host: status 2.
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}\n{}", daemon.log.text());
-    let json_start = stdout.find("{\n").unwrap_or_else(|| panic!("no JSON in the output:\n{stdout}"));
-    let report: Value = serde_json::from_str(&stdout[json_start..]).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
-    let tasks = report["plays"][0]["tasks"].as_array().unwrap();
-    let task = |name: &str, host: &str| -> Value {
-        let t = tasks.iter().find(|t| t["task"]["name"] == name).unwrap_or_else(|| panic!("no task {name}"));
-        t["hosts"][host].clone()
-    };
+    let report = json_report(&stdout);
+    let task = |name: &str, host: &str| task_result(&report, name, host);
     for host in ["good", "wrong"] {
         assert_eq!(task("as ferryd's user", host)["stdout"], "65534", "{host}: {stdout}");
     }
