@@ -6,6 +6,9 @@
 # TREE_BIG files of TREE_BIG_MIB MiB. Every copy ends on disk: ferry syncs the
 # file system itself at the end of a tree (syncfs), and the script runs
 # `sync -f` on the target's file system inside the timed span for the peers.
+# A local `cp -a` of the same tree (same disk, no network, then `sync -f`)
+# runs beside them as the floor: no tool that moves the tree over a socket
+# can beat it, so it says which ratios this machine's disk allows at all.
 # Every copy is compared with its source (`diff -r`, outside the timed span)
 # and removed, so each round really copies.
 #
@@ -68,6 +71,8 @@ tput_scp() { local t; t=$(now); scp -q -r "${SSH_OPTS[@]}" -P "$SPORT" "$work/ts
 tget_scp() { local t; t=$(now); scp -q -r "${SSH_OPTS[@]}" -P "$SPORT" "root@127.0.0.1:$work/root/$1" "$2"; tsync "$2"; since "$t"; }
 tput_rsync() { local t; t=$(now); rsync -a "$work/tsrc/$1/" "rsync://127.0.0.1:$RPORT/mod/$2/"; tsync "$work/root"; since "$t"; }
 tget_rsync() { local t; t=$(now); rsync -a "rsync://127.0.0.1:$RPORT/mod/$1/" "$2/"; tsync "$2"; since "$t"; }
+tput_cp() { local t; t=$(now); cp -a "$work/tsrc/$1" "$work/root/$2"; tsync "$work/root"; since "$t"; }
+tget_cp() { local t; t=$(now); cp -a "$work/root/$1" "$2"; tsync "$2"; since "$t"; }
 tput_tar() {
   local t; t=$(now)
   tar cf - -C "$work/tsrc" "$1" | "$BIN/ferry" run "$FADDR" -- "mkdir -p '$2' && tar xf - -C '$2' --strip-components=1 && sync -f ."
@@ -96,10 +101,12 @@ trees() {
     add "tput_scp_$k" "$(tput_scp "$tree" "p-scp")"; tsame "$work/root/p-scp" "$work/tsrc/$tree" "scp -r put"
     add "tput_rsync_$k" "$(tput_rsync "$tree" "p-rsync")"; tsame "$work/root/p-rsync" "$work/tsrc/$tree" "rsync -a put"
     add "tput_tar_$k" "$(tput_tar "$tree" "p-tar")"; tsame "$work/root/p-tar" "$work/tsrc/$tree" "tar | ferry run put"
+    add "tput_cp_$k" "$(tput_cp "$tree" "p-cp")"; tsame "$work/root/p-cp" "$work/tsrc/$tree" "cp -a put"
     add "tget_ferry_$k" "$(tget_ferry "$tree" "$work/tout/g-ferry")"; tsame "$work/tout/g-ferry" "$work/root/$tree" "ferry get -r"
     add "tget_scp_$k" "$(tget_scp "$tree" "$work/tout/g-scp")"; tsame "$work/tout/g-scp" "$work/root/$tree" "scp -r get"
     add "tget_rsync_$k" "$(tget_rsync "$tree" "$work/tout/g-rsync")"; tsame "$work/tout/g-rsync" "$work/root/$tree" "rsync -a get"
     add "tget_tar_$k" "$(tget_tar "$tree" "$work/tout/g-tar")"; tsame "$work/tout/g-tar" "$work/root/$tree" "ferry run tar | tar get"
+    add "tget_cp_$k" "$(tget_cp "$tree" "$work/tout/g-cp")"; tsame "$work/tout/g-cp" "$work/root/$tree" "cp -a get"
   done
 }
 
@@ -116,7 +123,10 @@ $TREE_BIG_MIB MiB. Each copy ends on disk (ferry: one syncfs at the end of
 the tree; the others: \`sync -f\` inside the timed span), into an empty target,
 and is checked with \`diff -r\` outside it. ssh is the throwaway sshd (scp's
 SFTP protocol); rsync is the daemon (\`rsync -a\`, no ssh); tar runs through
-\`ferry run\` (\`tar cf - | ferry run HOST -- tar xf -\` and back).
+\`ferry run\` (\`tar cf - | ferry run HOST -- tar xf -\` and back). The last
+row of each group is no transfer at all: \`cp -a\` of the same tree on the
+same disk, then \`sync -f\`, the floor that no tool moving the tree over a
+socket can beat.
 
 | tree | direction | tool | files/s | MB/s | seconds (median) | seconds (min–max) |
 |---|---|---|---|---|---|---|
@@ -124,11 +134,18 @@ EOF
   for k in small big; do
     if [ "$k" = small ]; then bytes=$TREE_SMALL_BYTES; n=$TREE_FILES; else bytes=$TREE_BIG_BYTES; n=$TREE_BIG; fi
     for dir in put get; do
-      for row in "ferry:\`ferry $dir -r\`" "scp:\`scp -r\`" "rsync:\`rsync -a\` (daemon)" "tar:tar through \`ferry run\`"; do
+      for row in "ferry:\`ferry $dir -r\`" "scp:\`scp -r\`" "rsync:\`rsync -a\` (daemon)" "tar:tar through \`ferry run\`" "cp:local \`cp -a\` (the floor)"; do
         label=${row#*:}
         read -r m lo hi <<<"$(stat3 "t${dir}_${row%%:*}_$k")"
         echo "| $k | $dir | $label | $(grp "$(ev '%f' "$n / $m")") | $(grp "$(ev '%f' "$bytes / $m / 1e6")") | $(ev '%.3f' "$m") | $(ev '%.3f' "$lo")–$(ev '%.3f' "$hi") |"
       done
+    done
+  done
+  echo
+  echo "The floor against the ≥ 10× \`scp -r\` target: the local \`cp -a\` (medians) is"
+  for k in small big; do
+    for dir in put get; do
+      echo "- $k tree, $dir: $(ev '%.2f' "$(med "t${dir}_scp_$k") / $(med "t${dir}_cp_$k")")× \`scp -r\`; \`ferry $dir -r\` reaches $(ev '%.0f' "100 * $(med "t${dir}_cp_$k") / $(med "t${dir}_ferry_$k")")% of its speed."
     done
   done
 }

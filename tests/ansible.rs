@@ -47,6 +47,41 @@ struct Host {
     root: Option<PathBuf>,
 }
 
+/// The JSON the `json_results` callback prints after Ansible's own lines.
+fn json_report(stdout: &str) -> Value {
+    let json_start = stdout.find("{\n").unwrap_or_else(|| panic!("no JSON in the output:\n{stdout}"));
+    serde_json::from_str(&stdout[json_start..]).unwrap_or_else(|e| panic!("{e}:\n{stdout}"))
+}
+
+/// The result of the first play's task `name` on `host`.
+fn task_result(report: &Value, name: &str, host: &str) -> Value {
+    let tasks = report["plays"][0]["tasks"].as_array().unwrap();
+    let t = tasks.iter().find(|t| t["task"]["name"] == name).unwrap_or_else(|| panic!("no task {name}"));
+    t["hosts"][host].clone()
+}
+
+/// `ansible-playbook` from `venv` on `d`'s inventory.ini and `play`, run in
+/// `d` with ferry's connection plugin and the JSON results callback from
+/// `src`, and nothing from the caller's Ansible or ferry settings.
+fn ansible_playbook(venv: &Path, src: &Path, d: &Path, play: &Path) -> Command {
+    let mut cmd = Command::new(venv.join("bin/ansible-playbook"));
+    cmd.arg("-i")
+        .arg(d.join("inventory.ini"))
+        .arg(play)
+        .current_dir(d)
+        .env("ANSIBLE_CONNECTION_PLUGINS", src.join("packaging/ansible/connection"))
+        .env("ANSIBLE_CALLBACK_PLUGINS", src.join("tests/ansible/callback_plugins"))
+        .env("ANSIBLE_STDOUT_CALLBACK", "json_results")
+        .env("ANSIBLE_HOME", d.join("ansible-home"))
+        .env("ANSIBLE_LOCAL_TEMP", d.join("local-tmp"))
+        .env("ANSIBLE_CONFIG", d.join("none.cfg"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env_remove("FERRY_KEYS")
+        .env_remove("ANSIBLE_PIPELINING");
+    cmd
+}
+
 fn playbook(pipelining: bool) {
     let venv = venv();
     let src = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -104,22 +139,8 @@ fn playbook(pipelining: bool) {
     );
     std::fs::write(d.join("inventory.ini"), &inv).unwrap();
 
-    let mut cmd = Command::new(venv.join("bin/ansible-playbook"));
-    cmd.arg("-i")
-        .arg(d.join("inventory.ini"))
-        .arg(src.join("tests/ansible/playbook.yml"))
-        .current_dir(d)
-        .env("ANSIBLE_CONNECTION_PLUGINS", src.join("packaging/ansible/connection"))
-        .env("ANSIBLE_CALLBACK_PLUGINS", src.join("tests/ansible/callback_plugins"))
-        .env("ANSIBLE_STDOUT_CALLBACK", "json_results")
-        .env("ANSIBLE_HOME", d.join("ansible-home"))
-        .env("ANSIBLE_LOCAL_TEMP", d.join("local-tmp"))
-        .env("ANSIBLE_CONFIG", d.join("none.cfg"))
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("ANSIBLE_FORKS", "3")
-        .env_remove("FERRY_KEYS")
-        .env_remove("ANSIBLE_PIPELINING");
+    let mut cmd = ansible_playbook(&venv, src, d, &src.join("tests/ansible/playbook.yml"));
+    cmd.env("ANSIBLE_FORKS", "3");
     let t = Instant::now();
     let out = run_bounded(cmd, Duration::from_secs(300), "ansible-playbook");
     let took = t.elapsed();
@@ -128,14 +149,9 @@ fn playbook(pipelining: bool) {
     eprintln!("ansible-playbook, pipelining {pipelining}: {:.1} s, {}\n{stderr}", took.as_secs_f64(), out.status);
     // Status 0: the failing task is ignored, so the play succeeds.
     assert!(out.status.success(), "ansible-playbook failed ({}):\n{stdout}\n{stderr}", out.status);
-    let json_start = stdout.find("{\n").unwrap_or_else(|| panic!("no JSON in the output:\n{stdout}"));
-    let report: Value = serde_json::from_str(&stdout[json_start..]).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
+    let report = json_report(&stdout);
 
-    let tasks = report["plays"][0]["tasks"].as_array().unwrap();
-    let task = |name: &str, host: &str| -> Value {
-        let t = tasks.iter().find(|t| t["task"]["name"] == name).unwrap_or_else(|| panic!("no task {name}"));
-        t["hosts"][host].clone()
-    };
+    let task = |name: &str, host: &str| task_result(&report, name, host);
     for h in &hosts {
         let n = h.name;
         let stats = &report["stats"][n];
@@ -303,33 +319,14 @@ fn ansible_become_su_with_a_password_prompt() {
       become: true
 "#;
     std::fs::write(d.join("play.yml"), play).unwrap();
-    let mut cmd = Command::new(venv.join("bin/ansible-playbook"));
-    cmd.arg("-i")
-        .arg(d.join("inventory.ini"))
-        .arg(d.join("play.yml"))
-        .current_dir(d)
-        .env("ANSIBLE_CONNECTION_PLUGINS", src.join("packaging/ansible/connection"))
-        .env("ANSIBLE_CALLBACK_PLUGINS", src.join("tests/ansible/callback_plugins"))
-        .env("ANSIBLE_STDOUT_CALLBACK", "json_results")
-        .env("ANSIBLE_HOME", d.join("ansible-home"))
-        .env("ANSIBLE_LOCAL_TEMP", d.join("local-tmp"))
-        .env("ANSIBLE_CONFIG", d.join("none.cfg"))
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("FERRY_KEYS")
-        .env_remove("ANSIBLE_PIPELINING");
+    let cmd = ansible_playbook(&venv, src, d, &d.join("play.yml"));
     let out = run_bounded(cmd, Duration::from_secs(300), "ansible-playbook");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The wrong password fails its host: status 2.
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}\n{}", daemon.log.text());
-    let json_start = stdout.find("{\n").unwrap_or_else(|| panic!("no JSON in the output:\n{stdout}"));
-    let report: Value = serde_json::from_str(&stdout[json_start..]).unwrap_or_else(|e| panic!("{e}:\n{stdout}"));
-    let tasks = report["plays"][0]["tasks"].as_array().unwrap();
-    let task = |name: &str, host: &str| -> Value {
-        let t = tasks.iter().find(|t| t["task"]["name"] == name).unwrap_or_else(|| panic!("no task {name}"));
-        t["hosts"][host].clone()
-    };
+    let report = json_report(&stdout);
+    let task = |name: &str, host: &str| task_result(&report, name, host);
     for host in ["good", "wrong"] {
         assert_eq!(task("as ferryd's user", host)["stdout"], "65534", "{host}: {stdout}");
     }

@@ -408,3 +408,45 @@ fn pty_echo_times_keys_through_ferry_run_t() {
     // The session ended with the ^C it was sent: its command shows in the log.
     assert!(d.log.wait_for(" pty ", common::WAIT).is_some(), "{}", d.log.text());
 }
+
+/// A put sends what `ferry put` sends: the digest after the data, in a
+/// trailer frame (which ferryd checks: a wrong one fails the run), from a
+/// generated body or a file (not a whole number of 256 KiB chunks), in
+/// clear and over TLS; to a server that announces no digests, in the header.
+#[test]
+fn a_put_sends_its_digest_in_a_trailer_as_ferry_put_does() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("src.bin");
+    let data: Vec<u8> = (0..700_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let f = file.to_str().unwrap();
+    for tls in [false, true] {
+        for digest in ["sha256", "blake3"] {
+            let mut args = vec!["put", "--digest", digest, "-n", "2", "-c", "2", "--warmup", "0"];
+            if tls {
+                args.insert(0, "--tls");
+            }
+            let v = bench(&d, &[&args[..], &["--path", "gen.dat", "--size", "300K"]].concat());
+            assert_eq!((v["digest_in"].as_str(), v["transfers"].as_u64()), (Some("trailer"), Some(4)), "{v}");
+            let v = bench(&d, &[&args[..], &["--path", "file.dat", "--file", f]].concat());
+            assert_eq!((v["digest_in"].as_str(), v["transfers"].as_u64()), (Some("trailer"), Some(4)), "{v}");
+            assert!(std::fs::read(d.path("file.dat")).unwrap() == data, "{tls} {digest}");
+        }
+    }
+    // An older server gets the sha256 in the header, checked there.
+    let (_keys_dir, keys, key) = common::make_keys();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = common::old_server(listener, key, Vec::new(), false);
+    let mut cmd = bench_bin();
+    cmd.arg("--port").arg(port.to_string()).arg("-k").arg(&keys);
+    let args = ["--json", "-w", "20", "put", "--path", "old.dat", "--size", "300K", "-n", "1", "-c", "1", "--warmup", "0"];
+    cmd.args(args);
+    let v = json_of(run_with_input(cmd, b""), &args);
+    assert_eq!(v["digest_in"], "header", "{v}");
+    let seen = server.join().unwrap();
+    let put = seen.iter().find(|h| h["type"] == "put").expect("a put");
+    assert!(put["sha256"].is_string() && put.get("trailer").is_none(), "{put}");
+    assert!(!seen.iter().any(|h| h["type"] == "trailer"), "{seen:?}");
+}

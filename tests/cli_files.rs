@@ -381,14 +381,7 @@ fn an_early_put_error_leaves_the_connection_usable() {
 #[test]
 fn a_streaming_put_stops_at_an_early_error() {
     let d = Daemon::start_with(&["--read-only"]);
-    let mut child = d
-        .ferry()
-        .args(["put", &d.target(), "-", "endless"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = d.put_from_pipe("endless");
     // An endless stdin: ferry must answer without reading it to the end.
     let mut stdin = child.stdin.take().unwrap();
     let feeder = std::thread::spawn(move || {

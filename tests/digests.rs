@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use ferry::proto::auth;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::TcpListener;
@@ -219,48 +218,6 @@ fn fan_out_json_names_the_digest_and_its_hex() {
     }
 }
 
-/// Plays an older ferryd for one connection: `hello` without `digests`,
-/// the v1 handshake, then `stat` (not found), a put (the digest from its
-/// header checked) or a get (sha256 in `done`). The request headers seen.
-fn old_server(listener: TcpListener, key: auth::Key, file: Vec<u8>) -> std::thread::JoinHandle<Vec<Value>> {
-    std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let sn = auth::to_hex(&auth::fresh_nonce());
-        s.write_all(&frame(json!({"type":"hello","proto":1,"server":"ferryd/0.0-old","auth":["hmac-sha256"],"nonce":sn}), b""))
-            .unwrap();
-        let (a, _) = read_frame_from(&mut s).unwrap();
-        let cn = a["nonce"].as_str().unwrap().to_string();
-        assert!(auth::verify_client_mac(key.secret.as_bytes(), &sn, &cn, a["mac"].as_str().unwrap()));
-        let mac = auth::server_mac(key.secret.as_bytes(), &cn, &sn);
-        s.write_all(&frame(json!({"type":"welcome","mac":mac}), b"")).unwrap();
-        let mut seen = Vec::new();
-        while let Ok((h, body)) = read_frame_from(&mut s) {
-            seen.push(h.clone());
-            let reply = match h["type"].as_str().unwrap() {
-                "stat" => frame(json!({"type":"error","code":"not-found","message":"no"}), b""),
-                "put" => {
-                    let sha = sha256_hex(&body);
-                    assert_eq!(h["sha256"].as_str(), Some(sha.as_str()), "an old server checks the header's sha256");
-                    frame(json!({"type":"ok","path":h["path"],"file_size":body.len(),"sha256":sha}), b"")
-                }
-                "get" => {
-                    assert!(h.get("digest").is_none(), "an old server is asked for its default: {h}");
-                    let mut f = frame(
-                        json!({"type":"file","path":h["path"],"file_size":file.len(),"mode":0o644,"mtime":0,"offset":0}),
-                        &file,
-                    );
-                    f.extend(frame(json!({"type":"done","sha256":sha256_hex(&file)}), b""));
-                    f
-                }
-                _ => break,
-            };
-            s.write_all(&reply).unwrap();
-        }
-        seen
-    })
-}
-
 #[test]
 fn against_a_server_that_announces_no_digests_the_client_speaks_sha256_in_the_header() {
     let (_dir, keys, key) = make_keys();
@@ -270,7 +227,7 @@ fn against_a_server_that_announces_no_digests_the_client_speaks_sha256_in_the_he
     for cmd in ["put", "get"] {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let target = listener.local_addr().unwrap().to_string();
-        let server = old_server(listener, key.clone(), data.clone());
+        let server = common::old_server(listener, key.clone(), data.clone(), false);
         let local = here.path().join(if cmd == "put" { "f" } else { "got" });
         let mut ferry = Command::new(ferry_bin());
         ferry.env("FERRY_KEYS", &keys).arg(cmd);
@@ -292,7 +249,7 @@ fn against_a_server_that_announces_no_digests_the_client_speaks_sha256_in_the_he
     // Asking for blake3 there is refused before any request, status 1.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let target = listener.local_addr().unwrap().to_string();
-    let server = old_server(listener, key.clone(), data.clone());
+    let server = common::old_server(listener, key.clone(), data.clone(), false);
     let mut ferry = Command::new(ferry_bin());
     ferry.env("FERRY_KEYS", &keys).args(["get", "--digest", "blake3", &target, "remote.bin", "-"]);
     let out = run_bounded(ferry, Duration::from_secs(60), "ferry against the stub");

@@ -7,34 +7,19 @@
 
 mod common;
 
+use common::pty::{open_pty, Pty};
 use common::{Daemon, WAIT};
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// `ferry` on a fresh terminal of its own, and everything it wrote there.
 struct Term {
-    child: Child,
-    master: File,
+    pty: Pty,
     /// Kept to ask the terminal's modes (`stty -g`) while and after ferry runs.
     slave: OwnedFd,
     /// The modes before ferry started.
     before: String,
-    screen: Arc<Mutex<String>>,
-}
-
-fn open_pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
-    let (mut m, mut s) = (-1, -1);
-    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: openpty fills two descriptors; no name or termios.
-    let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
-    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: both were just opened and are owned here.
-    unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) }
 }
 
 /// The terminal's modes as `stty -g` prints them.
@@ -46,87 +31,41 @@ fn stty_g(slave: &OwnedFd) -> String {
 
 impl Term {
     /// Runs `cmd` as the session leader of a `rows`×`cols` terminal.
-    fn start(mut cmd: Command, rows: u16, cols: u16) -> Term {
+    fn start(cmd: Command, rows: u16, cols: u16) -> Term {
         let (master, slave) = open_pty(rows, cols);
         let before = stty_g(&slave);
-        let fd = slave.as_raw_fd();
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave.try_clone().unwrap()));
-        // SAFETY: setsid and ioctl are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setsid() < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().unwrap();
-        drop(cmd);
-        let master = File::from(master);
-        let screen = Arc::new(Mutex::new(String::new()));
-        let (mut reader, sink) = (master.try_clone().unwrap(), screen.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Term { child, master, slave, before, screen }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
-    }
-
-    fn screen(&self) -> String {
-        self.screen.lock().unwrap().clone()
+        let pty = Pty::spawn(cmd, master, &slave);
+        Term { pty, slave, before }
     }
 
     fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let s = self.screen();
-            if s.contains(needle) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "no {needle:?} on the terminal:\n{s:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.pty.wait_for(needle, 1)
     }
 
     /// The window changes, as a terminal emulator's would (ferry gets WINCH).
     fn resize(&self, rows: u16, cols: u16) {
         let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
         // SAFETY: TIOCSWINSZ reads one winsize.
-        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        let r = unsafe { libc::ioctl(self.pty.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
         assert_eq!(r, 0);
     }
 
     /// ferry's exit status.
     fn wait(&mut self) -> i32 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("ferry did not end:\n{:?}", self.screen());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.pty.wait("ferry")
     }
 }
 
-impl Drop for Term {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Term {
+    type Target = Pty;
+    fn deref(&self) -> &Pty {
+        &self.pty
+    }
+}
+
+impl std::ops::DerefMut for Term {
+    fn deref_mut(&mut self) -> &mut Pty {
+        &mut self.pty
     }
 }
 

@@ -261,13 +261,20 @@ fn over_tls_a_flipped_byte_anywhere_ends_the_session_with_255() {
     }
 }
 
+/// 600 kB served as `f.bin`, with a marker (`FILEBODY-MARK`) that a relay
+/// can look for in the bytes that cross it. Returns the content.
+fn served_marked_file(d: &Daemon) -> Vec<u8> {
+    let mut body: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    body[1000..1020].copy_from_slice(b"FILEBODY-MARK-8d2e1b");
+    write_file(&d.path("f.bin"), &body);
+    body
+}
+
 #[test]
 fn over_tls_a_flipped_get_leaves_no_wrong_file_and_a_flipped_put_leaves_nothing() {
     let d = Daemon::start();
     let local = tempfile::tempdir().unwrap();
-    let mut body: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
-    body[1000..1020].copy_from_slice(b"FILEBODY-MARK-8d2e1b");
-    write_file(&d.path("f.bin"), &body);
+    let body = served_marked_file(&d);
 
     // get: a flip in the server's stream, in the file's data.
     let r = Relay::start(d.addr, Tamper::None, Tamper::Flip(300_000));
@@ -305,9 +312,7 @@ fn over_tls_a_flipped_get_leaves_no_wrong_file_and_a_flipped_put_leaves_nothing(
 fn in_clear_a_get_crosses_readable_and_only_the_digest_catches_a_flip() {
     let d = Daemon::start();
     let local = tempfile::tempdir().unwrap();
-    let mut body: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
-    body[1000..1020].copy_from_slice(b"FILEBODY-MARK-8d2e1b");
-    write_file(&d.path("f.bin"), &body);
+    served_marked_file(&d);
     let r = Relay::start(d.addr, Tamper::None, Tamper::Flip(300_000));
     let dest = local.path().join("got.bin");
     let o = ferry(&d, "--plaintext", &["get", &r.target(), "f.bin", dest.to_str().unwrap()]);

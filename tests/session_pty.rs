@@ -6,107 +6,20 @@
 
 mod common;
 
+use common::pty::{open_pty, Pty};
 use common::{Daemon, WAIT};
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `ferry HOST` on a fresh terminal, and everything it wrote there.
-struct Pty {
-    child: Child,
-    master: File,
-    screen: Arc<Mutex<String>>,
+/// `ferry HOST` on a fresh 24-line terminal `cols` columns wide.
+fn start_sized(cmd: Command, cols: u16) -> Pty {
+    let (master, slave) = open_pty(24, cols);
+    Pty::spawn(cmd, master, &slave)
 }
 
-impl Pty {
-    fn start(cmd: Command) -> Pty {
-        Pty::sized(cmd, 80)
-    }
-
-    /// On a terminal `cols` columns wide.
-    fn sized(mut cmd: Command, cols: u16) -> Pty {
-        let (mut m, mut s) = (-1, -1);
-        let ws = libc::winsize { ws_row: 24, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: openpty fills two descriptors; no name or termios.
-        let r = unsafe { libc::openpty(&mut m, &mut s, std::ptr::null_mut(), std::ptr::null(), &ws) };
-        assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
-        // SAFETY: both were just opened and are owned here.
-        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
-        let fd = slave.as_raw_fd();
-        cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
-            .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
-        // SAFETY: setsid and ioctl are async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setsid() < 0 || libc::ioctl(fd, libc::TIOCSCTTY, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().unwrap();
-        drop(cmd);
-        let master = File::from(master);
-        let screen = Arc::new(Mutex::new(String::new()));
-        let (mut reader, sink) = (master.try_clone().unwrap(), screen.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Pty { child, master, screen }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.master.write_all(bytes).unwrap();
-    }
-
-    fn screen(&self) -> String {
-        self.screen.lock().unwrap().clone()
-    }
-
-    /// Waits until the screen after `from` bytes holds `needle` `times` times.
-    fn wait_for(&self, needle: &str, times: usize) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let s = self.screen();
-            if s.matches(needle).count() >= times {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "no {needle:?} x{times} on the terminal:\n{s}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn wait(&mut self) -> i32 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the session did not end:\n{}", self.screen());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Pty {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start(cmd: Command) -> Pty {
+    start_sized(cmd, 80)
 }
 
 #[test]
@@ -116,7 +29,7 @@ fn ctrl_c_clears_the_line_quotes_work_and_ctrl_d_ends_on_a_new_line() {
     let local = tempfile::tempdir().unwrap();
     let mut cmd = d.ferry();
     cmd.arg(d.target()).current_dir(local.path());
-    let mut t = Pty::start(cmd);
+    let mut t = start(cmd);
     t.wait_for("ferry> ", 1);
     // A half-typed line, then ^C: the line is gone, a fresh prompt comes,
     // and the session is still there.
@@ -131,7 +44,7 @@ fn ctrl_c_clears_the_line_quotes_work_and_ctrl_d_ends_on_a_new_line() {
     t.wait_for("ferry> ", 4);
     assert_eq!(std::fs::read(local.path().join("copy 1.txt")).unwrap(), b"spaced\n", "{}", t.screen());
     t.send(b"\x04");
-    assert_eq!(t.wait(), 0, "{}", t.screen());
+    assert_eq!(t.wait("the session"), 0, "{}", t.screen());
     let s = t.screen();
     assert!(!s.contains("never-run\r\nnever") && !s.contains("after-42never"), "{s}");
     assert!(s.matches("never-run").count() == 1, "the cleared line never ran: {s}");
@@ -149,7 +62,7 @@ fn ctrl_c_during_a_get_cancels_only_the_get_and_keeps_the_part() {
     let local = tempfile::tempdir().unwrap();
     let mut cmd = d.ferry();
     cmd.arg(d.target()).current_dir(local.path());
-    let mut t = Pty::start(cmd);
+    let mut t = start(cmd);
     t.wait_for("ferry> ", 1);
     t.send(b"get big\n");
     let part = local.path().join("big.part");
@@ -169,7 +82,7 @@ fn ctrl_c_during_a_get_cancels_only_the_get_and_keeps_the_part() {
     t.send(b"echo still-$((1+1))\n");
     t.wait_for("still-2", 1);
     t.send(b"quit\n");
-    assert_eq!(t.wait(), 0, "{}", t.screen());
+    assert_eq!(t.wait("the session"), 0, "{}", t.screen());
     let _ = std::fs::remove_file(&part);
 }
 
@@ -180,8 +93,8 @@ fn the_progress_bar_fits_a_narrow_terminal_and_ends_with_time_and_rate() {
     let local = tempfile::tempdir().unwrap();
     let mut cmd = d.ferry();
     cmd.args(["get", &d.target(), "a-rather-long-file-name-for-a-narrow-terminal.bin", "out.bin"]).current_dir(local.path());
-    let mut t = Pty::sized(cmd, 50);
-    assert_eq!(t.wait(), 0, "{}", t.screen());
+    let mut t = start_sized(cmd, 50);
+    assert_eq!(t.wait("the session"), 0, "{}", t.screen());
     // Let the reader catch the last bytes.
     std::thread::sleep(Duration::from_millis(200));
     let s = t.screen();

@@ -262,14 +262,7 @@ fn has_listener(pid: i32) -> bool {
 fn a_put_cut_by_the_drain_is_logged_and_its_client_ends_at_once() {
     use std::io::Write;
     let mut d = Daemon::start_with(&["--drain-timeout", "1"]);
-    let mut child = d
-        .ferry()
-        .args(["put", &d.target(), "-", "x"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = d.put_from_pipe("x");
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"start\n").unwrap();
     assert!(d.log.wait_for("authenticated as", WAIT).is_some(), "{}", d.log.text());

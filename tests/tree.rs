@@ -792,56 +792,6 @@ fn a_tree_follows_the_negotiated_digest_blake3_by_default_with_a_trailer_for_big
     }
 }
 
-/// Plays an older ferryd (no `digests` in hello) for one connection, for a
-/// tree: `stat` (not found for a put's REMOTE, a directory for a get's),
-/// puts checked against the sha256 of their header, `symlink` and `mkdir`
-/// answered ok, a recursive `list` of one file `f`, its `get` answered
-/// with sha256 in `done`. The request headers seen.
-fn old_tree_server(listener: std::net::TcpListener, key: ferry::proto::auth::Key, file: Vec<u8>, get: bool) -> std::thread::JoinHandle<Vec<serde_json::Value>> {
-    use ferry::proto::auth;
-    use serde_json::json;
-    use std::io::Write;
-    std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let sn = auth::to_hex(&auth::fresh_nonce());
-        s.write_all(&frame(json!({"type":"hello","proto":1,"server":"ferryd/0.0-old","auth":["hmac-sha256"],"nonce":sn}), b""))
-            .unwrap();
-        let (a, _) = read_frame_from(&mut s).unwrap();
-        let cn = a["nonce"].as_str().unwrap().to_string();
-        assert!(auth::verify_client_mac(key.secret.as_bytes(), &sn, &cn, a["mac"].as_str().unwrap()));
-        s.write_all(&frame(json!({"type":"welcome","mac":auth::server_mac(key.secret.as_bytes(), &cn, &sn)}), b"")).unwrap();
-        let mut seen = Vec::new();
-        let ok = |h: &serde_json::Value| frame(json!({"type":"ok","path":h["path"]}), b"");
-        while let Ok((h, body)) = read_frame_from(&mut s) {
-            seen.push(h.clone());
-            let reply = match h["type"].as_str().unwrap() {
-                "stat" if get => frame(json!({"type":"stat","name":h["path"],"kind":"dir","file_size":0,"mode":0o755,"mtime":1}), b""),
-                "stat" => frame(json!({"type":"error","code":"not-found","message":"no"}), b""),
-                "put" => {
-                    let sha = sha256_hex(&body);
-                    assert_eq!(h["sha256"].as_str(), Some(sha.as_str()), "an old server checks the header's sha256: {h}");
-                    frame(json!({"type":"ok","path":h["path"],"file_size":body.len(),"sha256":sha}), b"")
-                }
-                "symlink" | "mkdir" => ok(&h),
-                "list" => {
-                    let l = json!([{"name":"f","kind":"file","file_size":file.len(),"mode":0o644,"mtime":1}]);
-                    frame(json!({"type":"listing"}), l.to_string().as_bytes())
-                }
-                "get" => {
-                    assert!(h.get("digest").is_none(), "an old server is asked for its default: {h}");
-                    let mut f = frame(json!({"type":"file","path":h["path"],"file_size":file.len(),"mode":0o644,"mtime":1,"offset":0}), &file);
-                    f.extend(frame(json!({"type":"done","sha256":sha256_hex(&file)}), b""));
-                    f
-                }
-                _ => break,
-            };
-            s.write_all(&reply).unwrap();
-        }
-        seen
-    })
-}
-
 #[test]
 fn a_tree_to_and_from_a_server_without_digests_goes_with_sha256_in_the_headers() {
     let (_dir, keys, key) = make_keys();
@@ -850,7 +800,7 @@ fn a_tree_to_and_from_a_server_without_digests_goes_with_sha256_in_the_headers()
     make_tree(&src, 600_000);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = listener.local_addr().unwrap().to_string();
-    let server = old_tree_server(listener, key.clone(), Vec::new(), false);
+    let server = common::old_server(listener, key.clone(), Vec::new(), false);
     let mut ferry = Command::new(ferry_bin());
     ferry.env("FERRY_KEYS", &keys).current_dir(here.path()).args(["put", "-r", &target, "tree"]);
     let out = run_bounded(ferry, Duration::from_secs(60), "ferry put -r against the stub");
@@ -864,11 +814,70 @@ fn a_tree_to_and_from_a_server_without_digests_goes_with_sha256_in_the_headers()
     let file = random(400_000);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = listener.local_addr().unwrap().to_string();
-    let server = old_tree_server(listener, key, file.clone(), true);
+    let server = common::old_server(listener, key, file.clone(), true);
     let mut ferry = Command::new(ferry_bin());
     ferry.env("FERRY_KEYS", &keys).current_dir(here.path()).args(["get", "-r", &target, "old", "got"]);
     let out = run_bounded(ferry, Duration::from_secs(60), "ferry get -r against the stub");
     assert_status(&out, 0);
     assert!(fs::read(here.path().join("got/f")).unwrap() == file, "checked with sha256 and kept");
     server.join().unwrap();
+}
+
+/// A tree whose big file changes while it is sent: the relay holds the
+/// client's bytes back after 1 MiB of them (the rest of the 24 MiB file not
+/// sent yet, the client blocked), the test rewrites the file's first byte
+/// (its mtime was set in the past, so the change is seen whatever the
+/// clock's grain), then lets it go on.
+fn put_tree_with_a_change(to: std::net::SocketAddr, keys: &Path, digest: Option<&str>) -> (Output, tempfile::TempDir) {
+    let here = tempfile::tempdir().unwrap();
+    let tree = here.path().join("tree");
+    fs::create_dir_all(tree.join("sub")).unwrap();
+    fs::write(tree.join("big"), random(24 << 20)).unwrap();
+    set_mtime(&tree.join("big"), 1_000_000);
+    fs::write(tree.join("sub/small.txt"), b"small\n").unwrap();
+    let relay = pause::PausingRelay::start(to, 1 << 20);
+    let mut ferry = Command::new(ferry_bin());
+    ferry.env("FERRY_KEYS", keys).env_remove("FERRY_TRANSPORT").current_dir(here.path()).arg("put");
+    if let Some(d) = digest {
+        ferry.args(["--digest", d]);
+    }
+    ferry.args(["-r", &relay.target, "tree"]);
+    let run = std::thread::spawn(move || run_bounded(ferry, Duration::from_secs(120), "ferry put -r through the relay"));
+    relay.wait_paused();
+    {
+        use std::os::unix::fs::FileExt;
+        fs::OpenOptions::new().write(true).open(tree.join("big")).unwrap().write_all_at(b"X", 0).unwrap();
+    }
+    relay.go_on();
+    (run.join().unwrap(), here)
+}
+
+#[test]
+fn a_file_that_changes_while_a_tree_is_put_is_named_as_changed_and_the_rest_arrives() {
+    let d = Daemon::start();
+    for digest in [None, Some("sha256"), Some("none")] {
+        let _ = fs::remove_dir_all(d.path("tree"));
+        let (out, _here) = put_tree_with_a_change(d.addr, &d.keys_path, digest);
+        assert_status(&out, 1);
+        let err = text(&out.stderr);
+        let want = if digest == Some("none") { "ferry: big: changed while it was sent; stored as it was read" } else { "ferry: big: changed while it was sent; nothing stored" };
+        assert!(err.lines().any(|l| l == want), "{digest:?}: {err}");
+        assert!(!err.contains("mismatch"), "{digest:?}: {err}");
+        assert_eq!(fs::read(d.path("tree/sub/small.txt")).unwrap(), b"small\n", "{digest:?}: the rest of the tree arrives");
+        assert_eq!(d.path("tree/big").exists(), digest == Some("none"), "{digest:?}");
+        eventually("no temp file left", WAIT, || temp_files(&d.path("tree")).is_empty());
+    }
+    // An older server checks the sha256 of the header: the client spoils
+    // the last byte, so it refuses the file.
+    let (_dir, keys, key) = make_keys();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = listener.local_addr().unwrap();
+    let server = old_server(listener, key, Vec::new(), false);
+    let (out, _here) = put_tree_with_a_change(to, &keys, None);
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.lines().any(|l| l == "ferry: big: changed while it was sent; nothing stored"), "{err}");
+    let seen = server.join().unwrap();
+    let puts: Vec<_> = seen.iter().filter(|h| h["type"] == "put").map(|h| h["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(puts, ["tree/big", "tree/sub/small.txt"], "{seen:?}");
 }

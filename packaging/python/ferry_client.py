@@ -504,6 +504,17 @@ class Client:
         while n:
             n -= len(self._read(min(n, CHUNK)))
 
+    def _read_body_into(self, header, f, hasher):
+        """Reads header's body in chunks into the file f, each chunk also
+        into hasher (when not None)."""
+        left = header.get("size", 0)
+        while left:
+            chunk = self._read(min(left, CHUNK))
+            left -= len(chunk)
+            f.write(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
+
     @staticmethod
     def _raise(header):
         raise FerryError(header.get("code", "unknown"), header.get("message", ""), header)
@@ -791,13 +802,7 @@ class Client:
                 req["digest"] = digest
             self._send(req)
             header = self._expect("file", body=False)[0]
-            left = header.get("size", 0)
-            while left:
-                chunk = self._read(min(left, CHUNK))
-                left -= len(chunk)
-                f.write(chunk)
-                if h is not None:
-                    h.update(chunk)
+            self._read_body_into(header, f, h)
             done = self._expect("done")[0]
             header["digest"] = digest
             if h is not None:
@@ -894,10 +899,27 @@ class Client:
             pass
         if size is None:
             return self._put_stream(req, f, digest)
-        req["size"] = size
         if self._trailers(digest):
             self._put_trailer(req, f, size, digest)
-            return self._expect("ok")[0]
+        else:
+            self._put_sized(req, f, size, digest)
+        return self._expect("ok")[0]
+
+    def _put_sized(self, req, f, size, digest):
+        """Sends a sized put of the size bytes of the regular file f from its
+        position, the digest (unless "none") in the header, as to a server
+        without trailers: f is read in chunks to hash it, then sent with
+        sendfile (by hand where that fails), never held whole.  The reply is
+        the caller's to read."""
+        start = self._hash_sized(req, f, size, digest)
+        self._send_sized(req, f, start, size)
+
+    def _hash_sized(self, req, f, size, digest):
+        """The first half of _put_sized: req gets the size and the digest of
+        f's size bytes from its position (read in chunks); f is put back
+        there, and that position returned.  Nothing is sent."""
+        start = f.tell()
+        req["size"] = size
         if digest == "none":
             req["digest"] = "none"
         else:
@@ -911,6 +933,10 @@ class Client:
                 left -= len(chunk)
             f.seek(start)
             req[digest] = h.hexdigest()
+        return start
+
+    def _send_sized(self, req, f, start, size):
+        """The second half of _put_sized: the header, then the body."""
         head = json.dumps(req, separators=(",", ":")).encode()
         with self._wlock:
             self.sock.sendall(struct.pack(">I", len(head)) + head)
@@ -927,7 +953,6 @@ class Client:
                         raise FerryError("io-error", "the local file shrank while it was sent")
                     self.sock.sendall(chunk)
                     sent += len(chunk)
-        return self._expect("ok")[0]
 
     def _put_stream(self, req, f, digest):
         req["stream"] = True
@@ -1007,7 +1032,10 @@ class Client:
         file system), window requests in flight at most.  digest as for put
         (by default best_digest()): a file up to TREE_BATCH bytes carries it
         in its header; a bigger one, to a server that announces digests, is
-        read once, hashed as it is sent, its digest in a trailer.  An entry
+        read once, hashed as it is sent, its digest in a trailer; to an older
+        server (or with "none") it is read in chunks to hash it, then sent as
+        put sends it, never held whole (a file that shrinks while it is
+        hashed is reported in failed).  An entry
         that fails does not stop the rest; names that are not UTF-8, FIFOs,
         sockets, devices and unreadable entries here are reported and
         skipped.  A file is put as ferry put -r puts one.  Returns
@@ -1085,6 +1113,14 @@ class Client:
                 size = os.fstat(f.fileno()).st_size
                 if size > TREE_BATCH and self._trailers(digest):
                     self._put_trailer(req, f, size, digest)
+                elif size > TREE_BATCH:
+                    # Streamed as put streams it: hashed in chunks, then sent.
+                    try:
+                        start = self._hash_sized(req, f, size, digest)
+                    except (OSError, FerryError) as err:
+                        failed.append((rel, err if isinstance(err, FerryError) else _os_error(rel, err)))
+                        continue
+                    self._send_sized(req, f, start, size)
                 else:
                     data = f.read()
                     h = _hasher(digest)
@@ -1231,13 +1267,7 @@ class Client:
             return
         hasher = _hasher(digest)
         with os.fdopen(fd, "wb") as f:
-            left = h.get("size", 0)
-            while left:
-                chunk = self._read(min(left, CHUNK))
-                left -= len(chunk)
-                f.write(chunk)
-                if hasher is not None:
-                    hasher.update(chunk)
+            self._read_body_into(h, f, hasher)
             done = self._expect("done")[0]
             if hasher is not None and not hmac.compare_digest(hasher.hexdigest(), str(done.get(digest, ""))):
                 f.close()

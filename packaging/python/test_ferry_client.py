@@ -427,6 +427,45 @@ class TcpTests(unittest.TestCase):
                 self.assertEqual(a.read(), b.read())
             self.assertEqual(self.c.ping() >= 0, True)  # the session goes on
 
+    def test_put_tree_to_a_server_without_trailers_streams_each_file(self):
+        # As to an older server (no digests announced): the digest goes in
+        # each header, and a big file is read in chunks (hashed, then sent),
+        # never whole, as put sends one (a file up to TREE_BATCH, batched,
+        # is read whole).
+        reads = []
+
+        class Recording(io.BufferedReader):
+            def read(self, n=-1):
+                if self.name.endswith("big.bin"):
+                    reads.append(n)
+                return super().read(n)
+
+        with tempfile.TemporaryDirectory() as d:
+            src = os.path.join(d, "src")
+            os.makedirs(src)
+            big = os.urandom(3 * ferry_client.CHUNK + 12345)
+            with open(os.path.join(src, "big.bin"), "wb") as f:
+                f.write(big)
+            with open(os.path.join(src, "small"), "wb") as f:
+                f.write(b"small")
+            self.c.digests = None
+            ferry_client.open = lambda path, mode="rb": Recording(io.FileIO(path, "r"))
+            try:
+                r = self.c.put_tree(src, "pytree-old", digest="sha256")
+            finally:
+                del ferry_client.open
+            self.assertEqual((r["failed"], r["digest"]), ([], "sha256"))
+            self.assertTrue(reads and all(0 < n <= ferry_client.CHUNK for n in reads), reads)
+            with open(os.path.join(ROOT, "pytree-old", "big.bin"), "rb") as f:
+                self.assertEqual(f.read(), big)
+            with open(os.path.join(ROOT, "pytree-old", "small"), "rb") as f:
+                self.assertEqual(f.read(), b"small")
+            r = self.c.put_tree(src, "pytree-old-none", digest="none")
+            self.assertEqual(r["failed"], [])
+            with open(os.path.join(ROOT, "pytree-old-none", "big.bin"), "rb") as f:
+                self.assertEqual(f.read(), big)
+            self.assertGreaterEqual(self.c.ping(), 0)  # the session goes on
+
     def test_trees_land_as_the_cli_and_report_what_cannot_be_sent(self):
         with tempfile.TemporaryDirectory() as d:
             src = os.path.join(d, "small")

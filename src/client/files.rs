@@ -32,7 +32,7 @@ use crate::proto::{ErrorCode, ProtoError};
 use serde_json::{Map, Value};
 use std::fs::File;
 use std::io::{self, Read};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 
 /// The largest `data` frame a streaming put sends.
 pub const DATA_CHUNK: usize = 256 * 1024;
@@ -78,6 +78,10 @@ pub enum OnLocalError {
     Drain,
 }
 
+/// How a put of a file that changed while it was sent is reported (after
+/// its path): the server was made to store nothing.
+pub const CHANGED: &str = "changed while it was sent; nothing stored";
+
 /// The chunk a put reads and hashes at a time before it sends it: small
 /// enough to stay in cache between the read, the hash and the send.
 const HASH_SEND_CHUNK: usize = 256 * 1024;
@@ -89,40 +93,75 @@ impl Writer {
     /// encrypted from the buffer over TLS. The file is read once, and the
     /// digest is known when the last byte is sent.
     pub fn send_file_hashed(&self, file: &File, offset: &mut u64, len: u64, hasher: &mut Hasher) -> io::Result<u64> {
-        let mut buf = vec![0u8; HASH_SEND_CHUNK];
-        let mut sent = 0;
-        while sent < len {
-            let want = (len - sent).min(buf.len() as u64) as usize;
-            let n = crate::sys::read_chunk_at(file, &mut buf[..want], *offset)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
+        read_chunks(file, offset, len, HASH_SEND_CHUNK, |chunk, at| {
+            hasher.update(chunk);
             let mut guard = self.lock();
             match &mut *guard {
-                Link::Plain(sock) => {
-                    let (mut at, end) = (*offset, *offset + n as u64);
-                    while at < end {
-                        let want = (end - at) as usize;
-                        match rustix::fs::sendfile(&*sock, file, Some(&mut at), want) {
-                            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent")),
-                            Ok(_) => {}
-                            Err(rustix::io::Errno::INTR) => {}
-                            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
-                                sock.write_all(&buf[(at - *offset) as usize..n])?;
-                                at = end;
-                            }
-                            Err(e) => return Err(e.into()),
-                        }
+                Link::Plain(sock) => match sendfile_range(sock, file, &mut { at }, chunk.len() as u64)? {
+                    Sendfile::Done(n) if n < chunk.len() as u64 => {
+                        Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while it was sent"))
                     }
-                }
-                tls @ Link::Tls(_) => tls.write_all(&buf[..n])?,
+                    Sendfile::Done(_) => Ok(()),
+                    Sendfile::Unsupported { sent, .. } => sock.write_all(&chunk[sent as usize..]),
+                },
+                tls @ Link::Tls(_) => tls.write_all(chunk),
             }
-            *offset += n as u64;
-            sent += n as u64;
-        }
-        Ok(sent)
+        })
     }
+}
+
+/// Reads up to `len` bytes of `file` from `*offset` in positioned reads of
+/// at most `chunk` bytes, and hands each to `each` with the offset it was
+/// read at; `*offset` moves past each chunk once `each` took it. Stops
+/// early where the file ends. Returns the bytes handed on.
+pub(super) fn read_chunks(
+    file: &File,
+    offset: &mut u64,
+    len: u64,
+    chunk: usize,
+    mut each: impl FnMut(&[u8], u64) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; chunk];
+    let mut sent = 0;
+    while sent < len {
+        let want = (len - sent).min(buf.len() as u64) as usize;
+        let n = crate::sys::read_chunk_at(file, &mut buf[..want], *offset)?;
+        if n == 0 {
+            break;
+        }
+        each(&buf[..n], *offset)?;
+        *offset += n as u64;
+        sent += n as u64;
+    }
+    Ok(sent)
+}
+
+/// How a `sendfile_range` ended.
+pub(super) enum Sendfile {
+    /// All the bytes asked for, or fewer where the file ended.
+    Done(u64),
+    /// sendfile(2) cannot go from this file to this socket (EINVAL, ENOSYS,
+    /// EOPNOTSUPP) after `sent` bytes: the caller copies the rest.
+    Unsupported { sent: u64, err: io::Error },
+}
+
+/// Sends up to `len` bytes of `file` from `*offset` to `sock` with
+/// sendfile(2) (calls of at most 1 GiB, retried on EINTR), `*offset`
+/// moving past what went.
+pub(super) fn sendfile_range(sock: &TcpStream, file: &File, offset: &mut u64, len: u64) -> io::Result<Sendfile> {
+    use rustix::io::Errno;
+    let mut sent = 0;
+    while sent < len {
+        let want = (len - sent).min(1 << 30) as usize;
+        match rustix::fs::sendfile(sock, file, Some(&mut *offset), want) {
+            Ok(0) => break,
+            Ok(n) => sent += n as u64,
+            Err(Errno::INTR) => {}
+            Err(e @ (Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP)) => return Ok(Sendfile::Unsupported { sent, err: e.into() }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Sendfile::Done(sent))
 }
 
 fn u64_field(h: &Header, key: &str) -> Result<u64, Error> {
@@ -319,7 +358,7 @@ impl Session {
             send_to(size.saturating_sub(1), &mut offset)?;
             if !stamp.unchanged(file) {
                 changed = true;
-                return Err(io::Error::other("changed while it was sent; nothing stored"));
+                return Err(io::Error::other(CHANGED));
             }
             send_to(size, &mut offset)?;
             if let Some(h) = &hasher {

@@ -3,8 +3,9 @@
 //! sent with sendfile(2) in clear, in chunks over TLS; `--trace` lines
 //! with MACs redacted.
 //!
-//! Imports `stream` (and `proto`).
+//! Imports `stream` and `files` (and `proto`).
 
+use super::files;
 use super::stream::Link;
 use crate::proto::frame::parse_header;
 use crate::proto::msg::{self, SignalName};
@@ -66,26 +67,16 @@ impl Writer {
     /// read and encrypted in 64 KiB chunks (userspace TLS cannot sendfile).
     /// Advances `*offset`; the count sent, short only at the end of the file.
     pub fn send_file(&self, file: &File, offset: &mut u64, len: u64) -> io::Result<u64> {
-        use rustix::io::Errno;
         let mut guard = self.lock();
         let sock = match &mut *guard {
             Link::Plain(s) => s,
             tls @ Link::Tls(_) => return copy_at(file, offset, len, tls, TLS_CHUNK),
         };
-        let mut sent = 0;
-        while sent < len {
-            let want = (len - sent).min(1 << 30) as usize;
-            match rustix::fs::sendfile(&*sock, file, Some(&mut *offset), want) {
-                Ok(0) => break,
-                Ok(n) => sent += n as u64,
-                Err(Errno::INTR) => {}
-                Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if sent == 0 => {
-                    return copy_at(file, offset, len, sock, 256 * 1024);
-                }
-                Err(e) => return Err(e.into()),
-            }
+        match files::sendfile_range(sock, file, offset, len)? {
+            files::Sendfile::Done(sent) => Ok(sent),
+            files::Sendfile::Unsupported { sent: 0, .. } => copy_at(file, offset, len, sock, 256 * 1024),
+            files::Sendfile::Unsupported { err, .. } => Err(err),
         }
-        Ok(sent)
     }
 
     /// Sends frames already encoded (`encode_frame`), in one write: a tree
@@ -127,19 +118,7 @@ const TLS_CHUNK: usize = 64 * 1024;
 
 /// `send_file` without `sendfile(2)`: positioned reads of `chunk` bytes, then writes.
 fn copy_at(file: &File, offset: &mut u64, len: u64, sock: &mut dyn Write, chunk: usize) -> io::Result<u64> {
-    let mut buf = vec![0u8; chunk];
-    let mut sent = 0;
-    while sent < len {
-        let want = (len - sent).min(buf.len() as u64) as usize;
-        let n = crate::sys::read_chunk_at(file, &mut buf[..want], *offset)?;
-        if n == 0 {
-            break;
-        }
-        sock.write_all(&buf[..n])?;
-        *offset += n as u64;
-        sent += n as u64;
-    }
-    Ok(sent)
+    files::read_chunks(file, offset, len, chunk, |c, _| sock.write_all(c))
 }
 
 pub(super) fn trace(dir: &str, header: &Map<String, Value>) {

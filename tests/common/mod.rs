@@ -5,6 +5,9 @@
 //! deadline, and the daemon is killed if it does not stop on TERM.
 #![allow(dead_code)]
 
+pub mod pause;
+pub mod pty;
+
 use ferry::client::{Options, Session, Target};
 use ferry::proto::auth::{self, Key};
 use serde_json::{json, Map, Value};
@@ -252,6 +255,18 @@ impl Daemon {
 
     pub fn target(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// `ferry put TARGET - REMOTE` running, its stdin a pipe the test
+    /// writes, its stderr piped, its stdout dropped.
+    pub fn put_from_pipe(&self, remote: &str) -> Child {
+        self.ferry()
+            .args(["put", &self.target(), "-", remote])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     pub fn signal(&self, sig: i32) {
@@ -770,4 +785,56 @@ pub fn read_frame_from(s: &mut dyn Read) -> std::io::Result<(Value, Vec<u8>)> {
     let mut body = vec![0u8; h["size"].as_u64().unwrap_or(0) as usize];
     s.read_exact(&mut body)?;
     Ok((h, body))
+}
+
+/// Plays an older ferryd (no `digests` in hello) for one connection, over
+/// the v1 handshake: `stat` says not found (or, with `stat_dir`, a
+/// directory), a put's body is checked against the sha256 of its header
+/// (`digest-mismatch` when they differ: tests that expect success see it),
+/// `symlink` and `mkdir` are answered ok, a recursive `list` holds one file
+/// `f`, and a get of anything is answered with `file` and sha256 in `done`.
+/// Returns the request headers seen.
+pub fn old_server(listener: std::net::TcpListener, key: Key, file: Vec<u8>, stat_dir: bool) -> std::thread::JoinHandle<Vec<Value>> {
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let sn = auth::to_hex(&auth::fresh_nonce());
+        s.write_all(&frame(json!({"type":"hello","proto":1,"server":"ferryd/0.0-old","auth":["hmac-sha256"],"nonce":sn}), b""))
+            .unwrap();
+        let (a, _) = read_frame_from(&mut s).unwrap();
+        let cn = a["nonce"].as_str().unwrap().to_string();
+        assert!(auth::verify_client_mac(key.secret.as_bytes(), &sn, &cn, a["mac"].as_str().unwrap()));
+        s.write_all(&frame(json!({"type":"welcome","mac":auth::server_mac(key.secret.as_bytes(), &cn, &sn)}), b"")).unwrap();
+        let mut seen = Vec::new();
+        let ok = |h: &Value| frame(json!({"type":"ok","path":h["path"]}), b"");
+        while let Ok((h, body)) = read_frame_from(&mut s) {
+            seen.push(h.clone());
+            let reply = match h["type"].as_str().unwrap() {
+                "stat" if stat_dir => frame(json!({"type":"stat","name":h["path"],"kind":"dir","file_size":0,"mode":0o755,"mtime":1}), b""),
+                "stat" => frame(json!({"type":"error","code":"not-found","message":"no"}), b""),
+                "put" => {
+                    let sha = sha256_hex(&body);
+                    if h["sha256"].as_str() == Some(sha.as_str()) {
+                        frame(json!({"type":"ok","path":h["path"],"file_size":body.len(),"sha256":sha}), b"")
+                    } else {
+                        frame(json!({"type":"error","code":"digest-mismatch","message":format!("sha256 {sha}, the header's {}", h["sha256"])}), b"")
+                    }
+                }
+                "symlink" | "mkdir" => ok(&h),
+                "list" => {
+                    let l = json!([{"name":"f","kind":"file","file_size":file.len(),"mode":0o644,"mtime":1}]);
+                    frame(json!({"type":"listing"}), l.to_string().as_bytes())
+                }
+                "get" => {
+                    assert!(h.get("digest").is_none(), "an old server is asked for its default: {h}");
+                    let mut f = frame(json!({"type":"file","path":h["path"],"file_size":file.len(),"mode":0o644,"mtime":1,"offset":0}), &file);
+                    f.extend(frame(json!({"type":"done","sha256":sha256_hex(&file)}), b""));
+                    f
+                }
+                _ => break,
+            };
+            s.write_all(&reply).unwrap();
+        }
+        seen
+    })
 }

@@ -258,10 +258,13 @@ class Connection(ConnectionBase):
         self.close()
 
     # ---- commands ----------------------------------------------------------------
-    def _run(self, command, stdin=None, on_stdout=None):
+    def _run(self, command, **kw):
+        """client.run(command, **kw) under the command timeout, its failures
+        as Ansible's: one that ends the connection (a fatal FerryError, a lost
+        socket) closes it and is a connection failure, any other an error."""
         timeout = self.get_option("command_timeout") or None
         try:
-            return self._client.run(command, stdin=stdin, timeout=timeout, on_stdout=on_stdout)
+            return self._client.run(command, timeout=timeout, **kw)
         except ferry_client.FerryError as e:
             if e.fatal:
                 self.close()
@@ -338,18 +341,8 @@ class Connection(ConnectionBase):
             elif become.check_missing_password(seen):
                 state["error"] = f"Missing {become.name} password"
 
-        timeout = self.get_option("command_timeout") or None
-        try:
-            r = self._client.run(cmd, stdin=True, timeout=timeout, pty=({"term": "dumb"} if tty else None),
-                                 on_stdout=lambda c: watch(c, out), on_stderr=lambda c: watch(c, err))
-        except ferry_client.FerryError as e:
-            if e.fatal:
-                self.close()
-                raise AnsibleConnectionFailure(f"ferry: {e}") from None
-            raise AnsibleError(f"ferry: cannot run the command: {e}") from None
-        except (OSError, EOFError) as e:
-            self.close()
-            raise AnsibleConnectionFailure(f"ferry: connection lost: {e}") from None
+        r = self._run(cmd, stdin=True, pty=({"term": "dumb"} if tty else None),
+                      on_stdout=lambda c: watch(c, out), on_stderr=lambda c: watch(c, err))
         if state["error"]:
             raise AnsibleError(f"ferry: {state['error']}")
         if not state["ok"]:

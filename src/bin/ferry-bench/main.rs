@@ -205,7 +205,7 @@ struct TransferArgs {
     /// get: store a file this big at --path first (not measured)
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     size: Option<u64>,
-    /// get: the digest the server sends and the client checks; put: send the digest for the server to check
+    /// get: the digest the server sends and the client checks; put: the digest the server checks, hashed as the body is sent and sent after it in a trailer frame, as ferry put does (in the header, hashed once before the run, to a server that announces no digests)
     #[arg(long, value_name = "none|sha256|blake3", default_value = "sha256", value_parser = parse_digest)]
     digest: Digest,
     /// Transfers per connection (instead of as many as start within -d)

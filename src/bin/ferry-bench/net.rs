@@ -241,11 +241,15 @@ impl Pending {
                     *answered = true;
                     self.send(&bytes)?;
                 }
-                Step::Done(_) if probe => {
-                    self.stage = Stage::Probe;
-                    self.send(&frame(msg::request::ping()))?;
+                Step::Done(est) => {
+                    self.sock.digests = est.digests;
+                    if probe {
+                        self.stage = Stage::Probe;
+                        self.send(&frame(msg::request::ping()))?;
+                    } else {
+                        self.stage = Stage::Ready;
+                    }
                 }
-                Step::Done(_) => self.stage = Stage::Ready,
                 Step::Failed(e) => return Err(handshake_error(e, key)),
             }
             return Ok(true);

@@ -98,11 +98,14 @@ impl ServerCertVerifier for AnyServer {
 pub struct Sock {
     pub tcp: TcpStream,
     tls: Option<Box<TlsClient>>,
+    /// The digests the server announced in `hello` (ferry; None from an
+    /// older server, or before the handshake is over).
+    pub digests: Option<Vec<ferry::proto::msg::Digest>>,
 }
 
 impl Sock {
     pub fn plain(tcp: TcpStream) -> Sock {
-        Sock { tcp, tls: None }
+        Sock { tcp, tls: None, digests: None }
     }
 
     /// Starts TLS on a connection just connected (its ClientHello goes

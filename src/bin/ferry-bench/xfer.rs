@@ -3,7 +3,12 @@
 //! one event loop; `measure` opens them and reports throughput and CPU/GiB.
 //!
 //! A put sends its pre-encoded header, then the body: from a generated 1 MiB
-//! block sent again and again, or with `sendfile(2)` from a file. A get reads
+//! block sent again and again, or with `sendfile(2)` from a file. As `ferry
+//! put` does, to a server that announced digests the body is hashed as it
+//! is sent, 256 KiB ahead of the socket (a file's chunk read once, hashed,
+//! then sent from the page cache or, over TLS, from the buffer), and the
+//! digest follows in a `trailer` frame; to an older server it goes in the
+//! header, computed once before the runs. A get reads
 //! the body into one scratch buffer and drops it, hashing it first when the
 //! server sends a SHA-256 (as `ferry get` does), and checks the digest.
 
@@ -11,7 +16,7 @@ use crate::hist::Histogram;
 use crate::net::{self, error_text, is_would_block, next_header, Proto};
 use crate::report::{cpu_row, grouped, latency_json, latency_row, plural, push_notes, round3, Common, Report};
 use crate::sys;
-use ferry::proto::encode_head;
+use ferry::proto::{encode_frame, encode_head};
 use ferry::proto::frame::parse_header;
 use ferry::proto::msg::{self, Digest};
 use crate::sock::Sock;
@@ -76,8 +81,10 @@ pub enum Source {
 }
 
 pub enum Op {
-    /// `header` is the encoded put frame head (its `size` is `size`).
-    Put { header: Vec<u8>, size: u64, source: Source },
+    /// `header` is the encoded put frame head (its `size` is `size`);
+    /// `trailer`: the digest to hash the body with as it is sent and send
+    /// after it (None: the header has the digest, or there is none).
+    Put { header: Vec<u8>, size: u64, source: Source, trailer: Option<Digest> },
     /// `request` is the encoded get frame; `verify`: the digest to hash the
     /// body with and check `done` against (none: no check).
     Get { request: Vec<u8>, verify: Digest },
@@ -128,7 +135,18 @@ struct Conn {
     /// Bytes of the `file` body (get) for the byte count.
     got: u64,
     carry: Vec<u8>,
+    /// Get: the body's digest so far. Put with a trailer: of the bytes
+    /// hashed ahead (`hashed`).
     hasher: Option<Hasher>,
+    /// Put with a trailer: body bytes hashed so far (sent up to there).
+    hashed: u64,
+    /// A file's chunk read to be hashed (and, over TLS, sent from), and
+    /// the body offset it starts at.
+    chunk: Vec<u8>,
+    chunk_at: u64,
+    /// The encoded trailer frame once the body is sent, and how much of it went.
+    tail: Vec<u8>,
+    tail_sent: usize,
     started: Instant,
     measured: bool,
     done: u64,
@@ -156,6 +174,11 @@ pub fn run(
             got: 0,
             carry: Vec::with_capacity(512),
             hasher: None,
+            hashed: 0,
+            chunk: Vec::new(),
+            chunk_at: 0,
+            tail: Vec::new(),
+            tail_sent: 0,
             started: Instant::now(),
             measured: false,
             done: 0,
@@ -190,6 +213,9 @@ pub fn run(
                     c.body_sent = 0;
                     c.got = 0;
                     c.hasher = None;
+                    c.hashed = 0;
+                    c.tail.clear();
+                    c.tail_sent = 0;
                     c.started = now;
                     c.measured = measuring;
                     send(c, op).map_err(|e| format!("connection {}: {e}", i + 1))?;
@@ -243,9 +269,9 @@ pub fn run(
 
 /// Sends as much of the request (and put body) as the socket takes.
 fn send(c: &mut Conn, op: &Op) -> Result<(), String> {
-    let (head, size) = match op {
-        Op::Put { header, size, .. } => (header.as_slice(), *size),
-        Op::Get { request, .. } => (request.as_slice(), 0),
+    let (head, size, trailer) = match op {
+        Op::Put { header, size, trailer, .. } => (header.as_slice(), *size, *trailer),
+        Op::Get { request, .. } => (request.as_slice(), 0, None),
     };
     while c.head_sent < head.len() {
         match c.sock.write(&head[c.head_sent..]) {
@@ -256,12 +282,23 @@ fn send(c: &mut Conn, op: &Op) -> Result<(), String> {
         }
     }
     while c.body_sent < size {
-        let left = size - c.body_sent;
+        let mut left = size - c.body_sent;
+        if let (Some(d), Op::Put { source, .. }) = (trailer, op) {
+            if c.hashed == c.body_sent {
+                hash_ahead(c, source, d, size)?;
+            }
+            left = c.hashed - c.body_sent;
+        }
         let r = match op {
             Op::Put { source: Source::Pattern(block), .. } => {
                 let off = (c.body_sent % block.len() as u64) as usize;
                 let n = (block.len() - off).min(left as usize);
                 c.sock.write(&block[off..off + n])
+            }
+            Op::Put { source: Source::File(_), .. } if c.sock.is_tls() && trailer.is_some() => {
+                // The chunk just hashed, encrypted from the buffer.
+                let from = (c.body_sent - c.chunk_at) as usize;
+                c.sock.write(&c.chunk[from..from + left as usize])
             }
             Op::Put { source: Source::File(f), .. } if c.sock.is_tls() => {
                 // Userspace TLS cannot sendfile: read and encrypt 64 KiB at a time.
@@ -294,7 +331,58 @@ fn send(c: &mut Conn, op: &Op) -> Result<(), String> {
             Err(e) => return Err(format!("write: {e}")),
         }
     }
+    if let Some(d) = trailer {
+        if c.tail.is_empty() {
+            let h = c.hasher.take().unwrap_or_else(|| d.hasher().expect("a digest"));
+            encode_frame(&mut c.tail, msg::request::trailer(d, &h.hex()), b"");
+        }
+        while c.tail_sent < c.tail.len() {
+            match c.sock.write(&c.tail[c.tail_sent..]) {
+                Ok(n) => c.tail_sent += n,
+                Err(e) if is_would_block(&e) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("write: {e}")),
+            }
+        }
+    }
     c.state = State::Answer;
+    Ok(())
+}
+
+/// How far a put with a trailer hashes ahead of the socket: `ferry put`'s
+/// chunk (`HASH_SEND_CHUNK`).
+const HASH_AHEAD: u64 = 256 * 1024;
+
+/// Hashes the next chunk of a put's body (a file's read into `c.chunk`),
+/// as `ferry put` does before it sends it.
+fn hash_ahead(c: &mut Conn, source: &Source, digest: Digest, size: u64) -> Result<(), String> {
+    let want = (size - c.hashed).min(HASH_AHEAD);
+    let h = c.hasher.get_or_insert_with(|| digest.hasher().expect("a digest"));
+    match source {
+        Source::Pattern(block) => {
+            // The block is a whole number of chunks: a chunk never wraps.
+            let off = (c.hashed % block.len() as u64) as usize;
+            let n = (block.len() - off).min(want as usize);
+            h.update(&block[off..off + n]);
+            c.hashed += n as u64;
+        }
+        Source::File(f) => {
+            use std::os::unix::fs::FileExt;
+            c.chunk.resize(want as usize, 0);
+            let n = loop {
+                match f.read_at(&mut c.chunk, c.hashed) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(format!("reading the file: {e}")),
+                    Ok(0) => return Err("the file is shorter than it was".into()),
+                    Ok(n) => break n,
+                }
+            };
+            c.chunk.truncate(n);
+            h.update(&c.chunk);
+            c.chunk_at = c.hashed;
+            c.hashed += n as u64;
+        }
+    }
     Ok(())
 }
 
@@ -388,7 +476,18 @@ pub struct Transfer {
     pub count: Option<u64>,
 }
 
-fn put_op(path: &str, size: u64, digest: Digest, file: Option<std::fs::File>) -> Result<Op, String> {
+/// A put of `size` bytes at `path`: the digest in a trailer (`trailer`,
+/// hashed as it is sent) or in the header (hashed once, here).
+fn put_op(path: &str, size: u64, digest: Digest, file: Option<std::fs::File>, trailer: bool) -> Result<Op, String> {
+    if trailer && digest != Digest::None {
+        let source = match file {
+            Some(f) => Source::File(f),
+            None => Source::Pattern(pattern_block()),
+        };
+        let mut header = Vec::new();
+        encode_head(&mut header, msg::request::put(path, None, PutDigest::Trailer(digest), false), size);
+        return Ok(Op::Put { header, size, source, trailer: Some(digest) });
+    }
     let (source, hex) = match file {
         Some(f) => {
             let hex = if digest != Digest::None {
@@ -410,7 +509,17 @@ fn put_op(path: &str, size: u64, digest: Digest, file: Option<std::fs::File>) ->
     };
     let mut header = Vec::new();
     encode_head(&mut header, msg::request::put(path, None, how, false), size);
-    Ok(Op::Put { header, size, source })
+    Ok(Op::Put { header, size, source, trailer: None })
+}
+
+/// Whether a put's digest goes in a trailer: the server announced digests
+/// (as `ferry put` decides). A digest it does not offer is refused here.
+fn digest_in_trailer(socks: &[Sock], digest: Digest) -> Result<bool, String> {
+    match socks.first().and_then(|s| s.digests.as_deref()) {
+        None => Ok(false),
+        Some(offered) if digest == Digest::None || offered.contains(&digest) => Ok(true),
+        Some(_) => Err(format!("the server does not offer the {} digest", digest.as_str())),
+    }
 }
 
 /// Get or put: `connections` transfers at a time, one thread.
@@ -429,21 +538,25 @@ pub fn measure(common: &Common, t: &Transfer) -> Result<Report, String> {
             None => (t.size.unwrap_or(64 << 20), None),
         };
         let label = t.file.as_ref().map_or("generated".to_string(), |p| p.display().to_string());
-        (put_op(&t.path, size, t.digest, file)?, Some(size), label)
+        (Some((size, file)), Some(size), label)
     } else {
         if let Some(size) = t.size {
             // Store the file to fetch first, on a connection of its own (not measured).
             let (mut poll, socks) = net::open(common.addr, &common.proto, 1, common.setup(false))?;
-            let op = put_op(&t.path, size, Digest::Sha256, None)?;
+            let op = put_op(&t.path, size, Digest::Sha256, None, false)?;
             run(&mut poll, socks, &op, Duration::ZERO, Amount::Count(1), common.timeout, None)
                 .map_err(|e| format!("storing the file to get: {e}"))?;
         }
-        let request = net::frame(msg::request::get(&t.path, 0, t.digest));
-        (Op::Get { request, verify: t.digest }, t.size, String::new())
+        (None, t.size, String::new())
     };
     let t_setup = Instant::now();
     let (mut poll, socks) = net::open(common.addr, &common.proto, common.connections, common.setup(false))?;
     let setup = t_setup.elapsed();
+    let trailer = t.put && digest_in_trailer(&socks, t.digest)?;
+    let op = match op {
+        Some((size, file)) => put_op(&t.path, size, t.digest, file, trailer)?,
+        None => Op::Get { request: net::frame(msg::request::get(&t.path, 0, t.digest)), verify: t.digest },
+    };
     let amount = match t.count {
         Some(n) => Amount::Count(n.max(1)),
         None => Amount::For(common.duration),
@@ -458,6 +571,9 @@ pub fn measure(common: &Common, t: &Transfer) -> Result<Report, String> {
     m.insert("path".into(), json!(t.path));
     m.insert("size_bytes".into(), json!(size));
     m.insert("digest".into(), json!(t.digest.as_str()));
+    if t.put && t.digest != Digest::None {
+        m.insert("digest_in".into(), json!(if trailer { "trailer" } else { "header" }));
+    }
     if t.put {
         m.insert("source".into(), json!(source_label));
     }
@@ -476,8 +592,8 @@ pub fn measure(common: &Common, t: &Transfer) -> Result<Report, String> {
     m.insert("client_cpu_s_per_gib".into(), json!(per_gib(o.client_cpu)));
     m.insert("server_cpu_s_per_gib".into(), json!(o.server_cpu.and_then(per_gib)));
     let mut notes = common.notes();
-    if t.put && t.digest != Digest::None {
-        notes.push(format!("the put's {} is computed once before the run; the server hashes every put", t.digest.as_str()));
+    if t.put && t.digest != Digest::None && !trailer {
+        notes.push(format!("the put's {} (in the header: the server announced no digests) is computed once before the run; the server hashes every put", t.digest.as_str()));
     }
     let mut rows = vec![
         (

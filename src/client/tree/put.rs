@@ -15,9 +15,11 @@
 
 use super::local::{self, Local, What};
 use super::{basename, remote_join, remote_text, reply, Outcome, Progress, Show, TreeError, WINDOW};
-use crate::client::files::OnLocalError;
+use crate::client::files::{OnLocalError, CHANGED};
 use crate::client::finish::hash_reader;
-use crate::client::{io_text, Error, Session};
+use crate::client::{io_text, Error, Session, Writer};
+use crate::proto::digest::Hasher;
+use crate::sys::Stamp;
 use crate::proto::auth::{fresh_nonce, to_hex};
 use crate::proto::msg::request::{self as req, PutDigest};
 use crate::proto::msg::{Digest, Entry, Kind};
@@ -26,6 +28,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+
+/// How a file that changed while it was sent is reported where nothing
+/// checked it (`--digest none`) and the server stored it.
+const CHANGED_STORED: &str = "changed while it was sent; stored as it was read";
 
 /// Files up to this size are read into memory and batched; frames are
 /// gathered up to this many bytes before they are written.
@@ -74,6 +80,8 @@ pub fn destination(s: &mut Session, local: &str, remote: Option<&str>, resume: b
 struct Pending {
     rel: String,
     file: bool,
+    /// A file that changed while it was sent (`send_file`).
+    changed: bool,
 }
 
 /// The requests of a tree on their way: frames gathered into one write,
@@ -96,8 +104,8 @@ impl Pipe {
     }
 
     /// Queues an entry; reads the oldest replies while too many are in flight.
-    fn sent(&mut self, s: &mut Session, p: &mut Progress, rel: &str, file: bool) -> Result<(), Error> {
-        self.pending.push_back(Pending { rel: rel.to_string(), file });
+    fn sent(&mut self, s: &mut Session, p: &mut Progress, rel: &str, file: bool, changed: bool) -> Result<(), Error> {
+        self.pending.push_back(Pending { rel: rel.to_string(), file, changed });
         if self.batch.len() >= BATCH {
             self.flush(s)?;
         }
@@ -112,11 +120,15 @@ impl Pipe {
         self.flush(s)?;
         let Some(e) = self.pending.pop_front() else { return Ok(()) };
         match reply(s)? {
+            // Nothing checked the content (`--digest none`): it was stored.
+            Ok(_) if e.changed => p.fail(&e.rel, CHANGED_STORED),
             Ok(_) => p.entry_done(e.file),
             Err(err) if err.code == ErrorCode::ReadOnly => {
                 self.refused.get_or_insert(err);
             }
             Err(err) if self.refused.is_some() => drop(err),
+            // The digest sent for it was made not to match: refused, as meant.
+            Err(err) if e.changed && err.code == ErrorCode::DigestMismatch => p.fail(&e.rel, CHANGED),
             Err(err) => p.fail(&e.rel, &remote_text(&err)),
         }
         Ok(())
@@ -135,16 +147,42 @@ fn read_small(path: &Path, size: u64, digest: Digest) -> io::Result<(Vec<u8>, Op
     Ok((buf, hex))
 }
 
-/// Hashes a file from its start: the open file, its size as hashed, the
-/// digest (None with `none`).
-fn hash_file(path: &Path, digest: Digest) -> io::Result<(File, u64, Option<String>)> {
-    let mut f = File::open(path)?;
+/// A file opened to be sent: its stamp (taken at the open, before any
+/// read), its size as hashed, the digest (None with `none`), and the last
+/// byte hashed.
+struct Opened {
+    file: File,
+    stamp: Stamp,
+    size: u64,
+    hex: Option<String>,
+    last: u8,
+}
+
+/// Opens a file and hashes it from its start (`Digest::None`: sized only).
+fn hash_file(path: &Path, digest: Digest) -> io::Result<Opened> {
+    let mut file = File::open(path)?;
+    let stamp = Stamp::of(&file)?;
     let Some(mut h) = digest.hasher() else {
-        let size = f.metadata()?.len();
-        return Ok((f, size, None));
+        let size = file.metadata()?.len();
+        return Ok(Opened { file, stamp, size, hex: None, last: 0 });
     };
-    let size = hash_reader(&mut f, &mut h, &mut |_| {})?;
-    Ok((f, size, Some(h.hex())))
+    let mut r = LastByte(&mut file, 0);
+    let size = hash_reader(&mut r, &mut h, &mut |_| {})?;
+    let last = r.1;
+    Ok(Opened { file, stamp, size, hex: Some(h.hex()), last })
+}
+
+/// A reader that keeps the last byte it gave.
+struct LastByte<R>(R, u8);
+
+impl<R: Read> Read for LastByte<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        if n > 0 {
+            self.1 = buf[n - 1];
+        }
+        Ok(n)
+    }
 }
 
 /// How a tree's files are sent: the digest, and whether the server takes
@@ -164,9 +202,20 @@ fn header_digest(digest: Digest, hex: &Option<String>) -> PutDigest<'_> {
     }
 }
 
-/// Sends one file's put (batched when small); false when the local file
-/// could not be read (reported, nothing sent).
-fn send_file(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, root: &Path, dest: &str, rel: &str, (mode, mtime, size): (u32, i64, u64), how: How<'_>) -> Result<bool, Error> {
+/// Sends one file's put (batched when small). None when the local file
+/// could not be read (reported, nothing sent); else whether it changed
+/// while it was sent.
+///
+/// A big file's stamp is taken when it is opened and compared before its
+/// last byte goes, as a single put does. A change (a shrink included) cannot
+/// cut the put without cutting the tree's session, so the put is made to
+/// fail instead: a shrunk file's missing bytes are sent as zeros, and the
+/// digest the server checks cannot match (a trailer of zeros; to an older
+/// server, whose digest is in the header, a last byte other than the one
+/// hashed). The server stores nothing and answers `digest-mismatch`, which
+/// `Pipe::take` reports as the change. With `--digest none` nothing is
+/// checked: the file is stored, and reported as changed.
+fn send_file(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, root: &Path, dest: &str, rel: &str, (mode, mtime, size): (u32, i64, u64), how: How<'_>) -> Result<Option<bool>, Error> {
     let path = local::under(root, rel);
     let remote = remote_join(dest, rel);
     let mode = Some(mode & 0o777);
@@ -175,51 +224,74 @@ fn send_file(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, root: &Path, de
             Ok(r) => r,
             Err(e) => {
                 p.fail(rel, &io_text(&e));
-                return Ok(false);
+                return Ok(None);
             }
         };
         let header = req::put(&remote, mode, header_digest(how.digest, &hex), false);
         encode_frame(&mut pipe.batch, wire::put(header, mtime, how.tree), &body);
         p.bytes(body.len() as u64);
-        return Ok(true);
+        return Ok(Some(false));
     }
     // A trailer: opened and sized only, hashed while it is sent.
     let hashed = if how.trailer { hash_file(&path, Digest::None) } else { hash_file(&path, how.digest) };
-    let (file, size, hex) = match hashed {
+    let Opened { file, stamp, size, hex, last } = match hashed {
         Ok(r) => r,
         Err(e) => {
             p.fail(rel, &io_text(&e));
-            return Ok(false);
+            return Ok(None);
         }
     };
-    let stamp = crate::sys::Stamp::of(&file);
     let mut hasher = if how.trailer { how.digest.hasher() } else { None };
     let put_digest = if hasher.is_some() { PutDigest::Trailer(how.digest) } else { header_digest(how.digest, &hex) };
     encode_head(&mut pipe.batch, wire::put(req::put(&remote, mode, put_digest, false), mtime, how.tree), size);
     pipe.flush(s)?;
-    let w = s.writer();
-    let (mut offset, mut left) = (0, size);
-    while left > 0 {
-        let want = left.min(4 << 20);
-        let n = match &mut hasher {
-            Some(h) => w.send_file_hashed(&file, &mut offset, want, h)?,
-            None => w.send_file(&file, &mut offset, want)?,
-        };
-        if n == 0 {
-            // The body's size is promised: a file that shrank cannot end it.
-            let _ = s.reader.get_ref().shutdown(std::net::Shutdown::Write);
-            return Err(Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{rel}: the file shrank while it was sent"))));
+    if size == 0 {
+        // Empty when it was read (the listing said bigger): sent as it was.
+        if let Some(h) = hasher {
+            encode_frame(&mut pipe.batch, req::trailer(how.digest, &h.hex()), &[]);
         }
-        left -= n;
-        p.bytes(n);
+        return Ok(Some(false));
+    }
+    let w = s.writer();
+    let mut offset = 0;
+    let shrank = send_body(&w, p, &file, &mut offset, size - 1, &mut hasher)?;
+    let changed = shrank || !stamp.unchanged(&file);
+    if changed && hex.is_some() && hasher.is_none() {
+        w.send_encoded(&[!last])?;
+        p.bytes(1);
+    } else {
+        send_body(&w, p, &file, &mut offset, size, &mut hasher)?;
     }
     if let Some(h) = hasher {
-        // A file that changed while it was sent gets a digest that cannot
-        // match: the server stores nothing and says digest-mismatch.
-        let hex = if stamp.as_ref().is_ok_and(|st| st.unchanged(&file)) { h.hex() } else { "0".repeat(h.hex().len()) };
+        let hex = if changed { "0".repeat(h.hex().len()) } else { h.hex() };
         encode_frame(&mut pipe.batch, req::trailer(how.digest, &hex), &[]);
     }
-    Ok(true)
+    Ok(Some(changed))
+}
+
+/// Sends `file` from `*offset` up to `end` (hashed into `hasher` when
+/// given). True when the file ended first: the body's size is promised, so
+/// zeros stand for what is gone.
+fn send_body(w: &Writer, p: &Progress, file: &File, offset: &mut u64, end: u64, hasher: &mut Option<Hasher>) -> Result<bool, Error> {
+    while *offset < end {
+        let want = (end - *offset).min(4 << 20);
+        let n = match hasher {
+            Some(h) => w.send_file_hashed(file, offset, want, h)?,
+            None => w.send_file(file, offset, want)?,
+        };
+        if n == 0 {
+            let zeros = vec![0u8; (end - *offset).min(4 << 20) as usize];
+            while *offset < end {
+                let n = (end - *offset).min(zeros.len() as u64);
+                w.send_encoded(&zeros[..n as usize])?;
+                *offset += n;
+                p.bytes(n);
+            }
+            return Ok(true);
+        }
+        p.bytes(n);
+    }
+    Ok(false)
 }
 
 /// With `-c`: the files already on the server, complete (same size and
@@ -254,7 +326,7 @@ fn complete_files(s: &mut Session, root: &Path, dest: &str, entries: &[Local], p
             Err(Error::Remote(e)) if !e.code.is_fatal() => continue,
             Err(e) => return Err(e),
         };
-        let ours = hash_file(&local::under(root, rel), digest).map(|(_, _, hex)| hex);
+        let ours = hash_file(&local::under(root, rel), digest).map(|o| o.hex);
         if let (Some(t), Ok(Some(o))) = (theirs, ours) {
             if t.eq_ignore_ascii_case(&o) {
                 p.skipped(size);
@@ -316,8 +388,11 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
             break;
         }
         if let What::File { size, mode, mtime } = e.what {
-            if !skip.contains(&e.rel) && send_file(s, &mut pipe, &mut p, root, &dest, &e.rel, (mode, mtime, size), how)? {
-                pipe.sent(s, &mut p, &e.rel, true)?;
+            if skip.contains(&e.rel) {
+                continue;
+            }
+            if let Some(changed) = send_file(s, &mut pipe, &mut p, root, &dest, &e.rel, (mode, mtime, size), how)? {
+                pipe.sent(s, &mut p, &e.rel, true, changed)?;
             }
         }
     }
@@ -327,7 +402,7 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
         }
         if let What::Link { target } = &e.what {
             encode_frame(&mut pipe.batch, wire::symlink(&remote_join(&dest, &e.rel), target), &[]);
-            pipe.sent(s, &mut p, &e.rel, false)?;
+            pipe.sent(s, &mut p, &e.rel, false, false)?;
         }
     }
     // Deepest first, the tree's own directory last: a directory's mode and
@@ -338,7 +413,7 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
         }
         if let What::Dir { mode, mtime } = e.what {
             encode_frame(&mut pipe.batch, wire::mkdir(&remote_join(&dest, &e.rel), Some(mode & 0o777), Some(mtime), false), &[]);
-            pipe.sent(s, &mut p, &e.rel, false)?;
+            pipe.sent(s, &mut p, &e.rel, false, false)?;
         }
     }
     let (mode, mtime) = {
@@ -347,7 +422,7 @@ pub fn run(s: &mut Session, show: Show<'_>, local: &str, remote: Option<&str>, r
     };
     if pipe.refused.is_none() {
         encode_frame(&mut pipe.batch, wire::mkdir(&dest, Some(mode), Some(mtime), true), &[]);
-        pipe.sent(s, &mut p, &dest, false)?;
+        pipe.sent(s, &mut p, &dest, false, false)?;
     }
     while !pipe.pending.is_empty() {
         pipe.take(s, &mut p)?;
