@@ -120,3 +120,20 @@ fn ferry_run_pipelines_its_exec_over_tls_only() {
     assert!(order(&["-v", "--tls", "run", "-n", &d.target(), "--", "sh", "-c", "exit 7"]), "pipelined over TLS");
     assert!(!order(&["-v", "--plaintext", "run", "-n", &d.target(), "--", "sh", "-c", "exit 7"]), "not in clear");
 }
+
+/// `run -tt` pipelines its exec (with its terminal) the same way, and its
+/// terminal, stdin and status work as without it.
+#[test]
+fn run_with_a_terminal_pipelines_its_exec_over_tls() {
+    let d = Daemon::start();
+    let mut c = d.ferry();
+    c.env_remove("FERRY_TRANSPORT").args(["-v", "--tls", "run", "-tt"]).arg(d.target());
+    c.args(["--", "sh", "-c", "tty; read l; echo got=$l; exit 6"]);
+    let out = common::run_with_input(c, b"piped\n");
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(6), "{text} {err}");
+    assert!(text.contains("/dev/pts/") && text.contains("got=piped"), "{text}");
+    let exec = err.find(r#""type":"exec""#).unwrap_or_else(|| panic!("{err}"));
+    let welcome = err.find(r#""type":"welcome""#).unwrap_or_else(|| panic!("{err}"));
+    assert!(exec < welcome, "{err}");
+}

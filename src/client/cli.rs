@@ -140,10 +140,6 @@ pub fn run(
 /// is raw until the end (see `tty`); bytes go both ways as they come.
 /// `words` as for `run` (none: the login shell).
 pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], argv: bool, encoding: Option<&'static Encoding>, quiet: bool) -> i32 {
-    let mut session = match Session::connect(target, key, opts) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
     let command = if words.is_empty() { Command::Login } else { command_of(words, argv) };
     let shell = matches!(command, Command::Shell(_));
     let term_env = std::env::var_os("TERM");
@@ -156,9 +152,11 @@ pub fn run_tty(target: &Target, key: &Key, opts: &Options, words: &[String], arg
     let size = tty::size();
     let pty = Pty { term, size };
     let req = Exec { command, env: Default::default(), cwd: None, stdin: true, timeout: None, pty: Some(pty) };
-    if let Err(e) = session.send(crate::proto::msg::request::exec(&req), &[]) {
-        return fail(e);
-    }
+    // Over TLS the exec goes with `auth` (see `Session::connect_then`).
+    let mut session = match Session::connect_then(target, key, opts, crate::proto::msg::request::exec(&req), |_| {}) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
     // Someone typing: -w bounds the start, not their pauses (a script's -tt keeps it).
     if io::stdin().is_terminal() {
         session.timed_until_start();
