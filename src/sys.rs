@@ -83,7 +83,8 @@ pub fn read_chunk_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::
 pub const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// A file written from start to end (a get's `.part`, a put's temporary file)
-/// whose dirty pages are handed to the disk as it grows: every
+/// in writes of at most `MAX_WRITE` bytes, whose dirty pages are handed to
+/// the disk as it grows: every
 /// `WRITEBACK_EVERY` bytes, `sync_file_range(SYNC_FILE_RANGE_WRITE)` starts
 /// the writeback of what is dirty and not yet being written, without waiting
 /// for it. So the final fsync (or a tree's one syncfs) finds little left to
@@ -119,9 +120,19 @@ impl Streamed {
     }
 }
 
+/// The most a `Streamed` file takes in one `write(2)`. Callers hand it 1 MiB
+/// at a time; on this project's VMs (kernel 6.18, virtio-balloon free page
+/// reporting) each 1 MiB write into the page cache, once the machine had
+/// been idle a few seconds, cost 18 times the kernel time of the same bytes
+/// in 512 KiB or smaller writes: 20 × 50 MiB took 4.3–5.0 s of system time
+/// in 1 MiB writes and 0.23–0.29 s in 64, 128, 256 or 512 KiB writes
+/// (BENCHMARKS.md, "Write size"). 256 KiB keeps a margin below the cliff
+/// at a cost of four syscalls per MiB.
+pub const MAX_WRITE: usize = 256 * 1024;
+
 impl std::io::Write for Streamed {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = self.file.write(&buf[..buf.len().min(MAX_WRITE)])?;
         self.wrote(n);
         Ok(n)
     }
@@ -170,12 +181,15 @@ mod tests {
             s.write_all(&chunk).unwrap();
         }
         assert!(s.unsent < WRITEBACK_EVERY, "a writeback was started and the count reset");
+        assert_eq!(s.write(&vec![7u8; 3 * MAX_WRITE]).unwrap(), MAX_WRITE, "one write(2) takes at most MAX_WRITE");
+        s.write_all(&[7u8; 2 * MAX_WRITE]).unwrap();
         let mut file = s.into_inner();
         file.rewind().unwrap();
         let mut back = Vec::new();
         file.read_to_end(&mut back).unwrap();
-        assert_eq!(back.len(), rounds * chunk.len());
-        assert!(back.chunks(chunk.len()).all(|c| c == chunk.as_slice()));
+        let (ours, sevens) = back.split_at(rounds * chunk.len());
+        assert!(ours.chunks(chunk.len()).all(|c| c == chunk.as_slice()));
+        assert!(sevens.len() == 3 * MAX_WRITE && sevens.iter().all(|&b| b == 7));
     }
 
     #[test]
