@@ -881,3 +881,51 @@ fn a_file_that_changes_while_a_tree_is_put_is_named_as_changed_and_the_rest_arri
     let puts: Vec<_> = seen.iter().filter(|h| h["type"] == "put").map(|h| h["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(puts, ["tree/big", "tree/sub/small.txt"], "{seen:?}");
 }
+
+/// `get -r` into a disk that fills up (RLIMIT_FSIZE on the client, with
+/// SIGXFSZ ignored, so each write past 1 MiB fails with EFBIG as a full
+/// disk's ENOSPC would): every big file is reported with its path, the small
+/// ones around them still arrive, the status is 1, and the session keeps its
+/// place in the stream (it used to lose it after the first failed write and
+/// die with a protocol error, or wait for the server's idle timeout).
+#[test]
+fn get_r_into_a_full_disk_reports_each_file_and_goes_on() {
+    use std::os::unix::process::CommandExt;
+    let d = Daemon::start();
+    fs::create_dir_all(d.path("full")).unwrap();
+    for i in 1..=3 {
+        fs::write(d.path(&format!("full/big{i}")), vec![i as u8; 3 << 20]).unwrap();
+    }
+    fs::write(d.path("full/small-a"), b"a").unwrap();
+    fs::write(d.path("full/zz-small"), b"z").unwrap();
+    for transport in ["--plaintext", "--tls"] {
+        let here = tempfile::tempdir().unwrap();
+        let mut cmd = d.ferry();
+        cmd.current_dir(here.path()).args([transport, "-q", "get", "-r", &d.target(), "full", "copy"]);
+        // SAFETY: signal and setrlimit in the child before exec touch nothing shared.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                let lim = libc::rlimit { rlim_cur: 1 << 20, rlim_max: 1 << 20 };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let t = Instant::now();
+        let out = run_with_input(cmd, b"");
+        assert_status(&out, 1);
+        assert!(t.elapsed() < Duration::from_secs(60), "{transport}: it did not wait for a timeout");
+        let err = text(&out.stderr);
+        for i in 1..=3 {
+            assert!(err.lines().any(|l| l.contains(&format!("big{i}")) && l.contains("File too large")), "{transport}: {err}");
+        }
+        assert!(!err.contains("protocol error") && !err.contains("closed the connection"), "{transport}: {err}");
+        assert_eq!(fs::read(here.path().join("copy/small-a")).unwrap(), b"a", "{transport}");
+        assert_eq!(fs::read(here.path().join("copy/zz-small")).unwrap(), b"z", "{transport}");
+        for i in 1..=3 {
+            assert!(!here.path().join(format!("copy/big{i}")).exists(), "{transport}: no cut file under its name");
+        }
+    }
+}

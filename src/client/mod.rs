@@ -395,17 +395,21 @@ impl Session {
                         Ok(n) => got += n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) if got > 0 => {
-                            // What arrived is written before the error counts.
-                            out.write_all(&big[..got]).map_err(Error::Local)?;
+                            // What arrived is written before the error counts
+                            // (and consumed from the stream even if writing fails).
                             *copied += got as u64;
+                            out.write_all(&big[..got]).map_err(Error::Local)?;
                             return Err(e.into());
                         }
                         Err(e) => return Err(e.into()),
                     }
                 }
-                out.write_all(&big[..got]).map_err(Error::Local)?;
+                // Consumed from the stream whether or not the write works:
+                // after a local error (a full disk) the caller drains only
+                // what is left of the body, and must not wait for more.
                 left -= got as u64;
                 *copied += got as u64;
+                out.write_all(&big[..got]).map_err(Error::Local)?;
                 continue;
             }
             let buf = self.reader.fill_buf()?;
