@@ -474,3 +474,40 @@ fn get_throughput_over_tls() {
     }
     println!("get over TLS: {mib} MiB, best {best:.2} GB/s (chunk {} KiB)", ferry::server::transport::TLS_CHUNK / 1024);
 }
+
+/// The server killed while `ferry --tls run` is still sending stdin: the
+/// same words as in clear (it used to print a bare "Broken pipe"), 255.
+#[test]
+fn a_server_killed_while_stdin_streams_over_tls_is_named() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let d = Daemon::start();
+    let mut cmd = d.ferry();
+    cmd.args(["--tls", "run", &d.target(), "--", "echo $$; exec sleep 30"]);
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let chunk = vec![b'y'; 64 * 1024];
+        // Until the pipe breaks (ferry gone), bounded by count.
+        for _ in 0..200_000 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    // The command's first line is the readiness signal: it runs.
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let remote: i32 = line.trim().parse().expect("the remote shell's pid");
+    d.signal(libc::SIGKILL);
+    let _killer = kill_after(child.id() as i32, Duration::from_secs(60));
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    // SAFETY: kills the command ferryd left behind (SIGKILL does not drain).
+    unsafe { libc::kill(remote, libc::SIGKILL) };
+    feeder.join().unwrap();
+    assert_eq!(status.code(), Some(255), "{err}");
+    assert!(err.contains("closed the connection before the command's exit status came"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+}

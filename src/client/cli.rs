@@ -194,7 +194,11 @@ fn ended(session: &Session, result: Result<super::ExitStatus, Error>, shell: boo
         Err(Error::Remote(p)) if p.code.is_fatal() => {
             fail(format_args!("{} closed the connection: {}", session.peer, p.message))
         }
-        Err(Error::Io(e)) if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => {
+        // (Over TLS a write of our stdin into the closed socket is what
+        // the reader sees first: BrokenPipe. Local output errors are `Local`.)
+        Err(Error::Io(e))
+            if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) =>
+        {
             fail(format_args!("{} closed the connection before the command's exit status came", session.peer))
         }
         Err(e) => exit_for(&e),
