@@ -172,8 +172,8 @@ class FerryError(Exception):
     unexpected frame), bad-keys (an unusable keys file), timeout (no UDP
     reply), tls (a TLS handshake that failed, or a server without TLS),
     tls-unavailable (TLS without the cryptography package).  A wrong key
-    over TLS is auth-failed ("the server's identity does not match key
-    ID: wrong key?").  fatal is True when the server closes the connection
+    over TLS is auth-failed ("the server does not hold key ID as given
+    here (another secret, or no such key): wrong key?").  fatal is True when the server closes the connection
     after it.
     """
 
@@ -1673,7 +1673,7 @@ class _TlsSocket:
         ok = isinstance(public, c.Ed25519PublicKey) and hmac.compare_digest(
             public.public_bytes(c.serialization.Encoding.Raw, c.serialization.PublicFormat.Raw), server_public)
         if not ok:  # nothing has been sent inside TLS: just go
-            raise FerryError("auth-failed", f"the server's identity does not match key {key_id}: wrong key?")
+            raise FerryError("auth-failed", f"the server does not hold key {key_id} as given here (another secret, or no such key): wrong key?")
         self.cipher = self._tls.cipher()[0]
 
     # -- the handshake, and the v1 hello some servers send first

@@ -358,7 +358,7 @@ class TlsAuthTests(unittest.TestCase):
         with self.assertRaises(FerryError) as e:
             tls_client(keys=None, key_id=key_id, secret="0" * 64)
         self.assertEqual(e.exception.code, "auth-failed")
-        self.assertEqual(e.exception.message, f"the server's identity does not match key {key_id}: wrong key?")
+        self.assertEqual(e.exception.message, f"the server does not hold key {key_id} as given here (another secret, or no such key): wrong key?")
         self.assertTrue(e.exception.fatal)
 
     def test_unknown_key_id(self):

@@ -464,7 +464,7 @@ mod tests {
         assert_eq!(IdentityError::of(&err), Some(IdentityError::ServerMismatch));
         let e = TlsError::on_client("alice", err);
         assert!(matches!(e, TlsError::ServerIdentityMismatch { .. }), "{e:?}");
-        assert_eq!(e.to_string(), "the server's identity does not match key alice: wrong key?");
+        assert_eq!(e.to_string(), "the server does not hold key alice as given here (another secret, or no such key): wrong key?");
         // The server learns it from the alert, and can log which key was named.
         let e = tls.handshake_error(&s, out.server.expect("the server sees the alert"));
         assert!(matches!(&e, TlsError::RefusedByClient { key_id: Some(k) } if k == "alice"), "{e:?}");

@@ -103,7 +103,7 @@ impl std::fmt::Display for TlsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TlsError::ServerIdentityMismatch { key_id } => {
-                write!(f, "the server's identity does not match key {key_id}: wrong key?")
+                write!(f, "the server does not hold key {key_id} as given here (another secret, or no such key): wrong key?")
             }
             TlsError::RefusedByServer { key_id } => write!(f, "the server refused key {key_id}: wrong key?"),
             TlsError::UnknownToServer { key_id } => write!(f, "the server does not know key {key_id}"),

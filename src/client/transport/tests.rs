@@ -170,7 +170,7 @@ fn an_unknown_key_id_looks_like_a_wrong_secret() {
         }
     }
     // The server shows a decoy identity: ids cannot be probed.
-    assert_eq!(msg, "the server's identity does not match key alice: wrong key?");
+    assert_eq!(msg, "the server does not hold key alice as given here (another secret, or no such key): wrong key?");
 }
 
 #[test]
