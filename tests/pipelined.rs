@@ -31,15 +31,9 @@ fn tls_hello(d: &Daemon) -> (Link, String) {
     (link, nonce)
 }
 
-fn read_frame(r: &mut impl Read) -> std::io::Result<(Value, Vec<u8>)> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let mut h = vec![0u8; u32::from_be_bytes(len) as usize];
-    r.read_exact(&mut h)?;
-    let h: Value = serde_json::from_slice(&h).expect("JSON headers");
-    let mut body = vec![0u8; h["size"].as_u64().unwrap_or(0) as usize];
-    r.read_exact(&mut body)?;
-    Ok((h, body))
+/// One frame: the header as JSON and the body (tests/common's reader).
+fn read_frame(r: &mut dyn Read) -> std::io::Result<(Value, Vec<u8>)> {
+    common::read_frame_from(r)
 }
 
 /// `auth` (with `mac`, or the right one), then a `put` of `put.txt` and an

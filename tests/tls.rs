@@ -23,15 +23,9 @@ fn write_frame(s: &mut impl Write, header: Value, body: &[u8]) {
     s.flush().unwrap();
 }
 
-fn read_frame(s: &mut impl Read) -> std::io::Result<(Value, Vec<u8>)> {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let mut h = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut h)?;
-    let h: Value = serde_json::from_slice(&h).expect("JSON header");
-    let mut body = vec![0u8; h["size"].as_u64().unwrap_or(0) as usize];
-    s.read_exact(&mut body)?;
-    Ok((h, body))
+/// One frame: the header as JSON and the body (tests/common's reader).
+fn read_frame(r: &mut dyn Read) -> std::io::Result<(Value, Vec<u8>)> {
+    common::read_frame_from(r)
 }
 
 fn tcp(addr: SocketAddr) -> TcpStream {
