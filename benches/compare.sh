@@ -43,6 +43,8 @@ REPO=$PWD
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 START=$EPOCHREALTIME
+# shellcheck source=benches/stats.sh
+. benches/stats.sh
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -58,7 +60,6 @@ BYTES=$((MIB << 20))
 UDP_SEEN_MAX=${UDP_SEEN_MAX:-4194304}
 NICE=${NICE:--10}
 if [ "$NICE" != 0 ] && [ "$(id -u)" = 0 ]; then renice -n "$NICE" -p $$ >/dev/null; fi
-log() { printf '[%5.0fs] %s\n' "$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$*" >&2; }
 
 # ---------------------------------------------------------------- packages
 need_commands redis-server:redis-server nc:netcat-openbsd sshd:openssh-server ssh:openssh-client \
@@ -193,14 +194,6 @@ RTPID=$!; pids+=("$RTPID")
 wait_port "$TDPORT" "redis-server (TLS)"
 
 # ---------------------------------------------------------------- measuring
-declare -A vals
-add() { # key value
-  case "$2" in ''|*[!0-9.e+-]*) echo "compare.sh: $1 gave '$2'" >&2; exit 1;; esac
-  vals[$1]="${vals[$1]:-} $2"
-}
-now() { echo "$EPOCHREALTIME"; }
-ev() { awk "BEGIN {printf \"$1\", $2}"; }    # ev FORMAT EXPRESSION
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.4f", b-a}'; }
 sync_file() { sync "$1"; }   # fsync(2) the file: every "to a file" row ends on disk
 # Before each to-disk row, untimed: nothing another row (or another program)
 # left dirty is written back inside this row's fsync, and no removed copy's
@@ -473,15 +466,7 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(since "$START")
 
 # ---------------------------------------------------------------- the report
-stat3() { # key -> "median min max"
-  tr ' ' '\n' <<<"${vals[$1]:-}" | grep -v '^$' | sort -g |
-    awk '{a[NR]=$1} END {if (!NR) {print "nan nan nan"; exit} m = NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; print m, a[1], a[NR]}'
-}
-med() { stat3 "$1" | cut -d' ' -f1; }
 us() { awk -v x="$1" 'BEGIN {if (x >= 10000) printf "%.1f ms", x / 1000; else if (x >= 1000) printf "%.2f ms", x / 1000; else printf "%.0f µs", x}'; }
-grp() { # integer with thousands separators
-  LC_ALL=C printf '%.0f\n' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta'
-}
 
 trow() { # key label : a transfer row (seconds per file)
   local s; read -r m lo hi <<<"$(stat3 "$1")"
@@ -492,22 +477,6 @@ trow() { # key label : a transfer row (seconds per file)
 lrow() { # key label unit-scale unit : a latency row (seconds or µs)
   read -r m lo hi <<<"$(stat3 "$1")"
   echo "| $2 | $(ev '%.1f' "$m * $3") $4 | $(ev '%.1f' "$lo * $3")–$(ev '%.1f' "$hi * $3") $4 |"
-}
-TARGETS=()
-paired() { # NUM-key DEN-key [op goal] -> "lo hi met count" of the per-round ratios
-  paste -d' ' <(tr ' ' '\n' <<<"${vals[$1]}" | grep -v '^$') <(tr ' ' '\n' <<<"${vals[$2]}" | grep -v '^$') |
-    awk -v op="${3:-}" -v g="${4:-0}" '{x = $1 / $2; if (NR == 1 || x < lo) lo = x; if (NR == 1 || x > hi) hi = x
-      if ((op == ">=" && x >= g) || (op == "<=" && x <= g)) m++}
-      END {print lo, hi, m + 0, NR}'
-}
-# A target: its ratio is median(NUM) / median(DEN); the per-round ratios (NUM and
-# DEN of the same round, measured minutes apart at most) show how steady it is.
-target() { # goal-text measured-text NUM-key DEN-key op goal
-  local r ok pr
-  r=$(ev '%.6f' "$(med "$3") / $(med "$4")")
-  ok=$(awk -v r="$r" -v g="$6" -v op="$5" 'BEGIN {print ((op == ">=" && r >= g) || (op == "<=" && r <= g)) ? "**met**" : "missed"}')
-  pr=$(paired "$3" "$4" "$5" "$6" | awk '{printf "%.2f–%.2f× (%d of %d met)", $1, $2, $3, $4}')
-  TARGETS+=("| $1 | $2 | $(ev '%.2f' "$r")× | $pr | $ok |")
 }
 
 ram=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)

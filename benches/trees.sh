@@ -172,10 +172,11 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   # shellcheck source=benches/lib.sh
   . benches/lib.sh
   START=$EPOCHREALTIME
+  # shellcheck source=benches/stats.sh
+  . benches/stats.sh
   QUICK=${QUICK:-0}
   if [ "$QUICK" = 1 ]; then ROUNDS=${ROUNDS:-1}; else ROUNDS=${ROUNDS:-3}; fi
   OUT=${OUT:-target/TREES.md}
-  log() { printf '[%5.0fs] %s\n' "$(awk -v a="$START" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$*" >&2; }
   need_commands sshd:openssh-server ssh:openssh-client scp:openssh-client rsync:rsync ss:iproute2 python3:python3
   install_needed
   log "building ferry (release)"
@@ -183,25 +184,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   BIN=$REPO/target/release
   bench_work trees
   wait_port() { for _ in $(seq 300); do ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done; echo "$ME: nothing on $1" >&2; return 1; }
-  declare -A vals
-  add() { case "$2" in ''|*[!0-9.e+-]*) echo "$ME: $1 gave '$2'" >&2; exit 1;; esac; vals[$1]="${vals[$1]:-} $2"; }
-  now() { echo "$EPOCHREALTIME"; }
-  ev() { awk "BEGIN {printf \"$1\", $2}"; }
-  since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.4f", b-a}'; }
-  stat3() { tr ' ' '\n' <<<"${vals[$1]:-}" | grep -v '^$' | sort -g |
-    awk '{a[NR]=$1} END {if (!NR) {print "nan nan nan"; exit} m = NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; print m, a[1], a[NR]}'; }
-  med() { stat3 "$1" | cut -d' ' -f1; }
-  grp() { LC_ALL=C printf '%.0f\n' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/' -e 'ta'; }
-  TARGETS=()
-  target() { # goal-text measured-text NUM-key DEN-key op goal (as compare.sh's)
-    local r ok pr
-    r=$(ev '%.6f' "$(med "$3") / $(med "$4")")
-    ok=$(awk -v r="$r" -v g="$6" -v op="$5" 'BEGIN {print ((op == ">=" && r >= g) || (op == "<=" && r <= g)) ? "**met**" : "missed"}')
-    pr=$(paste -d' ' <(tr ' ' '\n' <<<"${vals[$3]}" | grep -v '^$') <(tr ' ' '\n' <<<"${vals[$4]}" | grep -v '^$') |
-      awk -v g="$6" '{x = $1 / $2; if (NR == 1 || x < lo) lo = x; if (NR == 1 || x > hi) hi = x; if (x >= g) m++}
-        END {printf "%.2f–%.2f× (%d of %d met)", lo, hi, m + 0, NR}')
-    TARGETS+=("| $1 | $2 | $(ev '%.2f' "$r")× | $pr | $ok |")
-  }
   mkdir -p "$work/root" "$work/ssh"
   "$BIN/ferry" keygen -q --id bench "$work/keys"
   export FERRY_KEYS=$work/keys

@@ -7,7 +7,7 @@
 mod common;
 
 use common::pty::{open_pty, Pty};
-use common::{Daemon, WAIT};
+use common::{strip_ansi, Daemon, WAIT};
 use std::fs::File;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -106,25 +106,4 @@ fn the_progress_bar_fits_a_narrow_terminal_and_ends_with_time_and_rate() {
     let last = plain.split(['\r', '\n']).map(str::trim_end).rfind(|p| !p.is_empty()).unwrap_or("");
     assert!(last.starts_with("out.bin: 3.00 MiB in ") && last.ends_with("/s, blake3)"), "{last:?}");
     assert!(!last.contains("ETA"), "the last line gives the elapsed time, not an ETA: {last:?}");
-}
-
-/// `s` without terminal escape sequences (CSI ... letter).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
 }

@@ -678,22 +678,7 @@ fn ferry_on_a_narrow_tty(d: &Daemon, cwd: &Path, cols: u16, args: &[&str]) -> (V
     });
     let status = wait_child(&mut child, "ferry did not finish");
     let raw = text(&reader.join().unwrap());
-    let mut plain = String::new();
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                while let Some(x) = chars.next() {
-                    if x.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        plain.push(c);
-    }
+    let plain = strip_ansi(&raw);
     (plain.split(['\r', '\n']).map(str::to_string).filter(|l| !l.is_empty()).collect(), status.code())
 }
 

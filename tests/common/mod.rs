@@ -838,3 +838,24 @@ pub fn old_server(listener: std::net::TcpListener, key: Key, file: Vec<u8>, stat
         seen
     })
 }
+
+/// `s` without terminal escape sequences (CSI ... letter).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
