@@ -140,6 +140,8 @@ pub struct TlsClient {
     rx_want: usize,
     /// The socket said end of file.
     eof: bool,
+    /// The last socket read filled less than its room: the socket was empty.
+    short: bool,
     /// Identities `new` left to derive (see `derive_identities`).
     keys: Option<Arc<ClientKeys>>,
 }
@@ -212,7 +214,7 @@ impl TlsClient {
     /// peer); `key_id` only names the key in failure messages.
     pub fn with_name(config: Arc<ClientConfig>, name: ServerName<'static>, key_id: &str) -> TlsClient {
         let conn = ClientConnection::new(config, name).expect("a TLS 1.3 client config connects");
-        TlsClient { conn, key_id: key_id.to_string(), greeting: Greeting::Maybe, rx: Vec::new(), rx_pos: 0, rx_end: 0, rx_want: RX_FIRST, eof: false, keys: None }
+        TlsClient { conn, key_id: key_id.to_string(), greeting: Greeting::Maybe, rx: Vec::new(), rx_pos: 0, rx_end: 0, rx_want: RX_FIRST, eof: false, short: false, keys: None }
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -232,6 +234,7 @@ impl TlsClient {
         let room = self.rx.len() - self.rx_end;
         let n = sock.read(&mut self.rx[self.rx_end..])?;
         self.rx_end += n;
+        self.short = n < room;
         if n == room && self.rx_want < RX_CHUNK {
             self.rx_want = (self.rx_want * 2).min(RX_CHUNK);
         }
@@ -240,6 +243,14 @@ impl TlsClient {
         }
         self.feed()?;
         Ok(n)
+    }
+
+    /// The last `read_from` took fewer bytes than it had room for, so it
+    /// emptied the socket: under edge-triggered polling, bytes that come
+    /// later raise a new readable event, and a caller that has taken the
+    /// plaintext can wait for it rather than read again to hear `WouldBlock`.
+    pub fn socket_drained(&self) -> bool {
+        self.short
     }
 
     /// `read_from`, and on a failed handshake the alert rustls queued

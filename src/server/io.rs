@@ -27,6 +27,17 @@ pub trait Socket: Read + Write {
         false
     }
 
+    /// Asked right after a `read` that returned bytes: true when that read
+    /// also drained the socket (the transport's read of it was short) and
+    /// the transport holds no plaintext back. The reactor polls
+    /// edge-triggered, and bytes that arrive later raise a new readable
+    /// event, so the connection can wait for that event instead of reading
+    /// once more to be told `WouldBlock` (tokio's reading of a short read,
+    /// too). The default, false, keeps reading until `WouldBlock`.
+    fn read_drained(&self) -> bool {
+        false
+    }
+
     /// Writes up to `len` bytes of `file` from `*offset`, advancing it. The
     /// default reads and writes (for in-memory test sockets, whose writes are
     /// all or nothing, and for transports that must see the bytes, like TLS);

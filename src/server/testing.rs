@@ -18,12 +18,14 @@ use std::time::Instant;
 /// An in-memory socket: `input` is what the peer sent (read from `pos`),
 /// `output` what the connection wrote. Reads past the input would block, or
 /// are EOF once `eof` is set; writes are all or nothing, or would block while
-/// `write_blocked`.
+/// `write_blocked`. `reads` counts the read calls (the syscalls a real socket
+/// would make), those that would block included.
 #[derive(Default)]
 pub struct Duplex {
     pub input: Vec<u8>,
     pub pos: usize,
     pub eof: bool,
+    pub reads: usize,
     pub output: Vec<u8>,
     pub write_blocked: bool,
     pub shut: bool,
@@ -31,6 +33,7 @@ pub struct Duplex {
 
 impl Read for Duplex {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
         if self.pos == self.input.len() {
             return if self.eof { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
         }

@@ -227,3 +227,21 @@ fn the_receive_buffer_is_reused_not_cleared_and_keeps_unread_bytes_in_order() {
     rx_room(&mut rx, &mut pos, &mut end, 8);
     assert_eq!((pos, end, rx.len()), (1, 2, 11));
 }
+
+/// `socket_drained` says whether the last read took less than its room:
+/// a read that fills its room (a socket with more behind) is not drained,
+/// a short one is.
+#[test]
+fn socket_drained_follows_the_last_reads_room() {
+    let k = key("alice", "correct horse battery staple");
+    let mut c = TlsClient::new(&k);
+    assert!(!c.socket_drained(), "nothing read yet");
+    // A record header announcing more than the first read's room.
+    let mut wire = vec![0x16, 0x03, 0x03, 0x40, 0x00];
+    wire.resize(5 + 0x4000, 0);
+    assert_eq!(c.read_from(&mut &wire[..]).unwrap(), RX_FIRST);
+    assert!(!c.socket_drained(), "the read filled its room: more may wait");
+    let mut c = TlsClient::new(&k);
+    assert_eq!(c.read_from(&mut &wire[..100]).unwrap(), 100);
+    assert!(c.socket_drained(), "a short read emptied the socket");
+}

@@ -83,6 +83,9 @@ impl<S: Socket> Conn<S> {
                         *prompt = false;
                     }
                     self.last_active = self.now;
+                    if self.sock.read_drained() {
+                        self.sock_read = false;
+                    }
                     return n;
                 }
                 Err(e) if would_block(&e) => {
@@ -114,7 +117,12 @@ impl<S: Socket> Conn<S> {
                     self.peer_eof = true;
                     return Some(1);
                 }
-                Ok(n) => break n,
+                Ok(n) => {
+                    if self.sock.read_drained() {
+                        self.sock_read = false;
+                    }
+                    break n;
+                }
                 Err(e) if would_block(&e) => {
                     self.sock_read = false;
                     return Some(0);

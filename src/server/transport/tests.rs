@@ -246,3 +246,82 @@ fn a_tls_session_adds_little_to_rustls_connection() {
     let sock = std::mem::size_of::<mio::net::TcpStream>();
     assert!(t <= sock.max(8) + 8, "the transport is {t} bytes, the socket {sock}: TLS stays boxed");
 }
+
+/// A record the socket hands over whole (a short read: the socket is then
+/// empty) is served with one read of it: the connection waits for the next
+/// readable event instead of reading again to hear WouldBlock. Bytes that
+/// come later, with their event, are read and served.
+#[test]
+fn a_request_read_whole_costs_one_socket_read_and_the_next_event_is_served() {
+    let mut h = Harness::new();
+    let mut c = conn(&mut h, false);
+    let mut client = crate::tls::connect(&key()).unwrap();
+    let plain = shuttle(&mut h, &mut c, &mut client);
+    let hello = &frames(&plain)[0];
+    let mac = client_mac(SECRET.as_bytes(), hello["nonce"].as_str().unwrap(), CLIENT_NONCE);
+    std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"auth","key_id":KEY_ID,"nonce":CLIENT_NONCE,"mac":mac}), b"")).unwrap();
+    shuttle(&mut h, &mut c, &mut client);
+    assert!(matches!(c.phase(), Phase::Ready));
+
+    for id in 1..=3 {
+        std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"ping","id":id}), b"")).unwrap();
+        let mut records = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut records).unwrap();
+        }
+        let before = duplex(&mut c).reads;
+        assert_eq!(send(&mut h, &mut c, &records), Step::Idle);
+        assert_eq!(duplex(&mut c).reads - before, 1, "ping {id}: one socket read, none that would block");
+        let out = std::mem::take(&mut duplex(&mut c).output);
+        let mut rd = &out[..];
+        while !rd.is_empty() {
+            client.read_tls(&mut rd).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        let mut got = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut client.reader(), &mut got);
+        assert_eq!(frames(&got), vec![json!({"type":"pong","id":id})]);
+    }
+}
+
+/// `read_drained` is true only right after a read that emptied the socket
+/// with nothing held back: plaintext the reader had no room for keeps the
+/// connection reading, and so does the read that hands the held rest over
+/// (bytes may have come since the socket was read, their event spent).
+#[test]
+fn read_drained_only_when_the_socket_was_emptied_and_nothing_is_held() {
+    let mut h = Harness::new();
+    let mut c = conn(&mut h, false);
+    let mut client = crate::tls::connect(&key()).unwrap();
+    shuttle(&mut h, &mut c, &mut client);
+    assert!(!client.is_handshaking());
+    let ping = frame(json!({"type":"ping","id":9}), b"");
+    std::io::Write::write_all(&mut client.writer(), &ping).unwrap();
+    let mut records = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut records).unwrap();
+    }
+    duplex(&mut c).input.extend_from_slice(&records);
+    let t = c.socket_mut();
+    let mut small = [0u8; 5];
+    assert_eq!(t.read(&mut small).unwrap(), 5);
+    assert!(!t.read_drained(), "plaintext is held back: read on");
+    let mut rest = vec![0u8; 1024];
+    let n = t.read(&mut rest).unwrap();
+    assert_eq!([&small[..], &rest[..n]].concat(), ping);
+    assert!(!t.read_drained(), "the held rest was handed over: the socket may have more");
+    let reads = t.stream_mut().unwrap().reads;
+    assert_eq!(t.read(&mut rest).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(t.stream_mut().unwrap().reads, reads + 1, "that read asked the socket");
+
+    std::io::Write::write_all(&mut client.writer(), &ping).unwrap();
+    let mut records = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut records).unwrap();
+    }
+    let t = c.socket_mut();
+    t.stream_mut().unwrap().input.extend_from_slice(&records);
+    assert_eq!(t.read(&mut rest).unwrap(), ping.len());
+    assert!(t.read_drained(), "a short socket read, all plaintext taken");
+    assert!(!Transport::Plain(Duplex::default()).read_drained(), "in clear, the connection reads until WouldBlock");
+}
