@@ -17,9 +17,10 @@
 //! end; handshake flights go out as soon as they are made. A socket read
 //! that came back short emptied the socket: the connection is told so
 //! (`read_drained`) and waits for the next readable event rather than read
-//! again only to hear `WouldBlock` (one syscall less per request). A write first
-//! pushes what waits (the clear greeting, then records: `WouldBlock` while
-//! some remain, so no more plaintext is taken), then encrypts and writes.
+//! again only to hear `WouldBlock` (one syscall less per request). A write
+//! first pushes what waits (the clear greeting, then records: `WouldBlock`
+//! while some remain, so no more plaintext is taken), then encrypts and
+//! writes.
 //! A get reads and encrypts its file in `TLS_CHUNK` pieces (no sendfile: the
 //! kernel here has no TLS ULP). A close queues close_notify; the TCP write
 //! side is shut once every record is out.
