@@ -65,6 +65,20 @@ fn a_command_reading_and_writing_a_lot_at_once_does_not_deadlock() {
     assert!(out.stdout == data, "got {} bytes back", out.stdout.len());
 }
 
+/// Our stdin on /dev/null is taken as -n: the command gets the server's
+/// /dev/null; any other stdin (here a pipe we close at once) is forwarded.
+#[test]
+fn run_with_stdin_on_dev_null_gives_the_command_dev_null() {
+    let d = Daemon::start();
+    let probe = ["run", &d.target(), "--", "readlink /proc/self/fd/0; cat"];
+    let o = d.ferry().args(probe).stdin(Stdio::null()).output().unwrap();
+    assert_eq!((o.status.code(), text(&o.stdout)), (Some(0), "/dev/null\n".to_string()), "{}", text(&o.stderr));
+    let o = run_with_input({ let mut c = d.ferry(); c.args(probe); c }, b"piped\n");
+    let out = text(&o.stdout);
+    assert!(out.starts_with("pipe:[") && out.ends_with("]\npiped\n"), "{out:?}");
+    assert_eq!(o.status.code(), Some(0));
+}
+
 #[test]
 fn run_forwards_sigint_to_the_remote_command() {
     let d = Daemon::start();

@@ -85,6 +85,15 @@ fn forward_stdin(writer: Writer) {
     });
 }
 
+/// Whether our stdin is /dev/null (character device 1:3 on Linux), as under
+/// cron, systemd and `< /dev/null`.
+fn stdin_is_null() -> bool {
+    rustix::fs::fstat(io::stdin()).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice
+            && (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)) == (1, 3)
+    })
+}
+
 /// Ends both output streams (the decoders' last characters) after a command.
 fn finish_outputs(out: &mut Output<impl Write>, err: &mut Output<impl Write>) -> Result<(), Error> {
     let r = out.finish();
@@ -107,6 +116,9 @@ pub fn run(
     let command = if command.is_empty() { Command::Login } else { command_of(&command, argv) };
     let shell = matches!(command, Command::Shell(_));
     let login = command == Command::Login;
+    // Our stdin on /dev/null is `-n`: the command gets its own /dev/null, and
+    // no thread, frame or pipe carries an empty stream.
+    let with_stdin = with_stdin && !stdin_is_null();
     let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None, pty: None };
     // Over TLS the exec goes with `auth`, and the signal thread starts
     // while the server answers (see `Session::connect_then`).

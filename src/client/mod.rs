@@ -225,6 +225,8 @@ pub struct Session {
     trace: bool,
     /// -w bounds only the wait for a command's first reply (see `timed_until_start`).
     timed_until_start: bool,
+    /// The request under way is the session's last (see `last_request`).
+    last: bool,
 }
 
 impl Session {
@@ -287,6 +289,7 @@ impl Session {
             peer,
             trace: opts.trace,
             timed_until_start: false,
+            last: false,
         };
         s.handshake(key, first).map_err(|e| match e {
             Error::Io(io) if is_timeout(&io) => {
@@ -490,6 +493,14 @@ impl Session {
     /// time at the prompt, as ssh's ConnectTimeout does.
     pub fn timed_until_start(&mut self) {
         self.timed_until_start = true;
+    }
+
+    /// The next request is this session's last: a sized put the server
+    /// refuses while the body is on its way (a full disk, a quota) stops
+    /// sending then and cuts the connection, instead of sending the rest for
+    /// the server to drop so that the connection can go on.
+    pub fn last_request(&mut self) {
+        self.last = true;
     }
 
     /// The socket's descriptor, to poll(2) it between requests.

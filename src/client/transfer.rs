@@ -396,7 +396,10 @@ pub fn put(target: &Target, key: &Key, opts: &Options, ui: Ui, local: &str, remo
     if local == "-" && remote.is_none() {
         return Failure::Usage("put from stdin (-) needs REMOTE".into()).report();
     }
-    with_session(target, key, opts, |s| run_put(s, &ui, local, remote))
+    with_session(target, key, opts, |s| {
+        s.last_request();
+        run_put(s, &ui, local, remote)
+    })
 }
 
 /// A tree's outcome: status 1 when any entry failed (each said already).
@@ -434,7 +437,14 @@ pub fn get_tree(target: &Target, key: &Key, opts: &Options, ui: Ui, remote: &str
 
 /// `ferry put -r [-c] HOST LOCAL [REMOTE]`.
 pub fn put_tree(target: &Target, key: &Key, opts: &Options, ui: Ui, local: &str, remote: Option<&str>, resume: bool) -> i32 {
-    with_session(target, key, opts, |s| run_put_tree(s, &ui, local, remote, resume))
+    // A tree's puts share the connection: only a single file's may cut it.
+    let single = std::fs::metadata(local).is_ok_and(|m| !m.is_dir());
+    with_session(target, key, opts, |s| {
+        if single {
+            s.last_request();
+        }
+        run_put_tree(s, &ui, local, remote, resume)
+    })
 }
 
 /// A session's `get -r`, `put -r` (with `-c`) or `ls -R` line; None for any other.
