@@ -240,6 +240,15 @@ tls_get_file() { local t; t=$(now); "$BIN/ferry" --tls -q get "$FADDR" big "$1";
 tls_get_null() { local t; t=$(now); "$BIN/ferry" --tls -q get "$FADDR" big - > /dev/null; since "$t"; }
 tls_put() { local t; t=$(now); "$BIN/ferry" --tls -q put "$FADDR" "$work/root/big" "$(basename "$1")"; since "$t"; }
 same() { cmp -s "$1" "$work/root/big" || { echo "compare.sh: $2: the copy differs" >&2; exit 1; }; rm -f "$1"; }
+# nc and ferry to /dev/null take a fifth of a second each, so one run of each
+# a round, rows apart, left their ratio to chance (0.84–1.71 within one run):
+# three of each in turn (A B A B A B), the middle one of each kept.
+nc_and_ferry_null() {
+  local a=() b=() i
+  for i in 1 2 3; do a+=("$(nc_copy /dev/null)"); b+=("$(ferry_get_null)"); done
+  add get_nc "$(printf '%s\n' "${a[@]}" | sort -g | sed -n 2p)"
+  add get_cli_null "$(printf '%s\n' "${b[@]}" | sort -g | sed -n 2p)"
+}
 
 # ferry-bench: JSON out, one object.
 fbj() {
@@ -259,10 +268,9 @@ transfers() {
   local o=$work/out
   fbx get_fb_none get --path big --digest none
   add get_c "$(c_copy -)"
-  add get_nc "$(nc_copy /dev/null)"
+  nc_and_ferry_null
   fbx get_fb_sha get --path big --digest sha256
   fbx get_fb_b3 get --path big --digest blake3
-  add get_cli_null "$(ferry_get_null)"
   settle
   add get_cli "$(ferry_get_file "$o/ferry.bin")"; same "$o/ferry.bin" "ferry get"
   fbx get_fbt_sha get --tls --path big --digest sha256
@@ -595,7 +603,9 @@ MB/s = 10^6 bytes/s. "To disk" rows end when the copy is on disk: ferry fsyncs
 its \`.part\` or temp file itself; for nc, scp and rsync the script runs
 \`sync FILE\` (fsync) after the copy, inside the timed span; the C receiver
 fsyncs. Every copy is compared with the original (outside the timed span) and
-removed, so each round really copies. The CPU column is ferry-bench's own
+removed, so each round really copies. \`nc\` and \`ferry get\` to /dev/null
+run three times each in turn every round, and the middle time of each counts.
+The CPU column is ferry-bench's own
 account: CPU seconds per GiB in the client + in the server.
 
 | transfer | MB/s | seconds (median) | seconds (min–max) | CPU s/GiB client + server |
