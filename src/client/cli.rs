@@ -73,11 +73,17 @@ fn forward_stdin(writer: Writer) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
                 Ok(n) => {
                     if writer.stdin(&buf[..n]).is_err() {
                         return;
                     }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // (`< /tmp`): said, as `cat` would; the command gets EOF.
+                Err(e) => {
+                    exit::say(format_args!("reading stdin: {}; the command's stdin ends there", super::io_text(&e)));
+                    break;
                 }
             }
         }

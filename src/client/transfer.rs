@@ -148,7 +148,9 @@ fn get_dest(remote: &str, local: Option<&str>) -> Result<Dest, Failure> {
 
 /// Compares our digest of the whole file with the server's (nothing to
 /// compare with `none`).
-fn check_digest(remote: &str, digest: Digest, ours: Option<String>, theirs: Option<String>) -> Result<(), Failure> {
+/// `resumed`: the digest covers a kept `.part` too, which may be the one
+/// that differs.
+fn check_digest(remote: &str, digest: Digest, ours: Option<String>, theirs: Option<String>, resumed: bool) -> Result<(), Failure> {
     let Some(ours) = ours else { return Ok(()) };
     let d = digest.as_str();
     let Some(theirs) = theirs else {
@@ -157,9 +159,12 @@ fn check_digest(remote: &str, digest: Digest, ours: Option<String>, theirs: Opti
     if ours.eq_ignore_ascii_case(&theirs) {
         return Ok(());
     }
-    Err(Failure::Failed(format!(
-        "{remote}: digest mismatch: the received file has {d} {ours}, the server's {theirs} (the file may have changed on the server while it was sent)"
-    )))
+    let why = if resumed {
+        "the kept .part may not have been the start of this file, or the file changed on the server"
+    } else {
+        "the file may have changed on the server while it was sent"
+    };
+    Err(Failure::Failed(format!("{remote}: digest mismatch: the received file has {d} {ours}, the server's {theirs} ({why})")))
 }
 
 /// A local file error of a get: `finish`'s own refusals name their path.
@@ -231,7 +236,7 @@ fn get_file(
             return Err(Failure::from_error(e, &part.path.display()));
         }
     };
-    if let Err(f) = check_digest(remote, digest, part.out.hex(), theirs) {
+    if let Err(f) = check_digest(remote, digest, part.out.hex(), theirs, resumed_from > 0) {
         bar.abandon();
         let name = part.path.display().to_string();
         part.discard();
@@ -262,7 +267,7 @@ fn get_stream(
     let mut out = Hashing::new(bar.wrap_write(out), digest);
     let theirs = s.get_body(&info, &mut out, on_local).map_err(|e| Failure::from_error(e, &name));
     let flushed = out.flush().map_err(|e| Failure::local(&name, &e));
-    let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, digest, out.hex(), t)));
+    let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, digest, out.hex(), t, false)));
     if r.is_ok() {
         finish_bar(&bar, 0, digest)
     } else {
