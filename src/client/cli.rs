@@ -478,6 +478,18 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
         idle_since = Instant::now();
         match r {
             transfer::Line::NotMine => {}
+            // A refused put cut the connection short (its error is said): a new one.
+            transfer::Line::Status(status) if session.cut() => {
+                session = match Session::connect(target, key, opts) {
+                    Ok(s) => s,
+                    Err(e) => return fail(format_args!("connecting again after the refused put: {e}")),
+                };
+                if let Some(sig) = &signals {
+                    sig.reconnected(&session);
+                }
+                last = status;
+                continue;
+            }
             transfer::Line::Status(status) => {
                 last = status;
                 continue;

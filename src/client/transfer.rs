@@ -630,7 +630,11 @@ pub fn session_line(s: &mut Session, ui: &Ui, line: &str, cancelled: &std::sync:
         ["put", "-", ..] if words.len() <= 3 => {
             Err(Failure::Usage("put -: stdin carries the session's commands; use `ferry put HOST - REMOTE`".into()))
         }
-        ["put", local, rest @ ..] if rest.len() <= 1 => run_put(s, ui, local, rest.first().copied()),
+        // A refused put may cut the connection (the loop connects again).
+        ["put", local, rest @ ..] if rest.len() <= 1 => {
+            s.last_request();
+            run_put(s, ui, local, rest.first().copied())
+        }
         ["put", ..] => Err(Failure::Usage(PUT_USAGE.into())),
         ["ls"] => run_ls(s, ".", false),
         ["ls", path] if !path.starts_with('-') => run_ls(s, path, false),
