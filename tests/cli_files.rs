@@ -527,23 +527,13 @@ fn ls_shows_a_name_that_is_not_utf8_exactly() {
 /// by SIGXFSZ (status 153).
 #[test]
 fn a_get_past_the_file_size_limit_says_so_and_keeps_the_part() {
-    use std::os::unix::process::CommandExt;
     let d = Daemon::start();
     fs::write(d.path("big"), random(3 << 20)).unwrap();
     let here = tempfile::tempdir().unwrap();
     let mut cmd = d.ferry();
     cmd.current_dir(here.path()).args(["-q", "get", &d.target(), "big", "copy"]);
-    // SAFETY: signal and setrlimit in the child before exec touch nothing shared.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
-            let lim = libc::rlimit { rlim_cur: 1 << 20, rlim_max: 1 << 20 };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // (SIGXFSZ keeps this test's disposition, the default.)
+    limit(&mut cmd, libc::RLIMIT_FSIZE, 1 << 20);
     let out = run_with_input(cmd, b"");
     assert_status(&out, 1);
     let err = text(&out.stderr);
