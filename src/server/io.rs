@@ -33,7 +33,9 @@ pub trait Socket: Read + Write {
     /// edge-triggered, and bytes that arrive later raise a new readable
     /// event, so the connection can wait for that event instead of reading
     /// once more to be told `WouldBlock` (tokio's reading of a short read,
-    /// too). The default, false, keeps reading until `WouldBlock`.
+    /// too). Not once the poll has reported the peer's close: that EOF was
+    /// signalled with the bytes before it, and the connection reads on to
+    /// it. The default, false, keeps reading until `WouldBlock`.
     fn read_drained(&self) -> bool {
         false
     }

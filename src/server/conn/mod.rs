@@ -148,6 +148,10 @@ pub struct Conn<S> {
     sock_write: bool,
     /// The peer shut down its write side: no more requests will come.
     peer_eof: bool,
+    /// The poll said the peer closed (or the socket failed): its EOF was
+    /// signalled once, with the bytes before it, and no new event will come
+    /// for it, so a short read no longer means "wait for the next event".
+    read_to_end: bool,
     /// The server is shutting down: finish the request in flight, then close.
     draining: bool,
     /// Last time bytes moved on the socket or a request finished.
@@ -183,6 +187,7 @@ impl<S: Socket> Conn<S> {
             sock_read: true,
             sock_write: true,
             peer_eof: false,
+            read_to_end: false,
             draining: false,
             last_active: ctx.now,
             now: ctx.now,
@@ -287,6 +292,12 @@ impl<S: Socket> Conn<S> {
     pub fn on_socket_event(&mut self, readable: bool, writable: bool) {
         self.sock_read |= readable;
         self.sock_write |= writable;
+    }
+
+    /// The poll reported the peer's close (or an error): read until
+    /// `WouldBlock` or EOF from now on (see `Socket::read_drained`).
+    pub fn on_read_closed(&mut self) {
+        self.read_to_end = true;
     }
 
     pub fn on_pipe_event(&mut self, role: Role) {

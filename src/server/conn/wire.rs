@@ -83,7 +83,7 @@ impl<S: Socket> Conn<S> {
                         *prompt = false;
                     }
                     self.last_active = self.now;
-                    if self.sock.read_drained() {
+                    if self.sock.read_drained() && !self.read_to_end {
                         self.sock_read = false;
                     }
                     return n;
@@ -118,7 +118,7 @@ impl<S: Socket> Conn<S> {
                     return Some(1);
                 }
                 Ok(n) => {
-                    if self.sock.read_drained() {
+                    if self.sock.read_drained() && !self.read_to_end {
                         self.sock_read = false;
                     }
                     break n;

@@ -325,3 +325,42 @@ fn read_drained_only_when_the_socket_was_emptied_and_nothing_is_held() {
     assert!(t.read_drained(), "a short socket read, all plaintext taken");
     assert!(!Transport::Plain(Duplex::default()).read_drained(), "in clear, the connection reads until WouldBlock");
 }
+
+/// The last request and the peer's close reported by one event: the close
+/// raises no event of its own later, so the connection reads on past the
+/// short read to the EOF and ends, rather than wait for an edge that never
+/// comes (a put refused over TLS left its connection open that way).
+#[test]
+fn a_close_reported_with_the_last_request_is_read_to_the_end() {
+    let mut h = Harness::new();
+    let mut c = conn(&mut h, false);
+    let mut client = crate::tls::connect(&key()).unwrap();
+    let plain = shuttle(&mut h, &mut c, &mut client);
+    let hello = &frames(&plain)[0];
+    let mac = client_mac(SECRET.as_bytes(), hello["nonce"].as_str().unwrap(), CLIENT_NONCE);
+    std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"auth","key_id":KEY_ID,"nonce":CLIENT_NONCE,"mac":mac}), b"")).unwrap();
+    shuttle(&mut h, &mut c, &mut client);
+    assert!(matches!(c.phase(), Phase::Ready));
+
+    std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"ping","id":4}), b"")).unwrap();
+    let mut records = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut records).unwrap();
+    }
+    let d = duplex(&mut c);
+    d.input.extend_from_slice(&records);
+    d.eof = true;
+    c.on_socket_event(true, true);
+    c.on_read_closed();
+    let step = c.pump(&mut h.ctx());
+    assert!(step == Step::Close || matches!(c.phase(), Phase::Closing { .. } | Phase::Closed), "{step:?}: the EOF was read");
+    let out = std::mem::take(&mut duplex(&mut c).output);
+    let mut rd = &out[..];
+    while !rd.is_empty() {
+        client.read_tls(&mut rd).unwrap();
+        let _ = client.process_new_packets();
+    }
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut client.reader(), &mut got);
+    assert_eq!(frames(&got)[0], json!({"type":"pong","id":4}), "the request before the close is answered");
+}
