@@ -48,6 +48,21 @@ pub trait Socket: Read + Write {
         false
     }
 
+    /// True when a read that returns fewer bytes than asked for has emptied
+    /// the kernel's receive queue, so the stored readiness may be cleared
+    /// without the read that would only return `EAGAIN`. So for a plain TCP
+    /// socket: epoll(7) (Q9) says so for stream sockets in edge-triggered
+    /// mode, since bytes that arrive after the read (or while it runs: they
+    /// wait in the socket's backlog and are queued when it is released) wake
+    /// the poll again. An end of stream queued behind the bytes is not such
+    /// an arrival: the connection trusts a short read only until an event
+    /// says the peer's side is closed (`Conn::on_socket_hup`). Not so for a
+    /// transport that holds bytes of its own (TLS plaintext) nor for the
+    /// in-memory test streams, which raise no events.
+    fn short_read_drains(&self) -> bool {
+        false
+    }
+
     /// Switches to TLS after the sniff: `first` are the client's bytes read
     /// so far (the start of its ClientHello), `clear` output queued in clear
     /// that must go out before the first record.
@@ -82,6 +97,10 @@ impl Socket for mio::net::TcpStream {
     }
 
     fn sends_files(&self) -> bool {
+        true
+    }
+
+    fn short_read_drains(&self) -> bool {
         true
     }
 }

@@ -258,10 +258,15 @@ impl Server {
                             Role::Child => {
                                 c.reap(&mut ctx!(self, now));
                             }
-                            Role::Socket => c.on_socket_event(
-                                ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                                ev.is_writable() || ev.is_write_closed() || ev.is_error(),
-                            ),
+                            Role::Socket => {
+                                if ev.is_read_closed() || ev.is_error() {
+                                    c.on_socket_hup();
+                                }
+                                c.on_socket_event(
+                                    ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                                    ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                                )
+                            }
                             pipe => c.on_pipe_event(pipe),
                         }
                         self.pump(key, now);

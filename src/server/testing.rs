@@ -18,7 +18,8 @@ use std::time::Instant;
 /// An in-memory socket: `input` is what the peer sent (read from `pos`),
 /// `output` what the connection wrote. Reads past the input would block, or
 /// are EOF once `eof` is set; writes are all or nothing, or would block while
-/// `write_blocked`.
+/// `write_blocked`. `reads` counts the calls to `read`; `short_read_drains`
+/// makes it claim what a plain TCP socket claims (`Socket::short_read_drains`).
 #[derive(Default)]
 pub struct Duplex {
     pub input: Vec<u8>,
@@ -27,10 +28,13 @@ pub struct Duplex {
     pub output: Vec<u8>,
     pub write_blocked: bool,
     pub shut: bool,
+    pub reads: usize,
+    pub short_read_drains: bool,
 }
 
 impl Read for Duplex {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reads += 1;
         if self.pos == self.input.len() {
             return if self.eof { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
         }
@@ -58,6 +62,10 @@ impl Socket for Duplex {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shut = true;
         Ok(())
+    }
+
+    fn short_read_drains(&self) -> bool {
+        self.short_read_drains
     }
 }
 

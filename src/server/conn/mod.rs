@@ -148,6 +148,9 @@ pub struct Conn<S> {
     sock_write: bool,
     /// The peer shut down its write side: no more requests will come.
     peer_eof: bool,
+    /// An event said the peer's side is closed (or in error): read until
+    /// 0 or `WouldBlock`, never trusting a short read (see `Socket::short_read_drains`).
+    peer_hup: bool,
     /// The server is shutting down: finish the request in flight, then close.
     draining: bool,
     /// Last time bytes moved on the socket or a request finished.
@@ -183,6 +186,7 @@ impl<S: Socket> Conn<S> {
             sock_read: true,
             sock_write: true,
             peer_eof: false,
+            peer_hup: false,
             draining: false,
             last_active: ctx.now,
             now: ctx.now,
@@ -287,6 +291,12 @@ impl<S: Socket> Conn<S> {
     pub fn on_socket_event(&mut self, readable: bool, writable: bool) {
         self.sock_read |= readable;
         self.sock_write |= writable;
+    }
+
+    /// The event also said the peer's side is closed or in error: an end of
+    /// stream may wait behind bytes, which no later event would announce.
+    pub fn on_socket_hup(&mut self) {
+        self.peer_hup = true;
     }
 
     pub fn on_pipe_event(&mut self, role: Role) {

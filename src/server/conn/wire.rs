@@ -56,6 +56,15 @@ impl<S: Socket> Conn<S> {
         total
     }
 
+    /// After a read of `n` bytes of the `want` asked for: a short read of a
+    /// socket that says so has emptied its queue, and the read that would
+    /// only return `WouldBlock` is skipped (see `Socket::short_read_drains`).
+    fn drained(&mut self, n: usize, want: usize) {
+        if n < want && !self.peer_hup && self.sock.short_read_drains() {
+            self.sock_read = false;
+        }
+    }
+
     /// Reads the socket into the input buffer (or, when closing, discards).
     pub(super) fn fill(&mut self, scratch: &mut [u8]) -> usize {
         if !self.sock_read || self.peer_eof || self.is_closed() {
@@ -83,6 +92,7 @@ impl<S: Socket> Conn<S> {
                         *prompt = false;
                     }
                     self.last_active = self.now;
+                    self.drained(n, room);
                     return n;
                 }
                 Err(e) if would_block(&e) => {
@@ -108,6 +118,7 @@ impl<S: Socket> Conn<S> {
         }
         let (Sink::Op { ends_op }, Phase::Running(op)) = (self.sink, &mut self.phase) else { return None };
         let room = op.body_room(remaining)?;
+        let want = room.len();
         let n = loop {
             match self.sock.read(room) {
                 Ok(0) => {
@@ -127,6 +138,9 @@ impl<S: Socket> Conn<S> {
             }
         };
         self.last_active = self.now;
+        if n < want && !self.peer_hup && self.sock.short_read_drains() {
+            self.sock_read = false;
+        }
         let last = self.decoder.take_body(n as u64);
         if let Some(a) = &mut self.access {
             a.bytes_in += n as u64;

@@ -121,6 +121,10 @@ impl<T: Socket> Socket for Transport<T> {
         matches!(self, Transport::Plain(s) if s.sends_files())
     }
 
+    fn short_read_drains(&self) -> bool {
+        matches!(self, Transport::Plain(s) if s.short_read_drains())
+    }
+
     fn send_file(&mut self, file: &File, offset: &mut u64, len: usize) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.send_file(file, offset, len),
