@@ -65,21 +65,62 @@ fn a_command_reading_and_writing_a_lot_at_once_does_not_deadlock() {
     assert!(out.stdout == data, "got {} bytes back", out.stdout.len());
 }
 
+/// Our stdin on /dev/null is taken as -n: the command gets the server's
+/// /dev/null; any other stdin (here a pipe we close at once) is forwarded.
+#[test]
+fn run_with_stdin_on_dev_null_gives_the_command_dev_null() {
+    let d = Daemon::start();
+    let probe = ["run", &d.target(), "--", "readlink /proc/self/fd/0; cat"];
+    let o = d.ferry().args(probe).stdin(Stdio::null()).output().unwrap();
+    assert_eq!((o.status.code(), text(&o.stdout)), (Some(0), "/dev/null\n".to_string()), "{}", text(&o.stderr));
+    let o = run_with_input({ let mut c = d.ferry(); c.args(probe); c }, b"piped\n");
+    let out = text(&o.stdout);
+    assert!(out.starts_with("pipe:[") && out.ends_with("]\npiped\n"), "{out:?}");
+    assert_eq!(o.status.code(), Some(0));
+}
+
+/// Stdin that cannot be read (a directory) is said, as `cat < /tmp` would;
+/// the command gets EOF and its status stands.
+#[test]
+fn run_says_when_its_stdin_cannot_be_read() {
+    let d = Daemon::start();
+    let dir = tempfile::tempdir().unwrap();
+    let o = d
+        .ferry()
+        .args(["run", &d.target(), "--", "wc -c"])
+        .stdin(std::fs::File::open(dir.path()).unwrap())
+        .output()
+        .unwrap();
+    let err = text(&o.stderr);
+    assert_eq!((o.status.code(), text(&o.stdout).trim()), (Some(0), "0"), "{err}");
+    assert_eq!(err, "ferry: reading stdin: Is a directory; the command's stdin ends there\n");
+}
+
 #[test]
 fn run_forwards_sigint_to_the_remote_command() {
+    use std::io::BufRead;
     let d = Daemon::start();
-    let child = d
+    let mut child = d
         .ferry()
-        .args(["run", "-n", &d.target(), "--", "trap 'echo caught; exit 3' INT; while :; do sleep 0.1; done"])
+        .args(["run", "-n", &d.target(), "--", "trap 'echo caught; exit 3' INT; echo ready; while :; do sleep 0.1; done"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    eventually("remote command started", WAIT, || !children_of(d.pid()).is_empty());
+    let guard = kill_after(child.id() as i32, 2 * WAIT);
+    // The trap is set once "ready" is out (a child of ferryd is not enough:
+    // its shell may not have read the trap yet, and INT then kills it).
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(text(&out.stdout), "caught\n");
-    assert_eq!(out.status.code(), Some(3));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    guard.join().unwrap();
+    assert_eq!(rest, "caught\n");
+    assert_eq!(status.code(), Some(3));
 }
 
 #[test]

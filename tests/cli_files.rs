@@ -520,3 +520,24 @@ fn ls_shows_a_name_that_is_not_utf8_exactly() {
     assert_eq!(odd["name_hex"], "6162ff");
     assert!(v.as_array().unwrap().iter().any(|e| e["name"] == "plain" && e.get("name_hex").is_none()), "{v}");
 }
+
+/// A get past `ulimit -f` (RLIMIT_FSIZE, SIGXFSZ left at its default, as a
+/// shell leaves it) is a local write error like a full disk's: one line
+/// naming the .part, status 1, the .part kept for -c; not a silent death
+/// by SIGXFSZ (status 153).
+#[test]
+fn a_get_past_the_file_size_limit_says_so_and_keeps_the_part() {
+    let d = Daemon::start();
+    fs::write(d.path("big"), random(3 << 20)).unwrap();
+    let here = tempfile::tempdir().unwrap();
+    let mut cmd = d.ferry();
+    cmd.current_dir(here.path()).args(["-q", "get", &d.target(), "big", "copy"]);
+    // (SIGXFSZ keeps this test's disposition, the default.)
+    limit(&mut cmd, libc::RLIMIT_FSIZE, 1 << 20);
+    let out = run_with_input(cmd, b"");
+    assert_status(&out, 1);
+    let err = text(&out.stderr);
+    assert!(err.starts_with("ferry: ") && err.contains("copy.part") && err.contains("File too large"), "{err}");
+    assert_eq!(fs::metadata(here.path().join("copy.part")).unwrap().len(), 1 << 20, "the .part is kept for -c");
+    assert!(!here.path().join("copy").exists());
+}

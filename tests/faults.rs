@@ -106,6 +106,54 @@ fn a_streaming_put_that_hits_the_file_size_limit_fails_cleanly() {
     assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
 }
 
+/// `ferry put` of one file stops sending once the server refuses it (the
+/// server answers as soon as a write fails; the rest of a 1 GiB body would
+/// only be dropped there), in clear and over TLS, and so does a session's
+/// put line, which then goes on over a new connection.
+#[test]
+fn a_single_put_to_a_full_disk_stops_sending_when_refused() {
+    let d = Daemon::start_custom(&[], |cmd| limit(cmd, libc::RLIMIT_FSIZE, 1 << 20));
+    write_file(&d.path("f"), b"old");
+    let local = tempfile::tempdir().unwrap();
+    let big = local.path().join("big");
+    // Sparse: read back as zeros from the page cache, fast on any disk.
+    std::fs::File::create(&big).unwrap().set_len(1 << 30).unwrap();
+    for (i, transport) in ["--plaintext", "--tls"].into_iter().enumerate() {
+        let o = run_bounded(
+            { let mut c = d.ferry(); c.args([transport, "put", &d.target(), big.to_str().unwrap(), "f"]); c },
+            WAIT,
+            "put",
+        );
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{transport}: {err}");
+        assert!(err.trim_end().ends_with("(no-space)"), "{transport}: {err}");
+        let needle = " put path=\"f\" in=";
+        eventually("the put's access line", WAIT, || d.log.count(needle) > i);
+        let text = d.log.text();
+        let line = text.lines().filter(|l| l.contains(needle)).nth(i).unwrap();
+        let got: u64 = line.split(" in=").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+        assert!(got < 64 << 20, "{transport}: the server read {got} bytes of the 1 GiB body: {line}");
+        assert!(line.ends_with("result=error:no-space"), "{line}");
+        assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
+        eventually("no temporary file left", WAIT, || temp_files(d.root.path()).is_empty());
+    }
+    // A session's put line does the same, then goes on over a new connection.
+    let small = local.path().join("small");
+    std::fs::write(&small, b"fits").unwrap();
+    let lines = format!("put {} f\nput {} g\n", big.display(), small.display());
+    let o = run_with_input({ let mut c = d.ferry(); c.args(["-q", &d.target()]); c }, lines.as_bytes());
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "the last line's status: {err}");
+    assert!(err.trim_end().ends_with("(no-space)") && err.lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read(d.path("g")).unwrap(), b"fits");
+    eventually("the session put's access line", WAIT, || d.log.count(" put path=\"f\" in=") > 2);
+    let text = d.log.text();
+    let line = text.lines().filter(|l| l.contains(" put path=\"f\" in=")).nth(2).unwrap();
+    let got: u64 = line.split(" in=").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(got < 64 << 20, "session: the server read {got} bytes of the 1 GiB body: {line}");
+    assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
+}
+
 #[test]
 fn with_no_fds_left_requests_fail_with_errors_and_work_again_after() {
     let d = Daemon::start_custom(&["--auth-timeout", "60"], |cmd| limit(cmd, libc::RLIMIT_NOFILE, 40));

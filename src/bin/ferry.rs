@@ -283,6 +283,11 @@ fn unknown_subcommand(args: &[String]) -> Option<String> {
 static NOTE_CLOSED_STDOUT: extern "C" fn() = ferry::term::note_closed_stdout;
 
 fn main() -> ExitCode {
+    // A write past RLIMIT_FSIZE (`ulimit -f`) fails with EFBIG, said as for a
+    // full disk (the .part kept for -c), instead of killing us without a
+    // word. ferry runs no program of its own, so nothing inherits this.
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if let Some(m) = unknown_subcommand(&args) {
         ferry::errln!("ferry: {}", ferry::term::escape(&m));

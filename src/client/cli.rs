@@ -73,16 +73,31 @@ fn forward_stdin(writer: Writer) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
                 Ok(n) => {
                     if writer.stdin(&buf[..n]).is_err() {
                         return;
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // (`< /tmp`): said, as `cat` would; the command gets EOF.
+                Err(e) => {
+                    exit::say(format_args!("reading stdin: {}; the command's stdin ends there", super::io_text(&e)));
+                    break;
+                }
             }
         }
         let _ = writer.stdin(&[]);
     });
+}
+
+/// Whether our stdin is /dev/null (character device 1:3 on Linux), as under
+/// cron, systemd and `< /dev/null`.
+fn stdin_is_null() -> bool {
+    rustix::fs::fstat(io::stdin()).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice
+            && (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)) == (1, 3)
+    })
 }
 
 /// Ends both output streams (the decoders' last characters) after a command.
@@ -107,6 +122,9 @@ pub fn run(
     let command = if command.is_empty() { Command::Login } else { command_of(&command, argv) };
     let shell = matches!(command, Command::Shell(_));
     let login = command == Command::Login;
+    // Our stdin on /dev/null is `-n`: the command gets its own /dev/null, and
+    // no thread, frame or pipe carries an empty stream.
+    let with_stdin = with_stdin && !stdin_is_null();
     let req = Exec { command, env: Default::default(), cwd: None, stdin: with_stdin, timeout: None, pty: None };
     // Over TLS the exec goes with `auth`, and the signal thread starts
     // while the server answers (see `Session::connect_then`).
@@ -460,6 +478,18 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
         idle_since = Instant::now();
         match r {
             transfer::Line::NotMine => {}
+            // A refused put cut the connection short (its error is said): a new one.
+            transfer::Line::Status(status) if session.cut() => {
+                session = match Session::connect(target, key, opts) {
+                    Ok(s) => s,
+                    Err(e) => return fail(format_args!("connecting again after the refused put: {e}")),
+                };
+                if let Some(sig) = &signals {
+                    sig.reconnected(&session);
+                }
+                last = status;
+                continue;
+            }
             transfer::Line::Status(status) => {
                 last = status;
                 continue;

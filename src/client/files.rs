@@ -334,7 +334,7 @@ impl Session {
         };
         let mut hasher = if old_style { None } else { digest.hasher() };
         let stamp = crate::sys::Stamp::of(file).map_err(Error::LocalRead)?;
-        let mut changed = false;
+        let (mut changed, mut refused, may_cut) = (false, false, std::mem::take(&mut self.last));
         let header = msg::request::put(path, mode, how, false);
         let sent = self.writer.send_head(header, size).and_then(|()| {
             let mut offset = 0;
@@ -343,6 +343,12 @@ impl Session {
             // so a put cut before that stores nothing.
             let mut send_to = |end: u64, offset: &mut u64| -> io::Result<()> {
                 while *offset < end {
+                    // An answer before the whole body is a refusal: when
+                    // nothing follows on this connection, stop here.
+                    if may_cut && self.reply_waiting() {
+                        refused = true;
+                        return Err(io::Error::other("refused while sent"));
+                    }
                     let want = (end - *offset).min(SEND_CHUNK);
                     let n = match &mut hasher {
                         Some(h) => self.writer.send_file_hashed(file, offset, want, h)?,
@@ -368,6 +374,11 @@ impl Session {
         });
         match sent {
             Ok(()) => self.put_reply(digest),
+            // The server's error, read after our write side is shut.
+            Err(e) if refused => {
+                self.cut = true;
+                Err(self.abort_put(e))
+            }
             Err(e) if changed => {
                 // Cut the put short; whatever the server answers (a cut
                 // body), the reason is the local change.

@@ -225,6 +225,10 @@ pub struct Session {
     trace: bool,
     /// -w bounds only the wait for a command's first reply (see `timed_until_start`).
     timed_until_start: bool,
+    /// The next put may cut the connection (see `last_request`).
+    last: bool,
+    /// A put cut the connection: nothing more can be asked on it.
+    cut: bool,
 }
 
 impl Session {
@@ -287,6 +291,8 @@ impl Session {
             peer,
             trace: opts.trace,
             timed_until_start: false,
+            last: false,
+            cut: false,
         };
         s.handshake(key, first).map_err(|e| match e {
             Error::Io(io) if is_timeout(&io) => {
@@ -490,6 +496,21 @@ impl Session {
     /// time at the prompt, as ssh's ConnectTimeout does.
     pub fn timed_until_start(&mut self) {
         self.timed_until_start = true;
+    }
+
+    /// The next request may end this connection: a sized put the server
+    /// refuses while the body is on its way (a full disk, a quota) stops
+    /// sending then and cuts the connection (see `cut`), instead of sending
+    /// the rest for the server to drop so that the connection can go on.
+    /// For the next request only.
+    pub fn last_request(&mut self) {
+        self.last = true;
+    }
+
+    /// A refused put cut the connection: a caller with more to ask
+    /// connects again.
+    pub fn cut(&self) -> bool {
+        self.cut
     }
 
     /// The socket's descriptor, to poll(2) it between requests.

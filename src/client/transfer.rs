@@ -148,7 +148,9 @@ fn get_dest(remote: &str, local: Option<&str>) -> Result<Dest, Failure> {
 
 /// Compares our digest of the whole file with the server's (nothing to
 /// compare with `none`).
-fn check_digest(remote: &str, digest: Digest, ours: Option<String>, theirs: Option<String>) -> Result<(), Failure> {
+/// `resumed`: the digest covers a kept `.part` too, which may be the one
+/// that differs.
+fn check_digest(remote: &str, digest: Digest, ours: Option<String>, theirs: Option<String>, resumed: bool) -> Result<(), Failure> {
     let Some(ours) = ours else { return Ok(()) };
     let d = digest.as_str();
     let Some(theirs) = theirs else {
@@ -157,9 +159,12 @@ fn check_digest(remote: &str, digest: Digest, ours: Option<String>, theirs: Opti
     if ours.eq_ignore_ascii_case(&theirs) {
         return Ok(());
     }
-    Err(Failure::Failed(format!(
-        "{remote}: digest mismatch: the received file has {d} {ours}, the server's {theirs} (the file may have changed on the server while it was sent)"
-    )))
+    let why = if resumed {
+        "the kept .part may not have been the start of this file, or the file changed on the server"
+    } else {
+        "the file may have changed on the server while it was sent"
+    };
+    Err(Failure::Failed(format!("{remote}: digest mismatch: the received file has {d} {ours}, the server's {theirs} ({why})")))
 }
 
 /// A local file error of a get: `finish`'s own refusals name their path.
@@ -231,7 +236,7 @@ fn get_file(
             return Err(Failure::from_error(e, &part.path.display()));
         }
     };
-    if let Err(f) = check_digest(remote, digest, part.out.hex(), theirs) {
+    if let Err(f) = check_digest(remote, digest, part.out.hex(), theirs, resumed_from > 0) {
         bar.abandon();
         let name = part.path.display().to_string();
         part.discard();
@@ -262,7 +267,7 @@ fn get_stream(
     let mut out = Hashing::new(bar.wrap_write(out), digest);
     let theirs = s.get_body(&info, &mut out, on_local).map_err(|e| Failure::from_error(e, &name));
     let flushed = out.flush().map_err(|e| Failure::local(&name, &e));
-    let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, digest, out.hex(), t)));
+    let r = theirs.and_then(|t| flushed.and_then(|()| check_digest(remote, digest, out.hex(), t, false)));
     if r.is_ok() {
         finish_bar(&bar, 0, digest)
     } else {
@@ -396,7 +401,10 @@ pub fn put(target: &Target, key: &Key, opts: &Options, ui: Ui, local: &str, remo
     if local == "-" && remote.is_none() {
         return Failure::Usage("put from stdin (-) needs REMOTE".into()).report();
     }
-    with_session(target, key, opts, |s| run_put(s, &ui, local, remote))
+    with_session(target, key, opts, |s| {
+        s.last_request();
+        run_put(s, &ui, local, remote)
+    })
 }
 
 /// A tree's outcome: status 1 when any entry failed (each said already).
@@ -434,7 +442,14 @@ pub fn get_tree(target: &Target, key: &Key, opts: &Options, ui: Ui, remote: &str
 
 /// `ferry put -r [-c] HOST LOCAL [REMOTE]`.
 pub fn put_tree(target: &Target, key: &Key, opts: &Options, ui: Ui, local: &str, remote: Option<&str>, resume: bool) -> i32 {
-    with_session(target, key, opts, |s| run_put_tree(s, &ui, local, remote, resume))
+    // A tree's puts share the connection: only a single file's may cut it.
+    let single = std::fs::metadata(local).is_ok_and(|m| !m.is_dir());
+    with_session(target, key, opts, |s| {
+        if single {
+            s.last_request();
+        }
+        run_put_tree(s, &ui, local, remote, resume)
+    })
 }
 
 /// A session's `get -r`, `put -r` (with `-c`) or `ls -R` line; None for any other.
@@ -615,7 +630,11 @@ pub fn session_line(s: &mut Session, ui: &Ui, line: &str, cancelled: &std::sync:
         ["put", "-", ..] if words.len() <= 3 => {
             Err(Failure::Usage("put -: stdin carries the session's commands; use `ferry put HOST - REMOTE`".into()))
         }
-        ["put", local, rest @ ..] if rest.len() <= 1 => run_put(s, ui, local, rest.first().copied()),
+        // A refused put may cut the connection (the loop connects again).
+        ["put", local, rest @ ..] if rest.len() <= 1 => {
+            s.last_request();
+            run_put(s, ui, local, rest.first().copied())
+        }
         ["put", ..] => Err(Failure::Usage(PUT_USAGE.into())),
         ["ls"] => run_ls(s, ".", false),
         ["ls", path] if !path.starts_with('-') => run_ls(s, path, false),
