@@ -10,7 +10,12 @@
  *                                     bytes per call (default 256 KiB, the
  *                                     size of ferryd's own chunks)
  *   baseline spawn N PROG [ARG...]    posix_spawn PROG and wait for it, N times;
- *                                     prints the median and the mean in µs
+ *                                     prints the median and the mean in µs, then
+ *                                     this process's own CPU time per spawn+wait
+ *                                     (getrusage(RUSAGE_SELF): user + system, not
+ *                                     the children's) in µs and its context
+ *                                     switches per spawn+wait (voluntary and not):
+ *                                     median_us M mean_us A cpu_us C csw S
  *   baseline alt N CMD [:: CMD]...    run the commands in turn (A B C A B C ...),
  *                                     after 3 warm-up runs each, N times each,
  *                                     stdin, stdout and stderr on /dev/null; a
@@ -45,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -168,6 +174,8 @@ static int do_spawn(int n, char **argv) {
     long long *ns = calloc(n, sizeof *ns);
     if (!ns) die("calloc");
     long long sum = 0;
+    struct rusage r0, r1;
+    if (getrusage(RUSAGE_SELF, &r0) < 0) die("getrusage");
     for (int i = 0; i < n; i++) {
         long long t0 = now_ns();
         pid_t pid;
@@ -182,8 +190,13 @@ static int do_spawn(int n, char **argv) {
         ns[i] = now_ns() - t0;
         sum += ns[i];
     }
+    if (getrusage(RUSAGE_SELF, &r1) < 0) die("getrusage");
     qsort(ns, n, sizeof *ns, cmp_ll);
-    printf("median_us %.1f mean_us %.1f\n", ns[n / 2] / 1000.0, sum / 1000.0 / n);
+#define TV_US(t) ((t).tv_sec * 1e6 + (t).tv_usec)
+    double cpu = TV_US(r1.ru_utime) + TV_US(r1.ru_stime) - TV_US(r0.ru_utime) - TV_US(r0.ru_stime);
+    long csw = (r1.ru_nvcsw + r1.ru_nivcsw) - (r0.ru_nvcsw + r0.ru_nivcsw);
+    printf("median_us %.1f mean_us %.1f cpu_us %.1f csw %.2f\n", ns[n / 2] / 1000.0, sum / 1000.0 / n, cpu / n,
+           (double)csw / n);
     return 0;
 }
 

@@ -316,14 +316,22 @@ cold() {
 }
 
 # exec on an open connection (ferry-bench exec -c 1, argv /bin/true, no shell)
-# next to posix_spawn+wait of /bin/true in a C loop.
+# next to posix_spawn+wait of /bin/true in a C loop. And the floor of ferryd's
+# own CPU per exec, in the same round: the C loop's own CPU per spawn+wait (the
+# kernel's spawn) plus ferryd's own CPU per ping on one connection (one request
+# round trip, one sleep and wake of the reactor).
 execs() {
-  local j; j=$(fbj exec --port "$FPORT" -c 1 -d "$PING_SECS" --argv /bin/true)
+  local j s; j=$(fbj exec --port "$FPORT" -c 1 -d "$PING_SECS" --argv /bin/true --server-pid "$FPID")
   [ "$(jqn .failed <<<"$j")" = 0 ] || { echo "compare.sh: ferry-bench exec: commands failed: $j" >&2; exit 1; }
   add exec_p50 "$(jqn .latency_us.p50 <<<"$j")"
   add exec_mean "$(jq -r '1e6 / .ops_per_s' <<<"$j")"
   add exec_scpu "$(jqn .server_cpu_us_per_op <<<"$j")"; add us80 80
-  add spawn_p50 "$("$BASE" spawn "$SPAWN_RUNS" /bin/true | awk '{print $2}')"
+  s=$("$BASE" spawn "$SPAWN_RUNS" /bin/true)
+  add spawn_p50 "$(awk '{print $2}' <<<"$s")"
+  add spawn_cpu "$(awk '{print $6}' <<<"$s")"
+  j=$(fbj ping --port "$FPORT" -c 1 -d "$PING_SECS" --server-pid "$FPID")
+  add ping1_scpu "$(jqn .server_cpu_us_per_op <<<"$j")"
+  add exec_floor "$(ev '%.3f' "$(awk '{print $6}' <<<"$s") + $(jqn .server_cpu_us_per_op <<<"$j")")"
 }
 
 # ping: the same client (ferry-bench), ferry frames to ferryd, RESP to redis-server.
@@ -649,7 +657,14 @@ with an empty HOME, set by the throwaway sshd, so that root's own ~/.bashrc
 ssh. The ControlMaster row reuses one master connection (\`ControlPersist=60\`).
 The exec rows run argv \`/bin/true\` (no shell) on one open connection for
 ${PING_SECS} s (ferry-bench exec -c 1), against a C loop of
-posix_spawn+waitpid of \`/bin/true\` ($SPAWN_RUNS times a round).
+posix_spawn+waitpid of \`/bin/true\` ($SPAWN_RUNS times a round). The floor
+rows, measured right after in each round: the C loop's own CPU time per
+spawn+wait (the kernel's clone, exec hand-off and wait, paid by the parent as
+ferryd pays it; the children's time is not counted on either side) and
+ferryd's own CPU time per ping on one connection (one request's round trip: a
+read, a write, one sleep and wake of the reactor). Their sum is what ferryd's
+CPU per exec cannot go below; the rest is the exec's own (two pipes and a
+pidfd made, registered and closed, the request parsed).
 
 | what | median | min–max |
 |---|---|---|
@@ -662,6 +677,9 @@ lrow run_local "local \`/bin/true\`, the same loop" 1000 ms
 lrow exec_p50 "exec on an open connection, p50 (ferry-bench exec -c 1)" 1 µs
 lrow exec_mean "exec on an open connection, mean (1 / executions per s)" 1 µs
 lrow exec_scpu "ferryd's own CPU time per exec (not the child's)" 1 µs
+lrow spawn_cpu "the C loop's own CPU time per posix_spawn+waitpid (getrusage)" 1 µs
+lrow ping1_scpu "ferryd's own CPU time per ping, 1 connection (ferry-bench ping -c 1)" 1 µs
+lrow exec_floor "the floor for ferryd's CPU per exec: the two rows above, summed per round" 1 µs
 lrow spawn_p50 "local posix_spawn+waitpid of \`/bin/true\`, median (C)" 1 µs
 cat <<EOF
 

@@ -27,13 +27,11 @@ pub fn encode_pong(out: &mut Vec<u8>, id: Option<&Value>) {
 /// bytes as `encode_frame` of `exit(code, signal, id)` (plus `timed_out`
 /// when set), whose keys come out sorted.
 pub fn encode_exit(out: &mut Vec<u8>, code: Option<i32>, signal: Option<i32>, timed_out: bool, id: Option<&Value>) {
-    use std::io::Write as _;
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
     let num = |out: &mut Vec<u8>, v: Option<i32>| match v {
-        Some(n) => {
-            let _ = write!(out, "{n}");
-        }
+        // serde_json's integer writer (itoa), not the formatting machinery.
+        Some(n) => serde_json::to_writer(&mut *out, &n).expect("an integer always serializes"),
         None => out.extend_from_slice(b"null"),
     };
     out.extend_from_slice(br#"{"code":"#);

@@ -266,7 +266,8 @@ pub enum Request {
 }
 
 fn fields<T: for<'de> Deserialize<'de>>(header: &Header) -> Result<T, ProtoError> {
-    T::deserialize(Value::Object(header.fields.clone()))
+    // From the map itself: no copy of every key and value first.
+    T::deserialize(&header.fields)
         .map_err(|e| ProtoError::new(ErrorCode::BadRequest, format!("{}: {e}", header.kind)))
 }
 

@@ -27,15 +27,14 @@ pub trait Socket: Read + Write {
         false
     }
 
-    /// Asked right after a `read` that returned bytes: true when that read
-    /// also drained the socket (the transport's read of it was short) and
-    /// the transport holds no plaintext back. The reactor polls
-    /// edge-triggered, and bytes that arrive later raise a new readable
-    /// event, so the connection can wait for that event instead of reading
-    /// once more to be told `WouldBlock` (tokio's reading of a short read,
-    /// too). Not once the poll has reported the peer's close: that EOF was
-    /// signalled with the bytes before it, and the connection reads on to
-    /// it. The default, false, keeps reading until `WouldBlock`.
+    /// Asked right after a `read` that returned bytes, for a transport whose
+    /// reads are not the socket's (TLS returns plaintext, so the count says
+    /// nothing of the socket): true when its own read of the socket was
+    /// short, the socket says a short read drains it (`short_read_drains`),
+    /// and the transport holds no plaintext back. The connection then skips
+    /// the read that would only return `WouldBlock`, under the same rule and
+    /// the same exception (an event that said the peer's side is closed).
+    /// The default, false: the count read decides (`short_read_drains`).
     fn read_drained(&self) -> bool {
         false
     }
@@ -58,6 +57,21 @@ pub trait Socket: Read + Write {
     /// chunk in its own buffer and sends the range from the page cache, rather
     /// than queueing the bytes it read.
     fn sends_files(&self) -> bool {
+        false
+    }
+
+    /// True when a read that returns fewer bytes than asked for has emptied
+    /// the kernel's receive queue, so the stored readiness may be cleared
+    /// without the read that would only return `EAGAIN`. So for a plain TCP
+    /// socket: epoll(7) (Q9) says so for stream sockets in edge-triggered
+    /// mode, since bytes that arrive after the read (or while it runs: they
+    /// wait in the socket's backlog and are queued when it is released) wake
+    /// the poll again. An end of stream queued behind the bytes is not such
+    /// an arrival: the connection trusts a short read only until an event
+    /// says the peer's side is closed (`Conn::on_socket_hup`). Not so for a
+    /// transport that holds bytes of its own (TLS plaintext) nor for the
+    /// in-memory test streams, which raise no events.
+    fn short_read_drains(&self) -> bool {
         false
     }
 
@@ -95,6 +109,10 @@ impl Socket for mio::net::TcpStream {
     }
 
     fn sends_files(&self) -> bool {
+        true
+    }
+
+    fn short_read_drains(&self) -> bool {
         true
     }
 }

@@ -259,13 +259,13 @@ impl Server {
                                 c.reap(&mut ctx!(self, now));
                             }
                             Role::Socket => {
+                                if ev.is_read_closed() || ev.is_error() {
+                                    c.on_socket_hup();
+                                }
                                 c.on_socket_event(
                                     ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                                     ev.is_writable() || ev.is_write_closed() || ev.is_error(),
-                                );
-                                if ev.is_read_closed() || ev.is_error() {
-                                    c.on_read_closed();
-                                }
+                                )
                             }
                             pipe => c.on_pipe_event(pipe),
                         }

@@ -79,8 +79,8 @@ pub enum Stdio<'a> {
     /// `/dev/null` (read for 0, write for 1 and 2).
     Null,
     /// This descriptor, duplicated. Its open file description is made
-    /// blocking: give a descriptor only the child will use (a pipe's end, a
-    /// PTY's slave side).
+    /// blocking: give a descriptor that only the child reads or writes (a
+    /// pipe's end, a PTY's slave side); the caller may keep it open.
     Fd(BorrowedFd<'a>),
 }
 

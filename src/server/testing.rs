@@ -18,17 +18,18 @@ use std::time::Instant;
 /// An in-memory socket: `input` is what the peer sent (read from `pos`),
 /// `output` what the connection wrote. Reads past the input would block, or
 /// are EOF once `eof` is set; writes are all or nothing, or would block while
-/// `write_blocked`. `reads` counts the read calls (the syscalls a real socket
-/// would make), those that would block included.
+/// `write_blocked`. `reads` counts the calls to `read`; `short_read_drains`
+/// makes it claim what a plain TCP socket claims (`Socket::short_read_drains`).
 #[derive(Default)]
 pub struct Duplex {
     pub input: Vec<u8>,
     pub pos: usize,
     pub eof: bool,
-    pub reads: usize,
     pub output: Vec<u8>,
     pub write_blocked: bool,
     pub shut: bool,
+    pub reads: usize,
+    pub short_read_drains: bool,
 }
 
 impl Read for Duplex {
@@ -61,6 +62,10 @@ impl Socket for Duplex {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shut = true;
         Ok(())
+    }
+
+    fn short_read_drains(&self) -> bool {
+        self.short_read_drains
     }
 }
 

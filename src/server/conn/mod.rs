@@ -148,10 +148,9 @@ pub struct Conn<S> {
     sock_write: bool,
     /// The peer shut down its write side: no more requests will come.
     peer_eof: bool,
-    /// The poll said the peer closed (or the socket failed): its EOF was
-    /// signalled once, with the bytes before it, and no new event will come
-    /// for it, so a short read no longer means "wait for the next event".
-    read_to_end: bool,
+    /// An event said the peer's side is closed (or in error): read until
+    /// 0 or `WouldBlock`, never trusting a short read (see `Socket::short_read_drains`).
+    peer_hup: bool,
     /// The server is shutting down: finish the request in flight, then close.
     draining: bool,
     /// Last time bytes moved on the socket or a request finished.
@@ -187,7 +186,7 @@ impl<S: Socket> Conn<S> {
             sock_read: true,
             sock_write: true,
             peer_eof: false,
-            read_to_end: false,
+            peer_hup: false,
             draining: false,
             last_active: ctx.now,
             now: ctx.now,
@@ -294,10 +293,10 @@ impl<S: Socket> Conn<S> {
         self.sock_write |= writable;
     }
 
-    /// The poll reported the peer's close (or an error): read until
-    /// `WouldBlock` or EOF from now on (see `Socket::read_drained`).
-    pub fn on_read_closed(&mut self) {
-        self.read_to_end = true;
+    /// The event also said the peer's side is closed or in error: an end of
+    /// stream may wait behind bytes, which no later event would announce.
+    pub fn on_socket_hup(&mut self) {
+        self.peer_hup = true;
     }
 
     pub fn on_pipe_event(&mut self, role: Role) {

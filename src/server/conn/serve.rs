@@ -276,8 +276,10 @@ impl<S: Socket> Conn<S> {
                 match progress {
                     Ok(Progress::Moved(n)) => n,
                     Ok(Progress::Done) => {
-                        if let (Some(r), Some(a)) = (op.result(), &mut self.access) {
-                            a.set_result(|| r);
+                        if let Some(a) = self.access.as_mut().filter(|a| a.will_log()) {
+                            if let Some(r) = op.result() {
+                                a.set_result(|| r);
+                            }
                         }
                         self.op_done();
                         1

@@ -671,3 +671,74 @@ fn a_resize_without_a_terminal_is_answered_and_a_policy_may_refuse_terminals() {
     assert_eq!(w[0]["code"], "not-allowed", "{w:?}");
     assert!(w[0]["message"].as_str().unwrap().contains("allow_pty"), "{w:?}");
 }
+
+#[test]
+fn a_short_read_of_a_plain_socket_is_its_last_until_the_next_event() {
+    let mut h = Harness::new();
+    let mut c = authed(&mut h);
+    c.sock.short_read_drains = true;
+    let reads = c.sock.reads;
+    send(&mut h, &mut c, &frame(json!({"type":"ping","id":1}), b""));
+    assert_eq!(written(&mut c), [json!({"type":"pong","id":1})]);
+    assert_eq!(c.sock.reads - reads, 1, "no read that could only find nothing");
+    // Bytes that come later come with an event of their own.
+    send(&mut h, &mut c, &frame(json!({"type":"ping","id":2}), b""));
+    assert_eq!(written(&mut c), [json!({"type":"pong","id":2})]);
+    // A stream that cannot say so is read until it would block.
+    c.sock.short_read_drains = false;
+    let reads = c.sock.reads;
+    send(&mut h, &mut c, &frame(json!({"type":"ping","id":3}), b""));
+    assert_eq!(written(&mut c), [json!({"type":"pong","id":3})]);
+    assert_eq!(c.sock.reads - reads, 2);
+}
+
+#[test]
+fn an_end_of_stream_behind_a_request_is_seen_in_the_same_turn() {
+    // The peer's last request and its FIN arrive together: one event, which
+    // says the read side is closed. The short read of the request must not
+    // end the reading, or the EOF would wait for an event that never comes.
+    let mut h = Harness::new();
+    let mut c = authed(&mut h);
+    c.sock.short_read_drains = true;
+    c.sock.eof = true;
+    c.on_socket_hup();
+    send(&mut h, &mut c, &frame(json!({"type":"ping","id":1}), b""));
+    assert_eq!(written(&mut c), [json!({"type":"pong","id":1})]);
+    assert!(c.sock.shut, "the connection half-closed after the peer's EOF");
+    assert!(matches!(c.phase, Phase::Closing { .. } | Phase::Closed));
+}
+
+#[test]
+fn a_silent_commands_exit_is_one_event_and_its_exit_frame_goes_out_with_it() {
+    let mut h = Harness::new();
+    if !h.spawner.uses_pidfd() {
+        // Without pidfds SIGCHLD reaps (tests/exec_sigchld.rs): no pidfd event to watch.
+        return;
+    }
+    let mut c = authed(&mut h);
+    send(&mut h, &mut c, &frame(json!({"type":"exec","argv":["true"],"id":7}), b""));
+    let mut events = mio::Events::with_capacity(16);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !seen.contains(&token::Role::Child) {
+        assert!(Instant::now() < deadline, "the command did not finish: {seen:?}");
+        assert!(written(&mut c).is_empty(), "nothing before the exit");
+        h.poll.poll(&mut events, Some(Duration::from_millis(10))).unwrap();
+        for ev in events.iter() {
+            if let token::Source::Conn(_, role) = token::parse(ev.token()) {
+                c.on_pipe_event(role);
+                seen.push(role);
+            }
+        }
+    }
+    // The pipes did not hang up when the child closed its ends: ours kept
+    // them open, so the exit woke the reactor once, through the pidfd.
+    assert_eq!(seen, [token::Role::Child]);
+    assert!(c.reap(&mut h.ctx()));
+    c.pump(&mut h.ctx());
+    assert_eq!(written(&mut c), [json!({"type":"exit","code":0,"signal":null,"id":7})]);
+    assert!(matches!(c.phase, Phase::Ready));
+    // Nothing is left to wake it: the pipes and the pidfd are closed.
+    h.poll.poll(&mut events, Some(Duration::from_millis(50))).unwrap();
+    assert!(events.is_empty(), "a wake after the exit");
+}

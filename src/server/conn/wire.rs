@@ -56,6 +56,17 @@ impl<S: Socket> Conn<S> {
         total
     }
 
+    /// After a read of `n` bytes of the `want` asked for: a short read of a
+    /// socket that says so has emptied its queue, and the read that would
+    /// only return `WouldBlock` is skipped (see `Socket::short_read_drains`);
+    /// so does a TLS transport whose own read of the socket was short
+    /// (`Socket::read_drained`).
+    fn drained(&mut self, n: usize, want: usize) {
+        if !self.peer_hup && ((n < want && self.sock.short_read_drains()) || self.sock.read_drained()) {
+            self.sock_read = false;
+        }
+    }
+
     /// Reads the socket into the input buffer (or, when closing, discards).
     pub(super) fn fill(&mut self, scratch: &mut [u8]) -> usize {
         if !self.sock_read || self.peer_eof || self.is_closed() {
@@ -83,9 +94,7 @@ impl<S: Socket> Conn<S> {
                         *prompt = false;
                     }
                     self.last_active = self.now;
-                    if self.sock.read_drained() && !self.read_to_end {
-                        self.sock_read = false;
-                    }
+                    self.drained(n, room);
                     return n;
                 }
                 Err(e) if would_block(&e) => {
@@ -111,18 +120,14 @@ impl<S: Socket> Conn<S> {
         }
         let (Sink::Op { ends_op }, Phase::Running(op)) = (self.sink, &mut self.phase) else { return None };
         let room = op.body_room(remaining)?;
+        let want = room.len();
         let n = loop {
             match self.sock.read(room) {
                 Ok(0) => {
                     self.peer_eof = true;
                     return Some(1);
                 }
-                Ok(n) => {
-                    if self.sock.read_drained() && !self.read_to_end {
-                        self.sock_read = false;
-                    }
-                    break n;
-                }
+                Ok(n) => break n,
                 Err(e) if would_block(&e) => {
                     self.sock_read = false;
                     return Some(0);
@@ -135,6 +140,9 @@ impl<S: Socket> Conn<S> {
             }
         };
         self.last_active = self.now;
+        if !self.peer_hup && ((n < want && self.sock.short_read_drains()) || self.sock.read_drained()) {
+            self.sock_read = false;
+        }
         let last = self.decoder.take_body(n as u64);
         if let Some(a) = &mut self.access {
             a.bytes_in += n as u64;

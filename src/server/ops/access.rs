@@ -63,10 +63,24 @@ impl Access {
     /// Logs the line. Pings are liveness probes, often sent by the thousand:
     /// their lines are debug, so an info log shows the work that was done.
     pub fn log(&self, who: impl Display, key: Option<&str>, now: Instant, default_result: &str) {
-        let level = if self.kind == "ping" { log::Level::Debug } else { log::Level::Info };
+        let level = self.level();
         if log::log_enabled!(level) {
             log::log!(level, "{}", self.line(who, key, now, default_result));
         }
+    }
+
+    fn level(&self) -> log::Level {
+        if self.kind == "ping" {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        }
+    }
+
+    /// True when the line will be written at this log level (so its result
+    /// is worth spelling out).
+    pub fn will_log(&self) -> bool {
+        log::log_enabled!(self.level())
     }
 
     #[cfg(test)]

@@ -21,6 +21,15 @@
 //! on our side only; the environment prepared once per configuration). Its
 //! pidfd is registered under the `Role::Child` token, so its exit is an event
 //! of its own; without pidfds the server reaps on SIGCHLD.
+//!
+//! One wake per exit: the write ends of the child's stdout and stderr pipes
+//! stay open here (never read nor written) until the child is reaped, and are
+//! closed then. A child that exits closes its own ends before it becomes a
+//! zombie, so without ours the pipes' hang-ups would wake the reactor first
+//! and the pidfd a moment later, often in two turns. With ours, its exit is
+//! one event: reaped, our ends closed, the pipes are read to their end at
+//! once, and `exit` goes out. Output still wakes the reactor as it comes; a
+//! pipe held by what the child left behind reaches its end when that closes.
 
 use super::super::buf::Buf;
 use super::super::spawn::{self, Child, Session, Spec, Stdio};
@@ -67,8 +76,13 @@ struct Output {
 }
 
 impl Output {
+    /// Not ready until the poll says so: the pipe is registered
+    /// edge-triggered, and epoll reports a descriptor's readiness at the
+    /// moment it is added (`ep_insert` polls it), so output the child wrote
+    /// before the registration still comes as an event. A read before that
+    /// would only find `EAGAIN` for a command that has not written yet.
     fn new(pipe: Option<Receiver>, stream: Stream) -> Output {
-        Output { pipe, ready: true, stream }
+        Output { pipe, ready: false, stream }
     }
 
     fn at_eof(&self) -> bool {
@@ -122,6 +136,9 @@ pub struct Exec {
     stdout: Output,
     stderr: Output,
     stdin: Option<Sender>,
+    /// Our copies of the write ends of the child's stdout and stderr pipes,
+    /// closed once it is reaped (see the module doc). None on a terminal.
+    writers: Option<(OwnedFd, OwnedFd)>,
     stdin_ready: bool,
     /// Bytes from `stdin` frames not yet taken by the child.
     stdin_buf: Vec<u8>,
@@ -233,7 +250,7 @@ impl Exec {
         // On a terminal: its slave side as 0, 1 and 2, a session of its own
         // with it as the controlling terminal, `TERM` the client's. Else three
         // pipes (stdin only when asked for), non-blocking on our side.
-        let (term, mut child, pipes) = match &req.pty {
+        let (term, mut child, pipes, writers) = match &req.pty {
             Some(p) => {
                 let (term, slave) = pty::open(p).map_err(|e| ProtoError::new(ErrorCode::SpawnFailed, format!("cannot open a terminal: {e}")))?;
                 let mut env = req.env.clone();
@@ -245,18 +262,19 @@ impl Exec {
                 // The slave side must close with the child, not stay open here.
                 drop(slave);
                 let pipes = term.register(|role| via.token(role), ctx.registry).map(|(out, input)| (out, None, Some(input)));
-                (Some(term), child, pipes)
+                (Some(term), child, pipes, None)
             }
             None => {
                 let pipes = (|| Ok::<_, io::Error>((spawn::pipe()?, spawn::pipe()?, if req.stdin { Some(spawn::pipe()?) } else { None })))();
                 let ((out_r, out_w), (err_r, err_w), stdin) = pipes.map_err(|e| cannot("make pipes for", e))?;
                 spec.stdio = [stdin.as_ref().map_or(Stdio::Null, |(r, _)| Stdio::Fd(r.as_fd())), Stdio::Fd(out_w.as_fd()), Stdio::Fd(err_w.as_fd())];
                 let child = ctx.spawner.spawn(&spec).map_err(|e| cannot("run", e))?;
-                // The child's ends are the child's alone now.
-                drop((out_w, err_w));
+                // The write ends stay open until the child is reaped (see the
+                // module doc); the child made them blocking, which nothing here
+                // minds: they are never written.
                 let stdin = stdin.map(|(_, w)| w);
                 let pipes = register_pipes(out_r, err_r, stdin, |role| via.token(role), ctx.registry).map(|(o, e, i)| (o, Some(e), i));
-                (None, child, pipes)
+                (None, child, pipes, Some((out_w, err_w)))
             }
         };
         let pgid = child.id() as i32;
@@ -276,6 +294,7 @@ impl Exec {
             stdout: Output::new(Some(out), Stream::Stdout),
             stderr: Output::new(err, Stream::Stderr),
             stdin,
+            writers,
             stdin_ready: true,
             stdin_buf: Vec::new(),
             stdin_eof: false,
@@ -434,14 +453,24 @@ impl Exec {
         }
         match self.child.try_wait() {
             Ok(Some(status)) => {
-                self.status = Some(status);
-                self.reaped_at = Some(Instant::now());
-                // Nothing more will read it: close stdin so no write can block.
-                self.stdin = None;
-                self.stdin_buf.clear();
+                self.reaped(status);
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The child is gone: nothing more will read its stdin (closed, so no
+    /// write can block), and its output pipes end once what it left behind
+    /// closes them too, so our write ends go and the pipes are read now.
+    fn reaped(&mut self, status: ExitStatus) {
+        self.status = Some(status);
+        self.reaped_at = Some(Instant::now());
+        self.stdin = None;
+        self.stdin_buf.clear();
+        if self.writers.take().is_some() {
+            self.stdout.ready = true;
+            self.stderr.ready = true;
         }
     }
 
@@ -541,7 +570,9 @@ impl Exec {
     pub fn kill_and_reap(&mut self) {
         if self.status.is_none() {
             kill_group(self.pgid, libc::SIGKILL);
-            self.status = self.child.wait().ok();
+            if let Ok(status) = self.child.wait() {
+                self.reaped(status);
+            }
         }
     }
 

@@ -123,13 +123,17 @@ impl<T: Socket> Socket for Transport<T> {
 
     fn read_drained(&self) -> bool {
         match self {
-            Transport::Tls(t) => t.drained && t.plain.is_empty(),
+            Transport::Tls(t) => t.drained && t.plain.is_empty() && t.inner.short_read_drains(),
             _ => false,
         }
     }
 
     fn sends_files(&self) -> bool {
         matches!(self, Transport::Plain(s) if s.sends_files())
+    }
+
+    fn short_read_drains(&self) -> bool {
+        matches!(self, Transport::Plain(s) if s.short_read_drains())
     }
 
     fn send_file(&mut self, file: &File, offset: &mut u64, len: usize) -> io::Result<usize> {
@@ -538,9 +542,8 @@ impl<T: Socket> Tls<T> {
                     Ok(Stop::Closed) => return Ok(0),
                     Ok(_) if self.peer_closed => return Ok(0),
                     // Records with no plaintext (a handshake flight, a partial
-                    // record) from a socket now empty: the next bytes raise a
-                    // new readable event, so no read just to hear WouldBlock.
-                    Ok(_) if self.drained => return Err(io::ErrorKind::WouldBlock.into()),
+                    // record): read on, to WouldBlock or the end (an EOF queued
+                    // behind them raises no event of its own).
                     Ok(_) => {}
                 }
             }

@@ -255,6 +255,8 @@ fn a_tls_session_adds_little_to_rustls_connection() {
 fn a_request_read_whole_costs_one_socket_read_and_the_next_event_is_served() {
     let mut h = Harness::new();
     let mut c = conn(&mut h, false);
+    // A socket of the poll's kind: a short read of it drains it.
+    duplex(&mut c).short_read_drains = true;
     let mut client = crate::tls::connect(&key()).unwrap();
     let plain = shuttle(&mut h, &mut c, &mut client);
     let hello = &frames(&plain)[0];
@@ -292,6 +294,8 @@ fn a_request_read_whole_costs_one_socket_read_and_the_next_event_is_served() {
 fn read_drained_only_when_the_socket_was_emptied_and_nothing_is_held() {
     let mut h = Harness::new();
     let mut c = conn(&mut h, false);
+    // A socket of the poll's kind: a short read of it drains it.
+    duplex(&mut c).short_read_drains = true;
     let mut client = crate::tls::connect(&key()).unwrap();
     shuttle(&mut h, &mut c, &mut client);
     assert!(!client.is_handshaking());
@@ -323,7 +327,18 @@ fn read_drained_only_when_the_socket_was_emptied_and_nothing_is_held() {
     t.stream_mut().unwrap().input.extend_from_slice(&records);
     assert_eq!(t.read(&mut rest).unwrap(), ping.len());
     assert!(t.read_drained(), "a short socket read, all plaintext taken");
-    assert!(!Transport::Plain(Duplex::default()).read_drained(), "in clear, the connection reads until WouldBlock");
+    std::io::Write::write_all(&mut client.writer(), &ping).unwrap();
+    let mut records = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut records).unwrap();
+    }
+    let t = c.socket_mut();
+    let d = t.stream_mut().unwrap();
+    d.input.extend_from_slice(&records);
+    d.short_read_drains = false;
+    assert_eq!(t.read(&mut rest).unwrap(), ping.len());
+    assert!(!t.read_drained(), "a stream that raises no events is read until WouldBlock");
+    assert!(!Transport::Plain(Duplex::default()).read_drained(), "in clear, the count read decides (short_read_drains)");
 }
 
 /// The last request and the peer's close reported by one event: the close
@@ -334,6 +349,8 @@ fn read_drained_only_when_the_socket_was_emptied_and_nothing_is_held() {
 fn a_close_reported_with_the_last_request_is_read_to_the_end() {
     let mut h = Harness::new();
     let mut c = conn(&mut h, false);
+    // A socket of the poll's kind: a short read of it drains it.
+    duplex(&mut c).short_read_drains = true;
     let mut client = crate::tls::connect(&key()).unwrap();
     let plain = shuttle(&mut h, &mut c, &mut client);
     let hello = &frames(&plain)[0];
@@ -351,7 +368,7 @@ fn a_close_reported_with_the_last_request_is_read_to_the_end() {
     d.input.extend_from_slice(&records);
     d.eof = true;
     c.on_socket_event(true, true);
-    c.on_read_closed();
+    c.on_socket_hup();
     let step = c.pump(&mut h.ctx());
     assert!(step == Step::Close || matches!(c.phase(), Phase::Closing { .. } | Phase::Closed), "{step:?}: the EOF was read");
     let out = std::mem::take(&mut duplex(&mut c).output);
