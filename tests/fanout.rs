@@ -240,7 +240,10 @@ fn ctrl_c_ends_every_remote_command_and_prints_the_summary() {
     let all = hosts(&[&a, &b]);
     let mut child = a
         .ferry()
-        .args(["run", "-H", &all, "--", "echo started; sleep 60; echo never"])
+        // `exec`: no fork between "started" and the sleep. A shell's child
+        // that takes INT between fork and exec (its handler still the
+        // shell's) loses it, and the sleep then runs its full minute.
+        .args(["run", "-H", &all, "--", "echo started; exec sleep 60"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -264,7 +267,6 @@ fn ctrl_c_ends_every_remote_command_and_prints_the_summary() {
     assert_eq!(st.code(), Some(130), "{err}");
     assert!(err.contains("ferry: 2 hosts: 2 failed"), "{err}");
     assert!(err.contains(&format!("ferry: failed: {}: signal 2", a.target())), "{err}");
-    assert!(!seen.lock().unwrap().iter().any(|l| l.contains("never")));
     eventually("no command left", WAIT, || children_of(a.pid()).is_empty() && children_of(b.pid()).is_empty());
 }
 
