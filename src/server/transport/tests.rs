@@ -247,6 +247,21 @@ fn a_tls_session_adds_little_to_rustls_connection() {
     assert!(t <= sock.max(8) + 8, "the transport is {t} bytes, the socket {sock}: TLS stays boxed");
 }
 
+/// A TLS session past `welcome` over a socket of the poll's kind (a short
+/// read of it drains it), and its client.
+fn authed_on_a_polled_socket(h: &mut Harness) -> (C, ClientConnection) {
+    let mut c = conn(h, false);
+    duplex(&mut c).short_read_drains = true;
+    let mut client = crate::tls::connect(&key()).unwrap();
+    let plain = shuttle(h, &mut c, &mut client);
+    let hello = &frames(&plain)[0];
+    let mac = client_mac(SECRET.as_bytes(), hello["nonce"].as_str().unwrap(), CLIENT_NONCE);
+    std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"auth","key_id":KEY_ID,"nonce":CLIENT_NONCE,"mac":mac}), b"")).unwrap();
+    shuttle(h, &mut c, &mut client);
+    assert!(matches!(c.phase(), Phase::Ready));
+    (c, client)
+}
+
 /// A record the socket hands over whole (a short read: the socket is then
 /// empty) is served with one read of it: the connection waits for the next
 /// readable event instead of reading again to hear WouldBlock. Bytes that
@@ -254,16 +269,7 @@ fn a_tls_session_adds_little_to_rustls_connection() {
 #[test]
 fn a_request_read_whole_costs_one_socket_read_and_the_next_event_is_served() {
     let mut h = Harness::new();
-    let mut c = conn(&mut h, false);
-    // A socket of the poll's kind: a short read of it drains it.
-    duplex(&mut c).short_read_drains = true;
-    let mut client = crate::tls::connect(&key()).unwrap();
-    let plain = shuttle(&mut h, &mut c, &mut client);
-    let hello = &frames(&plain)[0];
-    let mac = client_mac(SECRET.as_bytes(), hello["nonce"].as_str().unwrap(), CLIENT_NONCE);
-    std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"auth","key_id":KEY_ID,"nonce":CLIENT_NONCE,"mac":mac}), b"")).unwrap();
-    shuttle(&mut h, &mut c, &mut client);
-    assert!(matches!(c.phase(), Phase::Ready));
+    let (mut c, mut client) = authed_on_a_polled_socket(&mut h);
 
     for id in 1..=3 {
         std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"ping","id":id}), b"")).unwrap();
@@ -348,16 +354,7 @@ fn read_drained_only_when_the_socket_was_emptied_and_nothing_is_held() {
 #[test]
 fn a_close_reported_with_the_last_request_is_read_to_the_end() {
     let mut h = Harness::new();
-    let mut c = conn(&mut h, false);
-    // A socket of the poll's kind: a short read of it drains it.
-    duplex(&mut c).short_read_drains = true;
-    let mut client = crate::tls::connect(&key()).unwrap();
-    let plain = shuttle(&mut h, &mut c, &mut client);
-    let hello = &frames(&plain)[0];
-    let mac = client_mac(SECRET.as_bytes(), hello["nonce"].as_str().unwrap(), CLIENT_NONCE);
-    std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"auth","key_id":KEY_ID,"nonce":CLIENT_NONCE,"mac":mac}), b"")).unwrap();
-    shuttle(&mut h, &mut c, &mut client);
-    assert!(matches!(c.phase(), Phase::Ready));
+    let (mut c, mut client) = authed_on_a_polled_socket(&mut h);
 
     std::io::Write::write_all(&mut client.writer(), &frame(json!({"type":"ping","id":4}), b"")).unwrap();
     let mut records = Vec::new();
