@@ -411,3 +411,33 @@ fn a_second_ctrl_c_counts_the_hosts_as_interrupted() {
     assert!(err.contains("ferry: 2 hosts: 2 interrupted"), "{err}");
     assert!(!err.contains("error"), "{err}");
 }
+
+/// Two hosts that write without end (`yes`) into a reader that leaves
+/// (`| head -c 100`): ferry ends with 141 and both commands are stopped.
+/// It used to stay in one host's read loop for ever (that host sent faster
+/// than ferry drained it), deaf to the closed pipe and to TERM; a few runs
+/// in a row showed it.
+#[test]
+fn a_fan_out_of_endless_output_into_a_reader_that_leaves_ends() {
+    use std::io::Read;
+    let a = on(2, None, &[]);
+    let b = on(3, Some(&a), &[]);
+    let all = hosts(&[&a, &b]);
+    for round in 0..8 {
+        let mut child = a
+            .ferry()
+            .args(["run", "-H", &all, "--", "yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 100];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let st = wait_child(&mut child, "ferry did not end once its reader left");
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(st.code(), Some(141), "round {round}: {err}");
+        eventually("no command left", WAIT, || children_of(a.pid()).is_empty() && children_of(b.pid()).is_empty());
+    }
+}

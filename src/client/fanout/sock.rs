@@ -1,5 +1,6 @@
-//! The socket ends of fan-out's TCP hosts: a read through TLS, and a put
-//! body sent with sendfile(2) in clear or read and encrypted through TLS.
+//! The socket ends of fan-out's TCP hosts: a read through TLS, the queued
+//! frames written in clear or through TLS, and a put body sent with
+//! sendfile(2) in clear or read and encrypted through TLS.
 //! Imports `client::transport` only.
 
 use crate::client::transport::TlsClient;
@@ -74,4 +75,38 @@ pub(super) fn send_file_tls(
         };
         *offset += tls.send(&buf[..n])? as u64;
     }
+}
+
+/// Writes `out` until it is empty (true) or the socket is full (false),
+/// through `tls` when given; `last_io` is the time of the last write.
+pub(super) fn write_out(out: &mut Vec<u8>, tls: Option<&mut TlsClient>, sock: &mut TcpStream, last_io: &mut Instant) -> io::Result<bool> {
+    use std::io::Write;
+    if let Some(tls) = tls {
+        loop {
+            if !out.is_empty() && !tls.is_handshaking() {
+                let n = tls.send(out)?;
+                out.drain(..n);
+            }
+            let flushed = tls.write_to(sock)?;
+            *last_io = Instant::now();
+            if !flushed {
+                return Ok(false);
+            }
+            if out.is_empty() || tls.is_handshaking() {
+                return Ok(out.is_empty());
+            }
+        }
+    }
+    while !out.is_empty() {
+        match sock.write(out) {
+            Ok(n) => {
+                out.drain(..n);
+                *last_io = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }

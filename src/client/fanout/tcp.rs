@@ -21,7 +21,7 @@ use super::fan::{Fan, Op, Pong};
 use super::getfile::{finish_get, pick_digest, GetFile};
 use super::outcome::Outcome;
 use super::poll_loop::Transport;
-use super::sock::{read_tls, send_file, send_file_tls};
+use super::sock::{read_tls, send_file, send_file_tls, write_out};
 use crate::client::transport::TlsClient;
 use crate::client::{command_of, io_text, resolve_addrs, Error};
 use crate::proto::auth;
@@ -109,11 +109,19 @@ pub(super) struct Tcp {
     /// Hosts not started yet, in order.
     queue: VecDeque<usize>,
     connecting: usize,
+    /// Hosts whose socket had more to read when their turn's share was
+    /// read (see `read_all`): read again before the next sleep.
+    unread: Vec<usize>,
 }
+
+/// Reads of one host's socket per turn of the loop. A host that sends
+/// without end (`yes`) would otherwise keep the loop in its read forever,
+/// deaf to INT, TERM, a closed stdout and the other hosts.
+const READS_PER_TURN: usize = 16;
 
 impl Tcp {
     pub(super) fn new(n: usize) -> Tcp {
-        Tcp { hosts: (0..n).map(|_| Host::default()).collect(), tls_config: None, queue: (0..n).collect(), connecting: 0 }
+        Tcp { hosts: (0..n).map(|_| Host::default()).collect(), tls_config: None, queue: (0..n).collect(), connecting: 0, unread: Vec::new() }
     }
 
     fn conn(&mut self, i: usize) -> &mut Conn {
@@ -219,7 +227,7 @@ impl Tcp {
     /// host on a socket error.
     fn flush_out(&mut self, fan: &mut Fan, i: usize) {
         let Some(c) = &mut self.hosts[i].conn else { return };
-        let r = match write_out(c) {
+        let r = match write_out(&mut c.out, c.tls.as_mut(), &mut c.sock, &mut c.last_io) {
             Ok(true) => match (&mut c.sendfile, fan.op, &mut c.tls) {
                 (Some((offset, end)), Op::Put { file, .. }, None) => {
                     send_file(&c.sock, file, offset, *end, &mut c.last_io)
@@ -241,7 +249,7 @@ impl Tcp {
     /// Reads what host `i` has sent and handles every frame in it.
     fn read_all(&mut self, fan: &mut Fan, i: usize) {
         let mut buf = [0u8; 64 * 1024];
-        loop {
+        for _ in 0..READS_PER_TURN {
             let Some(c) = &mut self.hosts[i].conn else { return };
             let r = match &mut c.tls {
                 None => c.sock.read(&mut buf),
@@ -275,6 +283,11 @@ impl Tcp {
             if self.hosts[i].conn.as_ref().is_some_and(|c| c.tls.as_ref().is_some_and(TlsClient::wants_write)) {
                 self.flush_out(fan, i);
             }
+        }
+        // Its share read and no WouldBlock yet: no new edge will say there
+        // is more, so the loop comes back to it before it sleeps.
+        if self.hosts[i].conn.is_some() && !self.unread.contains(&i) {
+            self.unread.push(i);
         }
     }
 
@@ -543,40 +556,11 @@ fn lost(e: io::Error) -> Outcome {
     }
 }
 
-/// Writes `c.out` until it is empty (true) or the socket is full (false).
-fn write_out(c: &mut Conn) -> io::Result<bool> {
-    if let Some(tls) = &mut c.tls {
-        loop {
-            if !c.out.is_empty() && !tls.is_handshaking() {
-                let n = tls.send(&c.out)?;
-                c.out.drain(..n);
-            }
-            let flushed = tls.write_to(&mut c.sock)?;
-            c.last_io = Instant::now();
-            if !flushed {
-                return Ok(false);
-            }
-            if c.out.is_empty() || tls.is_handshaking() {
-                return Ok(c.out.is_empty());
-            }
-        }
-    }
-    while !c.out.is_empty() {
-        match c.sock.write(&c.out) {
-            Ok(n) => {
-                c.out.drain(..n);
-                c.last_io = Instant::now();
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
 impl Transport for Tcp {
     fn prepare(&mut self, fan: &mut Fan) -> Option<Duration> {
+        for i in std::mem::take(&mut self.unread) {
+            self.read_all(fan, i);
+        }
         if fan.interrupted > 0 {
             while let Some(i) = self.queue.pop_front() {
                 self.finish(fan, i, Outcome::Cancelled);
@@ -591,6 +575,9 @@ impl Transport for Tcp {
         }
         let next = (0..self.hosts.len()).filter_map(|i| self.deadline(fan, i)).min();
         let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
+        if !self.unread.is_empty() {
+            return Some(Duration::ZERO);
+        }
         // With hosts waiting on descriptors, look again soon.
         match (timeout, self.queue.is_empty()) {
             (t, true) => t,
