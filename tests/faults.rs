@@ -188,3 +188,42 @@ fn with_no_fds_left_requests_fail_with_errors_and_work_again_after() {
     assert!(temp_files(d.root.path()).is_empty());
     assert!(children_of(d.pid()).is_empty());
 }
+
+/// `put -r` cuts a refused big file short too, and goes on with the rest of
+/// the tree over a new connection: each big file is named, the small ones
+/// around them are stored, the status is 1.
+#[test]
+fn put_r_to_a_full_disk_cuts_each_refused_file_short_and_goes_on() {
+    let d = Daemon::start_custom(&[], |cmd| limit(cmd, libc::RLIMIT_FSIZE, 1 << 20));
+    let local = tempfile::tempdir().unwrap();
+    let tree = local.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("a-small"), b"a").unwrap();
+    for big in ["big1", "big2"] {
+        std::fs::File::create(tree.join(big)).unwrap().set_len(1 << 30).unwrap();
+    }
+    std::fs::write(tree.join("z-small"), b"z").unwrap();
+    for (i, transport) in ["--plaintext", "--tls"].into_iter().enumerate() {
+        let dest = format!("t{i}");
+        let o = run_bounded(
+            { let mut c = d.ferry(); c.args([transport, "-q", "put", "-r", &d.target(), tree.to_str().unwrap(), &dest]); c },
+            WAIT,
+            "put -r",
+        );
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{transport}: {err}");
+        for big in ["big1", "big2"] {
+            assert!(err.lines().any(|l| l.contains(big) && l.contains("no-space")), "{transport}: {err}");
+            let needle = format!(" put path=\"{dest}/{big}\" in=");
+            eventually("the big file's access line", WAIT, || d.log.count(&needle) == 1);
+            let text = d.log.text();
+            let line = text.lines().find(|l| l.contains(&needle)).unwrap();
+            let got: u64 = line.split(" in=").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+            assert!(got < 64 << 20, "{transport}: the server read {got} bytes of {big}'s 1 GiB: {line}");
+        }
+        assert_eq!(std::fs::read(d.path(&format!("{dest}/a-small"))).unwrap(), b"a", "{transport}");
+        assert_eq!(std::fs::read(d.path(&format!("{dest}/z-small"))).unwrap(), b"z", "{transport}");
+        assert!(!d.path(&format!("{dest}/big1")).exists() && !d.path(&format!("{dest}/big2")).exists());
+        eventually("no temporary file left", WAIT, || temp_files(d.root.path()).is_empty());
+    }
+}

@@ -491,6 +491,12 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
                 continue;
             }
             transfer::Line::Status(status) => {
+                // A tree that cut a refused file short went on over a new connection.
+                if session.renewed() {
+                    if let Some(sig) = &signals {
+                        sig.reconnected(&session);
+                    }
+                }
                 last = status;
                 continue;
             }

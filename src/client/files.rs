@@ -494,7 +494,7 @@ impl Session {
     }
 
     /// True when reply bytes have arrived (without blocking).
-    fn reply_waiting(&self) -> bool {
+    pub(super) fn reply_waiting(&self) -> bool {
         use std::os::fd::AsRawFd;
         if !self.reader.buffer().is_empty() {
             return true;
@@ -526,8 +526,14 @@ impl Session {
 
     /// A put body could not be finished: stop sending (the server drops the
     /// temporary file) and prefer the server's own error, if it sent one.
-    fn abort_put(&mut self, e: io::Error) -> Error {
+    /// Shuts our side of the connection for writing: the server sees the
+    /// end of a body cut short; its answers can still be read.
+    pub(super) fn shutdown_write(&self) {
         let _ = self.reader.get_ref().shutdown(Shutdown::Write);
+    }
+
+    fn abort_put(&mut self, e: io::Error) -> Error {
+        self.shutdown_write();
         match self.put_reply(Digest::None) {
             Err(Error::Remote(r)) => Error::Remote(r),
             _ if is_socket_gone(&e) || e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {

@@ -229,6 +229,10 @@ pub struct Session {
     last: bool,
     /// A put cut the connection: nothing more can be asked on it.
     cut: bool,
+    /// How this session was opened, to open it again (`reconnect`).
+    again: Box<(Target, Key, Options)>,
+    /// `reconnect` replaced the connection (see `renewed`).
+    renewed: bool,
 }
 
 impl Session {
@@ -293,6 +297,8 @@ impl Session {
             timed_until_start: false,
             last: false,
             cut: false,
+            again: Box::new((target.clone(), key.clone(), opts.clone())),
+            renewed: false,
         };
         s.handshake(key, first).map_err(|e| match e {
             Error::Io(io) if is_timeout(&io) => {
@@ -511,6 +517,23 @@ impl Session {
     /// connects again.
     pub fn cut(&self) -> bool {
         self.cut
+    }
+
+    /// Replaces the connection by a new one to the same server, as this one
+    /// was opened (a tree goes on after cutting a refused file short).
+    pub fn reconnect(&mut self) -> Result<(), Error> {
+        let (target, key, opts) = &*self.again;
+        let mut next = Session::open(target, key, opts, None)?;
+        next.timed_until_start = self.timed_until_start;
+        next.renewed = true;
+        *self = next;
+        Ok(())
+    }
+
+    /// Whether `reconnect` replaced the connection since the last call (a
+    /// holder of the old socket's handle takes the new one).
+    pub fn renewed(&mut self) -> bool {
+        std::mem::take(&mut self.renewed)
     }
 
     /// The socket's descriptor, to poll(2) it between requests.

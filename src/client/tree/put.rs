@@ -119,7 +119,14 @@ impl Pipe {
     fn take(&mut self, s: &mut Session, p: &mut Progress) -> Result<(), Error> {
         self.flush(s)?;
         let Some(e) = self.pending.pop_front() else { return Ok(()) };
-        match reply(s)? {
+        let r = reply(s)?;
+        self.settle(p, e, r);
+        Ok(())
+    }
+
+    /// Reports an entry's reply.
+    fn settle(&mut self, p: &mut Progress, e: Pending, r: Result<crate::proto::Header, crate::proto::ProtoError>) {
+        match r {
             // Nothing checked the content (`--digest none`): it was stored.
             Ok(_) if e.changed => p.fail(&e.rel, CHANGED_STORED),
             Ok(_) => p.entry_done(e.file),
@@ -131,7 +138,20 @@ impl Pipe {
             Err(err) if e.changed && err.code == ErrorCode::DigestMismatch => p.fail(&e.rel, CHANGED),
             Err(err) => p.fail(&e.rel, &remote_text(&err)),
         }
-        Ok(())
+    }
+
+    /// Between the chunks of a big file's body: reads the replies that came
+    /// to the earlier requests. The server answered all of them before it
+    /// began this body, so a reply waiting once none is pending is this
+    /// file's own, sent early: a refusal (a full disk, a quota).
+    fn refused_early(&mut self, s: &mut Session, p: &mut Progress) -> Result<bool, Error> {
+        while s.reply_waiting() {
+            if self.pending.is_empty() {
+                return Ok(true);
+            }
+            self.take(s, p)?;
+        }
+        Ok(false)
     }
 }
 
@@ -254,13 +274,16 @@ fn send_file(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, root: &Path, de
     }
     let w = s.writer();
     let mut offset = 0;
-    let shrank = send_body(&w, p, &file, &mut offset, size - 1, &mut hasher)?;
+    let shrank = match send_body(&w, p, &file, &mut offset, size - 1, &mut hasher, &mut |p| pipe.refused_early(s, p))? {
+        Body::Refused => return cut_short(s, pipe, p, rel),
+        body => body == Body::Shrank,
+    };
     let changed = shrank || !stamp.unchanged(&file);
     if changed && hex.is_some() && hasher.is_none() {
         w.send_encoded(&[!last])?;
         p.bytes(1);
-    } else {
-        send_body(&w, p, &file, &mut offset, size, &mut hasher)?;
+    } else if send_body(&w, p, &file, &mut offset, size, &mut hasher, &mut |p| pipe.refused_early(s, p))? == Body::Refused {
+        return cut_short(s, pipe, p, rel);
     }
     if let Some(h) = hasher {
         let hex = if changed { "0".repeat(h.hex().len()) } else { h.hex() };
@@ -269,11 +292,46 @@ fn send_file(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, root: &Path, de
     Ok(Some(changed))
 }
 
+/// The server refused a file while its body was on its way (its answer is
+/// waiting): the rest would only be dropped there, so the connection is cut
+/// here, the answer reported, and a new connection carries the rest of the
+/// tree (unless the server refuses every write: the tree stops then).
+fn cut_short(s: &mut Session, pipe: &mut Pipe, p: &mut Progress, rel: &str) -> Result<Option<bool>, Error> {
+    s.shutdown_write();
+    let r = reply(s)?;
+    pipe.settle(p, Pending { rel: rel.to_string(), file: true, changed: false }, r);
+    if pipe.refused.is_none() {
+        s.reconnect()?;
+    }
+    Ok(None)
+}
+
+/// How a `send_body` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    Sent,
+    /// The file ended first: the body's size is promised, so zeros stood
+    /// for what is gone.
+    Shrank,
+    /// `refused` said so before a chunk: the rest is not sent.
+    Refused,
+}
+
 /// Sends `file` from `*offset` up to `end` (hashed into `hasher` when
-/// given). True when the file ended first: the body's size is promised, so
-/// zeros stand for what is gone.
-fn send_body(w: &Writer, p: &Progress, file: &File, offset: &mut u64, end: u64, hasher: &mut Option<Hasher>) -> Result<bool, Error> {
+/// given), asking `refused` before each chunk of at most 4 MiB.
+fn send_body(
+    w: &Writer,
+    p: &mut Progress,
+    file: &File,
+    offset: &mut u64,
+    end: u64,
+    hasher: &mut Option<Hasher>,
+    refused: &mut dyn FnMut(&mut Progress) -> Result<bool, Error>,
+) -> Result<Body, Error> {
     while *offset < end {
+        if refused(p)? {
+            return Ok(Body::Refused);
+        }
         let want = (end - *offset).min(4 << 20);
         let n = match hasher {
             Some(h) => w.send_file_hashed(file, offset, want, h)?,
@@ -287,11 +345,11 @@ fn send_body(w: &Writer, p: &Progress, file: &File, offset: &mut u64, end: u64, 
                 *offset += n;
                 p.bytes(n);
             }
-            return Ok(true);
+            return Ok(Body::Shrank);
         }
         p.bytes(n);
     }
-    Ok(false)
+    Ok(Body::Sent)
 }
 
 /// With `-c`: the files already on the server, complete (same size and
