@@ -106,6 +106,11 @@ fn a_streaming_put_that_hits_the_file_size_limit_fails_cleanly() {
     assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
 }
 
+/// The request body bytes an access line counts (its `in=`).
+fn bytes_in(line: &str) -> u64 {
+    line.split(" in=").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap()
+}
+
 /// `ferry put` of one file stops sending once the server refuses it (the
 /// server answers as soon as a write fails; the rest of a 1 GiB body would
 /// only be dropped there), in clear and over TLS, and so does a session's
@@ -131,7 +136,7 @@ fn a_single_put_to_a_full_disk_stops_sending_when_refused() {
         eventually("the put's access line", WAIT, || d.log.count(needle) > i);
         let text = d.log.text();
         let line = text.lines().filter(|l| l.contains(needle)).nth(i).unwrap();
-        let got: u64 = line.split(" in=").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+        let got = bytes_in(line);
         assert!(got < 64 << 20, "{transport}: the server read {got} bytes of the 1 GiB body: {line}");
         assert!(line.ends_with("result=error:no-space"), "{line}");
         assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
@@ -149,7 +154,7 @@ fn a_single_put_to_a_full_disk_stops_sending_when_refused() {
     eventually("the session put's access line", WAIT, || d.log.count(" put path=\"f\" in=") > 2);
     let text = d.log.text();
     let line = text.lines().filter(|l| l.contains(" put path=\"f\" in=")).nth(2).unwrap();
-    let got: u64 = line.split(" in=").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    let got = bytes_in(line);
     assert!(got < 64 << 20, "session: the server read {got} bytes of the 1 GiB body: {line}");
     assert_eq!(std::fs::read(d.path("f")).unwrap(), b"old");
 }
@@ -218,7 +223,7 @@ fn put_r_to_a_full_disk_cuts_each_refused_file_short_and_goes_on() {
             eventually("the big file's access line", WAIT, || d.log.count(&needle) == 1);
             let text = d.log.text();
             let line = text.lines().find(|l| l.contains(&needle)).unwrap();
-            let got: u64 = line.split(" in=").nth(1).and_then(|r| r.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+            let got = bytes_in(line);
             assert!(got < 64 << 20, "{transport}: the server read {got} bytes of {big}'s 1 GiB: {line}");
         }
         assert_eq!(std::fs::read(d.path(&format!("{dest}/a-small"))).unwrap(), b"a", "{transport}");
