@@ -11,6 +11,9 @@ use serde_json::Value;
 /// once parsed.
 pub fn encode_pong(out: &mut Vec<u8>, id: Option<&Value>) {
     let start = out.len();
+    // Room for the frame at once (see `EXIT_FRAME_ROOM`): an idle
+    // connection's empty buffer would otherwise grow 4, 8, 16, 32 bytes.
+    out.reserve(PONG_FRAME_ROOM);
     out.extend_from_slice(&[0; 4]);
     if let Some(id) = id {
         out.extend_from_slice(br#"{"id":"#);
@@ -22,6 +25,10 @@ pub fn encode_pong(out: &mut Vec<u8>, id: Option<&Value>) {
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
+
+/// Room for a `pong` frame with a short id: the length prefix,
+/// `{"type":"pong"}` and up to 40 bytes of `"id":…,`.
+const PONG_FRAME_ROOM: usize = 64;
 
 /// Room for an `exit` frame without an id: the length prefix and the longest
 /// such header, `{"code":-2147483648,"signal":-2147483648,"timed_out":true,"type":"exit"}`
