@@ -194,19 +194,47 @@ pub struct Exec {
     pub pty: Option<Pty>,
 }
 
-#[derive(Deserialize)]
-struct ExecFields {
-    cmd: Option<String>,
-    argv: Option<Vec<String>>,
+/// An `exec` header's fields as read, before they are checked (by serde
+/// from the decoder's map, or by `lean`'s scan: one check for both).
+#[derive(Deserialize, Default)]
+pub(super) struct ExecFields {
+    pub(super) cmd: Option<String>,
+    pub(super) argv: Option<Vec<String>>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
-    cwd: Option<String>,
+    pub(super) env: BTreeMap<String, String>,
+    pub(super) cwd: Option<String>,
     #[serde(default)]
-    stdin: bool,
-    timeout: Option<f64>,
-    pty: Option<Pty>,
+    pub(super) stdin: bool,
+    pub(super) timeout: Option<f64>,
+    pub(super) pty: Option<Pty>,
     #[serde(default)]
-    login: bool,
+    pub(super) login: bool,
+}
+
+impl ExecFields {
+    /// The request these fields make, or why they make none.
+    pub(super) fn check(self) -> Result<Exec, ProtoError> {
+        let f = self;
+        let command = match (f.cmd, f.argv) {
+            (Some(_), _) | (_, Some(_)) if f.login => {
+                return Err(ProtoError::new(ErrorCode::BadRequest, "exec: login goes without cmd and argv"))
+            }
+            (Some(cmd), None) => Command::Shell(cmd),
+            (None, Some(argv)) if !argv.is_empty() => Command::Argv(argv),
+            (None, Some(_)) => return Err(ProtoError::new(ErrorCode::BadRequest, "exec: argv is empty")),
+            (None, None) if f.pty.is_some() || f.login => Command::Login,
+            _ => return Err(ProtoError::new(ErrorCode::BadRequest, "exec: give exactly one of cmd and argv (or login)")),
+        };
+        if let Some(p) = &f.pty {
+            check_pty(p)?;
+        }
+        if let Some(t) = f.timeout {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(ProtoError::new(ErrorCode::BadRequest, "exec: timeout must be a positive number"));
+            }
+        }
+        Ok(Exec { command, env: f.env, cwd: f.cwd, stdin: f.stdin, timeout: f.timeout, pty: f.pty })
+    }
 }
 
 /// Which digest a `get` computes over the whole file, and a `put` over its body.
@@ -288,30 +316,7 @@ impl Request {
                 }
                 Request::Signal(fields::<S>(header)?.signal)
             }
-            "exec" => {
-                let f: ExecFields = fields(header)?;
-                let command = match (f.cmd, f.argv) {
-                    (Some(_), _) | (_, Some(_)) if f.login => {
-                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: login goes without cmd and argv"))
-                    }
-                    (Some(cmd), None) => Command::Shell(cmd),
-                    (None, Some(argv)) if !argv.is_empty() => Command::Argv(argv),
-                    (None, Some(_)) => return Err(ProtoError::new(ErrorCode::BadRequest, "exec: argv is empty")),
-                    (None, None) if f.pty.is_some() || f.login => Command::Login,
-                    _ => {
-                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: give exactly one of cmd and argv (or login)"))
-                    }
-                };
-                if let Some(p) = &f.pty {
-                    check_pty(p)?;
-                }
-                if let Some(t) = f.timeout {
-                    if !(t.is_finite() && t > 0.0) {
-                        return Err(ProtoError::new(ErrorCode::BadRequest, "exec: timeout must be a positive number"));
-                    }
-                }
-                Request::Exec(Exec { command, env: f.env, cwd: f.cwd, stdin: f.stdin, timeout: f.timeout, pty: f.pty })
-            }
+            "exec" => Request::Exec(fields::<ExecFields>(header)?.check()?),
             "resize" => Request::Resize(fields(header)?),
             "get" => Request::Get(fields(header)?),
             "put" => Request::Put(Put::from_fields(fields::<PutFields>(header)?, header.size).map_err(bad_request)?),

@@ -42,14 +42,20 @@ impl<S: Socket> Conn<S> {
                 done += 1;
                 continue;
             }
-            // A plain ping between requests is answered without a map; the
-            // decoder takes anything the scan is not sure of (and errors).
+            // A plain ping or exec between requests is read without a map;
+            // the decoder takes anything the scan is not sure of (and errors).
             if matches!(self.phase, Phase::Ready) && !self.draining && self.decoder.at_boundary() {
-                if let Ok(Some((id, n))) = lean::ping(&self.inbuf[used..]) {
+                if let Ok(Some((req, n))) = lean::request(&self.inbuf[used..]) {
                     if n - 4 <= self.decoder.max_header() {
-                        let id = id.map(lean::Id::value);
+                        let req = match req {
+                            lean::Lean::Ping(id) => Err(id.map(lean::Id::value)),
+                            lean::Lean::Exec(id, e) => Ok((id.map(lean::Id::value), e)),
+                        };
                         used += n;
-                        self.on_ping(id);
+                        match req {
+                            Err(id) => self.on_ping(id),
+                            Ok((id, e)) => self.on_exec(id, e, ctx),
+                        }
                         continue;
                     }
                 }
@@ -166,9 +172,22 @@ impl<S: Socket> Conn<S> {
         self.end_access("ok");
     }
 
+    /// An exec the scan recognised: `on_request` with its header, whose
+    /// `fields` stay empty (they are read only to describe a refused exec,
+    /// and the scan takes no exec it would refuse).
+    fn on_exec(&mut self, id: Option<Value>, e: msg::Exec, ctx: &mut Ctx) {
+        let h = Header { kind: "exec".into(), size: 0, id, fields: Map::new() };
+        self.on_request_read(h, Ok(Request::Exec(e)), ctx);
+    }
+
     pub(super) fn on_request(&mut self, h: Header, ctx: &mut Ctx) {
-        let id = h.id.clone();
         let req = Request::from_header(&h);
+        self.on_request_read(h, req, ctx);
+    }
+
+    /// A request read from its header `h`.
+    fn on_request_read(&mut self, h: Header, req: Result<Request, ProtoError>, ctx: &mut Ctx) {
+        let id = h.id.clone();
         match req {
             Ok(Request::Bye) => return self.begin_close("bye"),
             // Late stdin, signal or resize for a command that has already ended: the

@@ -405,6 +405,43 @@ fn an_exec_gets_one_access_line_with_its_bytes_duration_and_status() {
     );
 }
 
+/// The replies and the access line of one exec header, as raw bytes.
+fn exec_as_written(header: &str) -> (Vec<Value>, Vec<String>) {
+    capture_logs();
+    LINES.with(|l| l.borrow_mut().clear());
+    let mut h = Harness::new();
+    let mut c = authed(&mut h);
+    let mut bytes = (header.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    send(&mut h, &mut c, &bytes);
+    if matches!(c.phase, Phase::Running(_)) {
+        finish_exec(&mut h, &mut c);
+    }
+    (written(&mut c), access_lines())
+}
+
+#[test]
+fn an_exec_read_by_the_scan_or_by_the_decoder_is_served_the_same() {
+    // Each pair: a plain spelling (the scan's) and one with an escape or an
+    // unknown key (the decoder's) of the same request.
+    let pairs = [
+        (r#"{"type":"exec","argv":["sh","-c","echo $A; exit 4"],"env":{"A":"x y"},"id":"q"}"#,
+         r#"{"type":"exec","argv":["sh","-c","echo $A; exit \u0034"],"env":{"A":"x y"},"id":"q","later":[1]}"#),
+        (r#"{"id":18446744073709551615,"cmd":"printf ab >&2","type":"exec","stdin":false,"timeout":30}"#,
+         r#"{"id":18446744073709551615,"cmd":"printf a\u0062 >&2","type":"exec","stdin":false,"timeout":30.0}"#),
+        (r#"{"type":"exec","argv":["/nonexistent/x"],"id":-3}"#, r#"{"type":"exec","argv":["/nonexistent/\u0078"],"id":-3}"#),
+    ];
+    for (plain, escaped) in pairs {
+        let (a, b) = (exec_as_written(plain), exec_as_written(escaped));
+        assert!(!a.0.is_empty() && a.1.len() == 1, "{plain}: {a:?}");
+        assert_eq!(a, b, "{plain}");
+    }
+    // A duplicate key is still refused as a bad frame, the connection closed.
+    let (w, _) = exec_as_written(r#"{"type":"exec","cmd":"true","cmd":"false"}"#);
+    assert_eq!((w.len(), &w[0]["code"]), (1, &json!("bad-frame")), "{w:?}");
+    assert!(w[0]["message"].as_str().unwrap().contains("duplicate key \"cmd\""), "{w:?}");
+}
+
 #[test]
 fn a_command_string_is_quoted_so_it_cannot_forge_a_line() {
     capture_logs();
