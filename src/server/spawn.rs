@@ -326,14 +326,30 @@ impl Spawner {
     /// Starts the child `spec` describes. It has begun its program (or failed
     /// to, which is the error) when this returns.
     pub fn spawn(&self, spec: &Spec) -> io::Result<Child> {
-        let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the program, an argument, the directory or the environment");
-        let program = CString::new(spec.program.as_bytes()).map_err(nul)?;
-        let argv: Vec<CString> = spec.argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(nul)?;
-        // Sized with its null at once (a collect then a push would grow it).
-        let mut argv_ptrs: Vec<*const libc::c_char> = Vec::with_capacity(argv.len() + 1);
-        argv_ptrs.extend(argv.iter().map(|a| a.as_ptr()));
+        let no_nul = || io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the program, an argument, the directory or the environment");
+        let nul = |_| no_nul();
+        // The program, the directory and the arguments as C strings, one
+        // after another in one buffer (one allocation, not one per string),
+        // and the argv array pointing into it, sized with its null at once.
+        let (prog, dir) = (spec.program.as_bytes(), spec.cwd.as_os_str().as_bytes());
+        let words = || [prog, dir].into_iter().chain(spec.argv.iter().map(|a| a.as_bytes()));
+        let mut text: Vec<u8> = Vec::with_capacity(words().map(|w| w.len() + 1).sum());
+        for w in words() {
+            if w.contains(&0) {
+                return Err(no_nul());
+            }
+            text.extend_from_slice(w);
+            text.push(0);
+        }
+        let mut at = prog.len() + 1 + dir.len() + 1;
+        let mut argv_ptrs: Vec<*const libc::c_char> = Vec::with_capacity(spec.argv.len() + 1);
+        for a in spec.argv {
+            argv_ptrs.push(text[at..].as_ptr().cast());
+            at += a.len() + 1;
+        }
         argv_ptrs.push(std::ptr::null());
-        let cwd = CString::new(spec.cwd.as_os_str().as_bytes()).map_err(nul)?;
+        let program = &text[..prog.len()];
+        let (program_ptr, cwd_ptr): (*const libc::c_char, _) = (text.as_ptr().cast(), text[prog.len() + 1..].as_ptr().cast());
 
         // The environment: the prepared array itself unless the request adds
         // variables; then the prepared entries they do not override, and theirs.
@@ -364,9 +380,9 @@ impl Spawner {
         };
         // A bare name is searched in the child's PATH: in the child, in a
         // buffer allocated here (no allocation happens in the child).
-        let search = !program.as_bytes().contains(&b'/');
+        let search = !program.contains(&b'/');
         let path: &[u8] = if search { path.unwrap_or(DEFAULT_PATH.as_bytes()) } else { b"" };
-        let mut buf = vec![0u8; if search { path.len() + program.as_bytes().len() + 3 } else { 0 }];
+        let mut buf = vec![0u8; if search { path.len() + program.len() + 3 } else { 0 }];
 
         let fd = |i: usize| match spec.stdio[i] {
             Stdio::Null if i == 0 => self.null_in.as_raw_fd(),
@@ -374,14 +390,14 @@ impl Spawner {
             Stdio::Fd(f) => f.as_raw_fd(),
         };
         let args = ChildArgs {
-            program: program.as_ptr(),
+            program: program_ptr,
             search,
             path: path.as_ptr(),
             path_len: path.len(),
             buf: buf.as_mut_ptr(),
             argv: argv_ptrs.as_ptr(),
             envp,
-            cwd: cwd.as_ptr(),
+            cwd: cwd_ptr,
             fds: [fd(0), fd(1), fd(2)],
             terminal: spec.session == Session::Terminal,
             reset: self.reset.as_ptr(),
@@ -694,6 +710,27 @@ mod tests {
         assert!(r.out.lines().any(|l| l == "FOO=bar"));
         let e = run(&sp, &["/usr/bin/env"], &[("A\0B", "x")], b"").err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn every_word_reaches_the_child_and_a_nul_anywhere_is_refused() {
+        let sp = Spawner::new(false, pidfds_available()).unwrap();
+        let r = run(&sp, &["/bin/sh", "-c", r#"printf '[%s]' "$0" "$@"; pwd"#, "zero", "", "two words", "ünï"], &[], b"").unwrap();
+        assert_eq!(r.out, "[zero][][two words][ünï]/\n");
+        let (_r, out_w) = pipe().unwrap();
+        let env = BTreeMap::new();
+        let dir = Path::new("/");
+        let nul_dir = OsStr::from_bytes(b"/t\0mp");
+        for (program, argv, cwd) in [
+            (OsStr::new("/bin/t\0rue"), os(&["/bin/true"]), dir),
+            (OsStr::new("/bin/true"), os(&["true", "a\0b"]), dir),
+            (OsStr::new("/bin/true"), os(&["true"]), Path::new(nul_dir)),
+        ] {
+            let spec = Spec { program, argv: &argv, env: &env, cwd, stdio: [Stdio::Null, Stdio::Fd(out_w.as_fd()), Stdio::Null], session: Session::Group };
+            let e = sp.spawn(&spec).err().expect("refused");
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+            assert!(e.to_string().contains("a NUL byte"), "{e}");
+        }
     }
 
     #[test]
