@@ -202,11 +202,10 @@ impl Exit {
 
 impl Exec {
     /// Spawns the child for `req` and registers its pipes under the tokens
-    /// of `via` (a connection's, or a datagram exec slot's). The exec policy
-    /// is checked first, with the config of this moment: nothing is spawned
-    /// for a request it refuses.
-    pub fn start(req: &msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Exec, ProtoError> {
-        let program = authorize(req, ctx.cfg)?;
+    /// of `via` (a connection's, or a datagram exec slot's). `program` is
+    /// what `authorize` answered for `req` with the config of this moment:
+    /// nothing is spawned for a request the exec policy refuses.
+    pub fn start(req: &msg::Exec, program: PathBuf, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Exec, ProtoError> {
         // The root itself was checked at startup (and reload): no stat per
         // exec; a root removed since fails at the child's chdir.
         let resolved;

@@ -109,13 +109,16 @@ pub fn start(
 /// is busy. A connection's exec then runs, or waits for a slot; a datagram's
 /// runs now or is `busy` (it has no queue, and a TCP exec waiting comes first).
 fn admit(mut req: msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Start, ProtoError> {
-    match via {
+    // The policy's answer (the program it checked) is the spawn's when the
+    // exec starts now, with the same config: it is not asked twice.
+    let program = match via {
         Via::Tcp { key } => {
-            exec::authorize(&req, ctx.cfg)?;
+            let program = exec::authorize(&req, ctx.cfg)?;
             if *ctx.children >= ctx.cfg.max_children {
                 ctx.waiters.push_back(key);
                 return Ok(Start::Queued(Box::new(req)));
             }
+            program
         }
         Via::Udp { running, .. } => {
             if req.stdin {
@@ -124,21 +127,24 @@ fn admit(mut req: msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Res
             if req.pty.is_some() {
                 return Err(ProtoError::new(ErrorCode::BadRequest, "exec: no terminal over UDP (use TCP: ferry run -t)"));
             }
-            exec::authorize(&req, ctx.cfg)?;
+            let program = exec::authorize(&req, ctx.cfg)?;
             if *ctx.children >= ctx.cfg.max_children || !ctx.waiters.is_empty() || running >= token::MAX_UDP_EXECS {
                 return Err(ProtoError::new(ErrorCode::Busy, "every child slot is taken; try again later"));
             }
             let t = exec::effective_timeout(req.timeout, Some(ctx.cfg.udp.exec_timeout));
             req.timeout = t.map(|t| t.as_secs_f64());
+            program
         }
-    }
-    let e = Exec::start(&req, id, via, ctx)?;
+    };
+    let e = Exec::start(&req, program, id, via, ctx)?;
     Ok(Start::Running(Op::Exec(Box::new(e))))
 }
 
-/// Spawns a queued exec once a child slot is free.
+/// Spawns a queued exec once a child slot is free (the policy asked again:
+/// the config may have been reloaded while it waited).
 pub fn resume(req: &msg::Exec, id: Option<&Value>, via: Via, ctx: &mut Ctx) -> Result<Op, ProtoError> {
-    Ok(Op::Exec(Box::new(Exec::start(req, id, via, ctx)?)))
+    let program = exec::authorize(req, ctx.cfg)?;
+    Ok(Op::Exec(Box::new(Exec::start(req, program, id, via, ctx)?)))
 }
 
 /// A request in flight.
