@@ -14,7 +14,6 @@
 use super::frame::{peek_header, FrameError};
 use super::msg::{Exec, ExecFields};
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// The `id` of a request the scan recognised, as it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,46 +56,69 @@ pub fn request(input: &[u8]) -> Result<Option<(Lean<'_>, usize)>, FrameError> {
     Ok(scan(head).map(|r| (r, end)))
 }
 
-/// A `ping` frame at the front of `input`: its id and the frame's length
-/// (`request`, for pings only).
-pub fn ping(input: &[u8]) -> Result<Option<(Option<Id<'_>>, usize)>, FrameError> {
-    Ok(match request(input)? {
-        Some((Lean::Ping(id), end)) => Some((id, end)),
-        _ => None,
-    })
+/// The header bytes of a ping or an exec: `Some` when sure, else None. The
+/// ping's scan comes first and is left at once by anything else, so a ping
+/// costs what it did before execs were scanned too.
+fn scan(h: &[u8]) -> Option<Lean<'_>> {
+    scan_ping(h).map(Lean::Ping).or_else(|| scan_exec(h))
 }
 
-/// The header bytes of a ping or an exec: `Some` when sure, else None.
-fn scan(h: &[u8]) -> Option<Lean<'_>> {
+/// A ping's header: `Some(id)` when sure, else None.
+fn scan_ping(h: &[u8]) -> Option<Option<Id<'_>>> {
     let mut s = Scan { b: h, i: 0 };
-    let (mut kind, mut id, mut size) = (None, None, false);
-    // Exec fields, each at most once (`any`: one was seen).
-    let mut f = ExecFields::default();
-    let (mut any, mut env, mut stdin, mut login) = (false, false, false, false);
-    s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.peek()? == b'}' {
-        return None;
-    }
+    let (mut kind, mut id, mut size) = (false, None, false);
+    s.open()?;
     loop {
-        let key = s.bytes()?;
-        s.ws();
-        s.eat(b':')?;
-        s.ws();
+        let key = s.key()?;
         match key {
-            b"type" if kind.is_none() => kind = Some(s.bytes()?),
+            b"type" if !kind => {
+                (s.bytes()? == b"ping").then_some(())?;
+                kind = true;
+            }
             b"id" if id.is_none() => id = Some(s.id()?),
-            // A size of 0 only: a request with a body is the decoder's.
+            // A size of 0 only: a ping with a body is the decoder's.
             b"size" if !size => {
-                s.eat(b'0')?;
-                s.not_number()?;
+                s.zero()?;
+                size = true;
+            }
+            _ => return None,
+        }
+        if s.next()? {
+            break;
+        }
+    }
+    (kind && s.end()).then_some(id)
+}
+
+/// An exec's header: its id and request when sure, else None.
+fn scan_exec(h: &[u8]) -> Option<Lean<'_>> {
+    let mut s = Scan { b: h, i: 0 };
+    let (mut kind, mut id, mut size) = (false, None, false);
+    // The fields, each at most once (a repeated one is the decoder's).
+    let mut f = ExecFields::default();
+    let (mut env, mut stdin, mut login) = (false, false, false);
+    s.open()?;
+    loop {
+        let key = s.key()?;
+        match key {
+            b"type" if !kind => {
+                (s.bytes()? == b"exec").then_some(())?;
+                kind = true;
+            }
+            b"id" if id.is_none() => id = Some(s.id()?),
+            b"size" if !size => {
+                s.zero()?;
                 size = true;
             }
             b"cmd" if f.cmd.is_none() => f.cmd = Some(s.string()?.to_owned()),
-            b"argv" if f.argv.is_none() => f.argv = Some(s.strings()?),
+            b"argv" if f.argv.is_none() => {
+                let mut v = Vec::new();
+                s.strings(|w| v.push(w.to_owned()))?;
+                f.argv = Some(v);
+            }
             b"env" if !env => {
-                f.env = s.env()?;
+                // A repeated name is the decoder's too.
+                s.env(|k, v| f.env.insert(k.to_owned(), v.to_owned()).is_none().then_some(()))?;
                 env = true;
             }
             b"cwd" if f.cwd.is_none() => f.cwd = Some(s.string()?.to_owned()),
@@ -111,31 +133,16 @@ fn scan(h: &[u8]) -> Option<Lean<'_>> {
             b"timeout" if f.timeout.is_none() => f.timeout = Some(s.whole()?),
             _ => return None,
         }
-        any |= matches!(key, b"cmd" | b"argv" | b"env" | b"cwd" | b"stdin" | b"login" | b"timeout");
-        s.ws();
-        match s.peek()? {
-            b',' => {
-                s.i += 1;
-                s.ws();
-            }
-            b'}' => {
-                s.i += 1;
-                break;
-            }
-            _ => return None,
+        if s.next()? {
+            break;
         }
     }
-    s.ws();
-    if s.i != h.len() {
+    if !(kind && s.end()) {
         return None;
     }
-    match kind? {
-        b"ping" if !any => Some(Lean::Ping(id)),
-        // A refused exec is the decoder's, which names it (and its access
-        // line quotes the raw fields).
-        b"exec" => f.check().ok().map(|e| Lean::Exec(id, e)),
-        _ => None,
-    }
+    // A refused exec is the decoder's, which names it (and its access line
+    // quotes the raw fields).
+    f.check().ok().map(|e| Lean::Exec(id, e))
 }
 
 struct Scan<'a> {
@@ -156,6 +163,47 @@ impl<'a> Scan<'a> {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.i += 1;
         }
+    }
+
+    /// `{` of a header with at least one field.
+    fn open(&mut self) -> Option<()> {
+        self.ws();
+        self.eat(b'{')?;
+        self.ws();
+        (self.peek()? != b'}').then_some(())
+    }
+
+    /// A field's name and its `:`.
+    fn key(&mut self) -> Option<&'a [u8]> {
+        let key = self.bytes()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(key)
+    }
+
+    /// After a field's value: `,` (false: another field) or `}` (true).
+    fn next(&mut self) -> Option<bool> {
+        self.ws();
+        let last = match self.peek()? {
+            b',' => false,
+            b'}' => true,
+            _ => return None,
+        };
+        self.i += 1;
+        self.ws();
+        Some(last)
+    }
+
+    /// Nothing after the header's `}`.
+    fn end(&self) -> bool {
+        self.i == self.b.len()
+    }
+
+    /// A `size` of 0, ending there.
+    fn zero(&mut self) -> Option<()> {
+        self.eat(b'0')?;
+        self.not_number()
     }
 
     /// A string without escapes or control characters, valid UTF-8.
@@ -213,46 +261,41 @@ impl<'a> Scan<'a> {
         text.parse::<u64>().ok().map(|v| v as f64)
     }
 
-    /// An array of plain strings.
-    fn strings(&mut self) -> Option<Vec<String>> {
+    /// An array of plain strings, each given to `each`.
+    fn strings(&mut self, mut each: impl FnMut(&'a str)) -> Option<()> {
         self.eat(b'[')?;
         self.ws();
-        let mut v = Vec::new();
         if self.eat(b']').is_some() {
-            return Some(v);
+            return Some(());
         }
         loop {
-            v.push(self.string()?.to_owned());
+            each(self.string()?);
             self.ws();
             if self.eat(b']').is_some() {
-                return Some(v);
+                return Some(());
             }
             self.eat(b',')?;
             self.ws();
         }
     }
 
-    /// An object of plain strings, each name once (a repeated name is the
-    /// decoder's).
-    fn env(&mut self) -> Option<BTreeMap<String, String>> {
+    /// An object of plain strings, each name and value given to `each`
+    /// (which may refuse it).
+    fn env(&mut self, mut each: impl FnMut(&'a str, &'a str) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
         self.ws();
-        let mut m = BTreeMap::new();
         if self.eat(b'}').is_some() {
-            return Some(m);
+            return Some(());
         }
         loop {
             let k = self.string()?;
             self.ws();
             self.eat(b':')?;
             self.ws();
-            let v = self.string()?;
-            if m.insert(k.to_owned(), v.to_owned()).is_some() {
-                return None;
-            }
+            each(k, self.string()?)?;
             self.ws();
             if self.eat(b'}').is_some() {
-                return Some(m);
+                return Some(());
             }
             self.eat(b',')?;
             self.ws();
@@ -293,6 +336,15 @@ mod tests {
     use super::*;
     use crate::proto::frame::parse_header;
     use crate::proto::msg::Request;
+    use std::collections::BTreeMap;
+
+    /// A `ping` frame at the front of `input`: its id and the frame's length.
+    fn ping(input: &[u8]) -> Result<Option<(Option<Id<'_>>, usize)>, FrameError> {
+        Ok(match request(input)? {
+            Some((Lean::Ping(id), end)) => Some((id, end)),
+            _ => None,
+        })
+    }
 
     fn framed(h: &[u8]) -> Vec<u8> {
         let mut v = (h.len() as u32).to_be_bytes().to_vec();

@@ -727,7 +727,7 @@ mod tests {
             (OsStr::new("/bin/true"), os(&["true"]), Path::new(nul_dir)),
         ] {
             let spec = Spec { program, argv: &argv, env: &env, cwd, stdio: [Stdio::Null, Stdio::Fd(out_w.as_fd()), Stdio::Null], session: Session::Group };
-            let e = sp.spawn(&spec).err().expect("refused");
+            let e = sp.spawn(&spec).expect_err("refused");
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
             assert!(e.to_string().contains("a NUL byte"), "{e}");
         }

@@ -47,14 +47,15 @@ impl<S: Socket> Conn<S> {
             if matches!(self.phase, Phase::Ready) && !self.draining && self.decoder.at_boundary() {
                 if let Ok(Some((req, n))) = lean::request(&self.inbuf[used..]) {
                     if n - 4 <= self.decoder.max_header() {
-                        let req = match req {
-                            lean::Lean::Ping(id) => Err(id.map(lean::Id::value)),
-                            lean::Lean::Exec(id, e) => Ok((id.map(lean::Id::value), e)),
+                        // Owned before the input is let go: the id as a value.
+                        let (id, exec) = match req {
+                            lean::Lean::Ping(id) => (id.map(lean::Id::value), None),
+                            lean::Lean::Exec(id, e) => (id.map(lean::Id::value), Some(e)),
                         };
                         used += n;
-                        match req {
-                            Err(id) => self.on_ping(id),
-                            Ok((id, e)) => self.on_exec(id, e, ctx),
+                        match exec {
+                            None => self.on_ping(id),
+                            Some(e) => self.on_exec(id, e, ctx),
                         }
                         continue;
                     }
