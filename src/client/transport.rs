@@ -596,7 +596,7 @@ impl TlsClient {
             let mut got = 0;
             // An empty `out` parks each record's plaintext in `plain`.
             match self.drive(Some((&mut room, &mut got)))? {
-                Stop::Full if self.held || self.rx_pos < self.rx_end => continue,
+                Stop::Full => continue,
                 _ => return Ok(()),
             }
         }
