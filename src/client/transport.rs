@@ -7,13 +7,26 @@
 //! `FERRY_TRANSPORT` says otherwise. Datagrams follow the same rule:
 //! sealed where TCP would use TLS, tagged v1 where it would be in clear.
 //!
-//! `TlsClient` wraps a rustls `ClientConnection` without owning a socket:
-//! the caller reads ciphertext into it (`read_from`), takes plaintext out
-//! (`plaintext`), queues plaintext (`send`) and writes ciphertext out
-//! (`write_to`), each call non-blocking. It also drops the one v1 greeting
-//! a ferryd sends at accept to a peer it would let speak in clear (the
-//! server sends it before it has seen our first byte, and voids it once it
-//! sees a ClientHello), so the callers hand rustls nothing but TLS.
+//! `TlsClient` wraps a rustls `UnbufferedClientConnection` without owning a
+//! socket: the caller reads ciphertext into it (`read_from`), takes
+//! plaintext out (`plaintext`), queues plaintext (`send`) and writes
+//! ciphertext out (`write_to`), each call non-blocking. It also drops the one
+//! v1 greeting a ferryd sends at accept to a peer it would let speak in clear
+//! (the server sends it before it has seen our first byte, and voids it once
+//! it sees a ClientHello), so the callers hand rustls nothing but TLS.
+//!
+//! The unbuffered API (issue 18: the buffered one cost ferry-bench's TLS
+//! ping about 2,400 instructions a request more than plaintext) lets rustls
+//! work on our buffers: records are deframed and decrypted where they were
+//! read (`rx`, no copy into rustls's own), as the caller asks for plaintext
+//! (the part of a record its buffer has no room for waits in `plain`), and
+//! application data is encrypted into the one outgoing buffer (`tx`) that
+//! `write_to` writes from. Both buffers are kept, so a steady exchange
+//! allocates nothing of ours. rustls 0.23 still allocates inside: a `Vec`
+//! per decrypted record (`ReadTraffic::next_record` pops `received_plaintext`;
+//! "TODO … requires in-place decryption" in its source) and one per record it
+//! encrypts (`write_fragments` encodes each into a `Vec` before copying it
+//! into our buffer); no public API of 0.23 avoids them.
 //!
 //! Imports `proto` and `tls` only.
 
@@ -302,10 +315,10 @@ impl TlsClient {
         self.tx_pos < self.tx_end
     }
 
-    /// One read from `sock` (Ok(0): end of file), then the records
-    /// processed up to the first that carries plaintext (that one and the
-    /// rest are decrypted as the caller takes `plaintext`). `WouldBlock`
-    /// passes through. A failed handshake or a broken record is an
+    /// One read from `sock` (Ok(0): end of file); during the handshake,
+    /// its records processed then (after it, records are decrypted as the
+    /// caller takes `plaintext`). `WouldBlock` passes through. A failed
+    /// handshake (here) or a broken record (here or at `plaintext`) is an
     /// `InvalidData` error carrying a `TlsError`.
     pub fn read_from(&mut self, sock: &mut dyn Read) -> io::Result<usize> {
         rx_room(&mut self.rx, &mut self.rx_pos, &mut self.rx_end, self.rx_want);
@@ -354,6 +367,10 @@ impl TlsClient {
             }
             return Ok(());
         }
+        if !self.conn.is_handshaking() {
+            // Records after the handshake are processed as `plaintext` asks.
+            return Ok(());
+        }
         self.drive(None).map(|_| ())
     }
 
@@ -395,7 +412,14 @@ impl TlsClient {
                             }
                         }
                         *held = false;
-                        (**got == buf.len()).then_some(Stop::Full)
+                        if **got == buf.len() {
+                            Some(Stop::Full)
+                        } else if *rx_pos + discard == *rx_end {
+                            // Nothing more to process: no call to rustls only to hear so.
+                            Some(Stop::Input)
+                        } else {
+                            None
+                        }
                     }
                 },
                 ConnectionState::EncodeTlsData(mut enc) => {
@@ -520,7 +544,12 @@ impl TlsClient {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let mut got = 0;
-        let stop = self.drive(Some((out, &mut got)))?;
+        let stop = if self.rx_pos == self.rx_end && !self.held && !self.dead && !self.conn.is_handshaking() {
+            // Nothing to process (the steady state between replies).
+            Stop::Input
+        } else {
+            self.drive(Some((out, &mut got)))?
+        };
         if got > 0 {
             return Ok(got);
         }
