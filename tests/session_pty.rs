@@ -86,6 +86,47 @@ fn ctrl_c_during_a_get_cancels_only_the_get_and_keeps_the_part() {
     let _ = std::fs::remove_file(&part);
 }
 
+/// A tree that cut a refused file short goes on over a new connection, and
+/// Ctrl-C during that rest cancels it there and then (the INT handler takes
+/// the new socket when the tree reconnects, not when the line ends).
+#[test]
+fn ctrl_c_stops_the_rest_of_a_tree_that_reconnected() {
+    // Over 8 MiB is refused at once: the big file is cut short, the rest
+    // (one fsync per file on the server) goes over a new connection.
+    let d = Daemon::start_with(&["--max-upload", "8388608"]);
+    let local = tempfile::tempdir().unwrap();
+    let tree = local.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    File::create(tree.join("a-big")).unwrap().set_len(1 << 30).unwrap();
+    const SMALL: usize = 5000;
+    for i in 0..SMALL {
+        std::fs::write(tree.join(format!("f{i:05}")), b"x").unwrap();
+    }
+    let mut cmd = d.ferry();
+    cmd.arg(d.target()).current_dir(local.path());
+    let mut t = start(cmd);
+    t.wait_for("ferry> ", 1);
+    t.send(b"put -r tree t\n");
+    let stored = || std::fs::read_dir(d.path("t")).map_or(0, |r| r.flatten().filter(|e| e.file_name().to_string_lossy().starts_with('f')).count());
+    let deadline = Instant::now() + WAIT;
+    while stored() == 0 {
+        assert!(Instant::now() < deadline, "the rest of the tree never began:\n{}", t.screen());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(d.log.text().contains("put path=\"t/a-big\""), "the big file went first and was refused");
+    t.send(b"\x03");
+    t.wait_for("interrupted", 1);
+    t.wait_for("ferry> ", 2);
+    let n = stored();
+    assert!(n < SMALL, "Ctrl-C did not stop the rest of the tree: all {n} files stored\n{}", t.screen());
+    assert!(t.screen().contains("a-big"), "the refused file is named: {}", t.screen());
+    // The session goes on, on a new connection.
+    t.send(b"echo still-$((2+2))\n");
+    t.wait_for("still-4", 1);
+    t.send(b"quit\n");
+    assert_eq!(t.wait("the session"), 0, "{}", t.screen());
+}
+
 #[test]
 fn the_progress_bar_fits_a_narrow_terminal_and_ends_with_time_and_rate() {
     let d = Daemon::start();

@@ -293,10 +293,25 @@ impl Signals {
         Some(me)
     }
 
-    /// A new connection after a cancelled line.
-    fn reconnected(&self, session: &Session) {
-        *self.writer.lock().unwrap_or_else(|p| p.into_inner()) = session.writer();
-        *self.socket.lock().unwrap_or_else(|p| p.into_inner()) = session.socket_handle().ok();
+    /// What the signal thread holds of the session (the writer for a
+    /// command's signals, the socket a cancelled line shuts down), moved to
+    /// each new connection as `Session::reconnect` makes it, also in the
+    /// middle of a line (a tree going on after a refused file).
+    fn follow(&self, session: &mut Session) {
+        let (state, writer, socket) = (self.state.clone(), self.writer.clone(), self.socket.clone());
+        session.on_renew(move |s: &Session| {
+            *writer.lock().unwrap_or_else(|p| p.into_inner()) = s.writer();
+            let mut held = socket.lock().unwrap_or_else(|p| p.into_inner());
+            *held = s.socket_handle().ok();
+            // INT cancelled the line while its old socket was being
+            // replaced (the thread sets CANCELLED under this lock): the new
+            // socket is shut down too, so the line ends as interrupted.
+            if state.load(Ordering::SeqCst) == CANCELLED {
+                if let Some(sock) = held.as_ref() {
+                    let _ = sock.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        });
     }
 }
 
@@ -429,6 +444,9 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
         exit::say(format_args!("connected to {} ({}); type commands, `quit` or Ctrl-D to end", session.peer, session.server));
     }
     let signals = Signals::start(&session, interactive);
+    if let Some(sig) = &signals {
+        sig.follow(&mut session);
+    }
     // The state before: a file line's end may find it CANCELLED.
     let set_state = |s: u8| signals.as_ref().map_or(IDLE, |sig| sig.state.swap(s, Ordering::SeqCst));
     let ui = transfer::Ui::new(quiet);
@@ -480,34 +498,20 @@ pub fn session(target: &Target, key: &Key, opts: &Options, quiet: bool, encoding
             transfer::Line::NotMine => {}
             // A refused put cut the connection short (its error is said): a new one.
             transfer::Line::Status(status) if session.cut() => {
-                session = match Session::connect(target, key, opts) {
-                    Ok(s) => s,
-                    Err(e) => return fail(format_args!("connecting again after the refused put: {e}")),
-                };
-                if let Some(sig) = &signals {
-                    sig.reconnected(&session);
+                if let Err(e) = session.reconnect() {
+                    return fail(format_args!("connecting again after the refused put: {e}"));
                 }
                 last = status;
                 continue;
             }
             transfer::Line::Status(status) => {
-                // A tree that cut a refused file short went on over a new connection.
-                if session.renewed() {
-                    if let Some(sig) = &signals {
-                        sig.reconnected(&session);
-                    }
-                }
                 last = status;
                 continue;
             }
             transfer::Line::Interrupted => {
                 // The connection was shut down to stop the request: a new one.
-                session = match Session::connect(target, key, opts) {
-                    Ok(s) => s,
-                    Err(e) => return fail(format_args!("reconnecting after the interrupt: {e}")),
-                };
-                if let Some(sig) = &signals {
-                    sig.reconnected(&session);
+                if let Err(e) = session.reconnect() {
+                    return fail(format_args!("reconnecting after the interrupt: {e}"));
                 }
                 last = exit::INTERRUPTED;
                 continue;

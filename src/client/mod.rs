@@ -231,8 +231,9 @@ pub struct Session {
     cut: bool,
     /// How this session was opened, to open it again (`reconnect`).
     again: Box<(Target, Key, Options)>,
-    /// `reconnect` replaced the connection (see `renewed`).
-    renewed: bool,
+    /// Called with the new connection each time `reconnect` replaces the
+    /// old one (see `on_renew`).
+    on_renew: Option<Box<dyn Fn(&Session)>>,
 }
 
 impl Session {
@@ -298,7 +299,7 @@ impl Session {
             last: false,
             cut: false,
             again: Box::new((target.clone(), key.clone(), opts.clone())),
-            renewed: false,
+            on_renew: None,
         };
         s.handshake(key, first).map_err(|e| match e {
             Error::Io(io) if is_timeout(&io) => {
@@ -520,20 +521,27 @@ impl Session {
     }
 
     /// Replaces the connection by a new one to the same server, as this one
-    /// was opened (a tree goes on after cutting a refused file short).
+    /// was opened: a tree goes on after cutting a refused file short, and a
+    /// line session after a cut or an interrupted line. `on_renew`'s
+    /// callback is kept and called with the new connection.
     pub fn reconnect(&mut self) -> Result<(), Error> {
         let (target, key, opts) = &*self.again;
         let mut next = Session::open(target, key, opts, None)?;
         next.timed_until_start = self.timed_until_start;
-        next.renewed = true;
+        next.on_renew = self.on_renew.take();
         *self = next;
+        if let Some(f) = &self.on_renew {
+            f(self);
+        }
         Ok(())
     }
 
-    /// Whether `reconnect` replaced the connection since the last call (a
-    /// holder of the old socket's handle takes the new one).
-    pub fn renewed(&mut self) -> bool {
-        std::mem::take(&mut self.renewed)
+    /// `f` runs with the new connection whenever `reconnect` replaces the
+    /// connection, also in the middle of a request (a tree): a holder of
+    /// the old socket's handle (the line session's INT handler) takes the
+    /// new one there and then.
+    pub fn on_renew(&mut self, f: impl Fn(&Session) + 'static) {
+        self.on_renew = Some(Box::new(f));
     }
 
     /// The socket's descriptor, to poll(2) it between requests.
