@@ -207,6 +207,8 @@ enum Stop {
     Plaintext,
     /// The caller's buffer is full.
     Full,
+    /// The handshake is done and what there was to send is encrypted.
+    Wrote,
     /// Both sides sent close_notify.
     Closed,
 }
@@ -302,7 +304,7 @@ impl TlsClient {
             dead: false,
             keys: None,
         };
-        c.drive(None).expect("a new TLS client makes its ClientHello");
+        c.drive(None, None).expect("a new TLS client makes its ClientHello");
         c
     }
 
@@ -371,16 +373,18 @@ impl TlsClient {
             // Records after the handshake are processed as `plaintext` asks.
             return Ok(());
         }
-        self.drive(None).map(|_| ())
+        self.drive(None, None).map(|_| ())
     }
 
     /// Runs rustls over `rx[rx_pos..rx_end]` until it needs more input, has
     /// closed, or (with `out`) has filled it; without `out`, until it holds
-    /// plaintext. Handshake records, alerts and the plaintext `early` go
-    /// into `tx`; with `out`, plaintext goes to `out[*got..]`, what does not
-    /// fit to `plain`. A failure queues rustls's alert and marks the
+    /// plaintext. Handshake records, alerts, the plaintext `early` and `app`
+    /// go into `tx` (`Stop::Wrote` once the last two are encrypted); with
+    /// `out`, plaintext goes to `out[*got..]`, what does not fit to `plain`
+    /// (an empty `out` parks every record there and runs on to
+    /// WriteTraffic). A failure queues rustls's alert and marks the
     /// connection dead.
-    fn drive(&mut self, mut out: Option<(&mut [u8], &mut usize)>) -> io::Result<Stop> {
+    fn drive(&mut self, mut out: Option<(&mut [u8], &mut usize)>, app: Option<&[u8]>) -> io::Result<Stop> {
         if self.dead {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: the connection failed earlier"));
         }
@@ -412,7 +416,10 @@ impl TlsClient {
                             }
                         }
                         *held = false;
-                        if **got == buf.len() {
+                        if buf.is_empty() {
+                            // Parking plaintext on the way to WriteTraffic.
+                            None
+                        } else if **got == buf.len() {
                             Some(Stop::Full)
                         } else if *rx_pos + discard == *rx_end {
                             // Nothing more to process: no call to rustls only to hear so.
@@ -456,7 +463,10 @@ impl TlsClient {
                             }
                         }
                     }
-                    Some(Stop::Input)
+                    if let Some(data) = app {
+                        encrypt(&mut w, data, tx, tx_pos, tx_end)?;
+                    }
+                    Some(Stop::Wrote)
                 }
                 ConnectionState::BlockedHandshake => Some(Stop::Input),
                 ConnectionState::PeerClosed => {
@@ -548,7 +558,7 @@ impl TlsClient {
             // Nothing to process (the steady state between replies).
             Stop::Input
         } else {
-            self.drive(Some((out, &mut got)))?
+            self.drive(Some((out, &mut got)), None)?
         };
         if got > 0 {
             return Ok(got);
@@ -577,38 +587,21 @@ impl TlsClient {
             return Ok(0);
         }
         let data = &data[..data.len().min(TX_CHUNK).min(TX_LIMIT - waiting)];
-        if self.conn.is_handshaking() || !self.early.is_empty() {
+        if self.conn.is_handshaking() || !self.early.is_empty() || self.greeting != Greeting::Tls {
             self.early.extend_from_slice(data);
-            self.drive_out()?;
-            return Ok(data.len());
-        }
-        if self.dead {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: the connection failed earlier"));
-        }
-        // Straight to WriteTraffic when no record waits in rustls or in `rx`
-        // (the steady state); else `drive_out` takes them first.
-        if self.held || self.rx_pos < self.rx_end {
-            self.early.extend_from_slice(data);
-            self.drive_out()?;
-            return Ok(data.len());
-        }
-        let TlsClient { conn, rx, rx_pos, rx_end, tx, tx_pos, tx_end, .. } = self;
-        let status = conn.process_tls_records(&mut rx[*rx_pos..*rx_end]);
-        *rx_pos += status.discard;
-        match status.state {
-            Ok(ConnectionState::WriteTraffic(mut w)) => {
-                encrypt(&mut w, data, tx, tx_pos, tx_end)?;
-                Ok(data.len())
-            }
-            // Something else first (a key update to answer): the full loop.
-            Ok(_) => {
-                self.early.extend_from_slice(data);
+            if !self.conn.is_handshaking() {
                 self.drive_out()?;
-                Ok(data.len())
             }
-            Err(e) => {
-                self.dead = true;
-                Err(tls_io(TlsError::on_client(&self.key_id, e)))
+            return Ok(data.len());
+        }
+        // Any record waiting (in rustls or in `rx`) is decrypted into
+        // `plain` on the way to WriteTraffic, where `data` is encrypted.
+        match self.drive(Some((&mut [], &mut 0)), Some(data))? {
+            Stop::Wrote => Ok(data.len()),
+            Stop::Closed => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the TLS session is closed")),
+            _ => {
+                self.early.extend_from_slice(data);
+                Ok(data.len())
             }
         }
     }
@@ -620,15 +613,8 @@ impl TlsClient {
             // The greeting is not past yet: nothing of the server's to run.
             return Ok(());
         }
-        loop {
-            let mut room = [0u8; 0];
-            let mut got = 0;
-            // An empty `out` parks each record's plaintext in `plain`.
-            match self.drive(Some((&mut room, &mut got)))? {
-                Stop::Full => continue,
-                _ => return Ok(()),
-            }
-        }
+        // An empty `out` parks each record's plaintext in `plain`.
+        self.drive(Some((&mut [], &mut 0)), None).map(|_| ())
     }
 
     /// Writes queued ciphertext to `sock`: Ok(true) when none is left,

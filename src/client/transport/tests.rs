@@ -438,3 +438,22 @@ fn a_corrupted_record_is_an_error_carrying_a_tls_error_and_the_alert_goes_out() 
     assert!(c.plaintext(&mut [0u8; 8]).is_err());
     assert!(c.send(b"x").is_err());
 }
+
+#[test]
+fn a_key_update_the_server_asks_for_is_answered_and_traffic_goes_on() {
+    let (mut stub, mut c) = connected();
+    for i in 0..3u8 {
+        // The server renews its keys and asks the client to renew its own.
+        stub.server.refresh_traffic_keys().unwrap();
+        let reply = pattern(300, i);
+        stub.server.writer().write_all(&reply).unwrap();
+        c.read_from(&mut &stub.wire()[..]).unwrap();
+        let mut got = Vec::new();
+        drain(&mut c, 8192, &mut got).unwrap();
+        assert_eq!(got, reply, "round {i}: the reply after the update");
+        // The client's next records are under its new keys: the server reads them.
+        let req = pattern(50, i + 100);
+        assert_eq!(c.send(&req).unwrap(), req.len());
+        assert_eq!(stub.take(&mut c).unwrap(), req, "round {i}");
+    }
+}
