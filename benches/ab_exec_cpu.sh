@@ -4,6 +4,7 @@
 # tree's release build), each round (A/B order alternating between rounds):
 #   ferry-bench exec -c 1 --argv /bin/true against A and B,
 #   the C loop `baseline spawn 3000 /bin/true` (benches/baseline.c),
+#   the C loop of ferryd's own exec syscalls `baseline execfloor 3000 /bin/true`,
 #   ferry-bench ping -c 1 against A and B.
 # For each ferryd run: its CPU per operation by `perf stat --no-inherit -e
 # task-clock,context-switches -p PID` over the measured window (pcpu, cs) and
@@ -50,6 +51,8 @@ for r in $(seq "$ROUNDS"); do
   for i in $order; do one exec "$i"; done
   s=$(perf stat --no-inherit -x, -e task-clock,context-switches "$work/baseline" spawn 3000 /bin/true 2> "$work/cps")
   echo "r$r cloop pcpu=$(awk -F, '/task-clock/ {printf "%.2f", $1 * 1000 / 3000}' "$work/cps") cs=$(awk -F, '/context-switches/ {printf "%.2f", $1 / 3000}' "$work/cps") scpu=$(awk '{print $6}' <<<"$s") p50=$(awk '{print $2}' <<<"$s") load=$(cut -d' ' -f1 /proc/loadavg)"
+  s=$(perf stat --no-inherit -x, -e task-clock,context-switches "$work/baseline" execfloor 3000 /bin/true 2> "$work/cps")
+  echo "r$r xloop pcpu=$(awk -F, '/task-clock/ {printf "%.2f", $1 * 1000 / 3000}' "$work/cps") cs=$(awk -F, '/context-switches/ {printf "%.2f", $1 / 3000}' "$work/cps") scpu=$(awk '{print $6}' <<<"$s") p50=$(awk '{print $2}' <<<"$s") load=$(cut -d' ' -f1 /proc/loadavg)"
   for i in $order; do one ping "$i"; done
 done | tee "$work/runs"
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"

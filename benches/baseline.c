@@ -16,6 +16,16 @@
  *                                     the children's) in µs and its context
  *                                     switches per spawn+wait (voluntary and not):
  *                                     median_us M mean_us A cpu_us C csw S
+ *   baseline execfloor N PROG [ARG...]
+ *                                     the kernel work of one ferryd exec, N
+ *                                     times, without the protocol: per command
+ *                                     two pipes, a vfork-style clone with a
+ *                                     pidfd, three epoll registrations, a wait
+ *                                     for the exit, the reap, the pipes read to
+ *                                     EOF, every descriptor closed, in ferryd's
+ *                                     order (see do_execfloor). PROG is a path
+ *                                     (no PATH search). Prints as spawn does:
+ *                                     median_us M mean_us A cpu_us C csw S
  *   baseline alt N CMD [:: CMD]...    run the commands in turn (A B C A B C ...),
  *                                     after 3 warm-up runs each, N times each,
  *                                     stdin, stdout and stderr on /dev/null; a
@@ -49,6 +59,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -200,6 +214,133 @@ static int do_spawn(int n, char **argv) {
     return 0;
 }
 
+/* ---- execfloor: ferryd's exec path in plain C (src/server/spawn.rs and
+ * src/server/ops/exec.rs), one syscall for each of ferryd's, in its order.
+ * What ferryd does beyond this per exec is its protocol (the request's read,
+ * the exit frame's send, the sleep between them) and its own user space. */
+
+/* The signals whose handlers ferryd's child resets (the daemon's handlers,
+ * and SIGPIPE, which Rust ignores): one sigaction each in the child. */
+static const int reset_sigs[] = {SIGPIPE, SIGHUP, SIGINT, SIGBUS, SIGSEGV, SIGTERM, SIGXFSZ};
+
+struct child_args {
+    char **argv;
+    int fds[3]; /* what becomes the child's 0, 1 and 2 */
+    const char *cwd;
+};
+
+/* The child, from clone to execve, on its own stack, sharing our memory (as
+ * child_main in spawn.rs): handlers to default, 0..2 from the pipes and
+ * /dev/null made blocking, a process group of its own, the cwd, an empty
+ * signal mask, execve. */
+static int floor_child(void *p) {
+    struct child_args *a = p;
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (size_t i = 0; i < sizeof reset_sigs / sizeof reset_sigs[0]; i++) sigaction(reset_sigs[i], &dfl, NULL);
+    for (int i = 0; i < 3; i++) {
+        if (dup2(a->fds[i], i) < 0) _exit(127);
+        int fl = fcntl(i, F_GETFL);
+        if (fl >= 0 && (fl & O_NONBLOCK) && fcntl(i, F_SETFL, fl & ~O_NONBLOCK) < 0) _exit(127);
+    }
+    if (setpgid(0, 0) < 0 || chdir(a->cwd) < 0) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(a->argv[0], a->argv, environ);
+    _exit(127);
+}
+
+static int do_execfloor(int n, char **argv) {
+    if (n < 1 || n > 1000000) {
+        fprintf(stderr, "execfloor: N out of range\n");
+        return 2;
+    }
+    /* Made once, as ferryd makes them once: the epoll set, /dev/null for
+     * stdin, the child's stack (with a guard page), the cwd. */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int null_in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    size_t stack_len = 64 * 1024 + 4096;
+    char *stack = mmap(NULL, stack_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    char cwd[4096];
+    if (ep < 0 || null_in < 0 || stack == MAP_FAILED || !getcwd(cwd, sizeof cwd)) die("execfloor setup");
+    mprotect(stack, 4096, PROT_NONE);
+    long long *ns = calloc(n, sizeof *ns);
+    if (!ns) die("calloc");
+    long long sum = 0;
+    struct rusage r0, r1;
+    if (getrusage(RUSAGE_SELF, &r0) < 0) die("getrusage");
+    for (int i = 0; i < n; i++) {
+        long long t0 = now_ns();
+        /* Two pipes, non-blocking and close-on-exec on both ends (spawn::pipe). */
+        int out[2], err[2];
+        if (pipe2(out, O_NONBLOCK | O_CLOEXEC) < 0 || pipe2(err, O_NONBLOCK | O_CLOEXEC) < 0) die("pipe2");
+        /* Every signal blocked across the clone, the mask restored after
+         * (Spawner::spawn); the child clears it before execve. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        struct child_args a = {.argv = argv, .fds = {null_in, out[1], err[1]}, .cwd = cwd};
+        int pidfd = -1;
+        pid_t pid = clone(floor_child, stack + stack_len, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &a, &pidfd);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (pid < 0 || pidfd < 0) die("clone");
+        /* The read ends and the pidfd into the poll, edge-triggered, with
+         * the events mio asks for (register_pipes, register_child). */
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET};
+        ev.data.u64 = 1;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, out[0], &ev) < 0) die("epoll_ctl");
+        ev.data.u64 = 2;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, err[0], &ev) < 0) die("epoll_ctl");
+        ev.data.u64 = 4;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, pidfd, &ev) < 0) die("epoll_ctl");
+        /* Sleep until the exit: the write ends are still ours, so the pipes
+         * do not hang up first and the pidfd is the only event (exec.rs). A
+         * program that writes wakes us for its output: read it as ferryd does. */
+        char buf[65536];
+        for (int exited = 0; !exited;) {
+            struct epoll_event got[8];
+            int k = epoll_wait(ep, got, 8, -1);
+            if (k < 0 && errno != EINTR) die("epoll_wait");
+            for (int j = 0; j < k; j++) {
+                if (got[j].data.u64 == 4) exited = 1;
+                else
+                    while (read(got[j].data.u64 == 1 ? out[0] : err[0], buf, sizeof buf) > 0) {
+                    }
+            }
+        }
+        /* Reap (Child::try_wait: waitpid WNOHANG); the pidfd is closed with
+         * the reap, then our write ends; then each pipe read to its EOF and
+         * closed (the close takes it out of the epoll set: no EPOLL_CTL_DEL,
+         * as in ferryd). */
+        int st;
+        if (waitpid(pid, &st, WNOHANG) != pid) die("waitpid");
+        close(pidfd);
+        close(out[1]);
+        close(err[1]);
+        for (int *p = out;; p = err) {
+            ssize_t r;
+            while ((r = read(p[0], buf, sizeof buf)) > 0) {
+            }
+            if (r < 0 && errno != EAGAIN) die("read");
+            close(p[0]);
+            if (p == err) break;
+        }
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "execfloor: %s failed (status %d)\n", argv[0], st);
+            return 1;
+        }
+        ns[i] = now_ns() - t0;
+        sum += ns[i];
+    }
+    if (getrusage(RUSAGE_SELF, &r1) < 0) die("getrusage");
+    qsort(ns, n, sizeof *ns, cmp_ll);
+    double cpu = TV_US(r1.ru_utime) + TV_US(r1.ru_stime) - TV_US(r0.ru_utime) - TV_US(r0.ru_stime);
+    long csw = (r1.ru_nvcsw + r1.ru_nivcsw) - (r0.ru_nvcsw + r0.ru_nivcsw);
+    printf("median_us %.1f mean_us %.1f cpu_us %.1f csw %.2f\n", ns[n / 2] / 1000.0, sum / 1000.0 / n, cpu / n,
+           (double)csw / n);
+    return 0;
+}
+
 /* One run of argv (PATH searched), its stdio on /dev/null; returns ns, exits on failure. */
 static long long run_once(char **argv) {
     posix_spawn_file_actions_t fa;
@@ -322,11 +463,12 @@ int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "send") == 0)
         return do_send(atoi(argv[2]), argv[3], argc >= 5 ? (size_t)atol(argv[4]) : 256 * 1024);
     if (argc >= 4 && strcmp(argv[1], "spawn") == 0) return do_spawn(atoi(argv[2]), argv + 3);
+    if (argc >= 4 && strcmp(argv[1], "execfloor") == 0) return do_execfloor(atoi(argv[2]), argv + 3);
     if (argc >= 4 && strcmp(argv[1], "alt") == 0) return do_alt(atoi(argv[2]), argc - 3, argv + 3);
     if (argc >= 3 && strcmp(argv[1], "echo") == 0) return do_echo(argv[2]);
     if (argc >= 5 && strcmp(argv[1], "flood") == 0) return do_flood(atoi(argv[2]), atof(argv[3]), argv[4]);
     if (argc >= 3 && strcmp(argv[1], "sink") == 0) return do_sink(argv[2]);
-    fprintf(stderr, "usage: baseline recv PORTFILE OUT | send PORT FILE [WINDOW] | spawn N PROG [ARG...] | alt N CMD [:: CMD]...\n"
+    fprintf(stderr, "usage: baseline recv PORTFILE OUT | send PORT FILE [WINDOW] | spawn N PROG [ARG...]\n       | execfloor N PROG [ARG...] | alt N CMD [:: CMD]...\n"
                     "       | echo PORTFILE | flood PORT SECS KEYID | sink PORTFILE\n");
     return 2;
 }

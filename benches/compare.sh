@@ -319,9 +319,11 @@ cold() {
 # next to posix_spawn+wait of /bin/true in a C loop. And the floor of ferryd's
 # own CPU per exec, in the same round: the C loop's own CPU per spawn+wait (the
 # kernel's spawn) plus ferryd's own CPU per ping on one connection (one request
-# round trip, one sleep and wake of the reactor).
+# round trip, one sleep and wake of the reactor). And the C loop of ferryd's
+# own exec syscalls (baseline execfloor: pipes, clone with a pidfd, epoll,
+# reap, reads to EOF, closes), whose CPU plus the same ping is the exec floor.
 execs() {
-  local j s; j=$(fbj exec --port "$FPORT" -c 1 -d "$PING_SECS" --argv /bin/true --server-pid "$FPID")
+  local j s x; j=$(fbj exec --port "$FPORT" -c 1 -d "$PING_SECS" --argv /bin/true --server-pid "$FPID")
   [ "$(jqn .failed <<<"$j")" = 0 ] || { echo "compare.sh: ferry-bench exec: commands failed: $j" >&2; exit 1; }
   add exec_p50 "$(jqn .latency_us.p50 <<<"$j")"
   add exec_mean "$(jq -r '1e6 / .ops_per_s' <<<"$j")"
@@ -329,9 +331,13 @@ execs() {
   s=$("$BASE" spawn "$SPAWN_RUNS" /bin/true)
   add spawn_p50 "$(awk '{print $2}' <<<"$s")"
   add spawn_cpu "$(awk '{print $6}' <<<"$s")"
+  x=$("$BASE" execfloor "$SPAWN_RUNS" /bin/true)
+  add xfloor_p50 "$(awk '{print $2}' <<<"$x")"
+  add xfloor_cpu "$(awk '{print $6}' <<<"$x")"
   j=$(fbj ping --port "$FPORT" -c 1 -d "$PING_SECS" --server-pid "$FPID")
   add ping1_scpu "$(jqn .server_cpu_us_per_op <<<"$j")"
   add exec_floor "$(ev '%.3f' "$(awk '{print $6}' <<<"$s") + $(jqn .server_cpu_us_per_op <<<"$j")")"
+  add exec_xfloor "$(ev '%.3f' "$(awk '{print $6}' <<<"$x") + $(jqn .server_cpu_us_per_op <<<"$j")")"
 }
 
 # ping: the same client (ferry-bench), ferry frames to ferryd, RESP to redis-server.
@@ -664,7 +670,13 @@ ferryd pays it; the children's time is not counted on either side) and
 ferryd's own CPU time per ping on one connection (one request's round trip: a
 read, a write, one sleep and wake of the reactor). Their sum is what ferryd's
 CPU per exec cannot go below; the rest is the exec's own (two pipes and a
-pidfd made, registered and closed, the request parsed).
+pidfd made, registered and closed, the request parsed). The exec floor adds
+that: \`baseline execfloor\` (benches/baseline.c) makes, per command, ferryd's
+own syscalls in ferryd's order without the protocol (two pipe2, the
+vfork-style clone with a pidfd and the child's same steps, three epoll_ctl,
+an epoll_wait for the exit, the reap, the pipes read to EOF, five closes),
+$SPAWN_RUNS times a round; its own CPU plus ferryd's per ping is the exec
+floor. What ferryd spends beyond it is ferry's user space and scheduling.
 
 | what | median | min–max |
 |---|---|---|
@@ -680,7 +692,10 @@ lrow exec_scpu "ferryd's own CPU time per exec (not the child's)" 1 µs
 lrow spawn_cpu "the C loop's own CPU time per posix_spawn+waitpid (getrusage)" 1 µs
 lrow ping1_scpu "ferryd's own CPU time per ping, 1 connection (ferry-bench ping -c 1)" 1 µs
 lrow exec_floor "the floor for ferryd's CPU per exec: the two rows above, summed per round" 1 µs
+lrow xfloor_cpu "the C loop's own CPU time per exec with ferryd's syscalls (pipes, pidfd, epoll; baseline execfloor)" 1 µs
+lrow exec_xfloor "the exec floor: that row + ferryd's CPU per ping, 1 connection, summed per round" 1 µs
 lrow spawn_p50 "local posix_spawn+waitpid of \`/bin/true\`, median (C)" 1 µs
+lrow xfloor_p50 "the C loop with ferryd's syscalls, per exec of \`/bin/true\`, median (C)" 1 µs
 cat <<EOF
 
 The terminal rows: ferry-bench pty-echo runs \`ferry run -t 127.0.0.1:PORT --\`

@@ -329,7 +329,9 @@ impl Spawner {
         let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the program, an argument, the directory or the environment");
         let program = CString::new(spec.program.as_bytes()).map_err(nul)?;
         let argv: Vec<CString> = spec.argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(nul)?;
-        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        // Sized with its null at once (a collect then a push would grow it).
+        let mut argv_ptrs: Vec<*const libc::c_char> = Vec::with_capacity(argv.len() + 1);
+        argv_ptrs.extend(argv.iter().map(|a| a.as_ptr()));
         argv_ptrs.push(std::ptr::null());
         let cwd = CString::new(spec.cwd.as_os_str().as_bytes()).map_err(nul)?;
 
