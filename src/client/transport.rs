@@ -7,13 +7,26 @@
 //! `FERRY_TRANSPORT` says otherwise. Datagrams follow the same rule:
 //! sealed where TCP would use TLS, tagged v1 where it would be in clear.
 //!
-//! `TlsClient` wraps a rustls `ClientConnection` without owning a socket:
-//! the caller reads ciphertext into it (`read_from`), takes plaintext out
-//! (`plaintext`), queues plaintext (`send`) and writes ciphertext out
-//! (`write_to`), each call non-blocking. It also drops the one v1 greeting
-//! a ferryd sends at accept to a peer it would let speak in clear (the
-//! server sends it before it has seen our first byte, and voids it once it
-//! sees a ClientHello), so the callers hand rustls nothing but TLS.
+//! `TlsClient` wraps a rustls `UnbufferedClientConnection` without owning a
+//! socket: the caller reads ciphertext into it (`read_from`), takes
+//! plaintext out (`plaintext`), queues plaintext (`send`) and writes
+//! ciphertext out (`write_to`), each call non-blocking. It also drops the one
+//! v1 greeting a ferryd sends at accept to a peer it would let speak in clear
+//! (the server sends it before it has seen our first byte, and voids it once
+//! it sees a ClientHello), so the callers hand rustls nothing but TLS.
+//!
+//! The unbuffered API (issue 18: the buffered one cost ferry-bench's TLS
+//! ping about 2,400 instructions a request more than plaintext) lets rustls
+//! work on our buffers: records are deframed and decrypted where they were
+//! read (`rx`, no copy into rustls's own), as the caller asks for plaintext
+//! (the part of a record its buffer has no room for waits in `plain`), and
+//! application data is encrypted into the one outgoing buffer (`tx`) that
+//! `write_to` writes from. Both buffers are kept, so a steady exchange
+//! allocates nothing of ours. rustls 0.23 still allocates inside: a `Vec`
+//! per decrypted record (`ReadTraffic::next_record` pops `received_plaintext`;
+//! "TODO … requires in-place decryption" in its source) and one per record it
+//! encrypts (`write_fragments` encodes each into a `Vec` before copying it
+//! into our buffer); no public API of 0.23 avoids them.
 //!
 //! Imports `proto` and `tls` only.
 
@@ -24,7 +37,9 @@ use crate::proto::ProtoError;
 use crate::proto::sniff::TLS_HANDSHAKE;
 use crate::tls::{client_config_lazy, server_name, ClientKeys, TlsError};
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection};
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus, WriteTraffic};
+use rustls::ClientConfig;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -124,9 +139,26 @@ fn rx_room(rx: &mut Vec<u8>, pos: &mut usize, end: &mut usize, want: usize) {
     }
 }
 
+/// The most ciphertext `send` lets wait for the socket before it takes no
+/// more (the buffered rustls API's default limit, kept).
+const TX_LIMIT: usize = 64 * 1024;
+
+/// The most plaintext one `send` encrypts at once (four full records).
+const TX_CHUNK: usize = 64 * 1024;
+
+/// A record's size beyond its plaintext (TLS 1.3: a 5-byte header, the
+/// content type, a 16-byte tag), rounded up.
+const RECORD_OVERHEAD: usize = 32;
+
+/// Makes room for `want` bytes after `buf[..*end]`, as `rx_room` does, for
+/// the outgoing buffer (`..*pos` already written).
+fn tx_room(buf: &mut Vec<u8>, pos: &mut usize, end: &mut usize, want: usize) {
+    rx_room(buf, pos, end, want)
+}
+
 /// A ferry TLS client connection without a socket (see the module doc).
 pub struct TlsClient {
-    conn: ClientConnection,
+    conn: UnbufferedClientConnection,
     key_id: String,
     greeting: Greeting,
     /// Ciphertext read from the socket that rustls has not taken yet:
@@ -142,8 +174,43 @@ pub struct TlsClient {
     eof: bool,
     /// The last socket read filled less than its room: the socket was empty.
     short: bool,
+    /// Records made and not yet written to the socket: `tx[tx_pos..tx_end]`.
+    /// Encrypted straight into it; kept (zeroed once) for the next ones.
+    tx: Vec<u8>,
+    tx_pos: usize,
+    tx_end: usize,
+    /// Plaintext decrypted that the caller had no room for:
+    /// `plain[plain_pos..]`, handed out before anything else.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// rustls holds decrypted records not yet taken (a read stopped at them).
+    held: bool,
+    /// Plaintext queued during the handshake, encrypted once it is done.
+    early: Vec<u8>,
+    /// The server's close_notify came: reads end once `plain` is taken.
+    peer_closed: bool,
+    /// A close was asked for and its close_notify queued (or, before the
+    /// handshake ended, given up: the TCP close says it).
+    closing: bool,
+    /// rustls failed: the connection is never driven again.
+    dead: bool,
     /// Identities `new` left to derive (see `derive_identities`).
     keys: Option<Arc<ClientKeys>>,
+}
+
+/// Why `drive` stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// No whole record left to process (rustls waits for the socket).
+    Input,
+    /// Decrypted records wait in rustls (`drive` was given nowhere to put them).
+    Plaintext,
+    /// The caller's buffer is full.
+    Full,
+    /// The handshake is done and what there was to send is encrypted.
+    Wrote,
+    /// Both sides sent close_notify.
+    Closed,
 }
 
 /// An I/O error carrying a TLS failure (the `TlsError` inside, for `tls_error`).
@@ -211,10 +278,34 @@ impl TlsClient {
     }
 
     /// A client of any configuration and server name (ferry-bench's RESP
-    /// peer); `key_id` only names the key in failure messages.
+    /// peer); `key_id` only names the key in failure messages. Its
+    /// ClientHello is queued at once (`wants_write`).
     pub fn with_name(config: Arc<ClientConfig>, name: ServerName<'static>, key_id: &str) -> TlsClient {
-        let conn = ClientConnection::new(config, name).expect("a TLS 1.3 client config connects");
-        TlsClient { conn, key_id: key_id.to_string(), greeting: Greeting::Maybe, rx: Vec::new(), rx_pos: 0, rx_end: 0, rx_want: RX_FIRST, eof: false, short: false, keys: None }
+        let conn = UnbufferedClientConnection::new(config, name).expect("a TLS 1.3 client config connects");
+        let mut c = TlsClient {
+            conn,
+            key_id: key_id.to_string(),
+            greeting: Greeting::Maybe,
+            rx: Vec::new(),
+            rx_pos: 0,
+            rx_end: 0,
+            rx_want: RX_FIRST,
+            eof: false,
+            short: false,
+            tx: Vec::new(),
+            tx_pos: 0,
+            tx_end: 0,
+            plain: Vec::new(),
+            plain_pos: 0,
+            held: false,
+            early: Vec::new(),
+            peer_closed: false,
+            closing: false,
+            dead: false,
+            keys: None,
+        };
+        c.drive(None, None).expect("a new TLS client makes its ClientHello");
+        c
     }
 
     pub fn is_handshaking(&self) -> bool {
@@ -223,12 +314,14 @@ impl TlsClient {
 
     /// Ciphertext waits to be written.
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        self.tx_pos < self.tx_end
     }
 
-    /// One read from `sock` (Ok(0): end of file), then every whole record
-    /// processed. `WouldBlock` passes through. A failed handshake or a
-    /// broken record is an `InvalidData` error carrying a `TlsError`.
+    /// One read from `sock` (Ok(0): end of file); during the handshake,
+    /// its records processed then (after it, records are decrypted as the
+    /// caller takes `plaintext`). `WouldBlock` passes through. A failed
+    /// handshake (here) or a broken record (here or at `plaintext`) is an
+    /// `InvalidData` error carrying a `TlsError`.
     pub fn read_from(&mut self, sock: &mut dyn Read) -> io::Result<usize> {
         rx_room(&mut self.rx, &mut self.rx_pos, &mut self.rx_end, self.rx_want);
         let room = self.rx.len() - self.rx_end;
@@ -264,7 +357,7 @@ impl TlsClient {
         r
     }
 
-    /// Hands rustls what it can take of `rx` and processes it.
+    /// Past the greeting, runs rustls over what was read.
     fn feed(&mut self) -> io::Result<()> {
         if self.greeting != Greeting::Tls && !self.skip_greeting()? {
             if self.eof {
@@ -276,41 +369,132 @@ impl TlsClient {
             }
             return Ok(());
         }
-        loop {
-            let mut pending = &self.rx[self.rx_pos..self.rx_end];
-            if pending.is_empty() {
-                if self.eof {
-                    // Tells rustls the stream ended (a close without
-                    // close_notify is then UnexpectedEof for the reader).
-                    let _ = self.conn.read_tls(&mut pending);
-                    self.process()?;
-                }
-                return Ok(());
-            }
-            let before = pending.len();
-            match self.conn.read_tls(&mut pending) {
-                Ok(_) => {}
-                // The plaintext buffer is full: the caller takes it, then feeds again.
-                Err(e) if e.kind() == io::ErrorKind::Other => return Ok(()),
-                Err(e) => return Err(e),
-            }
-            let took = before - pending.len();
-            self.rx_pos += took;
-            self.process()?;
-            if took == 0 {
-                return Ok(());
-            }
+        if !self.conn.is_handshaking() {
+            // Records after the handshake are processed as `plaintext` asks.
+            return Ok(());
         }
+        self.drive(None, None).map(|_| ())
     }
 
-    fn process(&mut self) -> io::Result<()> {
-        match self.conn.process_new_packets() {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                // The alert that says why goes out before the caller closes.
-                Err(tls_io(TlsError::on_client(&self.key_id, e)))
+    /// Runs rustls over `rx[rx_pos..rx_end]` until it needs more input, has
+    /// closed, or (with `out`) has filled it; without `out`, until it holds
+    /// plaintext. Handshake records, alerts, the plaintext `early` and `app`
+    /// go into `tx` (`Stop::Wrote` once the last two are encrypted); with
+    /// `out`, plaintext goes to `out[*got..]`, what does not fit to `plain`
+    /// (an empty `out` parks every record there and runs on to
+    /// WriteTraffic). A failure queues rustls's alert and marks the
+    /// connection dead.
+    fn drive(&mut self, mut out: Option<(&mut [u8], &mut usize)>, app: Option<&[u8]>) -> io::Result<Stop> {
+        if self.dead {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: the connection failed earlier"));
+        }
+        let TlsClient { conn, rx, rx_pos, rx_end, tx, tx_pos, tx_end, plain, held, early, peer_closed, closing, .. } = self;
+        let failed = loop {
+            let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut rx[*rx_pos..*rx_end]);
+            let state = match state {
+                Ok(s) => s,
+                Err(e) => {
+                    *rx_pos += discard;
+                    break e;
+                }
+            };
+            let stop = match state {
+                ConnectionState::ReadTraffic(mut rt) => match out.as_mut() {
+                    None => {
+                        *held = true;
+                        Some(Stop::Plaintext)
+                    }
+                    Some((buf, got)) => {
+                        while let Some(rec) = rt.next_record() {
+                            let rec = rec.map_err(|e| tls_io(TlsError::Tls(e)))?;
+                            let p = rec.payload;
+                            let k = (buf.len() - **got).min(p.len());
+                            buf[**got..**got + k].copy_from_slice(&p[..k]);
+                            **got += k;
+                            if k < p.len() {
+                                plain.extend_from_slice(&p[k..]);
+                            }
+                        }
+                        *held = false;
+                        if buf.is_empty() {
+                            // Parking plaintext on the way to WriteTraffic.
+                            None
+                        } else if **got == buf.len() {
+                            Some(Stop::Full)
+                        } else if *rx_pos + discard == *rx_end {
+                            // Nothing more to process: no call to rustls only to hear so.
+                            Some(Stop::Input)
+                        } else {
+                            None
+                        }
+                    }
+                },
+                ConnectionState::EncodeTlsData(mut enc) => {
+                    let mut want = 1024;
+                    loop {
+                        tx_room(tx, tx_pos, tx_end, want);
+                        match enc.encode(&mut tx[*tx_end..]) {
+                            Ok(n) => break *tx_end += n,
+                            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => want = required_size,
+                            Err(e) => return Err(io::Error::other(e)),
+                        }
+                    }
+                    None
+                }
+                // Queued in `tx`: `write_to` sends it, in order.
+                ConnectionState::TransmitTlsData(t) => {
+                    t.done();
+                    None
+                }
+                ConnectionState::WriteTraffic(mut w) => {
+                    if !early.is_empty() {
+                        let data = std::mem::take(early);
+                        encrypt(&mut w, &data, tx, tx_pos, tx_end)?;
+                    }
+                    if *closing {
+                        *closing = false;
+                        let mut want = 64;
+                        loop {
+                            tx_room(tx, tx_pos, tx_end, want);
+                            match w.queue_close_notify(&mut tx[*tx_end..]) {
+                                Ok(n) => break *tx_end += n,
+                                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => want = required_size,
+                                Err(e) => return Err(io::Error::other(e)),
+                            }
+                        }
+                    }
+                    if let Some(data) = app {
+                        encrypt(&mut w, data, tx, tx_pos, tx_end)?;
+                    }
+                    Some(Stop::Wrote)
+                }
+                ConnectionState::BlockedHandshake => Some(Stop::Input),
+                ConnectionState::PeerClosed => {
+                    *peer_closed = true;
+                    None
+                }
+                ConnectionState::Closed => {
+                    *peer_closed = true;
+                    Some(Stop::Closed)
+                }
+                // No early data is offered; nothing else is known.
+                _ => return Err(io::Error::new(io::ErrorKind::InvalidData, "TLS: unexpected connection state")),
+            };
+            *rx_pos += discard;
+            if let Some(stop) = stop {
+                return Ok(stop);
+            }
+        };
+        // The alert rustls queued for the failure: one more call hands it
+        // out (the bytes that failed were discarded above).
+        if let Ok(ConnectionState::EncodeTlsData(mut enc)) = conn.process_tls_records(&mut rx[*rx_pos..*rx_end]).state {
+            tx_room(tx, tx_pos, tx_end, 1024);
+            if let Ok(n) = enc.encode(&mut tx[*tx_end..]) {
+                *tx_end += n;
             }
         }
+        self.dead = true;
+        Err(tls_io(TlsError::on_client(&self.key_id, failed)))
     }
 
     /// Drops one leading v1 greeting frame; true once TLS bytes follow.
@@ -349,54 +533,114 @@ impl TlsClient {
 
     /// Decrypted bytes into `out`: Ok(0) after the server's close_notify,
     /// `WouldBlock` when none are here yet, `UnexpectedEof` when the
-    /// connection ended without close_notify.
+    /// connection ended without close_notify. Records are decrypted here,
+    /// as many as `out` takes; the rest of one that does not fit is kept
+    /// for the next call.
     pub fn plaintext(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.conn.reader().read(out) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.rx_pos < self.rx_end => {
-                    let before = self.rx_pos;
-                    self.feed()?;
-                    if self.rx_pos == before {
-                        return Err(e);
-                    }
-                }
-                r => return r,
+        if self.plain_pos < self.plain.len() {
+            let k = out.len().min(self.plain.len() - self.plain_pos);
+            out[..k].copy_from_slice(&self.plain[self.plain_pos..self.plain_pos + k]);
+            self.plain_pos += k;
+            if self.plain_pos == self.plain.len() {
+                self.plain.clear();
+                self.plain_pos = 0;
             }
+            return Ok(k);
         }
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.greeting != Greeting::Tls {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut got = 0;
+        let stop = if self.rx_pos == self.rx_end && !self.held && !self.dead && !self.conn.is_handshaking() {
+            // Nothing to process (the steady state between replies).
+            Stop::Input
+        } else {
+            self.drive(Some((out, &mut got)), None)?
+        };
+        if got > 0 {
+            return Ok(got);
+        }
+        if stop == Stop::Closed || self.peer_closed {
+            return Ok(0);
+        }
+        if self.eof {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection without close_notify"));
+        }
+        Err(io::ErrorKind::WouldBlock.into())
     }
 
     /// Whether bytes wait here (ciphertext not yet processed, or plaintext
     /// not yet taken) that a poll(2) on the socket would not show.
     pub fn buffered(&mut self) -> bool {
-        if self.rx_pos < self.rx_end {
-            return true;
-        }
-        self.conn.process_new_packets().map_or(true, |s| s.plaintext_bytes_to_read() > 0)
+        self.rx_pos < self.rx_end || self.held || self.plain_pos < self.plain.len()
     }
 
-    /// Plaintext queued at once (it is encrypted as it is queued once the
-    /// handshake is done): the count taken, 0 when the send buffer is full.
+    /// Plaintext encrypted at once into the outgoing records (queued until
+    /// the handshake is done, if it is not): the count taken, 0 when
+    /// `TX_LIMIT` bytes already wait for the socket.
     pub fn send(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.conn.writer().write(data)
+        let waiting = self.tx_end - self.tx_pos + self.early.len();
+        if data.is_empty() || waiting >= TX_LIMIT {
+            return Ok(0);
+        }
+        let data = &data[..data.len().min(TX_CHUNK).min(TX_LIMIT - waiting)];
+        if self.conn.is_handshaking() || !self.early.is_empty() || self.greeting != Greeting::Tls {
+            self.early.extend_from_slice(data);
+            if !self.conn.is_handshaking() {
+                self.drive_out()?;
+            }
+            return Ok(data.len());
+        }
+        // Any record waiting (in rustls or in `rx`) is decrypted into
+        // `plain` on the way to WriteTraffic, where `data` is encrypted.
+        match self.drive(Some((&mut [], &mut 0)), Some(data))? {
+            Stop::Wrote => Ok(data.len()),
+            Stop::Closed => Err(io::Error::new(io::ErrorKind::BrokenPipe, "the TLS session is closed")),
+            _ => {
+                self.early.extend_from_slice(data);
+                Ok(data.len())
+            }
+        }
+    }
+
+    /// Drives rustls for what it has to send (`early`, a close_notify): any
+    /// plaintext it decrypts on the way is kept in `plain` for the reader.
+    fn drive_out(&mut self) -> io::Result<()> {
+        if self.greeting != Greeting::Tls && self.rx_pos < self.rx_end {
+            // The greeting is not past yet: nothing of the server's to run.
+            return Ok(());
+        }
+        // An empty `out` parks each record's plaintext in `plain`.
+        self.drive(Some((&mut [], &mut 0)), None).map(|_| ())
     }
 
     /// Writes queued ciphertext to `sock`: Ok(true) when none is left,
     /// Ok(false) when the socket is full.
     pub fn write_to(&mut self, sock: &mut dyn Write) -> io::Result<bool> {
-        while self.conn.wants_write() {
-            match self.conn.write_tls(sock) {
-                Ok(_) => {}
+        while self.tx_pos < self.tx_end {
+            match sock.write(&self.tx[self.tx_pos..self.tx_end]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.tx_pos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        (self.tx_pos, self.tx_end) = (0, 0);
         Ok(true)
     }
 
-    /// Queues a close_notify (write it out with `write_to`).
+    /// Queues a close_notify (write it out with `write_to`). Before the
+    /// handshake is done there is none: the TCP close says it.
     pub fn close(&mut self) {
-        self.conn.send_close_notify();
+        if self.dead || self.conn.is_handshaking() {
+            return;
+        }
+        self.closing = true;
+        let _ = self.drive_out();
     }
 
     /// "TLS 1.3, TLS13_AES_128_GCM_SHA256, X25519MLKEM768" once negotiated.
@@ -409,6 +653,28 @@ impl TlsClient {
         let suite = self.conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
         let group = self.conn.negotiated_key_exchange_group().map(|g| format!("{:?}", g.name()));
         [Some(version), suite, group].into_iter().flatten().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// Encrypts `data` into `tx[*end..]` as records (grown as needed).
+fn encrypt(
+    w: &mut WriteTraffic<'_, ClientConnectionData>,
+    data: &[u8],
+    tx: &mut Vec<u8>,
+    pos: &mut usize,
+    end: &mut usize,
+) -> io::Result<()> {
+    let mut want = data.len() + (data.len() / 16384 + 1) * RECORD_OVERHEAD;
+    loop {
+        tx_room(tx, pos, end, want);
+        match w.encrypt(data, &mut tx[*end..]) {
+            Ok(n) => {
+                *end += n;
+                return Ok(());
+            }
+            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => want = required_size,
+            Err(e) => return Err(io::Error::other(e)),
+        }
     }
 }
 

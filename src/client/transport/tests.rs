@@ -245,3 +245,215 @@ fn socket_drained_follows_the_last_reads_room() {
     assert_eq!(c.read_from(&mut &wire[..100]).unwrap(), 100);
     assert!(c.socket_drained(), "a short read emptied the socket");
 }
+
+/// A client and a stub server with the handshake done.
+fn connected() -> (Stub, TlsClient) {
+    let k = key("alice", "correct horse battery staple");
+    let mut stub = Stub::new(std::slice::from_ref(&k), true);
+    let mut c = TlsClient::new(&k);
+    stub.handshake(&mut c).unwrap();
+    (stub, c)
+}
+
+impl Stub {
+    /// The records the server has queued for the client, as bytes.
+    fn wire(&mut self) -> Vec<u8> {
+        while self.server.wants_write() {
+            self.server.write_tls(&mut self.to_client).unwrap();
+        }
+        std::mem::take(&mut self.to_client)
+    }
+
+    /// What the client has written, into the server; its plaintext.
+    fn take(&mut self, c: &mut TlsClient) -> Result<Vec<u8>, rustls::Error> {
+        let mut wire = Vec::new();
+        assert!(c.write_to(&mut wire).unwrap(), "a Vec takes everything");
+        let mut r = &wire[..];
+        while !r.is_empty() {
+            self.server.read_tls(&mut r).unwrap();
+            self.server.process_new_packets()?;
+        }
+        let mut got = Vec::new();
+        match self.server.reader().read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("server read: {e}"),
+        }
+        Ok(got)
+    }
+}
+
+/// Reads everything the client can give now, `step` bytes per call.
+fn drain(c: &mut TlsClient, step: usize, got: &mut Vec<u8>) -> io::Result<()> {
+    let mut buf = vec![0u8; step];
+    loop {
+        match c.plaintext(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+#[test]
+fn a_reply_cut_across_records_and_reads_comes_whole_and_in_order() {
+    let (mut stub, mut c) = connected();
+    // Three records of different sizes (one over 16 KiB: two records).
+    let parts = [pattern(100, 1), pattern(20_000, 2), pattern(3, 3)];
+    for p in &parts {
+        stub.server.writer().write_all(p).unwrap();
+    }
+    let wire = stub.wire();
+    let want: Vec<u8> = parts.concat();
+    // Fed 7 bytes per socket read: every record arrives cut, header included.
+    let mut got = Vec::new();
+    for piece in wire.chunks(7) {
+        assert_eq!(c.read_from(&mut &piece[..]).unwrap(), piece.len());
+        drain(&mut c, 4096, &mut got).unwrap();
+    }
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the bytes come in order");
+    assert!(!c.buffered(), "nothing left behind");
+    assert_eq!(c.plaintext(&mut [0u8; 16]).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+}
+
+#[test]
+fn plaintext_the_caller_has_no_room_for_is_kept_for_the_next_read() {
+    let (mut stub, mut c) = connected();
+    let want = pattern(40_000, 9);
+    stub.server.writer().write_all(&want).unwrap();
+    let wire = stub.wire();
+    // Every record read before any is taken (reads grow to 64 KiB).
+    let mut r = &wire[..];
+    while !r.is_empty() {
+        c.read_from(&mut r).unwrap();
+    }
+    assert!(c.buffered(), "records wait to be taken");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1000];
+    let n = c.plaintext(&mut buf).unwrap();
+    assert_eq!(n, 1000, "the caller's buffer is filled");
+    got.extend_from_slice(&buf[..n]);
+    // A request sent meanwhile: the records decrypted on the way are kept too.
+    assert_eq!(c.send(b"more please").unwrap(), 11);
+    assert_eq!(stub.take(&mut c).unwrap(), b"more please");
+    drain(&mut c, 1000, &mut got).unwrap();
+    assert!(got == want, "{} bytes of {}, in order", got.len(), want.len());
+    // A read of one byte at a time loses nothing either.
+    stub.server.writer().write_all(b"xyz").unwrap();
+    c.read_from(&mut &stub.wire()[..]).unwrap();
+    let mut one = Vec::new();
+    drain(&mut c, 1, &mut one).unwrap();
+    assert_eq!(one, b"xyz");
+}
+
+#[test]
+fn requests_and_replies_reuse_the_clients_buffers() {
+    let (mut stub, mut c) = connected();
+    let mut caps = None;
+    for i in 0..50u8 {
+        let req = pattern(60, i);
+        assert_eq!(c.send(&req).unwrap(), req.len());
+        assert!(c.wants_write());
+        assert_eq!(stub.take(&mut c).unwrap(), req);
+        assert!(!c.wants_write());
+        let reply = pattern(120, i);
+        stub.server.writer().write_all(&reply).unwrap();
+        c.read_from(&mut &stub.wire()[..]).unwrap();
+        let mut got = Vec::new();
+        drain(&mut c, 8192, &mut got).unwrap();
+        assert_eq!(got, reply);
+        let now = (c.rx.len(), c.tx.len(), c.plain.capacity(), c.early.capacity());
+        assert_eq!(*caps.get_or_insert(now), now, "round {i}: no buffer grew or was dropped");
+    }
+}
+
+#[test]
+fn data_sent_during_the_handshake_goes_once_it_is_done() {
+    let k = key("alice", "correct horse battery staple");
+    let mut stub = Stub::new(std::slice::from_ref(&k), false);
+    let mut c = TlsClient::new(&k);
+    assert!(c.wants_write(), "the ClientHello is queued at once");
+    assert!(c.is_handshaking());
+    assert_eq!(c.send(b"early bird").unwrap(), 10);
+    stub.handshake(&mut c).unwrap();
+    assert_eq!(stub.take(&mut c).unwrap(), b"early bird");
+}
+
+#[test]
+fn close_notify_both_ways() {
+    let (mut stub, mut c) = connected();
+    // The server's reply, then its close_notify: the reply, then Ok(0).
+    stub.server.writer().write_all(b"last words").unwrap();
+    stub.server.send_close_notify();
+    c.read_from(&mut &stub.wire()[..]).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(c.plaintext(&mut buf).unwrap(), 10);
+    assert_eq!(&buf[..10], b"last words");
+    assert_eq!(c.plaintext(&mut buf).unwrap(), 0, "close_notify ends the stream");
+    assert_eq!(c.plaintext(&mut buf).unwrap(), 0, "and keeps it ended");
+    // Ours reaches the server, which then reads the end.
+    c.close();
+    assert!(c.wants_write());
+    assert_eq!(stub.take(&mut c).unwrap(), b"");
+    let mut rest = [0u8; 8];
+    assert_eq!(stub.server.reader().read(&mut rest).unwrap(), 0, "the server heard close_notify");
+}
+
+#[test]
+fn an_end_without_close_notify_is_unexpected() {
+    let (mut stub, mut c) = connected();
+    stub.server.writer().write_all(b"cut").unwrap();
+    c.read_from(&mut &stub.wire()[..]).unwrap();
+    assert_eq!(c.read_from(&mut &b""[..]).unwrap(), 0);
+    let mut buf = [0u8; 8];
+    assert_eq!(c.plaintext(&mut buf).unwrap(), 3, "what came before the end is read");
+    assert_eq!(c.plaintext(&mut buf).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+}
+
+#[test]
+fn a_corrupted_record_is_an_error_carrying_a_tls_error_and_the_alert_goes_out() {
+    let (mut stub, mut c) = connected();
+    stub.server.writer().write_all(b"a reply").unwrap();
+    let mut wire = stub.wire();
+    let last = wire.len() - 1;
+    wire[last] ^= 0x40; // in the tag
+    let e = match c.read_from(&mut &wire[..]) {
+        Err(e) => e,
+        Ok(_) => c.plaintext(&mut [0u8; 64]).unwrap_err(),
+    };
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    let t = tls_error(&e).expect("a TlsError inside");
+    assert!(t.to_string().to_lowercase().contains("decrypt"), "{t}");
+    // The alert that says why is queued, and the server hears it.
+    assert!(c.wants_write(), "an alert is queued");
+    let heard = stub.take(&mut c).unwrap_err();
+    assert!(matches!(heard, rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac)), "{heard:?}");
+    // The connection is dead: no more plaintext, no more sending.
+    assert!(c.plaintext(&mut [0u8; 8]).is_err());
+    assert!(c.send(b"x").is_err());
+}
+
+#[test]
+fn a_key_update_the_server_asks_for_is_answered_and_traffic_goes_on() {
+    let (mut stub, mut c) = connected();
+    for i in 0..3u8 {
+        // The server renews its keys and asks the client to renew its own.
+        stub.server.refresh_traffic_keys().unwrap();
+        let reply = pattern(300, i);
+        stub.server.writer().write_all(&reply).unwrap();
+        c.read_from(&mut &stub.wire()[..]).unwrap();
+        let mut got = Vec::new();
+        drain(&mut c, 8192, &mut got).unwrap();
+        assert_eq!(got, reply, "round {i}: the reply after the update");
+        // The client's next records are under its new keys: the server reads them.
+        let req = pattern(50, i + 100);
+        assert_eq!(c.send(&req).unwrap(), req.len());
+        assert_eq!(stub.take(&mut c).unwrap(), req, "round {i}");
+    }
+}
