@@ -28,6 +28,11 @@ enum Tamper {
     Replace(&'static [u8], &'static [u8]),
     /// XORs 0x01 into the byte at this offset of the direction's stream.
     Flip(usize),
+    /// `Flip`, then (client to server only) once the broken record is whole
+    /// at the server, reads nothing more until the server's answer has been
+    /// forwarded to the client, and drops the rest: the client, blocked in its write, finds
+    /// that answer waiting between two chunks of its put.
+    FlipThenWait(usize),
 }
 
 /// Every byte that crossed, per direction, over all the relay's connections.
@@ -35,6 +40,8 @@ enum Tamper {
 struct Seen {
     up: Mutex<Vec<u8>>,
     down: Mutex<Vec<u8>>,
+    /// Bytes written to the client, counted after each write.
+    down_written: std::sync::atomic::AtomicUsize,
 }
 
 struct Relay {
@@ -59,8 +66,8 @@ impl Relay {
                 let (c2, d2) = (c.try_clone().unwrap(), d.try_clone().unwrap());
                 let s1 = s.clone();
                 let s2 = s.clone();
-                std::thread::spawn(move || pump(c, d, up, &s1.up));
-                std::thread::spawn(move || pump(d2, c2, down, &s2.down));
+                std::thread::spawn(move || pump(c, d, up, &s1.up, &s1));
+                std::thread::spawn(move || pump(d2, c2, down, &s2.down, &s2));
             }
         });
         Relay { addr, seen }
@@ -80,7 +87,9 @@ impl Relay {
 }
 
 /// Copies `from` to `to`, tampering as told, recording what it forwards.
-fn pump(mut from: TcpStream, mut to: TcpStream, tamper: Tamper, seen: &Mutex<Vec<u8>>) {
+fn pump(mut from: TcpStream, mut to: TcpStream, tamper: Tamper, seen: &Mutex<Vec<u8>>, all: &Seen) {
+    use std::sync::atomic::Ordering;
+    let down = std::ptr::eq(seen, &all.down);
     let mut buf = vec![0u8; 65536];
     // Bytes held back so a pattern split across reads is still found.
     let mut held: Vec<u8> = Vec::new();
@@ -93,7 +102,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, tamper: Tamper, seen: &Mutex<Vec
         let mut chunk = buf[..n].to_vec();
         match tamper {
             Tamper::None => {}
-            Tamper::Flip(at) => {
+            Tamper::Flip(at) | Tamper::FlipThenWait(at) => {
                 if at >= off && at < off + n {
                     chunk[at - off] ^= 0x01;
                 }
@@ -114,9 +123,25 @@ fn pump(mut from: TcpStream, mut to: TcpStream, tamper: Tamper, seen: &Mutex<Vec
                 chunk = held.drain(..held.len() - keep).collect();
             }
         }
+        // Wait once the record holding the flip is surely whole at the
+        // server (a record is at most 16 KiB and 256 bytes of ciphertext).
+        let flipped_here = matches!(tamper, Tamper::FlipThenWait(at) if at + 17 * 1024 >= off && at + 17 * 1024 < off + n);
         off += n;
         seen.lock().unwrap().extend_from_slice(&chunk);
         if to.write_all(&chunk).is_err() {
+            break;
+        }
+        if down {
+            all.down_written.fetch_add(chunk.len(), Ordering::SeqCst);
+        }
+        if flipped_here {
+            let before = all.down_written.load(Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + WAIT;
+            while all.down_written.load(Ordering::SeqCst) == before && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // The server has answered (or the wait ran out): drop the rest.
+            while matches!(from.read(&mut buf), Ok(n) if n > 0) {}
             break;
         }
     }
@@ -306,6 +331,27 @@ fn over_tls_a_flipped_get_leaves_no_wrong_file_and_a_flipped_put_leaves_nothing(
         let names: Vec<_> = std::fs::read_dir(d.root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         names == [std::ffi::OsString::from("f.bin")]
     });
+}
+
+/// A put whose record is broken on the way, where the server's answer (its
+/// TLS alert) is already waiting when the client looks between two chunks of
+/// the body: the broken connection is the error (status 255), not a refusal
+/// read as a local read error (status 1, seen 1 run in 4 before the fix).
+#[test]
+fn over_tls_a_broken_put_answered_between_chunks_is_a_connection_error() {
+    let d = Daemon::start();
+    let local = tempfile::tempdir().unwrap();
+    let src = local.path().join("big.bin");
+    let mut body: Vec<u8> = (0..16u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    body[1000..1020].copy_from_slice(b"FILEBODY-MARK-8d2e1b");
+    std::fs::write(&src, &body).unwrap();
+    let r = Relay::start(d.addr, Tamper::FlipThenWait(300_000), Tamper::None);
+    let o = ferry(&d, "--tls", &["put", &r.target(), src.to_str().unwrap(), "up.bin"]);
+    assert_one_line_255(&o, "a put broken on the way");
+    let err = text(&o.stderr);
+    assert!(!err.contains("refused while sent"), "{err}");
+    assert!(!contains(&r.up(), b"FILEBODY-MARK"), "the file's content crossed in clear");
+    eventually("nothing stored", WAIT, || std::fs::read_dir(d.root.path()).unwrap().next().is_none());
 }
 
 #[test]

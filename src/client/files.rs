@@ -374,10 +374,18 @@ impl Session {
         });
         match sent {
             Ok(()) => self.put_reply(digest),
-            // The server's error, read after our write side is shut.
-            Err(e) if refused => {
+            // The server's error, read after our write side is shut. What
+            // was waiting may instead be what ended the connection (a TLS
+            // alert for a record broken on the way, a close): that error is
+            // the put's, never the marker above (it was taken for a local
+            // read error, status 1, when the alert won the race).
+            Err(_) if refused => {
                 self.cut = true;
-                Err(self.abort_put(e))
+                self.shutdown_write();
+                Err(match self.put_reply(Digest::None) {
+                    Err(e) => e,
+                    Ok(_) => Error::Protocol("the server said ok before the whole body".into()),
+                })
             }
             Err(e) if changed => {
                 // Cut the put short; whatever the server answers (a cut
