@@ -541,3 +541,21 @@ fn a_get_past_the_file_size_limit_says_so_and_keeps_the_part() {
     assert_eq!(fs::metadata(here.path().join("copy.part")).unwrap().len(), 1 << 20, "the .part is kept for -c");
     assert!(!here.path().join("copy").exists());
 }
+
+/// A directory where a file is expected, on either side: status 1 and a
+/// line that says `-r` copies one; nothing is made.
+#[test]
+fn a_directory_without_r_is_refused_with_a_hint() {
+    let d = Daemon::start();
+    fs::create_dir(d.path("rdir")).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    fs::create_dir(local.path().join("ldir")).unwrap();
+    let out = ferry_in(&d, local.path(), &["get", &d.target(), "rdir", "got"], b"");
+    assert_status(&out, 1);
+    assert!(text(&out.stderr).trim_end().ends_with("is a directory (-r copies a directory)"), "{}", text(&out.stderr));
+    assert!(!local.path().join("got").exists() && !local.path().join("got.part").exists());
+    let out = ferry_in(&d, local.path(), &["put", &d.target(), "ldir", "sent"], b"");
+    assert_status(&out, 1);
+    assert_eq!(text(&out.stderr).trim_end(), "ferry: ldir: is a directory (-r copies a directory)");
+    assert!(!d.path("sent").exists());
+}

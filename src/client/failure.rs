@@ -47,6 +47,10 @@ impl Failure {
         match e {
             // A full disk says its code, as a tree's lines do (scripts look for it).
             Error::Remote(p) if p.code == crate::proto::ErrorCode::NoSpace => Failure::Failed(format!("{} ({})", p.message, p.code.as_str())),
+            // A directory where a file was asked for: say how to copy one.
+            Error::Remote(p) if p.code == crate::proto::ErrorCode::IsADirectory => {
+                Failure::Failed(format!("{} (-r copies a directory)", if p.message.is_empty() { "is a directory" } else { &p.message }))
+            }
             Error::Remote(p) if !p.code.is_fatal() => {
                 Failure::Failed(if p.message.is_empty() { p.code.as_str().to_string() } else { p.message })
             }

@@ -60,14 +60,16 @@ impl Ui {
 
     /// A bar for a transfer of `len` bytes, `pos` of them already there.
     /// It fills the terminal's width (the name is shortened to leave the
-    /// bar room), so it never wraps.
+    /// bar room), so it never wraps. The name is escaped as `ls` shows it:
+    /// a remote name (or a local one made from it) never reaches the
+    /// terminal raw.
     fn bar(&self, len: u64, pos: u64, name: &str) -> ProgressBar {
         if !self.progress {
             return ProgressBar::hidden();
         }
         let (template, room) = format::fit(format::columns(), false);
         let style = ProgressStyle::with_template(template).expect("a valid template").progress_chars("=> ");
-        let bar = ProgressBar::new(len).with_style(style).with_position(pos).with_message(format::cut_name(name, room));
+        let bar = ProgressBar::new(len).with_style(style).with_position(pos).with_message(format::cut_name(&crate::term::escape(name), room));
         bar.reset_elapsed();
         bar
     }
@@ -79,7 +81,7 @@ impl Ui {
         }
         let style = ProgressStyle::with_template("{msg} {spinner} {bytes} {binary_bytes_per_sec} {elapsed}")
             .expect("a valid template");
-        let bar = ProgressBar::new_spinner().with_style(style).with_message(name.to_string());
+        let bar = ProgressBar::new_spinner().with_style(style).with_message(crate::term::escape(name).into_owned());
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }
@@ -373,7 +375,7 @@ fn run_put(s: &mut Session, ui: &Ui, local: &str, remote: Option<&str>) -> Resul
     let mut file = File::open(local).map_err(|e| Failure::local(&local, &e))?;
     let meta = file.metadata().map_err(|e| Failure::local(&local, &e))?;
     if meta.is_dir() {
-        return Err(Failure::Failed(format!("{local}: is a directory")));
+        return Err(Failure::Failed(format!("{local}: is a directory (-r copies a directory)")));
     }
     let remote = put_target(s, local, remote)?;
     if !meta.is_file() {
