@@ -153,6 +153,16 @@ fn ferry_errors_are_255_with_one_line() {
     let out = run_with_input(cmd, b"");
     assert_eq!(out.status.code(), Some(255));
     assert!(text(&out.stderr).contains("authentication failed"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).trim_end().ends_with("wrong key? (-k names the keys file, -i the key)"), "{}", text(&out.stderr));
+    // A command line over the server's header limit: 255, and how to send it.
+    let long = "x".repeat(100_000);
+    let mut cmd = d.ferry();
+    cmd.args(["run", "-n", &d.target(), "--", "echo", &long]);
+    let out = run_with_input(cmd, b"");
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("(frame-too-large): send a long script on stdin"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     // A key id the file does not have.
     let mut cmd = d.ferry();
     cmd.args(["-i", "nope", "run", "-n", &d.target(), "--", "true"]);

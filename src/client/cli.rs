@@ -209,6 +209,13 @@ fn ended(session: &Session, result: Result<super::ExitStatus, Error>, shell: boo
         Err(Error::Remote(p)) if p.code == ErrorCode::NotAllowed && shell && p.message.ends_with("(send argv)") => {
             fail(super::argv_refusal(&p.message))
         }
+        // A command line over the server's header limit: say how to send it.
+        Err(Error::Remote(p)) if p.code == ErrorCode::FrameTooLarge => fail(format_args!(
+            "{} closed the connection: {} ({}): send a long script on stdin (`ferry run HOST -- sh -s < script`)",
+            session.peer,
+            p.message,
+            p.code.as_str()
+        )),
         Err(Error::Remote(p)) if p.code.is_fatal() => {
             fail(format_args!("{} closed the connection: {}", session.peer, p.message))
         }

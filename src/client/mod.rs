@@ -137,7 +137,7 @@ impl Error {
     pub(crate) fn from_handshake(e: handshake::Error, key: &Key) -> Error {
         match e {
             handshake::Error::Refused(e) if e.code == ErrorCode::AuthFailed => {
-                Error::Auth(format!("the server refused key \"{}\"", key.id))
+                Error::Auth(format!("the server refused key \"{}\": wrong key? (-k names the keys file, -i the key)", key.id))
             }
             // We spoke in clear to a server that takes only TLS from us.
             handshake::Error::Refused(mut e) if e.code == ErrorCode::TlsRequired => {
