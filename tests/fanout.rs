@@ -440,4 +440,20 @@ fn a_fan_out_of_endless_output_into_a_reader_that_leaves_ends() {
         assert_eq!(st.code(), Some(141), "round {round}: {err}");
         eventually("no command left", WAIT, || children_of(a.pid()).is_empty() && children_of(b.pid()).is_empty());
     }
+    // A command that the INT does not stop (as one whose shell lost it
+    // between its fork and its exec): its connection is closed a second
+    // later, and ferryd ends it.
+    let mut child = a
+        .ferry()
+        .args(["run", "-H", &all, "--", "trap '' INT; exec yes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let st = wait_child(&mut child, "ferry did not end once its reader left, the INT ignored");
+    assert_eq!(st.code(), Some(141));
+    eventually("no command left", WAIT, || children_of(a.pid()).is_empty() && children_of(b.pid()).is_empty());
 }

@@ -9,6 +9,10 @@ use mio::{Events, Interest, Token};
 use std::io;
 use std::time::Duration;
 
+/// How long the hosts have to end after our stdout failed before their
+/// connections are closed.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// The signal source's token; transports use the tokens below it.
 pub(super) const SIGNALS: Token = Token(usize::MAX - 1);
 
@@ -32,14 +36,34 @@ pub(super) fn drive(fan: &mut Fan, t: &mut impl Transport) -> io::Result<()> {
     let mut signals = signal_hook_mio::v1_0::Signals::new([libc::SIGINT, libc::SIGTERM])?;
     fan.poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
     let mut events = Events::with_capacity(1024);
-    let mut stopped = false;
+    // When our stdout failed: the first stop (as one INT), then a second one
+    // (as a second INT: the connections closed, ferryd ends the commands)
+    // if the hosts have not ended within `STOP_GRACE`. One INT can be lost:
+    // a remote shell that takes it between its fork and its exec passes it
+    // to nobody, and `yes` would then run (and be read) for ever.
+    let mut stopped: Option<std::time::Instant> = None;
+    let mut stopped_again = false;
     while !fan.all_done() {
-        if fan.out.failed.is_some() && !stopped {
-            stopped = true;
-            t.on_signal(fan, libc::SIGPIPE);
-            continue;
+        if fan.out.failed.is_some() {
+            match stopped {
+                None => {
+                    stopped = Some(std::time::Instant::now());
+                    t.on_signal(fan, libc::SIGPIPE);
+                    continue;
+                }
+                Some(at) if !stopped_again && at.elapsed() >= STOP_GRACE => {
+                    stopped_again = true;
+                    t.on_signal(fan, libc::SIGPIPE);
+                    continue;
+                }
+                _ => {}
+            }
         }
-        let timeout = t.prepare(fan);
+        let mut timeout = t.prepare(fan);
+        if let (Some(at), false) = (stopped, stopped_again) {
+            let left = STOP_GRACE.saturating_sub(at.elapsed());
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
         if fan.all_done() {
             break;
         }
