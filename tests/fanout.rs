@@ -419,14 +419,16 @@ fn a_second_ctrl_c_counts_the_hosts_as_interrupted() {
 /// in a row showed it.
 #[test]
 fn a_fan_out_of_endless_output_into_a_reader_that_leaves_ends() {
-    use std::io::Read;
     let a = on(2, None, &[]);
     let b = on(3, Some(&a), &[]);
     let all = hosts(&[&a, &b]);
-    for round in 0..8 {
+    // `cmd` on both hosts, its first 100 bytes read, then our reader gone:
+    // 141, and no command left on either server.
+    let leave_early = |cmd: &str, what: &str| {
+        use std::io::Read;
         let mut child = a
             .ferry()
-            .args(["run", "-H", &all, "--", "yes"])
+            .args(["run", "-H", &all, "--", cmd])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -434,26 +436,17 @@ fn a_fan_out_of_endless_output_into_a_reader_that_leaves_ends() {
             .unwrap();
         let mut first = [0u8; 100];
         child.stdout.take().unwrap().read_exact(&mut first).unwrap();
-        let st = wait_child(&mut child, "ferry did not end once its reader left");
+        let st = wait_child(&mut child, what);
         let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-        assert_eq!(st.code(), Some(141), "round {round}: {err}");
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(st.code(), Some(141), "{what}: {err}");
         eventually("no command left", WAIT, || children_of(a.pid()).is_empty() && children_of(b.pid()).is_empty());
+    };
+    for round in 0..8 {
+        leave_early("yes", &format!("round {round}: ferry did not end once its reader left"));
     }
     // A command that the INT does not stop (as one whose shell lost it
     // between its fork and its exec): its connection is closed a second
     // later, and ferryd ends it.
-    let mut child = a
-        .ferry()
-        .args(["run", "-H", &all, "--", "trap '' INT; exec yes"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 100];
-    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
-    let st = wait_child(&mut child, "ferry did not end once its reader left, the INT ignored");
-    assert_eq!(st.code(), Some(141));
-    eventually("no command left", WAIT, || children_of(a.pid()).is_empty() && children_of(b.pid()).is_empty());
+    leave_early("trap '' INT; exec yes", "ferry did not end once its reader left, the INT ignored");
 }

@@ -430,15 +430,12 @@ impl TlsClient {
                     }
                 },
                 ConnectionState::EncodeTlsData(mut enc) => {
-                    let mut want = 1024;
-                    loop {
-                        tx_room(tx, tx_pos, tx_end, want);
-                        match enc.encode(&mut tx[*tx_end..]) {
-                            Ok(n) => break *tx_end += n,
-                            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => want = required_size,
-                            Err(e) => return Err(io::Error::other(e)),
-                        }
-                    }
+                    append_growing(tx, tx_pos, tx_end, 1024, |room| {
+                        enc.encode(room).map_err(|e| match e {
+                            EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => Short::Needs(required_size),
+                            e => Short::Failed(io::Error::other(e)),
+                        })
+                    })?;
                     None
                 }
                 // Queued in `tx`: `write_to` sends it, in order.
@@ -453,15 +450,7 @@ impl TlsClient {
                     }
                     if *closing {
                         *closing = false;
-                        let mut want = 64;
-                        loop {
-                            tx_room(tx, tx_pos, tx_end, want);
-                            match w.queue_close_notify(&mut tx[*tx_end..]) {
-                                Ok(n) => break *tx_end += n,
-                                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => want = required_size,
-                                Err(e) => return Err(io::Error::other(e)),
-                            }
-                        }
+                        append_growing(tx, tx_pos, tx_end, 64, |room| w.queue_close_notify(room).map_err(short))?;
                     }
                     if let Some(data) = app {
                         encrypt(&mut w, data, tx, tx_pos, tx_end)?;
@@ -664,16 +653,43 @@ fn encrypt(
     pos: &mut usize,
     end: &mut usize,
 ) -> io::Result<()> {
-    let mut want = data.len() + (data.len() / 16384 + 1) * RECORD_OVERHEAD;
+    let want = data.len() + (data.len() / 16384 + 1) * RECORD_OVERHEAD;
+    append_growing(tx, pos, end, want, |room| w.encrypt(data, room).map_err(short))
+}
+
+/// Why `append_growing`'s writer did not write.
+enum Short {
+    /// The room was too small: it needs this many bytes.
+    Needs(usize),
+    Failed(io::Error),
+}
+
+fn short(e: EncryptError) -> Short {
+    match e {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => Short::Needs(required_size),
+        e => Short::Failed(io::Error::other(e)),
+    }
+}
+
+/// Appends to `tx[..*end]` what `put` writes into the room after it (at
+/// first `want` bytes), the room grown to what `put` says it needs until
+/// it fits (rustls's encoders write into a caller's buffer this way).
+fn append_growing(
+    tx: &mut Vec<u8>,
+    pos: &mut usize,
+    end: &mut usize,
+    mut want: usize,
+    mut put: impl FnMut(&mut [u8]) -> Result<usize, Short>,
+) -> io::Result<()> {
     loop {
         tx_room(tx, pos, end, want);
-        match w.encrypt(data, &mut tx[*end..]) {
+        match put(&mut tx[*end..]) {
             Ok(n) => {
                 *end += n;
                 return Ok(());
             }
-            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => want = required_size,
-            Err(e) => return Err(io::Error::other(e)),
+            Err(Short::Needs(n)) => want = n,
+            Err(Short::Failed(e)) => return Err(e),
         }
     }
 }
